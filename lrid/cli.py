@@ -1,0 +1,174 @@
+"""The ``lrid`` command line: generate, classify, report, or all three with ``run``.
+
+TensorFlow is imported only by the commands that train networks, so the others start quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lrid.errors import LridError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+error_console = Console(stderr=True)
+
+ClassifierOption = Annotated[
+    str, typer.Option("--classifiers", help="comma-separated classifiers: linear, rf, xgb")
+]
+JobsOption = Annotated[int, typer.Option("--jobs", help="parallel jobs for the classifiers")]
+SplitsOption = Annotated[int, typer.Option("--splits", help="number of balanced 75/25 splits")]
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _parse_classifiers(text: str) -> tuple[str, ...]:
+    from lrid.identify.classifiers import CLASSIFIERS
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in CLASSIFIERS]
+    if unknown or not names:
+        raise LridError(f"unknown classifier(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(CLASSIFIERS)}")
+    return names
+
+
+def _generate(spec_path: Path, store: Path, retry_failed: bool) -> None:
+    from lrid.config import load_sweep
+    from lrid.generate import generate
+
+    sweep = load_sweep(spec_path)
+    _quiet_tensorflow()
+    started = time.perf_counter()
+    summary = generate(sweep, store, retry_failed=retry_failed)
+    console.print(
+        f"generate: {summary.total} runs in the sweep, {summary.skipped} already in {store}, "
+        f"{summary.complete} complete, {summary.diverged} diverged, {summary.failed} failed "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
+    for error in summary.errors:
+        error_console.print(f"  failed run {error}")
+    if summary.failed:
+        raise LridError(f"{summary.failed} run(s) failed (listed above); fix the cause and re-run with --retry-failed")
+
+
+def _classify(store: Path, results: Path, classifiers: str, splits: int, jobs: int) -> dict:
+    from lrid.identify import classify
+
+    started = time.perf_counter()
+    scores = classify(store, results, classifiers=_parse_classifiers(classifiers), n_splits=splits, n_jobs=jobs)
+    table = Table(title=f"Rule identification: {scores['n_runs']} runs, {scores['n_samples']} samples, chance {1 / len(scores['classes']):.3f}")
+    for column in ("classifier", "accuracy", "± s.e.m.", "balanced"):
+        table.add_column(column, justify="right" if column != "classifier" else "left")
+    for name, result in scores["classifiers"].items():
+        table.add_row(name, f"{result['accuracy_mean']:.3f}", f"{result['accuracy_sem']:.3f}", f"{result['balanced_accuracy_mean']:.3f}")
+    console.print(table)
+    console.print(f"classify: scores in {results / 'scores.json'} ({time.perf_counter() - started:.1f} s)")
+    return scores
+
+
+@app.command()
+def generate(
+    spec: Annotated[Path, typer.Argument(help="sweep YAML, e.g. pipelines/demo.yaml")],
+    store: Annotated[Path, typer.Option("--store", help="store directory (created if missing)")],
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="re-run runs that failed before")] = False,
+) -> None:
+    """Train every run of a sweep that the store does not hold yet, recording its observables."""
+    _generate(spec, store, retry_failed)
+
+
+@app.command()
+def classify(
+    store: Annotated[Path, typer.Option("--store", help="store directory written by `lrid generate`")],
+    out: Annotated[Path, typer.Option("--out", help="results directory")],
+    classifiers: ClassifierOption = "linear,rf,xgb",
+    splits: SplitsOption = 10,
+    jobs: JobsOption = 1,
+) -> None:
+    """Score classifiers that identify the rule from trajectories, on balanced splits grouped by run."""
+    _classify(store, out, classifiers, splits, jobs)
+
+
+@app.command()
+def report(
+    results: Annotated[Path, typer.Argument(help="results directory written by `lrid classify`")],
+    out: Annotated[Path | None, typer.Option("--out", help="where report.md goes (default: RESULTS/..)")] = None,
+) -> None:
+    """Write report.md with the accuracy table and confusion matrices."""
+    from lrid.report import write_report
+
+    console.print(f"report: {write_report(results, out)}")
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="sweep YAML, e.g. pipelines/demo.yaml")],
+    out: Annotated[Path, typer.Option("--out", help="output directory: OUT/store, OUT/results, OUT/report.md")],
+    classifiers: ClassifierOption = "linear,rf,xgb",
+    splits: SplitsOption = 10,
+    jobs: JobsOption = 1,
+) -> None:
+    """Generate, classify and report in one go (resumes an interrupted generation)."""
+    from lrid.report import write_report
+
+    started = time.perf_counter()
+    _generate(spec, out / "store", retry_failed=False)
+    _classify(out / "store", out / "results", classifiers, splits, jobs)
+    console.print(f"report: {write_report(out / 'results', out)}")
+    console.print(f"run: done in {time.perf_counter() - started:.1f} s")
+
+
+@app.command()
+def rules() -> None:
+    """List the registered learning rules with their hyperparameters and references."""
+    from lrid.rules import RULES
+
+    table = Table(title="Learning rules")
+    for column in ("name", "description", "hyperparameters (defaults)", "reference"):
+        table.add_column(column)
+    for name, rule in sorted(RULES.items()):
+        hparams = ", ".join(f"{key}={default}" for key, default, _ in rule.hyperparameter_table())
+        table.add_row(name, rule.description, hparams, rule.reference)
+    console.print(table)
+
+
+@app.command()
+def tasks() -> None:
+    """List the registered tasks."""
+    from lrid.tasks import TASKS
+
+    for name, loader in sorted(TASKS.items()):
+        console.print(f"{name}: {(loader.__doc__ or '').strip().splitlines()[0]}")
+
+
+def main() -> None:
+    """Console entry point: runs the app and turns :class:`LridError` into a one-line message."""
+    try:
+        app(standalone_mode=False)
+    except LridError as error:
+        error_console.print(f"error: {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except typer.Abort:
+        error_console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        error_console.print("interrupted: completed runs are saved; re-run the same command to resume")
+        sys.exit(130)
+    except Exception as error:  # click usage errors carry their own message
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise

@@ -1,0 +1,208 @@
+"""Validated specifications: what a sweep asks for, and the normalised spec of each run.
+
+Every model rejects unknown keys (``extra="forbid"``), so a typo in a sweep file is an error that names
+the key rather than a silently ignored setting. A :class:`RunSpec` is normalised (rule hyperparameters
+filled in with their defaults) before it is hashed, so the same run always gets the same ``run_id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lrid.errors import LridError
+
+Scalar = int | float | str | bool
+
+
+class StrictModel(BaseModel):
+    """Base for every spec: unknown keys are errors, and specs are immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskSpec(StrictModel):
+    """Which task a network is trained on."""
+
+    name: str = "digits"
+
+    @field_validator("name")
+    @classmethod
+    def _known_task(cls, name: str) -> str:
+        from lrid.tasks import TASKS
+
+        if name not in TASKS:
+            raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+        return name
+
+
+class ModelSpec(StrictModel):
+    """The architecture: a multilayer perceptron with the given hidden widths."""
+
+    arch: Literal["mlp"] = "mlp"
+    hidden: tuple[int, ...] = (128, 128)
+    activation: Literal["tanh", "relu", "sigmoid"] = "tanh"
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_widths(cls, hidden: tuple[int, ...]) -> tuple[int, ...]:
+        if any(width < 1 for width in hidden):
+            raise ValueError("hidden widths must be positive integers")
+        return hidden
+
+
+class TrainSpec(StrictModel):
+    """How long a run trains and which seeds fix its initialisation and data order."""
+
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(64, gt=0)
+    model_seed: int = Field(0, ge=0)
+    data_seed: int = Field(0, ge=0)
+
+
+class ObserveSpec(StrictModel):
+    """When observables are recorded and on which fixed probe batch."""
+
+    points: int = Field(21, ge=2, description="evenly spaced recording steps, step 0 and the last included")
+    probe_size: int = Field(256, gt=0)
+    probe_seed: int = Field(0, ge=0)
+
+
+class RuleSpec(StrictModel):
+    """A learning rule and its hyperparameters, normalised with the rule's defaults."""
+
+    name: str
+    hparams: dict[str, Scalar] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _validate_against_rule(self) -> RuleSpec:
+        from lrid.rules import get_rule
+
+        try:
+            rule_class = get_rule(self.name)
+        except LridError as error:
+            raise ValueError(str(error)) from None
+        try:
+            normalised = rule_class.Hyperparameters(**self.hparams).model_dump()
+        except ValidationError as error:
+            raise ValueError(f"rule {self.name!r}: {_first_error(error)}") from None
+        object.__setattr__(self, "hparams", normalised)
+        return self
+
+
+class RunSpec(StrictModel):
+    """Everything that determines one training run; its hash is the run's identity."""
+
+    task: TaskSpec = TaskSpec()
+    model: ModelSpec = ModelSpec()
+    train: TrainSpec = TrainSpec()
+    rule: RuleSpec
+    observe: ObserveSpec = ObserveSpec()
+
+    @property
+    def run_id(self) -> str:
+        """A stable 16-hex-digit hash of the normalised spec: the same spec is the same run."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+GRID_KEYS = {**{f: "train" for f in TrainSpec.model_fields}, **{f: "model" for f in ModelSpec.model_fields}}
+
+
+class SweepSpec(StrictModel):
+    """A sweep: shared settings, rules with their hyperparameter grids, and a grid over training settings.
+
+    ``rules`` maps a rule name to its hyperparameters; a list value is a grid axis. ``grid`` maps a field of
+    ``train`` or ``model`` to the list of values to sweep. The runs are the Cartesian product of both.
+    """
+
+    name: str
+    description: str = ""
+    task: TaskSpec = TaskSpec()
+    model: ModelSpec = ModelSpec()
+    train: TrainSpec = TrainSpec()
+    observe: ObserveSpec = ObserveSpec()
+    rules: dict[str, dict[str, Scalar | list[Scalar]]]
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("rules")
+    @classmethod
+    def _some_rules(cls, rules: dict) -> dict:
+        if not rules:
+            raise ValueError("a sweep needs at least one rule")
+        return rules
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_keys_known(cls, grid: dict) -> dict:
+        for key, values in grid.items():
+            if key not in GRID_KEYS:
+                raise ValueError(f"unknown grid key {key!r}; allowed: {', '.join(sorted(GRID_KEYS))}")
+            if not values:
+                raise ValueError(f"grid key {key!r} has no values")
+        return grid
+
+    def expand(self) -> list[RunSpec]:
+        """Expand the sweep into its runs, in a fixed order (rule, rule grid, then the training grid)."""
+        runs = []
+        grid_keys = sorted(self.grid)
+        for rule_name, rule_grid in self.rules.items():
+            hparam_keys = sorted(rule_grid)
+            hparam_axes = [_as_list(rule_grid[k]) for k in hparam_keys]
+            for hparam_values in itertools.product(*hparam_axes):
+                rule = RuleSpec(name=rule_name, hparams=dict(zip(hparam_keys, hparam_values)))
+                for grid_values in itertools.product(*(self.grid[k] for k in grid_keys)):
+                    sections = {"train": self.train.model_dump(), "model": self.model.model_dump()}
+                    for key, value in zip(grid_keys, grid_values):
+                        sections[GRID_KEYS[key]][key] = value
+                    runs.append(
+                        RunSpec(
+                            task=self.task,
+                            model=ModelSpec(**sections["model"]),
+                            train=TrainSpec(**sections["train"]),
+                            rule=rule,
+                            observe=self.observe,
+                        )
+                    )
+        return runs
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _first_error(error: ValidationError) -> str:
+    """One line naming where in the spec the first problem is and what it is."""
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check its spelling against the documented fields)"
+    return f"{location}: {message}" if location else message
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep YAML file; any problem is a :class:`LridError` naming the file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise LridError(f"sweep file {path} does not exist; pass the path of a YAML sweep such as pipelines/demo.yaml")
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise LridError(f"{path}: not valid YAML{where}; fix the syntax and retry") from None
+    if not isinstance(document, dict):
+        raise LridError(f"{path}: a sweep must be a YAML mapping with at least 'name' and 'rules'")
+    try:
+        sweep = SweepSpec(**document)
+        sweep.expand()  # validates every rule's hyperparameters before any training starts
+    except ValidationError as error:
+        raise LridError(f"{path}: {_first_error(error)}") from None
+    return sweep

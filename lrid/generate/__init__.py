@@ -1,0 +1,5 @@
+"""Stage 1: train networks under learning rules and record their observables into a store."""
+
+from lrid.generate.sweep import generate
+
+__all__ = ["generate"]

@@ -1,0 +1,53 @@
+"""Run a sweep into a store, skipping the runs it already holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from lrid.config import RunSpec, SweepSpec
+from lrid.store import Store
+
+
+@dataclass
+class SweepSummary:
+    """Counts of what a call to :func:`generate` did."""
+
+    total: int = 0
+    skipped: int = 0
+    complete: int = 0
+    diverged: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def pending_runs(sweep: SweepSpec, store: Store, retry_failed: bool = False) -> tuple[list[RunSpec], int]:
+    """The sweep's runs that the store does not hold yet, and how many it already holds."""
+    runs = sweep.expand()
+    done = store.done_run_ids(include_failed=not retry_failed)
+    pending = [run for run in runs if run.run_id not in done]
+    return pending, len(runs) - len(pending)
+
+
+def generate(sweep: SweepSpec, store: Store | str, retry_failed: bool = False, progress: bool | None = None) -> SweepSummary:
+    """Train and record every run of ``sweep`` that ``store`` does not hold yet.
+
+    Each run is written as soon as it ends, so an interrupted sweep resumes where it stopped. A failed run
+    is recorded with its error and the sweep goes on; ``retry_failed`` re-runs failed runs.
+    """
+    from lrid.generate.trainer import train_run
+
+    store = store if isinstance(store, Store) else Store(store)
+    pending, skipped = pending_runs(sweep, store, retry_failed)
+    summary = SweepSummary(total=len(pending) + skipped, skipped=skipped)
+    bar = tqdm(pending, desc=f"generate {sweep.name}", unit="run", disable=None if progress is None else not progress)
+    for spec in bar:
+        result = train_run(spec)
+        store.write_run(result.observables, result.manifest)
+        status = result.manifest["status"]
+        setattr(summary, status, getattr(summary, status) + 1)
+        if status == "failed":
+            summary.errors.append(f"{spec.run_id} ({spec.rule.name}): {result.manifest['error']}")
+        bar.set_postfix(diverged=summary.diverged, failed=summary.failed)
+    return summary

@@ -1,0 +1,131 @@
+"""One training run: build the task, model and rule; train; record observables at scheduled steps."""
+
+from __future__ import annotations
+
+import platform
+import time
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+import lrid
+from lrid.config import RunSpec
+from lrid.lazy_import import keras, tf
+from lrid.observables import OBSERVABLES
+
+
+@dataclass
+class RunResult:
+    """What a run produced: its observable rows (None if it failed before recording) and its manifest."""
+
+    observables: pd.DataFrame | None
+    manifest: dict
+
+
+def recording_steps(total_steps: int, points: int) -> list[int]:
+    """``points`` evenly spaced steps from 0 to ``total_steps`` inclusive (fewer if steps are scarce)."""
+    return sorted(set(np.round(np.linspace(0, total_steps, points)).astype(int).tolist()))
+
+
+def train_run(spec: RunSpec) -> RunResult:
+    """Train one network as ``spec`` says and record its observables.
+
+    A non-finite loss or observable stops the run with status ``diverged``; the rows recorded up to the
+    last finite point are kept. Any exception is caught and reported as status ``failed`` with its
+    message, so one bad run never stops a sweep.
+    """
+    started = time.perf_counter()
+    manifest = {"run_id": spec.run_id, "spec": spec.model_dump(mode="json"), "versions": _versions()}
+    try:
+        observables, outcome = _train_and_record(spec)
+    except Exception as error:  # noqa: BLE001 - a failed run is recorded, not raised
+        manifest.update(
+            status="failed",
+            error=f"{type(error).__name__}: {error}",
+            traceback=traceback.format_exc(limit=5),
+            wall_time_s=time.perf_counter() - started,
+        )
+        return RunResult(None, manifest)
+    manifest.update(outcome, wall_time_s=time.perf_counter() - started)
+    return RunResult(observables, manifest)
+
+
+def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
+    from lrid.models import build_model, depth_groups
+    from lrid.observables.recorder import Recorder
+    from lrid.rules import get_rule
+    from lrid.tasks import get_task
+
+    keras.utils.set_random_seed(spec.train.model_seed)
+    task = get_task(spec.task.name)
+    rule = get_rule(spec.rule.name)(spec.rule.hparams)
+    model = build_model(spec.model, task, feedback=rule.feedback, seed=spec.train.model_seed)
+    optimizer = rule.make_optimizer()
+    optimizer.build(model.trainable_variables)
+    train_step = rule.make_train_step(model, optimizer)
+    recorder = Recorder(model, task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed))
+
+    steps_per_epoch = task.steps_per_epoch(spec.train.batch_size)
+    total_steps = spec.train.epochs * steps_per_epoch
+    schedule = recording_steps(total_steps, spec.observe.points)
+    layer_names = [layer.name for layer in model.measured_layers]
+    groups = depth_groups(len(layer_names))
+    records: list[tuple[int, np.ndarray]] = []
+    status, diverged_at, loss = "complete", None, float("nan")
+
+    records.append((0, recorder.record()))
+    step = 0
+    next_record = 1
+    for epoch in range(spec.train.epochs):
+        for x, y in task.epoch_batches(epoch, spec.train.batch_size, spec.train.data_seed):
+            loss_tensor = train_step(x, y)
+            step += 1
+            if next_record < len(schedule) and step == schedule[next_record]:
+                next_record += 1
+                loss = float(loss_tensor)
+                if not np.isfinite(loss) or not _weights_finite(model):
+                    status, diverged_at = "diverged", step
+                    break
+                records.append((step, recorder.record()))
+        if status == "diverged":
+            break
+
+    logits = model(task.x_test)
+    test_accuracy = float(np.mean(np.argmax(logits, axis=1) == task.y_test))
+    rows = _rows(spec.run_id, records, layer_names, groups, steps_per_epoch)
+    outcome = {
+        "status": status,
+        "diverged_at_step": diverged_at,
+        "total_steps": total_steps,
+        "steps_run": step,
+        "recorded_steps": [s for s, _ in records],
+        "final_train_loss": loss,
+        "final_test_accuracy": test_accuracy if status == "complete" else None,
+    }
+    return rows, outcome
+
+
+def _weights_finite(model) -> bool:
+    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.trainable_variables)
+
+
+def _rows(run_id, records, layer_names, groups, steps_per_epoch) -> pd.DataFrame:
+    frames = []
+    for step, values in records:
+        frame = pd.DataFrame(values, columns=list(OBSERVABLES))
+        frame.insert(0, "run_id", run_id)
+        frame.insert(1, "step", step)
+        frame.insert(2, "epoch", step / steps_per_epoch)
+        frame.insert(3, "layer", layer_names)
+        frame.insert(4, "layer_index", np.arange(len(layer_names), dtype=np.int32))
+        frame.insert(5, "depth_group", groups)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _versions() -> dict:
+    import tensorflow
+
+    return {"lrid": lrid.__version__, "tensorflow": tensorflow.__version__, "python": platform.python_version()}

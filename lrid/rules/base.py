@@ -1,0 +1,123 @@
+"""The learning-rule interface.
+
+A rule is two things kept apart, in the spirit of optax's gradient transformations: a *signal source*
+(which backward signal each layer receives, and any local losses that train auxiliary state such as
+feedback kernels) and an *optimizer* (SGD with momentum or Adam) that applies the resulting updates.
+Gradient-replacing rules (fa, ia, ...) therefore compose with either optimizer through a hyperparameter.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lrid.lazy_import import keras, tf
+
+
+class Hyperparameters(BaseModel):
+    """Base for a rule's hyperparameters: unknown keys are rejected, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SGDMomentumHyperparameters(Hyperparameters):
+    """SGD with (heavy-ball) momentum, Keras form: ``v <- m v - lr g; w <- w + v``."""
+
+    lr: float = Field(0.01, gt=0, description="learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="momentum coefficient")
+
+
+class AdamHyperparameters(Hyperparameters):
+    """Adam (Kingma & Ba 2015) with Keras's epsilon convention."""
+
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    beta_1: float = Field(0.9, ge=0, lt=1, description="first-moment decay")
+    beta_2: float = Field(0.999, ge=0, lt=1, description="second-moment decay")
+    epsilon: float = Field(1e-7, gt=0, description="added to sqrt(v)")
+
+
+class ComposableHyperparameters(Hyperparameters):
+    """Hyperparameters of a gradient-replacing rule: which optimizer applies its updates, and its settings."""
+
+    optimizer: Literal["sgdm", "adam"] = Field("sgdm", description="optimizer applying the updates")
+    lr: float = Field(0.01, gt=0, description="learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="momentum (optimizer: sgdm)")
+    beta_1: float = Field(0.9, ge=0, lt=1, description="first-moment decay (optimizer: adam)")
+    beta_2: float = Field(0.999, ge=0, lt=1, description="second-moment decay (optimizer: adam)")
+    epsilon: float = Field(1e-7, gt=0, description="added to sqrt(v) (optimizer: adam)")
+
+
+def build_optimizer(optimizer: str, hparams: Hyperparameters):
+    """A Keras optimizer for ``"sgdm"`` or ``"adam"`` from the matching fields of ``hparams``."""
+    if optimizer == "sgdm":
+        return keras.optimizers.SGD(learning_rate=hparams.lr, momentum=hparams.momentum)
+    if optimizer == "adam":
+        return keras.optimizers.Adam(
+            learning_rate=hparams.lr, beta_1=hparams.beta_1, beta_2=hparams.beta_2, epsilon=hparams.epsilon
+        )
+    raise ValueError(f"unknown optimizer {optimizer!r}")
+
+
+class LearningRule:
+    """Turns (model, batch) into a weight update.
+
+    Subclasses set the class attributes and override :meth:`local_loss` (rules that learn auxiliary
+    state) or :meth:`make_train_step` (rules with no backward pass at all). The default train step
+    differentiates the task loss plus the local losses and hands every gradient to the optimizer.
+
+    Attributes:
+        name: registry name used in sweep files.
+        description: one line for ``lrid rules``.
+        reference: the paper that defines the rule.
+        Hyperparameters: pydantic model validating the rule's hyperparameters.
+        feedback: the layers' feedback kind: None (exact backprop), "fixed" or "learned".
+        optimizer: the optimizer, unless the hyperparameters choose one.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    reference: ClassVar[str]
+    Hyperparameters: ClassVar[type[Hyperparameters]] = ComposableHyperparameters
+    feedback: ClassVar[str | None] = None
+    optimizer: ClassVar[str | None] = None
+
+    def __init__(self, hparams: dict | None = None):
+        self.hparams = self.Hyperparameters(**(hparams or {}))
+
+    def make_optimizer(self):
+        """The Keras optimizer that applies this rule's updates."""
+        return build_optimizer(self.optimizer or self.hparams.optimizer, self.hparams)
+
+    def local_loss(self, layer, layer_input):
+        """A per-layer loss that trains auxiliary state (feedback kernels), or None if the rule has none."""
+        return None
+
+    def make_train_step(self, model, optimizer):
+        """Return a compiled ``step(x, y) -> task loss`` that applies one update to ``model``."""
+        variables = model.trainable_variables
+        has_local_loss = type(self).local_loss is not LearningRule.local_loss
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        @tf.function(reduce_retracing=True)
+        def train_step(x, y):
+            with tf.GradientTape() as tape:
+                logits, layer_inputs, _ = model.forward_with_activity(x)
+                task_loss = loss_fn(y, logits)
+                total_loss = task_loss
+                if has_local_loss:
+                    for layer, layer_input in zip(model.measured_layers, layer_inputs):
+                        total_loss = total_loss + self.local_loss(layer, layer_input)
+            gradients = tape.gradient(total_loss, variables)
+            optimizer.apply(gradients, variables)
+            return task_loss
+
+        return train_step
+
+    @classmethod
+    def hyperparameter_table(cls) -> list[tuple[str, object, str]]:
+        """``(name, default, description)`` for each hyperparameter, for ``lrid rules``."""
+        return [
+            (name, field.default, field.description or "")
+            for name, field in cls.Hyperparameters.model_fields.items()
+        ]

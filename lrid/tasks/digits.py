@@ -1,0 +1,27 @@
+"""The embedded default task: scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes).
+
+The data ship inside scikit-learn, so this task needs no download and is what the demo and tests use.
+"""
+
+import numpy as np
+
+from lrid.tasks import register_task
+from lrid.tasks.base import Task
+
+TEST_FRACTION = 0.25
+SPLIT_SEED = 0
+
+
+@register_task("digits")
+def load_digits_task() -> Task:
+    """Digits scaled to [0, 1], flattened to 64 features, with a fixed stratified 75/25 train/test split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)
+    y = digits.target.astype(np.int32)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y
+    )
+    return Task("digits", x_train, y_train, x_test, y_test, n_classes=10)
