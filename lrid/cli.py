@@ -152,6 +152,7 @@ def tasks() -> None:
 
 def main() -> None:
     """Console entry point: runs the app and turns :class:`LridError` into a one-line message."""
+    _quiet_tensorflow()
     try:
         app(standalone_mode=False)
     except LridError as error:

@@ -58,6 +58,8 @@ def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     from lrid.rules import get_rule
     from lrid.tasks import get_task
 
+    # Multithreaded reductions may otherwise sum in a different order from one run to the next.
+    tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(spec.train.model_seed)
     task = get_task(spec.task.name)
     rule = get_rule(spec.rule.name)(spec.rule.hparams)

@@ -62,9 +62,10 @@ def build_optimizer(optimizer: str, hparams: Hyperparameters):
 class LearningRule:
     """Turns (model, batch) into a weight update.
 
-    Subclasses set the class attributes and override :meth:`local_loss` (rules that learn auxiliary
-    state) or :meth:`make_train_step` (rules with no backward pass at all). The default train step
-    differentiates the task loss plus the local losses and hands every gradient to the optimizer.
+    Subclasses set the class attributes and override :meth:`feedback_gradient` (rules that learn their
+    feedback kernels) or :meth:`make_train_step` (rules with no backward pass at all). The default train
+    step differentiates the task loss through the layers' feedback paths and hands every gradient, with
+    the feedback kernels' update signals, to the optimizer.
 
     Attributes:
         name: registry name used in sweep files.
@@ -89,14 +90,20 @@ class LearningRule:
         """The Keras optimizer that applies this rule's updates."""
         return build_optimizer(self.optimizer or self.hparams.optimizer, self.hparams)
 
-    def local_loss(self, layer, layer_input):
-        """A per-layer loss that trains auxiliary state (feedback kernels), or None if the rule has none."""
-        return None
+    def feedback_gradient(self, layer, layer_input):
+        """The update signal (a gradient, descended by the optimizer) for a learned feedback kernel.
+
+        Only rules with ``feedback = "learned"`` implement it. It is computed in closed form rather than by
+        differentiating a loss in which B appears several times: TensorFlow sums such gradient
+        contributions in an order that can change from run to run, which breaks bit-for-bit determinism.
+        """
+        raise NotImplementedError(f"rule {self.name!r} learns feedback kernels but has no feedback_gradient")
 
     def make_train_step(self, model, optimizer):
         """Return a compiled ``step(x, y) -> task loss`` that applies one update to ``model``."""
-        variables = model.trainable_variables
-        has_local_loss = type(self).local_loss is not LearningRule.local_loss
+        layers = model.measured_layers
+        learned = [layer.feedback_kernel for layer in layers if self.feedback == "learned"]
+        forward_variables = [v for v in model.trainable_variables if not any(v is b for b in learned)]
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
         @tf.function(reduce_retracing=True)
@@ -104,12 +111,13 @@ class LearningRule:
             with tf.GradientTape() as tape:
                 logits, layer_inputs, _ = model.forward_with_activity(x)
                 task_loss = loss_fn(y, logits)
-                total_loss = task_loss
-                if has_local_loss:
-                    for layer, layer_input in zip(model.measured_layers, layer_inputs):
-                        total_loss = total_loss + self.local_loss(layer, layer_input)
-            gradients = tape.gradient(total_loss, variables)
-            optimizer.apply(gradients, variables)
+            gradients = tape.gradient(task_loss, forward_variables)
+            if learned:
+                gradients += [self.feedback_gradient(layer, inputs) for layer, inputs in zip(layers, layer_inputs)]
+            # Keras does not order its variable updates after reads made outside the tape (the feedback
+            # kernels' update signals read W and B): without this, an update can land first, at random.
+            with tf.control_dependencies(gradients):
+                optimizer.apply(gradients, forward_variables + learned)
             return task_loss
 
         return train_step

@@ -48,7 +48,7 @@ class InformationAlignment(LearningRule):
     feedback = "learned"
 
     def local_loss(self, layer, layer_input):
-        """IA's alignment loss for one layer; its only non-zero gradient is with respect to B."""
+        """IA's alignment loss R for one layer (the definition; training uses its gradient in closed form)."""
         inputs = tf.stop_gradient(layer_input)
         kernel = tf.stop_gradient(tf.convert_to_tensor(layer.kernel))
         feedback = tf.convert_to_tensor(layer.feedback_kernel)
@@ -59,3 +59,13 @@ class InformationAlignment(LearningRule):
         null = tf.reduce_mean(tf.reduce_sum(tf.square(reconstruction), axis=1))
         decay = tf.reduce_sum(tf.square(kernel)) + tf.reduce_sum(tf.square(feedback))
         return self.hparams.alpha * amp + self.hparams.beta * null + self.hparams.gamma * decay
+
+    def feedback_gradient(self, layer, layer_input):
+        """dR/dB = P_f^T (2 beta P_f B - alpha x) / N + 2 gamma B, with x and W held fixed."""
+        inputs = tf.stop_gradient(layer_input)
+        kernel = tf.stop_gradient(tf.convert_to_tensor(layer.kernel))
+        feedback = tf.stop_gradient(tf.convert_to_tensor(layer.feedback_kernel))
+        forward_projection = tf.matmul(inputs, kernel)
+        signal = 2.0 * self.hparams.beta * tf.matmul(forward_projection, feedback) - self.hparams.alpha * inputs
+        batch_size = tf.cast(tf.shape(inputs)[0], inputs.dtype)
+        return tf.matmul(forward_projection, signal, transpose_a=True) / batch_size + 2.0 * self.hparams.gamma * feedback

@@ -1,0 +1,30 @@
+# One-command entry points. `make test` is exactly what CI runs (.ci/run).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= OUT
+
+.PHONY: install test demo sample-store clean
+
+# A virtual environment with the pinned CPU stack; rebuilt when the requirements change.
+$(BIN)/lrid: requirements.txt setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv==0.13.9
+	$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -r requirements.txt -e '.[cpu,dev]'
+	touch $@
+
+install: $(BIN)/lrid
+
+test: install
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest tests --nbmake notebooks
+
+demo: install
+	$(BIN)/lrid run pipelines/demo.yaml --out $(OUT)
+
+# Regenerates the small store the notebooks read (data/sample_store, well under 1 MB).
+sample-store: install
+	rm -rf data/sample_store
+	$(BIN)/lrid generate pipelines/sample.yaml --store data/sample_store
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -1,0 +1,77 @@
+"""The command line, end to end, as a user runs it (in a subprocess, through the console script)."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LRID = shutil.which("lrid") or str(Path(sys.executable).parent / "lrid")
+
+
+def lrid(*args, cwd=None):
+    return subprocess.run([LRID, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_run_generates_classifies_and_reports(tiny_sweep_file, tmp_path):
+    result = lrid("run", tiny_sweep_file, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    scores = json.loads((out / "results" / "scores.json").read_text())
+    assert set(scores["classifiers"]) == {"linear", "rf", "xgb"}
+    for name, result_ in scores["classifiers"].items():
+        assert result_["accuracy_mean"] > 0.45, (name, result_["accuracy_mean"])  # chance is 0.25
+        assert len(result_["accuracy_per_split"]) == 10
+    report = (out / "report.md").read_text()
+    assert "| linear |" in report and "figures/confusion.png" in report
+    from PIL import Image
+
+    with Image.open(out / "figures" / "confusion.png") as image:
+        assert image.size[0] > 600 and image.size[1] > 300
+
+    # Generating again resumes: everything is already there.
+    again = lrid("generate", tiny_sweep_file, "--store", out / "store")
+    assert again.returncode == 0 and "24 already in" in again.stdout
+
+
+def test_report_can_be_rerun_from_the_results_alone(tiny_store, tmp_path):
+    classified = lrid("classify", "--store", tiny_store, "--out", tmp_path / "results", "--classifiers", "linear", "--splits", "3")
+    assert classified.returncode == 0, classified.stderr
+    reported = lrid("report", tmp_path / "results")
+    assert reported.returncode == 0, reported.stderr
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "figures" / "confusion.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "missing.yaml", "--store", "s"], "missing.yaml does not exist"),
+        (["classify", "--store", "nowhere", "--out", "r"], "no complete runs"),
+        (["classify", "--store", "nowhere", "--out", "r", "--classifiers", "svm"], "unknown classifier(s) svm"),
+        (["report", "nowhere"], "scores.json does not exist"),
+    ],
+)
+def test_bad_input_gives_a_one_line_error_and_no_traceback(tmp_path, args, message):
+    result = lrid(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_sweep_is_refused_before_any_training(tmp_path):
+    sweep = tmp_path / "bad.yaml"
+    sweep.write_text("name: bad\nrules: {sgdm: {}, fa: {lr: 0.1, alpha: 1}}\n")
+    result = lrid("generate", sweep, "--store", tmp_path / "store")
+    assert result.returncode == 2 and "rule 'fa': alpha: unknown key" in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def test_rules_lists_every_rule_with_its_description():
+    result = lrid("rules")
+    assert result.returncode == 0
+    for name in ("sgdm", "adam", "fa", "ia"):
+        assert name in result.stdout
+    assert "alpha=0.06" in result.stdout and "Kunin et al. 2020" in result.stdout
