@@ -185,3 +185,34 @@ def test_activity_change_uses_the_forward_jacobian_not_the_feedback_path():
         np.testing.assert_allclose(
             activity_change(fa_layer, inputs).numpy(), activity_change(bp_layer, inputs).numpy(), rtol=1e-6
         )
+
+
+def test_sign_symmetry_equals_backprop_when_every_weight_has_the_feedback_magnitude():
+    x, y = batch()
+    backprop, sign = make_model(None), make_model("sign")
+    for bp_layer, ss_layer in zip(backprop.measured_layers, sign.measured_layers):
+        magnitude_matched = ss_layer.feedback_scale * np.sign(bp_layer.kernel.numpy())
+        bp_layer.kernel.assign(magnitude_matched)
+        ss_layer.kernel.assign(magnitude_matched)
+        ss_layer.bias.assign(bp_layer.bias)
+    for bp, ss in zip(*(task_gradients(m, x, y)[0] for m in (backprop, sign))):
+        np.testing.assert_allclose(ss, bp, rtol=1e-6, atol=1e-8)
+
+
+def test_sign_feedback_tracks_sign_flips_inside_a_compiled_step():
+    model = make_model("sign")
+    layer = model.measured_layers[1]
+
+    @tf.function
+    def input_gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            total = tf.reduce_sum(layer.preactivation(x))
+        return tape.gradient(total, x)
+
+    x = tf.ones((1, layer.kernel.shape[0]))
+    # dx = 1 @ B with B = s sign(W)^T, so dx_i = s * sum_j sign(W_ij).
+    expected = layer.feedback_scale * np.sign(layer.kernel.numpy()).sum(axis=1)
+    np.testing.assert_allclose(input_gradient(x).numpy()[0], expected, rtol=1e-6, atol=1e-6)
+    layer.kernel.assign(-layer.kernel)
+    np.testing.assert_allclose(input_gradient(x).numpy()[0], -expected, rtol=1e-6, atol=1e-6)

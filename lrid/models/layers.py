@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-FEEDBACK_KINDS = (None, "fixed", "learned")
+FEEDBACK_KINDS = (None, "fixed", "learned", "sign")
 
 
 @tf.custom_gradient
@@ -40,7 +40,8 @@ class FeedbackDense(keras.layers.Layer):
         units: output width.
         activation: a Keras activation name, or None for a linear (logit) layer.
         feedback: None for exact backprop; ``"fixed"`` for a random non-trainable B drawn from W's init
-            distribution; ``"learned"`` for a trainable B that only a rule's local loss updates.
+            distribution; ``"learned"`` for a trainable B that only the rule's feedback update changes;
+            ``"sign"`` for B = s * sign(W)^T recomputed at every call, s being W's init standard deviation.
         seed: seeds the kernel and feedback initialisers (the feedback uses ``seed + 1``).
     """
 
@@ -63,7 +64,9 @@ class FeedbackDense(keras.layers.Layer):
         )
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
         self.feedback_kernel = None
-        if self.feedback is not None:
+        # Glorot-uniform's standard deviation: the magnitude sign-symmetric feedback carries.
+        self.feedback_scale = (2.0 / (fan_in + self.units)) ** 0.5
+        if self.feedback in ("fixed", "learned"):
             # Glorot's limit is symmetric in fan-in and fan-out, so [n_out, n_in] has W's init distribution.
             self.feedback_kernel = self.add_weight(
                 name="feedback_kernel",
@@ -72,14 +75,23 @@ class FeedbackDense(keras.layers.Layer):
                 trainable=self.feedback == "learned",
             )
 
+    def feedback_matrix(self):
+        """The current feedback kernel B ([n_out, n_in]), or None for exact backprop."""
+        if self.feedback == "sign":
+            # Derived from W at every call, so it tracks sign flips inside a compiled step.
+            return self.feedback_scale * tf.sign(tf.transpose(tf.convert_to_tensor(self.kernel)))
+        if self.feedback_kernel is not None:
+            return tf.convert_to_tensor(self.feedback_kernel)
+        return None
+
     def preactivation(self, inputs, exact_gradient: bool = False):
         """``x W + b``; with ``exact_gradient`` the backward pass is true backprop whatever the rule."""
         kernel = tf.convert_to_tensor(self.kernel)
-        if self.feedback_kernel is None or exact_gradient:
+        feedback = None if exact_gradient else self.feedback_matrix()
+        if feedback is None:
             outputs = tf.matmul(inputs, kernel)
         else:
-            feedback = tf.stop_gradient(tf.convert_to_tensor(self.feedback_kernel))
-            outputs = feedback_matmul(inputs, kernel, feedback)
+            outputs = feedback_matmul(inputs, kernel, tf.stop_gradient(feedback))
         return outputs + tf.convert_to_tensor(self.bias)
 
     def call(self, inputs, exact_gradient: bool = False):

@@ -28,4 +28,4 @@ def get_rule(name: str) -> type[LearningRule]:
     return RULES[name]
 
 
-from lrid.rules import backprop, feedback_alignment, information_alignment  # noqa: E402,F401
+from lrid.rules import backprop, feedback_alignment, information_alignment, sign_symmetry  # noqa: E402,F401

@@ -1,7 +1,22 @@
 """Exact gradients (backpropagation) applied by SGD with momentum or by Adam."""
 
 from lrid.rules import register_rule
-from lrid.rules.base import AdamHyperparameters, LearningRule, SGDMomentumHyperparameters
+from lrid.rules.base import AdamHyperparameters, LearningRule, SGDHyperparameters, SGDMomentumHyperparameters
+
+
+@register_rule
+class SGD(LearningRule):
+    """Backprop with plain stochastic gradient descent: ``W <- W - lr dL/dW``.
+
+    Reference: Rumelhart, Hinton & Williams, "Learning representations by back-propagating errors",
+    Nature 323 (1986).
+    """
+
+    name = "sgd"
+    description = "backprop gradients, plain SGD"
+    reference = "Rumelhart et al. 1986"
+    Hyperparameters = SGDHyperparameters
+    optimizer = "sgd"
 
 
 @register_rule

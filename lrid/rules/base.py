@@ -21,6 +21,12 @@ class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SGDHyperparameters(Hyperparameters):
+    """Plain stochastic gradient descent: ``w <- w - lr g``."""
+
+    lr: float = Field(0.01, gt=0, description="learning rate")
+
+
 class SGDMomentumHyperparameters(Hyperparameters):
     """SGD with (heavy-ball) momentum, Keras form: ``v <- m v - lr g; w <- w + v``."""
 
@@ -40,7 +46,7 @@ class AdamHyperparameters(Hyperparameters):
 class ComposableHyperparameters(Hyperparameters):
     """Hyperparameters of a gradient-replacing rule: which optimizer applies its updates, and its settings."""
 
-    optimizer: Literal["sgdm", "adam"] = Field("sgdm", description="optimizer applying the updates")
+    optimizer: Literal["sgd", "sgdm", "adam"] = Field("sgdm", description="optimizer applying the updates")
     lr: float = Field(0.01, gt=0, description="learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum (optimizer: sgdm)")
     beta_1: float = Field(0.9, ge=0, lt=1, description="first-moment decay (optimizer: adam)")
@@ -49,7 +55,9 @@ class ComposableHyperparameters(Hyperparameters):
 
 
 def build_optimizer(optimizer: str, hparams: Hyperparameters):
-    """A Keras optimizer for ``"sgdm"`` or ``"adam"`` from the matching fields of ``hparams``."""
+    """A Keras optimizer for ``"sgd"``, ``"sgdm"`` or ``"adam"`` from the matching fields of ``hparams``."""
+    if optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=hparams.lr)
     if optimizer == "sgdm":
         return keras.optimizers.SGD(learning_rate=hparams.lr, momentum=hparams.momentum)
     if optimizer == "adam":
@@ -83,8 +91,10 @@ class LearningRule:
     feedback: ClassVar[str | None] = None
     optimizer: ClassVar[str | None] = None
 
-    def __init__(self, hparams: dict | None = None):
+    def __init__(self, hparams: dict | None = None, seed: int = 0):
         self.hparams = self.Hyperparameters(**(hparams or {}))
+        # Seeds the rule's own randomness (e.g. perturbation noise), so a run is reproducible.
+        self.seed = seed
 
     def make_optimizer(self):
         """The Keras optimizer that applies this rule's updates."""
