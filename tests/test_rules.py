@@ -45,12 +45,12 @@ def test_registry_has_the_foundation_rules_with_descriptions():
         assert rule.description and rule.reference and rule.__doc__
 
 
-def test_fa_with_feedback_equal_to_w_transpose_is_exactly_backprop():
+def test_fa_with_feedback_equal_to_w_is_exactly_backprop():
     x, y = batch()
     backprop, aligned = make_model(None), make_model("fixed", seed=3)
     copy_forward_weights(backprop, aligned)
     for layer in aligned.measured_layers:
-        layer.feedback_kernel.assign(tf.transpose(layer.kernel))
+        layer.feedback_kernel.assign(layer.kernel)
     bp_weights, bp_input = task_gradients(backprop, x, y)
     fa_weights, fa_input = task_gradients(aligned, x, y)
     for bp, fa in zip(bp_weights, fa_weights):
@@ -123,7 +123,7 @@ def test_ia_with_zero_coefficients_trains_exactly_like_fa():
 
 
 def test_ia_feedback_converges_to_its_ridge_pseudo_inverse_fixed_point():
-    """Train only B on R with W fixed and white inputs: B* = alpha (2 beta W^T W + 2 gamma I)^-1 W^T."""
+    """Train only B on R with W fixed and white inputs: B*^T = alpha (2 beta W^T W + 2 gamma I)^-1 W^T."""
     alpha, beta, gamma = 0.2, 0.1, 0.1
     rule = get_rule("ia")({"alpha": alpha, "beta": beta, "gamma": gamma})
     from lrid.models.layers import FeedbackDense
@@ -136,16 +136,17 @@ def test_ia_feedback_converges_to_its_ridge_pseudo_inverse_fixed_point():
         x = tf.constant(rng.normal(size=(256, 12)).astype(np.float32))
         optimizer.apply([rule.feedback_gradient(layer, x)], [layer.feedback_kernel])
     w = layer.kernel.numpy().astype(np.float64)
-    expected = alpha * np.linalg.solve(2 * beta * w.T @ w + 2 * gamma * np.eye(6), w.T)
+    expected = alpha * np.linalg.solve(2 * beta * w.T @ w + 2 * gamma * np.eye(6), w.T).T
     b = layer.feedback_kernel.numpy()
     assert np.linalg.norm(b - expected) / np.linalg.norm(expected) < 0.05
-    cosine = np.sum(b * w.T) / (np.linalg.norm(b) * np.linalg.norm(w))
+    cosine = np.sum(b * w) / (np.linalg.norm(b) * np.linalg.norm(w))
     assert cosine > 0.9
 
 
-def angle_to_transpose(layer) -> float:
+def feedback_angle(layer) -> float:
+    """Degrees between the feedback kernel and the forward kernel (0 is backprop)."""
     b, w = layer.feedback_kernel.numpy(), layer.kernel.numpy()
-    cosine = np.sum(b * w.T) / (np.linalg.norm(b) * np.linalg.norm(w))
+    cosine = np.sum(b * w) / (np.linalg.norm(b) * np.linalg.norm(w))
     return float(np.degrees(np.arccos(np.clip(cosine, -1, 1))))
 
 
@@ -160,8 +161,8 @@ def test_ia_defaults_align_feedback_within_the_demo_budget_where_fa_does_not():
         for epoch in range(8):
             for x, y in task.epoch_batches(epoch, 32, data_seed=0):
                 step(x, y)
-        angles[name] = [angle_to_transpose(layer) for layer in model.measured_layers]
-    # FA's hidden-layer feedback stays near orthogonal to W^T; IA's must be clearly aligned.
+        angles[name] = [feedback_angle(layer) for layer in model.measured_layers]
+    # FA's hidden-layer feedback stays near orthogonal to W; IA's must be clearly aligned.
     assert min(angles["fa"][:2]) > 80, angles
     assert max(angles["ia"][:2]) < angles["fa"][0] - 10, angles
 
@@ -211,7 +212,7 @@ def test_sign_feedback_tracks_sign_flips_inside_a_compiled_step():
         return tape.gradient(total, x)
 
     x = tf.ones((1, layer.kernel.shape[0]))
-    # dx = 1 @ B with B = s sign(W)^T, so dx_i = s * sum_j sign(W_ij).
+    # dx = 1 @ B^T with B = s sign(W), so dx_i = s * sum_j sign(W_ij).
     expected = layer.feedback_scale * np.sign(layer.kernel.numpy()).sum(axis=1)
     np.testing.assert_allclose(input_gradient(x).numpy()[0], expected, rtol=1e-6, atol=1e-6)
     layer.kernel.assign(-layer.kernel)

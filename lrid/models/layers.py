@@ -1,9 +1,11 @@
 """Layers whose backward signal the learning rule provides.
 
 The forward pass always uses the forward kernel W. The error sent back to the layer's input uses a
-feedback kernel B chosen by the rule (W itself for backprop, a fixed random matrix for feedback
-alignment, a learned one for information alignment), while the weight gradient stays the local
-``x^T delta``. Bias and activation sit outside the custom op, so autodiff handles them exactly.
+feedback kernel B chosen by the rule (W itself for backprop, a fixed random tensor for feedback
+alignment, a learned one for information alignment, ``s * sign(W)`` for sign symmetry), while the weight
+gradient stays local (``x^T delta`` for dense layers). B always has W's shape, so B = W is backprop
+exactly, for dense and convolutional layers alike. Bias and activation sit outside the custom op, so
+autodiff handles them exactly.
 """
 
 from __future__ import annotations
@@ -14,72 +16,73 @@ import tensorflow as tf
 FEEDBACK_KINDS = (None, "fixed", "learned", "sign")
 
 
-@tf.custom_gradient
-def feedback_matmul(inputs, kernel, feedback):
-    """``inputs @ kernel`` whose input gradient is ``upstream @ feedback`` instead of ``upstream @ kernel^T``.
+class FeedbackLayer(keras.layers.Layer):
+    """A linear map (dense or convolution) plus bias and activation, with a rule-provided backward signal.
 
-    ``feedback`` has shape [n_out, n_in], so ``feedback = kernel^T`` reproduces backprop exactly. It
-    receives no gradient from this op: rules that learn it do so through a local loss.
-    """
-    outputs = tf.matmul(inputs, kernel)
-
-    def grad(upstream):
-        return (
-            tf.matmul(upstream, feedback),
-            tf.matmul(inputs, upstream, transpose_a=True),
-            tf.zeros_like(feedback),
-        )
-
-    return outputs, grad
-
-
-class FeedbackDense(keras.layers.Layer):
-    """A dense layer ``activation(x W + b)`` whose backward pass sends the error through a feedback kernel.
+    Subclasses define the linear map and its two adjoints: :meth:`linear` (x -> x * K),
+    :meth:`input_gradient` (dy -> the input gradient through K) and :meth:`kernel_gradient`
+    (x, dy -> dL/dK). Rules use the same three to write local updates that work for any layer type.
 
     Args:
-        units: output width.
         activation: a Keras activation name, or None for a linear (logit) layer.
         feedback: None for exact backprop; ``"fixed"`` for a random non-trainable B drawn from W's init
             distribution; ``"learned"`` for a trainable B that only the rule's feedback update changes;
-            ``"sign"`` for B = s * sign(W)^T recomputed at every call, s being W's init standard deviation.
+            ``"sign"`` for B = s * sign(W) recomputed at every call, s being W's init standard deviation.
         seed: seeds the kernel and feedback initialisers (the feedback uses ``seed + 1``).
     """
 
-    def __init__(self, units: int, activation: str | None = None, feedback: str | None = None, seed: int = 0, **kwargs):
+    def __init__(self, activation: str | None = None, feedback: str | None = None, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if feedback not in FEEDBACK_KINDS:
             raise ValueError(f"feedback must be one of {FEEDBACK_KINDS}, got {feedback!r}")
-        self.units = units
         self.activation_name = activation
         self.activation = keras.activations.get(activation)
         self.feedback = feedback
         self.seed = seed
 
+    def kernel_shape(self, input_shape) -> tuple[int, ...]:
+        """The forward kernel's shape for inputs of ``input_shape``."""
+        raise NotImplementedError
+
+    def fans(self, kernel_shape) -> tuple[int, int]:
+        """(fan_in, fan_out) of the kernel, as Glorot initialisation counts them."""
+        raise NotImplementedError
+
+    def linear(self, inputs, kernel):
+        """The layer's linear map applied with ``kernel``: ``x W`` or ``conv(x, W)``."""
+        raise NotImplementedError
+
+    def input_gradient(self, upstream, kernel, input_shape):
+        """The gradient reaching the input when ``upstream`` flows back through ``kernel``."""
+        raise NotImplementedError
+
+    def kernel_gradient(self, inputs, upstream):
+        """The local weight gradient: ``x^T dy`` or the convolution's filter gradient."""
+        raise NotImplementedError
+
     def build(self, input_shape):
-        fan_in = int(input_shape[-1])
+        shape = self.kernel_shape(input_shape)
+        fan_in, fan_out = self.fans(shape)
         self.kernel = self.add_weight(
-            name="kernel",
-            shape=(fan_in, self.units),
-            initializer=keras.initializers.GlorotUniform(seed=self.seed),
+            name="kernel", shape=shape, initializer=keras.initializers.GlorotUniform(seed=self.seed)
         )
-        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
-        self.feedback_kernel = None
+        self.bias = self.add_weight(name="bias", shape=(shape[-1],), initializer="zeros")
         # Glorot-uniform's standard deviation: the magnitude sign-symmetric feedback carries.
-        self.feedback_scale = (2.0 / (fan_in + self.units)) ** 0.5
+        self.feedback_scale = (2.0 / (fan_in + fan_out)) ** 0.5
+        self.feedback_kernel = None
         if self.feedback in ("fixed", "learned"):
-            # Glorot's limit is symmetric in fan-in and fan-out, so [n_out, n_in] has W's init distribution.
             self.feedback_kernel = self.add_weight(
                 name="feedback_kernel",
-                shape=(self.units, fan_in),
+                shape=shape,
                 initializer=keras.initializers.GlorotUniform(seed=self.seed + 1),
                 trainable=self.feedback == "learned",
             )
 
     def feedback_matrix(self):
-        """The current feedback kernel B ([n_out, n_in]), or None for exact backprop."""
+        """The current feedback kernel B (W's shape), or None for exact backprop."""
         if self.feedback == "sign":
             # Derived from W at every call, so it tracks sign flips inside a compiled step.
-            return self.feedback_scale * tf.sign(tf.transpose(tf.convert_to_tensor(self.kernel)))
+            return self.feedback_scale * tf.sign(tf.convert_to_tensor(self.kernel))
         if self.feedback_kernel is not None:
             return tf.convert_to_tensor(self.feedback_kernel)
         return None
@@ -89,22 +92,114 @@ class FeedbackDense(keras.layers.Layer):
         kernel = tf.convert_to_tensor(self.kernel)
         feedback = None if exact_gradient else self.feedback_matrix()
         if feedback is None:
-            outputs = tf.matmul(inputs, kernel)
+            outputs = self.linear(inputs, kernel)
         else:
-            outputs = feedback_matmul(inputs, kernel, tf.stop_gradient(feedback))
+            outputs = self._feedback_linear(inputs, kernel, tf.stop_gradient(feedback))
         return outputs + tf.convert_to_tensor(self.bias)
+
+    def _feedback_linear(self, inputs, kernel, feedback):
+        @tf.custom_gradient
+        def op(x, w, b):
+            def grad(upstream):
+                return self.input_gradient(upstream, b, tf.shape(x)), self.kernel_gradient(x, upstream), tf.zeros_like(b)
+
+            return self.linear(x, w), grad
+
+        return op(inputs, kernel, feedback)
 
     def call(self, inputs, exact_gradient: bool = False):
         return self.activation(self.preactivation(inputs, exact_gradient))
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation_name, "feedback": self.feedback, "seed": self.seed}
+
+
+class FeedbackDense(FeedbackLayer):
+    """A dense layer ``activation(x W + b)``; see :class:`FeedbackLayer`."""
+
+    def __init__(self, units: int, activation: str | None = None, feedback: str | None = None, seed: int = 0, **kwargs):
+        super().__init__(activation=activation, feedback=feedback, seed=seed, **kwargs)
+        self.units = units
+
+    def kernel_shape(self, input_shape):
+        return (int(input_shape[-1]), self.units)
+
+    def fans(self, kernel_shape):
+        return kernel_shape
+
+    def linear(self, inputs, kernel):
+        return tf.matmul(inputs, kernel)
+
+    def input_gradient(self, upstream, kernel, input_shape):
+        return tf.matmul(upstream, kernel, transpose_b=True)
+
+    def kernel_gradient(self, inputs, upstream):
+        return tf.matmul(inputs, upstream, transpose_a=True)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
 
     def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class FeedbackConv2D(FeedbackLayer):
+    """A 2-D convolution ``activation(conv(x, W) + b)`` (NHWC); see :class:`FeedbackLayer`."""
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int,
+        strides: int = 1,
+        padding: str = "SAME",
+        activation: str | None = None,
+        feedback: str | None = None,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(activation=activation, feedback=feedback, seed=seed, **kwargs)
+        if padding.upper() not in ("SAME", "VALID"):
+            raise ValueError(f"padding must be SAME or VALID, got {padding!r}")
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.padding = padding.upper()
+
+    def kernel_shape(self, input_shape):
+        return (self.kernel_size, self.kernel_size, int(input_shape[-1]), self.filters)
+
+    def fans(self, kernel_shape):
+        area = kernel_shape[0] * kernel_shape[1]
+        return area * kernel_shape[2], area * kernel_shape[3]
+
+    def linear(self, inputs, kernel):
+        return tf.nn.conv2d(inputs, kernel, self.strides, self.padding)
+
+    def input_gradient(self, upstream, kernel, input_shape):
+        return tf.nn.conv2d_transpose(upstream, kernel, input_shape, self.strides, self.padding)
+
+    def kernel_gradient(self, inputs, upstream):
+        return tf.raw_ops.Conv2DBackpropFilter(
+            input=inputs,
+            filter_sizes=self.kernel.shape,
+            out_backprop=upstream,
+            strides=[1, self.strides, self.strides, 1],
+            padding=self.padding,
+        )
+
+    def compute_output_shape(self, input_shape):
+        height, width = input_shape[1], input_shape[2]
+        if self.padding == "SAME":
+            size = [None if d is None else -(-d // self.strides) for d in (height, width)]
+        else:
+            size = [None if d is None else (d - self.kernel_size) // self.strides + 1 for d in (height, width)]
+        return (input_shape[0], *size, self.filters)
+
+    def get_config(self):
         return {
             **super().get_config(),
-            "units": self.units,
-            "activation": self.activation_name,
-            "feedback": self.feedback,
-            "seed": self.seed,
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
         }
