@@ -130,8 +130,9 @@ def run(
 @app.command()
 def rules() -> None:
     """List the registered learning rules with their hyperparameters and references."""
-    from lrid.rules import RULES
+    from lrid.rules import RULES, load_plugins
 
+    load_plugins()
     table = Table(title="Learning rules")
     for column in ("name", "description", "hyperparameters (defaults)", "reference"):
         table.add_column(column)
