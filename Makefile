@@ -10,7 +10,7 @@ OUT ?= OUT
 $(BIN)/lrid: requirements.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv==0.13.9
-	$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -r requirements.txt -e '.[cpu,dev]'
+	$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -r requirements.txt -e '.[cpu,ray,dev]'
 	touch $@
 
 install: $(BIN)/lrid

@@ -18,7 +18,7 @@ from rich.table import Table
 from lrid.errors import LridError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
+console = Console(soft_wrap=True)
 error_console = Console(stderr=True)
 
 ClassifierOption = Annotated[
@@ -42,14 +42,30 @@ def _parse_classifiers(text: str) -> tuple[str, ...]:
     return names
 
 
-def _generate(spec_path: Path, store: Path, retry_failed: bool) -> None:
+BackendOption = Annotated[
+    str, typer.Option("--backend", help="sequential, process (a local pool) or ray")
+]
+WorkersOption = Annotated[
+    int | None, typer.Option("--workers", help="processes for --backend process (default: the machine's cores)")
+]
+AddressOption = Annotated[
+    str | None, typer.Option("--address", help="Ray cluster address for --backend ray (default: start a local Ray)")
+]
+CpusOption = Annotated[float, typer.Option("--num-cpus", help="CPUs each Ray task requests")]
+GpusOption = Annotated[float, typer.Option("--num-gpus", help="GPUs each Ray task requests")]
+
+
+def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "process", workers: int | None = None,
+              address: str | None = None, num_cpus: float = 1, num_gpus: float = 0) -> None:
     from lrid.config import load_sweep
     from lrid.generate import generate
+    from lrid.generate.executors import make_executor
 
     sweep = load_sweep(spec_path)
+    executor = make_executor(backend, workers=workers, address=address, num_cpus=num_cpus, num_gpus=num_gpus)
     _quiet_tensorflow()
     started = time.perf_counter()
-    summary = generate(sweep, store, retry_failed=retry_failed)
+    summary = generate(sweep, store, retry_failed=retry_failed, executor=executor)
     console.print(
         f"generate: {summary.total} runs in the sweep, {summary.skipped} already in {store}, "
         f"{summary.complete} complete, {summary.diverged} diverged, {summary.failed} failed "
@@ -79,11 +95,50 @@ def _classify(store: Path, results: Path, classifiers: str, splits: int, jobs: i
 @app.command()
 def generate(
     spec: Annotated[Path, typer.Argument(help="sweep YAML, e.g. pipelines/demo.yaml")],
-    store: Annotated[Path, typer.Option("--store", help="store directory (created if missing)")],
+    store: Annotated[str, typer.Option("--store", help="store directory or URI (s3://..., file://...)")],
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="re-run runs that failed before")] = False,
+    backend: BackendOption = "process",
+    workers: WorkersOption = None,
+    address: AddressOption = None,
+    num_cpus: CpusOption = 1,
+    num_gpus: GpusOption = 0,
 ) -> None:
     """Train every run of a sweep that the store does not hold yet, recording its observables."""
-    _generate(spec, store, retry_failed)
+    _generate(spec, store, retry_failed, backend, workers, address, num_cpus, num_gpus)
+
+
+@app.command()
+def status(
+    store: Annotated[str, typer.Argument(help="store directory or URI")],
+    spec: Annotated[Path | None, typer.Argument(help="a sweep YAML: also list its runs still missing")] = None,
+) -> None:
+    """Runs in a store by rule, architecture, task and status; with a sweep, what is still missing."""
+    from lrid.store import Store
+
+    target = Store(store)
+    runs = target.runs_table()
+    table = Table(title=f"{len(runs)} runs in {store}")
+    for column in ("task", "arch", "rule", "complete", "diverged", "failed"):
+        table.add_column(column, justify="right" if column in ("complete", "diverged", "failed") else "left")
+    if len(runs):
+        counts = runs.groupby(["task", "arch", "rule", "status"]).size().unstack(fill_value=0)
+        for (task_name, arch, rule), row in counts.iterrows():
+            table.add_row(task_name, arch, rule, *(str(row.get(s, 0)) for s in ("complete", "diverged", "failed")))
+    console.print(table)
+    orphans = target.orphan_observables()
+    if orphans:
+        console.print(f"{len(orphans)} observables file(s) without a manifest (interrupted runs; redone on resume)")
+    if spec is not None:
+        from lrid.config import load_sweep
+        from lrid.generate.sweep import pending_runs
+
+        missing, present = pending_runs(load_sweep(spec), target, retry_failed=True)
+        console.print(f"sweep {spec}: {present} of {present + len(missing)} runs done (failed runs count as missing)")
+        by_rule: dict[str, int] = {}
+        for run in missing:
+            by_rule[run.rule.name] = by_rule.get(run.rule.name, 0) + 1
+        for rule, count in sorted(by_rule.items()):
+            console.print(f"  missing: {count} run(s) of {rule}")
 
 
 @app.command()
@@ -116,12 +171,14 @@ def run(
     classifiers: ClassifierOption = "linear,rf,xgb",
     splits: SplitsOption = 10,
     jobs: JobsOption = 1,
+    backend: BackendOption = "process",
+    workers: WorkersOption = None,
 ) -> None:
     """Generate, classify and report in one go (resumes an interrupted generation)."""
     from lrid.report import write_report
 
     started = time.perf_counter()
-    _generate(spec, out / "store", retry_failed=False)
+    _generate(spec, str(out / "store"), retry_failed=False, backend=backend, workers=workers)
     _classify(out / "store", out / "results", classifiers, splits, jobs)
     console.print(f"report: {write_report(out / 'results', out)}")
     console.print(f"run: done in {time.perf_counter() - started:.1f} s")
@@ -174,3 +231,7 @@ def main() -> None:
             error.show()
             sys.exit(error.exit_code)
         raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,24 +1,28 @@
-"""The trajectory store: Parquet observables plus a JSON manifest per run.
+"""The trajectory store: Parquet observables plus a JSON manifest per run, on any pyarrow filesystem.
 
-Layout under the store root::
+Layout under the store root (a local path, ``file://`` URI, or any URI pyarrow's filesystems open, such as
+``s3://bucket/prefix`` or ``gs://bucket/prefix``, so cluster workers can share one store)::
 
     observables/task=T/arch=A/rule=R/<run_id>.parquet   one row per (step, layer)
     runs/<run_id>.json                                   the run's manifest, written last
 
-Both files are written to a temporary name, flushed to disk and renamed, and the manifest only after the
-observables: a run without a manifest does not exist, so a killed sweep leaves nothing half-written that a
-reader would take for data, and resuming re-runs exactly the runs that have no manifest.
+Each file is written whole before it becomes visible (on local disks: to a temporary name, flushed and
+renamed; on object stores a PUT is atomic by itself), and the manifest only after the observables: a run
+without a manifest does not exist, so a killed sweep leaves nothing a reader would take for data, and
+resuming re-runs exactly the runs that have no manifest. Temporary files start with "." and are ignored.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import posixpath
 import uuid
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from lrid.errors import LridError
@@ -39,91 +43,136 @@ SCHEMA = pa.schema(
 )
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(temporary_path)``, fsync the result, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
-    try:
-        write(temporary)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+def resolve_filesystem(location: str | Path) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and root path for a local path or a URI."""
+    text = str(location)
+    if "://" in text:
+        try:
+            return pafs.FileSystem.from_uri(text)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as error:
+            raise LridError(f"cannot open store {text}: {error}; use a local path or a URI pyarrow supports") from None
+    return pafs.LocalFileSystem(), os.path.abspath(text)
 
 
 class Store:
-    """A directory of run trajectories and manifests."""
+    """A directory of run trajectories and manifests (see the module docstring for the layout)."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, location: str | Path, filesystem: pafs.FileSystem | None = None):
+        """Open the store at ``location``: a local path or URI, or a path inside ``filesystem`` if given."""
+        self.location = str(location)
+        if filesystem is None:
+            self.filesystem, self.root = resolve_filesystem(location)
+        else:
+            self.filesystem, self.root = filesystem, str(location)
+        self._local = isinstance(self.filesystem, pafs.LocalFileSystem)
 
-    def observables_path(self, manifest: dict) -> Path:
-        """Where a run's observables live, partitioned hive-style by task, architecture and rule."""
-        spec = manifest["spec"]
+    def __repr__(self) -> str:
+        return f"Store({self.location!r})"
+
+    # -- paths -------------------------------------------------------------------------------------------
+    @staticmethod
+    def observables_relpath(spec: dict, run_id: str) -> str:
+        """Where a run's observables live, relative to the root, partitioned hive-style."""
         return (
-            self.root
-            / "observables"
-            / f"task={spec['task']['name']}"
-            / f"arch={spec['model']['arch']}"
-            / f"rule={spec['rule']['name']}"
-            / f"{manifest['run_id']}.parquet"
+            f"observables/task={spec['task']['name']}/arch={spec['model']['arch']}/"
+            f"rule={spec['rule']['name']}/{run_id}.parquet"
         )
 
-    def manifest_path(self, run_id: str) -> Path:
-        """Where a run's manifest lives."""
-        return self.root / "runs" / f"{run_id}.json"
+    def path(self, relative: str) -> str:
+        """The full path of ``relative`` inside the store's filesystem."""
+        return posixpath.join(self.root, relative)
+
+    def manifest_path(self, run_id: str) -> str:
+        """The full path of a run's manifest."""
+        return self.path(f"runs/{run_id}.json")
+
+    # -- writing -----------------------------------------------------------------------------------------
+    def _write_bytes(self, path: str, data: bytes) -> None:
+        if not self._local:
+            parent = posixpath.dirname(path)
+            self.filesystem.create_dir(parent, recursive=True)
+            with self.filesystem.open_output_stream(path) as stream:
+                stream.write(data)
+            return
+        directory = Path(path).parent
+        directory.mkdir(parents=True, exist_ok=True)
+        temporary = directory / f".tmp-{uuid.uuid4().hex}-{Path(path).name}"
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def write_run(self, observables: pd.DataFrame | None, manifest: dict) -> None:
         """Write a run's observables (if any), then its manifest; the manifest makes the run exist."""
         if observables is not None and len(observables):
+            relative = self.observables_relpath(manifest["spec"], manifest["run_id"])
             table = pa.Table.from_pandas(observables[ID_COLUMNS + list(OBSERVABLES)], schema=SCHEMA, preserve_index=False)
-            _atomic_write(self.observables_path(manifest), lambda path: pq.write_table(table, path))
-            manifest = {**manifest, "observables": str(self.observables_path(manifest).relative_to(self.root))}
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink)
+            self._write_bytes(self.path(relative), sink.getvalue().to_pybytes())
+            manifest = {**manifest, "observables": relative}
         text = json.dumps(manifest, indent=2, sort_keys=True)
-        _atomic_write(self.manifest_path(manifest["run_id"]), lambda path: path.write_text(text))
+        self._write_bytes(self.manifest_path(manifest["run_id"]), text.encode())
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def _list(self, relative_dir: str, suffix: str) -> list[str]:
+        selector = pafs.FileSelector(self.path(relative_dir), allow_not_found=True, recursive=True)
+        return sorted(
+            info.path
+            for info in self.filesystem.get_file_info(selector)
+            if info.type == pafs.FileType.File
+            and info.path.endswith(suffix)
+            and not posixpath.basename(info.path).startswith(".")  # temporary files of killed writers
+        )
 
     def manifests(self) -> list[dict]:
         """Every run's manifest, sorted by run id; an unreadable manifest is an error naming the file."""
-        runs_dir = self.root / "runs"
-        if not runs_dir.is_dir():
-            return []
         manifests = []
-        for path in sorted(runs_dir.glob("*.json")):
-            if path.name.startswith("."):  # a temporary file left by a killed writer
-                continue
+        for path in self._list("runs", ".json"):
             try:
-                manifests.append(json.loads(path.read_text()))
+                with self.filesystem.open_input_stream(path) as stream:
+                    manifests.append(json.loads(stream.read()))
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise LridError(
                     f"manifest {path} is corrupt; delete it and re-run `lrid generate` to redo that run"
                 ) from None
         return manifests
 
+    def orphan_observables(self) -> list[str]:
+        """Observables files with no manifest: runs interrupted between their two writes (redone on resume)."""
+        referenced = {self.path(m["observables"]) for m in self.manifests() if "observables" in m}
+        return [path for path in self._list("observables", ".parquet") if path not in referenced]
+
     def done_run_ids(self, include_failed: bool = True) -> set[str]:
         """Run ids that have a manifest (optionally leaving out failed runs, so they are retried)."""
-        return {
-            m["run_id"] for m in self.manifests() if include_failed or m["status"] != "failed"
-        }
+        return {m["run_id"] for m in self.manifests() if include_failed or m["status"] != "failed"}
 
     def runs_table(self) -> pd.DataFrame:
-        """One row per run: id, status, rule, task, arch and the flattened spec fields."""
+        """One row per run: id, status, rule, task, arch, the training and rule settings, final metrics."""
         rows = []
         for manifest in self.manifests():
             spec = manifest["spec"]
-            row = {
-                "run_id": manifest["run_id"],
-                "status": manifest["status"],
-                "rule": spec["rule"]["name"],
-                "task": spec["task"]["name"],
-                "arch": spec["model"]["arch"],
-                **{f"train.{k}": v for k, v in spec["train"].items()},
-                **{f"rule.{k}": v for k, v in spec["rule"]["hparams"].items()},
-                "final_test_accuracy": manifest.get("final_test_accuracy"),
-                "final_train_loss": manifest.get("final_train_loss"),
-            }
-            rows.append(row)
-        return pd.DataFrame(rows)
+            rows.append(
+                {
+                    "run_id": manifest["run_id"],
+                    "status": manifest["status"],
+                    "rule": spec["rule"]["name"],
+                    "task": spec["task"]["name"],
+                    "arch": spec["model"]["arch"],
+                    **{f"train.{k}": v for k, v in spec["train"].items()},
+                    **{f"rule.{k}": v for k, v in spec["rule"]["hparams"].items()},
+                    "final_test_accuracy": manifest.get("final_test_accuracy"),
+                    "final_train_loss": manifest.get("final_train_loss"),
+                    "wall_time_s": manifest.get("wall_time_s"),
+                    "error": manifest.get("error"),
+                }
+            )
+        columns = ["run_id", "status", "rule", "task", "arch"]
+        return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
 
     def read_observables(self, statuses: tuple[str, ...] = ("complete",)) -> pd.DataFrame:
         """The observables of every run whose status is in ``statuses``, with rule/task/arch columns."""
@@ -131,9 +180,9 @@ class Store:
         for manifest in self.manifests():
             if manifest["status"] not in statuses or "observables" not in manifest:
                 continue
-            path = self.root / manifest["observables"]
+            path = self.path(manifest["observables"])
             try:
-                frame = pq.read_table(path, schema=SCHEMA).to_pandas()
+                frame = pq.read_table(path, schema=SCHEMA, filesystem=self.filesystem).to_pandas()
             except (OSError, pa.ArrowException) as error:
                 raise LridError(
                     f"observables file {path} is unreadable ({type(error).__name__}); delete it and "

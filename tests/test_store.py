@@ -1,6 +1,7 @@
 """The store: round trip, resume without rewriting, crash leftovers, corrupt files, determinism."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,13 +47,15 @@ def test_resume_runs_only_what_is_missing_and_ignores_crash_leftovers(tiny_sweep
     store = Store(store_root)
     victim = store.manifests()[5]
     # A crash after the observables but before the manifest: the run does not exist yet.
-    store.manifest_path(victim["run_id"]).unlink()
+    Path(store.manifest_path(victim["run_id"])).unlink()
     (store_root / "runs" / ".tmp-deadbeef-x.json").write_text("{half")
     assert victim["run_id"] not in store.done_run_ids()
+    assert [Path(p).stem for p in store.orphan_observables()] == [victim["run_id"]]
     summary = generate(load_sweep(tiny_sweep_file), store, progress=False)
     assert (summary.skipped, summary.complete) == (23, 1)
     assert len(store.manifests()) == 24
     assert len(list((store_root / "observables").rglob("*.parquet"))) == 24
+    assert store.orphan_observables() == []
 
 
 def test_corrupt_observables_file_is_a_clear_error(tiny_store, tmp_path):
@@ -101,7 +104,7 @@ def test_a_diverging_run_is_recorded_as_diverged_with_its_finite_prefix(tmp_path
     store.write_run(result.observables, result.manifest)
     assert store.read_observables().empty  # classification reads complete runs only
     assert len(store.read_observables(("diverged",))) == len(result.observables)
-    assert json.loads(store.manifest_path(spec.run_id).read_text())["status"] == "diverged"
+    assert json.loads(Path(store.manifest_path(spec.run_id)).read_text())["status"] == "diverged"
 
 
 def test_a_run_that_raises_is_recorded_as_failed():

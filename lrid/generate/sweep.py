@@ -30,24 +30,36 @@ def pending_runs(sweep: SweepSpec, store: Store, retry_failed: bool = False) -> 
     return pending, len(runs) - len(pending)
 
 
-def generate(sweep: SweepSpec, store: Store | str, retry_failed: bool = False, progress: bool | None = None) -> SweepSummary:
+def generate(
+    sweep: SweepSpec,
+    store: Store | str,
+    retry_failed: bool = False,
+    executor=None,
+    progress: bool | None = None,
+) -> SweepSummary:
     """Train and record every run of ``sweep`` that ``store`` does not hold yet.
 
     Each run is written as soon as it ends, so an interrupted sweep resumes where it stopped. A failed run
     is recorded with its error and the sweep goes on; ``retry_failed`` re-runs failed runs.
+
+    Args:
+        executor: from :func:`lrid.generate.executors.make_executor`; default: sequential, in this process.
+        progress: show a progress bar; None shows it only on a terminal.
     """
-    from lrid.generate.trainer import train_run
+    from lrid.generate.executors import SequentialExecutor
 
     store = store if isinstance(store, Store) else Store(store)
+    executor = executor or SequentialExecutor()
     pending, skipped = pending_runs(sweep, store, retry_failed)
     summary = SweepSummary(total=len(pending) + skipped, skipped=skipped)
-    bar = tqdm(pending, desc=f"generate {sweep.name}", unit="run", disable=None if progress is None else not progress)
-    for spec in bar:
-        result = train_run(spec)
-        store.write_run(result.observables, result.manifest)
-        status = result.manifest["status"]
+    bar = tqdm(total=len(pending), desc=f"generate {sweep.name} ({executor.name})", unit="run",
+               disable=None if progress is None else not progress)
+    for outcome in executor.map(pending, store.location):
+        status = outcome["status"]
         setattr(summary, status, getattr(summary, status) + 1)
         if status == "failed":
-            summary.errors.append(f"{spec.run_id} ({spec.rule.name}): {result.manifest['error']}")
+            summary.errors.append(f"{outcome['run_id']} ({outcome['rule']}): {outcome['error']}")
+        bar.update()
         bar.set_postfix(diverged=summary.diverged, failed=summary.failed)
+    bar.close()
     return summary

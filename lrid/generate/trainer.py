@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 import traceback
@@ -53,8 +54,7 @@ def train_run(spec: RunSpec) -> RunResult:
 
 
 def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
-    from lrid.models import build_model, depth_groups
-    from lrid.observables.recorder import Recorder
+    from lrid.models import depth_groups
     from lrid.rules import get_rule
     from lrid.tasks import get_task
 
@@ -64,11 +64,7 @@ def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     task = get_task(spec.task.name)
     rule_seed = int(np.random.SeedSequence([spec.train.model_seed, spec.train.data_seed]).generate_state(1)[0])
     rule = get_rule(spec.rule.name)(spec.rule.hparams, seed=rule_seed)
-    model = build_model(spec.model, task, feedback=rule.feedback, seed=spec.train.model_seed)
-    optimizer = rule.make_optimizer()
-    optimizer.build(model.trainable_variables)
-    train_step = rule.make_train_step(model, optimizer)
-    recorder = Recorder(model, task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed))
+    model, train_step, recorder = _compiled_run(spec, task, rule)
 
     steps_per_epoch = task.steps_per_epoch(spec.train.batch_size)
     total_steps = spec.train.epochs * steps_per_epoch
@@ -108,6 +104,57 @@ def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
         "final_test_accuracy": test_accuracy if status == "complete" else None,
     }
     return rows, outcome
+
+
+class _CompiledRun:
+    """A model with its optimizer, compiled train step and recorder, kept to be re-initialised for later runs."""
+
+    def __init__(self, spec: RunSpec, task, rule):
+        from lrid.models import build_model
+        from lrid.observables.recorder import Recorder
+
+        self.model = build_model(spec.model, task, feedback=rule.feedback, seed=spec.train.model_seed)
+        self.optimizer = rule.make_optimizer()
+        self.optimizer.build(self.model.trainable_variables)
+        self.train_step = rule.make_train_step(self.model, self.optimizer)
+        self.recorder = Recorder(self.model, task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed))
+
+    def reinitialise(self, spec: RunSpec, task, rule) -> None:
+        """Give the model the initial weights a fresh build with this run's seed would have, reset the optimizer."""
+        from lrid.models import build_model
+
+        fresh = build_model(spec.model, task, feedback=rule.feedback, seed=spec.train.model_seed)
+        for variable, initial in zip(self.model.variables, fresh.variables, strict=True):
+            variable.assign(initial)
+        for variable in self.optimizer.variables:
+            variable.assign(tf.zeros_like(variable))
+        self.optimizer.learning_rate = rule.hparams.lr
+
+
+# Tracing a train step and the recorder costs about a second, more than training a demo network; runs
+# that differ only in seeds or learning rate reuse them. Small, so a worker's memory stays bounded.
+_COMPILED: dict[str, _CompiledRun] = {}
+_COMPILED_LIMIT = 4
+
+
+def _compiled_run(spec: RunSpec, task, rule):
+    """(model, train_step, recorder) for ``spec``, reusing compiled ones when the rule allows it."""
+    from lrid.rules.base import LearningRule
+
+    reusable = type(rule).make_train_step is LearningRule.make_train_step  # custom steps may hold own state
+    hparams = {k: v for k, v in spec.rule.hparams.items() if k != "lr"}
+    key = json.dumps([spec.task.name, spec.model.model_dump(mode="json"), spec.rule.name, hparams,
+                      spec.train.batch_size, spec.observe.model_dump()], sort_keys=True)
+    compiled = _COMPILED.pop(key, None) if reusable else None
+    if compiled is None:
+        compiled = _CompiledRun(spec, task, rule)
+    else:
+        compiled.reinitialise(spec, task, rule)
+    if reusable:
+        _COMPILED[key] = compiled  # most recently used last
+        while len(_COMPILED) > _COMPILED_LIMIT:
+            _COMPILED.pop(next(iter(_COMPILED)))
+    return compiled.model, compiled.train_step, compiled.recorder
 
 
 def _weights_finite(model) -> bool:

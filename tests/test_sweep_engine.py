@@ -1,0 +1,138 @@
+"""The sweep engine: executors agree, a killed sweep resumes cleanly, compiled steps are reused safely."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from lrid.config import RuleSpec, RunSpec, TrainSpec, load_sweep
+from lrid.generate import generate, trainer
+from lrid.generate.executors import make_executor
+from lrid.store import Store
+
+SMALL_SWEEP = """
+name: small
+model: {hidden: [16, 16]}
+train: {epochs: 1, batch_size: 128}
+observe: {points: 4, probe_size: 32}
+rules: {sgdm: {lr: 0.05}, fa: {lr: 0.05}, ia: {lr: 0.05}, adam: {lr: 0.005}}
+grid: {model_seed: [0, 1]}
+"""
+
+
+def observables_by_run(store_root) -> dict[str, pd.DataFrame]:
+    frame = Store(store_root).read_observables()
+    return {run_id: rows.reset_index(drop=True) for run_id, rows in frame.groupby("run_id")}
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sweep") / "small.yaml"
+    path.write_text(SMALL_SWEEP)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sequential_store(small_sweep, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sequential") / "store"
+    summary = generate(load_sweep(small_sweep), root, executor=make_executor("sequential"), progress=False)
+    assert summary.complete == 8
+    return root
+
+
+def assert_same_store(reference_root, other_root):
+    reference, other = observables_by_run(reference_root), observables_by_run(other_root)
+    assert reference.keys() == other.keys() and len(reference) == 8
+    for run_id in reference:
+        pd.testing.assert_frame_equal(other[run_id], reference[run_id])
+
+
+def test_process_pool_writes_the_same_store_as_sequential(small_sweep, sequential_store, tmp_path):
+    summary = generate(load_sweep(small_sweep), tmp_path / "pool", executor=make_executor("process", workers=2), progress=False)
+    assert (summary.complete, summary.failed) == (8, 0)
+    assert_same_store(sequential_store, tmp_path / "pool")
+
+
+def test_ray_writes_the_same_store_as_sequential(small_sweep, sequential_store, tmp_path):
+    pytest.importorskip("ray")
+    summary = generate(load_sweep(small_sweep), tmp_path / "ray", executor=make_executor("ray", num_cpus=1), progress=False)
+    assert (summary.complete, summary.failed) == (8, 0)
+    assert_same_store(sequential_store, tmp_path / "ray")
+
+
+def test_sigkill_mid_sweep_then_resume_leaves_every_run_once_and_every_file_readable(small_sweep, sequential_store, tmp_path):
+    store = tmp_path / "store"
+    command = [sys.executable, "-m", "lrid.cli", "generate", str(small_sweep), "--store", str(store), "--workers", "2"]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((store / "runs").glob("*.json"))) < 3:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the CLI and its workers, mid-run
+    process.wait()
+    killed_with = len(list((store / "runs").glob("*.json")))
+    assert 3 <= killed_with < 8, "the sweep should be killed part-way through"
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{killed_with} already in" in resumed.stdout
+
+    manifests = [json.loads(p.read_text()) for p in (store / "runs").glob("*.json")]
+    assert sorted(m["run_id"] for m in manifests) == sorted(observables_by_run(sequential_store))
+    visible = [p for p in store.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    for path in visible:
+        if path.suffix == ".parquet":
+            pq.read_table(path)
+        else:
+            json.loads(path.read_text())
+    assert Store(store).orphan_observables() == []
+    assert_same_store(sequential_store, store)
+
+
+def test_compiled_steps_are_reused_and_give_the_same_trajectory_as_a_fresh_build():
+    first = RunSpec(rule=RuleSpec(name="ia", hparams={"lr": 0.03}), train=TrainSpec(epochs=1, batch_size=128))
+    second = first.model_copy(update={"rule": RuleSpec(name="ia", hparams={"lr": 0.01}),
+                                      "train": TrainSpec(epochs=1, batch_size=128, model_seed=5)})
+    trainer._COMPILED.clear()
+    fresh_second = trainer.train_run(second).observables
+    trainer._COMPILED.clear()
+    trainer.train_run(first)
+    compiled = next(iter(trainer._COMPILED.values()))
+    reused_second = trainer.train_run(second).observables
+    assert next(iter(trainer._COMPILED.values())) is compiled  # same traced step, re-initialised
+    pd.testing.assert_frame_equal(reused_second, fresh_second)
+
+
+def test_a_failing_run_does_not_stop_the_others(tmp_path):
+    sweep = tmp_path / "mixed.yaml"
+    sweep.write_text("name: mixed\ntrain: {epochs: 1, batch_size: 128}\nobserve: {points: 3, probe_size: 16}\n"
+                     "rules: {sgdm: {}}\ngrid: {batch_size: [128, 100000]}\n")
+    command = [sys.executable, "-m", "lrid.cli", "generate", str(sweep), "--store", str(tmp_path / "s"), "--backend", "sequential"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "1 complete, 0 diverged, 1 failed" in result.stdout
+    assert "batch size 100000 exceeds" in result.stderr and "Traceback" not in result.stderr
+    statuses = sorted(m["status"] for m in Store(tmp_path / "s").manifests())
+    assert statuses == ["complete", "failed"]
+
+
+def test_store_on_a_non_local_filesystem_round_trips(tiny_store, tmp_path):
+    source = Store(tiny_store)
+    manifest = source.manifests()[0]
+    rows = source.read_observables()
+    rows = rows[rows.run_id == manifest["run_id"]].drop(columns=["rule", "task", "arch"])
+    remote_like = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())  # no atomic rename path
+    target = Store("bucket/prefix", filesystem=remote_like)
+    target.write_run(rows, manifest)
+    assert [m["run_id"] for m in target.manifests()] == [manifest["run_id"]]
+    back = target.read_observables().drop(columns=["rule", "task", "arch"])
+    pd.testing.assert_frame_equal(back, rows.reset_index(drop=True))
+    assert (tmp_path / "bucket/prefix/runs" / f"{manifest['run_id']}.json").is_file()
+    assert Store(f"file://{tiny_store}").done_run_ids() == source.done_run_ids()
