@@ -81,7 +81,7 @@ def test_same_spec_gives_bit_identical_observables():
     spec = RunSpec(rule=RuleSpec(name="ia"), train=TrainSpec(epochs=1, batch_size=64, model_seed=3, data_seed=4))
     first, second = train_run(spec), train_run(spec)
     assert first.manifest["status"] == "complete"
-    pd.testing.assert_frame_equal(first.observables, second.observables)
+    pd.testing.assert_frame_equal(first.observables, second.observables, check_exact=True)
     other = train_run(spec.model_copy(update={"train": TrainSpec(epochs=1, batch_size=64, model_seed=3, data_seed=5)}))
     assert not np.allclose(other.observables[list(OBSERVABLES)].to_numpy()[-3:], first.observables[list(OBSERVABLES)].to_numpy()[-3:])
 

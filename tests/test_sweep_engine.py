@@ -52,7 +52,7 @@ def assert_same_store(reference_root, other_root):
     reference, other = observables_by_run(reference_root), observables_by_run(other_root)
     assert reference.keys() == other.keys() and len(reference) == 8
     for run_id in reference:
-        pd.testing.assert_frame_equal(other[run_id], reference[run_id])
+        pd.testing.assert_frame_equal(other[run_id], reference[run_id], check_exact=True)
 
 
 def test_process_pool_writes_the_same_store_as_sequential(small_sweep, sequential_store, tmp_path):
@@ -107,7 +107,7 @@ def test_compiled_steps_are_reused_and_give_the_same_trajectory_as_a_fresh_build
     compiled = next(iter(trainer._COMPILED.values()))
     reused_second = trainer.train_run(second).observables
     assert next(iter(trainer._COMPILED.values())) is compiled  # same traced step, re-initialised
-    pd.testing.assert_frame_equal(reused_second, fresh_second)
+    pd.testing.assert_frame_equal(reused_second, fresh_second, check_exact=True)
 
 
 def test_a_failing_run_does_not_stop_the_others(tmp_path):
@@ -133,6 +133,6 @@ def test_store_on_a_non_local_filesystem_round_trips(tiny_store, tmp_path):
     target.write_run(rows, manifest)
     assert [m["run_id"] for m in target.manifests()] == [manifest["run_id"]]
     back = target.read_observables().drop(columns=["rule", "task", "arch"])
-    pd.testing.assert_frame_equal(back, rows.reset_index(drop=True))
+    pd.testing.assert_frame_equal(back, rows.reset_index(drop=True), check_exact=True)
     assert (tmp_path / "bucket/prefix/runs" / f"{manifest['run_id']}.json").is_file()
     assert Store(f"file://{tiny_store}").done_run_ids() == source.done_run_ids()
