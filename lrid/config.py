@@ -28,9 +28,15 @@ class StrictModel(BaseModel):
 
 
 class TaskSpec(StrictModel):
-    """Which task a network is trained on."""
+    """Which task a network is trained on, and where its data are.
+
+    ``data_dir`` overrides the task's environment variable (e.g. ``LRID_CIFAR10_DIR``). It says where the
+    data are, not what the run is, so it is left out of the run id: moving a data set keeps run ids.
+    """
 
     name: str = "digits"
+    data_dir: str | None = None
+    image_size: int | None = Field(None, gt=0, description="input resolution, for tasks that resize images")
 
     @field_validator("name")
     @classmethod
@@ -108,7 +114,8 @@ class RunSpec(StrictModel):
     @property
     def run_id(self) -> str:
         """A stable 16-hex-digit hash of the normalised spec: the same spec is the same run."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        identity = self.model_dump(mode="json", exclude={"task": {"data_dir"}})
+        canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -61,7 +61,7 @@ def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     # Multithreaded reductions may otherwise sum in a different order from one run to the next.
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(spec.train.model_seed)
-    task = get_task(spec.task.name)
+    task = get_task(spec.task.name, spec.task.data_dir, spec.task.image_size)
     rule_seed = int(np.random.SeedSequence([spec.train.model_seed, spec.train.data_seed]).generate_state(1)[0])
     rule = get_rule(spec.rule.name)(spec.rule.hparams, seed=rule_seed)
     model, train_step, recorder = _compiled_run(spec, task, rule)
@@ -91,8 +91,7 @@ def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
         if status == "diverged":
             break
 
-    logits = model(task.x_test)
-    test_accuracy = float(np.mean(np.argmax(logits, axis=1) == task.y_test))
+    test_accuracy = task.evaluate(model.predict_logits)
     rows = _rows(spec.run_id, records, layer_names, groups, steps_per_epoch)
     outcome = {
         "status": status,
@@ -143,7 +142,7 @@ def _compiled_run(spec: RunSpec, task, rule):
 
     reusable = type(rule).make_train_step is LearningRule.make_train_step  # custom steps may hold own state
     hparams = {k: v for k, v in spec.rule.hparams.items() if k != "lr"}
-    key = json.dumps([spec.task.name, spec.model.model_dump(mode="json"), spec.rule.name, hparams,
+    key = json.dumps([spec.task.model_dump(), spec.model.model_dump(mode="json"), spec.rule.name, hparams,
                       spec.train.batch_size, spec.observe.model_dump()], sort_keys=True)
     compiled = _COMPILED.pop(key, None) if reusable else None
     if compiled is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from lrid.models.layers import FeedbackDense
 
@@ -39,6 +40,12 @@ class MLP(keras.Model):
         for layer in self.measured_layers:
             outputs = layer(outputs)
         return outputs
+
+    def predict_logits(self, inputs):
+        """Logits for a batch of inputs, through a compiled forward pass (for evaluation)."""
+        if not hasattr(self, "_compiled_call"):
+            self._compiled_call = tf.function(self.call, reduce_retracing=True)
+        return self._compiled_call(inputs).numpy()
 
     def forward_with_activity(self, inputs, exact_gradient: bool = False):
         """Return ``(logits, layer_inputs, layer_outputs)``, one entry per measured layer."""

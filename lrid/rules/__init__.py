@@ -60,3 +60,4 @@ def get_rule(name: str) -> type[LearningRule]:
 
 from lrid.rules import backprop, feedback_alignment, information_alignment, sign_symmetry  # noqa: E402,F401
 from lrid.rules import node_perturbation  # noqa: E402,F401
+from lrid.rules import target_propagation  # noqa: E402,F401

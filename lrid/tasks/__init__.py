@@ -1,7 +1,9 @@
 """Tasks a network can be trained on, registered by name.
 
-A task provides in-memory train and test arrays, its number of classes, seeded batches for one epoch,
-and a fixed probe batch on which activations are recorded.
+A task (see :class:`lrid.tasks.base.Task`) provides seeded training batches, a fixed probe batch on which
+activations are recorded, and test accuracy. A loader is registered with :func:`register_task` and called
+with the spec's options that are set (``data_dir``, ``image_size``); it raises :class:`LridError` with
+what was expected where when its data are missing or malformed.
 """
 
 from __future__ import annotations
@@ -11,29 +13,35 @@ from collections.abc import Callable
 from lrid.errors import LridError
 from lrid.tasks.base import Task
 
-TASKS: dict[str, Callable[[], Task]] = {}
+TASKS: dict[str, Callable[..., Task]] = {}
 
 
 def register_task(name: str):
-    """Register a zero-argument task loader under ``name`` (a decorator)."""
+    """Register a task loader under ``name`` (a decorator); it takes the spec's options as keywords."""
 
-    def decorator(loader: Callable[[], Task]) -> Callable[[], Task]:
+    def decorator(loader: Callable[..., Task]) -> Callable[..., Task]:
         TASKS[name] = loader
         return loader
 
     return decorator
 
 
-_LOADED: dict[str, Task] = {}
+_LOADED: dict[tuple, Task] = {}
 
 
-def get_task(name: str) -> Task:
-    """Load a task by name, once per process (loading is deterministic, so caching is safe)."""
+def get_task(name: str, data_dir: str | None = None, image_size: int | None = None) -> Task:
+    """Load a task, once per process and options (loading is deterministic, so caching is safe)."""
     if name not in TASKS:
         raise LridError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
-    if name not in _LOADED:
-        _LOADED[name] = TASKS[name]()
-    return _LOADED[name]
+    options = {k: v for k, v in {"data_dir": data_dir, "image_size": image_size}.items() if v is not None}
+    key = (name, tuple(sorted(options.items())))
+    if key not in _LOADED:
+        try:
+            _LOADED[key] = TASKS[name](**options)
+        except TypeError as error:
+            raise LridError(f"task {name!r} does not take the option(s) {sorted(options)}: {error}") from None
+    return _LOADED[key]
 
 
 from lrid.tasks import digits  # noqa: E402,F401  (registers the embedded default)
+from lrid.tasks import cifar10, imagenet  # noqa: E402,F401

@@ -1,8 +1,9 @@
-"""The task interface shared by every data set."""
+"""The task interface shared by every data set, and its in-memory implementation."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,12 +11,46 @@ import numpy as np
 from lrid.errors import LridError
 
 
-@dataclass(frozen=True)
-class Task:
-    """A classification task held in memory as float32 inputs and int32 labels.
+class Task(ABC):
+    """A classification task: seeded training batches, a fixed probe batch, and test accuracy.
 
-    The train/test split is fixed by the task; the data order of training is drawn from the run's
-    ``data_seed``, and the probe batch from the spec's ``probe_seed``, so neither depends on global state.
+    The data order of training depends only on the run's ``data_seed`` and the epoch, and the probe batch
+    only on the spec's ``probe_seed``, never on global random state, so a run is reproducible. Batches
+    all have the same shape (the remainder of an epoch is dropped), so a compiled step never retraces.
+
+    Attributes:
+        name: the registry name.
+        n_classes: number of classes.
+        input_shape: shape of one example (``(64,)`` for digits, ``(32, 32, 3)`` for CIFAR-10).
+    """
+
+    name: str
+    n_classes: int
+    input_shape: tuple[int, ...]
+
+    @abstractmethod
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Full training batches per epoch."""
+
+    @abstractmethod
+    def epoch_batches(self, epoch: int, batch_size: int, data_seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield the (augmented, shuffled) full training batches of one epoch as float32 inputs, int labels."""
+
+    @abstractmethod
+    def probe_batch(self, size: int, seed: int) -> np.ndarray:
+        """A fixed batch of held-out inputs, without augmentation, on which activations are recorded."""
+
+    @abstractmethod
+    def evaluate(self, predict: Callable[[np.ndarray], np.ndarray], batch_size: int = 512) -> float:
+        """Test accuracy of ``predict`` (inputs -> logits) over the whole test set."""
+
+
+@dataclass(frozen=True)
+class ArrayTask(Task):
+    """A task held in memory as arrays; ``preprocess`` turns stored inputs (e.g. uint8) into float32.
+
+    ``augment(batch, rng)`` optionally transforms each training batch, drawing from a generator seeded by
+    (data_seed, epoch); the probe batch and the test set are never augmented.
     """
 
     name: str
@@ -24,11 +59,16 @@ class Task:
     x_test: np.ndarray
     y_test: np.ndarray
     n_classes: int
+    preprocess: Callable[[np.ndarray], np.ndarray] | None = None
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one example."""
         return tuple(self.x_train.shape[1:])
+
+    def _prepare(self, inputs: np.ndarray) -> np.ndarray:
+        return (self.preprocess(inputs) if self.preprocess else inputs).astype(np.float32, copy=False)
 
     def steps_per_epoch(self, batch_size: int) -> int:
         """Full batches per epoch; the remainder is dropped so every step has the same shape."""
@@ -40,15 +80,27 @@ class Task:
             )
         return steps
 
-    def epoch_batches(self, epoch: int, batch_size: int, data_seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def epoch_batches(self, epoch, batch_size, data_seed):
         """Yield the shuffled full batches of one epoch; the order depends only on (data_seed, epoch)."""
-        order = np.random.default_rng([data_seed, epoch]).permutation(len(self.x_train))
+        rng = np.random.default_rng([data_seed, epoch])
+        order = rng.permutation(len(self.x_train))
         for step in range(self.steps_per_epoch(batch_size)):
-            index = order[step * batch_size : (step + 1) * batch_size]
-            yield self.x_train[index], self.y_train[index]
+            index = np.sort(order[step * batch_size : (step + 1) * batch_size])
+            inputs = self._prepare(self.x_train[index])
+            if self.augment is not None:
+                inputs = self.augment(inputs, rng)
+            yield inputs, self.y_train[index]
 
-    def probe_batch(self, size: int, seed: int) -> np.ndarray:
-        """A fixed batch of test inputs on which activations are recorded (capped at the test-set size)."""
+    def probe_batch(self, size, seed):
+        """A fixed batch of test inputs (capped at the test-set size), in test-set order."""
         size = min(size, len(self.x_test))
         index = np.sort(np.random.default_rng(seed).choice(len(self.x_test), size=size, replace=False))
-        return self.x_test[index]
+        return self._prepare(self.x_test[index])
+
+    def evaluate(self, predict, batch_size=512):
+        """Test accuracy over the whole test set, predicted in batches."""
+        correct = 0
+        for start in range(0, len(self.x_test), batch_size):
+            logits = np.asarray(predict(self._prepare(self.x_test[start : start + batch_size])))
+            correct += int(np.sum(np.argmax(logits, axis=1) == self.y_test[start : start + batch_size]))
+        return correct / len(self.x_test)

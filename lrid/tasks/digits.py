@@ -6,14 +6,14 @@ The data ship inside scikit-learn, so this task needs no download and is what th
 import numpy as np
 
 from lrid.tasks import register_task
-from lrid.tasks.base import Task
+from lrid.tasks.base import ArrayTask
 
 TEST_FRACTION = 0.25
 SPLIT_SEED = 0
 
 
 @register_task("digits")
-def load_digits_task() -> Task:
+def load_digits_task() -> ArrayTask:
     """Digits scaled to [0, 1], flattened to 64 features, with a fixed stratified 75/25 train/test split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -24,4 +24,4 @@ def load_digits_task() -> Task:
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y
     )
-    return Task("digits", x_train, y_train, x_test, y_test, n_classes=10)
+    return ArrayTask("digits", x_train, y_train, x_test, y_test, n_classes=10)
