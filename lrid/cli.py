@@ -200,6 +200,26 @@ def rules() -> None:
 
 
 @app.command()
+def archs() -> None:
+    """List the architectures with their measured layers (early/middle/deep) and parameter counts."""
+    _quiet_tensorflow()
+    from lrid.config import ModelSpec
+    from lrid.models import ARCHITECTURES, build_network, depth_groups
+
+    table = Table(title="Architectures (parameters at the default input; feedback kernels not counted)")
+    for column in ("name", "description", "measured layers", "early/middle/deep", "parameters", "input"):
+        table.add_column(column, justify="right" if column in ("measured layers", "parameters") else "left")
+    for name, architecture in ARCHITECTURES.items():
+        model = build_network(ModelSpec(arch=name), architecture.default_input_shape, architecture.default_classes, None, 0)
+        groups = depth_groups(len(model.measured_layers))
+        split = "/".join(str(groups.count(g)) for g in ("early", "middle", "deep"))
+        shape = "x".join(map(str, architecture.default_input_shape))
+        table.add_row(name, architecture.description, str(len(model.measured_layers)), split,
+                      f"{model.parameter_count():,}", f"{shape}, {architecture.default_classes} classes")
+    console.print(table)
+
+
+@app.command()
 def tasks() -> None:
     """List the registered tasks."""
     from lrid.tasks import TASKS

@@ -49,11 +49,22 @@ class TaskSpec(StrictModel):
 
 
 class ModelSpec(StrictModel):
-    """The architecture: a multilayer perceptron with the given hidden widths."""
+    """The architecture (see ``lrid archs``); ``hidden`` and ``activation`` shape the MLP, ``width`` scales
+    AlexNet's and the ResNets' layers."""
 
-    arch: Literal["mlp"] = "mlp"
+    arch: str = "mlp"
     hidden: tuple[int, ...] = (128, 128)
     activation: Literal["tanh", "relu", "sigmoid"] = "tanh"
+    width: float = Field(1.0, gt=0)
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, arch: str) -> str:
+        from lrid.models import ARCHITECTURES
+
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)} (see `lrid archs`)")
+        return arch
 
     @field_validator("hidden")
     @classmethod
@@ -110,6 +121,15 @@ class RunSpec(StrictModel):
     train: TrainSpec = TrainSpec()
     rule: RuleSpec
     observe: ObserveSpec = ObserveSpec()
+
+    @model_validator(mode="after")
+    def _rule_supports_architecture(self) -> RunSpec:
+        from lrid.rules import get_rule
+
+        reason = get_rule(self.rule.name).unsupported_reason(self.model.arch)
+        if reason:
+            raise ValueError(f"rule {self.rule.name!r} cannot train architecture {self.model.arch!r}: {reason}")
+        return self
 
     @property
     def run_id(self) -> str:

@@ -1,6 +1,13 @@
-"""Architectures built from rule-aware layers, and the depth grouping of their measured layers."""
+"""Architectures built from rule-aware layers, registered by name, and the depth grouping of their layers.
+
+Each architecture lists its measured layers (every layer with a weight kernel) in depth order; observables
+are recorded for each, grouped into early / middle / deep thirds.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 DEPTH_GROUPS = ("early", "middle", "deep")
 
@@ -17,12 +24,71 @@ def depth_groups(n_layers: int) -> list[str]:
     return ["early"] * third + ["middle"] * third + ["deep"] * (n_layers - 2 * third)
 
 
-def build_model(model_spec, task, feedback: str | None, seed: int):
-    """Build (and initialise) the network a :class:`~lrid.config.ModelSpec` describes for ``task``."""
+@dataclass(frozen=True)
+class Architecture:
+    """A registered architecture: how to build it, a description, and the input it is meant for."""
+
+    name: str
+    description: str
+    builder: Callable
+    default_input_shape: tuple[int, ...]
+    default_classes: int
+
+
+def _mlp(spec, n_classes, feedback, seed):
     from lrid.models.mlp import MLP
 
-    if model_spec.arch != "mlp":
-        raise ValueError(f"unknown architecture {model_spec.arch!r}")
-    model = MLP(model_spec.hidden, task.n_classes, model_spec.activation, feedback=feedback, seed=seed)
-    model.build((None, *task.input_shape))
+    return MLP(spec.hidden, n_classes, spec.activation, feedback=feedback, seed=seed)
+
+
+def _knet(norm, conv4):
+    def build(spec, n_classes, feedback, seed):
+        from lrid.models.knet import KNet
+
+        return KNet(n_classes, norm=norm, conv4=conv4, feedback=feedback, seed=seed)
+
+    return build
+
+
+def _alexnet(spec, n_classes, feedback, seed):
+    from lrid.models.alexnet import AlexNet
+
+    return AlexNet(n_classes, feedback=feedback, seed=seed, width=spec.width)
+
+
+def _resnet(depth, version):
+    def build(spec, n_classes, feedback, seed):
+        from lrid.models.resnet import ResNet
+
+        return ResNet(n_classes, depth=depth, version=version, feedback=feedback, seed=seed, width=spec.width)
+
+    return build
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in [
+        Architecture("mlp", "multilayer perceptron (hidden widths and activation configurable)", _mlp, (64,), 10),
+        Architecture("knet", "KNet: Caffe CIFAR-10 net, 3 conv + 1 dense, batch norm", _knet("bn", False), (32, 32, 3), 10),
+        Architecture("knetlrn", "KNet with local response normalisation (the Caffe original)", _knet("lrn", False), (32, 32, 3), 10),
+        Architecture("knetc4", "KNet-C4: 4 conv + 1 dense, batch norm", _knet("bn", True), (32, 32, 3), 10),
+        Architecture("knetc4lrn", "KNet-C4 with local response normalisation", _knet("lrn", True), (32, 32, 3), 10),
+        Architecture("alexnet", "AlexNet with batch norm (Xiao et al. 2019), 5 conv + 3 dense", _alexnet, (224, 224, 3), 1000),
+        Architecture("resnet18", "ResNet-18 v1 (post-activation)", _resnet(18, 1), (224, 224, 3), 1000),
+        Architecture("resnet18v2", "ResNet-18 v2 (pre-activation)", _resnet(18, 2), (224, 224, 3), 1000),
+        Architecture("resnet34", "ResNet-34 v1 (post-activation)", _resnet(34, 1), (224, 224, 3), 1000),
+        Architecture("resnet34v2", "ResNet-34 v2 (pre-activation)", _resnet(34, 2), (224, 224, 3), 1000),
+    ]
+}
+
+
+def build_network(model_spec, input_shape, n_classes: int, feedback: str | None, seed: int):
+    """Build (and initialise) the architecture a :class:`~lrid.config.ModelSpec` names for the given input."""
+    model = ARCHITECTURES[model_spec.arch].builder(model_spec, n_classes, feedback, seed)
+    model.build((None, *input_shape))
     return model
+
+
+def build_model(model_spec, task, feedback: str | None, seed: int):
+    """Build (and initialise) the network a :class:`~lrid.config.ModelSpec` describes for ``task``."""
+    return build_network(model_spec, task.input_shape, task.n_classes, feedback, seed)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from lrid.models.base import active_capture
+
 FEEDBACK_KINDS = (None, "fixed", "learned", "sign")
 
 
@@ -31,7 +33,8 @@ class FeedbackLayer(keras.layers.Layer):
         seed: seeds the kernel and feedback initialisers (the feedback uses ``seed + 1``).
     """
 
-    def __init__(self, activation: str | None = None, feedback: str | None = None, seed: int = 0, **kwargs):
+    def __init__(self, activation: str | None = None, feedback: str | None = None, seed: int = 0,
+                 use_bias: bool = True, **kwargs):
         super().__init__(**kwargs)
         if feedback not in FEEDBACK_KINDS:
             raise ValueError(f"feedback must be one of {FEEDBACK_KINDS}, got {feedback!r}")
@@ -39,6 +42,7 @@ class FeedbackLayer(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self.feedback = feedback
         self.seed = seed
+        self.use_bias = use_bias
 
     def kernel_shape(self, input_shape) -> tuple[int, ...]:
         """The forward kernel's shape for inputs of ``input_shape``."""
@@ -66,7 +70,8 @@ class FeedbackLayer(keras.layers.Layer):
         self.kernel = self.add_weight(
             name="kernel", shape=shape, initializer=keras.initializers.GlorotUniform(seed=self.seed)
         )
-        self.bias = self.add_weight(name="bias", shape=(shape[-1],), initializer="zeros")
+        # Layers followed by batch normalisation go without a bias, which the normalisation would cancel.
+        self.bias = self.add_weight(name="bias", shape=(shape[-1],), initializer="zeros") if self.use_bias else None
         # Glorot-uniform's standard deviation: the magnitude sign-symmetric feedback carries.
         self.feedback_scale = (2.0 / (fan_in + fan_out)) ** 0.5
         self.feedback_kernel = None
@@ -95,7 +100,7 @@ class FeedbackLayer(keras.layers.Layer):
             outputs = self.linear(inputs, kernel)
         else:
             outputs = self._feedback_linear(inputs, kernel, tf.stop_gradient(feedback))
-        return outputs + tf.convert_to_tensor(self.bias)
+        return outputs if self.bias is None else outputs + tf.convert_to_tensor(self.bias)
 
     def _feedback_linear(self, inputs, kernel, feedback):
         @tf.custom_gradient
@@ -108,10 +113,15 @@ class FeedbackLayer(keras.layers.Layer):
         return op(inputs, kernel, feedback)
 
     def call(self, inputs, exact_gradient: bool = False):
-        return self.activation(self.preactivation(inputs, exact_gradient))
+        capture = active_capture()
+        outputs = self.activation(self.preactivation(inputs, exact_gradient or bool(capture and capture.exact_gradient)))
+        if capture is not None:
+            capture.records.append((self, inputs, outputs))
+        return outputs
 
     def get_config(self):
-        return {**super().get_config(), "activation": self.activation_name, "feedback": self.feedback, "seed": self.seed}
+        return {**super().get_config(), "activation": self.activation_name, "feedback": self.feedback,
+                "seed": self.seed, "use_bias": self.use_bias}
 
 
 class FeedbackDense(FeedbackLayer):

@@ -119,7 +119,7 @@ class LearningRule:
         @tf.function(reduce_retracing=True)
         def train_step(x, y):
             with tf.GradientTape() as tape:
-                logits, layer_inputs, _ = model.forward_with_activity(x)
+                logits, layer_inputs, _ = model.forward_with_activity(x, training=True)
                 task_loss = loss_fn(y, logits)
             gradients = tape.gradient(task_loss, forward_variables)
             if learned:
@@ -131,6 +131,19 @@ class LearningRule:
             return task_loss
 
         return train_step
+
+    #: architectures the rule can train, or None for all; see :meth:`unsupported_reason`
+    architectures: ClassVar[tuple[str, ...] | None] = None
+    #: why the rule is limited to ``architectures`` (shown when a sweep asks for another)
+    architecture_note: ClassVar[str] = ""
+
+    @classmethod
+    def unsupported_reason(cls, arch: str) -> str | None:
+        """None if the rule can train ``arch``, else a one-line reason (checked before any training)."""
+        if cls.architectures is None or arch in cls.architectures:
+            return None
+        note = f" ({cls.architecture_note})" if cls.architecture_note else ""
+        return f"it supports only {', '.join(cls.architectures)}{note}"
 
     @classmethod
     def hyperparameter_table(cls) -> list[tuple[str, object, str]]:

@@ -129,6 +129,8 @@ class NodePerturbation(LearningRule):
     reference = "Hiratani et al. 2022"
     Hyperparameters = NodePerturbationHyperparameters
     feedback = None
+    architectures = ("mlp",)
+    architecture_note = "the perturbation is implemented for dense layers; conv layers are not yet supported"
     #: rescale every output unit's incoming weights to the Glorot init std after each step
     weight_norm = False
 

@@ -181,6 +181,7 @@ class _TargetPropagation(LearningRule):
 
     feedback = None
     architectures: ClassVar[tuple[str, ...]] = SUPPORTED_ARCHITECTURES
+    architecture_note = "learned inverses are implemented for dense layers; conv nets are not yet supported"
     denoising: ClassVar[bool]
     softmax_output: ClassVar[bool]
 
@@ -251,7 +252,7 @@ class _TargetPropagation(LearningRule):
 
         @tf.function(reduce_retracing=True)
         def train_step(x, y):
-            logits, layer_inputs, layer_outputs = model.forward_with_activity(x)
+            logits, layer_inputs, layer_outputs = model.forward_with_activity(x, training=True)
             loss = task_loss(logits, y)
             targets = self.hidden_targets(layers, inverses, layer_outputs, logits, y)
             step_index = counter.assign_add(1)

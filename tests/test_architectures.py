@@ -1,0 +1,71 @@
+"""Architectures: measured layers and grouping as in Nayebi et al., and every rule x architecture either
+trains a step and records observables on tiny inputs or is refused before training with a clear reason."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lrid.config import ModelSpec, RuleSpec, RunSpec
+from lrid.models import ARCHITECTURES, build_network, depth_groups
+from lrid.observables import OBSERVABLES
+from lrid.observables.recorder import Recorder
+from lrid.rules import RULES, get_rule
+
+# Nayebi et al.'s table: (measured layers, early, middle, deep).
+EXPECTED_LAYERS = {
+    "knet": (4, 1, 1, 2), "knetlrn": (4, 1, 1, 2), "knetc4": (5, 1, 1, 3), "knetc4lrn": (5, 1, 1, 3),
+    "alexnet": (8, 2, 2, 4), "resnet18": (22, 7, 7, 8), "resnet18v2": (22, 7, 7, 8),
+    "resnet34": (38, 12, 12, 14), "resnet34v2": (38, 12, 12, 14),
+}
+TINY = {"mlp": ((64,), ModelSpec(hidden=(8,))), **{name: ((16, 16, 3), ModelSpec(arch=name, width=0.125)) for name in EXPECTED_LAYERS}}
+
+
+@pytest.mark.parametrize("arch", sorted(EXPECTED_LAYERS))
+def test_measured_layers_and_depth_groups_match_the_paper(arch):
+    model = build_network(ModelSpec(arch=arch, width=0.125), (16, 16, 3), 10, None, 0)
+    n, early, middle, deep = EXPECTED_LAYERS[arch]
+    groups = depth_groups(len(model.measured_layers))
+    assert (len(model.measured_layers), groups.count("early"), groups.count("middle"), groups.count("deep")) == (n, early, middle, deep)
+    assert len({id(layer) for layer in model.measured_layers}) == n
+
+
+def test_resnet18_has_the_standard_parameter_count():
+    model = build_network(ModelSpec(arch="resnet18"), (32, 32, 3), 1000, None, 0)
+    # 11.69 M for torchvision's ResNet-18, plus the first stage's 1x1 projection of TF's official model.
+    assert abs(model.parameter_count() - 11_689_512 - 64 * 64) < 2_000
+
+
+# ResNet-34 runs the same block code as ResNet-18 with more blocks; its cases take minutes, so they run
+# with `pytest -m slow`.
+ARCH_CASES = [pytest.param(a, marks=pytest.mark.slow) if a.startswith("resnet34") else a for a in sorted(TINY)]
+
+
+@pytest.mark.parametrize("arch", ARCH_CASES)
+def test_every_rule_trains_a_step_and_records_on_every_architecture_or_refuses_clearly(arch):
+    input_shape, model_spec = TINY[arch]
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(8, *input_shape)).astype(np.float32))
+    y = tf.constant(rng.integers(0, 10, size=8).astype(np.int32))
+    recorded_feedback_kinds = set()
+    for name in sorted(RULES):
+        rule_class = get_rule(name)
+        if rule_class.unsupported_reason(arch):
+            with pytest.raises(ValueError, match=f"rule '{name}' cannot train architecture '{arch}'"):
+                RunSpec(model=model_spec, rule=RuleSpec(name=name))
+            continue
+        rule = rule_class({}, seed=0)
+        model = build_network(model_spec, input_shape, 10, rule.feedback, seed=0)
+        before = [v.numpy().copy() for v in model.trainable_variables]
+        step = rule.make_train_step(model, rule.make_optimizer())
+        loss = float(step(x, y))
+        assert np.isfinite(loss), (name, arch)
+        changed = sum(not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
+        assert changed > 0, (name, arch)
+        # The recorder's graph depends only on the layers' feedback kind; on the ResNets, whose traces take
+        # seconds, one recording per kind covers every rule.
+        if arch.startswith("resnet") and rule.feedback in recorded_feedback_kinds:
+            continue
+        recorded_feedback_kinds.add(rule.feedback)
+        values = Recorder(model, x.numpy()).record()
+        assert values.shape == (len(model.measured_layers), len(OBSERVABLES)), (name, arch)
+        assert np.isfinite(values[:, OBSERVABLES.index("weight_raw_norm")]).all(), (name, arch)
