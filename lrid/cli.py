@@ -102,9 +102,43 @@ def generate(
     address: AddressOption = None,
     num_cpus: CpusOption = 1,
     num_gpus: GpusOption = 0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print runs per rule and architecture and an estimated cost; write nothing")] = False,
 ) -> None:
     """Train every run of a sweep that the store does not hold yet, recording its observables."""
+    if dry_run:
+        _dry_run(spec, store)
+        return
     _generate(spec, store, retry_failed, backend, workers, address, num_cpus, num_gpus)
+
+
+def _dry_run(spec_path: Path, store: str) -> None:
+    from lrid.config import load_sweep
+    from lrid.generate.estimate import estimate_sweep
+    from lrid.generate.sweep import pending_runs
+    from lrid.store import Store
+
+    sweep = load_sweep(spec_path)
+    pending, done = pending_runs(sweep, Store(store))
+    _quiet_tensorflow()
+    console.print(f"{spec_path}: {len(pending) + done} runs, {done} already in {store}; timing a few steps of each configuration...")
+    estimates = estimate_sweep(sweep)
+    table = Table(title="Estimated cost on this machine, one worker (steps timed at batch <= 256, scaled)")
+    for column in ("task", "arch", "rule", "batch", "runs", "steps/run", "s/step", "compile s", "minutes"):
+        table.add_column(column, justify="left" if column in ("task", "arch", "rule") else "right")
+    by_rule: dict[str, list[int]] = {}
+    for e in sorted(estimates, key=lambda e: (e.task, e.arch, e.rule, e.batch_size)):
+        table.add_row(e.task, e.arch, e.rule, str(e.batch_size), str(e.runs), f"{e.steps_per_run:,}", f"{e.step_s:.4f}",
+                      f"{e.compile_s:.1f}", f"{e.total_seconds / 60:.1f}")
+        by_rule.setdefault(e.rule, []).append(e.runs)
+    console.print(table)
+    runs_by_arch: dict[str, int] = {}
+    for e in estimates:
+        runs_by_arch[e.arch] = runs_by_arch.get(e.arch, 0) + e.runs
+    console.print("runs per rule: " + ", ".join(f"{r} {sum(n)}" for r, n in sorted(by_rule.items())))
+    console.print("runs per architecture: " + ", ".join(f"{a} {n}" for a, n in sorted(runs_by_arch.items())))
+    total = sum(e.total_seconds for e in estimates)
+    console.print(f"total: {total / 60:.1f} minutes ({total / 3600:.2f} hours) of one worker on this machine; "
+                  "nothing was written")
 
 
 @app.command()

@@ -75,12 +75,29 @@ class ModelSpec(StrictModel):
 
 
 class TrainSpec(StrictModel):
-    """How long a run trains and which seeds fix its initialisation and data order."""
+    """How long a run trains, its learning-rate schedule, and which seeds fix its initialisation and data order.
+
+    The schedule is a step decay: the rule's learning rate is multiplied by ``lr_decay_factor`` at the
+    start of each epoch listed in ``lr_decay_epochs`` (empty: constant).
+    """
 
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(64, gt=0)
     model_seed: int = Field(0, ge=0)
     data_seed: int = Field(0, ge=0)
+    lr_decay_epochs: tuple[int, ...] = ()
+    lr_decay_factor: float = Field(0.1, gt=0, le=1)
+
+    @field_validator("lr_decay_epochs")
+    @classmethod
+    def _increasing_epochs(cls, epochs: tuple[int, ...]) -> tuple[int, ...]:
+        if any(e < 1 for e in epochs) or list(epochs) != sorted(set(epochs)):
+            raise ValueError("lr_decay_epochs must be increasing positive epoch numbers, e.g. [30, 60, 80]")
+        return epochs
+
+    def learning_rate(self, base_lr: float, epoch: int) -> float:
+        """The learning rate during ``epoch`` (0-based) under the step-decay schedule."""
+        return base_lr * self.lr_decay_factor ** sum(epoch >= e for e in self.lr_decay_epochs)
 
 
 class ObserveSpec(StrictModel):
@@ -124,11 +141,20 @@ class RunSpec(StrictModel):
 
     @model_validator(mode="after")
     def _rule_supports_architecture(self) -> RunSpec:
+        from lrid.models import ARCHITECTURES
         from lrid.rules import get_rule
+        from lrid.tasks import task_geometry
 
         reason = get_rule(self.rule.name).unsupported_reason(self.model.arch)
         if reason:
             raise ValueError(f"rule {self.rule.name!r} cannot train architecture {self.model.arch!r}: {reason}")
+        if ARCHITECTURES[self.model.arch].needs_images:
+            input_shape = task_geometry(self.task.name, self.task.image_size)[0]
+            if len(input_shape) != 3:
+                raise ValueError(
+                    f"architecture {self.model.arch!r} needs image inputs, but task {self.task.name!r} has "
+                    f"inputs of shape {input_shape}; use arch mlp or an image task (cifar10, imagenet)"
+                )
         return self
 
     @property

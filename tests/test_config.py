@@ -74,3 +74,24 @@ def test_grid_and_rule_lists_expand_to_their_cartesian_product(tmp_path):
     assert {(run.rule.hparams["lr"], run.rule.hparams["momentum"]) for run in runs if run.rule.name == "sgdm"} == {
         (0.1, 0.5), (0.1, 0.9), (0.2, 0.5), (0.2, 0.9)
     }
+
+
+def test_a_convolutional_architecture_on_flat_inputs_is_refused_before_training(tmp_path):
+    with pytest.raises(LridError, match="architecture 'knet' needs image inputs, but task 'digits'"):
+        load_sweep(write(tmp_path, "name: x\nmodel: {arch: knet}\nrules: {sgdm: {}}\n"))
+    with pytest.raises(LridError, match="rule 'dtp' cannot train architecture 'knet'"):
+        load_sweep(write(tmp_path, "name: x\ntask: {name: cifar10}\nmodel: {arch: knet}\nrules: {dtp: {}}\n"))
+
+
+@pytest.mark.parametrize("name, runs, archs", [
+    ("cifar10", 192, {"knet", "knetlrn", "knetc4", "knetc4lrn"}),
+    ("imagenet", 240, {"alexnet", "resnet18", "resnet18v2", "resnet34", "resnet34v2"}),
+])
+def test_paper_sweeps_express_the_grid(name, runs, archs):
+    expanded = load_sweep(REPO / "pipelines" / f"{name}.yaml").expand()
+    assert len(expanded) == runs
+    assert {run.model.arch for run in expanded} == archs
+    assert {run.rule.name for run in expanded} == {"sgdm", "adam", "fa", "ia"}
+    assert {run.train.batch_size for run in expanded} == {128, 256, 512}
+    assert {(run.train.model_seed, run.train.data_seed) for run in expanded} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert all(run.train.lr_decay_epochs for run in expanded)

@@ -136,3 +136,34 @@ def test_store_on_a_non_local_filesystem_round_trips(tiny_store, tmp_path):
     pd.testing.assert_frame_equal(back, rows.reset_index(drop=True), check_exact=True)
     assert (tmp_path / "bucket/prefix/runs" / f"{manifest['run_id']}.json").is_file()
     assert Store(f"file://{tiny_store}").done_run_ids() == source.done_run_ids()
+
+
+def test_dry_run_counts_runs_per_rule_and_architecture_and_writes_nothing(tmp_path):
+    sweep = tmp_path / "mix.yaml"
+    # CIFAR-10's geometry is known without its data, so the estimate needs no download.
+    sweep.write_text("name: mix\ntask: {name: cifar10}\ntrain: {epochs: 1, batch_size: 64}\n"
+                     "observe: {points: 3, probe_size: 16}\nmodel: {hidden: [8]}\nrules: {sgdm: {}, fa: {}}\n"
+                     "grid: {arch: [mlp, knet], model_seed: [0, 1, 2]}\n")
+    command = [sys.executable, "-m", "lrid.cli", "generate", str(sweep), "--store", str(tmp_path / "s"), "--dry-run"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert "runs per rule: fa 6, sgdm 6" in result.stdout
+    assert "runs per architecture: knet 6, mlp 6" in result.stdout
+    assert "minutes" in result.stdout and "nothing was written" in result.stdout
+    assert not (tmp_path / "s").exists()
+
+
+def test_step_decay_schedule_lowers_the_learning_rate_at_the_listed_epochs():
+    train = TrainSpec(lr_decay_epochs=(2, 4), lr_decay_factor=0.5)
+    assert [train.learning_rate(0.1, e) for e in range(6)] == [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
+    with pytest.raises(ValueError, match="increasing positive epoch numbers"):
+        TrainSpec(lr_decay_epochs=(4, 2))
+    # Plain SGD, so no momentum carries the first epoch's learning rate into the second.
+    constant = RunSpec(rule=RuleSpec(name="sgd", hparams={"lr": 0.5}), train=TrainSpec(epochs=2, batch_size=128))
+    decayed = constant.model_copy(update={"train": TrainSpec(epochs=2, batch_size=128, lr_decay_epochs=(1,), lr_decay_factor=0.01)})
+    a, b = trainer.train_run(constant).observables, trainer.train_run(decayed).observables
+    first_epoch = a["epoch"] <= 1.0
+    pd.testing.assert_frame_equal(a[first_epoch].drop(columns="run_id"), b[first_epoch].drop(columns="run_id"), check_exact=True)
+    # In the second epoch the decayed run moves its weights far less.
+    drift = lambda frame: abs(frame["weight_raw_norm"].iloc[-3:].to_numpy() - frame[first_epoch]["weight_raw_norm"].iloc[-3:].to_numpy()).sum()
+    assert drift(b) < 0.2 * drift(a)

@@ -64,7 +64,7 @@ def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     task = get_task(spec.task.name, spec.task.data_dir, spec.task.image_size)
     rule_seed = int(np.random.SeedSequence([spec.train.model_seed, spec.train.data_seed]).generate_state(1)[0])
     rule = get_rule(spec.rule.name)(spec.rule.hparams, seed=rule_seed)
-    model, train_step, recorder = _compiled_run(spec, task, rule)
+    model, optimizer, train_step, recorder = _compiled_run(spec, task, rule)
 
     steps_per_epoch = task.steps_per_epoch(spec.train.batch_size)
     total_steps = spec.train.epochs * steps_per_epoch
@@ -78,6 +78,8 @@ def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     step = 0
     next_record = 1
     for epoch in range(spec.train.epochs):
+        if spec.train.lr_decay_epochs:
+            optimizer.learning_rate = spec.train.learning_rate(rule.hparams.lr, epoch)
         for x, y in task.epoch_batches(epoch, spec.train.batch_size, spec.train.data_seed):
             loss_tensor = train_step(x, y)
             step += 1
@@ -137,7 +139,7 @@ _COMPILED_LIMIT = 4
 
 
 def _compiled_run(spec: RunSpec, task, rule):
-    """(model, train_step, recorder) for ``spec``, reusing compiled ones when the rule allows it."""
+    """(model, optimizer, train_step, recorder) for ``spec``, reusing compiled ones when the rule allows it."""
     from lrid.rules.base import LearningRule
 
     reusable = type(rule).make_train_step is LearningRule.make_train_step  # custom steps may hold own state
@@ -153,7 +155,7 @@ def _compiled_run(spec: RunSpec, task, rule):
         _COMPILED[key] = compiled  # most recently used last
         while len(_COMPILED) > _COMPILED_LIMIT:
             _COMPILED.pop(next(iter(_COMPILED)))
-    return compiled.model, compiled.train_step, compiled.recorder
+    return compiled.model, compiled.optimizer, compiled.train_step, compiled.recorder
 
 
 def _weights_finite(model) -> bool:

@@ -34,6 +34,11 @@ class Architecture:
     default_input_shape: tuple[int, ...]
     default_classes: int
 
+    @property
+    def needs_images(self) -> bool:
+        """Whether the architecture needs image inputs (height, width, channels)."""
+        return len(self.default_input_shape) == 3
+
 
 def _mlp(spec, n_classes, feedback, seed):
     from lrid.models.mlp import MLP

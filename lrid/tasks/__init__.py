@@ -43,5 +43,21 @@ def get_task(name: str, data_dir: str | None = None, image_size: int | None = No
     return _LOADED[key]
 
 
+# Input shape, classes and training-set size of the standard data sets, so that a sweep's cost can be
+# estimated (``lrid generate --dry-run``) on a machine that does not hold the data.
+STANDARD_GEOMETRY = {
+    "cifar10": lambda image_size: ((32, 32, 3), 10, 50_000),
+    "imagenet": lambda image_size: ((image_size or 224, image_size or 224, 3), 1000, 1_281_167),
+}
+
+
+def task_geometry(name: str, image_size: int | None = None) -> tuple[tuple[int, ...], int, int]:
+    """(input shape, number of classes, training examples) of a task, without its data where known."""
+    if name in STANDARD_GEOMETRY:
+        return STANDARD_GEOMETRY[name](image_size)
+    task = get_task(name, image_size=image_size)
+    return task.input_shape, task.n_classes, task.steps_per_epoch(1)
+
+
 from lrid.tasks import digits  # noqa: E402,F401  (registers the embedded default)
 from lrid.tasks import cifar10, imagenet  # noqa: E402,F401

@@ -1,0 +1,93 @@
+"""Estimate a sweep's cost before running it, from a few real training steps on this machine.
+
+For every distinct (task, architecture, rule, batch size) of the sweep, the model is built, its train
+step compiled and timed on random inputs of the task's shape, and one observable recording timed. A
+worker compiles a configuration once and reuses it for every run that shares it, so the estimate is
+``compile + runs x (steps x step time + recordings x record time)``. Steps are timed at a batch of at
+most ``max_timing_batch`` and scaled linearly to larger batches, so that estimating an ImageNet sweep on
+a laptop takes minutes, not hours (linear scaling over-estimates small networks, which are latency-bound).
+Nothing is written to any store.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from lrid.config import RunSpec, SweepSpec
+
+
+@dataclass
+class CostEstimate:
+    """The estimated cost of the runs sharing one (task, arch, rule, batch size)."""
+
+    task: str
+    arch: str
+    rule: str
+    batch_size: int
+    runs: int
+    steps_per_run: int
+    compile_s: float
+    step_s: float
+    record_s: float
+
+    @property
+    def seconds_per_run(self) -> float:
+        """Estimated wall time of one run once the configuration is compiled."""
+        return self.steps_per_run * self.step_s + self.record_s
+
+    @property
+    def total_seconds(self) -> float:
+        """Estimated wall time of all these runs, one after another in one worker."""
+        return self.compile_s + self.runs * self.seconds_per_run
+
+
+def estimate_sweep(sweep: SweepSpec, timing_seconds: float = 0.3, max_timing_batch: int = 256) -> list[CostEstimate]:
+    """Time a few real steps for each distinct configuration of ``sweep`` and extrapolate to its runs."""
+    groups: dict[tuple, list[RunSpec]] = {}
+    for run in sweep.expand():
+        key = (run.task.name, run.task.image_size, run.model.model_dump_json(), run.rule.name,
+               tuple(sorted(run.rule.hparams.items())), run.train.batch_size)
+        groups.setdefault(key, []).append(run)
+    return [_estimate(runs, timing_seconds, max_timing_batch) for runs in groups.values()]
+
+
+def _estimate(runs: list[RunSpec], timing_seconds: float, max_timing_batch: int) -> CostEstimate:
+    import tensorflow as tf
+
+    from lrid.models import build_network
+    from lrid.observables.recorder import Recorder
+    from lrid.rules import get_rule
+    from lrid.tasks import task_geometry
+
+    spec = runs[0]
+    input_shape, n_classes, n_train = task_geometry(spec.task.name, spec.task.image_size)
+    batch = min(spec.train.batch_size, max_timing_batch)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(batch, *input_shape)).astype(np.float32))
+    y = tf.constant(rng.integers(0, n_classes, size=batch).astype(np.int32))
+
+    started = time.perf_counter()
+    rule = get_rule(spec.rule.name)(spec.rule.hparams, seed=0)
+    model = build_network(spec.model, input_shape, n_classes, rule.feedback, seed=0)
+    step = rule.make_train_step(model, rule.make_optimizer())
+    float(step(x, y))
+    recorder = Recorder(model, x.numpy()[: min(batch, spec.observe.probe_size)])
+    recorder.record()
+    compile_s = time.perf_counter() - started
+
+    for _ in range(2):  # the first calls after tracing are slower than the steady state
+        float(step(x, y))
+    timed, started = 0, time.perf_counter()
+    while timed < 2 or (time.perf_counter() - started < timing_seconds and timed < 200):
+        float(step(x, y))
+        timed += 1
+    step_s = (time.perf_counter() - started) / timed * spec.train.batch_size / batch
+    started = time.perf_counter()
+    recorder.record()
+    record_s = (time.perf_counter() - started) * spec.observe.points
+    steps = spec.train.epochs * (n_train // spec.train.batch_size)
+    return CostEstimate(spec.task.name, spec.model.arch, spec.rule.name, spec.train.batch_size, len(runs),
+                        steps, compile_s, step_s, record_s)
