@@ -122,6 +122,18 @@ def test_a_failing_run_does_not_stop_the_others(tmp_path):
     statuses = sorted(m["status"] for m in Store(tmp_path / "s").manifests())
     assert statuses == ["complete", "failed"]
 
+    status = subprocess.run([sys.executable, "-m", "lrid.cli", "status", str(tmp_path / "s"), str(sweep)],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert status.returncode == 0, status.stderr
+    assert "│ digits │ mlp  │ sgdm │        1 │        0 │      1 │" in status.stdout
+    assert "1 of 2 runs done" in status.stdout and "missing: 1 run(s) of sgdm" in status.stdout
+
+    # Without --retry-failed a failed run counts as done; with it, it is attempted again.
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "2 already in" in again.stdout
+    retried = subprocess.run([*command, "--retry-failed"], capture_output=True, text=True, timeout=300)
+    assert retried.returncode == 2 and "1 already in" in retried.stdout and "1 failed" in retried.stdout
+
 
 def test_store_on_a_non_local_filesystem_round_trips(tiny_store, tmp_path):
     source = Store(tiny_store)
