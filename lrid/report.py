@@ -30,7 +30,7 @@ def plot_confusions(scores: dict, path: Path) -> None:
 
     classes = scores["classes"]
     names = list(scores["classifiers"])
-    figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.0), squeeze=False, constrained_layout=True)
+    figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.4), squeeze=False, constrained_layout=True)
     for axis, name in zip(axes[0], names):
         matrix = np.asarray(scores["classifiers"][name]["confusion_normalized"])
         image = axis.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
@@ -43,8 +43,7 @@ def plot_confusions(scores: dict, path: Path) -> None:
         axis.set_ylabel("true rule")
         accuracy = scores["classifiers"][name]["accuracy_mean"]
         axis.set_title(f"{name} (accuracy {accuracy:.2f})")
-    figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="fraction of the true rule's test samples")
-    figure.suptitle("Mean confusion over splits (rows sum to 1)")
+    figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="fraction of the true rule's test samples (mean over splits)")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
