@@ -103,9 +103,8 @@ class LearningRule:
     def feedback_gradient(self, layer, layer_input):
         """The update signal (a gradient, descended by the optimizer) for a learned feedback kernel.
 
-        Only rules with ``feedback = "learned"`` implement it. It is computed in closed form rather than by
-        differentiating a loss in which B appears several times: TensorFlow sums such gradient
-        contributions in an order that can change from run to run, which breaks bit-for-bit determinism.
+        Only rules with ``feedback = "learned"`` implement it, as one closed-form expression per layer (no
+        second tape over the network); tests check it against autodiff of the rule's local loss.
         """
         raise NotImplementedError(f"rule {self.name!r} learns feedback kernels but has no feedback_gradient")
 
