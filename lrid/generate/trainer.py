@@ -113,9 +113,11 @@ class _CompiledRun:
     def __init__(self, spec: RunSpec, task, rule):
         from lrid.models import build_model
         from lrid.observables.recorder import Recorder
+        from lrid.rules.base import restrict_weight_decay
 
         self.model = build_model(spec.model, task, feedback=rule.feedback, seed=spec.train.model_seed)
         self.optimizer = rule.make_optimizer()
+        restrict_weight_decay(self.optimizer, self.model)
         self.optimizer.build(self.model.trainable_variables)
         self.train_step = rule.make_train_step(self.model, self.optimizer)
         self.recorder = Recorder(self.model, task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed))

@@ -25,12 +25,14 @@ class SGDHyperparameters(Hyperparameters):
     """Plain stochastic gradient descent: ``w <- w - lr g``."""
 
     lr: float = Field(0.01, gt=0, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay on forward kernels")
 
 
 class SGDMomentumHyperparameters(Hyperparameters):
     """SGD with (heavy-ball) momentum, Keras form: ``v <- m v - lr g; w <- w + v``."""
 
     lr: float = Field(0.01, gt=0, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay on forward kernels")
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum coefficient")
 
 
@@ -38,6 +40,7 @@ class AdamHyperparameters(Hyperparameters):
     """Adam (Kingma & Ba 2015) with Keras's epsilon convention."""
 
     lr: float = Field(1e-3, gt=0, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay on forward kernels")
     beta_1: float = Field(0.9, ge=0, lt=1, description="first-moment decay")
     beta_2: float = Field(0.999, ge=0, lt=1, description="second-moment decay")
     epsilon: float = Field(1e-7, gt=0, description="added to sqrt(v)")
@@ -48,6 +51,7 @@ class ComposableHyperparameters(Hyperparameters):
 
     optimizer: Literal["sgd", "sgdm", "adam"] = Field("sgdm", description="optimizer applying the updates")
     lr: float = Field(0.01, gt=0, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay on forward kernels")
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum (optimizer: sgdm)")
     beta_1: float = Field(0.9, ge=0, lt=1, description="first-moment decay (optimizer: adam)")
     beta_2: float = Field(0.999, ge=0, lt=1, description="second-moment decay (optimizer: adam)")
@@ -55,16 +59,29 @@ class ComposableHyperparameters(Hyperparameters):
 
 
 def build_optimizer(optimizer: str, hparams: Hyperparameters):
-    """A Keras optimizer for ``"sgd"``, ``"sgdm"`` or ``"adam"`` from the matching fields of ``hparams``."""
+    """A Keras optimizer for ``"sgd"``, ``"sgdm"`` or ``"adam"`` from the matching fields of ``hparams``.
+
+    ``weight_decay`` is Keras's decoupled decay (``w <- w - lr * wd * w`` each step); which variables it
+    applies to is set by :func:`restrict_weight_decay` before the optimizer is built.
+    """
+    decay = hparams.weight_decay or None
     if optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=hparams.lr)
+        return keras.optimizers.SGD(learning_rate=hparams.lr, weight_decay=decay)
     if optimizer == "sgdm":
-        return keras.optimizers.SGD(learning_rate=hparams.lr, momentum=hparams.momentum)
+        return keras.optimizers.SGD(learning_rate=hparams.lr, momentum=hparams.momentum, weight_decay=decay)
     if optimizer == "adam":
         return keras.optimizers.Adam(
-            learning_rate=hparams.lr, beta_1=hparams.beta_1, beta_2=hparams.beta_2, epsilon=hparams.epsilon
+            learning_rate=hparams.lr, beta_1=hparams.beta_1, beta_2=hparams.beta_2, epsilon=hparams.epsilon,
+            weight_decay=decay,
         )
     raise ValueError(f"unknown optimizer {optimizer!r}")
+
+
+def restrict_weight_decay(optimizer, model) -> None:
+    """Decay only the forward kernels: never feedback kernels (decay would shrink a fixed B towards zero
+    and move a learned B's fixed point), biases or normalisation parameters. Call before building."""
+    kernels = {id(layer.kernel) for layer in model.measured_layers}
+    optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if id(v) not in kernels])
 
 
 class LearningRule:
