@@ -29,7 +29,6 @@ from lrid.errors import LridError
 from lrid.observables import OBSERVABLES
 
 ID_COLUMNS = ["run_id", "step", "epoch", "layer", "layer_index", "depth_group"]
-STATUSES = ("complete", "diverged", "failed")
 SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),
