@@ -103,15 +103,16 @@ def generate(
     num_cpus: CpusOption = 1,
     num_gpus: GpusOption = 0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print runs per rule and architecture and an estimated cost; write nothing")] = False,
+    timing_batch: Annotated[int, typer.Option("--timing-batch", help="with --dry-run: largest batch to time steps at")] = 64,
 ) -> None:
     """Train every run of a sweep that the store does not hold yet, recording its observables."""
     if dry_run:
-        _dry_run(spec, store)
+        _dry_run(spec, store, timing_batch)
         return
     _generate(spec, store, retry_failed, backend, workers, address, num_cpus, num_gpus)
 
 
-def _dry_run(spec_path: Path, store: str) -> None:
+def _dry_run(spec_path: Path, store: str, timing_batch: int) -> None:
     from lrid.config import load_sweep
     from lrid.generate.estimate import estimate_sweep
     from lrid.generate.sweep import pending_runs
@@ -121,8 +122,8 @@ def _dry_run(spec_path: Path, store: str) -> None:
     pending, done = pending_runs(sweep, Store(store))
     _quiet_tensorflow()
     console.print(f"{spec_path}: {len(pending) + done} runs, {done} already in {store}; timing a few steps of each configuration...")
-    estimates = estimate_sweep(sweep)
-    table = Table(title="Estimated cost on this machine, one worker (steps timed at batch <= 256, scaled)")
+    estimates = estimate_sweep(sweep, max_timing_batch=timing_batch)
+    table = Table(title=f"Estimated cost on this machine, one worker (steps timed at batch <= {timing_batch}, scaled)")
     for column in ("task", "arch", "rule", "batch", "runs", "steps/run", "s/step", "compile s", "minutes"):
         table.add_column(column, justify="left" if column in ("task", "arch", "rule") else "right")
     by_rule: dict[str, list[int]] = {}
