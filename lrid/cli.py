@@ -71,6 +71,8 @@ def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "p
         f"{summary.complete} complete, {summary.diverged} diverged, {summary.failed} failed "
         f"({time.perf_counter() - started:.1f} s)"
     )
+    if summary.skipped_failed:
+        console.print(f"{summary.skipped_failed} run(s) that failed before were skipped; add --retry-failed to retry them")
     for error in summary.errors:
         error_console.print(f"  failed run {error}")
     if summary.failed:

@@ -131,6 +131,7 @@ def test_a_failing_run_does_not_stop_the_others(tmp_path):
     # Without --retry-failed a failed run counts as done; with it, it is attempted again.
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "2 already in" in again.stdout
+    assert "1 run(s) that failed before were skipped; add --retry-failed" in again.stdout
     retried = subprocess.run([*command, "--retry-failed"], capture_output=True, text=True, timeout=300)
     assert retried.returncode == 2 and "1 already in" in retried.stdout and "1 failed" in retried.stdout
 

@@ -16,6 +16,7 @@ class SweepSummary:
 
     total: int = 0
     skipped: int = 0
+    skipped_failed: int = 0
     complete: int = 0
     diverged: int = 0
     failed: int = 0
@@ -51,7 +52,8 @@ def generate(
     store = store if isinstance(store, Store) else Store(store)
     executor = executor or SequentialExecutor()
     pending, skipped = pending_runs(sweep, store, retry_failed)
-    summary = SweepSummary(total=len(pending) + skipped, skipped=skipped)
+    retryable, _ = pending_runs(sweep, store, retry_failed=True)
+    summary = SweepSummary(total=len(pending) + skipped, skipped=skipped, skipped_failed=len(retryable) - len(pending))
     bar = tqdm(total=len(pending), desc=f"generate {sweep.name} ({executor.name})", unit="run",
                disable=None if progress is None else not progress)
     for outcome in executor.map(pending, store.location):
