@@ -23,12 +23,19 @@ class SweepSummary:
     errors: list[str] = field(default_factory=list)
 
 
+def plan_runs(sweep: SweepSpec, store: Store, retry_failed: bool = False) -> tuple[list[RunSpec], int, int]:
+    """The sweep's runs still to do, how many the store already holds, and how many of those failed."""
+    statuses = {m["run_id"]: m["status"] for m in store.manifests()}
+    runs = sweep.expand()
+    pending = [r for r in runs if r.run_id not in statuses or (retry_failed and statuses[r.run_id] == "failed")]
+    failed_kept = 0 if retry_failed else sum(statuses.get(r.run_id) == "failed" for r in runs)
+    return pending, len(runs) - len(pending), failed_kept
+
+
 def pending_runs(sweep: SweepSpec, store: Store, retry_failed: bool = False) -> tuple[list[RunSpec], int]:
     """The sweep's runs that the store does not hold yet, and how many it already holds."""
-    runs = sweep.expand()
-    done = store.done_run_ids(include_failed=not retry_failed)
-    pending = [run for run in runs if run.run_id not in done]
-    return pending, len(runs) - len(pending)
+    pending, skipped, _ = plan_runs(sweep, store, retry_failed)
+    return pending, skipped
 
 
 def generate(
@@ -51,9 +58,8 @@ def generate(
 
     store = store if isinstance(store, Store) else Store(store)
     executor = executor or SequentialExecutor()
-    pending, skipped = pending_runs(sweep, store, retry_failed)
-    retryable, _ = pending_runs(sweep, store, retry_failed=True)
-    summary = SweepSummary(total=len(pending) + skipped, skipped=skipped, skipped_failed=len(retryable) - len(pending))
+    pending, skipped, skipped_failed = plan_runs(sweep, store, retry_failed)
+    summary = SweepSummary(total=len(pending) + skipped, skipped=skipped, skipped_failed=skipped_failed)
     bar = tqdm(total=len(pending), desc=f"generate {sweep.name} ({executor.name})", unit="run",
                disable=None if progress is None else not progress)
     for outcome in executor.map(pending, store.location):
