@@ -258,11 +258,20 @@ def archs() -> None:
 
 @app.command()
 def tasks() -> None:
-    """List the registered tasks."""
-    from lrid.tasks import TASKS
+    """List the registered tasks, their loss and the options a sweep's ``task.options`` may set."""
+    import inspect
 
+    from lrid.tasks import TASK_LOSSES, TASKS
+
+    table = Table("task", "loss", "options (defaults)", "description")
     for name, loader in sorted(TASKS.items()):
-        console.print(f"{name}: {(loader.__doc__ or '').strip().splitlines()[0]}")
+        options = [
+            f"{parameter.name}={parameter.default!r}"
+            for parameter in inspect.signature(loader).parameters.values()
+            if parameter.name not in ("data_dir", "image_size")
+        ]
+        table.add_row(name, TASK_LOSSES[name], ", ".join(options), (loader.__doc__ or "").strip().splitlines()[0])
+    console.print(table)
 
 
 def main() -> None:

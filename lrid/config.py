@@ -37,6 +37,9 @@ class TaskSpec(StrictModel):
     name: str = "digits"
     data_dir: str | None = None
     image_size: int | None = Field(None, gt=0, description="input resolution, for tasks that resize images")
+    options: dict[str, Scalar | tuple[int, ...]] = Field(
+        default_factory=dict, description="the task's own settings, e.g. teacher_student's sizes (see `lrid tasks`)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -143,13 +146,20 @@ class RunSpec(StrictModel):
     def _rule_supports_architecture(self) -> RunSpec:
         from lrid.models import ARCHITECTURES
         from lrid.rules import get_rule
-        from lrid.tasks import task_geometry
+        from lrid.tasks import TASK_LOSSES, task_geometry
 
-        reason = get_rule(self.rule.name).unsupported_reason(self.model.arch)
+        rule_class = get_rule(self.rule.name)
+        reason = rule_class.unsupported_reason(self.model.arch)
         if reason:
             raise ValueError(f"rule {self.rule.name!r} cannot train architecture {self.model.arch!r}: {reason}")
+        loss = TASK_LOSSES[self.task.name]
+        if loss not in rule_class.losses:
+            raise ValueError(
+                f"rule {self.rule.name!r} cannot train task {self.task.name!r}: the task's loss is {loss!r} and "
+                f"the rule descends only {', '.join(rule_class.losses)}; pick another rule or task"
+            )
         if ARCHITECTURES[self.model.arch].needs_images:
-            input_shape = task_geometry(self.task.name, self.task.image_size)[0]
+            input_shape = task_geometry(self.task.name, self.task.image_size, **self.task.options)[0]
             if len(input_shape) != 3:
                 raise ValueError(
                     f"architecture {self.model.arch!r} needs image inputs, but task {self.task.name!r} has "
@@ -161,6 +171,8 @@ class RunSpec(StrictModel):
     def run_id(self) -> str:
         """A stable 16-hex-digit hash of the normalised spec: the same spec is the same run."""
         identity = self.model_dump(mode="json", exclude={"task": {"data_dir"}})
+        if not identity["task"]["options"]:
+            del identity["task"]["options"]  # runs specified before tasks took options keep their ids
         canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

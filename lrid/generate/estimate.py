@@ -78,15 +78,19 @@ def time_configuration(spec: RunSpec, batch: int, timing_seconds: float) -> tupl
     from lrid.models import build_network
     from lrid.observables.recorder import Recorder
     from lrid.rules import get_rule
-    from lrid.tasks import task_geometry
+    from lrid.tasks import TASK_LOSSES, task_geometry
 
-    input_shape, n_classes, n_train = task_geometry(spec.task.name, spec.task.image_size)
+    input_shape, n_classes, n_train = task_geometry(spec.task.name, spec.task.image_size, **spec.task.options)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(batch, *input_shape)).astype(np.float32))
-    y = tf.constant(rng.integers(0, n_classes, size=batch).astype(np.int32))
+    loss = TASK_LOSSES[spec.task.name]
+    if loss == "mse":
+        y = tf.constant(rng.normal(size=(batch, n_classes)).astype(np.float32))
+    else:
+        y = tf.constant(rng.integers(0, n_classes, size=batch).astype(np.int32))
 
     started = time.perf_counter()
-    rule = get_rule(spec.rule.name)(spec.rule.hparams, seed=0)
+    rule = get_rule(spec.rule.name)(spec.rule.hparams, seed=0, loss=loss)
     model = build_network(spec.model, input_shape, n_classes, rule.feedback, seed=0)
     step = rule.make_train_step(model, rule.make_optimizer())
     float(step(x, y))

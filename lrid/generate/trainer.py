@@ -61,10 +61,10 @@ def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     # Multithreaded reductions may otherwise sum in a different order from one run to the next.
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(spec.train.model_seed)
-    task = get_task(spec.task.name, spec.task.data_dir, spec.task.image_size)
+    task = get_task(spec.task.name, spec.task.data_dir, spec.task.image_size, **spec.task.options)
     rule_seed = int(np.random.SeedSequence([spec.train.model_seed, spec.train.data_seed]).generate_state(1)[0])
-    rule = get_rule(spec.rule.name)(spec.rule.hparams, seed=rule_seed)
-    model, optimizer, train_step, recorder = _compiled_run(spec, task, rule)
+    rule = get_rule(spec.rule.name)(spec.rule.hparams, seed=rule_seed, loss=task.loss)
+    model, optimizer, train_step, recorder, health = _compiled_run(spec, task, rule)
 
     steps_per_epoch = task.steps_per_epoch(spec.train.batch_size)
     total_steps = spec.train.epochs * steps_per_epoch
@@ -73,6 +73,15 @@ def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     groups = depth_groups(len(layer_names))
     records: list[tuple[int, np.ndarray]] = []
     status, diverged_at, loss = "complete", None, float("nan")
+    # Training losses since the last recording, kept as tensors: reading each one would sync every step.
+    interval_losses: list = []
+    recorded_losses: list[float | None] = [None]  # no training step precedes step 0
+    health_log = {"update_gradient_angle_deg": [], "feedback_weight_angle_deg": []}
+
+    def log_health(x, y):
+        update_angles, feedback_angles = health.measure(x, y)
+        health_log["update_gradient_angle_deg"].append(update_angles)
+        health_log["feedback_weight_angle_deg"].append(feedback_angles)
 
     records.append((0, recorder.record()))
     step = 0
@@ -81,7 +90,10 @@ def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
         if spec.train.lr_decay_epochs:
             optimizer.learning_rate = spec.train.learning_rate(rule.hparams.lr, epoch)
         for x, y in task.epoch_batches(epoch, spec.train.batch_size, spec.train.data_seed):
+            if step == 0:
+                log_health(x, y)  # the initial network, on the first batch it will train on
             loss_tensor = train_step(x, y)
+            interval_losses.append(loss_tensor)
             step += 1
             if next_record < len(schedule) and step == schedule[next_record]:
                 next_record += 1
@@ -90,19 +102,32 @@ def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
                     status, diverged_at = "diverged", step
                     break
                 records.append((step, recorder.record()))
+                recorded_losses.append(float(tf.add_n(interval_losses)) / len(interval_losses))
+                interval_losses = []
+                log_health(x, y)
         if status == "diverged":
             break
 
-    test_accuracy = task.evaluate(model.predict_logits)
+    test_metric = task.evaluate(model.predict_logits)
     rows = _rows(spec.run_id, records, layer_names, groups, steps_per_epoch)
+    recorded_steps = [s for s, _ in records]
     outcome = {
         "status": status,
         "diverged_at_step": diverged_at,
         "total_steps": total_steps,
         "steps_run": step,
-        "recorded_steps": [s for s, _ in records],
+        "recorded_steps": recorded_steps,
+        "recorded_train_loss": recorded_losses,
         "final_train_loss": loss,
-        "final_test_accuracy": test_accuracy if status == "complete" else None,
+        f"final_test_{task.metric}": test_metric if status == "complete" else None,
+        "health": {
+            "layers": layer_names,
+            "steps": recorded_steps[: len(health_log["update_gradient_angle_deg"])],
+            "update_gradient_angle_deg": health_log["update_gradient_angle_deg"],
+            "feedback_weight_angle_deg": (
+                health_log["feedback_weight_angle_deg"] if health.has_feedback else None
+            ),
+        },
     }
     return rows, outcome
 
@@ -112,6 +137,7 @@ class _CompiledRun:
 
     def __init__(self, spec: RunSpec, task, rule):
         from lrid.models import build_model
+        from lrid.generate.health import HealthProbe
         from lrid.observables.recorder import Recorder
         from lrid.rules.base import restrict_weight_decay
 
@@ -121,6 +147,7 @@ class _CompiledRun:
         self.optimizer.build(self.model.trainable_variables)
         self.train_step = rule.make_train_step(self.model, self.optimizer)
         self.recorder = Recorder(self.model, task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed))
+        self.health = HealthProbe(rule, self.model)
 
     def reinitialise(self, spec: RunSpec, task, rule) -> None:
         """Give the model the initial weights a fresh build with this run's seed would have, reset the optimizer."""
@@ -141,7 +168,7 @@ _COMPILED_LIMIT = 4
 
 
 def _compiled_run(spec: RunSpec, task, rule):
-    """(model, optimizer, train_step, recorder) for ``spec``, reusing compiled ones when the rule allows it."""
+    """(model, optimizer, train_step, recorder, health probe) for ``spec``, reusing compiled ones when the rule allows it."""
     from lrid.rules.base import LearningRule
 
     reusable = type(rule).make_train_step is LearningRule.make_train_step  # custom steps may hold own state
@@ -157,7 +184,7 @@ def _compiled_run(spec: RunSpec, task, rule):
         _COMPILED[key] = compiled  # most recently used last
         while len(_COMPILED) > _COMPILED_LIMIT:
             _COMPILED.pop(next(iter(_COMPILED)))
-    return compiled.model, compiled.optimizer, compiled.train_step, compiled.recorder
+    return compiled.model, compiled.optimizer, compiled.train_step, compiled.recorder, compiled.health
 
 
 def _weights_finite(model) -> bool:

@@ -77,6 +77,20 @@ def build_optimizer(optimizer: str, hparams: Hyperparameters):
     raise ValueError(f"unknown optimizer {optimizer!r}")
 
 
+#: task losses a rule can descend: a task names one (``Task.loss``) and every rule's step reports it
+LOSSES = ("cross_entropy", "mse")
+
+
+def task_loss_function(loss: str):
+    """``loss(targets, outputs)`` averaged over the batch: softmax cross-entropy of integer labels against
+    logits, or the mean squared error of real-valued targets (regression tasks such as teacher_student)."""
+    if loss == "cross_entropy":
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if loss == "mse":
+        return keras.losses.MeanSquaredError()
+    raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
+
+
 def restrict_weight_decay(optimizer, model) -> None:
     """Decay only the forward kernels: never feedback kernels (decay would shrink a fixed B towards zero
     and move a learned B's fixed point), biases or normalisation parameters. Call before building."""
@@ -99,6 +113,7 @@ class LearningRule:
         Hyperparameters: pydantic model validating the rule's hyperparameters.
         feedback: the layers' feedback kind: None (exact backprop), "fixed" or "learned".
         optimizer: the optimizer, unless the hyperparameters choose one.
+        losses: the task losses (:data:`LOSSES`) the rule can descend.
     """
 
     name: ClassVar[str]
@@ -107,11 +122,20 @@ class LearningRule:
     Hyperparameters: ClassVar[type[Hyperparameters]] = ComposableHyperparameters
     feedback: ClassVar[str | None] = None
     optimizer: ClassVar[str | None] = None
+    losses: ClassVar[tuple[str, ...]] = LOSSES
 
-    def __init__(self, hparams: dict | None = None, seed: int = 0):
+    def __init__(self, hparams: dict | None = None, seed: int = 0, loss: str = "cross_entropy"):
         self.hparams = self.Hyperparameters(**(hparams or {}))
         # Seeds the rule's own randomness (e.g. perturbation noise), so a run is reproducible.
         self.seed = seed
+        if loss not in self.losses:
+            raise ValueError(f"rule {self.name!r} cannot descend loss {loss!r}; it supports {', '.join(self.losses)}")
+        #: the task loss the rule descends and its steps report (see :func:`task_loss_function`)
+        self.loss = loss
+
+    def task_loss(self, targets, outputs):
+        """The task's loss of the network's ``outputs`` (logits for classification) against ``targets``."""
+        return task_loss_function(self.loss)(targets, outputs)
 
     def make_optimizer(self):
         """The Keras optimizer that applies this rule's updates."""
@@ -130,13 +154,12 @@ class LearningRule:
         layers = model.measured_layers
         learned = [layer.feedback_kernel for layer in layers if self.feedback == "learned"]
         forward_variables = [v for v in model.trainable_variables if not any(v is b for b in learned)]
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
         @tf.function(reduce_retracing=True)
         def train_step(x, y):
             with tf.GradientTape() as tape:
                 logits, layer_inputs, _ = model.forward_with_activity(x, training=True)
-                task_loss = loss_fn(y, logits)
+                task_loss = self.task_loss(y, logits)
             gradients = tape.gradient(task_loss, forward_variables)
             if learned:
                 gradients += [self.feedback_gradient(layer, inputs) for layer, inputs in zip(layers, layer_inputs)]
@@ -147,6 +170,19 @@ class LearningRule:
             return task_loss
 
         return train_step
+
+    def kernel_update_signals(self, model, x, y) -> list:
+        """The signal the rule hands its optimizer for each measured layer's kernel on batch (x, y).
+
+        Used to measure rule health (the angle to the true gradient), never to train: it runs the network
+        in inference mode and must leave every variable and random state of the run untouched. The
+        default differentiates the task loss through the layers' feedback paths, as the default step does;
+        rules with their own step override it.
+        """
+        with tf.GradientTape() as tape:
+            logits, _, _ = model.forward_with_activity(x, training=False)
+            loss = self.task_loss(y, logits)
+        return tape.gradient(loss, [layer.kernel for layer in model.measured_layers])
 
     #: architectures the rule can train, or None for all; see :meth:`unsupported_reason`
     architectures: ClassVar[tuple[str, ...] | None] = None

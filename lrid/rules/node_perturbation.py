@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from lrid.lazy_import import keras, tf
+from lrid.lazy_import import tf
 from lrid.rules import register_rule
 from lrid.rules.base import ComposableHyperparameters, LearningRule
 
@@ -134,22 +134,35 @@ class NodePerturbation(LearningRule):
     #: rescale every output unit's incoming weights to the Glorot init std after each step
     weight_norm = False
 
+    def perturbation_gradients(self, layers, x, y, generator):
+        """``(gradients, outputs)`` of :func:`node_perturbation_gradients` for batch (x, y), noise drawn
+        from ``generator``. Classification compares the softmax with one-hot labels; regression (loss
+        "mse") compares the linear output with the targets, Hiratani et al.'s teacher-student setting."""
+        x = tf.cast(x, tf.float32)
+        noise = sample_noise(generator, layers, tf.shape(x)[0], self.hparams.sigma)
+        if self.loss == "mse":
+            return node_perturbation_gradients(layers, x, y, noise, self.hparams.sigma, readout=tf.identity)
+        targets = tf.one_hot(tf.cast(y, tf.int32), layers[-1].units)
+        return node_perturbation_gradients(layers, x, targets, noise, self.hparams.sigma)
+
+    def kernel_update_signals(self, model, x, y) -> list:
+        """One NP estimate per kernel, with noise from a generator of its own (the run's stays untouched)."""
+        if not hasattr(self, "_health_generator"):
+            self._health_generator = tf.random.Generator.from_seed(self.seed + 1)
+        gradients, _ = self.perturbation_gradients(model.measured_layers, x, y, self._health_generator)
+        return gradients[0::2]
+
     def make_train_step(self, model, optimizer):
         layers = model.measured_layers
         variables = [v for layer in layers for v in (layer.kernel, layer.bias)]
         kernel_rms = [glorot_std(layer.kernel) for layer in layers]
-        sigma = self.hparams.sigma
         generator = tf.random.Generator.from_seed(self.seed)
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self._health_generator = tf.random.Generator.from_seed(self.seed + 1)  # made eagerly, not in a trace
 
         @tf.function(reduce_retracing=True)
         def train_step(x, y):
-            x = tf.cast(x, tf.float32)
-            noise = sample_noise(generator, layers, tf.shape(x)[0], sigma)
-            n_classes = layers[-1].units
-            targets = tf.one_hot(tf.cast(y, tf.int32), n_classes)
-            gradients, logits = node_perturbation_gradients(layers, x, targets, noise, sigma)
-            task_loss = loss_fn(y, logits)
+            gradients, logits = self.perturbation_gradients(layers, x, y, generator)
+            task_loss = self.task_loss(y, logits)
             # Keras does not order its variable updates after reads made outside a tape: without this,
             # an update can land before the estimate that reads W is computed.
             with tf.control_dependencies([*gradients, task_loss]):

@@ -180,6 +180,8 @@ class _TargetPropagation(LearningRule):
     """Shared machinery: inverses, noise, the parallel schedule. Subclasses define the targets."""
 
     feedback = None
+    # The first target and the output layer's local loss are the softmax cross-entropy's.
+    losses: ClassVar[tuple[str, ...]] = ("cross_entropy",)
     architectures: ClassVar[tuple[str, ...]] = SUPPORTED_ARCHITECTURES
     architecture_note = "learned inverses are implemented for dense layers; conv nets are not yet supported"
     denoising: ClassVar[bool]
@@ -228,6 +230,15 @@ class _TargetPropagation(LearningRule):
     def hidden_targets(self, layers, inverses, layer_outputs, logits, labels):
         """Targets ``[hhat_1, ..., hhat_{L-1}]`` of the hidden layers (gradients stopped)."""
         raise NotImplementedError
+
+    def kernel_update_signals(self, model, x, y) -> list:
+        """The gradients of the forward layers' local losses (targets from the current inverses)."""
+        layers = model.measured_layers
+        logits, layer_inputs, layer_outputs = model.forward_with_activity(x, training=False)
+        targets = self.hidden_targets(layers, self.inverses, layer_outputs, logits, y)
+        with tf.GradientTape() as tape:
+            total = tf.add_n(forward_losses(layers, layer_inputs, targets, y))
+        return tape.gradient(total, [layer.kernel for layer in layers])
 
     def make_train_step(self, model, optimizer):
         """A compiled step: targets, then the forward and inverse updates from the same batch (parallel).

@@ -14,13 +14,20 @@ from lrid.errors import LridError
 from lrid.tasks.base import Task
 
 TASKS: dict[str, Callable[..., Task]] = {}
+#: each task's loss ("cross_entropy" or "mse"), known without loading its data, to validate sweeps
+TASK_LOSSES: dict[str, str] = {}
 
 
-def register_task(name: str):
-    """Register a task loader under ``name`` (a decorator); it takes the spec's options as keywords."""
+def register_task(name: str, loss: str = "cross_entropy"):
+    """Register a task loader under ``name`` (a decorator); it takes the spec's options as keywords.
+
+    ``loss`` must match the loaded task's ``Task.loss``; it is declared here so a sweep can be checked
+    (e.g. a rule that only descends cross-entropy on a regression task) before any data are loaded.
+    """
 
     def decorator(loader: Callable[..., Task]) -> Callable[..., Task]:
         TASKS[name] = loader
+        TASK_LOSSES[name] = loss
         return loader
 
     return decorator
@@ -29,12 +36,15 @@ def register_task(name: str):
 _LOADED: dict[tuple, Task] = {}
 
 
-def get_task(name: str, data_dir: str | None = None, image_size: int | None = None) -> Task:
-    """Load a task, once per process and options (loading is deterministic, so caching is safe)."""
+def get_task(name: str, data_dir: str | None = None, image_size: int | None = None, **options) -> Task:
+    """Load a task, once per process and options (loading is deterministic, so caching is safe).
+
+    ``options`` are the task's own settings (a spec's ``task.options``, e.g. teacher_student's sizes).
+    """
     if name not in TASKS:
         raise LridError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
-    options = {k: v for k, v in {"data_dir": data_dir, "image_size": image_size}.items() if v is not None}
-    key = (name, tuple(sorted(options.items())))
+    options = {k: v for k, v in {"data_dir": data_dir, "image_size": image_size, **options}.items() if v is not None}
+    key = (name, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items())))
     if key not in _LOADED:
         try:
             _LOADED[key] = TASKS[name](**options)
@@ -51,13 +61,13 @@ STANDARD_GEOMETRY = {
 }
 
 
-def task_geometry(name: str, image_size: int | None = None) -> tuple[tuple[int, ...], int, int]:
-    """(input shape, number of classes, training examples) of a task, without its data where known."""
+def task_geometry(name: str, image_size: int | None = None, **options) -> tuple[tuple[int, ...], int, int]:
+    """(input shape, number of classes or outputs, training examples) of a task, without its data where known."""
     if name in STANDARD_GEOMETRY:
         return STANDARD_GEOMETRY[name](image_size)
-    task = get_task(name, image_size=image_size)
+    task = get_task(name, image_size=image_size, **options)
     return task.input_shape, task.n_classes, task.steps_per_epoch(1)
 
 
 from lrid.tasks import digits  # noqa: E402,F401  (registers the embedded default)
-from lrid.tasks import cifar10, imagenet  # noqa: E402,F401
+from lrid.tasks import cifar10, imagenet, teacher_student  # noqa: E402,F401

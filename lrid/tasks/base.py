@@ -12,7 +12,7 @@ from lrid.errors import LridError
 
 
 class Task(ABC):
-    """A classification task: seeded training batches, a fixed probe batch, and test accuracy.
+    """A task: seeded training batches, a fixed probe batch, and a test metric (accuracy by default).
 
     The data order of training depends only on the run's ``data_seed`` and the epoch, and the probe batch
     only on the spec's ``probe_seed``, never on global random state, so a run is reproducible. Batches
@@ -22,11 +22,16 @@ class Task(ABC):
         name: the registry name.
         n_classes: number of classes.
         input_shape: shape of one example (``(64,)`` for digits, ``(32, 32, 3)`` for CIFAR-10).
+        loss: the loss every rule descends (``lrid.rules.base.LOSSES``): "cross_entropy" on integer labels,
+            or "mse" on real-valued targets, for which ``n_classes`` is the number of network outputs.
+        metric: what :meth:`evaluate` returns ("accuracy", or "mse" for regression tasks).
     """
 
     name: str
     n_classes: int
     input_shape: tuple[int, ...]
+    loss = "cross_entropy"
+    metric = "accuracy"
 
     @abstractmethod
     def steps_per_epoch(self, batch_size: int) -> int:
@@ -42,7 +47,7 @@ class Task(ABC):
 
     @abstractmethod
     def evaluate(self, predict: Callable[[np.ndarray], np.ndarray], batch_size: int = 512) -> float:
-        """Test accuracy of ``predict`` (inputs -> logits) over the whole test set."""
+        """The test metric of ``predict`` (inputs -> network outputs) over the whole test set."""
 
 
 @dataclass(frozen=True)
