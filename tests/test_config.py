@@ -85,7 +85,7 @@ def test_a_convolutional_architecture_on_flat_inputs_is_refused_before_training(
 
 @pytest.mark.parametrize("name, runs, archs", [
     ("cifar10", 192, {"knet", "knetlrn", "knetc4", "knetc4lrn"}),
-    ("imagenet", 240, {"alexnet", "resnet18", "resnet18v2", "resnet34", "resnet34v2"}),
+    ("imagenet", 288, {"alexnet", "alexnetlrn", "resnet18", "resnet18v2", "resnet34", "resnet34v2"}),
 ])
 def test_paper_sweeps_express_the_grid(name, runs, archs):
     expanded = load_sweep(REPO / "pipelines" / f"{name}.yaml").expand()

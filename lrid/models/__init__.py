@@ -55,10 +55,13 @@ def _knet(norm, conv4):
     return build
 
 
-def _alexnet(spec, n_classes, feedback, seed):
-    from lrid.models.alexnet import AlexNet
+def _alexnet(norm):
+    def build(spec, n_classes, feedback, seed):
+        from lrid.models.alexnet import AlexNet
 
-    return AlexNet(n_classes, feedback=feedback, seed=seed, width=spec.width)
+        return AlexNet(n_classes, feedback=feedback, seed=seed, width=spec.width, norm=norm)
+
+    return build
 
 
 def _resnet(depth, version):
@@ -78,7 +81,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("knetlrn", "KNet with local response normalisation (the Caffe original)", _knet("lrn", False), (32, 32, 3), 10),
         Architecture("knetc4", "KNet-C4: 4 conv + 1 dense, batch norm", _knet("bn", True), (32, 32, 3), 10),
         Architecture("knetc4lrn", "KNet-C4 with local response normalisation", _knet("lrn", True), (32, 32, 3), 10),
-        Architecture("alexnet", "AlexNet with batch norm (Xiao et al. 2019), 5 conv + 3 dense", _alexnet, (224, 224, 3), 1000),
+        Architecture("alexnet", "AlexNet with batch norm (Xiao et al. 2019), 5 conv + 3 dense", _alexnet("bn"), (224, 224, 3), 1000),
+        Architecture("alexnetlrn", "AlexNet with local response normalisation (Krizhevsky et al. 2012)", _alexnet("lrn"), (224, 224, 3), 1000),
         Architecture("resnet18", "ResNet-18 v1 (post-activation)", _resnet(18, 1), (224, 224, 3), 1000),
         Architecture("resnet18v2", "ResNet-18 v2 (pre-activation)", _resnet(18, 2), (224, 224, 3), 1000),
         Architecture("resnet34", "ResNet-34 v1 (post-activation)", _resnet(34, 1), (224, 224, 3), 1000),
