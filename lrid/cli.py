@@ -290,12 +290,12 @@ def main() -> None:
     except KeyboardInterrupt:
         error_console.print("interrupted: completed runs are saved; re-run the same command to resume")
         sys.exit(130)
-    except Exception as error:  # click usage errors carry their own message
-        import click
-
-        if isinstance(error, click.ClickException):
+    except typer.TyperException as error:
+        # Usage errors (a missing option, a bad value) carry their own message. typer bundles its own
+        # click, so they are typer's exceptions, not the installed click's.
+        if hasattr(error, "show"):
             error.show()
-            sys.exit(error.exit_code)
+            sys.exit(getattr(error, "exit_code", 2))
         raise
 
 

@@ -163,7 +163,8 @@ class RunSpec(StrictModel):
             if len(input_shape) != 3:
                 raise ValueError(
                     f"architecture {self.model.arch!r} needs image inputs, but task {self.task.name!r} has "
-                    f"inputs of shape {input_shape}; use arch mlp or an image task (cifar10, imagenet)"
+                    f"inputs of shape {input_shape}; use arch mlp, an image task (cifar10, imagenet), or "
+                    "digits with `options: {as_images: true}`"
                 )
         return self
 

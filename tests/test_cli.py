@@ -75,3 +75,10 @@ def test_rules_lists_every_rule_with_its_description():
     for name in ("sgdm", "adam", "fa", "ia"):
         assert name in result.stdout
     assert "alpha=0.06" in result.stdout and "Kunin et al. 2020" in result.stdout
+
+
+def test_usage_errors_print_click_s_message_without_a_traceback():
+    result = lrid("classify")
+    assert result.returncode == 2
+    assert "Missing option '--store'" in result.stderr
+    assert "Traceback" not in result.stderr and "MissingParameter" not in result.stderr

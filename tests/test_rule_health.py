@@ -51,7 +51,7 @@ def test_backprop_updates_are_the_gradient_and_fa_hidden_updates_start_far_from_
 
 @pytest.mark.parametrize(
     "rule_name, arch, input_shape",
-    [("np", "mlp", (20,)), ("ia", "mlp", (20,)), ("dtp", "mlp", (20,)), ("fa", "knet", (32, 32, 3))],
+    [("np", "mlp", (20,)), ("ia", "mlp", (20,)), ("dtp", "mlp", (20,)), ("fa", "knet", (32, 32, 3)), ("np", "knet", (16, 16, 3))],
 )
 def test_measuring_health_leaves_the_run_bit_identical(rule_name, arch, input_shape):
     """No random state drawn, no batch-norm statistics moved, no variable written by the probe."""

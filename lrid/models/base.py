@@ -12,10 +12,15 @@ _capture = threading.local()
 
 
 class ActivityCapture:
-    """Collects (input, output) of every :class:`FeedbackLayer` called while it is active."""
+    """Collects (input, output) of every :class:`FeedbackLayer` called while it is active.
 
-    def __init__(self, exact_gradient: bool):
+    ``perturbations``, if given, maps ``id(layer)`` to a tensor the layer adds to its pre-activation
+    (node perturbation's noisy pass).
+    """
+
+    def __init__(self, exact_gradient: bool, perturbations: dict | None = None):
         self.exact_gradient = exact_gradient
+        self.perturbations = perturbations or {}
         self.records: list[tuple[object, object, object]] = []
 
 
@@ -25,11 +30,11 @@ def active_capture() -> ActivityCapture | None:
 
 
 @contextlib.contextmanager
-def capturing(exact_gradient: bool):
+def capturing(exact_gradient: bool, perturbations: dict | None = None):
     """Capture every feedback layer's activity during the block (re-entrant captures are not allowed)."""
     if active_capture() is not None:
         raise RuntimeError("activity capture is already active")
-    _capture.current = ActivityCapture(exact_gradient)
+    _capture.current = ActivityCapture(exact_gradient, perturbations)
     try:
         yield _capture.current
     finally:
@@ -48,13 +53,16 @@ class MeasuredModel(keras.Model):
         """Create every layer's weights by running ``call`` once on a zero batch of ``input_shape``."""
         self.call(tf.zeros((1, *input_shape[1:])))
 
-    def forward_with_activity(self, inputs, exact_gradient: bool = False, training: bool = False):
+    def forward_with_activity(self, inputs, exact_gradient: bool = False, training: bool = False, perturbations=None):
         """Return ``(logits, layer_inputs, layer_outputs)``, one entry per measured layer in depth order.
 
         With ``exact_gradient`` every layer's backward pass is true backprop whatever the rule (used to
-        record activity changes, which are properties of the forward map).
+        record activity changes, which are properties of the forward map). ``perturbations``, one tensor
+        per measured layer (shaped like its output), is added to each layer's pre-activation.
         """
-        with capturing(exact_gradient) as capture:
+        if perturbations is not None:
+            perturbations = {id(layer): noise for layer, noise in zip(self.measured_layers, perturbations, strict=True)}
+        with capturing(exact_gradient, perturbations) as capture:
             logits = self(inputs, training=training)
         by_layer = {}
         for layer, layer_input, layer_output in capture.records:

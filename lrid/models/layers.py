@@ -114,7 +114,10 @@ class FeedbackLayer(keras.layers.Layer):
 
     def call(self, inputs, exact_gradient: bool = False):
         capture = active_capture()
-        outputs = self.activation(self.preactivation(inputs, exact_gradient or bool(capture and capture.exact_gradient)))
+        preactivation = self.preactivation(inputs, exact_gradient or bool(capture and capture.exact_gradient))
+        if capture is not None and id(self) in capture.perturbations:
+            preactivation = preactivation + capture.perturbations[id(self)]
+        outputs = self.activation(preactivation)
         if capture is not None:
             capture.records.append((self, inputs, outputs))
         return outputs

@@ -76,15 +76,76 @@ def node_perturbation_gradients(layers, inputs, targets, noise, sigma: float, re
     return gradients, logits
 
 
+def model_perturbation_gradients(model, inputs, targets, generator, sigma: float, readout=None, training=True):
+    """NP's update signals for any network of feedback layers (dense or conv), with no backpropagation.
+
+    The same estimate as :func:`node_perturbation_gradients`, for any topology: a clean pass records
+    every measured layer's input ``h_{l-1}``; a noisy pass adds ``xi_l ~ N(0, sigma^2)`` (drawn from
+    ``generator``, one value per example and output unit, shaped like the layer's output) to every measured
+    layer's pre-activation. With ``c_n`` as there, the update of layer l's kernel and bias is the gradient
+    of the surrogate ``(1/N) sum_n c_n <xi_{l,n}, u_l(h_{l-1,n})>`` with respect to them, where
+    ``u_l(h) = h * W_l + b_l`` is the layer's linear map (a matrix product or a convolution) applied to the
+    clean, gradient-stopped input: for a dense layer exactly ``(1/N) sum_n c_n h_{l-1,n}^T xi_{l,n}``.
+    No gradient flows through the network; only each layer's own linear map is differentiated.
+
+    Batch normalisation: both passes run in ``training`` mode, so the noisy pass normalises with its own
+    batch statistics (which differ from the clean ones by O(sigma / sqrt(N))), and its update of the moving
+    statistics is undone, so each step moves them once, as with any other rule. The normalisation's own
+    scale and shift get no NP signal and stay at their initial values.
+
+    Returns:
+        ``(gradients, logits)``: one entry per measured layer's kernel and bias (biases only where the
+        layer has one), in depth order, to be descended; and the clean pass's network output.
+    """
+    readout = tf.nn.softmax if readout is None else readout
+    layers = model.measured_layers
+    targets = tf.cast(targets, tf.float32)
+    logits, layer_inputs, layer_outputs = model.forward_with_activity(inputs, exact_gradient=True, training=training)
+    noise = [generator.normal(tf.shape(output), stddev=sigma, dtype=tf.float32) for output in layer_outputs]
+    moving_statistics = [v for v in model.non_trainable_variables if "moving" in v.path]
+    saved = [tf.identity(v) for v in moving_statistics]
+    with tf.control_dependencies(saved):
+        noisy_logits, _, _ = model.forward_with_activity(inputs, exact_gradient=True, training=training, perturbations=noise)
+    with tf.control_dependencies([noisy_logits]):
+        for variable, value in zip(moving_statistics, saved):
+            variable.assign(value)
+    prediction, noisy_prediction = readout(logits), readout(noisy_logits)
+    # See node_perturbation_gradients for why the difference is formed this way.
+    error_change = tf.reduce_sum(
+        tf.reshape((noisy_prediction - prediction) * (noisy_prediction + prediction - 2.0 * targets), [tf.shape(inputs)[0], -1]),
+        axis=1,
+    )
+    coefficient = error_change / (2.0 * sigma**2)
+    batch_size = tf.cast(tf.shape(inputs)[0], tf.float32)
+    variables = [v for layer in layers for v in (layer.kernel, layer.bias) if v is not None]
+    with tf.GradientTape() as tape:
+        surrogate = 0.0
+        for layer, layer_input, xi in zip(layers, layer_inputs, noise):
+            weighted = tf.reshape(coefficient, [-1] + [1] * (len(xi.shape) - 1)) * xi / batch_size
+            preactivation = layer.preactivation(tf.stop_gradient(layer_input), exact_gradient=True)
+            surrogate += tf.reduce_sum(tf.stop_gradient(weighted) * preactivation)
+    return tape.gradient(surrogate, variables), logits
+
+
 def glorot_std(kernel) -> float:
-    """``sqrt(2 / (n_in + n_out))`` for a [n_in, n_out] kernel: the init std every column is held at."""
-    fan_in, fan_out = kernel.shape
-    return (2.0 / (int(fan_in) + int(fan_out))) ** 0.5
+    """``sqrt(2 / (fan_in + fan_out))``, Glorot's init std, that every output unit's weights are held at.
+
+    For a dense [n_in, n_out] kernel the fans are n_in and n_out; for a conv kernel [kh, kw, c_in, c_out]
+    they are ``kh kw c_in`` and ``kh kw c_out``, as Keras's initialisers count them.
+    """
+    shape = [int(d) for d in kernel.shape]
+    receptive_field = 1
+    for d in shape[:-2]:
+        receptive_field *= d
+    return (2.0 / (receptive_field * (shape[-2] + shape[-1]))) ** 0.5
 
 
 def normalize_columns(kernel, target_rms: float):
-    """``W[:, j] <- target_rms * W[:, j] / rms(W[:, j])``: each output unit's incoming weights at a fixed RMS."""
-    rms = tf.sqrt(tf.reduce_mean(tf.square(kernel), axis=0, keepdims=True))
+    """``W[:, j] <- target_rms * W[:, j] / rms(W[:, j])``: each output unit's incoming weights at a fixed RMS.
+
+    For a conv kernel, output channel j's incoming weights are ``W[..., j]`` (all positions and inputs).
+    """
+    rms = tf.sqrt(tf.reduce_mean(tf.square(kernel), axis=list(range(len(kernel.shape) - 1)), keepdims=True))
     return kernel * (target_rms / tf.maximum(rms, 1e-30))
 
 
@@ -118,7 +179,15 @@ class NodePerturbation(LearningRule):
     his SARCOS code averages) so the learning rate does not depend on the batch size; the noise is drawn
     from a generator seeded by the rule's seed, so a run is reproducible; biases keep the model's zero
     init (Hiratani draws them Glorot-normal); the step returns the clean pass's softmax cross-entropy so
-    every rule reports a comparable training loss, although NP descends the squared error.
+    every rule reports a comparable training loss, although NP descends the squared error (on regression
+    tasks, loss "mse", the readout is linear and the reported loss is the mean squared error).
+
+    Any architecture: conv layers are perturbed at every position and channel of their pre-activation,
+    and each layer's update is the gradient of its own linear map against the noise-weighted error
+    change (:func:`model_perturbation_gradients`), which for a dense layer is the formula above. Batch
+    normalisation runs in training mode in both passes; its scale and shift receive no NP signal.
+    Perturbing a conv layer's many units makes one estimate far noisier than for a dense layer (see the
+    tests), so expect NP to need small learning rates and many steps there, as Hiratani et al. found.
 
     Reference: Hiratani, Mehta, Lillicrap & Latham, "On the stability and scalability of node perturbation
     learning", NeurIPS 2022.
@@ -129,39 +198,39 @@ class NodePerturbation(LearningRule):
     reference = "Hiratani et al. 2022"
     Hyperparameters = NodePerturbationHyperparameters
     feedback = None
-    architectures = ("mlp",)
-    architecture_note = "the perturbation is implemented for dense layers; conv layers are not yet supported"
     #: rescale every output unit's incoming weights to the Glorot init std after each step
     weight_norm = False
 
-    def perturbation_gradients(self, layers, x, y, generator):
-        """``(gradients, outputs)`` of :func:`node_perturbation_gradients` for batch (x, y), noise drawn
+    def perturbation_gradients(self, model, x, y, generator, training=True):
+        """``(gradients, outputs)`` of :func:`model_perturbation_gradients` for batch (x, y), noise drawn
         from ``generator``. Classification compares the softmax with one-hot labels; regression (loss
         "mse") compares the linear output with the targets, Hiratani et al.'s teacher-student setting."""
         x = tf.cast(x, tf.float32)
-        noise = sample_noise(generator, layers, tf.shape(x)[0], self.hparams.sigma)
         if self.loss == "mse":
-            return node_perturbation_gradients(layers, x, y, noise, self.hparams.sigma, readout=tf.identity)
-        targets = tf.one_hot(tf.cast(y, tf.int32), layers[-1].units)
-        return node_perturbation_gradients(layers, x, targets, noise, self.hparams.sigma)
+            return model_perturbation_gradients(model, x, y, generator, self.hparams.sigma, tf.identity, training)
+        n_outputs = model.measured_layers[-1].kernel.shape[-1]
+        targets = tf.one_hot(tf.cast(y, tf.int32), n_outputs)
+        return model_perturbation_gradients(model, x, targets, generator, self.hparams.sigma, None, training)
 
     def kernel_update_signals(self, model, x, y) -> list:
         """One NP estimate per kernel, with noise from a generator of its own (the run's stays untouched)."""
         if not hasattr(self, "_health_generator"):
             self._health_generator = tf.random.Generator.from_seed(self.seed + 1)
-        gradients, _ = self.perturbation_gradients(model.measured_layers, x, y, self._health_generator)
-        return gradients[0::2]
+        gradients, _ = self.perturbation_gradients(model, x, y, self._health_generator, training=False)
+        kernels = {id(layer.kernel) for layer in model.measured_layers}
+        variables = [v for layer in model.measured_layers for v in (layer.kernel, layer.bias) if v is not None]
+        return [g for g, v in zip(gradients, variables) if id(v) in kernels]
 
     def make_train_step(self, model, optimizer):
         layers = model.measured_layers
-        variables = [v for layer in layers for v in (layer.kernel, layer.bias)]
+        variables = [v for layer in layers for v in (layer.kernel, layer.bias) if v is not None]
         kernel_rms = [glorot_std(layer.kernel) for layer in layers]
         generator = tf.random.Generator.from_seed(self.seed)
         self._health_generator = tf.random.Generator.from_seed(self.seed + 1)  # made eagerly, not in a trace
 
         @tf.function(reduce_retracing=True)
         def train_step(x, y):
-            gradients, logits = self.perturbation_gradients(layers, x, y, generator)
+            gradients, logits = self.perturbation_gradients(model, x, y, generator)
             task_loss = self.task_loss(y, logits)
             # Keras does not order its variable updates after reads made outside a tape: without this,
             # an update can land before the estimate that reads W is computed.

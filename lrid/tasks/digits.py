@@ -13,8 +13,9 @@ SPLIT_SEED = 0
 
 
 @register_task("digits")
-def load_digits_task() -> ArrayTask:
-    """Digits scaled to [0, 1], flattened to 64 features, with a fixed stratified 75/25 train/test split."""
+def load_digits_task(as_images: bool = False) -> ArrayTask:
+    """Digits scaled to [0, 1], flattened to 64 features (or 8x8x1 images with ``as_images``, for conv
+    nets), with a fixed stratified 75/25 train/test split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -24,4 +25,6 @@ def load_digits_task() -> ArrayTask:
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y
     )
+    if as_images:
+        x_train, x_test = x_train.reshape(-1, 8, 8, 1), x_test.reshape(-1, 8, 8, 1)
     return ArrayTask("digits", x_train, y_train, x_test, y_test, n_classes=10)
