@@ -13,7 +13,7 @@ from lrid.rules import RULES, get_rule
 
 # Nayebi et al.'s table: (measured layers, early, middle, deep).
 EXPECTED_LAYERS = {
-    "knet": (4, 1, 1, 2), "knetlrn": (4, 1, 1, 2), "knetc4": (5, 1, 1, 3), "knetc4lrn": (5, 1, 1, 3),
+    "convnet": (4, 1, 1, 2), "knet": (4, 1, 1, 2), "knetlrn": (4, 1, 1, 2), "knetc4": (5, 1, 1, 3), "knetc4lrn": (5, 1, 1, 3),
     "alexnet": (8, 2, 2, 4), "alexnetlrn": (8, 2, 2, 4), "resnet18": (22, 7, 7, 8), "resnet18v2": (22, 7, 7, 8),
     "resnet34": (38, 12, 12, 14), "resnet34v2": (38, 12, 12, 14),
 }

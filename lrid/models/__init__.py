@@ -55,6 +55,12 @@ def _knet(norm, conv4):
     return build
 
 
+def _convnet(spec, n_classes, feedback, seed):
+    from lrid.models.convnet import ConvNet
+
+    return ConvNet(n_classes, activation=spec.activation, feedback=feedback, seed=seed, width=spec.width)
+
+
 def _alexnet(norm):
     def build(spec, n_classes, feedback, seed):
         from lrid.models.alexnet import AlexNet
@@ -77,6 +83,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in [
         Architecture("mlp", "multilayer perceptron (hidden widths and activation configurable)", _mlp, (64,), 10),
+        Architecture("convnet", "all-convolutional net, 3 stride-2 conv + 1 dense, no pooling or norm (any rule, DTP included)", _convnet, (32, 32, 3), 10),
         Architecture("knet", "KNet: Caffe CIFAR-10 net, 3 conv + 1 dense, batch norm", _knet("bn", False), (32, 32, 3), 10),
         Architecture("knetlrn", "KNet with local response normalisation (the Caffe original)", _knet("lrn", False), (32, 32, 3), 10),
         Architecture("knetc4", "KNet-C4: 4 conv + 1 dense, batch norm", _knet("bn", True), (32, 32, 3), 10),

@@ -51,6 +51,8 @@ class MeasuredModel(keras.Model):
 
     def build(self, input_shape):
         """Create every layer's weights by running ``call`` once on a zero batch of ``input_shape``."""
+        #: the shape of one example, kept so rules can size auxiliary state (e.g. DTP's inverses)
+        self.example_shape = tuple(int(d) for d in input_shape[1:])
         self.call(tf.zeros((1, *input_shape[1:])))
 
     def forward_with_activity(self, inputs, exact_gradient: bool = False, training: bool = False, perturbations=None):

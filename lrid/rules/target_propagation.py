@@ -10,7 +10,9 @@ from lrid.lazy_import import keras, tf
 from lrid.rules import register_rule
 from lrid.rules.base import ComposableHyperparameters, LearningRule
 
-SUPPORTED_ARCHITECTURES = ("mlp",)
+# Networks whose every measured layer maps the previous one's output (no pooling, normalisation or skips),
+# so that each has a learnable inverse.
+SUPPORTED_ARCHITECTURES = ("mlp", "convnet")
 
 
 class DenseInverse:
@@ -44,6 +46,40 @@ class DenseInverse:
         return outputs if self.activation is None else self.activation(outputs)
 
 
+class ConvInverse:
+    """A learned approximate inverse ``g(h) = activation(conv_transpose(h, V) + c)`` of one conv layer.
+
+    V has the forward kernel's shape [k, k, c_in, c_out] and the transposed convolution uses the forward
+    layer's strides and padding, so g maps the layer's output back to its input's shape; c is [c_in].
+    """
+
+    def __init__(self, layer, input_shape: tuple[int, ...], kernel, bias, activation=None):
+        self.layer = layer
+        self.input_shape = input_shape  # one example's [height, width, c_in]
+        self.kernel = kernel
+        self.bias = bias
+        self.activation = activation
+
+    @classmethod
+    def initialised(cls, layer, input_shape, activation, seed: int) -> ConvInverse:
+        """Glorot-uniform V (seeded) of the forward kernel's shape, and zero c."""
+        shape = tuple(int(d) for d in layer.kernel.shape)
+        kernel = keras.Variable(keras.initializers.GlorotUniform(seed=seed)(shape), name=f"{layer.name}_inverse_kernel")
+        bias = keras.Variable(keras.initializers.Zeros()((shape[2],)), name=f"{layer.name}_inverse_bias")
+        return cls(layer, tuple(input_shape), kernel, bias, activation)
+
+    @property
+    def variables(self) -> list:
+        return [self.kernel, self.bias]
+
+    def __call__(self, h):
+        output_shape = tf.concat([tf.shape(h)[:1], self.input_shape], axis=0)
+        outputs = tf.nn.conv2d_transpose(
+            h, tf.convert_to_tensor(self.kernel), output_shape, self.layer.strides, self.layer.padding
+        ) + tf.convert_to_tensor(self.bias)
+        return outputs if self.activation is None else self.activation(outputs)
+
+
 # --------------------------------------------------------------------------------------------------
 # Targets. All functions take activities [N, n] and return targets with gradients stopped.
 # --------------------------------------------------------------------------------------------------
@@ -53,9 +89,10 @@ def difference_target(activity, activity_above, target_above, inverse):
     """``hhat_l = h_l + (g(hhat_{l+1}) - g(h_{l+1}))``, the difference correction.
 
     Written with the difference in brackets, so ``hhat_{l+1} == h_{l+1}`` gives ``hhat_l == h_l`` bit
-    for bit (``(h - a) + a`` would not, in floating point).
+    for bit (``(h - a) + a`` would not, in floating point). The correction is reshaped to ``activity``'s
+    shape: a readout's inverse returns the flattened conv activity its layer reads.
     """
-    return activity + (inverse(target_above) - inverse(activity_above))
+    return activity + tf.reshape(inverse(target_above) - inverse(activity_above), tf.shape(activity))
 
 
 def propagate_targets(activities, top_target, inverses):
@@ -85,7 +122,8 @@ def dtp_first_target(penultimate, logits, labels, output_kernel, alpha: float):
     """
     error = tf.nn.softmax(logits) - tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype)
     gradient = tf.matmul(error, tf.convert_to_tensor(output_kernel), transpose_b=True)
-    return tf.stop_gradient(penultimate - alpha * gradient)
+    # The readout reads the penultimate activity flattened (a conv net's feature map included).
+    return tf.stop_gradient(penultimate - alpha * tf.reshape(gradient, tf.shape(penultimate)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -94,8 +132,9 @@ def dtp_first_target(penultimate, logits, labels, output_kernel, alpha: float):
 
 
 def squared_error(prediction, target):
-    """``mean_n sum_units (prediction - target)^2``."""
-    return tf.reduce_mean(tf.reduce_sum(tf.square(prediction - target), axis=-1))
+    """``mean_n sum_units (prediction - target)^2`` (a conv activity's units: every position and channel)."""
+    squared = tf.square(prediction - target)
+    return tf.reduce_mean(tf.reduce_sum(tf.reshape(squared, [tf.shape(squared)[0], -1]), axis=1))
 
 
 def task_loss(logits, labels):
@@ -183,39 +222,50 @@ class _TargetPropagation(LearningRule):
     # The first target and the output layer's local loss are the softmax cross-entropy's.
     losses: ClassVar[tuple[str, ...]] = ("cross_entropy",)
     architectures: ClassVar[tuple[str, ...]] = SUPPORTED_ARCHITECTURES
-    architecture_note = "learned inverses are implemented for dense layers; conv nets are not yet supported"
+    architecture_note = "targets need invertible layers: no pooling, normalisation or residual blocks"
     denoising: ClassVar[bool]
     softmax_output: ClassVar[bool]
 
     @classmethod
     def check_supported(cls, model) -> None:
-        """Raise ValueError unless every measured layer is a dense :class:`FeedbackDense` (an MLP)."""
-        from lrid.models.layers import FeedbackDense
+        """Raise ValueError unless the measured layers are dense or conv layers ending in a dense readout."""
+        from lrid.models.layers import FeedbackConv2D, FeedbackDense
 
         layers = getattr(model, "measured_layers", None)
         if not layers or not hasattr(model, "forward_with_activity"):
             raise ValueError(f"rule {cls.name!r} needs a model with measured_layers and forward_with_activity")
         for layer in layers:
-            if not isinstance(layer, FeedbackDense):
+            if not isinstance(layer, (FeedbackDense, FeedbackConv2D)):
                 raise ValueError(
-                    f"rule {cls.name!r} supports {', '.join(cls.architectures)} only (FeedbackDense layers); "
+                    f"rule {cls.name!r} supports {', '.join(cls.architectures)} only (dense and conv layers); "
                     f"layer {layer.name!r} is a {type(layer).__name__}"
                 )
+        if not isinstance(layers[-1], FeedbackDense):
+            raise ValueError(f"rule {cls.name!r} needs a dense readout; layer {layers[-1].name!r} is not one")
 
     def inverted_layers(self, n_layers: int) -> range:
         """Indices (0-based) of the forward layers that get an inverse."""
         raise NotImplementedError
 
-    def build_inverses(self, layers) -> dict:
-        """One :class:`DenseInverse` per inverted layer, seeded from the rule seed and the layer index."""
+    def build_inverses(self, model) -> dict:
+        """One inverse per inverted layer (:class:`DenseInverse` or :class:`ConvInverse`), seeded from the
+        rule seed and the layer index."""
+        from lrid.models.layers import FeedbackConv2D
+
+        layers = model.measured_layers
+        # One eager pass on a single zero example gives each layer's input shape.
+        _, layer_inputs, _ = model.forward_with_activity(tf.zeros((1, *model.example_shape)))
         inverses = {}
         for index in self.inverted_layers(len(layers)):
             layer = layers[index]
-            n_in = int(layer.kernel.shape[0])
             seed = (self.seed * 7919 + 104729 * (index + 1)) % (2**31 - 1)
             # g_l reconstructs h_{l-1}, so it ends in the activation of the layer that produced h_{l-1}.
             activation = layers[index - 1].activation
-            inverses[index] = DenseInverse.initialised(layer.units, n_in, activation, seed, layer.name)
+            if isinstance(layer, FeedbackConv2D):
+                inverses[index] = ConvInverse.initialised(layer, layer_inputs[index].shape[1:], activation, seed)
+            else:
+                n_in = int(layer.kernel.shape[0])
+                inverses[index] = DenseInverse.initialised(layer.units, n_in, activation, seed, layer.name)
         return inverses
 
     def make_inverse_optimizer(self):
@@ -248,7 +298,7 @@ class _TargetPropagation(LearningRule):
         """
         self.check_supported(model)
         layers = model.measured_layers
-        inverses = self.build_inverses(layers)
+        inverses = self.build_inverses(model)
         inverse_variables = [v for inverse in inverses.values() for v in inverse.variables]
         inverse_optimizer = self.make_inverse_optimizer()
         if inverse_variables:
@@ -324,8 +374,10 @@ class DifferenceTargetPropagation(_TargetPropagation):
     layer's kernel and bias are both trained (Lee's list omits W6 and B5), alpha applies to the summed
     loss, Glorot rather than orthogonal init, Adam rather than RMSprop.
 
-    Architectures: MLPs of :class:`~lrid.models.layers.FeedbackDense` layers only (``architectures``);
-    conv nets without pooling or residual blocks could be added with conv-transpose inverses.
+    Architectures: networks whose measured layers each read the previous one's output, dense or conv,
+    ending in a dense readout: ``mlp`` and ``convnet`` (no pooling, normalisation or residual blocks, which
+    have no learnable inverse). A conv layer's inverse is a transposed convolution with the layer's
+    strides and padding (:class:`ConvInverse`); squared errors then sum over positions and channels.
 
     Reference: Lee, Zhang, Fischer & Bengio, "Difference Target Propagation", ECML-PKDD 2015.
     """
@@ -365,7 +417,7 @@ class SimplifiedDifferenceTargetPropagation(_TargetPropagation):
     The output layer still minimises the task loss on ``stop_gradient(h_{L-1})``, a local delta rule
     (its own weight gradient ``h_{L-1}^T (softmax(z) - onehot(y))``); no error is carried through any
     layer. Schedule: parallel, as for ``dtp`` (see there for why). Algorithm 1's ``f(htilde; theta_{l-1})``
-    is read as theta_l (an index typo). Architectures: MLPs only.
+    is read as theta_l (an index typo). Architectures: as for ``dtp``.
 
     Reference: Bartunov, Santoro, Richards, Marris, Hinton & Lillicrap, "Assessing the Scalability of
     Biologically-Motivated Deep Learning Algorithms and Architectures", NeurIPS 2018.

@@ -1,0 +1,38 @@
+"""An all-convolutional network without pooling, normalisation or skips: the conv net target propagation
+can train (every layer is a learned-invertible map of the one below).
+
+conv 32@3x3/2 -> conv 64@3x3/2 -> conv 64@3x3/2 (``activation``, SAME padding) -> dense n_classes: 4
+measured layers (grouped 1 / 1 / 2). Striding replaces pooling, as in Springenberg et al.'s
+all-convolutional nets; ``width`` scales the filters.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from lrid.models.base import MeasuredModel
+from lrid.models.layers import FeedbackConv2D, FeedbackDense
+
+FILTERS = (32, 64, 64)
+
+
+class ConvNet(MeasuredModel):
+    """Three stride-2 conv layers and a dense readout (see the module docstring)."""
+
+    def __init__(self, n_classes: int, activation: str = "tanh", feedback: str | None = None, seed: int = 0,
+                 width: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.convs = [
+            FeedbackConv2D(max(1, int(filters * width)), 3, strides=2, activation=activation, feedback=feedback,
+                           seed=seed * 1000 + 2 * index, name=f"conv{index + 1}")
+            for index, filters in enumerate(FILTERS)
+        ]
+        self.classifier = FeedbackDense(n_classes, feedback=feedback, seed=seed * 1000 + 2 * len(FILTERS),
+                                        name=f"fc{len(FILTERS) + 1}")
+        self.measured_layers = [*self.convs, self.classifier]
+
+    def call(self, inputs, training=False):
+        x = inputs
+        for conv in self.convs:
+            x = conv(x)
+        return self.classifier(tf.reshape(x, [tf.shape(x)[0], -1]))
