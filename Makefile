@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= OUT
 
-.PHONY: install test demo sample-store clean
+.PHONY: install test demo sample-store bench bench-quick clean
 
 # A virtual environment with the pinned CPU stack; rebuilt when the requirements change.
 $(BIN)/lrid: requirements.txt setup.cfg pyproject.toml
@@ -20,6 +20,14 @@ test: install
 
 demo: install
 	$(BIN)/lrid run pipelines/demo.yaml --out $(OUT)
+
+# Every benchmark of issue #8 (about 12 min on a quiet 2-core machine); tables print, JSON goes to
+# benchmarks/results/. `make bench-quick` is a smoke run of a few minutes.
+bench: install
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python benchmarks/run_all.py
+
+bench-quick: install
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python benchmarks/run_all.py --quick
 
 # Regenerates the small store the notebooks read (data/sample_store, well under 1 MB).
 sample-store: install

@@ -1,18 +1,17 @@
 """Sweep throughput: runs per minute of a sweep with the sequential backend and 1 or 2 pool workers.
 
-Each configuration is timed as the command a user runs (``lrid generate ... --backend B --workers N``
+Benchmark 4. Each configuration is timed as the command a user runs (``lrid generate ... --backend B --workers N``
 into a fresh store), so process start-up, TensorFlow import and tracing are included. Prints a table and
 writes ``benchmarks/results/sweep_throughput.json``.
 
-    python benchmarks/sweep_throughput.py [--spec pipelines/demo.yaml] [--runs 48]
+    python benchmarks/sweep_throughput.py [--quick] [--spec pipelines/demo.yaml] [--runs 48] [--rounds 2] [--sequential]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from harness import REPO, load_average, print_table, write_result
 
 
 def subset_sweep(spec: Path, runs: int | None, directory: Path) -> tuple[Path, int]:
@@ -43,6 +42,7 @@ def subset_sweep(spec: Path, runs: int | None, directory: Path) -> tuple[Path, i
 
 
 def time_generate(spec: Path, backend: str, workers: int, directory: Path) -> float:
+    """Wall seconds of ``lrid generate`` of ``spec`` into a fresh store under ``directory``."""
     store = directory / f"store-{backend}-{workers}"
     command = [sys.executable, "-m", "lrid.cli", "generate", str(spec), "--store", str(store), "--backend", backend,
                "--workers", str(workers)]
@@ -55,30 +55,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", type=Path, default=REPO / "pipelines" / "demo.yaml")
     parser.add_argument("--runs", type=int, default=None, help="cut the sweep's grid to about this many runs")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds of every configuration")
+    parser.add_argument("--quick", action="store_true", help="16 runs, one round, pool only (smoke run)")
+    parser.add_argument("--sequential", action="store_true", help="also time the sequential backend")
     args = parser.parse_args()
+    runs = args.runs or (16 if args.quick else 48)
+    rounds = args.rounds or (1 if args.quick else 2)
+    load_before = load_average()
 
-    rows = []
+    configurations = [("process", 1), ("process", 2)] + ([("sequential", 1)] if args.sequential else [])
     with tempfile.TemporaryDirectory() as temporary:
         directory = Path(temporary)
-        spec, n_runs = subset_sweep(args.spec, args.runs, directory)
-        for backend, workers in [("sequential", 1), ("process", 1), ("process", 2)]:
-            seconds = time_generate(spec, backend, workers, directory)
-            rows.append({"backend": backend, "workers": workers, "runs": n_runs, "wall_s": round(seconds, 1),
-                         "runs_per_minute": round(60 * n_runs / seconds, 1)})
+        spec, n_runs = subset_sweep(args.spec, runs, directory)
+        # Alternating rounds into fresh stores: drift in the machine's load hits every configuration alike.
+        seconds = {configuration: [] for configuration in configurations}
+        for round_index in range(rounds):
+            for backend, workers in configurations:
+                seconds[(backend, workers)].append(
+                    time_generate(spec, backend, workers, directory / f"round{round_index}"))
+    rows = []
+    for (backend, workers), values in seconds.items():
+        wall = statistics.median(values)
+        rows.append({"backend": backend, "workers": workers, "runs": n_runs, "wall_s": round(wall, 1),
+                     "runs_per_minute": round(60 * n_runs / wall, 1), "rounds_s": [round(v, 2) for v in values]})
     one_worker = next(r for r in rows if r["backend"] == "process" and r["workers"] == 1)
     for row in rows:
         row["speedup_vs_1_worker"] = round(row["runs_per_minute"] / one_worker["runs_per_minute"], 2)
-
-    print(f"{'backend':<11} {'workers':>7} {'runs':>5} {'wall s':>7} {'runs/min':>9} {'speed-up':>9}")
-    for row in rows:
-        print(f"{row['backend']:<11} {row['workers']:>7} {row['runs']:>5} {row['wall_s']:>7} "
-              f"{row['runs_per_minute']:>9} {row['speedup_vs_1_worker']:>9}")
-    results = REPO / "benchmarks" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    output = {"benchmark": "sweep_throughput", "spec": str(args.spec), "cpu_count": os.cpu_count(),
-              "python": platform.python_version(), "rows": rows}
-    (results / "sweep_throughput.json").write_text(json.dumps(output, indent=2))
-    print(f"wrote {results / 'sweep_throughput.json'}")
+    two = next(r for r in rows if r["backend"] == "process" and r["workers"] == 2)
+    two.update(target=">= 1.8x", met=two["speedup_vs_1_worker"] >= 1.8)
+    print_table(rows, ["backend", "workers", "runs", "wall_s", "runs_per_minute", "speedup_vs_1_worker", "target", "met"],
+                f"Sweep throughput of {args.spec.name} ({n_runs} runs, medians of {rounds} alternating rounds; "
+                "includes process start-up and TensorFlow import)")
+    write_result("sweep_throughput", {"spec": str(args.spec), "rounds": rounds, "rows": rows}, load_before)
 
 
 if __name__ == "__main__":

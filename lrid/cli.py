@@ -14,15 +14,22 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from lrid.errors import LridError
+
+# OpenMP threads (XGBoost, parts of scikit-learn) spin while they wait by default; when the cores are
+# shared (a busy machine, pool workers, parallel searches) spinning threads starve the ones doing work:
+# one XGBoost fit of the demo's features took 8.7-12.8 s with 2 threads against 0.5 s with passive waits.
+# Read when the OpenMP runtime loads, so it is set before anything imports it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(soft_wrap=True)
 error_console = Console(stderr=True)
 
 ClassifierOption = Annotated[
-    str, typer.Option("--classifiers", help="comma-separated classifiers: linear, rf, xgb")
+    str, typer.Option("--classifiers", help="comma-separated classifiers: linear, rf, xgb, conv1d")
 ]
 JobsOption = Annotated[int, typer.Option("--jobs", help="parallel jobs for the classifiers")]
 SplitsOption = Annotated[int, typer.Option("--splits", help="number of balanced 75/25 splits")]
@@ -79,17 +86,33 @@ def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "p
         raise LridError(f"{summary.failed} run(s) failed (listed above); fix the cause and re-run with --retry-failed")
 
 
-def _classify(store: Path, results: Path, classifiers: str, splits: int, jobs: int) -> dict:
+def _classify(store: Path, results: Path, classifiers: str, splits: int, jobs: int, **options) -> dict:
     from lrid.identify import classify
 
     started = time.perf_counter()
-    scores = classify(store, results, classifiers=_parse_classifiers(classifiers), n_splits=splits, n_jobs=jobs)
+    names = _parse_classifiers(classifiers)
+    if "conv1d" in names:
+        _quiet_tensorflow()
+    scores = classify(store, results, classifiers=names, n_splits=splits, n_jobs=jobs, **options)
     table = Table(title=f"Rule identification: {scores['n_runs']} runs, {scores['n_samples']} samples, chance {1 / len(scores['classes']):.3f}")
-    for column in ("classifier", "accuracy", "± s.e.m.", "balanced"):
-        table.add_column(column, justify="right" if column != "classifier" else "left")
-    for name, result in scores["classifiers"].items():
-        table.add_row(name, f"{result['accuracy_mean']:.3f}", f"{result['accuracy_sem']:.3f}", f"{result['balanced_accuracy_mean']:.3f}")
+    for column in ("observables", "classifier", "accuracy", "± s.e.m.", "balanced"):
+        table.add_column(column, justify="left" if column in ("observables", "classifier") else "right")
+    for subset, results_by_classifier in scores.get("by_subset", {"all": scores["classifiers"]}).items():
+        for name, result in results_by_classifier.items():
+            table.add_row(subset, name, f"{result['accuracy_mean']:.3f}", f"{result['accuracy_sem']:.3f}",
+                          f"{result['balanced_accuracy_mean']:.3f}")
     console.print(table)
+    control = scores.get("control")
+    if control:
+        baseline = ", ".join(f"{n} {r['accuracy_mean']:.3f} ± {r['accuracy_sem']:.3f}" for n, r in control["curve_baseline"].items())
+        seen = control["curve_features"]
+        console.print(f"control: performance-only baseline ({len(seen)} features, {seen[0]} .. {seen[-1]}): {baseline}")
+        bins = "; ".join(
+            f"[{b['bin'][0]:.3f}, {b['bin'][1]:.3f}] {b['accuracy']:.3f} (n={b['n_test']})"
+            for b in control["matched_bins"] if b["accuracy"] is not None
+        )
+        if bins:
+            console.print(f"control: {control['matched_bins'][0]['classifier']} accuracy within final-test-accuracy bins: {bins}")
     console.print(f"classify: scores in {results / 'scores.json'} ({time.perf_counter() - started:.1f} s)")
     return scores
 
@@ -185,20 +208,151 @@ def classify(
     classifiers: ClassifierOption = "linear,rf,xgb",
     splits: SplitsOption = 10,
     jobs: JobsOption = 1,
+    observables: Annotated[list[str] | None, typer.Option(
+        "--observables", help="observable subset: weight, act, actchange, admissible, all, or a comma list combining "
+        "them; separate subsets to score each with ';' or repeat the option (the first one's models are saved)")] = None,
+    points: Annotated[int | None, typer.Option("--points", help="keep N evenly spaced recorded points")] = None,
+    window: Annotated[int | None, typer.Option("--window", help="keep only the first K recorded points")] = None,
+    stride: Annotated[int | None, typer.Option("--stride", help="keep every S-th recorded point")] = None,
+    unit: Annotated[str, typer.Option("--unit", help="layer: one sample per layer; run: a run's layers pooled by depth group")] = "layer",
+    train_where: Annotated[str | None, typer.Option(
+        "--train-where", help="train only on runs matching this: key=value[,key=value] or a pandas query, "
+        "e.g. 'batch_size=32' or \"arch in ['knet', 'alexnet']\"")] = None,
+    test_where: Annotated[str | None, typer.Option("--test-where", help="test only on runs matching this (same forms)")] = None,
+    search: Annotated[bool, typer.Option("--search/--no-search", help="choose hyperparameters per split by inner CV grouped by run (slower)")] = False,
+    control: Annotated[bool, typer.Option("--control/--no-control", help="also score the performance-matched control")] = True,
+    seed: Annotated[int, typer.Option("--seed", help="seeds the splits and the classifiers")] = 0,
+    view: Annotated[str | None, typer.Option("--view", help="classify a degraded view recorded with observe.views, e.g. u0.5_n0.1 (`lrid robustness` scores them all)")] = None,
 ) -> None:
     """Score classifiers that identify the rule from trajectories, on balanced splits grouped by run."""
-    _classify(store, out, classifiers, splits, jobs)
+    from lrid.store import Store
+
+    _classify(Store(store, view=view), out, classifiers, splits, jobs, observables=observables or ["all"], points=points, window=window,
+              stride=stride, unit=unit, train_where=train_where, test_where=test_where, search=search, control=control,
+              seed=seed)
 
 
 @app.command()
-def report(
+def identify(
+    model: Annotated[Path, typer.Argument(help="a saved model, RESULTS/models/NAME.joblib (trusted sources only)")],
+    input_: Annotated[str, typer.Argument(metavar="INPUT", help="an lrid store (directory or URI) or a recording file")],
+    output: Annotated[Path | None, typer.Option("--output", help="also write the predictions to a .csv or .parquet file")] = None,
+) -> None:
+    """Predict the rule that trained each run of INPUT with a model saved by `lrid classify`."""
+    from lrid.identify.inference import identify as predict_rules
+    from lrid.identify.inference import read_input
+
+    if output is not None and output.suffix not in (".csv", ".parquet"):
+        raise LridError(f"--output {output} must end in .csv or .parquet")
+    predictions = predict_rules(model, read_input(input_))
+    classes = [c for c in predictions.columns if c not in ("run_id", "predicted", "n_samples", "rule")]
+    table = Table(title=f"{model.stem}: predicted rule per run ({len(predictions)} runs)")
+    for column in ["run", "predicted", *classes, *(["true rule"] if "rule" in predictions else [])]:
+        table.add_column(column, justify="right" if column in classes else "left")
+    for values in predictions.to_dict("records"):
+        table.add_row(str(values["run_id"]), values["predicted"], *(f"{values[c]:.3f}" for c in classes),
+                      *([str(values["rule"])] if "rule" in values else []))
+    console.print(table)
+    if "rule" in predictions:
+        console.print(f"accuracy against the true rules: {(predictions['rule'] == predictions['predicted']).mean():.3f}")
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if output.suffix == ".csv":
+            predictions.to_csv(output, index=False)
+        else:
+            predictions.to_parquet(output, index=False)
+        console.print(f"identify: predictions in {output}")
+
+
+class _ReportGroup(TyperGroup):
+    """``lrid report RESULTS`` means ``lrid report write RESULTS``; ``lrid report importance RESULTS`` queries."""
+
+    def parse_args(self, ctx, args):
+        if not args:
+            args = ["--help"]
+        elif args[0] not in self.commands and args[0] != "--help":
+            args = ["write", *args]
+        return super().parse_args(ctx, args)
+
+
+report_app = typer.Typer(
+    cls=_ReportGroup,
+    no_args_is_help=True,
+    help="Write report.md and figures (`lrid report RESULTS`), or query observable importance "
+    "(`lrid report importance RESULTS --by measure`).",
+)
+app.add_typer(report_app, name="report")
+StoreOption = Annotated[
+    str | None, typer.Option("--store", help="the store the results came from, if scores.json does not name it")
+]
+
+
+@report_app.command("write")
+def report_write(
     results: Annotated[Path, typer.Argument(help="results directory written by `lrid classify`")],
     out: Annotated[Path | None, typer.Option("--out", help="where report.md goes (default: RESULTS/..)")] = None,
+    store: StoreOption = None,
+    importance: Annotated[bool, typer.Option("--importance/--no-importance", help="compute observable importance (refits the best classifier per split; cached)")] = True,
 ) -> None:
-    """Write report.md with the accuracy table and confusion matrices."""
+    """Write report.md and figures/*.png: accuracy, confusion, importance, trajectories, robustness, controls."""
     from lrid.report import write_report
 
-    console.print(f"report: {write_report(results, out)}")
+    console.print(f"report: {write_report(results, out, store=store, importance=importance)}")
+
+
+@report_app.command("importance")
+def report_importance(
+    results: Annotated[Path, typer.Argument(help="results directory written by `lrid classify`")],
+    by: Annotated[str, typer.Option("--by", help="observable, measure, function, statistic, depth or time")] = "observable",
+    classifier: Annotated[str | None, typer.Option("--classifier", help="classifier in the results (default: the most accurate with an importance of its own)")] = None,
+    top: Annotated[int, typer.Option("--top", help="rows to show (0: all)")] = 10,
+    output_format: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", help="write csv/json here instead of stdout")] = None,
+    kind: Annotated[str, typer.Option("--kind", help="rank by permutation (held-out accuracy drop) or model (impurity/gain)")] = "permutation",
+    repeats: Annotated[int, typer.Option("--repeats", help="permutations per group and split")] = 3,
+    store: StoreOption = None,
+    jobs: JobsOption = 1,
+) -> None:
+    """Observable importance aggregated --by a level, mean and spread over the classify splits."""
+    from lrid.identify.importance import LEVELS, best_classifier, observable_importance, summarize_importance
+    from lrid.report import load_scores
+
+    if by not in LEVELS:
+        raise LridError(f"unknown --by {by!r}; choose from {', '.join(LEVELS)}")
+    if output_format not in ("table", "csv", "json"):
+        raise LridError(f"unknown --format {output_format!r}; choose from table, csv, json")
+    if output is not None and output_format == "table":
+        raise LridError("--output writes csv or json; add --format csv or --format json")
+    if repeats < 1:
+        raise LridError(f"--repeats must be at least 1, not {repeats}")
+    classifier = classifier or best_classifier(load_scores(results))
+    per_split = observable_importance(results, classifier, store=store, n_repeats=repeats, n_jobs=jobs)
+    table = summarize_importance(per_split, by, kind=kind)
+    if top > 0:
+        table = table.head(top)
+    if output_format == "table":
+        rich_table = Table(title=f"Importance by {by}: {classifier}, mean ± s.d. over {int(table['n_splits'].max())} splits, ranked by {kind}")
+        for column in ("rank", by, "permutation (accuracy drop)", "model (share)"):
+            rich_table.add_column(column, justify="left" if column == by else "right")
+        for row in table.itertuples():
+            rich_table.add_row(str(row.rank), str(row.group), _mean_sd(row.permutation_mean, row.permutation_sd),
+                               _mean_sd(row.model_mean, row.model_sd))
+        console.print(rich_table)
+        return
+    table = table.rename(columns={"group": by}).assign(classifier=classifier)
+    text = table.to_csv(index=False) if output_format == "csv" else table.to_json(orient="records", indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        console.print(f"importance: {output}")
+
+
+def _mean_sd(mean: float, sd: float) -> str:
+    if mean != mean:  # NaN: this kind has no value at this level
+        return "n/a"
+    return f"{mean:.4f} ± {0.0 if sd != sd else sd:.4f}"
 
 
 @app.command()
@@ -217,8 +371,51 @@ def run(
     started = time.perf_counter()
     _generate(spec, str(out / "store"), retry_failed=False, backend=backend, workers=workers)
     _classify(out / "store", out / "results", classifiers, splits, jobs)
-    console.print(f"report: {write_report(out / 'results', out)}")
+    console.print(f"report: {write_report(out / 'results', out, store=out / 'store')}")
     console.print(f"run: done in {time.perf_counter() - started:.1f} s")
+
+
+@app.command()
+def robustness(
+    store: Annotated[str, typer.Option("--store", help="store generated with observe.views (e.g. pipelines/robustness.yaml)")],
+    out: Annotated[Path, typer.Option("--out", help="results directory: robustness.json and views/<view>/")],
+    classifiers: ClassifierOption = "linear,rf",
+    splits: SplitsOption = 10,
+    jobs: JobsOption = 1,
+    observables: Annotated[str, typer.Option("--observables", help="observable subsets; ';' separates subsets scored apart, e.g. 'weight;act'")] = "all",
+) -> None:
+    """Classify every degraded view the store recorded (units kept, measurement noise) and tabulate the accuracy."""
+    from lrid.identify.robustness import robustness as score_views
+
+    started = time.perf_counter()
+    table = score_views(store, out, classifiers=_parse_classifiers(classifiers), n_splits=splits, n_jobs=jobs,
+                        observables=observables)
+    chance = 1 / len(table["classes"])
+    rich_table = Table(title=f"Robustness: accuracy per view ({splits} splits, chance {chance:.3f})")
+    for column in ("view", "units kept", "noise std", "observables", "classifier", "accuracy", "± s.e.m.", "runs"):
+        rich_table.add_column(column, justify="left" if column in ("view", "observables", "classifier") else "right",
+                              no_wrap=column == "view")
+    for row in table["rows"]:
+        rich_table.add_row(row["view"], f"{row['units_fraction']:g}", f"{row['noise_std']:g}", row["observables"],
+                           row["classifier"], f"{row['accuracy_mean']:.3f}", f"{row['accuracy_sem']:.3f}", str(row["n_runs"]))
+    console.print(rich_table)
+    console.print(f"robustness: table in {out / 'robustness.json'} ({time.perf_counter() - started:.1f} s)")
+
+
+@app.command("export-recording")
+def export_recording(
+    store: Annotated[str, typer.Argument(help="store directory or URI holding the run")],
+    run_id: Annotated[str, typer.Argument(help="the run's id (see `lrid status` or the store's runs/)")],
+    out: Annotated[Path, typer.Argument(help="the recording to write: .npz or .parquet")],
+) -> None:
+    """Re-run a run of the store and write its raw weights and activations as a recording (the format lrid identify reads)."""
+    from lrid.identify.recording import export_recording as export
+
+    _quiet_tensorflow()
+    started = time.perf_counter()
+    path = export(store, out, run_id=run_id)
+    console.print(f"export-recording: wrote {path} ({time.perf_counter() - started:.1f} s); the README's "
+                  "\"Raw recordings\" section describes the format")
 
 
 @app.command()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from lrid.errors import LridError
 
@@ -103,12 +103,48 @@ class TrainSpec(StrictModel):
         return base_lr * self.lr_decay_factor ** sum(epoch >= e for e in self.lr_decay_epochs)
 
 
+class ViewSpec(StrictModel):
+    """A degraded view of the observables: a fraction of each layer's units, with Gaussian measurement noise.
+
+    See :mod:`lrid.observables.degrade` for what a unit is and how the noise is drawn.
+    """
+
+    units_fraction: float = Field(1.0, gt=0, le=1, description="fraction of each layer's units recorded")
+    noise_std: float = Field(0.0, ge=0, description="std of additive Gaussian noise on the recorded arrays")
+
+    @property
+    def name(self) -> str:
+        """The view's name in the store, e.g. ``u0.5_n0.1``."""
+        return f"u{self.units_fraction:g}_n{self.noise_std:g}"
+
+
 class ObserveSpec(StrictModel):
-    """When observables are recorded and on which fixed probe batch."""
+    """When observables are recorded, on which fixed probe batch, and which degraded views are recorded too.
+
+    ``views`` is left out of the serialised spec when empty, so specs without views keep the run ids they
+    had before views existed.
+    """
 
     points: int = Field(21, ge=2, description="evenly spaced recording steps, step 0 and the last included")
     probe_size: int = Field(256, gt=0)
     probe_seed: int = Field(0, ge=0)
+    views: tuple[ViewSpec, ...] = ()
+
+    @field_validator("views")
+    @classmethod
+    def _distinct_views(cls, views: tuple[ViewSpec, ...]) -> tuple[ViewSpec, ...]:
+        names = [view.name for view in views]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"views listed twice: {', '.join(repeated)}; list each (units_fraction, noise_std) once")
+        return views
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_views(self, handler):
+        data = handler(self)
+        if not self.views:
+            data.pop("views", None)
+        return data
 
 
 class RuleSpec(StrictModel):

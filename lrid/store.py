@@ -4,7 +4,14 @@ Layout under the store root (a local path, ``file://`` URI, or any URI pyarrow's
 ``s3://bucket/prefix`` or ``gs://bucket/prefix``, so cluster workers can share one store)::
 
     observables/task=T/arch=A/rule=R/<run_id>.parquet   one row per (step, layer)
+    views/<view>/task=T/arch=A/rule=R/<run_id>.parquet  the same rows for a degraded view (optional)
     runs/<run_id>.json                                   the run's manifest, written last
+
+Degraded views (``observe.views`` in a sweep, see :mod:`lrid.observables.degrade`) are named like
+``u0.5_n0.1`` and live outside ``observables/``, so stores and readers from before views are unchanged;
+the manifest lists them under ``"views"`` (name to path). ``Store(location, view="u0.5_n0.1")`` reads that
+view in place of the full observables, from the runs that recorded it; ``view="full"`` (or None) reads the
+full observables.
 
 Each file is written whole before it becomes visible (on local disks: to a temporary name, flushed and
 renamed; on object stores a PUT is atomic by itself), and the manifest only after the observables: a run
@@ -27,6 +34,8 @@ import pyarrow.parquet as pq
 
 from lrid.errors import LridError
 from lrid.observables import OBSERVABLES
+
+FULL_VIEW = "full"  # the name of the undegraded observables among the views
 
 ID_COLUMNS = ["run_id", "step", "epoch", "layer", "layer_index", "depth_group"]
 SCHEMA = pa.schema(
@@ -56,9 +65,13 @@ def resolve_filesystem(location: str | Path) -> tuple[pafs.FileSystem, str]:
 class Store:
     """A directory of run trajectories and manifests (see the module docstring for the layout)."""
 
-    def __init__(self, location: str | Path, filesystem: pafs.FileSystem | None = None):
-        """Open the store at ``location``: a local path or URI, or a path inside ``filesystem`` if given."""
+    def __init__(self, location: str | Path, filesystem: pafs.FileSystem | None = None, view: str | None = None):
+        """Open the store at ``location``: a local path or URI, or a path inside ``filesystem`` if given.
+
+        ``view`` names a degraded view that :meth:`read_observables` reads instead of the full observables.
+        """
         self.location = str(location)
+        self.view = None if view in (None, FULL_VIEW) else view
         if filesystem is None:
             self.filesystem, self.root = resolve_filesystem(location)
         else:
@@ -66,7 +79,7 @@ class Store:
         self._local = isinstance(self.filesystem, pafs.LocalFileSystem)
 
     def __repr__(self) -> str:
-        return f"Store({self.location!r})"
+        return f"Store({self.location!r})" if self.view is None else f"Store({self.location!r}, view={self.view!r})"
 
     # -- paths -------------------------------------------------------------------------------------------
     @staticmethod
@@ -76,6 +89,11 @@ class Store:
             f"observables/task={spec['task']['name']}/arch={spec['model']['arch']}/"
             f"rule={spec['rule']['name']}/{run_id}.parquet"
         )
+
+    @staticmethod
+    def view_relpath(spec: dict, run_id: str, view: str) -> str:
+        """Where a run's degraded ``view`` lives, relative to the root."""
+        return f"views/{view}/" + Store.observables_relpath(spec, run_id).removeprefix("observables/")
 
     def path(self, relative: str) -> str:
         """The full path of ``relative`` inside the store's filesystem."""
@@ -105,15 +123,30 @@ class Store:
         finally:
             temporary.unlink(missing_ok=True)
 
+    def _write_table(self, relative: str, rows: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(rows[ID_COLUMNS + list(OBSERVABLES)], schema=SCHEMA, preserve_index=False)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        self._write_bytes(self.path(relative), sink.getvalue().to_pybytes())
+
     def write_run(self, observables: pd.DataFrame | None, manifest: dict) -> None:
-        """Write a run's observables (if any), then its manifest; the manifest makes the run exist."""
+        """Write a run's observables (if any), then its manifest; the manifest makes the run exist.
+
+        A ``view`` column, if present, splits the rows: ``"full"`` rows are the observables, the others
+        are written as degraded views and listed in the manifest.
+        """
         if observables is not None and len(observables):
-            relative = self.observables_relpath(manifest["spec"], manifest["run_id"])
-            table = pa.Table.from_pandas(observables[ID_COLUMNS + list(OBSERVABLES)], schema=SCHEMA, preserve_index=False)
-            sink = pa.BufferOutputStream()
-            pq.write_table(table, sink)
-            self._write_bytes(self.path(relative), sink.getvalue().to_pybytes())
-            manifest = {**manifest, "observables": relative}
+            spec, run_id = manifest["spec"], manifest["run_id"]
+            by_view = dict(tuple(observables.groupby("view", sort=False))) if "view" in observables else {FULL_VIEW: observables}
+            views = {}
+            for view, rows in by_view.items():
+                if view == FULL_VIEW:
+                    continue
+                views[view] = self.view_relpath(spec, run_id, view)
+                self._write_table(views[view], rows)
+            relative = self.observables_relpath(spec, run_id)
+            self._write_table(relative, by_view[FULL_VIEW])
+            manifest = {**manifest, "observables": relative, **({"views": views} if views else {})}
         text = json.dumps(manifest, indent=2, sort_keys=True)
         self._write_bytes(self.manifest_path(manifest["run_id"]), text.encode())
 
@@ -173,13 +206,28 @@ class Store:
         columns = ["run_id", "status", "rule", "task", "arch"]
         return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
 
+    def view_names(self) -> list[str]:
+        """``"full"``, then every degraded view that some run of the store recorded, sorted by name."""
+        return [FULL_VIEW, *sorted({view for manifest in self.manifests() for view in manifest.get("views", {})})]
+
     def read_observables(self, statuses: tuple[str, ...] = ("complete",)) -> pd.DataFrame:
-        """The observables of every run whose status is in ``statuses``, with rule/task/arch columns."""
+        """The observables of every run whose status is in ``statuses``, with rule/task/arch columns.
+
+        For a store opened with a ``view``, that view's rows, from the runs that recorded it.
+        """
         frames = []
-        for manifest in self.manifests():
+        manifests = self.manifests()
+        if self.view is not None and manifests and not any(self.view in m.get("views", {}) for m in manifests):
+            raise LridError(
+                f"no run in {self.location} recorded view {self.view!r}; views present: {', '.join(self.view_names())}"
+            )
+        for manifest in manifests:
             if manifest["status"] not in statuses or "observables" not in manifest:
                 continue
-            path = self.path(manifest["observables"])
+            relative = manifest["observables"] if self.view is None else manifest.get("views", {}).get(self.view)
+            if relative is None:
+                continue
+            path = self.path(relative)
             try:
                 frame = pq.read_table(path, schema=SCHEMA, filesystem=self.filesystem).to_pandas()
             except (OSError, pa.ArrowException) as error:

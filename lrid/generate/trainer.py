@@ -30,8 +30,11 @@ def recording_steps(total_steps: int, points: int) -> list[int]:
     return sorted(set(np.round(np.linspace(0, total_steps, points)).astype(int).tolist()))
 
 
-def train_run(spec: RunSpec) -> RunResult:
+def train_run(spec: RunSpec, on_record=None) -> RunResult:
     """Train one network as ``spec`` says and record its observables.
+
+    ``on_record(step, model, probe)``, if given, is called after each recording (e.g. to capture the raw
+    arrays, as :func:`lrid.identify.recording.export_recording` does); it must leave the model unchanged.
 
     A non-finite loss or observable stops the run with status ``diverged``; the rows recorded up to the
     last finite point are kept. Any exception is caught and reported as status ``failed`` with its
@@ -40,7 +43,7 @@ def train_run(spec: RunSpec) -> RunResult:
     started = time.perf_counter()
     manifest = {"run_id": spec.run_id, "spec": spec.model_dump(mode="json"), "versions": _versions()}
     try:
-        observables, outcome = _train_and_record(spec)
+        observables, outcome = _train_and_record(spec, on_record)
     except Exception as error:  # noqa: BLE001 - a failed run is recorded, not raised
         manifest.update(
             status="failed",
@@ -53,14 +56,15 @@ def train_run(spec: RunSpec) -> RunResult:
     return RunResult(observables, manifest)
 
 
-def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
+def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict]:
     from lrid.models import depth_groups
+    from lrid.observables.degrade import run_seed
     from lrid.rules import get_rule
     from lrid.tasks import get_task
 
     # Multithreaded reductions may otherwise sum in a different order from one run to the next.
     tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(spec.train.model_seed)
+    _seed_global_generators(spec.train.model_seed)
     task = get_task(spec.task.name, spec.task.data_dir, spec.task.image_size, **spec.task.options)
     rule_seed = int(np.random.SeedSequence([spec.train.model_seed, spec.train.data_seed]).generate_state(1)[0])
     rule = get_rule(spec.rule.name)(spec.rule.hparams, seed=rule_seed, loss=task.loss)
@@ -71,7 +75,7 @@ def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     schedule = recording_steps(total_steps, spec.observe.points)
     layer_names = [layer.name for layer in model.measured_layers]
     groups = depth_groups(len(layer_names))
-    records: list[tuple[int, np.ndarray]] = []
+    records: list[tuple[int, dict[str, np.ndarray]]] = []  # per step, each view's [layers, observables]
     status, diverged_at, loss = "complete", None, float("nan")
     # Training losses since the last recording, kept as tensors: reading each one would sync every step.
     interval_losses: list = []
@@ -83,7 +87,12 @@ def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
         health_log["update_gradient_angle_deg"].append(update_angles)
         health_log["feedback_weight_angle_deg"].append(feedback_angles)
 
-    records.append((0, recorder.record()))
+    def record(step):
+        records.append((step, recorder.record_all(step, run_seed(spec.run_id))))
+        if on_record is not None:
+            on_record(step, model, recorder.probe)
+
+    record(0)
     step = 0
     next_record = 1
     for epoch in range(spec.train.epochs):
@@ -101,7 +110,7 @@ def _train_and_record(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
                 if not np.isfinite(loss) or not _weights_finite(model):
                     status, diverged_at = "diverged", step
                     break
-                records.append((step, recorder.record()))
+                record(step)
                 recorded_losses.append(float(tf.add_n(interval_losses)) / len(interval_losses))
                 interval_losses = []
                 log_health(x, y)
@@ -146,7 +155,9 @@ class _CompiledRun:
         restrict_weight_decay(self.optimizer, self.model)
         self.optimizer.build(self.model.trainable_variables)
         self.train_step = rule.make_train_step(self.model, self.optimizer)
-        self.recorder = Recorder(self.model, task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed))
+        self.recorder = Recorder(
+            self.model, task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed), spec.observe.views
+        )
         self.health = HealthProbe(rule, self.model)
 
     def reinitialise(self, spec: RunSpec, task, rule) -> None:
@@ -187,21 +198,45 @@ def _compiled_run(spec: RunSpec, task, rule):
     return compiled.model, compiled.optimizer, compiled.train_step, compiled.recorder, compiled.health
 
 
+def _seed_global_generators(seed: int) -> None:
+    """Seed Python's and NumPy's global generators for a run, and TensorFlow's once per process.
+
+    Not ``keras.utils.set_random_seed``: its ``tf.random.set_seed`` clears every compiled function's
+    kernels, so the next call of each reused step, recorder and probe costs about 0.5 s (measured: more
+    than a demo run's training). Nothing a run executes draws from TensorFlow's global seed: initialisers
+    take explicit seeds, rules and tasks use seeded generators or stateless ops.
+    """
+    import random
+
+    global _TF_SEEDED
+    random.seed(seed)
+    np.random.seed(seed)
+    if not _TF_SEEDED:
+        tf.random.set_seed(0)
+        _TF_SEEDED = True
+
+
+_TF_SEEDED = False
+
+
 def _weights_finite(model) -> bool:
     return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.trainable_variables)
 
 
 def _rows(run_id, records, layer_names, groups, steps_per_epoch) -> pd.DataFrame:
     frames = []
-    for step, values in records:
-        frame = pd.DataFrame(values, columns=list(OBSERVABLES))
-        frame.insert(0, "run_id", run_id)
-        frame.insert(1, "step", step)
-        frame.insert(2, "epoch", step / steps_per_epoch)
-        frame.insert(3, "layer", layer_names)
-        frame.insert(4, "layer_index", np.arange(len(layer_names), dtype=np.int32))
-        frame.insert(5, "depth_group", groups)
-        frames.append(frame)
+    for step, views in records:
+        for view, values in views.items():
+            frame = pd.DataFrame(values, columns=list(OBSERVABLES))
+            frame.insert(0, "run_id", run_id)
+            frame.insert(1, "step", step)
+            frame.insert(2, "epoch", step / steps_per_epoch)
+            frame.insert(3, "layer", layer_names)
+            frame.insert(4, "layer_index", np.arange(len(layer_names), dtype=np.int32))
+            frame.insert(5, "depth_group", groups)
+            if len(views) > 1:  # degraded views: Store.write_run files them apart from the full rows
+                frame["view"] = view
+            frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 

@@ -1,8 +1,36 @@
-"""Trajectories to feature matrices: one sample per measured layer of one run (Nayebi et al.'s unit)."""
+"""Trajectories to feature matrices.
+
+Two units of classification:
+
+* ``layer`` (Nayebi et al.'s unit, the default): one sample per measured layer of one run, holding each
+  selected observable's trajectory and a one-hot of the layer's depth group (early/middle/deep thirds).
+* ``run``: one sample per run. The run's layers are averaged within each depth group and the three group
+  trajectories are concatenated. Averaging within groups, rather than concatenating every layer, gives the
+  same columns for every architecture (a KNet has 4 measured layers, a ResNet-18 22), so a run-level
+  classifier can be trained on one architecture and tested on another; keeping the groups apart keeps the
+  depth information that the layer unit carries in its one-hot. An architecture with fewer than three
+  measured layers has empty groups, stored as NaN (every classifier here handles NaN).
+
+Observable subsets (:data:`OBSERVABLE_SUBSETS`), combined with commas (``"weight,actchange"``):
+
+* ``weight``, ``act``, ``actchange``: every statistic of one measure (21, 21 and 3 columns);
+* ``admissible``: Nayebi et al.'s 24 statistics that stayed finite across all their models and tasks
+  (``ADMISSIBLE_OBS`` in their code; /work/shared/research/papers.md 1.4): weight raw/abs {norm, mean,
+  median, q3, var} and sq {mean, median, q3}; act raw/abs {norm, mean, median, q3}; actchange raw/abs/sq
+  mean. All skews and kurtoses, activation variances, activation squares and weight sq norm/var are out;
+* ``all``: the 45 observables.
+
+Time selection models limited access to the trajectory. Indices refer to the recorded points (0..T-1) and
+apply in this order: ``window`` keeps the first k points, ``stride`` every s-th point from the first, and
+``points`` an evenly spaced subset of what remains (first and last included). Feature names keep the
+original point index (``act_abs_mean@t20``), so a model trained on a selection can only be applied to
+trajectories with the same points.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -11,17 +39,38 @@ from lrid.errors import LridError
 from lrid.models import DEPTH_GROUPS
 from lrid.observables import OBSERVABLES
 
+_ADMISSIBLE = (
+    [f"weight_{f}_{s}" for f in ("raw", "abs") for s in ("norm", "mean", "median", "q3", "var")]
+    + [f"weight_sq_{s}" for s in ("mean", "median", "q3")]
+    + [f"act_{f}_{s}" for f in ("raw", "abs") for s in ("norm", "mean", "median", "q3")]
+    + [f"actchange_{f}_mean" for f in ("raw", "abs", "sq")]
+)
+OBSERVABLE_SUBSETS: dict[str, tuple[str, ...]] = {
+    "weight": tuple(name for name in OBSERVABLES if name.startswith("weight_")),
+    "act": tuple(name for name in OBSERVABLES if name.startswith("act_")),
+    "actchange": tuple(name for name in OBSERVABLES if name.startswith("actchange_")),
+    "admissible": tuple(name for name in OBSERVABLES if name in _ADMISSIBLE),
+    "all": tuple(OBSERVABLES),
+}
+UNITS = ("layer", "run")
+SAMPLE_COLUMNS = ["run_id", "layer", "layer_index", "depth_group", "rule", "task", "arch"]
+
 
 @dataclass
 class FeatureSet:
     """Samples ready for scikit-learn.
 
     Attributes:
-        X: [n_samples, n_observables * n_points + 3]: each observable's trajectory, then the depth one-hot.
-        y: the rule that trained each sample's network.
+        X: [n_samples, n_channels * n_points + n_static]: each channel's trajectory over the selected points
+            (channel-major), then the static columns (the depth one-hot for the layer unit, none for runs).
+        y: the rule that trained each sample's network (None where the input does not say).
         groups: each sample's run id; splits never put one run on both sides.
-        feature_names: ``{observable}@t{k}`` for trajectory point k, then ``depth_{group}``.
+        feature_names: ``{observable}@t{k}`` for recorded point k (with ``@{group}`` for the run unit), then
+            ``depth_{group}``.
         samples: per-sample metadata (run_id, layer, layer_index, depth_group, rule, task, arch).
+        n_points: the number of selected time points (the length of each trajectory).
+        n_static: the number of trailing columns that are not trajectories.
+        options: the keyword arguments that rebuild exactly these columns with :func:`build_features`.
     """
 
     X: np.ndarray
@@ -29,18 +78,82 @@ class FeatureSet:
     groups: np.ndarray
     feature_names: list[str]
     samples: pd.DataFrame
+    n_points: int = 0
+    n_static: int = 3
+    options: dict = field(default_factory=dict)
 
 
-def build_features(observables: pd.DataFrame, observable_columns: list[str] | None = None) -> FeatureSet:
-    """Pivot long observable rows into one feature row per (run, layer).
+def subset_columns(subset: str) -> list[str]:
+    """The observable columns of a subset name or a comma list of them, in storage order."""
+    names = [part.strip() for part in str(subset).split(",") if part.strip()]
+    unknown = [name for name in names if name not in OBSERVABLE_SUBSETS]
+    if unknown or not names:
+        raise LridError(
+            f"unknown observable subset {', '.join(unknown) or '(empty)'!s}; choose from "
+            f"{', '.join(OBSERVABLE_SUBSETS)}, or a comma list of them"
+        )
+    wanted = {column for name in names for column in OBSERVABLE_SUBSETS[name]}
+    return [column for column in OBSERVABLES if column in wanted]
+
+
+def select_points(n_points: int, points: int | None = None, window: int | None = None, stride: int | None = None) -> list[int]:
+    """Indices of the recorded points kept: the first ``window``, then every ``stride``-th, then ``points`` evenly spaced."""
+    for name, value in (("points", points), ("window", window), ("stride", stride)):
+        if value is not None and int(value) < 1:
+            raise LridError(f"time selection {name}={value} must be a positive integer")
+    indices = list(range(n_points))
+    if window is not None:
+        if window > n_points:
+            raise LridError(f"window={window} asks for more points than the {n_points} recorded; use at most {n_points}")
+        indices = indices[:window]
+    if stride is not None:
+        indices = indices[::stride]
+    if points is not None:
+        if points > len(indices):
+            raise LridError(
+                f"points={points} asks for more points than the {len(indices)} available "
+                f"(of {n_points} recorded, after window/stride); use at most {len(indices)}"
+            )
+        positions = np.unique(np.round(np.linspace(0, len(indices) - 1, points)).astype(int))
+        indices = [indices[p] for p in positions]
+    return indices
+
+
+def build_features(
+    observables: pd.DataFrame,
+    observable_columns: list[str] | None = None,
+    *,
+    subset: str | None = None,
+    points: int | None = None,
+    window: int | None = None,
+    stride: int | None = None,
+    unit: str = "layer",
+) -> FeatureSet:
+    """Pivot long observable rows into one feature row per (run, layer), or per run with ``unit="run"``.
+
+    Args:
+        observables: the store's long format (one row per run, step and layer; see :mod:`lrid.store`).
+        observable_columns: explicit observable columns (kept for older callers); overrides ``subset``.
+        subset: an observable subset name or comma list (see the module docstring); default ``all``.
+        points, window, stride: the time selection (see the module docstring).
+        unit: ``layer`` or ``run``.
 
     Every run must have been recorded at the same number of points; runs that stopped early (diverged)
     should be filtered out before, since a shorter trajectory is not comparable point by point.
     """
-    columns = list(observable_columns or OBSERVABLES)
+    if unit not in UNITS:
+        raise LridError(f"unknown unit {unit!r}; choose layer (one sample per layer) or run (one per run)")
+    columns = list(observable_columns) if observable_columns else subset_columns(subset or "all")
     if observables.empty:
         raise LridError("the store holds no complete runs; run `lrid generate SPEC --store DIR` first")
-    ordered = observables.sort_values(["run_id", "layer_index", "step"], kind="stable")
+    missing = [column for column in ["run_id", "step", "layer_index", *columns] if column not in observables]
+    if missing:
+        raise LridError(f"the observables lack column(s) {', '.join(missing[:5])}; give data in the store's long format")
+    data = observables.copy()
+    for column in SAMPLE_COLUMNS:
+        if column not in data:
+            data[column] = None
+    ordered = data.sort_values(["run_id", "layer_index", "step"], kind="stable")
     points_per_sample = ordered.groupby(["run_id", "layer_index"], sort=False).size()
     if points_per_sample.nunique() != 1:
         counts = sorted(points_per_sample.unique().tolist())
@@ -48,19 +161,46 @@ def build_features(observables: pd.DataFrame, observable_columns: list[str] | No
             f"runs were recorded at different numbers of points ({counts}); classify runs from one "
             "observation schedule at a time (filter the store, or re-generate with the same `observe.points`)"
         )
-    n_points = int(points_per_sample.iloc[0])
+    n_recorded = int(points_per_sample.iloc[0])
+    kept = select_points(n_recorded, points=points, window=window, stride=stride)
     n_samples = len(points_per_sample)
-    values = ordered[columns].to_numpy(dtype=np.float64).reshape(n_samples, n_points, len(columns))
-    trajectories = values.transpose(0, 2, 1).reshape(n_samples, len(columns) * n_points)
+    values = ordered[columns].to_numpy(dtype=np.float64).reshape(n_samples, n_recorded, len(columns))
+    values = values[:, kept, :].transpose(0, 2, 1)  # [samples, observables, points]
+    samples = ordered.iloc[::n_recorded][SAMPLE_COLUMNS].reset_index(drop=True)
+    options = {"subset": subset or "all", "points": points, "window": window, "stride": stride, "unit": unit}
+    if observable_columns:
+        options = {**options, "observable_columns": list(columns)}
+    trajectory_names = [f"{column}@t{point}" for column in columns for point in kept]
 
-    samples = ordered.iloc[::n_points][["run_id", "layer", "layer_index", "depth_group", "rule", "task", "arch"]]
-    samples = samples.reset_index(drop=True)
-    depth_one_hot = np.stack([(samples["depth_group"] == g).to_numpy(float) for g in DEPTH_GROUPS], axis=1)
-    names = [f"{column}@t{point}" for column in columns for point in range(n_points)]
+    if unit == "layer":
+        depth_one_hot = np.stack([(samples["depth_group"] == g).to_numpy(float) for g in DEPTH_GROUPS], axis=1)
+        return FeatureSet(
+            X=np.concatenate([values.reshape(n_samples, -1), depth_one_hot], axis=1),
+            y=samples["rule"].to_numpy(dtype=object),
+            groups=samples["run_id"].to_numpy(dtype=object),
+            feature_names=trajectory_names + [f"depth_{g}" for g in DEPTH_GROUPS],
+            samples=samples,
+            n_points=len(kept),
+            n_static=len(DEPTH_GROUPS),
+            options=options,
+        )
+
+    run_ids = samples["run_id"].drop_duplicates().tolist()
+    row_of_run = {run_id: row for row, run_id in enumerate(run_ids)}
+    pooled = np.full((len(run_ids), len(DEPTH_GROUPS), len(columns), len(kept)), np.nan)
+    for (run_id, group), index in samples.groupby(["run_id", "depth_group"], sort=False).groups.items():
+        if group in DEPTH_GROUPS:
+            with warnings.catch_warnings():  # an all-NaN statistic stays NaN, without a warning
+                warnings.simplefilter("ignore", RuntimeWarning)
+                pooled[row_of_run[run_id], DEPTH_GROUPS.index(group)] = np.nanmean(values[np.asarray(index)], axis=0)
+    run_samples = samples.drop_duplicates("run_id").reset_index(drop=True).assign(layer=None, layer_index=-1, depth_group="all")
     return FeatureSet(
-        X=np.concatenate([trajectories, depth_one_hot], axis=1),
-        y=samples["rule"].to_numpy(dtype=object),
-        groups=samples["run_id"].to_numpy(dtype=object),
-        feature_names=names + [f"depth_{g}" for g in DEPTH_GROUPS],
-        samples=samples,
+        X=pooled.reshape(len(run_ids), -1),
+        y=run_samples["rule"].to_numpy(dtype=object),
+        groups=run_samples["run_id"].to_numpy(dtype=object),
+        feature_names=[f"{name}@{group}" for group in DEPTH_GROUPS for name in trajectory_names],
+        samples=run_samples,
+        n_points=len(kept),
+        n_static=0,
+        options=options,
     )

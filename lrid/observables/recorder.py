@@ -1,39 +1,90 @@
-"""Records every measured layer's observables on a fixed probe batch."""
+"""Records every measured layer's observables on a fixed probe batch, and any degraded views of them."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from lrid.lazy_import import tf
+from lrid.observables import FUNCTIONS
+from lrid.observables.degrade import degraded_activation, degraded_activity_change, degraded_kernel, layer_seed
 from lrid.observables.measures import activation_observables, activity_change_observables, weight_observables
+from lrid.observables.statistics import apply_function, describe
+from lrid.store import FULL_VIEW
 
 
 class Recorder:
-    """Computes the [n_layers, 45] observable matrix of ``model`` on ``probe`` in one compiled call."""
+    """Computes the [n_layers, 45] observable matrix of ``model`` on ``probe`` in one compiled call.
 
-    def __init__(self, model, probe: np.ndarray):
+    ``views`` (:class:`lrid.config.ViewSpec`) are each another [n_layers, 45] matrix, of the units they
+    keep, with their measurement noise. They are computed in a separate compiled call: in one graph,
+    TensorFlow's rewrites of the shared subexpressions change the full observables in the last bit.
+    """
+
+    def __init__(self, model, probe: np.ndarray, views=()):
         self.model = model
         self.probe = tf.constant(probe)
+        self.views = tuple(views)
         self._observe = tf.function(self._observe_all)
+        self._observe_views = tf.function(self._observe_degraded)
 
     def _observe_all(self, probe):
         _, layer_inputs, layer_outputs = self.model.forward_with_activity(probe, exact_gradient=True)
-        rows = []
-        for layer, layer_input, layer_output in zip(self.model.measured_layers, layer_inputs, layer_outputs):
-            rows.append(
-                tf.concat(
-                    [
-                        weight_observables(layer),
-                        activation_observables(layer_output),
-                        activity_change_observables(layer, layer_input),
-                    ],
-                    axis=0,
-                )
+        layers = zip(self.model.measured_layers, layer_inputs, layer_outputs)
+        return tf.stack([
+            tf.concat(
+                [
+                    weight_observables(layer),
+                    activation_observables(layer_output),
+                    activity_change_observables(layer, layer_input),
+                ],
+                axis=0,
             )
-        return tf.stack(rows)
+            for layer, layer_input, layer_output in layers
+        ])
+
+    def _observe_degraded(self, probe, seed, step):
+        _, layer_inputs, layer_outputs = self.model.forward_with_activity(probe, exact_gradient=True)
+        layers = list(zip(self.model.measured_layers, layer_inputs, layer_outputs))
+        matrices = []
+        for view_index, view in enumerate(self.views):
+            rows = []
+            for layer_index, (layer, layer_input, layer_output) in enumerate(layers):
+                degrade = (view.units_fraction, view.noise_std, layer_seed(seed, view_index, layer_index), step)
+                kernel = degraded_kernel(layer.kernel, *degrade)
+                output = degraded_activation(layer_output, *degrade)
+                change = degraded_activity_change(layer, layer_input, *degrade)
+                batch_size = tf.shape(output)[0]
+                rows.append(
+                    tf.concat(
+                        [
+                            describe(tf.reshape(kernel, [1, -1])),
+                            describe(tf.reshape(output, [batch_size, -1])),
+                            tf.stack([tf.reduce_mean(apply_function(change, f)) for f in FUNCTIONS]),
+                        ],
+                        axis=0,
+                    )
+                )
+            matrices.append(tf.stack(rows))
+        return tf.stack(matrices)
+
+    def record_all(self, step: int = 0, seed: int = 0) -> dict[str, np.ndarray]:
+        """Every view's observables now, ``"full"`` first, as float64 with non-finite values as NaN.
+
+        ``seed`` (:func:`lrid.observables.degrade.run_seed`) fixes the views' unit subsets for a run and
+        ``step`` draws their measurement noise afresh; neither changes the full observables.
+        """
+        values = [self._observe(self.probe).numpy()]
+        if self.views:
+            values += list(self._observe_views(self.probe, tf.constant(seed, tf.int64), tf.constant(step, tf.int64)).numpy())
+        names = [FULL_VIEW, *(view.name for view in self.views)]
+        return {name: _finite_or_nan(matrix) for name, matrix in zip(names, values)}
 
     def record(self) -> np.ndarray:
-        """The observables now, as float64 with every non-finite value replaced by NaN."""
-        values = self._observe(self.probe).numpy().astype(np.float64)
-        values[~np.isfinite(values)] = np.nan
-        return values
+        """The full observables now, as float64 with every non-finite value replaced by NaN."""
+        return _finite_or_nan(self._observe(self.probe).numpy())
+
+
+def _finite_or_nan(values: np.ndarray) -> np.ndarray:
+    values = values.astype(np.float64)
+    values[~np.isfinite(values)] = np.nan
+    return values

@@ -11,6 +11,10 @@ Constant rows give NaN skew and kurtosis (0/0); callers store non-finite values 
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
+
 from lrid.lazy_import import tf
 from lrid.observables import FUNCTIONS, STATISTICS
 
@@ -26,13 +30,34 @@ def apply_function(values, function: str):
     raise ValueError(f"unknown function {function!r}")
 
 
+@functools.cache
+def _sort_on_host() -> bool:
+    # TensorFlow's CPU sort is a full top-k: 10-40x slower than numpy's vectorised sort (1.5 ms against
+    # 0.05 ms for 16k floats, 330 ms against 23 ms for a 256 x 16k probe activation), which made sorting
+    # most of a recording. A GPU sorts fast itself, and copying activations to the host would cost more.
+    return not tf.config.list_logical_devices("GPU")
+
+
+def _numpy_sort_rows(values: np.ndarray) -> np.ndarray:
+    return np.sort(values, axis=-1)
+
+
+def sorted_rows(values):
+    """Each row of a [rows, entries] tensor sorted ascending (by numpy on CPU-only machines, where it is faster)."""
+    if not _sort_on_host():
+        return tf.sort(values, axis=-1)
+    ordered = tf.numpy_function(_numpy_sort_rows, [values], values.dtype, stateful=False)
+    ordered.set_shape(values.shape)
+    return ordered
+
+
 def percentile(values, q: float, ordered=None):
     """The q-th percentile (0..100) of each row of a [rows, entries] tensor, interpolating linearly.
 
     ``ordered``, the rows already sorted, saves a sort when several percentiles are taken.
     """
     n_entries = values.shape[-1]
-    ordered = tf.sort(values, axis=-1) if ordered is None else ordered
+    ordered = sorted_rows(values) if ordered is None else ordered
     position = q / 100.0 * (n_entries - 1)
     lower = int(position)
     upper = min(lower + 1, n_entries - 1)
@@ -40,12 +65,15 @@ def percentile(values, q: float, ordered=None):
     return ordered[:, lower] * (1.0 - fraction) + ordered[:, upper] * fraction
 
 
-def row_statistics(values):
-    """All of :data:`STATISTICS` for each row of a [rows, entries] tensor: shape [rows, len(STATISTICS)]."""
+def row_statistics(values, ordered=None):
+    """All of :data:`STATISTICS` for each row of a [rows, entries] tensor: shape [rows, len(STATISTICS)].
+
+    ``ordered``, the rows already sorted, saves the sort.
+    """
     mean = tf.reduce_mean(values, axis=-1)
     centred = values - mean[:, None]
     var = tf.reduce_mean(tf.square(centred), axis=-1)
-    ordered = tf.sort(values, axis=-1)
+    ordered = sorted_rows(values) if ordered is None else ordered
     median = percentile(values, 50.0, ordered)
     by_name = {
         "norm": tf.norm(values, axis=-1),
@@ -67,5 +95,16 @@ def describe(values):
     ordered function-major, as in :data:`lrid.observables.OBSERVABLES`.
     """
     values = tf.cast(values, tf.float32)
-    per_function = [tf.reduce_mean(row_statistics(apply_function(values, f)), axis=0) for f in FUNCTIONS]
-    return tf.concat(per_function, axis=0)
+    # The three functions are stacked as rows of one tensor, so each statistic is one op for all three: a
+    # recorder graph a third the size, which traces and runs faster (one recording is a few hundred ops).
+    # Squaring is monotonic on |x|, so the squares of the sorted magnitudes are the sorted squares, bit
+    # for bit: one sort of [raw; abs] serves the three functions.
+    if FUNCTIONS != ("raw", "abs", "sq"):
+        raise AssertionError("describe stacks the functions in the order raw, abs, sq")
+    n_rows = tf.shape(values)[0]
+    raw_and_abs = tf.concat([apply_function(values, "raw"), apply_function(values, "abs")], axis=0)
+    ordered_raw_and_abs = sorted_rows(raw_and_abs)
+    stacked = tf.concat([raw_and_abs, apply_function(values, "sq")], axis=0)
+    ordered = tf.concat([ordered_raw_and_abs, tf.square(ordered_raw_and_abs[n_rows:])], axis=0)
+    per_row = tf.reshape(row_statistics(stacked, ordered), [len(FUNCTIONS), n_rows, len(STATISTICS)])
+    return tf.reshape(tf.reduce_mean(per_row, axis=1), [-1])

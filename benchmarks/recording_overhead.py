@@ -1,0 +1,125 @@
+"""Benchmark 2: what recording observables costs a run, and one recording broken down by measure.
+
+For each workload (``workloads.py``), whole runs (``lrid.generate.trainer.train_run``, as a worker runs
+them, compiled steps reused) recording at 21 points and at 2 points (the fewest a spec allows: step 0 and
+the last) are timed alternately; 19 recordings cost the difference, so 21 cost ``(T21 - T2) * 21/19``,
+reported as a share of T21. That includes the rule-health angles the trainer logs at each recorded step.
+Then one recording on the 256-example probe is timed whole and by part, alternately: the probe's forward
+pass, weight, act and actchange statistics of every measured layer, and the health probe.
+
+    python benchmarks/recording_overhead.py [--quick] [--threads 1] [--models mlp,knet]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from harness import configure_tensorflow, interleaved, load_average, print_table, write_result
+from workloads import WORKLOADS, register_cifar_shaped
+
+TARGET_SHARE = 0.10  # issue #8: recording 21 points <= 10% of a demo run's wall time
+
+
+def run_cases(workload, rule: str):
+    """Two cases: a whole run recording at 21 points, and at 2."""
+    from lrid.generate.trainer import train_run
+
+    def run(points):
+        def case():
+            result = train_run(workload.run_spec(rule, points=points))
+            if result.manifest["status"] != "complete":
+                raise RuntimeError(f"benchmark run did not complete: {result.manifest.get('error')}")
+        return case
+
+    return {"run, 21 points": run(21), "run, 2 points": run(2)}
+
+
+def recording_part_cases(workload, rule: str):
+    """One recording, whole and by part, on a freshly built model of the workload."""
+    from lrid.lazy_import import tf
+    from lrid.generate.health import HealthProbe
+    from lrid.models import build_model
+    from lrid.observables.measures import activation_observables, activity_change_observables, weight_observables
+    from lrid.observables.recorder import Recorder
+    from lrid.rules import get_rule
+    from lrid.tasks import get_task
+
+    spec = workload.run_spec(rule)
+    task = get_task(workload.task_name)
+    rule_object = get_rule(rule)({}, seed=0)
+    model = build_model(spec.model, task, feedback=rule_object.feedback, seed=0)
+    probe = tf.constant(task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed))
+    recorder = Recorder(model, probe.numpy())
+    health = HealthProbe(rule_object, model)
+    x, y = next(iter(task.epoch_batches(0, workload.batch_size, 0)))
+    layers = model.measured_layers
+
+    @tf.function
+    def forward():
+        return model.forward_with_activity(probe, exact_gradient=True)[0]
+
+    @tf.function
+    def weights():
+        return tf.stack([weight_observables(layer) for layer in layers])
+
+    @tf.function
+    def acts():
+        _, _, outputs = model.forward_with_activity(probe, exact_gradient=True)
+        return tf.stack([activation_observables(output) for output in outputs])
+
+    @tf.function
+    def actchanges():
+        _, inputs, _ = model.forward_with_activity(probe, exact_gradient=True)
+        return tf.stack([activity_change_observables(layer, layer_input) for layer, layer_input in zip(layers, inputs)])
+
+    def fetch(function):
+        return lambda: function().numpy()
+
+    return {
+        "whole recording": recorder.record,
+        "probe forward": fetch(forward),
+        "weight (all layers)": fetch(weights),
+        "act (incl. forward)": fetch(acts),
+        "actchange (incl. forward)": fetch(actchanges),
+        "health angles": lambda: health.measure(x, y),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few rounds (smoke run)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", default="mlp,knet")
+    parser.add_argument("--rule", default="sgdm")
+    parser.add_argument("--rounds", type=int, default=None)
+    args = parser.parse_args()
+    configure_tensorflow(args.threads)
+    register_cifar_shaped(1024 if args.quick else 2048)
+    load_before = load_average()
+    rounds = args.rounds or (2 if args.quick else 7)
+
+    run_rows, part_rows = [], []
+    for model_name in args.models.split(","):
+        workload = WORKLOADS[model_name]
+        runs = interleaved(run_cases(workload, args.rule), rounds)
+        full, minimal = runs["run, 21 points"]["median_s"], runs["run, 2 points"]["median_s"]
+        recordings_s = max(0.0, full - minimal) * 21 / 19
+        share = recordings_s / full
+        run_rows.append({"model": model_name, "rule": args.rule, "batch": workload.batch_size,
+                         "epochs": workload.epochs, "run_21_points_s": round(full, 3),
+                         "run_2_points_s": round(minimal, 3), "21_recordings_s": round(recordings_s, 3),
+                         "share_of_run": round(share, 3), "target": f"<= {TARGET_SHARE:.0%}",
+                         "met": share <= TARGET_SHARE, "rounds_s": {k: v["rounds_s"] for k, v in runs.items()}})
+        parts = interleaved(recording_part_cases(workload, args.rule), rounds * 3)
+        for name, timing in parts.items():
+            part_rows.append({"model": model_name, "part": name, "ms": round(1000 * timing["median_s"], 2)})
+    print_table(run_rows, ["model", "rule", "batch", "epochs", "run_21_points_s", "run_2_points_s", "21_recordings_s",
+                           "share_of_run", "target", "met"],
+                f"Recording overhead per run (medians of {rounds} interleaved rounds)")
+    print_table(part_rows, ["model", "part", "ms"], "One recording on the 256-example probe, by part (medians)")
+    write_result("recording_overhead", {"threads": args.threads, "rounds": rounds, "runs": run_rows,
+                                        "recording_parts": part_rows}, load_before)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The performance-matched control: does a classifier only detect which rule trains better?
+
+Two answers, both written to ``scores.json["control"]``:
+
+* ``curve_baseline``: the accuracy of classifiers that see only what a run's performance says: its
+  training-loss curve (``recorded_train_loss`` in the manifest: the mean training loss since the previous
+  recording, one value per recorded step) and its final test accuracy, or, for stores written before the
+  curve was recorded, its final training loss and final test accuracy. One sample per run, on the same
+  splits as the main classifiers. If this baseline is far below the observable classifiers, the
+  observables carry more than performance.
+* ``matched_bins``: the main classifier's test accuracy within bins of matched final test accuracy
+  (quantile bins over the classified runs), from the per-split predictions. Within a bin the runs train
+  about equally well, so accuracy there cannot come from telling good learners from bad ones. Each bin
+  also lists its test samples per rule, since rules need not be balanced within a bin.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+CURVE_KEY = "recorded_train_loss"
+
+
+def curve_features(manifests: list[dict], run_ids: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Per run (in ``run_ids`` order): the loss curve and final test accuracy, or the final metrics as fallback."""
+    by_id = {manifest["run_id"]: manifest for manifest in manifests}
+    chosen = [by_id[run_id] for run_id in run_ids]
+    curves = [manifest.get(CURVE_KEY) for manifest in chosen]
+    lengths = {len(curve) for curve in curves if curve is not None}
+    accuracy = np.array([_number(m.get("final_test_accuracy")) for m in chosen])[:, None]
+    if all(curve is not None for curve in curves) and len(lengths) == 1:
+        losses = np.array([[_number(value) for value in curve] for curve in curves])
+        known = ~np.isnan(losses).all(axis=0)  # step 0 has no training loss yet
+        names = [f"train_loss@t{k}" for k in np.flatnonzero(known)] + ["final_test_accuracy"]
+        return np.concatenate([losses[:, known], accuracy], axis=1), names
+    final_loss = np.array([_number(m.get("final_train_loss")) for m in chosen])[:, None]
+    return np.concatenate([final_loss, accuracy], axis=1), ["final_train_loss", "final_test_accuracy"]
+
+
+def matched_bins(
+    predictions: pd.DataFrame, final_accuracy: pd.Series, n_bins: int = 4
+) -> list[dict]:
+    """Accuracy of ``predictions`` (columns run_id, true, predicted) within quantile bins of ``final_accuracy``.
+
+    ``final_accuracy`` is indexed by run id; the bins are its quantiles over those runs, so each holds
+    about the same number of runs. Runs without a final accuracy are left out.
+    """
+    accuracy = pd.to_numeric(final_accuracy, errors="coerce").dropna()
+    if accuracy.empty or predictions.empty:
+        return []
+    edges = np.unique(np.quantile(accuracy.to_numpy(), np.linspace(0, 1, n_bins + 1)))
+    if len(edges) < 2:
+        edges = np.array([accuracy.min(), accuracy.max()])
+    joined = predictions.assign(final_test_accuracy=predictions["run_id"].map(accuracy)).dropna(subset=["final_test_accuracy"])
+    bin_index = np.clip(np.searchsorted(edges, joined["final_test_accuracy"], side="right") - 1, 0, len(edges) - 2)
+    bins = []
+    for index in range(len(edges) - 1):
+        inside = joined[bin_index == index]
+        bins.append(
+            {
+                "bin": [float(edges[index]), float(edges[index + 1])],
+                "n_test": int(len(inside)),
+                "accuracy": float((inside["true"] == inside["predicted"]).mean()) if len(inside) else None,
+                "rules": {str(rule): int(count) for rule, count in inside["true"].value_counts().sort_index().items()},
+            }
+        )
+    return bins
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)

@@ -1,0 +1,103 @@
+"""Apply a saved classifier to new trajectories: which rule trained these networks?
+
+``lrid classify`` saves ``models/NAME.joblib`` and a JSON sidecar ``models/NAME.json`` holding the
+classifier, its classes, its feature names and the exact :func:`lrid.identify.features.build_features`
+keyword arguments that made its columns. :func:`identify` rebuilds those columns from new observables,
+checks that they are the same (same observables, time points and depth groups), and predicts.
+
+For a layer-level model each run's prediction averages its layers' class probabilities (every measured
+layer is one noisy view of the same rule, and averaging probabilities keeps the per-layer confidence that a
+majority vote would throw away); the predicted rule is the most probable class of the average.
+
+joblib files are pickles: loading one runs code from it, so load models only from sources you trust.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lrid.errors import LridError
+from lrid.identify.features import build_features
+
+
+def load_fitted(path: str | Path):
+    """The fitted estimator saved at ``path`` (``.joblib``, or the model's name without suffix) and its sidecar dict.
+
+    Trusted sources only: joblib files are pickles.
+    """
+    import joblib
+
+    path = Path(path)
+    model_path = path if path.suffix == ".joblib" else path.with_suffix(".joblib")
+    sidecar_path = model_path.with_suffix(".json")
+    if not model_path.exists():
+        raise LridError(f"no saved model at {model_path}; give a RESULTS/models/NAME.joblib written by `lrid classify`")
+    if not sidecar_path.exists():
+        raise LridError(f"the model {model_path} has no sidecar {sidecar_path.name}; re-run `lrid classify` to write both")
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+        saved = joblib.load(model_path)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise LridError(f"cannot load {model_path} ({type(error).__name__}: {error}); re-run `lrid classify`") from None
+    estimator = saved["model"] if isinstance(saved, dict) else saved
+    return estimator, sidecar
+
+
+def read_input(location: str | Path) -> pd.DataFrame:
+    """Observables in the store's long format from an lrid store (directory or URI) or a recording file.
+
+    A store gives its complete runs. Any other file goes to ``lrid.identify.recording.read_recording``.
+    """
+    from lrid.store import Store
+
+    text = str(location)
+    if "://" in text or Path(text).is_dir():
+        observables = Store(text).read_observables(("complete",))
+        if observables.empty:
+            raise LridError(f"{text} holds no complete runs; give an lrid store written by `lrid generate`")
+        return observables
+    if not Path(text).exists():
+        raise LridError(f"input {text} does not exist; give an lrid store directory or a recording file")
+    from lrid.identify.recording import read_recording
+
+    return read_recording(text)
+
+
+def identify(model_path: str | Path, observables: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the predicted rule and one probability column per class, from a model saved by ``classify``.
+
+    ``observables`` is the store's long format (:meth:`lrid.store.Store.read_observables`, or
+    :func:`read_input`). Returns one row per run: ``run_id``, ``predicted``, a column per class holding its
+    probability, ``n_samples`` (layers averaged), and ``rule`` (the true rule) when the input has it.
+    Features that differ from the model's (other observables, time points or layers) are an error.
+    """
+    from lrid.identify.recording import require_measures
+
+    estimator, sidecar = load_fitted(model_path)
+    # A recording without, say, activity-change arrays would otherwise be classified from NaN features.
+    require_measures(observables, sidecar["feature_names"])
+    features = build_features(observables, **sidecar["feature_options"])
+    if features.feature_names != sidecar["feature_names"]:
+        expected, got = sidecar["feature_names"], features.feature_names
+        differing = next((f"{a} vs {b}" for a, b in zip(expected, got) if a != b), f"{len(expected)} vs {len(got)} columns")
+        raise LridError(
+            f"the input's features do not match the model's (model vs input: {differing}); give trajectories with "
+            "the observables, recorded points and depth groups the model was trained on"
+        )
+    classes = list(sidecar["classes"])
+    probabilities = np.zeros((len(features.X), len(classes)))
+    known = np.asarray(estimator.classes_).astype(int)
+    probabilities[:, known] = estimator.predict_proba(features.X)
+    per_sample = pd.DataFrame(probabilities, columns=classes).assign(run_id=features.groups)
+    per_run = per_sample.groupby("run_id", sort=True)[classes].mean()
+    result = per_run.reset_index()
+    result.insert(1, "predicted", np.asarray(classes)[np.argmax(per_run.to_numpy(), axis=1)])
+    result["n_samples"] = per_sample.groupby("run_id", sort=True).size().to_numpy()
+    true_rules = features.samples.drop_duplicates("run_id").set_index("run_id")["rule"]
+    if true_rules.notna().all():
+        result["rule"] = result["run_id"].map(true_rules)
+    return result

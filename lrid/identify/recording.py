@@ -1,0 +1,330 @@
+"""Raw recordings from any framework: per-layer weight and activation arrays at a sequence of steps.
+
+lrid computes the observables of a recording itself, with the same statistics as a generated run
+(:mod:`lrid.observables.statistics`), so a network trained anywhere (PyTorch, JAX, a brain-inspired
+simulator) can be identified by a classifier trained on an lrid store. One recording is one network.
+
+NPZ format (``numpy.savez``; read with ``allow_pickle=False``, so plain arrays only)::
+
+    steps               int [T]                  the training steps recorded, increasing, T >= 2
+    weight/<layer>      float [T, ..., units]    the layer's forward kernel at each step (units last)
+    act/<layer>         float [T, batch, ...]    the layer's output on a fixed probe batch at each step
+    actchange/<layer>   float [T, batch]         optional: per example, the layer's input-output Jacobian
+                                                 summed over all entries divided by its output units
+    layers              str [L]                  optional: the layers in depth order (default: key order)
+    epoch               float [T]                optional: the epoch of each step
+    run                 str []                   optional: the network's name (default: the file's stem)
+
+Parquet format: a long table, one row per (run, step, layer, kind)::
+
+    run      string      optional: the network's name, so one file can hold several (default: file stem)
+    step     int         the training step
+    layer    string      the layer; depth order is the order of first appearance
+    kind     string      weight, act or actchange (shapes as in the NPZ, without the leading T)
+    shape    list<int>   the array's shape at this step
+    values   list<float> the array's values, flattened in C order
+    epoch    float       optional
+
+Every layer must carry the same kinds, every array the same steps, and every value must be finite. Either
+``weight`` or ``act`` (or both) may be missing altogether: their observables are then NaN, and a
+classifier that needs them refuses the recording. The activity change needs the layer's Jacobian, which
+raw arrays do not carry; record it as ``actchange/<layer>`` or its observables are NaN.
+
+:func:`export_recording` writes either format from an lrid run, re-trained bit-identically from its spec,
+so ``lrid export-recording STORE RUN_ID OUT.npz`` shows the format on a real example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lrid.errors import LridError
+from lrid.observables import FUNCTIONS, OBSERVABLES
+from lrid.store import ID_COLUMNS
+
+KINDS = ("weight", "act", "actchange")
+_MIN_NDIM = {"weight": 2, "act": 3, "actchange": 2}  # with the leading step axis
+_SHAPE_HINT = {"weight": "[T, ..., units]", "act": "[T, batch, ...units]", "actchange": "[T, batch]"}
+_NPZ_METADATA = ("steps", "layers", "epoch", "run")
+
+
+@dataclass
+class Recording:
+    """One network's raw arrays: ``arrays[kind][layer]`` is [T, ...] over ``steps``, layers in depth order."""
+
+    run: str
+    steps: np.ndarray
+    layers: list[str]
+    arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    epochs: np.ndarray | None = None
+
+
+def read_recording(path: str | Path) -> pd.DataFrame:
+    """The observables of a raw recording (``.npz`` or ``.parquet``), in the store's long format.
+
+    Columns: :data:`lrid.store.ID_COLUMNS`, then :data:`lrid.observables.OBSERVABLES` (NaN for kinds the
+    recording lacks), then ``rule``, ``task`` and ``arch`` (unknown: None). Any problem with the file is a
+    :class:`LridError` naming it.
+    """
+    return pd.concat([recording_observables(r) for r in load_recordings(path)], ignore_index=True)
+
+
+def load_recordings(path: str | Path) -> list[Recording]:
+    """Read and validate the recordings in an NPZ (one) or Parquet (one or more) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LridError(f"recording {path} does not exist; pass an .npz or .parquet recording (see `lrid export-recording`)")
+    if path.suffix == ".npz":
+        return [_load_npz(path)]
+    if path.suffix == ".parquet":
+        return _load_parquet(path)
+    raise LridError(f"recording {path} is neither .npz nor .parquet; save it in one of the documented formats")
+
+
+def _load_npz(path: Path) -> Recording:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            contents = {key: archive[key] for key in archive.files}
+    except ValueError as error:
+        raise LridError(f"{path} is not a plain .npz archive ({error}); write it with numpy.savez, numeric and string arrays only") from None
+    except (OSError, EOFError) as error:
+        raise LridError(f"{path} is not a readable .npz file ({error}); write it with numpy.savez") from None
+    if "steps" not in contents:
+        raise LridError(f"{path}: no `steps` array; add the recorded training steps as `steps` [T]")
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in contents.items():
+        if key in _NPZ_METADATA:
+            continue
+        kind, _, layer = key.partition("/")
+        if kind not in KINDS or not layer:
+            raise LridError(
+                f"{path}: unknown key {key!r}; keys are steps, layers, epoch, run and "
+                f"{'/<layer>, '.join(KINDS)}/<layer>"
+            )
+        arrays.setdefault(kind, {})[layer] = value
+    layers = list(dict.fromkeys(layer for by_layer in arrays.values() for layer in by_layer))
+    if "layers" in contents:
+        listed = [str(name) for name in np.atleast_1d(contents["layers"])]
+        unlisted = sorted(set(layers) - set(listed))
+        if unlisted:
+            raise LridError(f"{path}: arrays for layer(s) {', '.join(unlisted)} not in `layers`; add them to `layers` in depth order")
+        layers = listed
+    run = str(contents["run"]) if "run" in contents else path.stem
+    epochs = contents.get("epoch")
+    return _validated(Recording(run, contents["steps"], layers, arrays, epochs), str(path))
+
+
+def _load_parquet(path: Path) -> list[Recording]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path).to_pandas()
+    except (OSError, pa.ArrowException) as error:
+        raise LridError(f"{path} is not a readable Parquet file ({type(error).__name__}); rewrite it") from None
+    missing = [c for c in ("step", "layer", "kind", "shape", "values") if c not in table]
+    if missing:
+        raise LridError(f"{path}: missing column(s) {', '.join(missing)}; a recording has step, layer, kind, shape, values")
+    if "run" not in table:
+        table["run"] = path.stem
+    unknown = sorted(set(table["kind"]) - set(KINDS))
+    if unknown:
+        raise LridError(f"{path}: unknown kind(s) {', '.join(map(str, unknown))}; kinds are {', '.join(KINDS)}")
+    recordings = []
+    for run, rows in table.groupby("run", sort=False):
+        where = f"{path} (run {run})"
+        steps = np.sort(rows["step"].unique())
+        layers = list(dict.fromkeys(rows["layer"]))
+        arrays: dict[str, dict[str, np.ndarray]] = {}
+        for (kind, layer), series in rows.groupby(["kind", "layer"], sort=False):
+            if sorted(series["step"]) != steps.tolist():
+                raise LridError(
+                    f"{where}: {kind}/{layer} is recorded at steps {sorted(series['step'].tolist())} but the run at "
+                    f"{steps.tolist()}; record every array at the same steps, once each"
+                )
+            ordered = series.sort_values("step")
+            try:
+                stacked = np.stack(
+                    [np.asarray(v, dtype=np.float64).reshape(tuple(s)) for v, s in zip(ordered["values"], ordered["shape"])]
+                )
+            except ValueError as error:
+                raise LridError(f"{where}: {kind}/{layer}: {error}; each row's values must fill its shape, the same at every step") from None
+            arrays.setdefault(kind, {})[layer] = stacked
+        epochs = None
+        if "epoch" in rows:
+            epochs = rows.drop_duplicates("step").set_index("step").loc[steps, "epoch"].to_numpy(np.float64)
+        recordings.append(_validated(Recording(str(run), steps, layers, arrays, epochs), where))
+    return recordings
+
+
+def _validated(recording: Recording, where: str) -> Recording:
+    """Check steps, shapes, kinds per layer and finiteness; one-line errors naming the array."""
+    steps = np.asarray(recording.steps)
+    if steps.ndim != 1 or not np.issubdtype(steps.dtype, np.integer):
+        raise LridError(f"{where}: `steps` must be a 1-D integer array of training steps, not {steps.dtype} {steps.shape}")
+    if len(steps) < 2:
+        raise LridError(f"{where}: {len(steps)} recorded step(s); a trajectory needs at least 2")
+    if np.any(np.diff(steps) <= 0) or steps[0] < 0:
+        raise LridError(f"{where}: `steps` must be non-negative and increasing, got {steps.tolist()}")
+    if not recording.arrays.get("weight") and not recording.arrays.get("act"):
+        raise LridError(f"{where}: no weight/<layer> or act/<layer> arrays; record at least one of them per layer")
+    for kind, by_layer in recording.arrays.items():
+        lacking = [layer for layer in recording.layers if layer not in by_layer]
+        if lacking:
+            raise LridError(
+                f"{where}: layer(s) {', '.join(lacking)} have no {kind} array while other layers do; "
+                f"record {kind} for every layer or for none"
+            )
+        for layer, values in by_layer.items():
+            name = f"{kind}/{layer}"
+            if not np.issubdtype(values.dtype, np.number):
+                raise LridError(f"{where}: {name} has dtype {values.dtype}; it must be numeric")
+            if values.ndim < _MIN_NDIM[kind] or (kind == "actchange" and values.ndim != 2):
+                raise LridError(f"{where}: {name} has shape {values.shape}; expected {_SHAPE_HINT[kind]}")
+            if values.shape[0] != len(steps):
+                raise LridError(
+                    f"{where}: {name} has {values.shape[0]} steps but `steps` has {len(steps)}; "
+                    "record every array at every step"
+                )
+            finite = np.isfinite(values).reshape(len(steps), -1).all(axis=1)
+            if not finite.all():
+                raise LridError(
+                    f"{where}: {name} has NaN or infinite values at step {steps[~finite][0]}; "
+                    "cut the recording before the network diverged"
+                )
+    if recording.arrays.get("act") and recording.arrays.get("actchange"):
+        for layer in recording.layers:
+            batch, change_batch = recording.arrays["act"][layer].shape[1], recording.arrays["actchange"][layer].shape[1]
+            if batch != change_batch:
+                raise LridError(f"{where}: act/{layer} has {batch} probe examples but actchange/{layer} has {change_batch}")
+    if recording.epochs is not None and np.shape(recording.epochs) != steps.shape:
+        raise LridError(f"{where}: `epoch` has shape {np.shape(recording.epochs)}; it needs one value per step")
+    recording.steps = steps.astype(np.int64)
+    return recording
+
+
+def recording_observables(recording: Recording) -> pd.DataFrame:
+    """The observables of a validated recording, computed with lrid's own statistics."""
+    from lrid.lazy_import import tf
+    from lrid.models import depth_groups
+    from lrid.observables.statistics import apply_function, describe
+
+    n_steps, n_layers = len(recording.steps), len(recording.layers)
+    values = np.full((n_steps, n_layers, len(OBSERVABLES)), np.nan)
+    column = {name: index for index, name in enumerate(OBSERVABLES)}
+    for kind, by_layer in recording.arrays.items():
+        columns = [column[name] for name in OBSERVABLES if name.startswith(f"{kind}_")]
+        for layer_index, layer in enumerate(recording.layers):
+            for step_index, array in enumerate(np.asarray(by_layer[layer], dtype=np.float32)):
+                if kind == "weight":
+                    statistics = describe(array.reshape(1, -1))
+                elif kind == "act":
+                    statistics = describe(array.reshape(array.shape[0], -1))
+                else:
+                    statistics = tf.stack([tf.reduce_mean(apply_function(tf.constant(array), f)) for f in FUNCTIONS])
+                values[step_index, layer_index, columns] = statistics.numpy()
+    values[~np.isfinite(values)] = np.nan
+    frame = pd.DataFrame(values.reshape(n_steps * n_layers, -1), columns=list(OBSERVABLES))
+    epochs = recording.epochs if recording.epochs is not None else np.full(n_steps, np.nan)
+    identity = {
+        "run_id": recording.run,
+        "step": np.repeat(recording.steps, n_layers),
+        "epoch": np.repeat(np.asarray(epochs, dtype=np.float64), n_layers),
+        "layer": np.tile(recording.layers, n_steps),
+        "layer_index": np.tile(np.arange(n_layers, dtype=np.int32), n_steps),
+        "depth_group": np.tile(depth_groups(n_layers), n_steps),
+    }
+    frame = pd.concat([pd.DataFrame(identity), frame], axis=1)[ID_COLUMNS + list(OBSERVABLES)]
+    return frame.assign(rule=None, task=None, arch=None)
+
+
+def write_recording(recording: Recording, path: str | Path) -> Path:
+    """Write a recording as ``.npz`` or ``.parquet`` (by the suffix of ``path``) in the documented format."""
+    path = Path(path)
+    if path.suffix not in (".npz", ".parquet"):
+        raise LridError(f"cannot write a recording to {path}; name it .npz or .parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".npz":
+        contents = {"steps": recording.steps, "layers": np.asarray(recording.layers), "run": np.asarray(recording.run)}
+        if recording.epochs is not None:
+            contents["epoch"] = np.asarray(recording.epochs)
+        for kind, by_layer in recording.arrays.items():
+            contents.update({f"{kind}/{layer}": by_layer[layer] for layer in recording.layers})
+        np.savez_compressed(path, **contents)
+        return path
+    rows = []
+    for step_index, step in enumerate(recording.steps):
+        for layer in recording.layers:
+            for kind, by_layer in recording.arrays.items():
+                array = by_layer[layer][step_index]
+                rows.append({"run": recording.run, "step": int(step), "layer": layer, "kind": kind,
+                             "shape": list(array.shape), "values": array.ravel().tolist(),
+                             **({"epoch": float(recording.epochs[step_index])} if recording.epochs is not None else {})})
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    return path
+
+
+def export_recording(source, path: str | Path, run_id: str | None = None) -> Path:
+    """Re-run an lrid run and write its raw weights, activations and activity changes as a recording.
+
+    ``source`` is a :class:`lrid.config.RunSpec`, or a store (path or :class:`lrid.store.Store`) holding
+    ``run_id``. Training is deterministic, so the arrays are those the run's observables were computed
+    from, at the same recorded steps. Returns ``path``.
+    """
+    from lrid.config import RunSpec
+    from lrid.generate.trainer import train_run
+    from lrid.observables.measures import activity_change
+    from lrid.store import Store
+
+    if isinstance(source, RunSpec):
+        spec = source
+    else:
+        store = source if isinstance(source, Store) else Store(source)
+        manifests = {m["run_id"]: m for m in store.manifests()}
+        if run_id not in manifests:
+            raise LridError(f"run {run_id!r} is not in {store.location}; `lrid status {store.location}` lists the store's runs")
+        spec = RunSpec(**manifests[run_id]["spec"])
+    if Path(path).suffix not in (".npz", ".parquet"):
+        raise LridError(f"cannot write a recording to {path}; name it .npz or .parquet")
+
+    captured: dict[str, dict[str, list]] = {kind: {} for kind in KINDS}
+    steps: list[int] = []
+
+    def capture(step, model, probe):
+        _, layer_inputs, layer_outputs = model.forward_with_activity(probe, exact_gradient=True)
+        steps.append(step)
+        for layer, layer_input, layer_output in zip(model.measured_layers, layer_inputs, layer_outputs):
+            captured["weight"].setdefault(layer.name, []).append(layer.kernel.numpy())
+            captured["act"].setdefault(layer.name, []).append(layer_output.numpy())
+            captured["actchange"].setdefault(layer.name, []).append(activity_change(layer, layer_input).numpy())
+
+    result = train_run(spec, on_record=capture)
+    if result.manifest["status"] == "failed":
+        raise LridError(f"run {spec.run_id} failed when re-run ({result.manifest.get('error')}); it has no recording")
+    layers = list(captured["weight"])
+    epochs = result.observables.drop_duplicates("step").set_index("step").loc[steps, "epoch"].to_numpy()
+    arrays = {kind: {layer: np.stack(captured[kind][layer]) for layer in layers} for kind in KINDS}
+    return write_recording(Recording(spec.run_id, np.asarray(steps, np.int64), layers, arrays, epochs), path)
+
+
+def require_measures(observables: pd.DataFrame, feature_names: list[str]) -> None:
+    """Refuse observables that lack a measure the features use (a recording without actchange arrays, say).
+
+    A measure is missing for a run when every one of its observables is NaN there, which is how
+    :func:`read_recording` marks kinds the recording does not carry.
+    """
+    for kind in KINDS:
+        used = sorted({name.split("@")[0] for name in feature_names if name.startswith(f"{kind}_")})
+        if not used or not set(used) <= set(observables.columns):
+            continue
+        empty = observables[used].isna().all(axis=1).groupby(observables["run_id"]).all()
+        if empty.any():
+            run = empty[empty].index[0]
+            raise LridError(
+                f"run {run} has no {kind} observables, which the model uses; record {kind}/<layer> arrays, or use "
+                f"a model trained without them (e.g. `lrid classify --observables {','.join(k for k in KINDS[:2] if k != kind)}`)"
+            )

@@ -1,0 +1,287 @@
+"""``report.md``: what was classified, how well, which observables carried the answer, and, when the results
+hold them, robustness, held-out generalisation and the performance-matched control.
+
+Each optional section is written only when its input is present (``by_subset``, ``d_prime``, ``control``,
+``settings.train_where``/``test_where``, ``robustness.json``, a reachable store for importance and
+trajectories) and is left out cleanly otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lrid.errors import LridError
+from lrid.report import figures
+from lrid.report.results import chance_level, load_robustness, load_scores
+
+IMPORTANCE_LEVELS = ("measure", "statistic", "depth")
+TOP_TRAJECTORIES = 4
+
+
+def accuracy_frame(scores: dict) -> pd.DataFrame:
+    """Accuracy per observable subset and classifier (columns subset, classifier, accuracy_mean,
+    accuracy_sem, balanced_accuracy_mean): ``by_subset`` when present, else the main results."""
+    by_subset = scores.get("by_subset")
+    if not by_subset:
+        subset = (scores.get("settings") or {}).get("observables") or "all"
+        by_subset = {subset: scores["classifiers"]}
+    rows = [
+        {"subset": subset, "classifier": name, "accuracy_mean": result["accuracy_mean"],
+         "accuracy_sem": result.get("accuracy_sem", 0.0), "balanced_accuracy_mean": result.get("balanced_accuracy_mean", np.nan)}
+        for subset, results in by_subset.items()
+        for name, result in results.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def accuracy_table(scores: dict) -> str:
+    """The Markdown accuracy table: mean ± s.e.m. over splits, and balanced accuracy, per classifier."""
+    lines = ["| classifier | accuracy (mean ± s.e.m.) | balanced accuracy | splits |", "|---|---|---|---|"]
+    for name, result in scores["classifiers"].items():
+        lines.append(
+            f"| {name} | {result['accuracy_mean']:.3f} ± {result['accuracy_sem']:.3f} | "
+            f"{result['balanced_accuracy_mean']:.3f} | {len(result['accuracy_per_split'])} |"
+        )
+    return "\n".join(lines)
+
+
+def importance_markdown(table: pd.DataFrame, level: str, top: int = 10) -> str:
+    """The top rows of a :func:`~lrid.identify.importance.summarize_importance` table as Markdown."""
+    lines = [
+        f"| rank | {level} | permutation (mean ± s.d.) | model's own (mean ± s.d.) |",
+        "|---|---|---|---|",
+    ]
+    for row in table.head(top).itertuples():
+        lines.append(
+            f"| {row.rank} | {row.group} | {_mean_sd(row.permutation_mean, row.permutation_sd)} | "
+            f"{_mean_sd(row.model_mean, row.model_sd)} |"
+        )
+    return "\n".join(lines)
+
+
+def write_report(
+    results_dir: str | Path,
+    out_dir: str | Path | None = None,
+    store: str | Path | None = None,
+    importance: bool = True,
+    n_repeats: int = 3,
+) -> Path:
+    """Write ``report.md`` and ``figures/*.png`` to ``out_dir`` (default: the results' parent).
+
+    Args:
+        results_dir: a directory written by ``lrid classify``.
+        out_dir: where the report and its figures go.
+        store: the store the results came from, when ``scores.json`` does not name it (for the importance
+            and trajectory sections; they are skipped, with the reason, when no store is reachable).
+        importance: compute observable importance (refits the best classifier once per split; cached).
+        n_repeats: permutations per group for permutation importance.
+
+    Returns:
+        The path of ``report.md``.
+    """
+    results_dir = Path(results_dir)
+    out_dir = Path(out_dir) if out_dir is not None else results_dir.resolve().parent
+    scores = load_scores(results_dir)
+    figure_dir = out_dir / "figures"
+    chance = chance_level(scores)
+    sections = [_overview(scores, chance)]
+    sections.append(_accuracy_section(scores, chance, figure_dir, out_dir))
+    sections.append(_confusion_section(scores, figure_dir, out_dir))
+    for optional in (_d_prime_section(scores), _held_out_section(scores)):
+        if optional:
+            sections.append(optional)
+    if importance:
+        sections.append(_importance_section(results_dir, scores, store, n_repeats, figure_dir, out_dir))
+    robustness = load_robustness(results_dir)
+    if robustness is not None:
+        sections.append(_robustness_section(robustness, chance, figure_dir, out_dir))
+    if scores.get("control"):
+        sections.append(_control_section(scores["control"], chance, figure_dir, out_dir))
+    report = out_dir / "report.md"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n\n".join(section.strip() for section in sections) + "\n")
+    return report
+
+
+def _overview(scores: dict, chance: float) -> str:
+    settings = scores.get("settings") or {}
+    unit = settings.get("unit", "layer")
+    sample = "one per run, its layers pooled" if unit == "run" else "one per measured layer of a run"
+    source = f" from the store `{settings['store']}`" if settings.get("store") else ""
+    return f"""# Learning-rule identification report
+
+{scores['n_runs']} runs of {len(scores['classes'])} rules ({', '.join(scores['classes'])}){source} gave
+{scores['n_samples']} samples ({sample}) of {scores['n_features']} features each.
+Each classifier was trained and tested on {scores['n_splits']} category-balanced splits
+({1 - scores['test_fraction']:.0%} train / {scores['test_fraction']:.0%} test, by run: no network has
+layers on both sides). Chance is {chance:.3f}."""
+
+
+def _accuracy_section(scores: dict, chance: float, figure_dir: Path, out_dir: Path) -> str:
+    frame = accuracy_frame(scores)
+    path = figures.plot_accuracy(frame, chance, figure_dir / "accuracy.png")
+    return f"""## Accuracy
+
+{accuracy_table(scores)}
+
+![Accuracy by classifier and observable subset]({_relative(path, out_dir)})
+
+Test accuracy of each classifier for each subset of observables (bars: mean over splits, whiskers:
+s.e.m.), against chance (dashed line)."""
+
+
+def _confusion_section(scores: dict, figure_dir: Path, out_dir: Path) -> str:
+    results = scores["classifiers"]
+    path = figures.plot_confusions(
+        scores["classes"],
+        {name: result["confusion_normalized"] for name, result in results.items()},
+        {name: result["accuracy_mean"] for name, result in results.items()},
+        figure_dir / "confusion.png",
+    )
+    return f"""## Confusion matrices
+
+![Mean confusion matrices]({_relative(path, out_dir)})
+
+Each panel shows, for one classifier, how the test samples of each true rule (rows) were labelled,
+averaged over splits; a strong diagonal means the rules are told apart, and off-diagonal mass shows
+which rules are confused with each other."""
+
+
+def _d_prime_section(scores: dict) -> str | None:
+    with_d_prime = {name: result["d_prime"] for name, result in scores["classifiers"].items() if result.get("d_prime")}
+    if not with_d_prime:
+        return None
+    classes = scores["classes"]
+    lines = ["| classifier | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+    for name, values in with_d_prime.items():
+        lines.append(f"| {name} | " + " | ".join(_number(values.get(rule)) for rule in classes) + " |")
+    return "## Discriminability (d')\n\n" + "\n".join(lines) + (
+        "\n\nd' of each rule against the others (hit rate vs false-alarm rate, in units of a standard normal); "
+        "0 is chance, above 2 is well separated."
+    )
+
+
+def _held_out_section(scores: dict) -> str | None:
+    settings = scores.get("settings") or {}
+    train_where, test_where = settings.get("train_where"), settings.get("test_where")
+    if not (train_where or test_where):
+        return None
+    lines = ["| classifier | trained on | tested on | accuracy (mean ± s.e.m.) | balanced accuracy |", "|---|---|---|---|---|"]
+    for name, result in scores["classifiers"].items():
+        lines.append(
+            f"| {name} | {_where(train_where)} | {_where(test_where)} | "
+            f"{result['accuracy_mean']:.3f} ± {result.get('accuracy_sem', 0.0):.3f} | "
+            f"{_number(result.get('balanced_accuracy_mean'))} |"
+        )
+    return "## Held-out generalisation\n\n" + "\n".join(lines) + (
+        "\n\nClassifiers trained on one part of the store and tested on another it never saw: accuracy well "
+        "above chance means the signature of the rule transfers across the held-out factor."
+    )
+
+
+def _importance_section(results_dir: Path, scores: dict, store, n_repeats: int, figure_dir: Path, out_dir: Path) -> str:
+    from lrid.identify.importance import best_classifier, observable_importance, summarize_importance
+
+    classifier = best_classifier(scores)
+    try:
+        per_split = observable_importance(results_dir, classifier, store=store, n_repeats=n_repeats)
+    except LridError as error:
+        return f"## Observable importance\n\nNot computed: {error}."
+    text = [
+        "## Observable importance",
+        f"Importance for `{classifier}` (the most accurate classifier with an importance of its own), over {per_split['split'].nunique()} splits: "
+        "the held-out accuracy drop when a group of columns is permuted together (permutation), and the "
+        "model's own importance summed over the group (random-forest impurity, XGBoost gain, or mean |coefficient| "
+        "of the linear model, as a share of the total). `lrid report importance RESULTS --by LEVEL` prints any level.",
+        "### Top 10 observables\n\n" + importance_markdown(summarize_importance(per_split, "observable"), "observable"),
+    ]
+    for level in IMPORTANCE_LEVELS:
+        table = summarize_importance(per_split, level)
+        path = figures.plot_importance(table, level, classifier, figure_dir / f"importance_{level}.png")
+        what = {
+            "measure": "which measured quantity (weights, activations, activity changes) the classifier relies on",
+            "statistic": "which summary statistic of those quantities carries the rule",
+            "depth": "how much the classifier relies on the observables of early, middle and deep layers "
+                     "(permutation within the test samples of that depth) and on the depth one-hot",
+        }[level]
+        text.append(f"![Importance by {level}]({_relative(path, out_dir)})\n\nImportance by {level} "
+                    f"(bars: mean over splits, whiskers: s.d.): {what}.")
+    trajectories = _trajectory_figure(results_dir, scores, store, per_split, figure_dir)
+    if trajectories is not None:
+        path, names = trajectories
+        text.append(f"![Trajectories of the top observables]({_relative(path, out_dir)})\n\nThe {len(names)} most "
+                    f"important observables ({', '.join(names)}) over training for each rule and depth group: "
+                    "median over runs (line) and inter-quartile band.")
+    return "\n\n".join(text)
+
+
+def _trajectory_figure(results_dir: Path, scores: dict, store, per_split: pd.DataFrame, figure_dir: Path):
+    from lrid.identify.importance import column_levels, summarize_importance
+    from lrid.store import Store
+
+    location = store if store is not None else (scores.get("settings") or {}).get("store")
+    if location is None:
+        return None
+    ranked = summarize_importance(per_split, "observable")["group"]
+    observables = Store(location).read_observables(("complete",))
+    names = [name for name in ranked if name in observables.columns and column_levels(name).measure != "other"]
+    names = names[:TOP_TRAJECTORIES]
+    if not names or observables.empty:
+        return None
+    return figures.plot_trajectories(observables, names, figure_dir / "trajectories.png"), names
+
+
+def _robustness_section(rows: pd.DataFrame, chance: float, figure_dir: Path, out_dir: Path) -> str:
+    path = figures.plot_robustness(rows, chance, figure_dir / "robustness.png")
+    return f"""## Robustness
+
+![Robustness curves]({_relative(path, out_dir)})
+
+Identification accuracy as fewer units are observed (left) and as measurement noise grows (right), across
+the degraded views the store recorded, for each observable subset and classifier (mean ± s.e.m. over
+splits; chance dashed)."""
+
+
+def _control_section(control: dict, chance: float, figure_dir: Path, out_dir: Path) -> str:
+    text = ["## Performance-matched control"]
+    baseline = control.get("curve_baseline") or {}
+    if baseline:
+        lines = ["| classifier | accuracy from task performance alone (mean ± s.e.m.) |", "|---|---|"]
+        lines += [f"| {name} | {r['accuracy_mean']:.3f} ± {r.get('accuracy_sem', 0.0):.3f} |" for name, r in baseline.items()]
+        text.append("\n".join(lines) + "\n\nHow well the rule is told from task performance alone: if this "
+                    "matches the main accuracy, the observables add nothing beyond how well each rule trains.")
+    bins = pd.DataFrame(control.get("matched_bins") or [])
+    if not bins.empty and {"bin", "accuracy"} <= set(bins.columns):
+        if "n_test" not in bins:
+            bins["n_test"] = np.nan
+        path = figures.plot_matched_control(bins, chance, figure_dir / "control.png")
+        who = f" of `{bins['classifier'].iloc[0]}`" if "classifier" in bins else ""
+        text.append(f"![Performance-matched control]({_relative(path, out_dir)})\n\nIdentification accuracy{who} among "
+                    "networks of similar final task performance (one bar per bin, n = test samples): accuracy above "
+                    "chance within bins means the rule is identified beyond how well it trains.")
+    return "\n\n".join(text)
+
+
+def _relative(path: Path, out_dir: Path) -> str:
+    return path.relative_to(out_dir).as_posix()
+
+
+def _number(value) -> str:
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
+
+
+def _mean_sd(mean: float, sd: float) -> str:
+    if np.isnan(mean):
+        return "n/a"
+    return f"{mean:.4f} ± {0.0 if np.isnan(sd) else sd:.4f}"
+
+
+def _where(condition) -> str:
+    if condition is None:
+        return "the rest"
+    if isinstance(condition, dict):
+        return ", ".join(f"{key} = {value}" for key, value in condition.items())
+    return str(condition)

@@ -1,0 +1,191 @@
+"""The report's figures, one function per PNG; each takes plain data, so notebooks can call them too.
+
+Every figure has a title, labelled axes (with the unit: fraction of test samples, accuracy drop, epoch,
+...), a legend where there is more than one series, and fonts readable when the PNG is shrunk to a
+column width.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lrid.models import DEPTH_GROUPS
+
+STYLE = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+DPI = 120
+
+
+@contextmanager
+def _figure(path: Path, **subplots):
+    """A figure in the report's style, saved to ``path`` and closed on exit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context(STYLE):
+        figure, axes = plt.subplots(constrained_layout=True, squeeze=False, **subplots)
+        try:
+            yield figure, axes
+            path.parent.mkdir(parents=True, exist_ok=True)
+            figure.savefig(path, dpi=DPI)
+        finally:
+            plt.close(figure)
+
+
+def plot_accuracy(accuracy: pd.DataFrame, chance: float, path: Path) -> Path:
+    """Grouped bars of test accuracy (mean ± s.e.m. over splits) per observable subset and classifier.
+
+    ``accuracy`` has columns subset, classifier, accuracy_mean, accuracy_sem; chance is a dashed line.
+    """
+    subsets = list(dict.fromkeys(accuracy["subset"]))
+    classifiers = list(dict.fromkeys(accuracy["classifier"]))
+    width = 0.8 / len(classifiers)
+    with _figure(path, figsize=(max(5.0, 1.3 * len(subsets) * max(1, len(classifiers)) / 2 + 2.5), 4.2)) as (figure, axes):
+        axis = axes[0][0]
+        for index, name in enumerate(classifiers):
+            rows = accuracy[accuracy["classifier"] == name].set_index("subset").reindex(subsets)
+            positions = np.arange(len(subsets)) + (index - (len(classifiers) - 1) / 2) * width
+            axis.bar(positions, rows["accuracy_mean"], width, yerr=rows["accuracy_sem"], capsize=3, label=name)
+        axis.axhline(chance, color="black", linestyle="--", linewidth=1, label=f"chance ({chance:.2f})")
+        axis.set_xticks(range(len(subsets)), subsets, rotation=20 if len(subsets) > 3 else 0)
+        axis.set_ylim(0, 1)
+        axis.set_xlabel("observables used")
+        axis.set_ylabel("test accuracy (fraction correct)")
+        axis.set_title("Rule identification accuracy (mean ± s.e.m. over splits)")
+        axis.legend(title="classifier", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return path
+
+
+def plot_confusions(classes: list[str], confusions: dict[str, np.ndarray], accuracies: dict[str, float], path: Path) -> Path:
+    """One row-normalised mean confusion matrix per classifier, side by side."""
+    names = list(confusions)
+    with _figure(path, nrows=1, ncols=len(names), figsize=(4.3 * len(names) + 0.8, 4.5)) as (figure, axes):
+        for axis, name in zip(axes[0], names):
+            matrix = np.asarray(confusions[name], dtype=float)
+            image = axis.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
+            for (row, column), value in np.ndenumerate(matrix):
+                axis.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=10,
+                          color="white" if value > 0.6 else "black")
+            axis.set_xticks(range(len(classes)), classes, rotation=45)
+            axis.set_yticks(range(len(classes)), classes)
+            axis.set_xlabel("predicted rule")
+            axis.set_ylabel("true rule")
+            axis.set_title(f"{name} (accuracy {accuracies[name]:.2f})")
+        figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="fraction of the true rule's test samples")
+        figure.suptitle("Normalised confusion matrices (mean over splits)")
+    return path
+
+
+def plot_importance(table: pd.DataFrame, level: str, classifier: str, path: Path, top: int = 15) -> Path:
+    """Horizontal bars of both importance kinds at one level (mean ± s.d. over splits), most important on top.
+
+    ``table`` is :func:`lrid.identify.importance.summarize_importance`'s output.
+    """
+    shown = table.head(top).iloc[::-1]
+    height = max(3.0, 0.32 * len(shown) + 1.6)
+    with _figure(path, nrows=1, ncols=2, figsize=(11, height), sharey=True) as (figure, axes):
+        panels = (
+            ("permutation", "held-out accuracy drop when permuted\n(fraction of test samples)", "tab:blue"),
+            ("model", "model's own importance\n(share of the total)", "tab:orange"),
+        )
+        for axis, (kind, label, colour) in zip(axes[0], panels):
+            means = shown[f"{kind}_mean"].to_numpy(dtype=float)
+            spreads = shown[f"{kind}_sd"].fillna(0).to_numpy(dtype=float)
+            positions = np.arange(len(shown))
+            axis.barh(positions, np.nan_to_num(means), xerr=spreads, color=colour, capsize=2, label=f"{kind} (mean ± s.d.)")
+            for position, value in zip(positions, means):
+                if np.isnan(value):
+                    axis.text(0, position, " n/a", va="center", fontsize=9, color="grey")
+            axis.axvline(0, color="black", linewidth=0.8)
+            axis.set_yticks(positions, shown["group"])
+            axis.set_xlabel(label)
+            axis.legend(loc="lower right")
+        axes[0][0].set_ylabel(level)
+        figure.suptitle(f"Which {level} identifies the rule ({classifier}, over {int(table['n_splits'].max())} splits)")
+    return path
+
+
+def plot_trajectories(observables: pd.DataFrame, names: list[str], path: Path) -> Path:
+    """Median (line) and inter-quartile band over runs of each observable per rule, against epoch, for
+    each depth group: one row per observable, one column per depth group."""
+    groups = [group for group in DEPTH_GROUPS if (observables["depth_group"] == group).any()]
+    rules = sorted(observables["rule"].unique())
+    colours = {rule: f"C{index}" for index, rule in enumerate(rules)}
+    with _figure(path, nrows=len(names), ncols=len(groups), figsize=(4.0 * len(groups) + 1.5, 2.7 * len(names) + 0.6),
+                 sharex=True) as (figure, axes):
+        for row, name in enumerate(names):
+            for column, group in enumerate(groups):
+                axis = axes[row][column]
+                subset = observables[observables["depth_group"] == group]
+                for rule in rules:
+                    by_rule = subset[subset["rule"] == rule]
+                    quantiles = by_rule.groupby("epoch")[name].quantile([0.25, 0.5, 0.75]).unstack()
+                    axis.plot(quantiles.index, quantiles[0.5], color=colours[rule], label=rule)
+                    axis.fill_between(quantiles.index, quantiles[0.25], quantiles[0.75], color=colours[rule], alpha=0.2)
+                axis.set_title(f"{name}, {group} layers", fontsize=10)
+                if column == 0:
+                    axis.set_ylabel("value (a.u.)")
+                if row == len(names) - 1:
+                    axis.set_xlabel("training time (epochs)")
+        axes[0][-1].legend(title="rule (median, IQR)", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        figure.suptitle("Trajectories of the most important observables per rule (median and inter-quartile band over runs)")
+    return path
+
+
+def plot_robustness(rows: pd.DataFrame, chance: float, path: Path) -> Path:
+    """Accuracy (mean ± s.e.m.) against the fraction of units kept (at the lowest noise) and against the
+    measurement-noise s.d. (with all units kept): one line per observable subset and classifier, across
+    the recorded views."""
+    series = ["observables", "classifier"] if "observables" in rows else ["classifier"]
+    cleanest = rows["noise_std"].min()
+    fullest = rows["units_fraction"].max()
+    panels = (
+        (rows[rows["noise_std"] == cleanest], "units_fraction", "fraction of units kept", f"noise s.d. {cleanest:g}"),
+        (rows[rows["units_fraction"] == fullest], "noise_std", "measurement noise added (s.d.)", f"units kept {fullest:g}"),
+    )
+    with _figure(path, nrows=1, ncols=2, figsize=(11, 4.2), sharey=True) as (figure, axes):
+        for axis, (subset, x, label, fixed) in zip(axes[0], panels):
+            for key, line in subset.groupby(series, sort=True):
+                line = line.sort_values(x)
+                axis.errorbar(line[x], line["accuracy_mean"], yerr=line["accuracy_sem"], marker="o", capsize=3,
+                              label=" / ".join(map(str, key if isinstance(key, tuple) else (key,))))
+            axis.axhline(chance, color="black", linestyle="--", linewidth=1, label=f"chance ({chance:.2f})")
+            axis.set_xlabel(label)
+            axis.set_title(f"Accuracy vs {label.split(' (')[0]} ({fixed})", fontsize=11)
+            axis.set_ylim(0, 1)
+            axis.legend(title=" / ".join(series), fontsize=8)
+        axes[0][0].set_ylabel("test accuracy (fraction correct)")
+        figure.suptitle("Robustness to unit subsampling and measurement noise")
+    return path
+
+
+def plot_matched_control(bins: pd.DataFrame, chance: float, path: Path) -> Path:
+    """Identification accuracy within bins of matched network performance (bars), chance dashed."""
+    labels = [f"{lo:.2f}–{hi:.2f}" for lo, hi in bins["bin"]]
+    with _figure(path, figsize=(max(8.0, 0.9 * len(labels) + 4.5), 4.4)) as (figure, axes):
+        axis = axes[0][0]
+        axis.bar(range(len(labels)), bins["accuracy"], color="tab:green", label="identification accuracy")
+        for position, (value, count) in enumerate(zip(bins["accuracy"], bins["n_test"])):
+            axis.text(position, value + 0.02, f"n={count}", ha="center", fontsize=9)
+        axis.axhline(chance, color="black", linestyle="--", linewidth=1, label=f"chance ({chance:.2f})")
+        axis.set_xticks(range(len(labels)), labels, rotation=30)
+        axis.set_ylim(0, 1.12)
+        axis.set_xlabel("bin of the networks' final test accuracy (fraction correct)")
+        axis.set_ylabel("rule identification accuracy\n(fraction correct)")
+        axis.set_title("Performance-matched control:\nidentification within bins of task performance")
+        axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return path

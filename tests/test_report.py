@@ -1,0 +1,129 @@
+"""report.md and its figures: every optional section renders when its input is present and is left out
+cleanly when absent; every figure is written, non-empty and opens as an image."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lrid.errors import LridError
+from lrid.report import load_scores, write_report
+
+CLASSES = ["adam", "fa", "ia", "sgdm"]
+
+
+def classifier_result(accuracy):
+    confusion = np.full((4, 4), (1 - accuracy) / 3) + np.eye(4) * (accuracy - (1 - accuracy) / 3)
+    return {
+        "accuracy_mean": accuracy, "accuracy_sem": 0.02, "accuracy_per_split": [accuracy] * 3,
+        "balanced_accuracy_mean": accuracy, "confusion_per_split": [], "confusion_normalized": confusion.tolist(),
+    }
+
+
+def minimal_scores():
+    return {
+        "classifiers": {"linear": classifier_result(0.8), "rf": classifier_result(0.9)},
+        "classes": CLASSES, "n_samples": 72, "n_runs": 24, "n_features": 273, "n_splits": 3,
+        "test_fraction": 0.25, "seed": 0,
+    }
+
+
+def full_scores():
+    scores = minimal_scores()
+    scores["settings"] = {"observables": "all", "unit": "layer", "time": {}, "train_where": "arch=mlp",
+                          "test_where": "arch=knet", "search": False}
+    scores["by_subset"] = {subset: {"linear": classifier_result(a), "rf": classifier_result(a + 0.05)}
+                           for subset, a in (("all", 0.8), ("weight", 0.7), ("act", 0.6))}
+    for name in scores["classifiers"]:
+        scores["classifiers"][name]["d_prime"] = dict(zip(CLASSES, [2.1, 1.5, 1.7, 2.5]))
+    scores["control"] = {
+        "curve_baseline": {"rf": {"accuracy_mean": 0.4, "accuracy_sem": 0.03}},
+        "matched_bins": [{"bin": [0.8, 0.9], "n_test": 12, "accuracy": 0.7}, {"bin": [0.9, 1.0], "n_test": 20, "accuracy": 0.85}],
+    }
+    return scores
+
+
+def robustness_rows():
+    """Rows as ``lrid.identify.robustness`` writes them: one per view, observable subset and classifier."""
+    views = {"full": (1.0, 0.0), "u50": (0.5, 0.0), "u10": (0.1, 0.0), "n05": (1.0, 0.5), "n10": (1.0, 1.0)}
+    rows = []
+    for view, (fraction, noise) in views.items():
+        for observables in ("weight", "act"):
+            rows.append({"view": view, "units_fraction": fraction, "noise_std": noise, "observables": observables,
+                         "classifier": "rf", "accuracy_mean": (0.9 if observables == "weight" else 0.7) * fraction / (1 + noise), "accuracy_sem": 0.02,
+                         "n_runs": 24})
+    return {"rows": rows, "classes": CLASSES, "n_splits": 3, "seed": 0}
+
+
+def assert_figures_open(report_path):
+    """Every figure the report embeds exists, is non-empty and opens as a PNG; returns their names."""
+    text = report_path.read_text()
+    names = re.findall(r"!\[[^\]]*\]\((figures/[^)]+)\)", text)
+    assert names
+    for name in names:
+        path = report_path.parent / name
+        assert path.stat().st_size > 0
+        with Image.open(path) as image:
+            image.verify()
+            assert image.format == "PNG"
+        with Image.open(path) as image:
+            assert image.size[0] > 400 and image.size[1] > 250
+    return {name.removeprefix("figures/") for name in names}
+
+
+def test_minimal_scores_give_accuracy_and_confusion_only(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "scores.json").write_text(json.dumps(minimal_scores()))
+    report = write_report(results)
+    assert report == tmp_path / "report.md"
+    assert assert_figures_open(report) == {"accuracy.png", "confusion.png"}
+    text = report.read_text()
+    assert "| rf | 0.900 ± 0.020 | 0.900 | 3 |" in text and "Chance is 0.250" in text
+    for absent in ("Robustness", "Held-out", "Performance-matched", "d')"):
+        assert absent not in text
+    # No store is named, so importance is skipped with the reason and the fix.
+    assert "Not computed:" in text and "--store" in text
+
+
+def test_every_optional_section_renders_when_present(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "scores.json").write_text(json.dumps(full_scores()))
+    (results / "robustness.json").write_text(json.dumps(robustness_rows()))
+    report = write_report(results, tmp_path / "out", importance=False)
+    figures = assert_figures_open(report)
+    assert figures == {"accuracy.png", "confusion.png", "robustness.png", "control.png"}
+    text = report.read_text()
+    assert "## Held-out generalisation" in text and "| rf | arch=mlp | arch=knet |" in text
+    assert "## Discriminability (d')" in text and "| rf | 2.100 | 1.500 | 1.700 | 2.500 |" in text
+    assert "## Robustness" in text and "## Performance-matched control" in text and "| rf | 0.400 ± 0.030 |" in text
+    assert "Observable importance" not in text
+    # Each figure comes with a sentence saying what it shows.
+    for name in figures:
+        after = text.split(f"(figures/{name})", 1)[1].strip()
+        assert len(after.split(".")[0].split()) >= 8, name
+
+
+def test_corrupt_optional_input_is_a_clear_error(tmp_path):
+    (tmp_path / "scores.json").write_text(json.dumps(minimal_scores()))
+    (tmp_path / "robustness.json").write_text(json.dumps({"rows": [{"view": "act", "classifier": "rf"}]}))
+    with pytest.raises(LridError, match="robustness.json rows lack accuracy_mean, noise_std, units_fraction"):
+        write_report(tmp_path, importance=False)
+    (tmp_path / "scores.json").write_text("{")
+    with pytest.raises(LridError, match="is not valid JSON"):
+        load_scores(tmp_path)
+
+
+def test_report_of_a_real_classify_run_has_importance_and_trajectories(tiny_store, tmp_path):
+    from lrid.identify import classify
+
+    classify(tiny_store, tmp_path / "results", classifiers=("rf",), n_splits=2, progress=False)
+    report = write_report(tmp_path / "results", store=tiny_store, n_repeats=1)
+    figures = assert_figures_open(report)
+    assert {"importance_measure.png", "importance_statistic.png", "importance_depth.png", "trajectories.png"} <= figures
+    text = report.read_text()
+    table = text.split("### Top 10 observables", 1)[1]
+    assert len(re.findall(r"^\| \d+ \| \w+ \|", table, flags=re.M)) == 10
