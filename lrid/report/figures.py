@@ -125,6 +125,11 @@ def plot_trajectories(observables: pd.DataFrame, names: list[str], path: Path) -
     groups = [group for group in DEPTH_GROUPS if (observables["depth_group"] == group).any()]
     rules = sorted(observables["rule"].unique())
     colours = {rule: f"C{index}" for index, rule in enumerate(rules)}
+    # Runs are compared point by point (the k-th recording of each), placed at the points' median epoch:
+    # runs of different batch sizes record at slightly different epochs, and grouping by the epoch
+    # itself would alternate between them and draw a saw-tooth.
+    observables = observables.sort_values(["run_id", "layer_index", "step"])
+    observables = observables.assign(point=observables.groupby(["run_id", "layer_index"]).cumcount())
     with _figure(path, nrows=len(names), ncols=len(groups), figsize=(4.0 * len(groups) + 1.5, 2.7 * len(names) + 0.6),
                  sharex=True) as (figure, axes):
         for row, name in enumerate(names):
@@ -133,9 +138,10 @@ def plot_trajectories(observables: pd.DataFrame, names: list[str], path: Path) -
                 subset = observables[observables["depth_group"] == group]
                 for rule in rules:
                     by_rule = subset[subset["rule"] == rule]
-                    quantiles = by_rule.groupby("epoch")[name].quantile([0.25, 0.5, 0.75]).unstack()
-                    axis.plot(quantiles.index, quantiles[0.5], color=colours[rule], label=rule)
-                    axis.fill_between(quantiles.index, quantiles[0.25], quantiles[0.75], color=colours[rule], alpha=0.2)
+                    quantiles = by_rule.groupby("point")[name].quantile([0.25, 0.5, 0.75]).unstack()
+                    epochs = by_rule.groupby("point")["epoch"].median()
+                    axis.plot(epochs, quantiles[0.5], color=colours[rule], label=rule)
+                    axis.fill_between(epochs, quantiles[0.25], quantiles[0.75], color=colours[rule], alpha=0.2)
                 axis.set_title(f"{name}, {group} layers", fontsize=10)
                 if column == 0:
                     axis.set_ylabel("value (a.u.)")
