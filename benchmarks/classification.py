@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, required=True, help="a store, e.g. demo_pipeline.py --out DIR's DIR/store")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--reference-splits", type=int, default=None)
-    parser.add_argument("--scale", type=int, default=10, help="copies of every run in the larger store")
+    parser.add_argument("--scale", type=int, default=10, help="copies of every run in the larger store (1: skip it)")
     parser.add_argument("--quick", action="store_true",
                         help="2 splits, lrid without search, cut reference grids, no larger store (smoke run)")
     args = parser.parse_args()
@@ -155,7 +155,7 @@ def main() -> None:
                 for row in time_lrid(args.store, args.jobs, splits, directory / "demo", search=not args.quick)]
         reference = [{"store": "demo", **row}
                      for row in time_reference(args.store, args.jobs, reference_splits, args.quick)]
-        if not args.quick:
+        if not args.quick and args.scale > 1:
             larger = directory / "larger"
             n_runs = replicate_store(args.store, larger, args.scale)
             rows += [{"store": f"{args.scale}x ({n_runs} runs)", **row}

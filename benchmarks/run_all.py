@@ -5,7 +5,9 @@
 Order: step throughput (1), recording overhead (2), run overhead (3), sweep scaling (4), the demo pipeline
 with peak memory (the demo target and 6; its store is kept for 5), classification (5). Each writes
 ``benchmarks/results/<name>.json``; this script adds ``benchmarks/results/summary.json`` and prints the
-targets table. About 12 minutes on a quiet 2-core machine; ``--quick`` is a smoke run of a few minutes.
+targets table. The reference grid searches of ``classification.py`` (the paper's full grids: a random
+forest with max_features=None and up to 1,000 trees, minutes per outer split on 2 cores) take most of the
+time; ``--only`` skips benchmarks. ``--quick`` is a smoke run (about 8 minutes on a busy 2-core machine).
 """
 
 from __future__ import annotations

