@@ -180,3 +180,21 @@ def test_step_decay_schedule_lowers_the_learning_rate_at_the_listed_epochs():
     # In the second epoch the decayed run moves its weights far less.
     drift = lambda frame: abs(frame["weight_raw_norm"].iloc[-3:].to_numpy() - frame[first_epoch]["weight_raw_norm"].iloc[-3:].to_numpy()).sum()
     assert drift(b) < 0.2 * drift(a)
+
+
+def test_pool_chunks_keep_each_configuration_on_one_worker_and_cover_every_run_once():
+    from lrid.generate.executors import configuration_chunks
+
+    sweep = load_sweep(Path(__file__).resolve().parent.parent / "pipelines" / "demo.yaml")
+    specs = sweep.expand()
+    chunks = configuration_chunks(specs, workers=2)
+    assert sorted(spec.run_id for chunk in chunks for spec in chunk) == sorted(spec.run_id for spec in specs)
+    for chunk in chunks:
+        assert len({trainer.configuration_key(spec) for spec in chunk}) == 1
+    # 8 configurations (4 rules x 2 batch sizes; learning rates and seeds reuse a trace) of 12 runs each:
+    # each is one chunk, so each is traced by one worker only.
+    assert len({trainer.configuration_key(spec) for spec in specs}) == 8 and len(chunks) == 8
+    # Many runs of one configuration are split, so that every worker gets work.
+    one_configuration = [spec for spec in specs if trainer.configuration_key(spec) == trainer.configuration_key(specs[0])]
+    assert len(one_configuration) == 12
+    assert [len(chunk) for chunk in configuration_chunks(one_configuration, workers=2)] == [2] * 6

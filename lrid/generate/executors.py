@@ -28,6 +28,28 @@ def run_into_store(spec_json: str, store_location: str) -> dict:
     return {"run_id": spec.run_id, "rule": spec.rule.name, "status": result.manifest["status"], "error": result.manifest.get("error")}
 
 
+def run_chunk_into_store(spec_jsons: list[str], store_location: str) -> list[dict]:
+    """:func:`run_into_store` for each run of a chunk, in order, in one worker."""
+    return [run_into_store(spec_json, store_location) for spec_json in spec_jsons]
+
+
+def configuration_chunks(specs: list[RunSpec], workers: int) -> list[list[RunSpec]]:
+    """Runs grouped so that each group shares a compiled configuration, split into chunks small enough to
+    keep ``workers`` busy (at least four chunks per worker when there are enough runs).
+
+    Tracing a configuration's step and recorder costs seconds, as much as training a demo network, and a
+    worker reuses them only for runs it executes itself: sending a configuration's runs to one worker,
+    rather than spreading them, traces each configuration about once per sweep instead of once per worker.
+    """
+    from lrid.generate.trainer import configuration_key
+
+    groups: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault(configuration_key(spec), []).append(spec)
+    largest = max(1, -(-len(specs) // (4 * workers)))
+    return [group[start : start + largest] for group in groups.values() for start in range(0, len(group), largest)]
+
+
 class SequentialExecutor:
     """Runs one after another in this process (compiled steps are reused between runs)."""
 
@@ -67,20 +89,31 @@ class LocalPoolExecutor:
         )
 
     def map(self, specs: list[RunSpec], store_location: str) -> Iterator[dict]:
-        """Yield each run's outcome as it finishes (in completion order)."""
+        """Yield each run's outcome as its chunk finishes (see :func:`configuration_chunks`)."""
+        from lrid.store import Store
+
         orphaned = []
         with self._pool(self.workers) as pool:
-            futures = {pool.submit(run_into_store, spec.model_dump_json(), store_location): spec for spec in specs}
+            futures = {
+                pool.submit(run_chunk_into_store, [spec.model_dump_json() for spec in chunk], store_location): chunk
+                for chunk in configuration_chunks(specs, self.workers)
+            }
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for future in done:
-                    spec = futures.pop(future)
+                    chunk = futures.pop(future)
                     try:
-                        yield future.result()
+                        yield from future.result()
                     except BrokenProcessPool:
-                        orphaned.append(spec)
-        # A dead worker breaks the whole pool and which run killed it is unknown: retry each alone.
+                        orphaned += chunk
+        # A dead worker breaks the whole pool and which run killed it is unknown: retry each unfinished run
+        # alone (a chunk's runs that finished before the worker died are in the store already).
+        finished = {m["run_id"]: m for m in Store(store_location).manifests()} if orphaned else {}
         for spec in orphaned:
+            if spec.run_id in finished:
+                manifest = finished[spec.run_id]
+                yield {"run_id": spec.run_id, "rule": spec.rule.name, "status": manifest["status"], "error": manifest.get("error")}
+                continue
             with self._pool(1) as pool:
                 try:
                     yield pool.submit(run_into_store, spec.model_dump_json(), store_location).result()

@@ -179,14 +179,20 @@ _COMPILED: dict[str, _CompiledRun] = {}
 _COMPILED_LIMIT = 4
 
 
+def configuration_key(spec: RunSpec) -> str:
+    """What a run's compiled step and recorder depend on: runs with equal keys (differing only in seeds or
+    learning rate) can reuse them, so executors send such runs to the same worker."""
+    hparams = {k: v for k, v in spec.rule.hparams.items() if k != "lr"}
+    return json.dumps([spec.task.model_dump(mode="json"), spec.model.model_dump(mode="json"), spec.rule.name, hparams,
+                       spec.train.batch_size, spec.observe.model_dump(mode="json")], sort_keys=True)
+
+
 def _compiled_run(spec: RunSpec, task, rule):
     """(model, optimizer, train_step, recorder, health probe) for ``spec``, reusing compiled ones when the rule allows it."""
     from lrid.rules.base import LearningRule
 
     reusable = type(rule).make_train_step is LearningRule.make_train_step  # custom steps may hold own state
-    hparams = {k: v for k, v in spec.rule.hparams.items() if k != "lr"}
-    key = json.dumps([spec.task.model_dump(), spec.model.model_dump(mode="json"), spec.rule.name, hparams,
-                      spec.train.batch_size, spec.observe.model_dump()], sort_keys=True)
+    key = configuration_key(spec)
     compiled = _COMPILED.pop(key, None) if reusable else None
     if compiled is None:
         compiled = _CompiledRun(spec, task, rule)
