@@ -32,7 +32,7 @@ import numpy as np
 
 from harness import load_average, print_table, write_result
 
-# As the lrid CLI sets it (lrid/cli.py): spinning OpenMP threads starve each other on shared cores.
+# As importing lrid sets it (lrid/__init__.py), so the reference grids get the same footing.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 LRID_CLASSIFIERS = ("linear", "rf", "xgb")

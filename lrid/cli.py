@@ -18,12 +18,6 @@ from typer.core import TyperGroup
 
 from lrid.errors import LridError
 
-# OpenMP threads (XGBoost, parts of scikit-learn) spin while they wait by default; when the cores are
-# shared (a busy machine, pool workers, parallel searches) spinning threads starve the ones doing work:
-# one XGBoost fit of the demo's features took 8.7-12.8 s with 2 threads against 0.5 s with passive waits.
-# Read when the OpenMP runtime loads, so it is set before anything imports it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(soft_wrap=True)
 error_console = Console(stderr=True)
