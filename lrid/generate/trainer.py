@@ -156,6 +156,7 @@ class _CompiledRun:
         restrict_weight_decay(self.optimizer, self.model)
         self.optimizer.build(self.model.trainable_variables)
         self.train_step = rule.make_train_step(self.model, self.optimizer)
+        self.rule = rule  # the step closes over this rule object: reseed() prepares it for later runs
         self.recorder = Recorder(
             self.model, task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed), spec.observe.views
         )
@@ -171,6 +172,7 @@ class _CompiledRun:
         for variable in self.optimizer.variables:
             variable.assign(tf.zeros_like(variable))
         self.optimizer.learning_rate = rule.hparams.lr
+        self.rule.reseed(rule.seed)
 
 
 # Tracing a train step and the recorder costs about a second, more than training a demo network; runs
@@ -189,9 +191,7 @@ def configuration_key(spec: RunSpec) -> str:
 
 def _compiled_run(spec: RunSpec, task, rule):
     """(model, optimizer, train_step, recorder, health probe) for ``spec``, reusing compiled ones when the rule allows it."""
-    from lrid.rules.base import LearningRule
-
-    reusable = type(rule).make_train_step is LearningRule.make_train_step  # custom steps may hold own state
+    reusable = type(rule).reuses_compiled_step()
     key = configuration_key(spec)
     compiled = _COMPILED.pop(key, None) if reusable else None
     if compiled is None:

@@ -171,6 +171,22 @@ class LearningRule:
 
         return train_step
 
+    def reseed(self, seed: int) -> None:
+        """Prepare the step this rule built for another run, whose rule seed is ``seed``.
+
+        The trainer reuses a traced step, and the rule object it closes over, for runs that differ only in
+        seeds and learning rate (the model and optimizer are re-initialised separately). Rules whose step
+        holds state of its own (random generators, auxiliary weights) override this to put that state
+        where a fresh build with ``seed`` would; see :meth:`reuses_compiled_step`.
+        """
+        self.seed = seed
+
+    @classmethod
+    def reuses_compiled_step(cls) -> bool:
+        """Whether a traced step can serve later runs: the default step holds no state of its own, and a
+        rule with a step of its own opts in by overriding :meth:`reseed`."""
+        return cls.make_train_step is LearningRule.make_train_step or cls.reseed is not LearningRule.reseed
+
     def kernel_update_signals(self, model, x, y) -> list:
         """The signal the rule hands its optimizer for each measured layer's kernel on batch (x, y).
 

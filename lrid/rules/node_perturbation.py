@@ -212,6 +212,12 @@ class NodePerturbation(LearningRule):
         targets = tf.one_hot(tf.cast(y, tf.int32), n_outputs)
         return model_perturbation_gradients(model, x, targets, generator, self.hparams.sigma, None, training)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the step's noise stream (and the health probe's) as a fresh build with ``seed`` would."""
+        self.seed = seed
+        self._generator.reset_from_seed(seed)
+        self._health_generator.reset_from_seed(seed + 1)
+
     def kernel_update_signals(self, model, x, y) -> list:
         """One NP estimate per kernel, with noise from a generator of its own (the run's stays untouched)."""
         if not hasattr(self, "_health_generator"):
@@ -226,6 +232,7 @@ class NodePerturbation(LearningRule):
         variables = [v for layer in layers for v in (layer.kernel, layer.bias) if v is not None]
         kernel_rms = [glorot_std(layer.kernel) for layer in layers]
         generator = tf.random.Generator.from_seed(self.seed)
+        self._generator = generator
         self._health_generator = tf.random.Generator.from_seed(self.seed + 1)  # made eagerly, not in a trace
 
         @tf.function(reduce_retracing=True)

@@ -281,6 +281,19 @@ class _TargetPropagation(LearningRule):
         """Targets ``[hhat_1, ..., hhat_{L-1}]`` of the hidden layers (gradients stopped)."""
         raise NotImplementedError
 
+    def reseed(self, seed: int) -> None:
+        """Give the inverses, their optimizer and the corruption noise the state a fresh build with ``seed``
+        would have."""
+        self.seed = seed
+        for index, fresh in self.build_inverses(self._model).items():
+            for variable, initial in zip(self.inverses[index].variables, fresh.variables, strict=True):
+                variable.assign(initial)
+        for variable in self.inverse_optimizer.variables:
+            variable.assign(tf.zeros_like(variable))
+        self.inverse_optimizer.learning_rate = self.hparams.inverse_lr  # its variables include the rate
+        self._noise_counter.assign(0)
+        self._noise_seed.assign(seed % (2**62))
+
     def kernel_update_signals(self, model, x, y) -> list:
         """The gradients of the forward layers' local losses (targets from the current inverses)."""
         layers = model.measured_layers
@@ -305,7 +318,9 @@ class _TargetPropagation(LearningRule):
             inverse_optimizer.build(inverse_variables)
         self.inverses, self.inverse_optimizer = inverses, inverse_optimizer
         forward_variables = [v for layer in layers for v in (layer.kernel, layer.bias)]
-        noise_seed = tf.constant(self.seed % (2**62), dtype=tf.int64)
+        # A variable, not a constant, so that reseed() can give a reused step another run's noise.
+        noise_seed = tf.Variable(self.seed % (2**62), dtype=tf.int64, trainable=False, name=f"{self.name}_noise_seed")
+        self._noise_seed, self._model = noise_seed, model
         # Counts steps so the corruption noise is fresh every step yet fixed by the rule seed.
         counter = tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{self.name}_noise_counter")
         self._noise_counter = counter
