@@ -32,6 +32,16 @@ def sample_noise(generator, layers, batch_size, sigma: float) -> list:
     return [generator.normal((batch_size, layer.units), stddev=sigma, dtype=tf.float32) for layer in layers]
 
 
+def error_change_coefficients(prediction, noisy_prediction, targets, sigma: float):
+    """``c_n = (E_noisy_n - E_n) / (2 sigma^2)`` per example, with ``E = sum_k (yhat_k - t_k)^2``.
+
+    ``E_noisy - E = sum_k (yt - y)(yt + y - 2t)``: the difference of the outputs is formed first, rather
+    than subtracting two O(1) squared errors, which in float32 would lose most of the O(sigma) change.
+    """
+    change = (noisy_prediction - prediction) * (noisy_prediction + prediction - 2.0 * targets)
+    return tf.reduce_sum(tf.reshape(change, [tf.shape(change)[0], -1]), axis=1) / (2.0 * sigma**2)
+
+
 def node_perturbation_gradients(layers, inputs, targets, noise, sigma: float, readout=None):
     """NP's update signals for a stack of dense layers, with no backpropagation.
 
@@ -61,13 +71,7 @@ def node_perturbation_gradients(layers, inputs, targets, noise, sigma: float, re
         clean = layer.activation(layer.preactivation(clean, exact_gradient=True))
         noisy = layer.activation(layer.preactivation(noisy, exact_gradient=True) + xi)
     logits = clean
-    prediction, noisy_prediction = readout(clean), readout(noisy)
-    # E_noisy - E = sum_k (yt - y)(yt + y - 2t): the difference of the outputs is formed first, rather than
-    # subtracting two O(1) squared errors, which in float32 would lose most of the O(sigma) change.
-    error_change = tf.reduce_sum(
-        (noisy_prediction - prediction) * (noisy_prediction + prediction - 2.0 * targets), axis=1
-    )
-    coefficient = error_change / (2.0 * sigma**2)  # c_n, shape [N]
+    coefficient = error_change_coefficients(readout(clean), readout(noisy), targets, sigma)
     batch_size = tf.cast(tf.shape(inputs)[0], tf.float32)
     gradients = []
     for h, xi in zip(presynaptic, noise):
@@ -109,13 +113,7 @@ def model_perturbation_gradients(model, inputs, targets, generator, sigma: float
     with tf.control_dependencies([noisy_logits]):
         for variable, value in zip(moving_statistics, saved):
             variable.assign(value)
-    prediction, noisy_prediction = readout(logits), readout(noisy_logits)
-    # See node_perturbation_gradients for why the difference is formed this way.
-    error_change = tf.reduce_sum(
-        tf.reshape((noisy_prediction - prediction) * (noisy_prediction + prediction - 2.0 * targets), [tf.shape(inputs)[0], -1]),
-        axis=1,
-    )
-    coefficient = error_change / (2.0 * sigma**2)
+    coefficient = error_change_coefficients(readout(logits), readout(noisy_logits), targets, sigma)
     batch_size = tf.cast(tf.shape(inputs)[0], tf.float32)
     variables = [v for layer in layers for v in (layer.kernel, layer.bias) if v is not None]
     with tf.GradientTape() as tape:
