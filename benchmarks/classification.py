@@ -1,27 +1,28 @@
 """Benchmark 5: wall time and accuracy of lrid's classifiers against the reference paper's grid searches.
 
-On a store (the demo's, from ``demo_pipeline.py --out``) and on a copy 10x larger, lrid's
-``lrid.identify.classify`` scores linear, RF and XGBoost with inner-CV search (``search=True``, 10 splits).
-The reference is plain scikit-learn ``GridSearchCV`` on the same features (``build_features``) and the
-same outer splits (``balanced_run_splits``, seed 0), with Nayebi et al.'s grids and 5-fold stratified inner
-CV: a random forest over max_features {sqrt, log2, None} x n_estimators {20, 50, 100, 500, 1000} (15
-configurations) and LinearSVC over C {1, 5e1, ..., 5e6} without PCA and after PCA to {10, ..., 600}
-components (84). NaN statistics are median-imputed and standardised before the SVM (it takes no NaN);
-PCA sizes above a fold's sample count are infeasible and score NaN, as GridSearchCV records them.
+On the demo store (from ``demo_pipeline.py --out``) and on a store 10x larger (``demo_10x.yaml``: the demo
+sweep with 30 data seeds instead of 3, 960 genuine runs, generated here unless ``--larger-store`` names
+one), ``lrid.identify.classify`` scores linear, RF and XGBoost with inner-CV search (``search=True``,
+10 splits). The reference is plain scikit-learn ``GridSearchCV`` on the same features (``build_features``)
+and the same outer splits (``balanced_run_splits``, seed 0), with Nayebi et al.'s grids and 5-fold
+stratified inner CV: a random forest over max_features {sqrt, log2, None} x n_estimators {20, 50, 100,
+500, 1000} (15 configurations) and LinearSVC over C {1, 5e1, ..., 5e6} without PCA and after PCA to
+{10, ..., 600} components (84). NaN statistics are median-imputed and standardised before the SVM (it takes
+no NaN); PCA sizes above a fold's sample count are infeasible and score NaN, as GridSearchCV records them.
 
-The reference costs minutes per outer split, so it runs on the first ``--reference-splits`` of the 10
-splits and its 10-split time is extrapolated; accuracies are compared on those same splits.
+The reference costs minutes per outer split on the demo store and about half an hour on the larger one, so
+it runs on the first ``--reference-splits`` (``--larger-reference-splits``) of the 10 splits; speed is
+compared per outer split and accuracy on the splits both ran.
 
-The 10x store replicates every run under 10 new ids. Replicas of one network can fall on both sides of
-a split, so accuracy there is inflated by construction: that store measures time, not accuracy.
+    python benchmarks/classification.py --store OUT/store [--stores demo,larger] [--larger-store DIR]
+        [--reference-splits 1] [--larger-reference-splits 1] [--jobs 2] [--quick]
 
-    python benchmarks/classification.py --store OUT/store [--quick] [--jobs 2] [--reference-splits 2]
+Results go to ``results/classification.json`` (both stores) or ``results/classification_<store>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import tempfile
 import time
@@ -39,26 +40,22 @@ LRID_CLASSIFIERS = ("linear", "rf", "xgb")
 RF_GRID = {"max_features": ["sqrt", "log2", None], "n_estimators": [20, 50, 100, 500, 1000]}
 SVM_C = [1, 5e1, 5e2, 5e3, 5e4, 5e5, 5e6]
 PCA_COMPONENTS = [10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 600]
+LARGER_SPEC = Path(__file__).resolve().parent / "demo_10x.yaml"
 SPEED_TARGET = 5.0  # issue #8: >= 5x faster than the reference grids at equal or better accuracy
 
 
-def replicate_store(source: Path, destination: Path, copies: int) -> int:
-    """Write every run of ``source`` ``copies`` times under new ids into ``destination``; return the run count."""
-    import pandas as pd
+def larger_store(directory: Path, jobs: int) -> tuple[Path, float]:
+    """Generate ``demo_10x.yaml`` into ``directory/store`` with ``jobs`` pool workers; return it and the seconds taken."""
+    from lrid.config import load_sweep
+    from lrid.generate import generate
+    from lrid.generate.executors import make_executor
 
-    from lrid.store import Store
-
-    original, replica = Store(str(source)), Store(str(destination))
-    count = 0
-    for manifest in original.manifests():
-        if manifest["status"] != "complete":
-            continue
-        rows = pd.read_parquet(original.path(manifest["observables"]))
-        for copy in range(copies):
-            run_id = hashlib.sha256(f"{manifest['run_id']}/{copy}".encode()).hexdigest()[: len(manifest["run_id"])]
-            replica.write_run(rows.assign(run_id=run_id), {**manifest, "run_id": run_id})
-            count += 1
-    return count
+    store = directory / "store"
+    started = time.perf_counter()
+    summary = generate(load_sweep(LARGER_SPEC), str(store), executor=make_executor("process", workers=jobs))
+    if summary.complete != summary.total:
+        raise RuntimeError(f"{LARGER_SPEC.name}: only {summary.complete} of {summary.total} runs completed")
+    return store, time.perf_counter() - started
 
 
 def time_lrid(store: Path, jobs: int, splits: int, results: Path, search: bool = True) -> list[dict]:
@@ -136,33 +133,9 @@ def time_reference(store: Path, jobs: int, n_splits: int, quick: bool) -> list[d
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", type=Path, required=True, help="a store, e.g. demo_pipeline.py --out DIR's DIR/store")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--reference-splits", type=int, default=None)
-    parser.add_argument("--scale", type=int, default=10, help="copies of every run in the larger store (1: skip it)")
-    parser.add_argument("--quick", action="store_true",
-                        help="2 splits, lrid without search, cut reference grids, no larger store (smoke run)")
-    args = parser.parse_args()
-    load_before = load_average()
-    splits = 2 if args.quick else 10
-    reference_splits = args.reference_splits or 1
-
-    with tempfile.TemporaryDirectory() as temporary:
-        directory = Path(temporary)
-        rows = [{"store": "demo", **row}
-                for row in time_lrid(args.store, args.jobs, splits, directory / "demo", search=not args.quick)]
-        reference = [{"store": "demo", **row}
-                     for row in time_reference(args.store, args.jobs, reference_splits, args.quick)]
-        if not args.quick and args.scale > 1:
-            larger = directory / "larger"
-            n_runs = replicate_store(args.store, larger, args.scale)
-            rows += [{"store": f"{args.scale}x ({n_runs} runs)", **row}
-                     for row in time_lrid(larger, args.jobs, splits, directory / "larger-results")]
-
-    # Speed and accuracy against the reference, per outer split, on the splits both ran.
-    for row in rows[:len(LRID_CLASSIFIERS)]:
+def compare(rows: list[dict], reference: list[dict], reference_splits: int) -> None:
+    """Add each lrid row's speed-up per outer split over its reference grid, and accuracy on the shared splits."""
+    for row in rows:
         same_splits = row["accuracy_per_split"][:reference_splits]
         row["accuracy_on_reference_splits"] = round(float(np.mean(same_splits)), 3)
         pair = "reference svm" if "linear" in row["classifier"] else "reference rf"
@@ -170,12 +143,53 @@ def main() -> None:
         row["vs"] = pair
         row["speedup"] = round(baseline["s_per_split"] / row["s_per_split"], 1)
         row["met"] = row["speedup"] >= SPEED_TARGET and row["accuracy_on_reference_splits"] >= baseline["accuracy"]
-    rows += reference
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, help="the demo store, e.g. demo_pipeline.py --out DIR's DIR/store")
+    parser.add_argument("--stores", default="demo,larger", help="which stores to measure: demo, larger or both")
+    parser.add_argument("--larger-store", type=Path, default=None,
+                        help=f"a store of {LARGER_SPEC.name}'s runs (default: generate one, about 3 minutes)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--reference-splits", type=int, default=1)
+    parser.add_argument("--larger-reference-splits", type=int, default=1)
+    parser.add_argument("--quick", action="store_true",
+                        help="demo store only, 2 splits, lrid without search, cut reference grids (smoke run)")
+    args = parser.parse_args()
+    stores = ["demo"] if args.quick else args.stores.split(",")
+    if set(stores) - {"demo", "larger"} or not stores:
+        raise SystemExit(f"--stores {args.stores!r}: choose demo, larger or demo,larger")
+    if "demo" in stores and args.store is None:
+        raise SystemExit("--store is required to measure the demo store (or pass --stores larger)")
+    load_before = load_average()
+    splits = 2 if args.quick else 10
+
+    rows, reference_splits, generation = [], {}, {}
+    with tempfile.TemporaryDirectory() as temporary:
+        directory = Path(temporary)
+        for label in stores:
+            if label == "demo":
+                store, n_reference = args.store, args.reference_splits
+            else:
+                store, n_reference = args.larger_store, args.larger_reference_splits
+                if store is None:
+                    store, seconds = larger_store(directory / "larger", args.jobs)
+                    generation = {"spec": LARGER_SPEC.name, "wall_s": round(seconds, 1)}
+            ours = time_lrid(store, args.jobs, splits, directory / f"{label}-results", search=not args.quick)
+            reference = time_reference(store, args.jobs, n_reference, args.quick)
+            compare(ours, reference, n_reference)
+            name = "demo" if label == "demo" else f"10x ({ours[0]['n_runs']} runs)"
+            rows += [{"store": name, **row} for row in ours + reference]
+            reference_splits[label] = n_reference
+
     print_table(rows, ["store", "classifier", "splits", "wall_s", "s_per_split", "accuracy",
                        "accuracy_on_reference_splits", "vs", "speedup", "met"],
                 f"Classification (jobs={args.jobs}); speed-up per outer split against the reference grid search "
-                f"(target >= {SPEED_TARGET:.0f}x at equal or better accuracy on the same {reference_splits} split(s))")
-    write_result("classification", {"jobs": args.jobs, "reference_splits": reference_splits, "rows": rows}, load_before)
+                f"(target >= {SPEED_TARGET:.0f}x at equal or better accuracy on the same splits: {reference_splits})")
+    result = "classification" if len(stores) == 2 else f"classification_{stores[0]}"
+    write_result(result, {"jobs": args.jobs, "reference_splits": reference_splits, "larger_store_generation": generation,
+                          "rows": rows}, load_before)
 
 
 if __name__ == "__main__":

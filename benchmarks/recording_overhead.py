@@ -5,7 +5,10 @@ them, compiled steps reused) recording at 21 points and at 2 points (the fewest 
 the last) are timed alternately; 19 recordings cost the difference, so 21 cost ``(T21 - T2) * 21/19``,
 reported as a share of T21. That includes the rule-health angles the trainer logs at each recorded step.
 Then one recording on the 256-example probe is timed whole and by part, alternately: the probe's forward
-pass, weight, act and actchange statistics of every measured layer, and the health probe.
+pass, weight, act and actchange statistics of every measured layer, and the health probe. Two more parts
+bound what a faster implementation could save: the weight and act statistics of the same tensors, already
+computed, by lrid's compiled ``describe`` and by a vectorised plain-numpy version of the same definitions
+(checked to agree to 1e-4), so the statistics' own cost is separated from TensorFlow's per-op overhead.
 
     python benchmarks/recording_overhead.py [--quick] [--threads 1] [--models mlp,knet]
 """
@@ -13,6 +16,8 @@ pass, weight, act and actchange statistics of every measured layer, and the heal
 from __future__ import annotations
 
 import argparse
+
+import numpy as np
 
 from harness import configure_tensorflow, interleaved, load_average, print_table, write_result
 from workloads import WORKLOADS, register_cifar_shaped
@@ -32,6 +37,33 @@ def run_cases(workload, rule: str):
         return case
 
     return {"run, 21 points": run(21), "run, 2 points": run(2)}
+
+
+def numpy_describe(values: np.ndarray) -> np.ndarray:
+    """lrid's ``describe`` (see :mod:`lrid.observables.statistics`) in plain numpy, for [rows, entries] float32."""
+    from lrid.observables import FUNCTIONS, STATISTICS
+
+    n_rows, n_entries = values.shape
+    raw_and_abs = np.concatenate([values, np.abs(values)])
+    ordered = np.sort(raw_and_abs, axis=-1)
+    ordered = np.concatenate([ordered, np.square(ordered[n_rows:])])
+    stacked = np.concatenate([raw_and_abs, np.square(values)])
+
+    def percentile(q):
+        position = q / 100.0 * (n_entries - 1)
+        lower = int(position)
+        upper = min(lower + 1, n_entries - 1)
+        return ordered[:, lower] * (1.0 - (position - lower)) + ordered[:, upper] * (position - lower)
+
+    mean = stacked.mean(axis=-1)
+    centred = stacked - mean[:, None]
+    var = np.mean(np.square(centred), axis=-1)
+    median = percentile(50.0)
+    by_name = {"norm": np.sqrt(np.sum(np.square(stacked), axis=-1)), "mean": mean, "median": median,
+               "q3": percentile(75.0), "var": var, "skew": 3.0 * (mean - median) / np.sqrt(var),
+               "kurtosis": np.mean(np.square(np.square(centred)), axis=-1) / np.square(var)}
+    per_row = np.stack([by_name[name] for name in STATISTICS], axis=-1)
+    return per_row.reshape(len(FUNCTIONS), n_rows, len(STATISTICS)).mean(axis=1).reshape(-1)
 
 
 def recording_part_cases(workload, rule: str):
@@ -75,6 +107,17 @@ def recording_part_cases(workload, rule: str):
     def fetch(function):
         return lambda: function().numpy()
 
+    # The weight and act statistics alone, of tensors already computed: lrid's compiled describe and numpy.
+    from lrid.observables.statistics import describe
+
+    _, _, outputs = model.forward_with_activity(probe, exact_gradient=True)
+    tensors = [tf.reshape(layer.kernel, [1, -1]) for layer in layers]
+    tensors += [tf.reshape(output, [output.shape[0], -1]) for output in outputs]
+    arrays = [tensor.numpy().astype(np.float32) for tensor in tensors]
+    compiled_describe = tf.function(lambda *values: [describe(value) for value in values])
+    for ours, reference in zip(compiled_describe(*tensors), map(numpy_describe, arrays), strict=True):
+        np.testing.assert_allclose(reference, ours.numpy(), rtol=1e-4, atol=1e-6)
+
     return {
         "whole recording": recorder.record,
         "probe forward": fetch(forward),
@@ -82,6 +125,8 @@ def recording_part_cases(workload, rule: str):
         "act (incl. forward)": fetch(acts),
         "actchange (incl. forward)": fetch(actchanges),
         "health angles": lambda: health.measure(x, y),
+        "weight + act statistics alone: lrid": lambda: [v.numpy() for v in compiled_describe(*tensors)],
+        "weight + act statistics alone: plain numpy": lambda: [numpy_describe(a) for a in arrays],
     }
 
 

@@ -29,19 +29,37 @@ def test_describe_is_the_same_with_host_and_device_sorts(monkeypatch):
     np.testing.assert_array_equal(host, device)
 
 
+def small_spec(seed: int) -> RunSpec:
+    return RunSpec(model=ModelSpec(hidden=(16,)), rule=RuleSpec(name="sgdm", hparams={"lr": 0.05}),
+                   train=TrainSpec(epochs=1, batch_size=128, model_seed=seed, data_seed=seed),
+                   observe=ObserveSpec(points=3, probe_size=32))
+
+
 def test_a_run_gives_the_same_observables_whatever_ran_before_it_in_the_worker():
     from lrid.generate.trainer import train_run
 
-    def spec(seed):
-        return RunSpec(model=ModelSpec(hidden=(16,)), rule=RuleSpec(name="sgdm", hparams={"lr": 0.05}),
-                       train=TrainSpec(epochs=1, batch_size=128, model_seed=seed, data_seed=seed),
-                       observe=ObserveSpec(points=3, probe_size=32))
-
+    spec = small_spec
+    # Seed 0 builds the worker's model; seed 1 re-initialises it from a fresh build; the repeats take both
+    # seeds' kept initial weights.
     first = train_run(spec(0)).observables
     other = train_run(spec(1)).observables
     again = train_run(spec(0)).observables
+    other_again = train_run(spec(1)).observables
     assert not first.drop(columns="run_id").equals(other.drop(columns="run_id"))
     assert first.equals(again)
+    assert other.equals(other_again)
+
+
+def test_initial_weights_past_the_memory_limit_are_rebuilt_not_kept(monkeypatch):
+    from lrid.generate import trainer
+
+    first = trainer.train_run(small_spec(2)).observables
+    monkeypatch.setattr(trainer, "_INITIAL_WEIGHTS_LIMIT", 10)
+    monkeypatch.setattr(trainer, "_COMPILED", {})
+    assert trainer.train_run(small_spec(3)).observables is not None
+    (compiled,) = trainer._COMPILED.values()
+    assert compiled._initial_weights == {}  # the network's 1,210 floats exceed the limit
+    assert trainer.train_run(small_spec(2)).observables.equals(first)  # seed 2 rebuilt from scratch
 
 
 def test_interleaved_timing_alternates_cases_and_reports_medians():
@@ -54,14 +72,14 @@ def test_interleaved_timing_alternates_cases_and_reports_medians():
     assert all(len(t["rounds_s"]) == 3 and t["median_s"] >= 0 for t in timings.values())
 
 
-def test_replicated_store_holds_every_complete_run_under_new_ids(tiny_store, tmp_path):
-    from classification import replicate_store
+def test_the_larger_classification_sweep_is_the_demo_with_ten_times_the_runs():
+    from classification import LARGER_SPEC
 
-    from lrid.store import Store
+    from lrid.config import load_sweep
 
-    original = Store(str(tiny_store)).read_observables()
-    count = replicate_store(tiny_store, tmp_path / "larger", copies=2)
-    replicated = Store(str(tmp_path / "larger")).read_observables()
-    assert count == 2 * original["run_id"].nunique() == replicated["run_id"].nunique()
-    assert not set(replicated["run_id"]) & set(original["run_id"])
-    assert len(replicated) == 2 * len(original)
+    demo = {run.run_id: run for run in load_sweep(Path(__file__).resolve().parent.parent / "pipelines" / "demo.yaml").expand()}
+    larger = {run.run_id: run for run in load_sweep(LARGER_SPEC).expand()}
+    assert len(larger) == 10 * len(demo)
+    assert set(demo) <= set(larger)  # the demo's own runs, plus new data seeds of the same configurations
+    strip = lambda run: run.model_copy(update={"train": run.train.model_copy(update={"data_seed": 0})})  # noqa: E731
+    assert {strip(run).run_id for run in larger.values()} == {strip(run).run_id for run in demo.values()}

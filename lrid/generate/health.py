@@ -38,6 +38,7 @@ class HealthProbe:
         self.model = model
         self.has_feedback = any(layer.feedback_matrix() is not None for layer in model.measured_layers)
         self._measure = tf.function(self._angles, reduce_retracing=True)
+        self._traces = {}  # per batch shape, the trace called directly (a run's batches share one shape)
 
     def _angles(self, x, y):
         layers = self.model.measured_layers
@@ -58,7 +59,10 @@ class HealthProbe:
 
     def measure(self, x, y) -> tuple[list[float], list[float] | None]:
         """(update-vs-gradient angle per layer, feedback-vs-weight angle per layer or None), in degrees."""
-        update_angles, feedback_angles = self._measure(x, y)
+        key = (tuple(x.shape), tuple(y.shape))
+        if key not in self._traces:
+            self._traces[key] = self._measure.get_concrete_function(x, y)
+        update_angles, feedback_angles = self._traces[key](x, y)
         return _rounded(update_angles), (_rounded(feedback_angles) if self.has_feedback else None)
 
 

@@ -68,7 +68,10 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
     task = get_task(spec.task.name, spec.task.data_dir, spec.task.image_size, **spec.task.options)
     rule_seed = int(np.random.SeedSequence([spec.train.model_seed, spec.train.data_seed]).generate_state(1)[0])
     rule = get_rule(spec.rule.name)(spec.rule.hparams, seed=rule_seed, loss=task.loss)
-    model, optimizer, train_step, recorder, health = _compiled_run(spec, task, rule)
+    compiled = _compiled_run(spec, task, rule)
+    model, optimizer, train_step, recorder, health = (
+        compiled.model, compiled.optimizer, compiled.train_step, compiled.recorder, compiled.health
+    )
 
     steps_per_epoch = task.steps_per_epoch(spec.train.batch_size)
     total_steps = spec.train.epochs * steps_per_epoch
@@ -108,7 +111,7 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
             if next_record < len(schedule) and step == schedule[next_record]:
                 next_record += 1
                 loss = float(loss_tensor)
-                if not np.isfinite(loss) or not _weights_finite(model):
+                if not np.isfinite(loss) or not compiled.weights_finite():
                     status, diverged_at = "diverged", step
                     break
                 record(step)
@@ -152,6 +155,10 @@ class _CompiledRun:
         from lrid.rules.base import restrict_weight_decay
 
         self.model = build_model(spec.model, task, feedback=rule.feedback, seed=spec.train.model_seed)
+        # Initial weights per model seed. Building a fresh model for them cost 55 ms of a 0.3 s demo run
+        # (measured); a build is deterministic, so one per seed serves every later run with that seed.
+        self._initial_weights: dict[int, list[np.ndarray]] = {}
+        self._keep_initial_weights(spec.train.model_seed, self.model)
         self.optimizer = rule.make_optimizer()
         restrict_weight_decay(self.optimizer, self.model)
         self.optimizer.build(self.model.trainable_variables)
@@ -161,14 +168,33 @@ class _CompiledRun:
             self.model, task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed), spec.observe.views
         )
         self.health = HealthProbe(rule, self.model)
+        self._all_finite = tf.function(
+            lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in self.model.trainable_variables])
+        ).get_concrete_function()
+
+    def _keep_initial_weights(self, seed: int, model) -> list[np.ndarray]:
+        """``model``'s variables as arrays, kept for ``seed`` while the kept ones stay under the size limit."""
+        values = [variable.numpy() for variable in model.variables]
+        size = sum(value.size for value in values)
+        if size * (len(self._initial_weights) + 1) <= _INITIAL_WEIGHTS_LIMIT:
+            self._initial_weights[seed] = values
+        return values
+
+    def weights_finite(self) -> bool:
+        """Whether every trainable variable is finite (one compiled call: 0.07 against 0.9 ms eager, measured)."""
+        return bool(self._all_finite())
 
     def reinitialise(self, spec: RunSpec, task, rule) -> None:
         """Give the model the initial weights a fresh build with this run's seed would have, reset the optimizer."""
         from lrid.models import build_model
 
-        fresh = build_model(spec.model, task, feedback=rule.feedback, seed=spec.train.model_seed)
-        for variable, initial in zip(self.model.variables, fresh.variables, strict=True):
-            variable.assign(initial)
+        seed = spec.train.model_seed
+        initial = self._initial_weights.get(seed)
+        if initial is None:
+            fresh = build_model(spec.model, task, feedback=rule.feedback, seed=seed)
+            initial = self._keep_initial_weights(seed, fresh)
+        for variable, value in zip(self.model.variables, initial, strict=True):
+            variable.assign(value)
         for variable in self.optimizer.variables:
             variable.assign(tf.zeros_like(variable))
         self.optimizer.learning_rate = rule.hparams.lr
@@ -179,6 +205,8 @@ class _CompiledRun:
 # that differ only in seeds or learning rate reuse them. Small, so a worker's memory stays bounded.
 _COMPILED: dict[str, _CompiledRun] = {}
 _COMPILED_LIMIT = 4
+# Floats of initial weights one compiled run keeps (64 MB): all seeds of small networks, none of AlexNet's.
+_INITIAL_WEIGHTS_LIMIT = 16_000_000
 
 
 def configuration_key(spec: RunSpec) -> str:
@@ -189,8 +217,8 @@ def configuration_key(spec: RunSpec) -> str:
                        spec.train.batch_size, spec.observe.model_dump(mode="json")], sort_keys=True)
 
 
-def _compiled_run(spec: RunSpec, task, rule):
-    """(model, optimizer, train_step, recorder, health probe) for ``spec``, reusing compiled ones when the rule allows it."""
+def _compiled_run(spec: RunSpec, task, rule) -> _CompiledRun:
+    """The model, optimizer, train step, recorder and health probe for ``spec``, reused when the rule allows it."""
     reusable = type(rule).reuses_compiled_step()
     key = configuration_key(spec)
     compiled = _COMPILED.pop(key, None) if reusable else None
@@ -202,7 +230,7 @@ def _compiled_run(spec: RunSpec, task, rule):
         _COMPILED[key] = compiled  # most recently used last
         while len(_COMPILED) > _COMPILED_LIMIT:
             _COMPILED.pop(next(iter(_COMPILED)))
-    return compiled.model, compiled.optimizer, compiled.train_step, compiled.recorder, compiled.health
+    return compiled
 
 
 def _direct_step(train_step, x, y):
@@ -238,25 +266,27 @@ def _seed_global_generators(seed: int) -> None:
 _TF_SEEDED = False
 
 
-def _weights_finite(model) -> bool:
-    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.trainable_variables)
-
-
 def _rows(run_id, records, layer_names, groups, steps_per_epoch) -> pd.DataFrame:
-    frames = []
-    for step, views in records:
-        for view, values in views.items():
-            frame = pd.DataFrame(values, columns=list(OBSERVABLES))
-            frame.insert(0, "run_id", run_id)
-            frame.insert(1, "step", step)
-            frame.insert(2, "epoch", step / steps_per_epoch)
-            frame.insert(3, "layer", layer_names)
-            frame.insert(4, "layer_index", np.arange(len(layer_names), dtype=np.int32))
-            frame.insert(5, "depth_group", groups)
-            if len(views) > 1:  # degraded views: Store.write_run files them apart from the full rows
-                frame["view"] = view
-            frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+    """One row per (recorded step, view, layer): the identifiers, then the observables (then the view, if several).
+
+    Built column-wise in one go: a frame per recording with inserted columns cost ~15 ms a run (measured).
+    """
+    blocks = [(step, view, values) for step, views in records for view, values in views.items()]
+    n_layers = len(layer_names)
+    steps = np.repeat(np.array([step for step, _, _ in blocks], dtype=np.int64), n_layers)
+    identifiers = pd.DataFrame({
+        "run_id": np.full(len(steps), run_id, dtype=object),
+        "step": steps,
+        "epoch": steps / steps_per_epoch,
+        "layer": np.array(list(layer_names) * len(blocks), dtype=object),
+        "layer_index": np.tile(np.arange(n_layers, dtype=np.int32), len(blocks)),
+        "depth_group": np.array(list(groups) * len(blocks), dtype=object),
+    })
+    values = np.concatenate([values for _, _, values in blocks]) if blocks else np.zeros((0, len(OBSERVABLES)))
+    frame = pd.concat([identifiers, pd.DataFrame(values, columns=list(OBSERVABLES))], axis=1)
+    if len(records[0][1]) > 1:  # degraded views: Store.write_run files them apart from the full rows
+        frame["view"] = np.repeat(np.array([view for _, view, _ in blocks], dtype=object), n_layers)
+    return frame
 
 
 def _versions() -> dict:

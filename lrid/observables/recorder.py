@@ -26,6 +26,14 @@ class Recorder:
         self.views = tuple(views)
         self._observe = tf.function(self._observe_all)
         self._observe_views = tf.function(self._observe_degraded)
+        self._observe_probe = None  # the trace for self.probe, called without tf.function's per-call dispatch
+
+    def _full(self):
+        # The probe never changes, so one trace serves every recording; calling it directly skips the
+        # argument canonicalisation and trace lookup of each tf.function call.
+        if self._observe_probe is None:
+            self._observe_probe = self._observe.get_concrete_function(self.probe)
+        return self._observe_probe(self.probe).numpy()
 
     def _observe_all(self, probe):
         _, layer_inputs, layer_outputs = self.model.forward_with_activity(probe, exact_gradient=True)
@@ -73,7 +81,7 @@ class Recorder:
         ``seed`` (:func:`lrid.observables.degrade.run_seed`) fixes the views' unit subsets for a run and
         ``step`` draws their measurement noise afresh; neither changes the full observables.
         """
-        values = [self._observe(self.probe).numpy()]
+        values = [self._full()]
         if self.views:
             values += list(self._observe_views(self.probe, tf.constant(seed, tf.int64), tf.constant(step, tf.int64)).numpy())
         names = [FULL_VIEW, *(view.name for view in self.views)]
@@ -81,7 +89,7 @@ class Recorder:
 
     def record(self) -> np.ndarray:
         """The full observables now, as float64 with every non-finite value replaced by NaN."""
-        return _finite_or_nan(self._observe(self.probe).numpy())
+        return _finite_or_nan(self._full())
 
 
 def _finite_or_nan(values: np.ndarray) -> np.ndarray:
