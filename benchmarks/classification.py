@@ -17,7 +17,7 @@ compared per outer split and accuracy on the splits both ran.
     python benchmarks/classification.py --store OUT/store [--stores demo,larger] [--larger-store DIR]
         [--reference-splits 1] [--larger-reference-splits 1] [--jobs 2] [--quick]
 
-Results go to ``results/classification.json`` (both stores) or ``results/classification_<store>.json``.
+Results go to ``results/classification.json``, or ``results/classification_larger.json`` with ``--stores larger``.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def main() -> None:
                        "accuracy_on_reference_splits", "vs", "speedup", "met"],
                 f"Classification (jobs={args.jobs}); speed-up per outer split against the reference grid search "
                 f"(target >= {SPEED_TARGET:.0f}x at equal or better accuracy on the same splits: {reference_splits})")
-    result = "classification" if len(stores) == 2 else f"classification_{stores[0]}"
+    result = "classification_larger" if stores == ["larger"] else "classification"
     write_result(result, {"jobs": args.jobs, "reference_splits": reference_splits, "larger_store_generation": generation,
                           "rows": rows}, load_before)
 

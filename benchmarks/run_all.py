@@ -5,9 +5,11 @@
 Order: step throughput (1), recording overhead (2), run overhead (3), sweep scaling (4), the demo pipeline
 with peak memory (the demo target and 6; its store is kept for 5), classification (5). Each writes
 ``benchmarks/results/<name>.json``; this script adds ``benchmarks/results/summary.json`` and prints the
-targets table. The reference grid searches of ``classification.py`` (the paper's full grids: a random
-forest with max_features=None and up to 1,000 trees, minutes per outer split on 2 cores) take most of the
-time; ``--only`` skips benchmarks. ``--quick`` is a smoke run (about 8 minutes on a busy 2-core machine).
+targets table. ``classification.py`` takes most of the time (about an hour of the whole run's ~75 minutes
+on 2 cores): it generates the 960-run store of ``demo_10x.yaml`` and runs the paper's full reference grids
+(a random forest with max_features=None and up to 1,000 trees: 2 minutes per outer split on the demo store,
+25 on the larger one). ``--only`` skips benchmarks. ``--quick`` is a smoke run (about 8 minutes on a busy
+2-core machine).
 """
 
 from __future__ import annotations

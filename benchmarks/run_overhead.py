@@ -2,8 +2,9 @@
 
 For each workload and rule, runs go through ``lrid.generate.trainer.train_run`` in one process (as in a
 worker): the first run of a configuration (cold: model build, tracing of the step, recorder and health
-probe) and then runs with other seeds (warm: the trainer re-initialises the compiled model; the
-learning rate is not part of what is compiled either). Two moments are taken from the run's data stream: when the first batch is requested (set-up and
+probe), then runs with other seeds (warm: the trainer re-initialises the compiled model; the learning
+rate is not part of what is compiled either), then those runs again (warm, seed seen: the initial weights
+of a model seed the worker has built are kept, so no model is built). Two moments are taken from the run's data stream: when the first batch is requested (set-up and
 the step-0 recording done) and when the second is (the first training step done). ``steps built`` counts
 calls of the rule's ``make_train_step``: 0 on a warm run means the traced step was reused. A first
 throwaway run of another configuration absorbs TensorFlow's one-time start-up.
@@ -95,18 +96,19 @@ def main() -> None:
         for rule in RULES[model_name]:
             cold = timeline.run(workload.run_spec(rule, seed=0))
             warm = [timeline.run(workload.run_spec(rule, seed=seed)) for seed in range(1, 1 + warm_runs)]
-            for kind, measured in (("cold", [cold]), ("warm", warm)):
+            seen = [timeline.run(workload.run_spec(rule, seed=seed)) for seed in range(1, 1 + warm_runs)]
+            for kind, measured in (("cold", [cold]), ("warm", warm), ("warm, seed seen", seen)):
                 rows.append({
                     "model": model_name, "rule": rule, "run": kind,
                     **{key: round(statistics.median(m[key] for m in measured), 4)
                        for key in ("to_first_batch_s", "first_step_s", "steady_step_s", "total_s")},
                     "steps_built": sum(m["steps_built"] for m in measured),
                 })
-            row = rows[-1]
-            row["overhead_s"] = round(row["to_first_batch_s"] + row["first_step_s"] - row["steady_step_s"], 4)
-            row["step_reused"] = row["steps_built"] == 0
+            for row in rows[-2:]:
+                row["overhead_s"] = round(row["to_first_batch_s"] + row["first_step_s"] - row["steady_step_s"], 4)
+                row["step_reused"] = row["steps_built"] == 0
     print_table(rows, ["model", "rule", "run", "to_first_batch_s", "first_step_s", "steady_step_s", "total_s",
-                       "steps_built", "step_reused"],
+                       "steps_built", "overhead_s", "step_reused"],
                 "Run overhead: set-up to the first batch, the first step, and reuse of traced steps (medians)")
     write_result("run_overhead", {"threads": args.threads, "warm_runs": warm_runs, "rows": rows}, load_before)
 

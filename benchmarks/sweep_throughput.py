@@ -4,7 +4,7 @@ Benchmark 4. Each configuration is timed as the command a user runs (``lrid gene
 into a fresh store), so process start-up, TensorFlow import and tracing are included. Prints a table and
 writes ``benchmarks/results/sweep_throughput.json``.
 
-    python benchmarks/sweep_throughput.py [--quick] [--spec pipelines/demo.yaml] [--runs 48] [--rounds 2] [--sequential]
+    python benchmarks/sweep_throughput.py [--quick] [--spec pipelines/demo.yaml] [--runs N] [--rounds 2] [--sequential]
 """
 
 from __future__ import annotations
@@ -54,12 +54,12 @@ def time_generate(spec: Path, backend: str, workers: int, directory: Path) -> fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", type=Path, default=REPO / "pipelines" / "demo.yaml")
-    parser.add_argument("--runs", type=int, default=None, help="cut the sweep's grid to about this many runs")
+    parser.add_argument("--runs", type=int, default=None, help="cut the sweep's grid to about this many runs (default: all of them)")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds of every configuration")
     parser.add_argument("--quick", action="store_true", help="16 runs, one round, pool only (smoke run)")
     parser.add_argument("--sequential", action="store_true", help="also time the sequential backend")
     args = parser.parse_args()
-    runs = args.runs or (16 if args.quick else 48)
+    runs = args.runs or (16 if args.quick else None)  # the whole sweep: the target is the demo's runs/minute
     rounds = args.rounds or (1 if args.quick else 2)
     load_before = load_average()
 
