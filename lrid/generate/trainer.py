@@ -172,12 +172,17 @@ class _CompiledRun:
             lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in self.model.trainable_variables])
         ).get_concrete_function()
 
-    def _keep_initial_weights(self, seed: int, model) -> list[np.ndarray]:
-        """``model``'s variables as arrays, kept for ``seed`` while the kept ones stay under the size limit."""
+    def _keep_initial_weights(self, seed: int, model) -> list:
+        """``model``'s variables, kept for ``seed`` as arrays while the kept ones stay under the size limit.
+
+        Returns what the caller assigns from: the kept arrays, or the variables themselves (no copy of a
+        network too large to keep).
+        """
+        size = sum(variable.shape.num_elements() for variable in model.variables)
+        if size * (len(self._initial_weights) + 1) > _INITIAL_WEIGHTS_LIMIT:
+            return list(model.variables)
         values = [variable.numpy() for variable in model.variables]
-        size = sum(value.size for value in values)
-        if size * (len(self._initial_weights) + 1) <= _INITIAL_WEIGHTS_LIMIT:
-            self._initial_weights[seed] = values
+        self._initial_weights[seed] = values
         return values
 
     def weights_finite(self) -> bool:
