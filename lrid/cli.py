@@ -69,7 +69,7 @@ def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "p
     summary = generate(sweep, store, retry_failed=retry_failed, executor=executor)
     console.print(
         f"generate: {summary.total} runs in the sweep, {summary.skipped} already in {store}, "
-        f"{summary.complete} complete, {summary.diverged} diverged, {summary.failed} failed "
+        f"{summary.complete} complete, {summary.collapsed} collapsed, {summary.diverged} diverged, {summary.failed} failed "
         f"({time.perf_counter() - started:.1f} s)"
     )
     if summary.skipped_failed:
@@ -167,18 +167,22 @@ def status(
     spec: Annotated[Path | None, typer.Argument(help="a sweep YAML: also list its runs still missing")] = None,
 ) -> None:
     """Runs in a store by rule, architecture, task and status; with a sweep, what is still missing."""
+    from lrid.schema import STATUSES
     from lrid.store import Store
 
     target = Store(store)
     runs = target.runs_table()
     table = Table(title=f"{len(runs)} runs in {store}")
-    for column in ("task", "arch", "rule", "complete", "diverged", "failed"):
-        table.add_column(column, justify="right" if column in ("complete", "diverged", "failed") else "left")
+    for column in ("task", "arch", "rule", *STATUSES):
+        table.add_column(column, justify="right" if column in STATUSES else "left")
     if len(runs):
         counts = runs.groupby(["task", "arch", "rule", "status"]).size().unstack(fill_value=0)
         for (task_name, arch, rule), row in counts.iterrows():
-            table.add_row(task_name, arch, rule, *(str(row.get(s, 0)) for s in ("complete", "diverged", "failed")))
+            table.add_row(task_name, arch, rule, *(str(row.get(s, 0)) for s in STATUSES))
     console.print(table)
+    if len(runs) and (runs["status"] == "collapsed").any():
+        console.print("collapsed runs trained to the end but learned nothing (their manifests say why); "
+                      "classify leaves them out unless given --keep-collapsed")
     orphans = target.orphan_observables()
     if orphans:
         console.print(f"{len(orphans)} observables file(s) without a manifest (interrupted runs; redone on resume)")
@@ -197,7 +201,7 @@ def status(
 
 @app.command()
 def classify(
-    store: Annotated[Path, typer.Option("--store", help="store directory written by `lrid generate`")],
+    store: Annotated[str, typer.Option("--store", help="store directory or URI written by `lrid generate`")],
     out: Annotated[Path, typer.Option("--out", help="results directory")],
     classifiers: ClassifierOption = "linear,rf,xgb",
     splits: SplitsOption = 10,
@@ -217,13 +221,14 @@ def classify(
     control: Annotated[bool, typer.Option("--control/--no-control", help="also score the performance-matched control")] = True,
     seed: Annotated[int, typer.Option("--seed", help="seeds the splits and the classifiers")] = 0,
     view: Annotated[str | None, typer.Option("--view", help="classify a degraded view recorded with observe.views, e.g. u0.5_n0.1 (`lrid robustness` scores them all)")] = None,
+    keep_collapsed: Annotated[bool, typer.Option("--keep-collapsed", help="also use runs that trained to the end but learned nothing (status collapsed)")] = False,
 ) -> None:
     """Score classifiers that identify the rule from trajectories, on balanced splits grouped by run."""
     from lrid.store import Store
 
     _classify(Store(store, view=view), out, classifiers, splits, jobs, observables=observables or ["all"], points=points, window=window,
               stride=stride, unit=unit, train_where=train_where, test_where=test_where, search=search, control=control,
-              seed=seed)
+              seed=seed, keep_collapsed=keep_collapsed)
 
 
 @app.command()

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from lrid.errors import LridError
 from lrid.observables import OBSERVABLES
+from lrid.schema import json_safe, parse_manifest
 
 FULL_VIEW = "full"  # the name of the undegraded observables among the views
 
@@ -77,6 +78,8 @@ class Store:
         else:
             self.filesystem, self.root = filesystem, str(location)
         self._local = isinstance(self.filesystem, pafs.LocalFileSystem)
+        if self._local:
+            _check_local_root(self.root)
 
     def __repr__(self) -> str:
         return f"Store({self.location!r})" if self.view is None else f"Store({self.location!r}, view={self.view!r})"
@@ -147,7 +150,8 @@ class Store:
             relative = self.observables_relpath(spec, run_id)
             self._write_table(relative, by_view[FULL_VIEW])
             manifest = {**manifest, "observables": relative, **({"views": views} if views else {})}
-        text = json.dumps(manifest, indent=2, sort_keys=True)
+        # Strict JSON: non-finite numbers (a diverged run's loss) become null, which every parser reads.
+        text = json.dumps(json_safe(manifest), indent=2, sort_keys=True, allow_nan=False)
         self._write_bytes(self.manifest_path(manifest["run_id"]), text.encode())
 
     # -- reading -----------------------------------------------------------------------------------------
@@ -162,21 +166,32 @@ class Store:
         )
 
     def manifests(self) -> list[dict]:
-        """Every run's manifest, sorted by run id; an unreadable manifest is an error naming the file."""
+        """Every run's manifest, sorted by run id, checked against :class:`lrid.schema.Manifest`.
+
+        An unreadable or malformed manifest (not JSON, the wrong shape, a path outside the store, a run id
+        that does not match its file name) is an error naming the file.
+        """
         manifests = []
         for path in self._list("runs", ".json"):
             try:
                 with self.filesystem.open_input_stream(path) as stream:
-                    manifests.append(json.loads(stream.read()))
+                    manifest = parse_manifest(json.loads(stream.read()))
+                if f"{manifest['run_id']}.json" != posixpath.basename(path):
+                    raise ValueError(f"run_id {manifest['run_id']!r} does not match the file name")
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise LridError(
                     f"manifest {path} is corrupt; delete it and re-run `lrid generate` to redo that run"
                 ) from None
+            except ValueError as error:
+                raise LridError(
+                    f"manifest {path} is malformed ({error}); delete it and re-run `lrid generate` to redo that run"
+                ) from None
+            manifests.append(manifest)
         return manifests
 
     def orphan_observables(self) -> list[str]:
         """Observables files with no manifest: runs interrupted between their two writes (redone on resume)."""
-        referenced = {self.path(m["observables"]) for m in self.manifests() if "observables" in m}
+        referenced = {self.path(m["observables"]) for m in self.manifests() if m.get("observables")}
         return [path for path in self._list("observables", ".parquet") if path not in referenced]
 
     def done_run_ids(self, include_failed: bool = True) -> set[str]:
@@ -222,7 +237,7 @@ class Store:
                 f"no run in {self.location} recorded view {self.view!r}; views present: {', '.join(self.view_names())}"
             )
         for manifest in manifests:
-            if manifest["status"] not in statuses or "observables" not in manifest:
+            if manifest["status"] not in statuses or not manifest.get("observables"):
                 continue
             relative = manifest["observables"] if self.view is None else manifest.get("views", {}).get(self.view)
             if relative is None:
@@ -243,3 +258,15 @@ class Store:
         if not frames:
             return pd.DataFrame(columns=[*ID_COLUMNS, *OBSERVABLES, "rule", "task", "arch"])
         return pd.concat(frames, ignore_index=True)
+
+
+def _check_local_root(root: str) -> None:
+    """Refuse a local store root that is a file, or lies under one, before anything tries to write there."""
+    path = Path(root)
+    if path.exists() and not path.is_dir():
+        raise LridError(f"store {root} is a file, not a directory; pass a directory (it is created if missing)")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise LridError(f"store {root} lies under {parent}, which is a file; pass a path under a directory")
+            break

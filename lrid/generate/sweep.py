@@ -18,6 +18,7 @@ class SweepSummary:
     skipped: int = 0
     skipped_failed: int = 0
     complete: int = 0
+    collapsed: int = 0
     diverged: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)

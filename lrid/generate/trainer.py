@@ -25,6 +25,29 @@ class RunResult:
     manifest: dict
 
 
+# A run that trained to the end but learned nothing useful is "collapsed": kept in the store, shown by
+# `lrid status`, and left out of classification by default (its trajectory says nothing about its rule).
+COLLAPSE_GAP_FRACTION = 0.1  # of the way from chance to perfect accuracy a run must close to count as learning
+
+
+def collapse_reason(metric: str, n_classes: int, test_metric: float, initial_loss: float, last_loss: float) -> str | None:
+    """Why a run that trained to the end counts as collapsed, or None if it learned.
+
+    A run collapsed when its mean training loss over the last recording interval is no lower than the loss
+    on its first batch, or (classification) its final test accuracy closes less than
+    :data:`COLLAPSE_GAP_FRACTION` of the gap from chance (1 / classes) to 1.
+    """
+    if not np.isfinite(last_loss) or last_loss >= initial_loss:
+        return f"training loss did not fall (first batch {initial_loss:.4g}, last interval {last_loss:.4g})"
+    if metric == "accuracy":
+        chance = 1.0 / n_classes
+        threshold = chance + COLLAPSE_GAP_FRACTION * (1.0 - chance)
+        if test_metric < threshold:
+            return (f"final test accuracy {test_metric:.3f} is below {threshold:.3f} "
+                    f"(chance {chance:.3f} + {COLLAPSE_GAP_FRACTION:g} of the gap to 1)")
+    return None
+
+
 def recording_steps(total_steps: int, points: int) -> list[int]:
     """``points`` evenly spaced steps from 0 to ``total_steps`` inclusive (fewer if steps are scarce)."""
     return sorted(set(np.round(np.linspace(0, total_steps, points)).astype(int).tolist()))
@@ -82,6 +105,7 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
     status, diverged_at, loss = "complete", None, float("nan")
     # Training losses since the last recording, kept as tensors: reading each one would sync every step.
     interval_losses: list = []
+    first_loss = None
     recorded_losses: list[float | None] = [None]  # no training step precedes step 0
     health_log = {"update_gradient_angle_deg": [], "feedback_weight_angle_deg": []}
 
@@ -106,6 +130,8 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
                 log_health(x, y)  # the initial network, on the first batch it will train on
                 train_step = _direct_step(train_step, x, y)
             loss_tensor = train_step(x, y)
+            if first_loss is None:
+                first_loss = loss_tensor
             interval_losses.append(loss_tensor)
             step += 1
             if next_record < len(schedule) and step == schedule[next_record]:
@@ -122,6 +148,11 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
             break
 
     test_metric = task.evaluate(model.predict_logits)
+    collapsed = None
+    if status == "complete" and first_loss is not None and len(recorded_losses) > 1:
+        collapsed = collapse_reason(task.metric, task.n_classes, test_metric, float(first_loss), recorded_losses[-1])
+        if collapsed:
+            status = "collapsed"
     rows = _rows(spec.run_id, records, layer_names, groups, steps_per_epoch)
     recorded_steps = [s for s, _ in records]
     outcome = {
@@ -132,7 +163,8 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
         "recorded_steps": recorded_steps,
         "recorded_train_loss": recorded_losses,
         "final_train_loss": loss,
-        f"final_test_{task.metric}": test_metric if status == "complete" else None,
+        f"final_test_{task.metric}": test_metric if status != "diverged" else None,
+        **({"collapse_reason": collapsed} if collapsed else {}),
         "health": {
             "layers": layer_names,
             "steps": recorded_steps[: len(health_log["update_gradient_angle_deg"])],

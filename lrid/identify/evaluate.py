@@ -38,7 +38,13 @@ from lrid.identify.classifiers import make_classifier, search_grid
 from lrid.identify.control import curve_features, matched_bins
 from lrid.identify.features import build_features, subset_columns
 from lrid.identify.splits import balanced_run_splits, inner_cv, run_metadata, select_runs
+from lrid.schema import TRAINED_STATUSES
 from lrid.store import Store
+
+
+def classified_statuses(keep_collapsed: bool = False) -> tuple[str, ...]:
+    """The run statuses whose observables are classified: complete runs, and collapsed ones if asked."""
+    return TRAINED_STATUSES if keep_collapsed else ("complete",)
 
 
 def parse_subsets(observables: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -120,6 +126,7 @@ def classify(
     search: bool = False,
     control: bool = True,
     n_bins: int = 4,
+    keep_collapsed: bool = False,
 ) -> dict:
     """Score each classifier on ``n_splits`` balanced splits of the store's complete runs; return the scores.
 
@@ -134,12 +141,13 @@ def classify(
         search: choose hyperparameters per split by grouped inner cross-validation.
         control: also compute the performance-matched control (:mod:`lrid.identify.control`).
         n_bins: quantile bins of final test accuracy for the control.
+        keep_collapsed: also use runs with status ``collapsed`` (trained to the end, learned nothing).
     """
     store = store if isinstance(store, Store) else Store(store)
     results_dir = Path(results_dir)
     subsets = parse_subsets(observables)
     feature_options = {"points": points, "window": window, "stride": stride, "unit": unit}
-    long_table = store.read_observables(("complete",))
+    long_table = store.read_observables(classified_statuses(keep_collapsed))
     first = build_features(long_table, subset=subsets[0], **feature_options)
     classes = sorted(set(first.y))
     run_rules = dict(zip(first.samples["run_id"], first.samples["rule"]))
@@ -171,6 +179,7 @@ def classify(
             "test_where": test_where,
             "search": bool(search),
             "view": getattr(store, "view", None),
+            "keep_collapsed": bool(keep_collapsed),
         },
         "by_subset": {},
     }

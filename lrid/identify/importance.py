@@ -293,6 +293,7 @@ def best_classifier(scores: dict) -> str:
 
 def _rebuild_features_and_splits(results_dir: Path, scores: dict, classifier: str, store: str | Path | None):
     """The features, splits and fitting options of a classify run, rebuilt as ``classify`` built them."""
+    from lrid.identify.evaluate import classified_statuses
     from lrid.identify.features import build_features
     from lrid.identify.splits import balanced_run_splits, run_metadata, select_runs
     from lrid.store import Store
@@ -317,7 +318,8 @@ def _rebuild_features_and_splits(results_dir: Path, scores: dict, classifier: st
         options = {"subset": str(settings.get("observables") or "all").split(";")[0], "unit": settings.get("unit", "layer"),
                    **{key: time.get(key) for key in ("points", "window", "stride")}}
     try:
-        features = build_features(target.read_observables(("complete",)), **options)
+        statuses = classified_statuses(bool(settings.get("keep_collapsed", False)))
+        features = build_features(target.read_observables(statuses), **options)
     except TypeError as error:
         raise LridError(f"{sidecar} has feature options this lrid does not know ({error}); re-run `lrid classify`") from None
     if features.X.shape[1] != scores.get("n_features", features.X.shape[1]):
