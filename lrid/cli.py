@@ -213,6 +213,8 @@ def classify(
     window: Annotated[int | None, typer.Option("--window", help="keep only the first K recorded points")] = None,
     stride: Annotated[int | None, typer.Option("--stride", help="keep every S-th recorded point")] = None,
     unit: Annotated[str, typer.Option("--unit", help="layer: one sample per layer; run: a run's layers pooled by depth group")] = "layer",
+    time_axis: Annotated[str, typer.Option("--time", help="index: recorded point k; fraction: resampled onto --points fractions of training (runs recorded differently compare)")] = "index",
+    baseline: Annotated[str, typer.Option("--baseline", help="none: values as recorded; relative: from each trajectory's start (log ratios for scales, differences otherwise)")] = "none",
     train_where: Annotated[str | None, typer.Option(
         "--train-where", help="train only on runs matching this: key=value[,key=value] or a pandas query, "
         "e.g. 'batch_size=32' or \"arch in ['knet', 'alexnet']\"")] = None,
@@ -227,8 +229,8 @@ def classify(
     from lrid.store import Store
 
     _classify(Store(store, view=view), out, classifiers, splits, jobs, observables=observables or ["all"], points=points, window=window,
-              stride=stride, unit=unit, train_where=train_where, test_where=test_where, search=search, control=control,
-              seed=seed, keep_collapsed=keep_collapsed)
+              stride=stride, unit=unit, time=time_axis, baseline=baseline, train_where=train_where, test_where=test_where,
+              search=search, control=control, seed=seed, keep_collapsed=keep_collapsed)
 
 
 @app.command()

@@ -121,6 +121,8 @@ def classify(
     window: int | None = None,
     stride: int | None = None,
     unit: str = "layer",
+    time: str = "index",
+    baseline: str = "none",
     train_where: str | None = None,
     test_where: str | None = None,
     search: bool = False,
@@ -136,7 +138,7 @@ def classify(
         n_splits, test_fraction, seed: the outer splits (:func:`lrid.identify.splits.balanced_run_splits`).
         n_jobs: parallel jobs for the classifiers and the search.
         observables: observable subsets (:func:`parse_subsets`); the first one's models are saved.
-        points, window, stride, unit: the features (:func:`lrid.identify.features.build_features`).
+        points, window, stride, unit, time, baseline: the features (:func:`lrid.identify.features.build_features`).
         train_where, test_where: held-out filters over run metadata (:func:`lrid.identify.splits.select_runs`).
         search: choose hyperparameters per split by grouped inner cross-validation.
         control: also compute the performance-matched control (:mod:`lrid.identify.control`).
@@ -146,7 +148,7 @@ def classify(
     store = store if isinstance(store, Store) else Store(store)
     results_dir = Path(results_dir)
     subsets = parse_subsets(observables)
-    feature_options = {"points": points, "window": window, "stride": stride, "unit": unit}
+    feature_options = {"points": points, "window": window, "stride": stride, "unit": unit, "time": time, "baseline": baseline}
     long_table = store.read_observables(classified_statuses(keep_collapsed))
     first = build_features(long_table, subset=subsets[0], **feature_options)
     classes = sorted(set(first.y))
@@ -175,6 +177,8 @@ def classify(
             "observables": ";".join(subsets),
             "time": {"points": points, "window": window, "stride": stride},
             "unit": unit,
+            "time_axis": time,
+            "baseline": baseline,
             "train_where": train_where,
             "test_where": test_where,
             "search": bool(search),

@@ -25,6 +25,19 @@ apply in this order: ``window`` keeps the first k points, ``stride`` every s-th 
 ``points`` an evenly spaced subset of what remains (first and last included). Feature names keep the
 original point index (``act_abs_mean@t20``), so a model trained on a selection can only be applied to
 trajectories with the same points.
+
+Two transforms aim at transfer, at identifying the rule of networks trained unlike the training sweep:
+
+* ``time="fraction"`` places each run's recordings on its own training span (step / last recorded step)
+  and resamples every trajectory onto ``points`` (default 21) evenly spaced fractions of training, by
+  linear interpolation. Runs recorded at different numbers of points or steps (another budget, another
+  lab's schedule) then give the same columns; point ``k`` of ``n`` is the fraction ``k / (n - 1)``.
+* ``baseline="relative"`` measures each trajectory from its initial value: scale observables (norms,
+  variances, absolute and squared statistics, kurtoses: :data:`SCALE_OBSERVABLES`) as log ratios
+  ``log(x(t) / x(0))``, signed ones (raw means, medians and quartiles, skews, the raw activity change) as
+  differences ``x(t) - x(0)``. The initial point, zero by construction, is dropped. This removes what the
+  initialisation and the layer's size set (a wider layer has a larger weight norm under every rule) and
+  keeps what learning did.
 """
 
 from __future__ import annotations
@@ -53,6 +66,16 @@ OBSERVABLE_SUBSETS: dict[str, tuple[str, ...]] = {
     "all": tuple(OBSERVABLES),
 }
 UNITS = ("layer", "run")
+TIMES = ("index", "fraction")
+BASELINES = ("none", "relative")
+DEFAULT_FRACTION_POINTS = 21
+# Observables that are positive by construction and scale with the layer: compared to their start as log ratios.
+SCALE_OBSERVABLES = frozenset(
+    name for name in OBSERVABLES
+    if name.endswith(("_norm", "_var", "_kurtosis"))
+    or any(name.startswith(f"{m}_{f}_") and not name.endswith("_skew") for m in ("weight", "act", "actchange") for f in ("abs", "sq"))
+)
+_LOG_FLOOR = 1e-12
 SAMPLE_COLUMNS = ["run_id", "layer", "layer_index", "depth_group", "rule", "task", "arch"]
 
 
@@ -128,6 +151,8 @@ def build_features(
     window: int | None = None,
     stride: int | None = None,
     unit: str = "layer",
+    time: str = "index",
+    baseline: str = "none",
 ) -> FeatureSet:
     """Pivot long observable rows into one feature row per (run, layer), or per run with ``unit="run"``.
 
@@ -137,12 +162,20 @@ def build_features(
         subset: an observable subset name or comma list (see the module docstring); default ``all``.
         points, window, stride: the time selection (see the module docstring).
         unit: ``layer`` or ``run``.
+        time: ``index`` (recorded point k) or ``fraction`` (resampled onto fractions of training).
+        baseline: ``none`` (values as recorded) or ``relative`` (from the initial value; see the module docstring).
 
     Every run must have been recorded at the same number of points; runs that stopped early (diverged)
     should be filtered out before, since a shorter trajectory is not comparable point by point.
     """
     if unit not in UNITS:
         raise LridError(f"unknown unit {unit!r}; choose layer (one sample per layer) or run (one per run)")
+    if time not in TIMES:
+        raise LridError(f"unknown time axis {time!r}; choose index (recorded point) or fraction (of training)")
+    if baseline not in BASELINES:
+        raise LridError(f"unknown baseline {baseline!r}; choose none or relative (from each trajectory's start)")
+    if time == "fraction" and (window is not None or stride is not None):
+        raise LridError("window and stride select recorded points; with time=fraction choose the resolution with points")
     columns = list(observable_columns) if observable_columns else subset_columns(subset or "all")
     if observables.empty:
         raise LridError("the store holds no complete runs; run `lrid generate SPEC --store DIR` first")
@@ -155,19 +188,28 @@ def build_features(
             data[column] = None
     ordered = data.sort_values(["run_id", "layer_index", "step"], kind="stable")
     points_per_sample = ordered.groupby(["run_id", "layer_index"], sort=False).size()
-    if points_per_sample.nunique() != 1:
-        counts = sorted(points_per_sample.unique().tolist())
-        raise LridError(
-            f"runs were recorded at different numbers of points ({counts}); classify runs from one "
-            "observation schedule at a time (filter the store, or re-generate with the same `observe.points`)"
-        )
-    n_recorded = int(points_per_sample.iloc[0])
-    kept = select_points(n_recorded, points=points, window=window, stride=stride)
-    n_samples = len(points_per_sample)
-    values = ordered[columns].to_numpy(dtype=np.float64).reshape(n_samples, n_recorded, len(columns))
-    values = values[:, kept, :].transpose(0, 2, 1)  # [samples, observables, points]
-    samples = ordered.iloc[::n_recorded][SAMPLE_COLUMNS].reset_index(drop=True)
-    options = {"subset": subset or "all", "points": points, "window": window, "stride": stride, "unit": unit}
+    if time == "fraction":
+        values, samples = _resample_fractions(ordered, columns, points_per_sample, points or DEFAULT_FRACTION_POINTS)
+        kept = list(range(values.shape[1]))
+    else:
+        if points_per_sample.nunique() != 1:
+            counts = sorted(points_per_sample.unique().tolist())
+            raise LridError(
+                f"runs were recorded at different numbers of points ({counts}); classify runs from one "
+                "observation schedule at a time (filter the store, re-generate with the same `observe.points`, "
+                "or use time=fraction)"
+            )
+        n_recorded = int(points_per_sample.iloc[0])
+        kept = select_points(n_recorded, points=points, window=window, stride=stride)
+        values = ordered[columns].to_numpy(dtype=np.float64).reshape(len(points_per_sample), n_recorded, len(columns))
+        values = values[:, kept, :]
+        samples = ordered.iloc[::n_recorded][SAMPLE_COLUMNS].reset_index(drop=True)
+    if baseline == "relative":
+        values, kept = _relative_to_start(values, columns), kept[1:]
+    n_samples = len(samples)
+    values = values.transpose(0, 2, 1)  # [samples, observables, points]
+    options = {"subset": subset or "all", "points": points, "window": window, "stride": stride, "unit": unit,
+               "time": time, "baseline": baseline}
     if observable_columns:
         options = {**options, "observable_columns": list(columns)}
     trajectory_names = [f"{column}@t{point}" for column in columns for point in kept]
@@ -204,3 +246,40 @@ def build_features(
         n_static=0,
         options=options,
     )
+
+
+def _resample_fractions(
+    ordered: pd.DataFrame, columns: list[str], points_per_sample: pd.Series, n_points: int
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Each sample's trajectory at ``n_points`` evenly spaced fractions of its recorded span, [samples, points, columns]."""
+    if n_points < 2:
+        raise LridError(f"time=fraction needs at least 2 points, not {n_points}")
+    if points_per_sample.min() < 2:
+        raise LridError("a trajectory with a single recorded point has no span to resample; record at least 2 points")
+    grid = np.linspace(0.0, 1.0, n_points)
+    steps = ordered["step"].to_numpy(dtype=np.float64)
+    raw = ordered[columns].to_numpy(dtype=np.float64)
+    starts = np.concatenate([[0], np.cumsum(points_per_sample.to_numpy())])
+    values = np.empty((len(points_per_sample), n_points, len(columns)))
+    for sample, (start, stop) in enumerate(zip(starts[:-1], starts[1:])):
+        span = steps[start:stop] - steps[start]
+        if span[-1] <= 0:
+            raise LridError("a trajectory's recorded steps do not increase; give each recording its training step")
+        position = np.interp(grid, span / span[-1], np.arange(stop - start, dtype=np.float64))
+        lower = np.minimum(np.floor(position).astype(int), stop - start - 2)
+        weight = (position - lower)[:, None]
+        segment = raw[start:stop]
+        values[sample] = segment[lower] * (1 - weight) + segment[lower + 1] * weight
+    samples = ordered.iloc[starts[:-1]][SAMPLE_COLUMNS].reset_index(drop=True)
+    return values, samples
+
+
+def _relative_to_start(values: np.ndarray, columns: list[str]) -> np.ndarray:
+    """Trajectories [samples, points, columns] from their first point on: log ratios for scale observables,
+    differences for signed ones; the first point (zero by construction) is dropped."""
+    scale = np.array([column in SCALE_OBSERVABLES for column in columns])
+    start = values[:, :1, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.log(np.maximum(values, _LOG_FLOOR) / np.maximum(start, _LOG_FLOOR))
+    relative = np.where(scale, ratio, values - start)
+    return relative[:, 1:, :]

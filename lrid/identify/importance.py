@@ -316,6 +316,7 @@ def _rebuild_features_and_splits(results_dir: Path, scores: dict, classifier: st
         # The first observable subset is the one the main scores (and the saved models) describe.
         time = settings.get("time") or {}
         options = {"subset": str(settings.get("observables") or "all").split(";")[0], "unit": settings.get("unit", "layer"),
+                   "time": settings.get("time_axis", "index"), "baseline": settings.get("baseline", "none"),
                    **{key: time.get(key) for key in ("points", "window", "stride")}}
     try:
         statuses = classified_statuses(bool(settings.get("keep_collapsed", False)))
