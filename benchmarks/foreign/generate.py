@@ -28,7 +28,7 @@ LR_RANGES = {"sgdm": (0.005, 0.05), "adam": (3e-4, 3e-3), "np": (0.02, 0.05)}
 KUNIN = (2e-3, 1e-3, 1e-3)
 IA_RELAXATIONS = 5.0
 LABEL_FIELDS = ("run", "rule", "optimizer", "lr", "batch_size", "epochs", "hidden", "activation", "init", "gain",
-                "steps", "final_test_accuracy")
+                "steps", "draws", "final_test_accuracy")
 
 
 def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -141,10 +141,14 @@ def _train(rule: str, settings: dict, data: Digits, rng: np.random.Generator) ->
 def generate_networks(out_dir, n: int, seed: int = 0, rules=DEFAULT_RULES, progress: bool = False):
     """Train ``n`` networks, the rules in turn, and write their recordings and ``labels.csv`` to ``out_dir``.
 
+    ``rules`` is a sequence of names from :data:`RULES` (or one comma-separated string).
     Network i draws everything (settings, initialisation, data order, noise) from SeedSequence([seed, i]);
     a network that diverges is redrawn from the same stream. Returns [(path, rule)] in network order.
     """
+    rules = tuple(rules.split(",") if isinstance(rules, str) else rules)
     unknown = [r for r in rules if r not in RULES]
+    if not rules:
+        raise ValueError(f"no rules given; name at least one of {', '.join(RULES)}")
     if unknown:
         raise ValueError(f"unknown rule(s) {', '.join(unknown)}; choose from {', '.join(RULES)}")
     out_dir = Path(out_dir)
@@ -159,7 +163,7 @@ def generate_networks(out_dir, n: int, seed: int = 0, rules=DEFAULT_RULES, progr
     for index in indices:
         rule = rules[index % len(rules)]
         rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
-        for _ in range(10):
+        for draws in range(1, 11):
             settings = sample_settings(rule, rng, len(data.y_train))
             result = train_network(rule, settings, data, rng)
             if result is not None:
@@ -173,7 +177,7 @@ def generate_networks(out_dir, n: int, seed: int = 0, rules=DEFAULT_RULES, progr
         written.append((path, rule))
         hidden = "-".join(map(str, settings["hidden"]))
         rows.append({**{k: settings[k] for k in LABEL_FIELDS if k in settings}, "run": run, "rule": rule,
-                     "hidden": hidden, "lr": f"{settings['lr']:.6g}", "gain": f"{settings['gain']:.4f}",
+                     "hidden": hidden, "draws": draws, "lr": f"{settings['lr']:.6g}", "gain": f"{settings['gain']:.4f}",
                      "final_test_accuracy": f"{result.accuracy:.4f}"})
     with open(out_dir / "labels.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=LABEL_FIELDS, lineterminator="\n")
@@ -195,7 +199,7 @@ def main(argv=None) -> None:
         parser.error("--networks must be at least 1")
     try:
         generate_networks(args.out, args.networks, args.seed, rules, progress=True)
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         parser.error(str(error))
     with open(Path(args.out) / "labels.csv") as handle:
         rows = list(csv.DictReader(handle))
