@@ -191,7 +191,7 @@ def test_node_perturbation_averages_to_the_gradient_of_half_the_squared_error():
     net, rng = tiny_net("tanh", seed=3)
     x, y = tiny_batch(rng, n=8)
     rule = NodePerturbation(net, Optimizer("sgd", 0.1), rng, sigma=1e-3)
-    draws = [rule.estimate(x, y)[1] for _ in range(3000)]
+    draws = [rule.gradients(x, y)[1] for _ in range(3000)]
     estimate = [np.mean([d[i] for d in draws], axis=0) for i in range(net.depth)]
     # Oracle: backprop of mean_n 1/2 |softmax - t|^2 through the softmax Jacobian.
     inputs, pre, outputs = forward(net, x)
@@ -264,9 +264,11 @@ def test_recordings_are_read_by_lrid(tmp_path):
     assert labels[1].startswith(f"{path.stem},fa,")
     with np.load(path, allow_pickle=False) as archive:
         steps, layers = archive["steps"], list(archive["layers"])
-        weight_shapes = [archive[f"weight/{layer}"].shape for layer in layers]
+        weights = [archive[f"weight/{layer}"].shape for layer in layers]
+        acts = [archive[f"act/{layer}"].shape for layer in layers]
     assert len(steps) == foreign.POINTS and steps[0] == 0 and layers[-1] == "readout"
-    assert [s[1:] for s in weight_shapes][0][0] == 64 and weight_shapes[-1][-1] == 10
+    assert weights[0][1] == 64 and weights[-1][2] == 10  # [T, in, out]: digits' 64 pixels in, 10 logits out
+    assert all(a == (len(steps), 200, w[2]) for a, w in zip(acts, weights))
     (recording,) = load_recordings(path)
     assert recording.layers == layers
     observables = read_recording(path)

@@ -128,9 +128,8 @@ class InformationAlignment(FeedbackAlignment):
         # Layer 0's B never carries an error (nothing lies below), so only the upper layers learn theirs.
         for index in range(1, self.net.depth):
             x = inputs[index]
-            # R's curvature in B is at most 2 beta tr(P_f^T P_f)/N + 2 gamma; a step above its inverse would
-            # overshoot, so the step is capped there (a bound, not an eigenvalue, to stay cheap).
-            # pre[index] is P_f = x W^T + b.
+            # R's curvature in B is at most 2 beta tr(P_f^T P_f)/N + 2 gamma (pre[index] is P_f); a larger step
+            # than its inverse would overshoot, so the step is capped there (a bound, cheaper than an eigenvalue).
             curvature = 2 * self.beta * float(np.sum(pre[index] ** 2)) / len(x) + 2 * self.gamma
             step = min(self.feedback_lr, 1 / curvature)
             self.matrices[index] -= step * self.local_gradient(index, x)
@@ -149,7 +148,7 @@ class NodePerturbation(Rule):
         super().__init__(net, optimizer, rng)
         self.sigma, self.weight_norm = sigma, weight_norm
 
-    def estimate(self, x: np.ndarray, y: np.ndarray):
+    def gradients(self, x: np.ndarray, y: np.ndarray):
         """(clean squared error, weight updates, bias updates) from one noise draw per example."""
         inputs, _, outputs = forward(self.net, x)
         noise = [(self.rng.standard_normal(o.shape) * self.sigma).astype(o.dtype) for o in outputs]
@@ -161,9 +160,6 @@ class NodePerturbation(Rule):
         grads_w = [(coefficient[:, None] * xi).T @ h for xi, h in zip(noise, inputs)]
         grads_b = [coefficient @ xi for xi in noise]
         return float(clean_error.mean()), grads_w, grads_b
-
-    def gradients(self, x, y):
-        return self.estimate(x, y)
 
     def step(self, x, y):
         loss = super().step(x, y)
