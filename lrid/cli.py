@@ -138,15 +138,13 @@ def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "p
 
 def _classify(store: Path, results: Path, classifiers: str, splits: int, jobs: int, **options) -> dict:
     from lrid.identify import classify
-    from lrid.identify.splits import parse_filter
+    from lrid.identify.splits import check_held_out_filters
 
     started = time.perf_counter()
     names = _parse_classifiers(classifiers)
     _require_positive("--splits", splits)
     _require_directory("--out", results)
-    for option, where in (("--train-where", options.get("train_where")), ("--test-where", options.get("test_where"))):
-        if where is not None:
-            parse_filter(where, option)
+    check_held_out_filters(options.get("train_where"), options.get("test_where"))
     if "conv1d" in names:
         _quiet_tensorflow()
     scores = classify(store, results, classifiers=names, n_splits=splits, n_jobs=jobs, **options)
@@ -273,8 +271,8 @@ def classify(
     stride: Annotated[int | None, typer.Option("--stride", help="keep every S-th recorded point")] = None,
     unit: Annotated[str, typer.Option("--unit", help="layer: one sample per layer; run: a run's layers pooled by depth group")] = "layer",
     train_where: Annotated[str | None, typer.Option(
-        "--train-where", help="train only on runs matching this: key=value[,key=value] or a pandas query, "
-        "e.g. 'batch_size=32' or \"arch in ['knet', 'alexnet']\"")] = None,
+        "--train-where", help="train only on runs matching this: key=value[,key=value] or comparisons of fields "
+        "with literals joined by and/or/not, e.g. 'batch_size=32' or \"arch in ['knet', 'alexnet'] and lr > 0.01\"")] = None,
     test_where: Annotated[str | None, typer.Option("--test-where", help="test only on runs matching this (same forms)")] = None,
     search: Annotated[bool, typer.Option("--search/--no-search", help="choose hyperparameters per split by inner CV grouped by run (slower)")] = False,
     control: Annotated[bool, typer.Option("--control/--no-control", help="also score the performance-matched control")] = True,
@@ -426,6 +424,7 @@ def run(
     from lrid.report import write_report
 
     # Refused before generating, not after the sweep has trained for an hour.
+    _require_tensorflow("training networks")
     _parse_classifiers(classifiers)
     _require_positive("--splits", splits)
     _require_directory("--out", out)

@@ -184,7 +184,7 @@ def test_report_of_results_whose_scores_json_filter_runs_code_exits_with_one_lin
     marker = tmp_path / "pwned"
     results = results_with_filter(tmp_path, f"@pd.io.common.os.system('touch {marker}')")
     code, _, err = lrid(monkeypatch, capsys, "report", results)
-    assert_one_line_error(code, err, "scores.json: settings.train_where is refused", "is not allowed")
+    assert_one_line_error(code, err, "scores.json: a held-out filter in its settings is refused: --train-where", "is not allowed")
     assert not marker.exists()
     assert not (tmp_path / "report.md").exists() and not (tmp_path / "figures").exists()
 
@@ -193,14 +193,15 @@ def test_report_importance_of_results_whose_filter_calls_a_function_exits_with_o
     marker = tmp_path / "pwned"
     results = results_with_filter(tmp_path, f"__import__('os').system('touch {marker}') == 0")
     code, _, err = lrid(monkeypatch, capsys, "report", "importance", results, "--classifier", "linear")
-    assert_one_line_error(code, err, "settings.train_where is refused", "(a call")
+    assert_one_line_error(code, err, "filter in its settings is refused: --train-where", "(a call")
     assert not marker.exists()
 
 
-def test_scores_json_with_a_plain_filter_still_loads():
-    from lrid.report.results import _check_filters
+def test_scores_json_with_plain_filters_still_loads(tmp_path):
+    from lrid.report import load_scores
 
-    _check_filters({"settings": {"train_where": "arch=mlp", "test_where": "lr > 0.01 and arch in ['knet']"}}, "scores.json")
+    results = results_with_filter(tmp_path, "lr > 0.01 and arch in ['knet', 'mlp']")
+    assert load_scores(results)["settings"]["train_where"] == "lr > 0.01 and arch in ['knet', 'mlp']"
 
 
 # ---------------------------------------------------------------------------------------------------------

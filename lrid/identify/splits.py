@@ -427,15 +427,21 @@ class _FilterParser:
         return next((text for kind, text in kinds.items() if isinstance(node, kind)), f"the construct {type(node).__name__}")
 
 
-def select_runs(metadata: pd.DataFrame, where: str | RunFilter, option: str = "--train-where") -> set[str]:
-    """The run ids whose metadata match ``where`` (a filter string, see :func:`parse_filter`).
+def check_held_out_filters(train_where: str | None, test_where: str | None) -> None:
+    """Parse ``--train-where``/``--test-where`` (either may be None) so a bad one fails before any work."""
+    for where, option in ((train_where, "--train-where"), (test_where, "--test-where")):
+        if where is not None:
+            parse_filter(where, option)
+
+
+def select_runs(metadata: pd.DataFrame, where: str, option: str = "--train-where") -> set[str]:
+    """The run ids whose metadata match the filter ``where`` (its language: :func:`parse_filter`).
 
     An unknown field or a filter matching nothing is an error.
     """
-    run_filter = where if isinstance(where, RunFilter) else parse_filter(where, option)
-    selected = metadata.index[run_filter.mask(metadata)]
+    selected = metadata.index[parse_filter(where, option).mask(metadata)]
     if len(selected) == 0:
-        raise LridError(f"{run_filter.option} {_quoted(run_filter.text)} matches no complete run; check the values with `lrid status STORE`")
+        raise LridError(f"{option} {_quoted(where)} matches no complete run; check the values with `lrid status STORE`")
     return set(selected)
 
 

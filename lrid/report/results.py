@@ -26,17 +26,15 @@ def load_scores(results_dir: str | Path) -> dict:
 def _check_filters(scores, path: Path) -> None:
     """Refuse held-out filters outside lrid's filter language before anything uses them: a results folder
     may come from elsewhere, and its filters are re-applied when importance rebuilds the splits."""
-    from lrid.identify.splits import parse_filter
+    from lrid.identify.splits import check_held_out_filters
 
     settings = scores.get("settings") if isinstance(scores, dict) else None
     if not isinstance(settings, dict):
         return
-    for key, option in (("train_where", "--train-where"), ("test_where", "--test-where")):
-        if settings.get(key) is not None:
-            try:
-                parse_filter(settings[key], option)
-            except LridError as error:
-                raise LridError(f"{path}: settings.{key} is refused: {error}") from None
+    try:
+        check_held_out_filters(settings.get("train_where"), settings.get("test_where"))
+    except LridError as error:
+        raise LridError(f"{path}: a held-out filter in its settings is refused: {error}") from None
 
 
 def load_robustness(results_dir: str | Path) -> pd.DataFrame | None:
