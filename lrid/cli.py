@@ -6,6 +6,7 @@ TensorFlow is imported only by the commands that train networks, so the others s
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,8 +20,30 @@ from typer.core import TyperGroup
 from lrid.errors import LridError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console(soft_wrap=True)
-error_console = Console(stderr=True)
+
+# C0/C1 control characters (escape sequences among them) and invisible bidirectional overrides.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+class _PlainConsole(Console):
+    """A console that prints every string as it is: no markup or emoji codes, control characters made visible.
+
+    Paths, YAML keys, run names and error messages come from users and their files: read as markup, ``[/x]``
+    would crash the CLI and ``[bold]`` vanish, and an escape sequence in a recording's run name would reach
+    the terminal. Nothing lrid prints relies on markup, so it is off for every string, table cells included.
+    """
+
+    def __init__(self, **options):
+        super().__init__(markup=False, emoji=False, **options)
+
+    def render_str(self, text: str, **options):
+        """Render ``text`` literally, with control characters shown as escapes (``\\x1b``)."""
+        return super().render_str(_CONTROL.sub(lambda match: ascii(match.group())[1:-1], text),
+                                  **{**options, "markup": False, "emoji": False})
+
+
+console = _PlainConsole(soft_wrap=True)
+error_console = _PlainConsole(stderr=True)
 
 ClassifierOption = Annotated[
     str, typer.Option("--classifiers", help="comma-separated classifiers: linear, rf, xgb, conv1d")
@@ -33,14 +56,45 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# Classifiers whose library comes only with the `cpu`/`gpu` extra.
+_CLASSIFIER_MODULES = {"xgb": "xgboost", "conv1d": "tensorflow"}
+
+
 def _parse_classifiers(text: str) -> tuple[str, ...]:
+    """The classifier names in ``text``, refused when unknown or when their library is not installed."""
     from lrid.identify.classifiers import CLASSIFIERS
+    from lrid.lazy_import import require_extra
 
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in names if name not in CLASSIFIERS]
     if unknown or not names:
         raise LridError(f"unknown classifier(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(CLASSIFIERS)}")
+    for name in names:
+        if name in _CLASSIFIER_MODULES:
+            require_extra(_CLASSIFIER_MODULES[name], purpose=f"the {name} classifier")
     return names
+
+
+def _require_positive(option: str, value: int | None, other: str = "") -> None:
+    """A count option (workers, splits) below 1 is a one-line error, not a traceback from deep inside."""
+    if value is not None and value < 1:
+        raise LridError(f"{option} must be at least 1, not {value}{other}")
+
+
+def _require_directory(option: str, path: Path) -> None:
+    """Refuse an output directory that is, or lies under, an existing file, before anything is computed."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "is" if candidate == path else f"lies under {candidate}, which is"
+                raise LridError(f"{option} {path} {where} a file, not a directory; give a directory for the results")
+            return
+
+
+def _require_tensorflow(purpose: str) -> None:
+    from lrid.lazy_import import require_extra
+
+    require_extra("tensorflow", purpose=purpose)
 
 
 BackendOption = Annotated[
@@ -58,6 +112,8 @@ GpusOption = Annotated[float, typer.Option("--num-gpus", help="GPUs each Ray tas
 
 def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "process", workers: int | None = None,
               address: str | None = None, num_cpus: float = 1, num_gpus: float = 0) -> None:
+    _require_tensorflow("training networks")
+    _require_positive("--workers", workers, " (processes for --backend process)")
     from lrid.config import load_sweep
     from lrid.generate import generate
     from lrid.generate.executors import make_executor
@@ -82,9 +138,13 @@ def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "p
 
 def _classify(store: Path, results: Path, classifiers: str, splits: int, jobs: int, **options) -> dict:
     from lrid.identify import classify
+    from lrid.identify.splits import check_held_out_filters
 
     started = time.perf_counter()
     names = _parse_classifiers(classifiers)
+    _require_positive("--splits", splits)
+    _require_directory("--out", results)
+    check_held_out_filters(options.get("train_where"), options.get("test_where"))
     if "conv1d" in names:
         _quiet_tensorflow()
     scores = classify(store, results, classifiers=names, n_splits=splits, n_jobs=jobs, **options)
@@ -132,6 +192,7 @@ def generate(
 
 
 def _dry_run(spec_path: Path, store: str, timing_batch: int) -> None:
+    _require_tensorflow("estimating a sweep's cost (--dry-run times training steps)")
     from lrid.config import load_sweep
     from lrid.generate.estimate import estimate_sweep
     from lrid.generate.sweep import pending_runs
@@ -216,8 +277,8 @@ def classify(
     time_axis: Annotated[str, typer.Option("--time", help="index: recorded point k; fraction: resampled onto --points fractions of training (runs recorded differently compare)")] = "index",
     baseline: Annotated[str, typer.Option("--baseline", help="none: values as recorded; relative: from each trajectory's start (log ratios for scales, differences otherwise)")] = "none",
     train_where: Annotated[str | None, typer.Option(
-        "--train-where", help="train only on runs matching this: key=value[,key=value] or a pandas query, "
-        "e.g. 'batch_size=32' or \"arch in ['knet', 'alexnet']\"")] = None,
+        "--train-where", help="train only on runs matching this: key=value[,key=value] or comparisons of fields "
+        "with literals joined by and/or/not, e.g. 'batch_size=32' or \"arch in ['knet', 'alexnet'] and lr > 0.01\"")] = None,
     test_where: Annotated[str | None, typer.Option("--test-where", help="test only on runs matching this (same forms)")] = None,
     search: Annotated[bool, typer.Option("--search/--no-search", help="choose hyperparameters per split by inner CV grouped by run (slower)")] = False,
     control: Annotated[bool, typer.Option("--control/--no-control", help="also score the performance-matched control")] = True,
@@ -369,6 +430,11 @@ def run(
     """Generate, classify and report in one go (resumes an interrupted generation)."""
     from lrid.report import write_report
 
+    # Refused before generating, not after the sweep has trained for an hour.
+    _require_tensorflow("training networks")
+    _parse_classifiers(classifiers)
+    _require_positive("--splits", splits)
+    _require_directory("--out", out)
     started = time.perf_counter()
     _generate(spec, str(out / "store"), retry_failed=False, backend=backend, workers=workers)
     _classify(out / "store", out / "results", classifiers, splits, jobs)
@@ -388,6 +454,8 @@ def robustness(
     """Classify every degraded view the store recorded (units kept, measurement noise) and tabulate the accuracy."""
     from lrid.identify.robustness import robustness as score_views
 
+    _require_positive("--splits", splits)
+    _require_directory("--out", out)
     started = time.perf_counter()
     table = score_views(store, out, classifiers=_parse_classifiers(classifiers), n_splits=splits, n_jobs=jobs,
                         observables=observables)
@@ -412,6 +480,7 @@ def export_recording(
     """Re-run a run of the store and write its raw weights and activations as a recording (the format lrid identify reads)."""
     from lrid.identify.recording import export_recording as export
 
+    _require_tensorflow("re-running a run to export its recording")
     _quiet_tensorflow()
     started = time.perf_counter()
     path = export(store, out, run_id=run_id)
@@ -437,6 +506,7 @@ def rules() -> None:
 @app.command()
 def archs() -> None:
     """List the architectures with their measured layers (early/middle/deep) and parameter counts."""
+    _require_tensorflow("building the architectures to count their parameters")
     _quiet_tensorflow()
     from lrid.config import ModelSpec
     from lrid.models import ARCHITECTURES, build_network, depth_groups
@@ -478,7 +548,8 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except LridError as error:
-        error_console.print(f"error: {error}", highlight=False, soft_wrap=True)
+        # One line even when a path or name in the message holds a line break.
+        error_console.print("error: " + str(error).replace("\n", "\\n"), highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)

@@ -1,7 +1,14 @@
-"""Deferred imports, so that commands which never train a network do not pay TensorFlow's ~4 s import."""
+"""Deferred imports, so that commands which never train a network do not pay TensorFlow's ~4 s import,
+and the check that the optional heavy dependencies are installed before a command needs them."""
 
 import importlib
+import importlib.util
 import types
+
+from lrid.errors import LridError
+
+# What the `cpu`/`gpu` extras of setup.cfg bring: module name -> what a user knows it as.
+EXTRA_MODULES = {"tensorflow": "TensorFlow", "xgboost": "XGBoost"}
 
 
 class LazyModule(types.ModuleType):
@@ -19,3 +26,17 @@ class LazyModule(types.ModuleType):
 
 tf = LazyModule("tensorflow")
 keras = LazyModule("keras")
+
+
+def require_extra(*modules: str, purpose: str) -> None:
+    """Raise a one-line :class:`LridError` naming the extra to install when any of ``modules`` is missing.
+
+    ``pip install -e .`` alone installs lrid without TensorFlow and XGBoost; checking before a command
+    starts spares the user a traceback from every pool worker. ``purpose`` says what needs them.
+    """
+    missing = [EXTRA_MODULES.get(module, module) for module in modules if importlib.util.find_spec(module) is None]
+    if missing:
+        raise LridError(
+            f"{purpose} needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed; "
+            "install lrid with its extra: pip install -e '.[cpu]' (or '.[gpu]' on a GPU machine)"
+        )

@@ -129,6 +129,8 @@ def _load_parquet(path: Path) -> list[Recording]:
     missing = [c for c in ("step", "layer", "kind", "shape", "values") if c not in table]
     if missing:
         raise LridError(f"{path}: missing column(s) {', '.join(missing)}; a recording has step, layer, kind, shape, values")
+    if table.empty:
+        raise LridError(f"recording {path} holds no rows; write one row per (run, step, layer, kind), as `lrid export-recording` does")
     if "run" not in table:
         table["run"] = path.stem
     unknown = sorted(set(table["kind"]) - set(KINDS))
@@ -196,6 +198,15 @@ def _validated(recording: Recording, where: str) -> Recording:
                     f"{where}: {name} has NaN or infinite values at step {steps[~finite][0]}; "
                     "cut the recording before the network diverged"
                 )
+    for kind in ("act", "actchange"):
+        # Per-example statistics average over the probe batch: every layer must see the same probe.
+        batches = {layer: values.shape[1] for layer, values in recording.arrays.get(kind, {}).items()}
+        if len(set(batches.values())) > 1:
+            sizes = ", ".join(f"{layer} {size}" for layer, size in batches.items())
+            raise LridError(
+                f"{where}: {kind} arrays have different probe batch sizes across layers ({sizes}); "
+                "record every layer on the same probe batch"
+            )
     if recording.arrays.get("act") and recording.arrays.get("actchange"):
         for layer in recording.layers:
             batch, change_batch = recording.arrays["act"][layer].shape[1], recording.arrays["actchange"][layer].shape[1]
