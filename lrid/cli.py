@@ -248,7 +248,7 @@ def identify(
         predictions = predict_rules(model, read_input(input_), trust_pickle=trust_pickle)
     for warning in caught:
         if issubclass(warning.category, PickleWarning):
-            error_console.print(f"warning: {warning.message}", markup=False, highlight=False)
+            error_console.print(f"warning: {warning.message}", markup=False, highlight=False, soft_wrap=True)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     classes = [c for c in predictions.columns if c not in ("run_id", "predicted", "n_samples", "rule")]

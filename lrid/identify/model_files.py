@@ -124,7 +124,7 @@ def load_fitted(path: str | Path, *, trust_pickle: bool = False):
         if any(p.exists() for p in written):
             raise LridError(f"the model {stem} has no sidecar {sidecar_path.name}; re-run `lrid classify` to write both")
         raise LridError(f"no saved model at {path}; give RESULTS/models/NAME (or one of its files) written by `lrid classify`")
-    sidecar = _read_sidecar(sidecar_path)
+    sidecar = read_sidecar(sidecar_path)
     files = [stem.with_name(stem.name + suffix) for suffix in SUFFIXES[sidecar.format]]
     for file in files:
         if not file.exists():
@@ -149,7 +149,8 @@ def _stem(path: Path) -> Path:
     return path.with_suffix("") if path.suffix in {".json", *(s for f in FORMATS for s in SUFFIXES[f])} else path
 
 
-def _read_sidecar(path: Path) -> Sidecar:
+def read_sidecar(path: Path) -> Sidecar:
+    """The validated sidecar at ``path``; a missing key or a malformed file is a one-line error naming it."""
     try:
         return Sidecar.model_validate(json.loads(path.read_text()))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -247,7 +248,7 @@ def _load_pickle(path: Path, trust_pickle: bool):
     if not trust_pickle:
         raise LridError(
             f"{path} is a pickle, and loading it would run any code it carries; re-run `lrid classify` to save the "
-            "model in a safe format, or pass --trust-pickle (trust_pickle=True) if you trust where it came from"
+            "model in a safe format, or pass --trust-pickle (in Python: trust_pickle=True) if you trust where it came from"
         )
     import joblib
 
