@@ -22,7 +22,7 @@ from sklearn.decomposition import PCA
 from lrid.errors import LridError
 from lrid.identify import classify, identify, load_fitted
 from lrid.identify.classifiers import make_classifier
-from lrid.identify.model_files import TRUSTED_TYPES, PickleWarning, _schema_types, save_model
+from lrid.identify.model_files import TRUSTED_TYPES, PickleWarning, save_model, schema_types
 from lrid.store import Store
 
 LRID = shutil.which("lrid") or str(Path(sys.executable).parent / "lrid")
@@ -77,7 +77,7 @@ def test_conv1d_saves_a_keras_network_and_gives_identical_probabilities(data, tm
     estimator = make_classifier("conv1d", n_points=N_POINTS).set_params(epochs=3).fit(X, y)
     save_model(estimator, tmp_path, "conv1d", list("abcd"), features)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["conv1d.json", "conv1d.keras", "conv1d.skops"]
-    assert _schema_types(_schema(tmp_path / "conv1d.skops"), set()) <= set(TRUSTED_TYPES)
+    assert schema_types(_schema(tmp_path / "conv1d.skops")) <= set(TRUSTED_TYPES)
     loaded, sidecar = load_fitted(tmp_path / "conv1d.keras")
     assert sidecar["format"] == "keras"
     assert np.array_equal(loaded.predict_proba(X), estimator.predict_proba(X))
@@ -90,7 +90,7 @@ def test_trusted_types_are_exactly_those_of_lrids_classifiers(data):
         make_classifier("linear").set_params(pca=PCA(n_components=0.9, svd_solver="full")).fit(X, y),  # --search
         make_classifier("rf").set_params(n_estimators=5).fit(X, y),
     ]
-    named = set().union(*(_schema_types(_schema(io.BytesIO(skops.io.dumps(m))), set()) for m in fitted))
+    named = set().union(*(schema_types(_schema(io.BytesIO(skops.io.dumps(m)))) for m in fitted))
     # conv1d's estimator adds only its own class (its round trip checks the rest of its file).
     assert named | {"lrid.identify.conv1d.Conv1DClassifier"} == set(TRUSTED_TYPES)
 
@@ -100,7 +100,7 @@ def test_identify_command_reads_the_saved_files(saved, tiny_store, tmp_path):
         "linear.json", "linear.skops", "rf.json", "rf.skops", "xgb.json", "xgb.ubj"
     ]
     observables = Store(tiny_store).read_observables()
-    for model in ("linear", "rf.skops", "xgb.ubj"):
+    for model in ("rf", "xgb.ubj"):  # by name and by file; linear is read the same way as rf
         output = tmp_path / f"{model}.csv"
         result = subprocess.run([LRID, "identify", str(saved / model), str(tiny_store), "--output", str(output)],
                                 capture_output=True, text=True, timeout=300)
@@ -222,3 +222,10 @@ def test_a_sidecar_without_feature_names_is_one_line(data, tmp_path):
     assert "bad 'feature_names'" in _one_line_error(lambda: load_fitted(tmp_path / "linear"))
     (tmp_path / "linear.json").write_text("{not json")
     assert "cannot read the model sidecar" in _one_line_error(lambda: load_fitted(tmp_path / "linear"))
+
+
+def test_a_skops_file_of_trusted_types_that_is_no_classifier_is_refused(data, tmp_path):
+    X, y, features = data
+    save_model(make_classifier("linear").fit(X, y), tmp_path, "linear", list("abcd"), features)
+    skops.io.dump({"steps": ["impute", "scale"]}, tmp_path / "linear.skops")
+    assert "does not hold a fitted classifier" in _one_line_error(lambda: load_fitted(tmp_path / "linear"))

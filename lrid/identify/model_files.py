@@ -34,8 +34,8 @@ from pydantic import BaseModel, ValidationError
 import lrid
 from lrid.errors import LridError
 
-FORMATS = ("skops", "xgboost", "keras", "joblib")
 SUFFIXES = {"skops": (".skops",), "xgboost": (".ubj",), "keras": (".skops", ".keras"), "joblib": (".joblib",)}
+MODEL_SUFFIXES = frozenset(suffix for suffixes in SUFFIXES.values() for suffix in suffixes)
 
 # Every type that the skops files of lrid's classifiers name: linear (with and without PCA, the searched
 # variant), rf, and the conv1d estimator around its network. tests/test_hardening_models.py checks that
@@ -99,7 +99,7 @@ def save_model(estimator, directory: Path, name: str, classes: list[str], featur
         file_format = "skops"
         skops.io.dump(estimator, stem.with_name(f"{name}.skops"), compression=zipfile.ZIP_DEFLATED)
     # Files of another format under the same name (a pickle from an older lrid) would contradict the sidecar.
-    for suffix in {s for f in FORMATS for s in SUFFIXES[f]} - set(SUFFIXES[file_format]):
+    for suffix in MODEL_SUFFIXES - set(SUFFIXES[file_format]):
         stem.with_name(f"{name}{suffix}").unlink(missing_ok=True)
     sidecar = Sidecar(
         classifier=name, classes=classes, feature_names=features.feature_names, feature_options=features.options,
@@ -120,10 +120,11 @@ def load_fitted(path: str | Path, *, trust_pickle: bool = False):
     stem = _stem(Path(path))
     sidecar_path = stem.with_name(f"{stem.name}.json")
     if not sidecar_path.exists():
-        written = [stem.with_name(stem.name + s) for f in FORMATS for s in SUFFIXES[f]]
-        if any(p.exists() for p in written):
+        if any(stem.with_name(stem.name + suffix).exists() for suffix in MODEL_SUFFIXES):
             raise LridError(f"the model {stem} has no sidecar {sidecar_path.name}; re-run `lrid classify` to write both")
-        raise LridError(f"no saved model at {path}; give RESULTS/models/NAME (or one of its files) written by `lrid classify`")
+        raise LridError(
+            f"no saved model at {path}; give RESULTS/models/NAME (or one of its files) written by `lrid classify`"
+        )
     sidecar = read_sidecar(sidecar_path)
     files = [stem.with_name(stem.name + suffix) for suffix in SUFFIXES[sidecar.format]]
     for file in files:
@@ -134,10 +135,17 @@ def load_fitted(path: str | Path, *, trust_pickle: bool = False):
     elif sidecar.format == "xgboost":
         estimator = _load_xgboost(files[0])
     elif sidecar.format == "keras":
+        from lrid.identify.conv1d import Conv1DClassifier
+
         estimator = _load_skops(files[0])
+        if not isinstance(estimator, Conv1DClassifier):
+            raise LridError(f"{files[0]} does not hold a conv1d estimator, as {sidecar_path.name} says; re-run `lrid classify`")
         estimator.model_ = _load_keras(files[1])
     else:
         estimator = _load_pickle(files[0], trust_pickle)
+    # Trusted types can still be put together into something that is not a classifier.
+    if not (callable(getattr(estimator, "predict_proba", None)) and hasattr(estimator, "classes_")):
+        raise LridError(f"{files[0]} does not hold a fitted classifier; re-run `lrid classify`")
     return estimator, sidecar.model_dump()
 
 
@@ -146,15 +154,17 @@ class PickleWarning(UserWarning):
 
 
 def _stem(path: Path) -> Path:
-    return path.with_suffix("") if path.suffix in {".json", *(s for f in FORMATS for s in SUFFIXES[f])} else path
+    return path.with_suffix("") if path.suffix in MODEL_SUFFIXES | {".json"} else path
 
 
 def read_sidecar(path: Path) -> Sidecar:
     """The validated sidecar at ``path``; a missing key or a malformed file is a one-line error naming it."""
     try:
-        return Sidecar.model_validate(json.loads(path.read_text()))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, RecursionError, ValueError) as error:
         raise LridError(f"cannot read the model sidecar {path} ({error}); re-run `lrid classify`") from None
+    try:
+        return Sidecar.model_validate(document)
     except ValidationError as error:
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "(top level)"
@@ -163,28 +173,42 @@ def read_sidecar(path: Path) -> Sidecar:
         raise LridError(f"the model sidecar {path} has a bad '{key}': {first['msg']}; re-run `lrid classify`") from None
 
 
-def _schema_types(node, found: set[str]) -> set[str]:
-    """Every ``module.name`` that a skops schema asks for (each node names the type it builds)."""
-    if isinstance(node, dict):
-        if "__class__" in node or "__module__" in node:
-            found.add(f"{node.get('__module__')}.{node.get('__class__')}")
-        for value in node.values():
-            _schema_types(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _schema_types(value, found)
-    return found
+def schema_types(schema) -> set[str]:
+    """Every ``module.name`` that a skops schema asks for: each node names the type it builds."""
+    return {f"{node.get('__module__')}.{node.get('__class__')}" for node in _dicts(schema)
+            if "__class__" in node or "__module__" in node}
+
+
+def _dicts(document):
+    """Every dict nested in a parsed JSON document, without recursion (a hostile file can nest deeply)."""
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _json_member(path: Path, member: str):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(member))
+    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, RecursionError, ValueError) as error:
+        raise _unreadable(path, error) from None
+
+
+def _unreadable(path: Path, error: BaseException) -> LridError:
+    lines = str(error).strip().splitlines()
+    return LridError(f"cannot load the model file {path} ({type(error).__name__}: {lines[0] if lines else ''}); "
+                     "re-run `lrid classify`")
 
 
 def _load_skops(path: Path):
     import skops.io
 
-    try:
-        with zipfile.ZipFile(path) as archive:
-            schema = json.loads(archive.read("schema.json"))
-    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise LridError(f"cannot read the model file {path} ({type(error).__name__}: {error}); re-run `lrid classify`") from None
-    untrusted = sorted(_schema_types(schema, set()) - set(TRUSTED_TYPES))
+    untrusted = sorted(schema_types(_json_member(path, "schema.json")) - set(TRUSTED_TYPES))
     if untrusted:
         raise LridError(
             f"the model file {path} asks for the type {', '.join(untrusted)}, which is not one of lrid's classifiers' "
@@ -193,7 +217,7 @@ def _load_skops(path: Path):
     try:
         return skops.io.load(path, trusted=list(TRUSTED_TYPES))
     except Exception as error:  # noqa: BLE001 - a damaged archive can fail in many ways; all mean the same
-        raise LridError(f"cannot load the model file {path} ({type(error).__name__}: {error}); re-run `lrid classify`") from None
+        raise _unreadable(path, error) from None
 
 
 def _load_xgboost(path: Path):
@@ -203,35 +227,22 @@ def _load_xgboost(path: Path):
     try:
         estimator.load_model(path)
     except Exception as error:  # noqa: BLE001 - XGBoostError and friends: the file is not a model
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise LridError(f"cannot load the XGBoost model {path} ({first_line}); re-run `lrid classify`") from None
+        raise _unreadable(path, error) from None
     return estimator
-
-
-def _keras_modules(node, found: set[str]) -> set[str]:
-    """Every module (and registered custom name) that a Keras config asks to import from."""
-    if isinstance(node, dict):
-        if isinstance(node.get("module"), str):
-            found.add(node["module"])
-        if node.get("registered_name") and "class_name" in node and node["registered_name"] != node["class_name"]:
-            found.add(str(node["registered_name"]))
-        for value in node.values():
-            _keras_modules(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _keras_modules(value, found)
-    return found
 
 
 def _load_keras(path: Path):
     from lrid.lazy_import import keras
 
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise LridError(f"cannot read the Keras model {path} ({type(error).__name__}: {error}); re-run `lrid classify`") from None
-    foreign = sorted(m for m in _keras_modules(config, set()) if m != "keras" and not m.startswith("keras."))
+    # Keras resolves each layer from its config's module and registered name; safe mode forbids lambdas, and
+    # this check keeps the lookup inside Keras (lrid's conv1d network uses only built-in layers).
+    named = set()
+    for node in _dicts(_json_member(path, "config.json")):
+        if isinstance(node.get("module"), str):
+            named.add(node["module"])
+        if node.get("registered_name") not in (None, node.get("class_name")):
+            named.add(str(node["registered_name"]))
+    foreign = sorted(name for name in named if name != "keras" and not name.startswith("keras."))
     if foreign:
         raise LridError(
             f"the Keras model {path} asks for {', '.join(foreign)}, which is not part of Keras; refusing to load it "
@@ -240,15 +251,14 @@ def _load_keras(path: Path):
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise LridError(f"cannot load the Keras model {path} ({first_line}); re-run `lrid classify`") from None
+        raise _unreadable(path, error) from None
 
 
 def _load_pickle(path: Path, trust_pickle: bool):
     if not trust_pickle:
         raise LridError(
             f"{path} is a pickle, and loading it would run any code it carries; re-run `lrid classify` to save the "
-            "model in a safe format, or pass --trust-pickle (in Python: trust_pickle=True) if you trust where it came from"
+            "model in a safe format, or pass --trust-pickle (in Python: trust_pickle=True) if you trust its source"
         )
     import joblib
 
@@ -256,5 +266,5 @@ def _load_pickle(path: Path, trust_pickle: bool):
     try:
         saved = joblib.load(path)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise LridError(f"cannot load {path} ({type(error).__name__}: {error}); re-run `lrid classify`") from None
+        raise _unreadable(path, error) from None
     return saved["model"] if isinstance(saved, dict) else saved
