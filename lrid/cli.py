@@ -296,17 +296,29 @@ def classify(
 
 @app.command()
 def identify(
-    model: Annotated[Path, typer.Argument(help="a saved model, RESULTS/models/NAME.joblib (trusted sources only)")],
+    model: Annotated[Path, typer.Argument(help="a saved model: RESULTS/models/NAME, or any of its files (NAME.json, NAME.skops, ...)")],
     input_: Annotated[str, typer.Argument(metavar="INPUT", help="an lrid store (directory or URI) or a recording file")],
     output: Annotated[Path | None, typer.Option("--output", help="also write the predictions to a .csv or .parquet file")] = None,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow a .joblib model of an older lrid: a pickle, "
+                                               "which runs any code it carries (only from sources you trust)")] = False,
 ) -> None:
     """Predict the rule that trained each run of INPUT with a model saved by `lrid classify`."""
+    import warnings
+
     from lrid.identify.inference import identify as predict_rules
     from lrid.identify.inference import read_input
+    from lrid.identify.model_files import PickleWarning
 
     if output is not None and output.suffix not in (".csv", ".parquet"):
         raise LridError(f"--output {output} must end in .csv or .parquet")
-    predictions = predict_rules(model, read_input(input_))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PickleWarning)
+        predictions = predict_rules(model, read_input(input_), trust_pickle=trust_pickle)
+    for warning in caught:
+        if issubclass(warning.category, PickleWarning):
+            error_console.print(f"warning: {warning.message}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     classes = [c for c in predictions.columns if c not in ("run_id", "predicted", "n_samples", "rule")]
     table = Table(title=f"{model.stem}: predicted rule per run ({len(predictions)} runs)")
     for column in ["run", "predicted", *classes, *(["true rule"] if "rule" in predictions else [])]:

@@ -60,7 +60,7 @@ def test_classify_beats_chance_and_never_tests_on_training_runs(tiny_store, tmp_
         assert result["accuracy_mean"] > 0.45  # chance is 0.25
         assert np.allclose(np.sum(result["confusion_normalized"], axis=1), 1)
     assert json.loads((tmp_path / "scores.json").read_text())["classifiers"].keys() == {"linear", "rf"}
-    assert (tmp_path / "models" / "rf.joblib").stat().st_size > 0
+    assert (tmp_path / "models" / "rf.skops").stat().st_size > 0
 
 
 def test_classify_on_an_empty_store_is_a_clear_error(tmp_path):

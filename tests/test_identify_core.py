@@ -212,31 +212,31 @@ def test_scores_hold_settings_subsets_d_prime_and_control(linear_results, tiny_s
 
 def test_identify_reproduces_the_refit_model(linear_results, tiny_store, observables):
     out, scores = linear_results
-    estimator, sidecar = load_fitted(out / "models" / "linear.joblib")
+    estimator, sidecar = load_fitted(out / "models" / "linear")
     assert sidecar["classifier"] == "linear" and sidecar["classes"] == scores["classes"]
     assert sidecar["feature_options"]["subset"] == "all"
     features = build_features(observables)
     expected = pd.DataFrame(estimator.predict_proba(features.X), columns=sidecar["classes"]).groupby(features.groups).mean()
-    result = identify(out / "models" / "linear.joblib", observables).set_index("run_id")
+    result = identify(out / "models" / "linear", observables).set_index("run_id")
     assert np.allclose(result[sidecar["classes"]].to_numpy(), expected.loc[result.index].to_numpy())
     assert (result["predicted"] == expected.idxmax(axis=1).loc[result.index]).all()
     assert (result["n_samples"] == 3).all() and (result["rule"] == result["predicted"]).mean() > 0.5
     shorter = observables[observables.step < observables.step.max()]
     with pytest.raises(LridError, match="features do not match the model's"):
-        identify(out / "models" / "linear.joblib", shorter.assign(step=shorter.step))
+        identify(out / "models" / "linear", shorter.assign(step=shorter.step))
     with pytest.raises(LridError, match="lack column.*weight_abs_norm"):
-        identify(out / "models" / "linear.joblib", observables.drop(columns="weight_abs_norm"))
+        identify(out / "models" / "linear", observables.drop(columns="weight_abs_norm"))
 
 
 def test_identify_command_prints_and_writes_predictions(linear_results, tiny_store, tmp_path):
     out, _ = linear_results
-    result = subprocess.run([LRID, "identify", str(out / "models" / "linear.joblib"), str(tiny_store),
+    result = subprocess.run([LRID, "identify", str(out / "models" / "linear"), str(tiny_store),
                              "--output", str(tmp_path / "p.csv")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "predicted rule per run (24 runs)" in result.stdout
     table = pd.read_csv(tmp_path / "p.csv")
     assert len(table) == 24 and {"run_id", "predicted", "adam", "fa", "ia", "sgdm"} <= set(table.columns)
-    bad = subprocess.run([LRID, "identify", str(out / "models" / "nothere.joblib"), str(tiny_store)],
+    bad = subprocess.run([LRID, "identify", str(out / "models" / "nothere"), str(tiny_store)],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no saved model" in bad.stderr
 

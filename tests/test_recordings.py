@@ -55,7 +55,7 @@ def test_recording_gets_the_runs_prediction(exported, tiny_store, tmp_path):
     path, stored, manifest = exported
     classify(tiny_store, tmp_path, classifiers=("linear",), n_splits=2, observables="weight,act", control=False,
              progress=False)
-    model = tmp_path / "models" / "linear.joblib"
+    model = tmp_path / "models" / "linear"
     from_store = identify(model, stored)
     from_recording = identify(model, read_recording(path))
     assert from_recording["predicted"].tolist() == from_store["predicted"].tolist()
@@ -67,7 +67,7 @@ def test_recording_gets_the_runs_prediction(exported, tiny_store, tmp_path):
     del recording.arrays["actchange"]
     classify(tiny_store, tmp_path / "all", classifiers=("linear",), n_splits=2, control=False, progress=False)
     with pytest.raises(LridError, match="no actchange observables"):
-        identify(tmp_path / "all" / "models" / "linear.joblib", recording_observables(recording))
+        identify(tmp_path / "all" / "models" / "linear", recording_observables(recording))
 
 
 def test_missing_actchange_is_refused_for_a_model_that_uses_it(exported):

@@ -10,8 +10,10 @@ max pooling over time, or flattening -> Dense softmax; L2 ``weight_decay`` on bo
 full training for ``epochs`` epochs. Keras is imported on first fit, so building the estimator is cheap.
 
 Determinism: Keras' seed is set from ``random_state`` and TensorFlow's deterministic ops are enabled before
-every fit, so the same data and ``random_state`` give the same model. Fitted estimators pickle (and so
-``joblib.dump``) with the Keras model stored in its native ``.keras`` format inside the pickle.
+every fit, so the same data and ``random_state`` give the same model. ``lrid classify`` saves a fitted
+estimator as a ``.keras`` network plus a skops file for the rest (:mod:`lrid.identify.model_files`); it also
+pickles, with the network in ``.keras`` format inside the pickle (which is how the ``.joblib`` models of older
+lrid versions hold it).
 """
 
 from __future__ import annotations
@@ -151,4 +153,4 @@ class Conv1DClassifier(ClassifierMixin, BaseEstimator):
                 path = os.path.join(directory, "model.keras")
                 with open(path, "wb") as handle:
                     handle.write(data)
-                self.model_ = keras.models.load_model(path)
+                self.model_ = keras.models.load_model(path, safe_mode=True)

@@ -8,9 +8,10 @@ Outputs, under the results directory:
   ``control`` (the performance-matched control, :mod:`lrid.identify.control`);
 * ``predictions.parquet``: every test prediction of every split for the first observable subset, with a
   ``proba_{rule}`` column per class;
-* ``models/{classifier}.joblib``: each classifier refitted on all (training-eligible) samples of the first
-  subset, with a JSON sidecar ``models/{classifier}.json`` (:func:`lrid.identify.inference.load_fitted`).
-  joblib files are pickles: load them only from sources you trust.
+* ``models/{classifier}.json`` and its model file(s): each classifier refitted on all (training-eligible)
+  samples of the first subset, saved in a format that loads without running code (skops for linear and
+  rf, XGBoost's UBJSON for xgb, a ``.keras`` network for conv1d; :mod:`lrid.identify.model_files`), read
+  back by :func:`lrid.identify.inference.load_fitted`.
 
 d' per class is one-vs-rest from the confusion counts pooled over splits: hit rate H = P(predicted c |
 true c), false-alarm rate F = P(predicted c | true not c), d' = z(H) - z(F) with z the standard normal
@@ -24,7 +25,6 @@ import json
 import os
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 from scipy.special import ndtri
@@ -37,6 +37,7 @@ from lrid.errors import LridError
 from lrid.identify.classifiers import make_classifier, search_grid
 from lrid.identify.control import curve_features, matched_bins
 from lrid.identify.features import build_features, subset_columns
+from lrid.identify.model_files import save_model
 from lrid.identify.splits import balanced_run_splits, inner_cv, run_metadata, select_runs
 from lrid.schema import TRAINED_STATUSES
 from lrid.store import Store
@@ -250,7 +251,7 @@ def _score_subset(features, classes, classifiers, splits, train_runs, search, n_
             )
             if search:
                 summaries[name]["best_params_final"] = best
-            _save_model(final, name, classes, features, results_dir)
+            save_model(final, results_dir / "models", name, classes, features)
         bar.update()
     return summaries, pd.concat(frames, ignore_index=True)
 
@@ -261,24 +262,6 @@ def _probabilities(model, X: np.ndarray, n_classes: int) -> np.ndarray:
     full = np.zeros((len(X), n_classes))
     full[:, known] = model.predict_proba(X)
     return full
-
-
-def _save_model(model, name: str, classes: list[str], features, results_dir: Path) -> None:
-    directory = results_dir / "models"
-    directory.mkdir(parents=True, exist_ok=True)
-    joblib.dump(
-        {"model": model, "classes": classes, "feature_names": features.feature_names, "lrid_version": lrid.__version__},
-        directory / f"{name}.joblib",
-    )
-    sidecar = {
-        "classifier": name,
-        "classes": classes,
-        "feature_names": features.feature_names,
-        "feature_options": features.options,
-        "lrid_version": lrid.__version__,
-        "format": "joblib",  # a dict: model (scikit-learn estimator), classes, feature_names, lrid_version
-    }
-    (directory / f"{name}.json").write_text(json.dumps(sidecar, indent=2))
 
 
 def _control(manifests, metadata, run_rules, classes, classifiers, splits, predictions, seed, n_jobs, n_bins) -> dict:

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from lrid.errors import LridError
+from lrid.identify.model_files import read_sidecar
 from lrid.models import DEPTH_GROUPS
 from lrid.observables import MEASURES
 
@@ -308,10 +309,7 @@ def _rebuild_features_and_splits(results_dir: Path, scores: dict, classifier: st
         raise LridError(f"the store {location} holds no runs; pass the store the results came from with --store")
     sidecar = results_dir / "models" / f"{classifier}.json"
     if sidecar.is_file():
-        try:
-            options = json.loads(sidecar.read_text()).get("feature_options") or {}
-        except json.JSONDecodeError:
-            raise LridError(f"{sidecar} is not valid JSON; re-run `lrid classify` to rewrite it") from None
+        options = read_sidecar(sidecar).feature_options
     else:
         # The first observable subset is the one the main scores (and the saved models) describe.
         time = settings.get("time") or {}

@@ -1,20 +1,22 @@
 """Apply a saved classifier to new trajectories: which rule trained these networks?
 
-``lrid classify`` saves ``models/NAME.joblib`` and a JSON sidecar ``models/NAME.json`` holding the
-classifier, its classes, its feature names and the exact :func:`lrid.identify.features.build_features`
-keyword arguments that made its columns. :func:`identify` rebuilds those columns from new observables,
-checks that they are the same (same observables, time points and depth groups), and predicts.
+``lrid classify`` saves each model as a JSON sidecar ``models/NAME.json`` holding the classifier's name, its
+classes, its feature names, the exact :func:`lrid.identify.features.build_features` keyword arguments that
+made its columns and the file format, next to the model file(s) (:mod:`lrid.identify.model_files`).
+:func:`identify` rebuilds those columns from new observables, checks that they are the same (same
+observables, time points and depth groups), and predicts.
 
 For a layer-level model each run's prediction averages its layers' class probabilities (every measured
 layer is one noisy view of the same rule, and averaging probabilities keeps the per-layer confidence that a
 majority vote would throw away); the predicted rule is the most probable class of the average.
 
-joblib files are pickles: loading one runs code from it, so load models only from sources you trust.
+Model files load without running code: skops archives are checked against an explicit list of lrid's own
+types, XGBoost and Keras models are read by their own loaders (Keras in safe mode). The ``.joblib`` pickles of
+older lrid versions load only with ``trust_pickle=True`` (``lrid identify --trust-pickle``).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,29 +24,9 @@ import pandas as pd
 
 from lrid.errors import LridError
 from lrid.identify.features import build_features
+from lrid.identify.model_files import load_fitted
 
-
-def load_fitted(path: str | Path):
-    """The fitted estimator saved at ``path`` (``.joblib``, or the model's name without suffix) and its sidecar dict.
-
-    Trusted sources only: joblib files are pickles.
-    """
-    import joblib
-
-    path = Path(path)
-    model_path = path if path.suffix == ".joblib" else path.with_suffix(".joblib")
-    sidecar_path = model_path.with_suffix(".json")
-    if not model_path.exists():
-        raise LridError(f"no saved model at {model_path}; give a RESULTS/models/NAME.joblib written by `lrid classify`")
-    if not sidecar_path.exists():
-        raise LridError(f"the model {model_path} has no sidecar {sidecar_path.name}; re-run `lrid classify` to write both")
-    try:
-        sidecar = json.loads(sidecar_path.read_text())
-        saved = joblib.load(model_path)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise LridError(f"cannot load {model_path} ({type(error).__name__}: {error}); re-run `lrid classify`") from None
-    estimator = saved["model"] if isinstance(saved, dict) else saved
-    return estimator, sidecar
+__all__ = ["identify", "load_fitted", "read_input"]
 
 
 def read_input(location: str | Path) -> pd.DataFrame:
@@ -70,17 +52,18 @@ def read_input(location: str | Path) -> pd.DataFrame:
     return read_recording(text)
 
 
-def identify(model_path: str | Path, observables: pd.DataFrame) -> pd.DataFrame:
+def identify(model_path: str | Path, observables: pd.DataFrame, *, trust_pickle: bool = False) -> pd.DataFrame:
     """Per run: the predicted rule and one probability column per class, from a model saved by ``classify``.
 
     ``observables`` is the store's long format (:meth:`lrid.store.Store.read_observables`, or
     :func:`read_input`). Returns one row per run: ``run_id``, ``predicted``, a column per class holding its
     probability, ``n_samples`` (layers averaged), and ``rule`` (the true rule) when the input has it.
     Features that differ from the model's (other observables, time points or layers) are an error.
+    ``trust_pickle`` allows a ``.joblib`` model of an older lrid (see :func:`load_fitted`).
     """
     from lrid.identify.recording import require_measures
 
-    estimator, sidecar = load_fitted(model_path)
+    estimator, sidecar = load_fitted(model_path, trust_pickle=trust_pickle)
     # A recording without, say, activity-change arrays would otherwise be classified from NaN features.
     require_measures(observables, sidecar["feature_names"])
     features = build_features(observables, **sidecar["feature_options"])
