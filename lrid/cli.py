@@ -232,6 +232,8 @@ def status(
     from lrid.store import Store
 
     target = Store(store)
+    if "://" not in store and not Path(store).is_dir() and spec is None:
+        raise LridError(f"no store at {store}; give the directory `lrid generate --store` wrote")
     runs = target.runs_table()
     table = Table(title=f"{len(runs)} runs in {store}")
     for column in ("task", "arch", "rule", *STATUSES):

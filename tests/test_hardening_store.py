@@ -201,3 +201,16 @@ def test_classify_leaves_collapsed_runs_out_unless_kept(tiny_store, tmp_path):
                     keep_collapsed=True)
     assert default["n_runs"] == len(manifests) - 2 and kept["n_runs"] == len(manifests)
     assert kept["settings"]["keep_collapsed"] is True and default["settings"]["keep_collapsed"] is False
+
+
+def test_status_of_a_missing_store_is_an_error_not_an_empty_table(tmp_path):
+    result = _lrid("status", str(tmp_path / "nowhere"))
+    assert result.returncode != 0 and "no store at" in result.stderr, result
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_classify_takes_a_file_uri_store(tiny_store, tmp_path):
+    result = _lrid("classify", "--store", f"file://{tiny_store}", "--out", str(tmp_path / "r"), "--classifiers", "linear",
+                   "--splits", "2", "--no-control")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "r" / "scores.json").read_text())["settings"]["store"] == f"file://{tiny_store}"
