@@ -218,11 +218,14 @@ def _validated(recording: Recording, where: str) -> Recording:
     return recording
 
 
+_ENTRIES_PER_CALL = 1 << 24
+
+
 def recording_observables(recording: Recording) -> pd.DataFrame:
     """The observables of a validated recording, computed with lrid's own statistics."""
     from lrid.lazy_import import tf
     from lrid.models import depth_groups
-    from lrid.observables.statistics import apply_function, describe
+    from lrid.observables.statistics import apply_function, describe_steps
 
     n_steps, n_layers = len(recording.steps), len(recording.layers)
     values = np.full((n_steps, n_layers, len(OBSERVABLES)), np.nan)
@@ -230,14 +233,16 @@ def recording_observables(recording: Recording) -> pd.DataFrame:
     for kind, by_layer in recording.arrays.items():
         columns = [column[name] for name in OBSERVABLES if name.startswith(f"{kind}_")]
         for layer_index, layer in enumerate(recording.layers):
-            for step_index, array in enumerate(np.asarray(by_layer[layer], dtype=np.float32)):
-                if kind == "weight":
-                    statistics = describe(array.reshape(1, -1))
-                elif kind == "act":
-                    statistics = describe(array.reshape(array.shape[0], -1))
-                else:
-                    statistics = tf.stack([tf.reduce_mean(apply_function(tf.constant(array), f)) for f in FUNCTIONS])
-                values[step_index, layer_index, columns] = statistics.numpy()
+            array = np.asarray(by_layer[layer], dtype=np.float32)
+            if kind == "actchange":
+                changes = tf.constant(array)  # [steps, batch]: the batch mean of each function, per step
+                statistics = tf.stack([tf.reduce_mean(apply_function(changes, f), axis=1) for f in FUNCTIONS], axis=1)
+                values[:, layer_index, columns] = statistics.numpy()
+                continue
+            rows = array.reshape(n_steps, 1 if kind == "weight" else array.shape[1], -1)  # [steps, rows, entries]
+            chunk = max(1, _ENTRIES_PER_CALL // rows[0].size)  # bounds the memory of one call on large layers
+            for start in range(0, n_steps, chunk):
+                values[start : start + chunk, layer_index, columns] = describe_steps(rows[start : start + chunk]).numpy()
     values[~np.isfinite(values)] = np.nan
     frame = pd.DataFrame(values.reshape(n_steps * n_layers, -1), columns=list(OBSERVABLES))
     epochs = recording.epochs if recording.epochs is not None else np.full(n_steps, np.nan)
