@@ -1,0 +1,323 @@
+"""Transfer: does the identifier name the rule of networks trained unlike the ones it learned from?
+
+Three measurements on a zoo store (``pipelines/zoo.yaml``; ``--generate`` makes it), one table each:
+
+1. **Feature comparison.** For each feature configuration (unit, time axis, baseline, observable subset),
+   the mean and the worst held-out-level accuracy per run over every nuisance factor below, with the
+   paper's four rules and with all rules. This is how lrid's default features were chosen.
+2. **Leave one level out** (the chosen features): for each nuisance factor of the zoo (width, depth,
+   activation, batch size, learning-rate tercile within each rule, budget, the feedback rules'
+   optimizer, initialisation scale, architecture) and each of its levels, train on the other levels and
+   test on that one; accuracy per run (and per layer for the layer unit), for each classifier. Factor
+   levels are fixed bins, set before any result was seen (:data:`FACTORS`); a level is scored only if
+   every rule has runs on both sides.
+3. **Foreign recordings**: the identifier trained on the whole zoo names the rule of networks trained by
+   ``benchmarks/foreign`` (an independent numpy implementation, its own initialisation, data order,
+   ranges and probe), read from their raw ``.npz`` recordings as a user's would be; accuracy per rule.
+
+Runs that collapsed (trained to the end without learning) are left out, as ``lrid classify`` does.
+Every number is a held-out accuracy; nothing is tuned on the held-out levels or the foreign networks.
+
+    python benchmarks/transfer.py --store ZOO/store [--generate] [--foreign DIR] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.harness import REPO, load_average, print_table, write_result  # noqa: E402
+
+PAPER_RULES = ("sgdm", "adam", "fa", "ia")
+BACKPROP_RULES = ("sgd", "sgdm", "adam")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """One way of turning trajectories into features (the keyword arguments of ``build_features``)."""
+
+    name: str
+    unit: str
+    time: str
+    baseline: str
+    subset: str
+
+    def options(self) -> dict:
+        """Keyword arguments for :func:`lrid.identify.features.build_features`."""
+        return {"unit": self.unit, "time": self.time, "baseline": self.baseline, "subset": self.subset}
+
+
+CONFIGS = [
+    FeatureConfig("paper: layer, index, as recorded, all", "layer", "index", "none", "all"),
+    FeatureConfig("layer, fraction, relative, all", "layer", "fraction", "relative", "all"),
+    FeatureConfig("run, fraction, as recorded, all", "run", "fraction", "none", "all"),
+    FeatureConfig("run, fraction, relative, all", "run", "fraction", "relative", "all"),
+    FeatureConfig("run, fraction, relative, weight,act", "run", "fraction", "relative", "weight,act"),
+    FeatureConfig("run, fraction, relative, act", "run", "fraction", "relative", "act"),
+    FeatureConfig("run, fraction, relative, weight", "run", "fraction", "relative", "weight"),
+]
+
+
+def _widths(hidden) -> list[int]:
+    """An MLP's hidden widths from run metadata, which may hold them as a list or as its JSON text."""
+    return json.loads(hidden) if isinstance(hidden, str) else list(hidden) if hidden is not None else []
+
+
+def _mean_width(hidden) -> float:
+    widths = _widths(hidden)
+    return float(np.mean(widths)) if widths else np.nan
+
+
+def _bins(values: pd.Series, edges: list[float], names: list[str]) -> pd.Series:
+    return pd.cut(values, [-np.inf, *edges, np.inf], labels=names).astype(object)
+
+
+def _lr_tercile(metadata: pd.DataFrame) -> pd.Series:
+    """Each run's learning rate as a tercile of its own rule's learning rates (rules' ranges differ)."""
+    def terciles(lr: pd.Series) -> pd.Series:
+        log_lr = np.log(lr.astype(float))
+        edges = np.quantile(log_lr, [1 / 3, 2 / 3])
+        return pd.Series(np.array(["low", "mid", "high"])[np.searchsorted(edges, log_lr, side="right")], index=lr.index)
+
+    return metadata.groupby("rule")["rule.lr"].transform(terciles)
+
+
+def _optimizer(metadata: pd.DataFrame) -> pd.Series:
+    # A backprop rule's optimizer is its identity (holding out Adam would hold out the rule adam), so the
+    # optimizer factor varies only the rules that take an `optimizer:`; backprop runs always train.
+    optimizer = metadata.get("rule.optimizer", pd.Series(np.nan, index=metadata.index))
+    return optimizer.where(~metadata["rule"].isin(BACKPROP_RULES))
+
+
+FACTORS = {
+    "width": lambda m: _bins(m["model.hidden"].map(_mean_width).where(m["arch"] == "mlp"), [64, 128],
+                             ["<=64", "65-128", ">128"]),
+    "depth": lambda m: m["model.hidden"].map(lambda hidden: len(_widths(hidden))).where(m["arch"] == "mlp"),
+    "activation": lambda m: m["model.activation"],
+    "batch_size": lambda m: _bins(m["train.batch_size"].astype(float), [32, 64], ["<=32", "33-64", ">64"]),
+    "lr_tercile": _lr_tercile,
+    "budget": lambda m: _bins(m["train.epochs"].astype(float), [8, 20], ["<=8 epochs", "9-20", ">20"]),
+    "optimizer": _optimizer,
+    "init_scale": lambda m: _bins(m.get("model.init_scale", pd.Series(1.0, index=m.index)).fillna(1.0).astype(float),
+                                  [0.8, 1.25], ["<=0.8", "0.8-1.25", ">1.25"]),
+    "arch": lambda m: m["arch"],
+}
+
+
+def load_zoo(location: str):
+    """The zoo's classified observables and one metadata row per run with a column per nuisance factor."""
+    from lrid.identify.splits import run_metadata
+    from lrid.store import Store
+
+    store = Store(location)
+    observables = store.read_observables(("complete",))
+    metadata = run_metadata([m for m in store.manifests() if m["status"] == "complete"]).set_index("run_id")
+    for factor, level_of in FACTORS.items():
+        metadata[f"factor.{factor}"] = level_of(metadata)
+    return observables, metadata
+
+
+def _fit(name: str, features, train: np.ndarray, classes: list[str], n_jobs: int):
+    from lrid.identify.classifiers import make_classifier
+
+    labels = np.array([classes.index(rule) for rule in features.y[train]])
+    model = make_classifier(name, n_jobs, 0, n_points=features.n_points, n_static=features.n_static)
+    return model.fit(features.X[train], labels)
+
+
+def _scores(model, features, test: np.ndarray, classes: list[str]) -> dict:
+    """Per-run accuracy (a run's layers' probabilities averaged) and per-sample accuracy."""
+    probabilities = model.predict_proba(features.X[test])
+    truth = features.y[test]
+    per_sample = float(np.mean(np.array(classes)[probabilities.argmax(1)] == truth))
+    by_run = pd.DataFrame(probabilities).groupby(features.groups[test]).mean()
+    run_truth = pd.Series(truth, index=features.groups[test]).groupby(level=0).first().loc[by_run.index]
+    predicted = np.array(classes)[by_run.to_numpy().argmax(1)]
+    return {"run_accuracy": float(np.mean(predicted == run_truth.to_numpy())), "sample_accuracy": per_sample,
+            "n_test_runs": len(by_run), "predicted": dict(zip(by_run.index, predicted))}
+
+
+def leave_one_level_out(features, metadata: pd.DataFrame, factor: str, classifier: str, n_jobs: int) -> list[dict]:
+    """One row per scorable level of ``factor``: train on the other levels, test on it."""
+    level = metadata.loc[features.groups, f"factor.{factor}"].to_numpy(dtype=object)
+    known = pd.notna(level)
+    classes = sorted(set(features.y))
+    rows = []
+    for held in sorted({str(value) for value in level[known]}):
+        test = known & (level.astype(str) == held)
+        train = ~test  # runs without a level for this factor (e.g. backprop for the optimizer) always train
+        test_rules, train_rules = set(features.y[test]), set(features.y[train])
+        if not test.any() or not test_rules <= train_rules:
+            continue
+        model = _fit(classifier, features, train, classes, n_jobs)
+        result = _scores(model, features, test, classes)
+        result.pop("predicted")
+        rows.append({"factor": factor, "level": held, "classifier": classifier, **result})
+    return rows
+
+
+def _restrict(observables: pd.DataFrame, rules) -> pd.DataFrame:
+    return observables[observables["rule"].isin(rules)] if rules else observables
+
+
+def compare_features(observables, metadata, configs, classifier: str, rule_sets: dict, factors, n_jobs: int) -> list[dict]:
+    """For each configuration and rule set: held-out-level accuracy per run, mean and worst over every level."""
+    from lrid.identify.features import build_features
+
+    rows = []
+    for config in configs:
+        for rule_set, rules in rule_sets.items():
+            started = time.perf_counter()
+            features = build_features(_restrict(observables, rules), **config.options())
+            levels = [row for factor in factors for row in leave_one_level_out(features, metadata, factor, classifier, n_jobs)]
+            accuracies = [row["run_accuracy"] for row in levels]
+            worst = min(levels, key=lambda row: row["run_accuracy"])
+            rows.append({"features": config.name, "rules": rule_set, "classifier": classifier, "levels": len(levels),
+                         "mean": float(np.mean(accuracies)), "sd": float(np.std(accuracies)), "worst": worst["run_accuracy"],
+                         "worst_level": f"{worst['factor']}={worst['level']}", "seconds": time.perf_counter() - started})
+            print_table(rows[-1:], ["features", "rules", "classifier", "levels", "mean", "sd", "worst", "worst_level"], "")
+    return rows
+
+
+def in_distribution(observables, config: FeatureConfig, classifier: str, n_splits: int, n_jobs: int) -> dict:
+    """Accuracy per run on the zoo itself: balanced 75/25 splits grouped by run, mean and s.e.m."""
+    from lrid.identify.features import build_features
+    from lrid.identify.splits import balanced_run_splits
+
+    features = build_features(observables, **config.options())
+    classes = sorted(set(features.y))
+    run_rules = dict(zip(features.groups, features.y))
+    accuracies = []
+    for train_runs, test_runs in balanced_run_splits(run_rules, n_splits=n_splits, seed=0):
+        train, test = np.isin(features.groups, train_runs), np.isin(features.groups, test_runs)
+        accuracies.append(_scores(_fit(classifier, features, train, classes, n_jobs), features, test, classes)["run_accuracy"])
+    return {"classifier": classifier, "features": config.name, "splits": n_splits, "mean": float(np.mean(accuracies)),
+            "sem": float(np.std(accuracies, ddof=1) / np.sqrt(len(accuracies))), "accuracies": accuracies}
+
+
+def foreign(observables, config: FeatureConfig, classifier: str, directory: Path, n_jobs: int) -> tuple[list[dict], dict]:
+    """The zoo-trained identifier on the foreign recordings in ``directory``: accuracy per rule and overall."""
+    from lrid.identify.features import build_features
+    from lrid.identify.recording import read_recording
+
+    labels = pd.read_csv(directory / "labels.csv").set_index("run")
+    started = time.perf_counter()
+    recordings = pd.concat([read_recording(path) for path in sorted(directory.glob("*.npz"))], ignore_index=True)
+    read_seconds = time.perf_counter() - started
+    recordings["rule"] = labels.loc[recordings["run_id"], "rule"].to_numpy()
+    train = build_features(observables, **config.options())
+    test = build_features(recordings, **config.options())
+    classes = sorted(set(train.y))
+    model = _fit(classifier, train, np.ones(len(train.y), bool), classes, n_jobs)
+    result = _scores(model, test, np.ones(len(test.y), bool), classes)
+    predicted = pd.Series(result["predicted"])
+    truth = labels.loc[predicted.index, "rule"]
+    rows = [{"rule": rule, "classifier": classifier, "networks": int((truth == rule).sum()),
+             "accuracy": float((predicted[truth == rule] == rule).mean()),
+             "read_as": ", ".join(f"{name} {count}" for name, count in predicted[truth == rule].value_counts().items())}
+            for rule in sorted(set(truth))]
+    paper = truth.isin(PAPER_RULES)
+    summary = {"classifier": classifier, "accuracy_all": float((predicted == truth).mean()),
+               "accuracy_paper_rules": float((predicted[paper] == truth[paper]).mean()) if paper.any() else None,
+               "networks": len(truth), "read_seconds": read_seconds}
+    return rows, summary
+
+
+def main() -> None:
+    """Run the three measurements and write ``benchmarks/results/transfer.json``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", default=str(REPO / "OUT" / "zoo" / "store"), help="the zoo store")
+    parser.add_argument("--generate", action="store_true", help="generate pipelines/zoo.yaml into --store first")
+    parser.add_argument("--foreign", help="a directory of foreign recordings with labels.csv (default: generate 64 into a temporary directory)")
+    parser.add_argument("--foreign-networks", type=int, default=64)
+    parser.add_argument("--classifiers", default="linear,rf,xgb")
+    parser.add_argument("--compare-with", default="linear", help="the classifier that compares feature configurations")
+    parser.add_argument("--features", type=int, default=3, help="index into the configurations of the chosen features (see CONFIGS)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="smoke run: three factors, one classifier, two configurations; meets no target")
+    args = parser.parse_args()
+    load_before = load_average()
+
+    if args.generate:
+        from lrid.config import load_sweep
+        from lrid.generate import generate
+        from lrid.generate.executors import make_executor
+
+        generate(load_sweep(REPO / "pipelines" / "zoo.yaml"), args.store, executor=make_executor("process"))
+    observables, metadata = load_zoo(args.store)
+    chosen = CONFIGS[args.features]
+    classifiers = args.classifiers.split(",")[:1] if args.quick else args.classifiers.split(",")
+    factors = ["width", "activation", "batch_size"] if args.quick else list(FACTORS)
+    configs = [CONFIGS[0], chosen] if args.quick else CONFIGS
+    rule_sets = {"paper 4": PAPER_RULES, "all": None}
+    print(f"zoo: {metadata.shape[0]} complete runs, rules {', '.join(sorted(metadata['rule'].unique()))}")
+
+    comparison = compare_features(observables, metadata, configs, args.compare_with, rule_sets, factors, args.jobs)
+
+    from lrid.identify.features import build_features
+
+    matrix = []
+    for rule_set, rules in rule_sets.items():
+        features = build_features(_restrict(observables, rules), **chosen.options())
+        for classifier in classifiers:
+            for factor in factors:
+                matrix += [{"rules": rule_set, **row} for row in leave_one_level_out(features, metadata, factor, classifier, args.jobs)]
+    print_table(matrix, ["rules", "factor", "level", "classifier", "n_test_runs", "run_accuracy", "sample_accuracy"],
+                f"Leave one level out ({chosen.name}): accuracy per run and per sample")
+    activations = []
+    act_config = FeatureConfig(chosen.name.rsplit(",", 1)[0] + ", act", chosen.unit, chosen.time, chosen.baseline, "act")
+    features = build_features(_restrict(observables, PAPER_RULES), **act_config.options())
+    for factor in factors:
+        activations += leave_one_level_out(features, metadata, factor, classifiers[0], args.jobs)
+    print_table(activations, ["factor", "level", "classifier", "n_test_runs", "run_accuracy"],
+                f"Activations only, paper's 4 rules ({act_config.name})")
+    within = [in_distribution(observables, chosen, classifier, 10, args.jobs) for classifier in classifiers]
+    print_table(within, ["classifier", "features", "splits", "mean", "sem"], "In distribution, all rules (10 balanced splits)")
+
+    if args.foreign:
+        directory = Path(args.foreign)
+    else:
+        import tempfile
+
+        from benchmarks.foreign import generate_networks
+
+        directory = Path(tempfile.mkdtemp(prefix="lrid-foreign-"))
+        generate_networks(directory, args.foreign_networks, 0, "sgdm,adam,fa,ia,ss,np,np_wn")
+    foreign_rows, foreign_summary = [], []
+    for classifier in classifiers:
+        rows, summary = foreign(observables, chosen, classifier, directory, args.jobs)
+        foreign_rows += rows
+        foreign_summary.append(summary)
+    print_table(foreign_rows, ["rule", "classifier", "networks", "accuracy", "read_as"], f"Foreign recordings ({directory})")
+    print_table(foreign_summary, ["classifier", "networks", "accuracy_paper_rules", "accuracy_all", "read_seconds"], "Foreign, overall")
+
+    paper_levels = [row["run_accuracy"] for row in matrix if row["rules"] == "paper 4" and row["classifier"] == classifiers[0]]
+    targets = [
+        {"target": "every held-out level, paper's 4 rules, per run >= 0.95", "measured": min(paper_levels), "goal": 0.95},
+        {"target": "activations only, held-out levels >= 0.85", "measured": min(r["run_accuracy"] for r in activations), "goal": 0.85},
+        {"target": "all rules in distribution >= 0.90", "measured": within[0]["mean"], "goal": 0.90},
+        {"target": "foreign sgdm/adam/fa/ia >= 0.95", "measured": foreign_summary[0]["accuracy_paper_rules"], "goal": 0.95},
+        {"target": "foreign, all its rules >= 0.85", "measured": foreign_summary[0]["accuracy_all"], "goal": 0.85},
+    ]
+    for target in targets:
+        target["met"] = None if args.quick else bool(target["measured"] is not None and target["measured"] >= target["goal"])
+    print_table(targets, ["target", "measured", "goal", "met"],
+                f"Targets ({classifiers[0]}, {chosen.name})" + (" -- quick run: not judged" if args.quick else ""))
+    write_result("transfer_quick" if args.quick else "transfer", {
+        "quick": args.quick, "store": args.store, "chosen_features": chosen.name, "feature_comparison": comparison,
+        "leave_one_level_out": matrix, "activations_only": activations, "in_distribution": within,
+        "foreign": {"directory": str(directory), "per_rule": foreign_rows, "summary": foreign_summary}, "targets": targets,
+    }, load_before)
+
+
+if __name__ == "__main__":
+    main()
