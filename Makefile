@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= OUT
 
-.PHONY: install test demo sample-store bench bench-quick clean
+.PHONY: install test demo sample-store bench bench-quick default-identifier clean
 
 # A virtual environment with the pinned CPU stack; rebuilt when the requirements change.
 $(BIN)/lrid: requirements.txt setup.cfg pyproject.toml
@@ -33,6 +33,14 @@ bench-quick: install
 sample-store: install
 	rm -rf data/sample_store
 	$(BIN)/lrid generate pipelines/sample.yaml --store data/sample_store
+
+# lrid's default identifier (lrid/identify/default_model/): generates the zoo into $(ZOO) (resumable, about
+# 30 minutes on 2 cores), measures transfer on it, and fits the identifier with its model card.
+ZOO ?= $(OUT)/zoo/store
+default-identifier: install
+	$(BIN)/lrid generate pipelines/zoo.yaml --store $(ZOO)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python benchmarks/transfer.py --store $(ZOO)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/build_default_identifier.py --store $(ZOO)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -298,31 +298,50 @@ def classify(
 
 @app.command()
 def identify(
-    model: Annotated[Path, typer.Argument(help="a saved model: RESULTS/models/NAME, or any of its files (NAME.json, NAME.skops, ...)")],
-    input_: Annotated[str, typer.Argument(metavar="INPUT", help="an lrid store (directory or URI) or a recording file")],
+    model_or_input: Annotated[str | None, typer.Argument(metavar="MODEL|INPUT", help="a saved model (RESULTS/models/NAME, "
+                              "or any of its files) followed by INPUT; or INPUT alone, for lrid's default identifier")] = None,
+    input_: Annotated[str | None, typer.Argument(metavar="INPUT", help="an lrid store (directory or URI) or a recording file", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option("--output", help="also write the predictions to a .csv or .parquet file")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow a .joblib model of an older lrid: a pickle, "
                                                "which runs any code it carries (only from sources you trust)")] = False,
+    about: Annotated[bool, typer.Option("--about", help="print the default identifier's model card: rules, training distribution, transfer accuracy")] = False,
 ) -> None:
-    """Predict the rule that trained each run of INPUT with a model saved by `lrid classify`."""
+    """Predict the rule that trained each run of INPUT (a store or a raw recording), with a model saved by
+    `lrid classify`, or with lrid's default identifier when no model is given."""
     import warnings
 
+    from lrid.identify.default_identifier import describe_card, identify_default, read_card
     from lrid.identify.inference import identify as predict_rules
     from lrid.identify.inference import read_input
     from lrid.identify.model_files import PickleWarning
 
+    if about:
+        for line in describe_card(read_card()):
+            console.print(line)
+        return
+    if model_or_input is None:
+        raise LridError("give INPUT (a store or a recording), optionally after a MODEL; see `lrid identify --help`")
     if output is not None and output.suffix not in (".csv", ".parquet"):
         raise LridError(f"--output {output} must end in .csv or .parquet")
+    model = Path(model_or_input) if input_ is not None else None
+    source = input_ if input_ is not None else model_or_input
+    if model is None:
+        read_card()  # before reading the input: a missing identifier is the first thing to say
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PickleWarning)
-        predictions = predict_rules(model, read_input(input_), trust_pickle=trust_pickle)
+        if model is None:
+            predictions, variant = identify_default(read_input(source))
+            title = f"default identifier ({variant})"
+        else:
+            predictions = predict_rules(model, read_input(source), trust_pickle=trust_pickle)
+            title = model.stem
     for warning in caught:
         if issubclass(warning.category, PickleWarning):
             error_console.print(f"warning: {warning.message}", markup=False, highlight=False, soft_wrap=True)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     classes = [c for c in predictions.columns if c not in ("run_id", "predicted", "n_samples", "rule")]
-    table = Table(title=f"{model.stem}: predicted rule per run ({len(predictions)} runs)")
+    table = Table(title=f"{title}: predicted rule per run ({len(predictions)} runs)")
     for column in ["run", "predicted", *classes, *(["true rule"] if "rule" in predictions else [])]:
         table.add_column(column, justify="right" if column in classes else "left")
     for values in predictions.to_dict("records"):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from lrid.errors import LridError
 from lrid.identify.features import build_features
@@ -30,17 +31,23 @@ __all__ = ["identify", "load_fitted", "read_input"]
 
 
 def read_input(location: str | Path) -> pd.DataFrame:
-    """Observables in the store's long format from an lrid store (directory or URI) or a recording file.
+    """Observables in the store's long format from an lrid store (directory or URI), a recording file, or a
+    directory of recording files (``.npz``/``.parquet``, one network or more each).
 
-    A store gives its complete runs. Any other file goes to ``lrid.identify.recording.read_recording``.
+    A store gives its complete runs. Recordings go to ``lrid.identify.recording.read_recording``; run names
+    must be unique across the files of a directory.
     """
     from lrid.store import Store
 
     text = str(location)
-    if "://" in text or Path(text).is_dir():
+    recordings = _recording_files(text)
+    if "://" in text or (Path(text).is_dir() and not recordings):
         observables = Store(text).read_observables(("complete",))
         if observables.empty:
-            raise LridError(f"{text} holds no complete runs; give an lrid store written by `lrid generate`")
+            raise LridError(
+                f"{text} holds no complete runs and no recordings; give an lrid store written by `lrid generate`, "
+                "a recording file, or a directory of .npz/.parquet recordings"
+            )
         return observables
     if not Path(text).exists():
         raise LridError(f"input {text} does not exist; give an lrid store directory or a recording file")
@@ -49,7 +56,26 @@ def read_input(location: str | Path) -> pd.DataFrame:
 
     # The recording's statistics are computed with the TensorFlow code that computes a store's.
     require_extra("tensorflow", purpose=f"computing the observables of recording {text}")
-    return read_recording(text)
+    if not Path(text).is_dir():
+        return read_recording(text)
+    frames = [read_recording(path) for path in tqdm(recordings, desc="read recordings", unit="file", disable=None)]
+    first_file: dict[str, Path] = {}
+    for path, frame in zip(recordings, frames):
+        for run in frame["run_id"].unique():
+            if run in first_file:
+                raise LridError(
+                    f"run name {run!r} is in both {first_file[run].name} and {path.name}; give each network its own name"
+                )
+            first_file[run] = path
+    return pd.concat(frames, ignore_index=True)
+
+
+def _recording_files(location: str) -> list[Path]:
+    """The recording files directly inside ``location`` if it is a local directory that is not a store."""
+    path = Path(location)
+    if "://" in location or not path.is_dir() or (path / "runs").is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.suffix in (".npz", ".parquet") and p.is_file())
 
 
 def identify(model_path: str | Path, observables: pd.DataFrame, *, trust_pickle: bool = False) -> pd.DataFrame:

@@ -1,0 +1,221 @@
+"""The identifier that ships with lrid: ``lrid identify INPUT`` with no model.
+
+It is trained on the zoo (``pipelines/zoo.yaml``: every rule over widths, depths, activations, batch
+sizes, learning rates, budgets, optimizers and initialisation scales) with the features that transferred
+best in ``benchmarks/transfer.py``, and saved in formats that load without running code
+(:mod:`lrid.identify.model_files`). A recording carries what its experimenter could measure, so there is
+one model per combination of measures (:data:`VARIANTS`: weights only, activations only, both, with or
+without the activity change); :func:`identify_default` picks the one that uses everything the input has.
+
+``make default-identifier`` regenerates it: it generates the zoo if needed, fits every variant on all of
+the zoo's runs that learned (collapsed runs left out), and writes ``card.json`` (the model card that
+``lrid identify --about`` prints) with the zoo's spread and, when ``benchmarks/results/transfer.json``
+exists, its transfer accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import lrid
+from lrid.errors import LridError
+from lrid.observables import OBSERVABLES
+
+DEFAULT_DIRECTORY = Path(__file__).resolve().parent / "default_model"
+DIRECTORY_VARIABLE = "LRID_DEFAULT_IDENTIFIER"  # points lrid at another build (a lab's own zoo, a test's)
+KINDS = ("weight", "act", "actchange")
+# Observable subsets by the measures a recording carries (actchange alone is too little to go on).
+# The features that transferred best in benchmarks/transfer.py (README, "Identification that transfers").
+DEFAULT_FEATURES = {"unit": "run", "time": "fraction", "baseline": "relative"}
+VARIANTS = ("weight,act,actchange", "weight,act", "weight,actchange", "act,actchange", "weight", "act")
+
+
+def carried_measures(observables: pd.DataFrame) -> tuple[str, ...]:
+    """The measures every run of ``observables`` carries (a measure is missing where all its columns are NaN)."""
+    carried = []
+    for kind in KINDS:
+        columns = [name for name in OBSERVABLES if name.startswith(f"{kind}_")]
+        present = observables[columns].notna().any(axis=1).groupby(observables["run_id"]).any()
+        if len(present) and present.all():
+            carried.append(kind)
+    return tuple(carried)
+
+
+def variant_for(observables: pd.DataFrame) -> str:
+    """The variant that uses every measure the input carries; a one-line error if none fits."""
+    carried = carried_measures(observables)
+    name = ",".join(carried)
+    if name not in VARIANTS:
+        raise LridError(
+            f"the input carries {name or 'no measure'} for every run; the default identifier needs weight or act "
+            "arrays (record weight/<layer> or act/<layer>)"
+        )
+    return name
+
+
+def _model_name(variant: str) -> str:
+    return variant.replace(",", "+")
+
+
+def default_directory() -> Path:
+    """Where the default identifier is read from: ``$LRID_DEFAULT_IDENTIFIER``, else the one lrid ships."""
+    return Path(os.environ.get(DIRECTORY_VARIABLE) or DEFAULT_DIRECTORY)
+
+
+def model_path(variant: str, directory: Path = DEFAULT_DIRECTORY) -> Path:
+    """Where the default identifier's model for ``variant`` lives (its sidecar's stem)."""
+    return directory / _model_name(variant)
+
+
+def read_card(directory: Path | None = None) -> dict:
+    """The model card (of :func:`default_directory` unless given), or a one-line error saying how to build it."""
+    directory = default_directory() if directory is None else directory
+    path = directory / "card.json"
+    if not path.is_file():
+        raise LridError(
+            f"no default identifier at {directory}; build it with `make default-identifier`, or pass a model "
+            "saved by `lrid classify` (lrid identify MODEL INPUT)"
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise LridError(f"{path} is not valid JSON; rebuild it with `make default-identifier`") from None
+
+
+def identify_default(observables: pd.DataFrame, directory: Path | None = None) -> tuple[pd.DataFrame, str]:
+    """The rule of each run of ``observables`` by the default identifier, and the variant that named it."""
+    from lrid.identify.inference import identify
+
+    directory = default_directory() if directory is None else directory
+    read_card(directory)
+    variant = variant_for(observables)
+    return identify(model_path(variant, directory), observables), variant
+
+
+def train_default(
+    store: str,
+    directory: Path = DEFAULT_DIRECTORY,
+    *,
+    classifier: str = "linear",
+    feature_options: dict | None = None,
+    transfer_results: Path | None = None,
+    sweep: str = "pipelines/zoo.yaml",
+) -> dict:
+    """Fit every variant on the store's complete runs, save them under ``directory``, write and return the card.
+
+    ``feature_options`` are :func:`lrid.identify.features.build_features` keywords other than ``subset``
+    (default: :data:`DEFAULT_FEATURES`).
+    """
+    from lrid.identify.classifiers import make_classifier
+    from lrid.identify.features import build_features
+    from lrid.identify.model_files import save_model
+    from lrid.identify.splits import run_metadata
+    from lrid.store import Store
+
+    options = dict(DEFAULT_FEATURES if feature_options is None else feature_options)
+    source = Store(store)
+    observables = source.read_observables(("complete",))
+    if observables.empty:
+        raise LridError(f"{store} holds no complete runs; generate the zoo first (make default-identifier does)")
+    directory.mkdir(parents=True, exist_ok=True)
+    variants = {}
+    for variant in VARIANTS:
+        features = build_features(observables, subset=variant, **options)
+        classes = sorted(set(features.y))
+        labels = np.array([classes.index(rule) for rule in features.y])
+        model = make_classifier(classifier, 1, 0, n_points=features.n_points, n_static=features.n_static)
+        save_model(model.fit(features.X, labels), directory, _model_name(variant), classes, features)
+        variants[variant] = {"model": _model_name(variant), "n_features": int(features.X.shape[1])}
+    metadata = run_metadata([m for m in source.manifests() if m["status"] == "complete"])
+    card = {
+        "name": "lrid default identifier",
+        "lrid_version": lrid.__version__,
+        "created": time.strftime("%Y-%m-%d", time.gmtime()),
+        "classifier": classifier,
+        "features": options,
+        "rules": sorted(metadata["rule"].unique().tolist()),
+        "variants": variants,
+        "training": _training_summary(metadata, sweep),
+        "transfer": _transfer_summary(transfer_results),
+    }
+    (directory / "card.json").write_text(json.dumps(card, indent=2))
+    return card
+
+
+def _training_summary(metadata: pd.DataFrame, sweep: str) -> dict:
+    def spread(column: str) -> dict | None:
+        return _spread_of(pd.to_numeric(metadata[column], errors="coerce")) if column in metadata else None
+
+    def counts(column: str) -> dict | None:
+        return {str(k): int(v) for k, v in metadata[column].astype(str).value_counts().sort_index().items()} if column in metadata else None
+
+    widths = metadata["model.hidden"].map(lambda h: json.loads(h) if isinstance(h, str) else list(h or []))
+    return {
+        "sweep": sweep,
+        "runs": int(len(metadata)),
+        "runs_per_rule": counts("rule"),
+        "architectures": counts("arch"),
+        "activations": counts("model.activation"),
+        "hidden_layers": {str(k): int(v) for k, v in widths.map(len).value_counts().sort_index().items()},
+        "hidden_width": _spread_of(widths.map(lambda w: float(np.mean(w)) if w else np.nan)),
+        "batch_size": spread("train.batch_size"),
+        "epochs": spread("train.epochs"),
+        "learning_rate": spread("rule.lr"),
+        "optimizers": counts("rule.optimizer"),
+        "init_scale": spread("model.init_scale"),
+        "final_test_accuracy": spread("final_test_accuracy"),
+    }
+
+
+def _spread_of(values: pd.Series) -> dict | None:
+    values = values.dropna()
+    return {"min": float(values.min()), "median": float(values.median()), "max": float(values.max())} if len(values) else None
+
+
+def _transfer_summary(path: Path | None) -> dict | None:
+    if path is None or not Path(path).is_file():
+        return None
+    result = json.loads(Path(path).read_text())
+    if result.get("quick"):
+        return None  # a smoke run measures nothing worth a card
+    return {"benchmark": "benchmarks/transfer.py", "finished_at": result.get("finished_at"),
+            "features": result.get("chosen_features"), "targets": result.get("targets"),
+            "foreign": result.get("foreign", {}).get("summary")}
+
+
+def describe_card(card: dict) -> list[str]:
+    """The model card as lines of text, for ``lrid identify --about``."""
+    training = card.get("training") or {}
+
+    def spread(name: str) -> str:
+        value = training.get(name)
+        return f"{value['min']:g}..{value['max']:g} (median {value['median']:g})" if value else "-"
+
+    lines = [
+        f"{card.get('name')} (lrid {card.get('lrid_version')}, built {card.get('created')})",
+        f"classifier: {card.get('classifier')}; features: {card.get('features')}",
+        f"rules ({len(card.get('rules', []))}): {', '.join(card.get('rules', []))}",
+        f"variants (chosen by the measures a recording carries): {', '.join(card.get('variants', {}))}",
+        f"trained on {training.get('runs')} runs of {training.get('sweep')}: "
+        + ", ".join(f"{rule} {n}" for rule, n in (training.get("runs_per_rule") or {}).items()),
+        f"  architectures {training.get('architectures')}; activations {training.get('activations')}",
+        f"  hidden layers {training.get('hidden_layers')}; mean hidden width {spread('hidden_width')}",
+        f"  batch size {spread('batch_size')}; epochs {spread('epochs')}; learning rate {spread('learning_rate')}",
+        f"  optimizers {training.get('optimizers')}; init scale {spread('init_scale')}",
+        f"  final test accuracy {spread('final_test_accuracy')}",
+    ]
+    transfer = card.get("transfer")
+    if not transfer:
+        lines.append("transfer accuracy: not measured for this build (run benchmarks/transfer.py, then rebuild)")
+    else:
+        lines.append(f"transfer accuracy (benchmarks/transfer.py, {transfer.get('finished_at')}):")
+        for target in transfer.get("targets") or []:
+            measured = target.get("measured")
+            lines.append(f"  {target['target']}: {measured:.3f}" if measured is not None else f"  {target['target']}: -")
+    return lines

@@ -1,0 +1,41 @@
+"""Build lrid's default identifier (lrid/identify/default_model/) from a zoo store: `make default-identifier`.
+
+    python scripts/build_default_identifier.py --store OUT/zoo/store [--generate] [--transfer benchmarks/results/transfer.json]
+
+With --generate, pipelines/zoo.yaml is generated into the store first (resumable). The model card records the
+transfer benchmark's targets when its results file exists (run benchmarks/transfer.py on the same store first).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    """Generate the zoo if asked, fit every variant of the default identifier, and print its card."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", default=str(REPO / "OUT" / "zoo" / "store"))
+    parser.add_argument("--generate", action="store_true", help="generate pipelines/zoo.yaml into --store first")
+    parser.add_argument("--transfer", default=str(REPO / "benchmarks" / "results" / "transfer.json"))
+    parser.add_argument("--classifier", default="linear")
+    parser.add_argument("--out", default=None, help="where to write the identifier (default: the one lrid ships)")
+    args = parser.parse_args()
+
+    from lrid.identify.default_identifier import DEFAULT_DIRECTORY, describe_card, train_default
+
+    if args.generate:
+        from lrid.config import load_sweep
+        from lrid.generate import generate
+        from lrid.generate.executors import make_executor
+
+        generate(load_sweep(REPO / "pipelines" / "zoo.yaml"), args.store, executor=make_executor("process"))
+    card = train_default(args.store, Path(args.out) if args.out else DEFAULT_DIRECTORY, classifier=args.classifier,
+                         transfer_results=Path(args.transfer))
+    print("\n".join(describe_card(card)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The default identifier: variants by the measures a recording carries, the model card, `lrid identify INPUT`."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lrid.errors import LridError
+from lrid.identify.default_identifier import (
+    DIRECTORY_VARIABLE,
+    VARIANTS,
+    carried_measures,
+    describe_card,
+    identify_default,
+    read_card,
+    train_default,
+    variant_for,
+)
+from lrid.identify.inference import read_input
+from lrid.identify.recording import export_recording
+from lrid.store import Store
+
+
+@pytest.fixture(scope="module")
+def built(tiny_store, tmp_path_factory):
+    """A default identifier built from the tiny store, with a planted transfer result for its card."""
+    directory = tmp_path_factory.mktemp("default")
+    transfer = directory / "transfer.json"
+    transfer.write_text(json.dumps({"quick": False, "finished_at": "2026-11-26T00:00:00Z", "chosen_features": "x",
+                                    "targets": [{"target": "foreign sgdm/adam/fa/ia >= 0.95", "measured": 0.5}]}))
+    card = train_default(str(tiny_store), directory / "model", transfer_results=transfer, sweep="tiny.yaml")
+    return directory / "model", card
+
+
+@pytest.fixture(scope="module")
+def recordings(tiny_store, tmp_path_factory):
+    """Two runs of the tiny store exported as raw recordings into one directory (not a store)."""
+    store = Store(tiny_store)
+    directory = tmp_path_factory.mktemp("recordings")
+    chosen = {}
+    for manifest in store.manifests():
+        chosen.setdefault(manifest["spec"]["rule"]["name"], manifest["run_id"])
+    for rule in ("sgdm", "adam"):
+        export_recording(store, directory / f"{rule}.npz", run_id=chosen[rule])
+    return directory, {chosen["sgdm"]: "sgdm", chosen["adam"]: "adam"}
+
+
+def test_build_writes_every_variant_and_a_card(built, tiny_store):
+    directory, card = built
+    assert set(card["variants"]) == set(VARIANTS)
+    for variant in card["variants"].values():
+        assert (directory / f"{variant['model']}.json").is_file()
+    assert card["rules"] == ["adam", "fa", "ia", "sgdm"]
+    assert card["training"]["runs"] == len(Store(tiny_store).manifests())
+    assert card["training"]["runs_per_rule"] == {"adam": 6, "fa": 6, "ia": 6, "sgdm": 6}
+    assert card["transfer"]["targets"][0]["measured"] == 0.5
+    text = "\n".join(describe_card(card))
+    assert "adam, fa, ia, sgdm" in text and "foreign sgdm/adam/fa/ia >= 0.95: 0.500" in text
+
+
+def test_quick_transfer_results_stay_off_the_card(tiny_store, tmp_path):
+    transfer = tmp_path / "transfer.json"
+    transfer.write_text(json.dumps({"quick": True, "targets": [{"target": "t", "measured": 1.0}]}))
+    card = train_default(str(tiny_store), tmp_path / "model", transfer_results=transfer)
+    assert card["transfer"] is None
+    assert "not measured" in "\n".join(describe_card(card))
+
+
+def test_variant_follows_what_the_input_carries(tiny_store):
+    observables = Store(tiny_store).read_observables()
+    assert carried_measures(observables) == ("weight", "act", "actchange")
+    assert variant_for(observables) == "weight,act,actchange"
+    weights_only = observables.copy()
+    weights_only[[c for c in observables if c.startswith(("act_", "actchange_"))]] = np.nan
+    assert variant_for(weights_only) == "weight"
+    nothing = observables.copy()
+    nothing[[c for c in observables if c.startswith(("weight_", "act_"))]] = np.nan
+    with pytest.raises(LridError, match="needs weight or act"):
+        variant_for(nothing)
+
+
+def test_default_identifier_names_the_rules_of_a_directory_of_recordings(built, recordings):
+    directory, _ = built
+    folder, truth = recordings
+    observables = read_input(folder)
+    assert set(observables["run_id"]) == set(truth)
+    predictions, variant = identify_default(observables, directory)
+    assert variant == "weight,act,actchange"
+    assert len(predictions) == 2 and set(predictions["predicted"]) <= {"adam", "fa", "ia", "sgdm"}
+
+
+def test_identify_without_a_model_from_the_command_line(built, recordings, tmp_path):
+    directory, _ = built
+    folder, truth = recordings
+    environment = {**__import__("os").environ, DIRECTORY_VARIABLE: str(directory)}
+    output = tmp_path / "predictions.csv"
+    result = subprocess.run([sys.executable, "-m", "lrid.cli", "identify", str(folder), "--output", str(output)],
+                            capture_output=True, text=True, env=environment, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "default identifier (weight,act,actchange)" in result.stdout
+    assert sorted(output.read_text().splitlines()[1:]) and len(output.read_text().splitlines()) == 3
+    about = subprocess.run([sys.executable, "-m", "lrid.cli", "identify", "--about"], capture_output=True, text=True,
+                           env=environment, timeout=120)
+    assert about.returncode == 0 and "rules (4): adam, fa, ia, sgdm" in about.stdout, about.stderr
+
+
+def test_missing_default_identifier_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv(DIRECTORY_VARIABLE, str(tmp_path / "none"))
+    with pytest.raises(LridError, match="no default identifier .*make default-identifier"):
+        read_card()
+
+
+def test_directory_with_two_recordings_of_one_run_name_is_refused(recordings, tmp_path):
+    import shutil
+
+    folder, _ = recordings
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    source = sorted(folder.glob("*.npz"))[0]
+    shutil.copy(source, twice / "a.npz")
+    shutil.copy(source, twice / "b.npz")
+    with pytest.raises(LridError, match="is in both a.npz and b.npz"):
+        read_input(twice)
