@@ -393,25 +393,28 @@ class Store:
         return manifest if isinstance(manifest, dict) else None
 
     def remove_leftovers(self, older_than_s: float | None = None) -> list[str]:
-        """Delete what killed writers left behind: temporary files and stale claims older than
-        ``older_than_s`` (default: a lease, so a live writer's temporary file is kept); their paths."""
+        """Delete what killed writers left behind, and return the paths: temporary files older than
+        ``older_than_s`` (default: a lease, so a live writer's temporary file is kept) and stale claims."""
         cutoff = time.time() - (self.CLAIM_LEASE_S if older_than_s is None else older_than_s)
         selector = pafs.FileSelector(self.root, allow_not_found=True, recursive=True)
         removed = []
         for info in self.filesystem.get_file_info(selector):
-            name = posixpath.basename(info.path)
-            if info.type != pafs.FileType.File or info.mtime is None or info.mtime.timestamp() >= cutoff:
+            if info.type != pafs.FileType.File:
                 continue
-            stale_claim = (posixpath.dirname(info.path) == self.path("claims") and name.endswith(".json")
-                           and self.claim_is_stale(name[: -len(".json")], self.read_claim(name[: -len(".json")])))
-            if name.startswith((".tmp-", ".stale-")) or stale_claim:
+            name = posixpath.basename(info.path)
+            if name.startswith((".tmp-", ".stale-")):
+                leftover = info.mtime is not None and info.mtime.timestamp() < cutoff
+            else:
+                run_id = name.removesuffix(".json")
+                leftover = (posixpath.dirname(info.path) == self.path("claims") and name.endswith(".json")
+                            and self.claim_is_stale(run_id, self.read_claim(run_id)))
+            if leftover:
                 try:
                     self.filesystem.delete_file(info.path)
                 except FileNotFoundError:
                     continue
                 removed.append(info.path)
         return removed
-
 
 def process_alive(pid: int) -> bool:
     """Whether a process with this id exists on this host (one of another user counts as alive)."""

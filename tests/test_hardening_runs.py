@@ -187,15 +187,15 @@ def test_resume_removes_stale_temporary_files_and_claims_but_not_fresh_ones(tmp_
         path.write_bytes(b"partial")
     for path in stale_files:
         os.utime(path, (old, old))
-    dead = {"host": socket.gethostname(), "pid": _dead_pid(), "parent": 1, "token": "t", "expires": 0}
+    dead = {"host": socket.gethostname(), "pid": _dead_pid(), "parent": 1, "token": "t", "expires": time.time() + 3600}
     Path(store.claim_path("z")).parent.mkdir()
     Path(store.claim_path("z")).write_text(json.dumps(dead))
-    os.utime(store.claim_path("z"), (old, old))
+    Path(store.claim_path("y")).write_text(json.dumps({**dead, "pid": os.getpid()}))  # a live claimant's
 
     summary = generate(sweep, store, progress=False)
     assert (summary.skipped, summary.complete) == (2, 0)
     assert [p.exists() for p in stale_files + fresh_files] == [False, False, True]
-    assert not Path(store.claim_path("z")).exists()
+    assert not Path(store.claim_path("z")).exists() and Path(store.claim_path("y")).exists()
 
 
 def test_scratch_directories_of_dead_processes_are_removed_and_user_temp_files_stay(tmp_path, monkeypatch):
