@@ -130,6 +130,9 @@ def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "p
     )
     if summary.skipped_failed:
         console.print(f"{summary.skipped_failed} run(s) that failed before were skipped; add --retry-failed to retry them")
+    if summary.elsewhere:
+        console.print(f"{summary.elsewhere} run(s) being trained by another process were left to it; "
+                      "run generate again after it ends to pick up any it did not finish")
     for error in summary.errors:
         error_console.print(f"  failed run {error}")
     if summary.failed:

@@ -24,7 +24,12 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import socket
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -259,6 +264,184 @@ class Store:
             return pd.DataFrame(columns=[*ID_COLUMNS, *OBSERVABLES, "rule", "task", "arch"])
         return pd.concat(frames, ignore_index=True)
 
+    # -- claims: one trainer per run across processes ------------------------------------------------------
+    # A run is claimed right before it is trained, so that sweeps sharing a store (two `lrid generate`
+    # processes, two Ray drivers) split the work instead of each training every run. A claim is a file
+    # claims/<run_id>.json naming its owner (host, pid, a unique token) and a lease expiry; the owner renews
+    # the lease while it trains and removes the claim once the manifest is written. A claim whose lease
+    # has expired, or whose owner was a process of this host that no longer exists, is stale and may be
+    # taken over, so a crashed claimant never blocks a run for longer than a lease.
+    #
+    # On local disks a claim is created with O_CREAT|O_EXCL, which at most one process wins. pyarrow offers
+    # no exclusive create on object stores: there a claimant writes its claim and reads it back, keeping
+    # the run only if its own token is there; two claimants racing within one round trip can both win.
+    # That costs duplicated work at worst, never data: both write the same deterministic run whole.
+
+    CLAIM_LEASE_S = 300.0  # renewed every third of it while training
+
+    def claim_path(self, run_id: str) -> str:
+        """The full path of a run's claim."""
+        return self.path(f"claims/{run_id}.json")
+
+    def read_claim(self, run_id: str) -> dict | None:
+        """A run's claim (owner and lease expiry), None if unclaimed; an unreadable claim reads as ``{}``."""
+        try:
+            with self.filesystem.open_input_stream(self.claim_path(run_id)) as stream:
+                claim = json.loads(stream.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}  # being written right now, or torn: stale only once the file is a lease old
+        return claim if isinstance(claim, dict) else {}
+
+    def claim_is_stale(self, run_id: str, claim: dict | None) -> bool:
+        """Whether ``claim`` (as :meth:`read_claim` returned it) may be taken over."""
+        if claim is None:
+            return True
+        if not claim:
+            info = self.filesystem.get_file_info(self.claim_path(run_id))
+            return info.mtime is None or info.mtime.timestamp() < time.time() - self.CLAIM_LEASE_S
+        if claim.get("expires", 0) < time.time():
+            return True
+        return claim.get("host") == socket.gethostname() and not process_alive(claim.get("pid", -1))
+
+    def _claim_owner(self, lease_s: float) -> dict:
+        return {"host": socket.gethostname(), "pid": os.getpid(), "parent": os.getppid(),
+                "token": uuid.uuid4().hex, "expires": time.time() + lease_s}
+
+    def try_claim(self, run_id: str, lease_s: float | None = None) -> dict | None:
+        """Claim ``run_id`` for this process; the claim, or None if another live process holds it."""
+        lease_s = self.CLAIM_LEASE_S if lease_s is None else lease_s
+        owner = self._claim_owner(lease_s)
+        path = self.claim_path(run_id)
+        if not self._local:
+            if not self.claim_is_stale(run_id, self.read_claim(run_id)):
+                return None
+            self._write_bytes(path, json.dumps(owner).encode())
+            return owner if (self.read_claim(run_id) or {}).get("token") == owner["token"] else None
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):  # a takeover that loses a race starts over
+            try:
+                descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                held = self.read_claim(run_id)
+                if not self.claim_is_stale(run_id, held) or not self._take_over_local(path, held):
+                    return None
+                continue
+            with os.fdopen(descriptor, "w") as handle:
+                json.dump(owner, handle)
+            return owner
+        return None
+
+    @staticmethod
+    def _take_over_local(path: str, stale: dict | None) -> bool:
+        """Move a stale claim aside; False if another claimant changed it meanwhile (it is then put back)."""
+        aside = str(Path(path).with_name(f".stale-{uuid.uuid4().hex}-{Path(path).name}"))
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return True  # someone else removed it: try to create it again
+        try:
+            moved = json.loads(Path(aside).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            moved = {}
+        if stale and moved.get("token") != stale.get("token"):
+            # A fresh claim replaced the stale one between reading and renaming: restore it unless a third
+            # claimant already claimed the run again (then that one holds it).
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                pass
+            os.unlink(aside)
+            return False
+        os.unlink(aside)
+        return True
+
+    def renew_claim(self, run_id: str, claim: dict, lease_s: float | None = None) -> bool:
+        """Extend this process's ``claim`` by a lease; False if it was lost (taken over as stale)."""
+        if (self.read_claim(run_id) or {}).get("token") != claim["token"]:
+            return False
+        claim["expires"] = time.time() + (self.CLAIM_LEASE_S if lease_s is None else lease_s)
+        self._write_bytes(self.claim_path(run_id), json.dumps(claim).encode())
+        return True
+
+    def release_claim(self, run_id: str, claim: dict | None = None) -> None:
+        """Remove a run's claim: this process's ``claim`` only if it still holds it, any claim if None."""
+        if claim is not None and (self.read_claim(run_id) or {}).get("token") != claim["token"]:
+            return
+        try:
+            self.filesystem.delete_file(self.claim_path(run_id))
+        except FileNotFoundError:
+            pass
+
+    @contextmanager
+    def claimed(self, run_id: str, lease_s: float | None = None) -> Iterator[dict | None]:
+        """Hold ``run_id``'s claim (renewed in the background) for the ``with`` block, or yield None if
+        another live process holds it; the claim is released when the block ends."""
+        claim = self.try_claim(run_id, lease_s)
+        if claim is None:
+            yield None
+            return
+        lease_s = self.CLAIM_LEASE_S if lease_s is None else lease_s
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(lease_s / 3) and self.renew_claim(run_id, dict(claim), lease_s):
+                pass
+
+        renewer = threading.Thread(target=renew, name=f"lrid-claim-{run_id}", daemon=True)
+        renewer.start()
+        try:
+            yield claim
+        finally:
+            stop.set()
+            renewer.join()
+            self.release_claim(run_id, claim)
+
+    def read_manifest(self, run_id: str) -> dict | None:
+        """One run's manifest, None if it has none (or an unreadable one, which a new run replaces)."""
+        try:
+            with self.filesystem.open_input_stream(self.manifest_path(run_id)) as stream:
+                return parse_manifest(json.loads(stream.read()))
+        except (OSError, ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+            return None
+
+    def remove_leftovers(self, older_than_s: float | None = None) -> list[str]:
+        """Delete what killed writers left behind, and return the paths: temporary files older than
+        ``older_than_s`` (default: a lease, so a live writer's temporary file is kept) and stale claims."""
+        cutoff = time.time() - (self.CLAIM_LEASE_S if older_than_s is None else older_than_s)
+        selector = pafs.FileSelector(self.root, allow_not_found=True, recursive=True)
+        removed = []
+        for info in self.filesystem.get_file_info(selector):
+            if info.type != pafs.FileType.File:
+                continue
+            name = posixpath.basename(info.path)
+            if name.startswith((".tmp-", ".stale-")):
+                leftover = info.mtime is not None and info.mtime.timestamp() < cutoff
+            else:
+                run_id = name.removesuffix(".json")
+                leftover = (posixpath.dirname(info.path) == self.path("claims") and name.endswith(".json")
+                            and self.claim_is_stale(run_id, self.read_claim(run_id)))
+            if leftover:
+                try:
+                    self.filesystem.delete_file(info.path)
+                except FileNotFoundError:
+                    continue
+                removed.append(info.path)
+        return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (one of another user counts as alive)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 def _check_local_root(root: str) -> None:
     """Refuse a local store root that is a file, or lies under one, before anything tries to write there."""

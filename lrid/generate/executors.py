@@ -2,12 +2,15 @@
 
 Every executor calls :func:`run_into_store` for each run, and that function writes the run's files
 itself, in the worker: the parent only tracks progress, so whichever executor runs a sweep, the store ends
-up the same, and a parent that dies loses nothing a worker finished.
+up the same, and a parent that dies loses nothing a worker finished. It claims the run in the store first,
+so that sweeps sharing a store (two `lrid generate` processes, two Ray drivers) split the runs between them.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -17,20 +20,47 @@ from lrid.config import RunSpec
 from lrid.errors import LridError
 
 
-def run_into_store(spec_json: str, store_location: str) -> dict:
-    """Train one run (given as RunSpec JSON) and write it to the store; return its id, status and error."""
+# The claim this process holds while it trains a run, so that a worker told to stop can release it.
+_held_claim: tuple | None = None
+
+
+def _outcome(spec: RunSpec, status: str, error: str | None = None) -> dict:
+    return {"run_id": spec.run_id, "rule": spec.rule.name, "status": status, "error": error}
+
+
+def run_into_store(spec_json: str, store_location: str, retry_failed: bool = False) -> dict:
+    """Claim one run (given as RunSpec JSON), train it and write it to the store; its id, status and error.
+
+    A run that another live process has claimed, or finished since this sweep was planned, is left to it
+    and reported with status ``elsewhere`` (see :meth:`lrid.store.Store.claimed`). With ``retry_failed``
+    a run whose manifest says it failed is trained again.
+    """
+    from lrid.generate.scratch import scratch_tempdir
     from lrid.generate.trainer import train_run
     from lrid.store import Store
 
+    global _held_claim
     spec = RunSpec.model_validate_json(spec_json)
-    result = train_run(spec)
-    Store(store_location).write_run(result.observables, result.manifest)
-    return {"run_id": spec.run_id, "rule": spec.rule.name, "status": result.manifest["status"], "error": result.manifest.get("error")}
+    store = Store(store_location)
+    with store.claimed(spec.run_id) as claim:
+        if claim is None:
+            return _outcome(spec, "elsewhere")
+        done = store.read_manifest(spec.run_id)
+        if done is not None and not (retry_failed and done.get("status") == "failed"):
+            return _outcome(spec, "elsewhere")
+        _held_claim = (store, spec.run_id, claim)
+        try:
+            with scratch_tempdir():
+                result = train_run(spec)
+            store.write_run(result.observables, result.manifest)
+        finally:
+            _held_claim = None
+    return _outcome(spec, result.manifest["status"], result.manifest.get("error"))
 
 
-def run_chunk_into_store(spec_jsons: list[str], store_location: str) -> list[dict]:
+def run_chunk_into_store(spec_jsons: list[str], store_location: str, retry_failed: bool = False) -> list[dict]:
     """:func:`run_into_store` for each run of a chunk, in order, in one worker."""
-    return [run_into_store(spec_json, store_location) for spec_json in spec_jsons]
+    return [run_into_store(spec_json, store_location, retry_failed) for spec_json in spec_jsons]
 
 
 def configuration_chunks(specs: list[RunSpec], workers: int) -> list[list[RunSpec]]:
@@ -55,13 +85,18 @@ class SequentialExecutor:
 
     name = "sequential"
 
-    def map(self, specs: list[RunSpec], store_location: str) -> Iterator[dict]:
+    def map(self, specs: list[RunSpec], store_location: str, retry_failed: bool = False) -> Iterator[dict]:
         """Yield each run's outcome as it finishes."""
         for spec in specs:
-            yield run_into_store(spec.model_dump_json(), store_location)
+            yield run_into_store(spec.model_dump_json(), store_location, retry_failed)
 
 
 def _init_worker(threads: int) -> None:
+    from lrid.generate.scratch import use_scratch_for_this_process
+
+    use_scratch_for_this_process()  # before TensorFlow is imported
+    # A broken pool stops its other workers with SIGTERM: they give their runs back (see LocalPoolExecutor).
+    signal.signal(signal.SIGTERM, _stop_worker)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -70,14 +105,31 @@ def _init_worker(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
+def _stop_worker(signum, frame) -> None:
+    """Release the run this worker holds and end at once (atexit would not run: clean up here)."""
+    from lrid.generate.scratch import remove_scratch
+
+    if _held_claim is not None:
+        store, run_id, claim = _held_claim
+        store.release_claim(run_id, claim)
+    remove_scratch()
+    os._exit(128 + signum)
+
+
 class LocalPoolExecutor:
     """Runs in ``workers`` local processes (spawned, so each has its own TensorFlow), each with its share of cores.
 
-    A worker that dies (killed, out of memory) fails only the runs it held: they are recorded as failed in
-    the outcome stream, and the pool is restarted for the rest.
+    A worker that dies (killed, out of memory) breaks the pool, and the pool stops its other workers. The
+    run the dead worker was training is the one whose claim it left behind (a stopped worker releases its
+    claim first): that run is reported failed and not retried here, since a run that killed its worker
+    (typically by exhausting memory) mostly does so again, and retrying it alone would stall the sweep; it
+    gets no manifest, so the next `lrid generate` tries it again. Every other unfinished run goes to a new
+    pool of ``workers`` processes.
     """
 
     name = "process"
+    #: pools in a row that may break with no run to blame before the remaining runs are given up
+    BLIND_BREAKS = 3
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
@@ -88,38 +140,57 @@ class LocalPoolExecutor:
             max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(self.threads,)
         )
 
-    def map(self, specs: list[RunSpec], store_location: str) -> Iterator[dict]:
+    def map(self, specs: list[RunSpec], store_location: str, retry_failed: bool = False) -> Iterator[dict]:
         """Yield each run's outcome as its chunk finishes (see :func:`configuration_chunks`)."""
         from lrid.store import Store
 
-        orphaned = []
-        with self._pool(self.workers) as pool:
-            futures = {
-                pool.submit(run_chunk_into_store, [spec.model_dump_json() for spec in chunk], store_location): chunk
-                for chunk in configuration_chunks(specs, self.workers)
-            }
-            while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in done:
-                    chunk = futures.pop(future)
-                    try:
-                        yield from future.result()
-                    except BrokenProcessPool:
-                        orphaned += chunk
-        # A dead worker breaks the whole pool and which run killed it is unknown: retry each unfinished run
-        # alone (a chunk's runs that finished before the worker died are in the store already).
-        finished = {m["run_id"]: m for m in Store(store_location).manifests()} if orphaned else {}
-        for spec in orphaned:
-            if spec.run_id in finished:
-                manifest = finished[spec.run_id]
-                yield {"run_id": spec.run_id, "rule": spec.rule.name, "status": manifest["status"], "error": manifest.get("error")}
-                continue
-            with self._pool(1) as pool:
-                try:
-                    yield pool.submit(run_into_store, spec.model_dump_json(), store_location).result()
-                except BrokenProcessPool:
-                    yield {"run_id": spec.run_id, "rule": spec.rule.name, "status": "failed",
-                           "error": "the worker process died (killed, or out of memory)"}
+        store = Store(store_location)
+        remaining, blind_breaks = list(specs), 0
+        while remaining:
+            unfinished = []
+            with self._pool(self.workers) as pool:
+                futures = {
+                    pool.submit(run_chunk_into_store, [spec.model_dump_json() for spec in chunk], store_location,
+                                retry_failed): chunk
+                    for chunk in configuration_chunks(remaining, self.workers)
+                }
+                while futures:
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        chunk = futures.pop(future)
+                        try:
+                            yield from future.result()
+                        except BrokenProcessPool:
+                            unfinished += chunk
+            # The broken pool has ended all its workers by now (leaving the with block waits for them).
+            remaining, culprits = [], []
+            for spec in unfinished:
+                manifest = store.read_manifest(spec.run_id)
+                if manifest is not None and not (retry_failed and manifest.get("status") == "failed"):
+                    yield _outcome(spec, manifest["status"], manifest.get("error"))  # finished before the break
+                elif self._died_training(store, spec.run_id):
+                    culprits.append(spec)
+                else:
+                    remaining.append(spec)
+            for spec in culprits:
+                store.release_claim(spec.run_id)
+                yield _outcome(spec, "failed", "the worker process died while training this run (killed, or "
+                                               "out of memory); `lrid generate` tries it again")
+            blind_breaks = 0 if culprits else blind_breaks + 1
+            if remaining and blind_breaks >= self.BLIND_BREAKS:
+                for spec in remaining:
+                    yield _outcome(spec, "failed", f"worker processes died {blind_breaks} times in a row, "
+                                                   "none while training a run; check memory and the system log")
+                return
+
+    @staticmethod
+    def _died_training(store, run_id: str) -> bool:
+        """Whether ``run_id``'s claim was left by a worker of this process that no longer exists."""
+        from lrid.store import process_alive
+
+        claim = store.read_claim(run_id) or {}
+        return (claim.get("host") == socket.gethostname() and claim.get("parent") == os.getpid()
+                and not process_alive(claim.get("pid", -1)))
 
 
 class RayExecutor:
@@ -135,7 +206,7 @@ class RayExecutor:
     def __init__(self, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0):
         self.address, self.num_cpus, self.num_gpus = address, num_cpus, num_gpus
 
-    def map(self, specs: list[RunSpec], store_location: str) -> Iterator[dict]:
+    def map(self, specs: list[RunSpec], store_location: str, retry_failed: bool = False) -> Iterator[dict]:
         """Yield each run's outcome as it finishes."""
         try:
             import ray
@@ -145,19 +216,27 @@ class RayExecutor:
         if started_here:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
         try:
-            task = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(run_into_store)
-            refs = {task.remote(spec.model_dump_json(), store_location): spec for spec in specs}
+            task = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(_run_in_ray_worker)
+            refs = {task.remote(spec.model_dump_json(), store_location, retry_failed): spec for spec in specs}
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1)
                 spec = refs.pop(done[0])
                 try:
                     yield ray.get(done[0])
                 except ray.exceptions.RayError as error:
-                    yield {"run_id": spec.run_id, "rule": spec.rule.name, "status": "failed",
-                           "error": f"Ray task failed: {type(error).__name__}: {str(error).splitlines()[0]}"}
+                    yield _outcome(spec, "failed", f"Ray task failed: {type(error).__name__}: {str(error).splitlines()[0]}")
         finally:
             if started_here:
                 ray.shutdown()
+
+
+def _run_in_ray_worker(spec_json: str, store_location: str, retry_failed: bool) -> dict:
+    """:func:`run_into_store` in a Ray worker, which Ray may end without atexit: scratch files go to its own
+    directory, which the next lrid process of the host removes if so."""
+    from lrid.generate.scratch import use_scratch_for_this_process
+
+    use_scratch_for_this_process()
+    return run_into_store(spec_json, store_location, retry_failed)
 
 
 def make_executor(backend: str = "sequential", workers: int | None = None, address: str | None = None,

@@ -21,6 +21,7 @@ class SweepSummary:
     collapsed: int = 0
     diverged: int = 0
     failed: int = 0
+    elsewhere: int = 0  # runs another process sharing the store was training (or had just finished)
     errors: list[str] = field(default_factory=list)
 
 
@@ -49,7 +50,9 @@ def generate(
     """Train and record every run of ``sweep`` that ``store`` does not hold yet.
 
     Each run is written as soon as it ends, so an interrupted sweep resumes where it stopped. A failed run
-    is recorded with its error and the sweep goes on; ``retry_failed`` re-runs failed runs.
+    is recorded with its error and the sweep goes on; ``retry_failed`` re-runs failed runs. Runs that another
+    process sharing the store is training are left to it (counted as ``elsewhere``): a later call picks up
+    whatever that process did not finish.
 
     Args:
         executor: from :func:`lrid.generate.executors.make_executor`; default: sequential, in this process.
@@ -60,10 +63,11 @@ def generate(
     store = store if isinstance(store, Store) else Store(store)
     executor = executor or SequentialExecutor()
     pending, skipped, skipped_failed = plan_runs(sweep, store, retry_failed)
+    store.remove_leftovers()  # of writers killed earlier; a live writer's files are younger than a lease
     summary = SweepSummary(total=len(pending) + skipped, skipped=skipped, skipped_failed=skipped_failed)
     bar = tqdm(total=len(pending), desc=f"generate {sweep.name} ({executor.name})", unit="run",
                disable=None if progress is None else not progress)
-    for outcome in executor.map(pending, store.location):
+    for outcome in executor.map(pending, store.location, retry_failed=retry_failed):
         status = outcome["status"]
         setattr(summary, status, getattr(summary, status) + 1)
         if status == "failed":
