@@ -57,7 +57,7 @@ def manifest_count(store: Path) -> int:
 
 
 def observables_by_run(store: Path) -> dict[str, pd.DataFrame]:
-    frame = Store(store).read_observables(statuses=("complete", "diverged"))
+    frame = Store(store).read_observables(statuses=("complete", "collapsed", "diverged"))
     return {run_id: rows.reset_index(drop=True) for run_id, rows in frame.groupby("run_id")}
 
 
@@ -89,7 +89,7 @@ def check_store(store: Path, reference: dict[str, pd.DataFrame]) -> list[str]:
 
 
 def counts(stdout: str) -> dict[str, int]:
-    return {key: int(value) for value, key in re.findall(r"(\d+) (complete|failed|already in)", stdout)}
+    return {key: int(value) for value, key in re.findall(r"(\d+) (complete|collapsed|failed|already in)", stdout)}
 
 
 def worker_pids(parent: int) -> set[int]:
@@ -135,7 +135,7 @@ def case_two_writers(sweep: Path, work: Path, reference, total: int) -> tuple[li
     processes = [start(generate_command(sweep, store, "process", workers=1)) for _ in range(2)]
     outputs = [process.communicate(timeout=900) for process in processes]
     problems = [f"writer exited {p.returncode}: {err[-300:]}" for p, (_, err) in zip(processes, outputs) if p.returncode]
-    trained = [counts(out).get("complete", 0) + counts(out).get("failed", 0) for out, _ in outputs]
+    trained = [sum(counts(out).get(status, 0) for status in ("complete", "collapsed", "failed")) for out, _ in outputs]
     if sum(trained) != total:
         problems.append(f"runs trained {trained[0]} + {trained[1]} times in all, for {total} runs")
     problems += check_store(store, reference)
@@ -165,8 +165,9 @@ def case_pool_worker_killed(sweep: Path, work: Path, reference, total: int, rng)
         problems.append(f"generate exited {process.returncode}: {stderr[-300:]}")
     if outcome.get("failed", 0) > 1:
         problems.append(f"{outcome['failed']} runs failed for one killed worker")
-    if outcome.get("complete", 0) + outcome.get("failed", 0) != total:
-        problems.append(f"{outcome.get('complete', 0)} complete + {outcome.get('failed', 0)} failed of {total}")
+    finished = {status: outcome.get(status, 0) for status in ("complete", "collapsed", "failed")}
+    if sum(finished.values()) != total:
+        problems.append(" + ".join(f"{n} {status}" for status, n in finished.items()) + f" of {total}")
     if len(seen) > 2 * workers:
         problems.append(f"{len(seen)} worker processes started for {workers} workers and one kill")
     resumed = subprocess.run(generate_command(sweep, store, "process", workers), capture_output=True, text=True,

@@ -96,7 +96,8 @@ def test_a_killed_pool_worker_fails_only_its_run_and_the_pool_keeps_its_workers(
 
     manifests = Store(store).manifests()
     assert sorted(m["spec"]["rule"]["hparams"]["lr"] for m in manifests) == [lr for lr in LRS if lr != 0.03]
-    assert {m["status"] for m in manifests} == {"complete"}
+    # Trained to the end (a probe run this short learns too little to count as complete: it collapses).
+    assert {m["status"] for m in manifests} <= {"complete", "collapsed"}
     assert not list((store / "claims").glob("*.json"))  # the dead worker's claim was removed too
 
     started = trainings(log)
@@ -105,7 +106,7 @@ def test_a_killed_pool_worker_fails_only_its_run_and_the_pool_keeps_its_workers(
     # One replacement pool of two workers, not a fresh single-worker pool per remaining run.
     assert len(before) <= 2 and len(after - before) == 2 and len(before | after) <= 4, started
     assert sum(lr == 0.03 for _, _, lr in started) == 1  # not retried
-    assert (summary.complete, summary.failed) == (11, 1), summary
+    assert (summary.complete + summary.collapsed, summary.failed) == (11, 1), summary
     assert "the worker process died while training this run" in summary.errors[0]
 
 
@@ -114,7 +115,7 @@ def _generate_command(sweep, store, *options):
 
 
 def _counts(stdout: str) -> dict:
-    return {key: int(value) for value, key in re.findall(r"(\d+) (complete|already in|failed)", stdout)}
+    return {key: int(value) for value, key in re.findall(r"(\d+) (complete|collapsed|already in|failed)", stdout)}
 
 
 def test_two_concurrent_generates_train_each_run_once(probe_rule, tmp_path):
@@ -129,7 +130,7 @@ def test_two_concurrent_generates_train_each_run_once(probe_rule, tmp_path):
 
     started = [lr for _, _, lr in trainings(log)]
     assert sorted(started) == LRS, "every run trained exactly once between the two processes"
-    assert sum(_counts(stdout)["complete"] for stdout, _ in outputs) == len(LRS)
+    assert sum(_counts(stdout)["complete"] + _counts(stdout)["collapsed"] for stdout, _ in outputs) == len(LRS)
     assert any("being trained by another process" in stdout for stdout, _ in outputs)
     assert len(Store(store).manifests()) == len(LRS) and not list((store / "claims").glob("*.json"))
 
