@@ -34,7 +34,7 @@ sample:
       choice:
         - {model.arch: mlp, model.depth: {int_uniform: [1, 4]}, model.hidden_width: {int_loguniform: [32, 256]}}
         - {model.arch: convnet, task.options.as_images: true}
-      weights: [3, 1]
+      weights: %(weights)s
 rules:
 %(rules)s
 """
@@ -47,9 +47,11 @@ RULES = {
 }
 
 
-def write_sweep(tmp_path: Path, rules=("sgdm", "fa"), n: int = 40, seed: int = 0, extra: str = "") -> Path:
+def write_sweep(tmp_path: Path, rules=("sgdm", "fa"), n: int = 40, seed: int = 0, extra: str = "",
+                weights=(3, 1)) -> Path:
     path = tmp_path / f"sweep_{'_'.join(rules)}_{n}_{seed}.yaml"
-    path.write_text(ZOO_LIKE % {"n": n, "seed": seed, "rules": "\n".join(RULES[r] for r in rules)} + extra)
+    path.write_text(ZOO_LIKE % {"n": n, "seed": seed, "rules": "\n".join(RULES[r] for r in rules),
+                                "weights": list(weights)} + extra)
     return path
 
 
@@ -219,3 +221,58 @@ def test_init_scale_multiplies_the_initial_weights_std(arch, input_shape):
         assert math.isclose(scaled.std() / base.std(), 2.5, rel_tol=1e-5)
         np.testing.assert_allclose(scaled, 2.5 * base, atol=1e-6)
         np.testing.assert_array_equal(scaled_b, base_b)  # feedback kernels keep Glorot's scale
+
+
+def test_estimate_times_one_run_per_family_and_scales_the_rest(tmp_path, monkeypatch):
+    """With step times linear in work (as the estimate assumes), a few timings predict every run exactly."""
+    from lrid.generate import estimate
+
+    def macs(run):
+        widths = [64, *run.model.hidden, 10]
+        return sum(a * b for a, b in zip(widths, widths[1:]))
+
+    timed = []
+
+    def fake_timing(run, batch, timing_seconds):
+        timed.append(run.run_id)
+        return 1.0, 1e-3 + 1e-9 * batch * macs(run), 1e-2 + 1e-8 * macs(run), 1347
+
+    monkeypatch.setattr(estimate, "time_configuration", fake_timing)
+    sweep = load_sweep(write_sweep(tmp_path, rules=("sgdm", "adam"), n=30, weights=(1, 0)))  # MLPs only
+    runs = sweep.expand()
+    rows = estimate.estimate_sweep(sweep, max_timing_batch=1024)
+    assert len(timed) == 3  # sgdm's least and most work (the curve), one adam representative; not 60 runs
+    expected_train = sum(r.train.epochs * (1347 // r.train.batch_size) * (1e-3 + 1e-9 * r.train.batch_size * macs(r))
+                         for r in runs)
+    expected_record = sum(r.observe.points * (1e-2 + 1e-8 * macs(r)) for r in runs)
+    assert math.isclose(sum(row.train_s for row in rows), expected_train, rel_tol=1e-9)
+    assert math.isclose(sum(row.record_s for row in rows), expected_record, rel_tol=1e-9)
+    assert sum(row.runs for row in rows) == len(runs) == 60
+    assert sum(row.configurations for row in rows) == 60  # every drawn configuration compiles once
+
+
+def test_dry_run_of_a_sampled_sweep_shows_the_spread_and_writes_nothing(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: small
+        task: {name: digits}
+        model: {arch: mlp, hidden: [32]}
+        train: {epochs: 1}
+        observe: {points: 2, probe_size: 32}
+        sample:
+          n: 4
+          space:
+            train.batch_size: {choice: [32, 64]}
+            model.hidden_width: {int_loguniform: [16, 64]}
+        rules:
+          sgd: {lr: {loguniform: [0.01, 0.1]}}
+    """))
+    store = tmp_path / "store"
+    lrid = Path(sys.executable).with_name("lrid")
+    result = subprocess.run([lrid, "generate", path, "--store", store, "--dry-run"], capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert "Sampled values over the 4 configurations drawn per rule" in result.stdout
+    assert "model.hidden_width" in result.stdout and "sgd.lr" in result.stdout and "min " in result.stdout
+    assert "runs per rule: sgd 4" in result.stdout and "nothing was written" in result.stdout
+    assert not store.exists() or not any(store.iterdir())

@@ -6,7 +6,8 @@ of the task's shape, and one observable recording timed. A run's step time is th
 scaled by the run's *work* (batch size x multiply-adds per example of its network; for architectures
 other than the MLP, batch size x ``width`` squared) along a cost curve ``a + b x work`` fitted per
 architecture from two more timings, of the least and the most work, with one reference rule; without such
-a spread (under 1.5x) the step time is scaled in proportion to the work. Small networks are
+a spread (under 1.5x) the step time is scaled in proportion to the work. (The reference rule's
+representative is its least-work timing.) Small networks are
 latency-bound, which the fitted intercept captures and a proportional scaling would not. Recordings are
 scaled the same way by multiply-adds (the probe batch is fixed). Steps are timed at batches capped at
 ``max_timing_batch``, so that estimating an ImageNet sweep on a laptop takes minutes, not hours.
@@ -15,7 +16,7 @@ A worker compiles each distinct configuration (``configuration_key``: what diffe
 learning rate and budget) once, so the estimate adds the family's compile time once per configuration.
 Families differ in rule hyperparameters other than the learning rate (e.g. an optimizer) only through
 the compile count: their step times are taken to be the representative's. The number of timings is
-(families + 2 per architecture), whatever the number of runs, so a sampled sweep of a thousand runs is
+(families + 1 per architecture), whatever the number of runs, so a sampled sweep of a thousand runs is
 estimated as fast as a grid of the same rules and architectures. Nothing is written to any store.
 """
 
@@ -95,7 +96,7 @@ class _Curve:
         return self(x) / self(x_ref) if self(x_ref) > 0 else x / x_ref
 
 
-def estimate_sweep(sweep: SweepSpec, timing_seconds: float = 0.3, max_timing_batch: int = 64) -> list[CostEstimate]:
+def estimate_sweep(sweep: SweepSpec, timing_seconds: float = 0.2, max_timing_batch: int = 64) -> list[CostEstimate]:
     """Time a representative of each family of ``sweep``'s runs and extrapolate to every run (module docstring)."""
     from lrid.generate.trainer import configuration_key
     from lrid.tasks import task_geometry
@@ -125,6 +126,7 @@ def estimate_sweep(sweep: SweepSpec, timing_seconds: float = 0.3, max_timing_bat
         return run.train.batch_size * macs(run)
 
     curves: dict[tuple, tuple[_Curve, _Curve]] = {}
+    timings: dict[tuple, _Timing] = {}  # the reference families' low timing serves as their representative
     for task_key, arch in sorted({(t, a) for t, a, _ in families}):
         arch_runs = [run for (t, a, _), members in families.items() if (t, a) == (task_key, arch) for run in members]
         rules = {run.rule.name for run in arch_runs}
@@ -132,13 +134,14 @@ def estimate_sweep(sweep: SweepSpec, timing_seconds: float = 0.3, max_timing_bat
         members = sorted(families[(task_key, arch, reference)], key=work)
         if work(members[-1]) > 1.5 * work(members[0]):
             low, high = timed(members[0]), timed(members[-1])
+            timings[(task_key, arch, reference)] = low
             curves[(task_key, arch)] = (_Curve(low.work, low.step_s, high.work, high.step_s),
                                         _Curve(low.macs, low.record_s, high.macs, high.record_s))
 
     rows: dict[tuple, CostEstimate] = {}
     for (task_key, arch, rule), members in families.items():
         members = sorted(members, key=work)
-        rep = timed(members[len(members) // 2])
+        rep = timings.get((task_key, arch, rule)) or timed(members[len(members) // 2])
         step_curve, record_curve = curves.get((task_key, arch), (_Curve(rep.work, rep.step_s), _Curve(rep.macs, rep.record_s)))
         n_train = geometry[task_key][2]
         configurations: dict[int, set] = {}
