@@ -388,10 +388,13 @@ def _rule_space(rule_name: str, hparams: dict) -> dict[str, sampling.Entry]:
         sampling.check_conditionals(entries, axes)
     except ValueError as error:
         raise ValueError(f"rule {rule_name!r}: {error}") from None
+    # Drawn values are checked beside the fixed ones; fixed values are checked with the whole rule on expansion.
+    fixed = {key: value for key, value in hparams.items() if not isinstance(value, (list, dict))}
     for key, candidates in sampling.leaves(entries).items():
-        for value in (v for candidate in candidates for v in candidate.values):
+        drawn = (candidate for candidate in candidates if isinstance(candidate, sampling.Distribution))
+        for value in (v for candidate in drawn for v in candidate.values):
             try:
-                RuleSpec(name=rule_name, hparams={key: value})
+                RuleSpec(name=rule_name, hparams={**fixed, key: value})
             except ValidationError as error:
                 raise ValueError(_first_error(error)) from None
     return entries
