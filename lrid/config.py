@@ -517,25 +517,38 @@ class SweepSpec(StrictModel):
     def sampled_values(self) -> dict[str, list]:
         """The values drawn for every sampled key, over all drawn configurations (empty without ``sample``).
 
-        Keys are the space's paths and ``RULE.HPARAM`` for rule hyperparameters; a conditional
-        hyperparameter also appears per case, as ``RULE.HPARAM [GIVEN=VALUE]``.
+        Keys are the space's paths and ``RULE.HPARAM`` for rule hyperparameters; a conditional key also
+        appears per case, as ``KEY [GIVEN=VALUE]``.
         """
         if self.sample is None:
             return {}
         values: dict[str, list] = {}
+        space_conditionals = _conditionals(self.sample.entries)
         for rule_name, hparams in self.rules.items():
             rule_space = _rule_space(rule_name, hparams)
-            for settings, drawn in self._configurations(rule_name):
-                for path, value in settings.items():
-                    values.setdefault(path, []).append(value)
-                for key, entry in rule_space.items():
-                    if isinstance(entry, sampling.Fixed):
-                        continue
-                    values.setdefault(f"{rule_name}.{key}", []).append(drawn[key])
-                    if isinstance(entry, sampling.Conditional):
-                        case = f"{rule_name}.{key} [{entry.given}={sampling.case_name(drawn[entry.given])}]"
+            drawn_keys = [key for key, entry in rule_space.items() if not isinstance(entry, sampling.Fixed)]
+            conditionals = [*space_conditionals, *((f"{rule_name}.{key}", f"{rule_name}.{given}", entry)
+                                                   for key, given, entry in _conditionals(rule_space))]
+            for settings, rule_values in self._configurations(rule_name):
+                drawn = {**settings, **{f"{rule_name}.{key}": rule_values[key] for key in drawn_keys}}
+                for key, given, _ in conditionals:
+                    if key in drawn and given in drawn:
+                        case = f"{key} [{given.removeprefix(rule_name + '.')}={sampling.case_name(drawn[given])}]"
                         values.setdefault(case, []).append(drawn[key])
+                for key, value in drawn.items():
+                    values.setdefault(key, []).append(value)
         return values
+
+
+def _conditionals(space: dict[str, sampling.Entry]) -> list[tuple[str, str, sampling.Conditional]]:
+    """(key, given key, conditional) for every conditional of a space, group options' included."""
+    found = []
+    for key, entry in space.items():
+        if isinstance(entry, sampling.Conditional):
+            found.append((key, entry.given, entry))
+        elif isinstance(entry, sampling.Group):
+            found.extend(c for option in entry.options for c in _conditionals(option))
+    return found
 
 
 def _as_list(value) -> list:
