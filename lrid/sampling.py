@@ -66,8 +66,7 @@ class Distribution:
     def draw(self, rng: np.random.Generator, n: int) -> list:
         """``n`` independent draws, as plain Python values."""
         if self.kind == "choice":
-            p = None if self.weights is None else np.asarray(self.weights) / sum(self.weights)
-            return [self.args[i] for i in rng.choice(len(self.args), size=n, p=p)]
+            return [self.args[i] for i in _pick(rng, len(self.args), self.weights, n)]
         lo, hi = self.args
         if self.kind == "int_uniform":
             return [int(v) for v in rng.integers(lo, hi + 1, size=n)]
@@ -80,6 +79,12 @@ class Distribution:
         else:
             draws = rng.uniform(lo, hi, size=n)
         return [min(max(float(f"{v:.4g}"), lo), hi) for v in draws]
+
+
+def _pick(rng: np.random.Generator, count: int, weights: tuple[float, ...] | None, n: int) -> np.ndarray:
+    """``n`` indices below ``count``, equally likely or in proportion to ``weights``."""
+    p = None if weights is None else np.asarray(weights) / sum(weights)
+    return rng.choice(count, size=n, p=p)
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,8 @@ Entry = Fixed | Distribution | Group | Conditional
 
 
 def case_name(value: Any) -> str:
-    """How a value of the ``given`` key names its case (YAML mapping keys are read as strings)."""
+    """The text a value of the ``given`` key is matched by: case keys and values are compared as text, so a
+    YAML key ``16`` matches a drawn 16 and ``true`` a drawn True."""
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -243,8 +249,7 @@ def draw_space(space: dict[str, Entry], n: int, seed: int, scope: tuple[str, ...
     for key in sorted(space):
         entry = space[key]
         if isinstance(entry, Group):
-            weights = None if entry.weights is None else np.asarray(entry.weights) / sum(entry.weights)
-            picks = stream(seed, *scope, key).choice(len(entry.options), size=n, p=weights)
+            picks = _pick(stream(seed, *scope, key), len(entry.options), entry.weights, n)
             for index, option in enumerate(entry.options):
                 drawn = draw_space(option, n, seed, (*scope, key, str(index)))
                 for config, pick, values in zip(configs, picks, drawn):

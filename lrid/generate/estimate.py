@@ -128,8 +128,7 @@ def estimate_sweep(sweep: SweepSpec, timing_seconds: float = 0.2, max_timing_bat
     curves: dict[tuple, tuple[_Curve, _Curve]] = {}
     timings: dict[tuple, _Timing] = {}  # the reference families' low timing serves as their representative
     for task_key, arch in sorted({(t, a) for t, a, _ in families}):
-        arch_runs = [run for (t, a, _), members in families.items() if (t, a) == (task_key, arch) for run in members]
-        rules = {run.rule.name for run in arch_runs}
+        rules = {r for t, a, r in families if (t, a) == (task_key, arch)}
         reference = "sgd" if "sgd" in rules else min(rules)
         members = sorted(families[(task_key, arch, reference)], key=work)
         if work(members[-1]) > 1.5 * work(members[0]):
