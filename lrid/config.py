@@ -95,8 +95,9 @@ class ModelSpec(StrictModel):
     AlexNet's and the ResNets' layers.
 
     ``init_scale`` multiplies the standard deviation (and limit) of the forward kernels' Glorot-uniform
-    initialisation, for the architectures that support it (``lrid archs``). It is left out of the
-    serialised spec at its default, so specs without it keep the run ids they had before it existed.
+    initialisation, for the architectures that support it (mlp, convnet: ``Architecture.scales_init``;
+    the others refuse a value other than 1). It is left out of the serialised spec at its default, so
+    specs without it keep the run ids they had before it existed.
     """
 
     arch: str = "mlp"
