@@ -197,22 +197,31 @@ def generate(
 def _dry_run(spec_path: Path, store: str, timing_batch: int) -> None:
     _require_tensorflow("estimating a sweep's cost (--dry-run times training steps)")
     from lrid.config import load_sweep
-    from lrid.generate.estimate import estimate_sweep
+    from lrid.generate.estimate import describe_spread, estimate_sweep
     from lrid.generate.sweep import pending_runs
     from lrid.store import Store
 
     sweep = load_sweep(spec_path)
     pending, done = pending_runs(sweep, Store(store))
+    spread = describe_spread(sweep.sampled_values())
+    if spread:
+        table = Table(title=f"Sampled values over the {sweep.sample.n} configurations drawn per rule")
+        table.add_column("key")
+        table.add_column("spread")
+        for key, line in spread:
+            table.add_row(key, line)  # the consoles print text literally (no markup)
+        console.print(table)
     _quiet_tensorflow()
-    console.print(f"{spec_path}: {len(pending) + done} runs, {done} already in {store}; timing a few steps of each configuration...")
+    console.print(f"{spec_path}: {len(pending) + done} runs, {done} already in {store}; timing a few steps of each "
+                  "(task, architecture, rule)...")
     estimates = estimate_sweep(sweep, max_timing_batch=timing_batch)
     table = Table(title=f"Estimated cost on this machine, one worker (steps timed at batch <= {timing_batch}, scaled)")
-    for column in ("task", "arch", "rule", "batch", "runs", "steps/run", "s/step", "compile s", "minutes"):
+    for column in ("task", "arch", "rule", "batch", "runs", "configs", "steps/run", "s/step", "compile s", "minutes"):
         table.add_column(column, justify="left" if column in ("task", "arch", "rule") else "right")
     by_rule: dict[str, list[int]] = {}
     for e in sorted(estimates, key=lambda e: (e.task, e.arch, e.rule, e.batch_size)):
-        table.add_row(e.task, e.arch, e.rule, str(e.batch_size), str(e.runs), f"{e.steps_per_run:,}", f"{e.step_s:.4f}",
-                      f"{e.compile_s:.1f}", f"{e.total_seconds / 60:.1f}")
+        table.add_row(e.task, e.arch, e.rule, str(e.batch_size), str(e.runs), str(e.configurations),
+                      f"{e.steps_per_run:,.0f}", f"{e.step_s:.4f}", f"{e.compile_s:.1f}", f"{e.total_seconds / 60:.1f}")
         by_rule.setdefault(e.rule, []).append(e.runs)
     console.print(table)
     runs_by_arch: dict[str, int] = {}
@@ -221,8 +230,8 @@ def _dry_run(spec_path: Path, store: str, timing_batch: int) -> None:
     console.print("runs per rule: " + ", ".join(f"{r} {sum(n)}" for r, n in sorted(by_rule.items())))
     console.print("runs per architecture: " + ", ".join(f"{a} {n}" for a, n in sorted(runs_by_arch.items())))
     total = sum(e.total_seconds for e in estimates)
-    console.print(f"total: {total / 60:.1f} minutes ({total / 3600:.2f} hours) of one worker on this machine; "
-                  "nothing was written")
+    console.print(f"total: {total / 60:.1f} minutes ({total / 3600:.2f} hours) of one worker on this machine "
+                  "(compile s: once per configuration); nothing was written")
 
 
 @app.command()

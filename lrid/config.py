@@ -10,21 +10,60 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
+from lrid import sampling
 from lrid.errors import LridError
 
 Scalar = int | float | str | bool
 
 
 class StrictModel(BaseModel):
-    """Base for every spec: unknown keys are errors, and specs are immutable once validated."""
+    """Base for every spec: unknown keys are errors, booleans are not numbers, and specs are immutable once
+    validated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            _reject_bools(cls.model_fields, data)
+        return data
+
+
+def _admits(annotation: Any, kind: type) -> bool:
+    """Whether a field annotation accepts values of type ``kind`` (through unions and Optional)."""
+    if annotation is kind:
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_admits(arg, kind) for arg in get_args(annotation))
+    return False
+
+
+def _bool_for_number(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` (or an item of it, for tuple fields) is a bool where the field wants a number.
+
+    Pydantic's lax mode reads ``true`` as 1 for int and float fields; a sweep that says ``epochs: true``
+    is a mistake to report, not a one-epoch run.
+    """
+    if isinstance(value, bool):
+        return not _admits(annotation, bool) and (_admits(annotation, int) or _admits(annotation, float))
+    if isinstance(value, (list, tuple)) and get_origin(annotation) is tuple:
+        return any(_bool_for_number(get_args(annotation)[0], item) for item in value)
+    return False
+
+
+def _reject_bools(fields: dict, data: dict) -> None:
+    for name, value in data.items():
+        if name in fields and _bool_for_number(fields[name].annotation, value):
+            what = "is" if isinstance(value, bool) else "holds"
+            raise ValueError(f"{name}: {value!r} {what} a boolean where a number is expected; write a number")
 
 
 class TaskSpec(StrictModel):
@@ -53,12 +92,19 @@ class TaskSpec(StrictModel):
 
 class ModelSpec(StrictModel):
     """The architecture (see ``lrid archs``); ``hidden`` and ``activation`` shape the MLP, ``width`` scales
-    AlexNet's and the ResNets' layers."""
+    AlexNet's and the ResNets' layers.
+
+    ``init_scale`` multiplies the standard deviation (and limit) of the forward kernels' Glorot-uniform
+    initialisation, for the architectures that support it (mlp, convnet: ``Architecture.scales_init``;
+    the others refuse a value other than 1). It is left out of the serialised spec at its default, so
+    specs without it keep the run ids they had before it existed.
+    """
 
     arch: str = "mlp"
     hidden: tuple[int, ...] = (128, 128)
     activation: Literal["tanh", "relu", "sigmoid"] = "tanh"
     width: float = Field(1.0, gt=0)
+    init_scale: float = Field(1.0, gt=0, description="multiplies the forward kernels' initial standard deviation")
 
     @field_validator("arch")
     @classmethod
@@ -75,6 +121,22 @@ class ModelSpec(StrictModel):
         if any(width < 1 for width in hidden):
             raise ValueError("hidden widths must be positive integers")
         return hidden
+
+    @model_validator(mode="after")
+    def _arch_scales_init(self) -> ModelSpec:
+        from lrid.models import ARCHITECTURES
+
+        if self.init_scale != 1.0 and not ARCHITECTURES[self.arch].scales_init:
+            supported = ", ".join(name for name, arch in ARCHITECTURES.items() if arch.scales_init)
+            raise ValueError(f"init_scale: architecture {self.arch!r} has no init_scale; it is implemented for {supported}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_init_scale(self, handler):
+        data = handler(self)
+        if self.init_scale == 1.0:
+            data.pop("init_scale", None)
+        return data
 
 
 class TrainSpec(StrictModel):
@@ -162,6 +224,10 @@ class RuleSpec(StrictModel):
         except LridError as error:
             raise ValueError(str(error)) from None
         try:
+            _reject_bools(rule_class.Hyperparameters.model_fields, self.hparams)
+        except ValueError as error:
+            raise ValueError(f"rule {self.name!r}: {error}") from None
+        try:
             normalised = rule_class.Hyperparameters(**self.hparams).model_dump()
         except ValidationError as error:
             raise ValueError(f"rule {self.name!r}: {_first_error(error)}") from None
@@ -216,12 +282,132 @@ class RunSpec(StrictModel):
 
 GRID_KEYS = {**{f: "train" for f in TrainSpec.model_fields}, **{f: "model" for f in ModelSpec.model_fields}}
 
+#: convenience keys of a sampled space: ``hidden = (model.hidden_width,) * model.depth``
+MLP_SHAPE_KEYS = ("model.depth", "model.hidden_width")
+#: the fields a sampled space may set, by section (plus ``task.options.NAME`` and :data:`MLP_SHAPE_KEYS`)
+SAMPLE_FIELDS = {
+    "task": ("name", "image_size"),
+    "model": tuple(ModelSpec.model_fields),
+    "train": tuple(TrainSpec.model_fields),
+    "observe": ("points", "probe_size", "probe_seed"),
+}
+_SECTIONS = {"task": TaskSpec, "model": ModelSpec, "train": TrainSpec, "observe": ObserveSpec}
+
+
+class SampleSpec(StrictModel):
+    """Draw ``n`` configurations per rule from ``space`` (see :mod:`lrid.sampling` for the distributions).
+
+    ``space`` maps dotted paths into the run spec (``train.batch_size``, ``model.activation``,
+    ``task.options.as_images``; ``model.depth`` and ``model.hidden_width`` give ``hidden = (width,) *
+    depth``) to distributions. A key without a dot is a group label: its value is a ``choice`` among
+    mappings of paths to values or distributions, drawn together. Rule hyperparameters are drawn from the
+    distributions written in the sweep's ``rules``. ``n`` is per rule, so the rules stay balanced.
+    """
+
+    n: int = Field(gt=0, description="configurations drawn per rule")
+    seed: int = Field(0, ge=0)
+    space: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("space")
+    @classmethod
+    def _valid_space(cls, space: dict) -> dict:
+        _parse_space(space)
+        return space
+
+    @property
+    def entries(self) -> dict[str, sampling.Entry]:
+        """The parsed space."""
+        return _parse_space(self.space)
+
+
+def _parse_space(raw: dict) -> dict[str, sampling.Entry]:
+    """Parse and check a sampled space; ``ValueError`` naming the key on the first problem."""
+    entries, owners = {}, {}
+    for key, value in raw.items():
+        try:
+            entry = sampling.parse_entry(value, group_allowed="." not in key)
+        except ValueError as error:
+            raise ValueError(f"{key}: {error}") from None
+        if "." not in key and not isinstance(entry, sampling.Group):
+            raise ValueError(
+                f"{key}: unknown key; keys are dotted paths such as train.batch_size or model.hidden_width, or "
+                "a group label whose value is {choice: [{path: value, ...}, ...]}"
+            )
+        entries[key] = entry
+        paths = {p for option in entry.options for p in option} if isinstance(entry, sampling.Group) else {key}
+        for path in paths:
+            if path in owners:
+                raise ValueError(f"{path}: set both by {owners[path]} and by {key}; set it in one place")
+            owners[path] = key
+    sampling.check_conditionals(entries)
+    for option in (o for e in entries.values() if isinstance(e, sampling.Group) for o in e.options):
+        sampling.check_conditionals(option)
+    if "model.hidden" in owners and any(key in owners for key in MLP_SHAPE_KEYS):
+        raise ValueError("model.hidden: give either model.hidden or model.depth/model.hidden_width, not both")
+    for path, candidates in sampling.leaves(entries).items():
+        for candidate in candidates:
+            for value in candidate.values:
+                _check_sample_value(path, value)
+    return entries
+
+
+def _check_sample_value(path: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``path`` is a key a space may set and ``value`` a valid value for it."""
+    section, _, field = path.partition(".")
+    if path in MLP_SHAPE_KEYS:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{path}: {value!r} is not a positive integer")
+        return
+    if section == "task" and field.startswith("options.") and len(field) > len("options."):
+        arguments = {"options": {field.removeprefix("options."): value}}
+    elif field in SAMPLE_FIELDS.get(section, ()):
+        arguments = {field: value}
+    else:
+        known = [f"{s}.{f}" for s, fields in SAMPLE_FIELDS.items() for f in fields]
+        raise ValueError(
+            f"{path}: unknown key; known: {', '.join([*known, *MLP_SHAPE_KEYS, 'task.options.NAME'])} "
+            "(rule hyperparameters are drawn under rules: RULE: {lr: {loguniform: [lo, hi]}})"
+        )
+    try:
+        _SECTIONS[section](**arguments)
+    except ValidationError as error:
+        raise ValueError(f"{section}.{_first_error(error)}") from None
+
+
+def _rule_space(rule_name: str, hparams: dict) -> dict[str, sampling.Entry]:
+    """The drawn (and fixed) hyperparameters of one rule, parsed and checked; grid axes are left out."""
+    entries = {}
+    for key, value in hparams.items():
+        if isinstance(value, list):
+            continue
+        try:
+            entries[key] = sampling.parse_entry(value)
+        except ValueError as error:
+            raise ValueError(f"rule {rule_name!r}: {key}: {error}") from None
+    axes = tuple(key for key, value in hparams.items() if isinstance(value, list))
+    try:
+        sampling.check_conditionals(entries, axes)
+    except ValueError as error:
+        raise ValueError(f"rule {rule_name!r}: {error}") from None
+    # Drawn values are checked beside the fixed ones; fixed values are checked with the whole rule on expansion.
+    fixed = {key: value for key, value in hparams.items() if not isinstance(value, (list, dict))}
+    for key, candidates in sampling.leaves(entries).items():
+        drawn = (candidate for candidate in candidates if isinstance(candidate, sampling.Distribution))
+        for value in (v for candidate in drawn for v in candidate.values):
+            try:
+                RuleSpec(name=rule_name, hparams={**fixed, key: value})
+            except ValidationError as error:
+                raise ValueError(_first_error(error)) from None
+    return entries
+
 
 class SweepSpec(StrictModel):
     """A sweep: shared settings, rules with their hyperparameter grids, and a grid over training settings.
 
-    ``rules`` maps a rule name to its hyperparameters; a list value is a grid axis. ``grid`` maps a field of
-    ``train`` or ``model`` to the list of values to sweep. The runs are the Cartesian product of both.
+    ``rules`` maps a rule name to its hyperparameters; a list value is a grid axis, a mapping a distribution
+    (with ``sample``). ``grid`` maps a field of ``train`` or ``model`` to the list of values to sweep. With
+    ``sample``, each rule gets ``sample.n`` drawn configurations; the runs are every configuration (one,
+    without ``sample``) times the rule's grid times the training grid.
     """
 
     name: str
@@ -230,14 +416,20 @@ class SweepSpec(StrictModel):
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec()
     observe: ObserveSpec = ObserveSpec()
-    rules: dict[str, dict[str, Scalar | list[Scalar]]]
+    rules: dict[str, dict[str, Scalar | list[Scalar] | dict[str, Any]]]
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    sample: SampleSpec | None = None
 
     @field_validator("rules")
     @classmethod
     def _some_rules(cls, rules: dict) -> dict:
         if not rules:
             raise ValueError("a sweep needs at least one rule")
+        for rule_name, hparams in rules.items():
+            for key, value in hparams.items():
+                if isinstance(value, list) and not value:
+                    raise ValueError(f"rule {rule_name!r}: {key} is an empty list, which gives no runs; list at least one value")
+            _rule_space(rule_name, hparams)
         return rules
 
     @field_validator("grid")
@@ -250,29 +442,114 @@ class SweepSpec(StrictModel):
                 raise ValueError(f"grid key {key!r} has no values")
         return grid
 
+    @model_validator(mode="after")
+    def _sampling_consistent(self) -> SweepSpec:
+        for rule_name, hparams in self.rules.items():
+            drawn = [key for key, value in hparams.items() if isinstance(value, dict)]
+            if drawn and self.sample is None:
+                raise ValueError(
+                    f"rule {rule_name!r}: {drawn[0]} is a distribution, which needs a `sample: {{n: N}}` section "
+                    "saying how many configurations to draw per rule"
+                )
+        if self.sample is not None:
+            paths = sampling.leaves(self.sample.entries)
+            for key in self.grid:
+                path = f"{GRID_KEYS[key]}.{key}"
+                if path in paths or (key == "hidden" and any(k in paths for k in MLP_SHAPE_KEYS)):
+                    raise ValueError(f"grid key {key!r} is also drawn in sample.space; sweep it in one place")
+        return self
+
+    def _configurations(self, rule_name: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """The rule's (drawn settings by path, hyperparameters with their grid axes) configurations."""
+        hparams = self.rules[rule_name]
+        if self.sample is None:
+            return [({}, dict(hparams))]
+        n, seed = self.sample.n, self.sample.seed
+        settings = sampling.draw_space(self.sample.entries, n, seed, (rule_name, "space"))
+        drawn = sampling.draw_space(_rule_space(rule_name, hparams), n, seed, (rule_name, "rules"))
+        axes = {key: value for key, value in hparams.items() if isinstance(value, list)}
+        return [(setting, {**values, **axes}) for setting, values in zip(settings, drawn)]
+
+    def _sections(self, settings: dict[str, Any]) -> dict[str, dict]:
+        """The run's task, model, train and observe settings: the sweep's, with ``settings`` (by path) applied."""
+        sections = {name: getattr(self, name).model_dump() for name in _SECTIONS}
+        for path, value in settings.items():
+            section, _, field = path.partition(".")
+            if path in MLP_SHAPE_KEYS:
+                continue
+            if field.startswith("options."):
+                sections["task"]["options"] = {**sections["task"]["options"], field.removeprefix("options."): value}
+            else:
+                sections[section][field] = value
+        if any(key in settings for key in MLP_SHAPE_KEYS):
+            hidden = sections["model"]["hidden"]
+            depth = settings.get("model.depth", len(hidden))
+            width = settings.get("model.hidden_width", hidden[0] if hidden else 1)
+            sections["model"]["hidden"] = (width,) * depth
+        return sections
+
     def expand(self) -> list[RunSpec]:
-        """Expand the sweep into its runs, in a fixed order (rule, rule grid, then the training grid)."""
-        runs = []
+        """Expand the sweep into its runs, in a fixed order (rule, drawn configuration, rule grid, then the
+        training grid). Drawn configurations that coincide give one run."""
+        runs, seen = [], set()
         grid_keys = sorted(self.grid)
-        for rule_name, rule_grid in self.rules.items():
-            hparam_keys = sorted(rule_grid)
-            hparam_axes = [_as_list(rule_grid[k]) for k in hparam_keys]
-            for hparam_values in itertools.product(*hparam_axes):
-                rule = RuleSpec(name=rule_name, hparams=dict(zip(hparam_keys, hparam_values)))
-                for grid_values in itertools.product(*(self.grid[k] for k in grid_keys)):
-                    sections = {"train": self.train.model_dump(), "model": self.model.model_dump()}
-                    for key, value in zip(grid_keys, grid_values):
-                        sections[GRID_KEYS[key]][key] = value
-                    runs.append(
-                        RunSpec(
-                            task=self.task,
+        for rule_name in self.rules:
+            for settings, rule_grid in self._configurations(rule_name):
+                hparam_keys = sorted(rule_grid)
+                hparam_axes = [_as_list(rule_grid[k]) for k in hparam_keys]
+                for hparam_values in itertools.product(*hparam_axes):
+                    rule = RuleSpec(name=rule_name, hparams=dict(zip(hparam_keys, hparam_values)))
+                    for grid_values in itertools.product(*(self.grid[k] for k in grid_keys)):
+                        sections = self._sections(settings)
+                        for key, value in zip(grid_keys, grid_values):
+                            sections[GRID_KEYS[key]][key] = value
+                        run = RunSpec(
+                            task=TaskSpec(**sections["task"]),
                             model=ModelSpec(**sections["model"]),
                             train=TrainSpec(**sections["train"]),
                             rule=rule,
-                            observe=self.observe,
+                            observe=ObserveSpec(**sections["observe"]),
                         )
-                    )
+                        if run.run_id not in seen:
+                            seen.add(run.run_id)
+                            runs.append(run)
         return runs
+
+    def sampled_values(self) -> dict[str, list]:
+        """The values drawn for every sampled key, over all drawn configurations (empty without ``sample``).
+
+        Keys are the space's paths and ``RULE.HPARAM`` for rule hyperparameters; a conditional key also
+        appears per case, as ``KEY [GIVEN=VALUE]``.
+        """
+        if self.sample is None:
+            return {}
+        values: dict[str, list] = {}
+        space_conditionals = _conditionals(self.sample.entries)
+        for rule_name, hparams in self.rules.items():
+            rule_space = _rule_space(rule_name, hparams)
+            drawn_keys = [key for key, entry in rule_space.items() if not isinstance(entry, sampling.Fixed)]
+            conditionals = [*space_conditionals, *((f"{rule_name}.{key}", f"{rule_name}.{given}", entry)
+                                                   for key, given, entry in _conditionals(rule_space))]
+            for settings, rule_values in self._configurations(rule_name):
+                drawn = {**settings, **{f"{rule_name}.{key}": rule_values[key] for key in drawn_keys}}
+                for key, given, _ in conditionals:
+                    if key in drawn and given in drawn:
+                        case = f"{key} [{given.removeprefix(rule_name + '.')}={sampling.case_name(drawn[given])}]"
+                        values.setdefault(case, []).append(drawn[key])
+                for key, value in drawn.items():
+                    values.setdefault(key, []).append(value)
+        return values
+
+
+def _conditionals(space: dict[str, sampling.Entry]) -> list[tuple[str, str, sampling.Conditional]]:
+    """(key, given key, conditional) for every conditional of a space, group options' included."""
+    found = []
+    for key, entry in space.items():
+        if isinstance(entry, sampling.Conditional):
+            found.append((key, entry.given, entry))
+        elif isinstance(entry, sampling.Group):
+            found.extend(c for option in entry.options for c in _conditionals(option))
+    return found
 
 
 def _as_list(value) -> list:

@@ -26,13 +26,15 @@ def depth_groups(n_layers: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Architecture:
-    """A registered architecture: how to build it, a description, and the input it is meant for."""
+    """A registered architecture: how to build it, a description, the input it is meant for, and whether its
+    builder honours ``model.init_scale``."""
 
     name: str
     description: str
     builder: Callable
     default_input_shape: tuple[int, ...]
     default_classes: int
+    scales_init: bool = False
 
     @property
     def needs_images(self) -> bool:
@@ -43,7 +45,7 @@ class Architecture:
 def _mlp(spec, n_classes, feedback, seed):
     from lrid.models.mlp import MLP
 
-    return MLP(spec.hidden, n_classes, spec.activation, feedback=feedback, seed=seed)
+    return MLP(spec.hidden, n_classes, spec.activation, feedback=feedback, seed=seed, init_scale=spec.init_scale)
 
 
 def _knet(norm, conv4):
@@ -58,7 +60,8 @@ def _knet(norm, conv4):
 def _convnet(spec, n_classes, feedback, seed):
     from lrid.models.convnet import ConvNet
 
-    return ConvNet(n_classes, activation=spec.activation, feedback=feedback, seed=seed, width=spec.width)
+    return ConvNet(n_classes, activation=spec.activation, feedback=feedback, seed=seed, width=spec.width,
+                   init_scale=spec.init_scale)
 
 
 def _alexnet(norm):
@@ -82,8 +85,9 @@ def _resnet(depth, version):
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in [
-        Architecture("mlp", "multilayer perceptron (hidden widths and activation configurable)", _mlp, (64,), 10),
-        Architecture("convnet", "all-convolutional net, 3 stride-2 conv + 1 dense, no pooling or norm (any rule, DTP included)", _convnet, (32, 32, 3), 10),
+        Architecture("mlp", "multilayer perceptron (hidden widths and activation configurable)", _mlp, (64,), 10, scales_init=True),
+        Architecture("convnet", "all-convolutional net, 3 stride-2 conv + 1 dense, no pooling or norm (any rule, DTP included)", _convnet, (32, 32, 3), 10,
+                     scales_init=True),
         Architecture("knet", "KNet: Caffe CIFAR-10 net, 3 conv + 1 dense, batch norm", _knet("bn", False), (32, 32, 3), 10),
         Architecture("knetlrn", "KNet with local response normalisation (the Caffe original)", _knet("lrn", False), (32, 32, 3), 10),
         Architecture("knetc4", "KNet-C4: 4 conv + 1 dense, batch norm", _knet("bn", True), (32, 32, 3), 10),

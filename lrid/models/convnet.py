@@ -3,7 +3,7 @@ can train (every layer is a learned-invertible map of the one below).
 
 conv 32@3x3/2 -> conv 64@3x3/2 -> conv 64@3x3/2 (``activation``, SAME padding) -> dense n_classes: 4
 measured layers (grouped 1 / 1 / 2). Striding replaces pooling, as in Springenberg et al.'s
-all-convolutional nets; ``width`` scales the filters.
+all-convolutional nets; ``width`` scales the filters, ``init_scale`` the forward kernels' initial std.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ class ConvNet(MeasuredModel):
     """Three stride-2 conv layers and a dense readout (see the module docstring)."""
 
     def __init__(self, n_classes: int, activation: str = "tanh", feedback: str | None = None, seed: int = 0,
-                 width: float = 1.0, **kwargs):
+                 width: float = 1.0, init_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.convs = [
             FeedbackConv2D(max(1, int(filters * width)), 3, strides=2, activation=activation, feedback=feedback,
-                           seed=seed * 1000 + 2 * index, name=f"conv{index + 1}")
+                           seed=seed * 1000 + 2 * index, init_scale=init_scale, name=f"conv{index + 1}")
             for index, filters in enumerate(FILTERS)
         ]
         self.classifier = FeedbackDense(n_classes, feedback=feedback, seed=seed * 1000 + 2 * len(FILTERS),
-                                        name=f"fc{len(FILTERS) + 1}")
+                                        init_scale=init_scale, name=f"fc{len(FILTERS) + 1}")
         self.measured_layers = [*self.convs, self.classifier]
 
     def call(self, inputs, training=False):

@@ -31,10 +31,13 @@ class FeedbackLayer(keras.layers.Layer):
             distribution; ``"learned"`` for a trainable B that only the rule's feedback update changes;
             ``"sign"`` for B = s * sign(W) recomputed at every call, s being W's init standard deviation.
         seed: seeds the kernel and feedback initialisers (the feedback uses ``seed + 1``).
+        init_scale: multiplies the forward kernel's Glorot-uniform limit (so its standard deviation). The
+            feedback kernels and sign symmetry's scale keep Glorot's, so the scale varies the forward
+            network only.
     """
 
     def __init__(self, activation: str | None = None, feedback: str | None = None, seed: int = 0,
-                 use_bias: bool = True, **kwargs):
+                 use_bias: bool = True, init_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         if feedback not in FEEDBACK_KINDS:
             raise ValueError(f"feedback must be one of {FEEDBACK_KINDS}, got {feedback!r}")
@@ -43,6 +46,7 @@ class FeedbackLayer(keras.layers.Layer):
         self.feedback = feedback
         self.seed = seed
         self.use_bias = use_bias
+        self.init_scale = init_scale
 
     def kernel_shape(self, input_shape) -> tuple[int, ...]:
         """The forward kernel's shape for inputs of ``input_shape``."""
@@ -67,9 +71,11 @@ class FeedbackLayer(keras.layers.Layer):
     def build(self, input_shape):
         shape = self.kernel_shape(input_shape)
         fan_in, fan_out = self.fans(shape)
-        self.kernel = self.add_weight(
-            name="kernel", shape=shape, initializer=keras.initializers.GlorotUniform(seed=self.seed)
+        # Glorot-uniform is variance scaling with scale 1 over fan_avg; the variance scales as init_scale^2.
+        initializer = keras.initializers.VarianceScaling(
+            scale=self.init_scale**2, mode="fan_avg", distribution="uniform", seed=self.seed
         )
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=initializer)
         # Layers followed by batch normalisation go without a bias, which the normalisation would cancel.
         self.bias = self.add_weight(name="bias", shape=(shape[-1],), initializer="zeros") if self.use_bias else None
         # Glorot-uniform's standard deviation: the magnitude sign-symmetric feedback carries.
@@ -124,7 +130,7 @@ class FeedbackLayer(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation_name, "feedback": self.feedback,
-                "seed": self.seed, "use_bias": self.use_bias}
+                "seed": self.seed, "use_bias": self.use_bias, "init_scale": self.init_scale}
 
 
 class FeedbackDense(FeedbackLayer):

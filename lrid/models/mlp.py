@@ -11,10 +11,12 @@ from lrid.models.layers import FeedbackDense
 class MLP(MeasuredModel):
     """``n_in -> hidden... -> n_classes``, with ``activation`` on hidden layers and linear logits.
 
-    Inputs of any shape are flattened, so the MLP runs on image tasks too.
+    Inputs of any shape are flattened, so the MLP runs on image tasks too. ``init_scale`` multiplies every
+    forward kernel's initial standard deviation.
     """
 
-    def __init__(self, hidden, n_classes: int, activation: str = "tanh", feedback: str | None = None, seed: int = 0, **kwargs):
+    def __init__(self, hidden, n_classes: int, activation: str = "tanh", feedback: str | None = None, seed: int = 0,
+                 init_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         widths = [*hidden, n_classes]
         self.measured_layers = [
@@ -23,6 +25,7 @@ class MLP(MeasuredModel):
                 activation=activation if index < len(hidden) else None,
                 feedback=feedback,
                 seed=seed * 1000 + 2 * index,
+                init_scale=init_scale,
                 name=f"dense{index}",
             )
             for index, width in enumerate(widths)

@@ -228,7 +228,8 @@ class NodePerturbation(LearningRule):
     def make_train_step(self, model, optimizer):
         layers = model.measured_layers
         variables = [v for layer in layers for v in (layer.kernel, layer.bias) if v is not None]
-        kernel_rms = [glorot_std(layer.kernel) for layer in layers]
+        # the forward kernels' init std: Glorot's, times the model's init_scale
+        kernel_rms = [glorot_std(layer.kernel) * layer.init_scale for layer in layers]
         generator = tf.random.Generator.from_seed(self.seed)
         self._generator = generator
         self._health_generator = tf.random.Generator.from_seed(self.seed + 1)  # made eagerly, not in a trace
@@ -258,7 +259,7 @@ class NodePerturbationWeightNorm(NodePerturbation):
 
     The update is :class:`NodePerturbation`'s; then each output unit's incoming weights (a column of the
     [n_in, n_out] kernel) are rescaled to a fixed RMS ``sigma_o = sqrt(2 / (n_in + n_out))``, the std of
-    the Glorot initialisation: ``W[:, j] <- sigma_o W[:, j] / sqrt(mean_i W[i, j]^2)``. Biases are not
+    the Glorot initialisation (times ``model.init_scale``, so the weights stay at their initial scale): ``W[:, j] <- sigma_o W[:, j] / sqrt(mean_i W[i, j]^2)``. Biases are not
     normalised. This stops the weight diffusion that makes plain NP unstable, at the cost of a bias in
     the update. Hiratani et al.'s option normalises all layers (``wreg_type=2``), as here.
 
