@@ -75,6 +75,12 @@ def _parse_classifiers(text: str) -> tuple[str, ...]:
     return names
 
 
+def _require_jobs(jobs: int) -> None:
+    """``--jobs`` follows scikit-learn: a positive count, or -1 for every core."""
+    if jobs == 0 or jobs < -1:
+        raise LridError(f"--jobs {jobs} is not a number of parallel jobs; give a positive count, or -1 for every core")
+
+
 def _require_positive(option: str, value: int | None, other: str = "") -> None:
     """A count option (workers, splits) below 1 is a one-line error, not a traceback from deep inside."""
     if value is not None and value < 1:
@@ -146,6 +152,7 @@ def _classify(store: Path, results: Path, classifiers: str, splits: int, jobs: i
     started = time.perf_counter()
     names = _parse_classifiers(classifiers)
     _require_positive("--splits", splits)
+    _require_jobs(jobs)
     _require_directory("--out", results)
     check_held_out_filters(options.get("train_where"), options.get("test_where"))
     if "conv1d" in names:
@@ -479,6 +486,7 @@ def run(
     _require_tensorflow("training networks")
     _parse_classifiers(classifiers)
     _require_positive("--splits", splits)
+    _require_jobs(jobs)
     _require_directory("--out", out)
     started = time.perf_counter()
     _generate(spec, str(out / "store"), retry_failed=False, backend=backend, workers=workers)
@@ -500,6 +508,7 @@ def robustness(
     from lrid.identify.robustness import robustness as score_views
 
     _require_positive("--splits", splits)
+    _require_jobs(jobs)
     _require_directory("--out", out)
     started = time.perf_counter()
     table = score_views(store, out, classifiers=_parse_classifiers(classifiers), n_splits=splits, n_jobs=jobs,

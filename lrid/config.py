@@ -420,6 +420,14 @@ class SweepSpec(StrictModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     sample: SampleSpec | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, name: str) -> str:
+        # The name labels progress bars and messages on the user's terminal.
+        if not name or not name.isprintable():
+            raise ValueError("a sweep's name must be non-empty printable text (no control characters)")
+        return name
+
     @field_validator("rules")
     @classmethod
     def _some_rules(cls, rules: dict) -> dict:

@@ -223,6 +223,13 @@ def test_classify_with_zero_splits_is_a_one_line_error(monkeypatch, capsys, tmp_
     assert_one_line_error(code, err, "--splits must be at least 1, not 0")
 
 
+@pytest.mark.parametrize("jobs", ["0", "-2"])
+def test_classify_with_an_impossible_number_of_jobs_is_a_one_line_error(monkeypatch, capsys, tmp_path, jobs):
+    code, _, err = lrid(monkeypatch, capsys, "classify", "--store", tmp_path / "store", "--out", tmp_path / "results",
+                        "--classifiers", "linear", "--jobs", jobs)
+    assert_one_line_error(code, err, f"--jobs {jobs} is not a number of parallel jobs")
+
+
 def test_classify_out_pointing_at_an_existing_file_is_a_one_line_error_and_keeps_the_file(monkeypatch, capsys, tmp_path):
     taken = tmp_path / "results.txt"
     taken.write_text("keep me")
@@ -402,3 +409,12 @@ def test_recording_with_one_probe_batch_for_every_layer_is_accepted(tmp_path, su
     path = write_recording(recording(act_batches=(8, 8), actchange=True), tmp_path / f"rec{suffix}")
     (loaded,) = load_recordings(path)
     assert loaded.layers == ["fc1", "fc2"] and loaded.arrays["act"]["fc2"].shape == (3, 8, 3)
+
+
+def test_sweep_name_with_control_characters_is_refused(tmp_path):
+    from lrid.config import load_sweep
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text('name: "demo\\x1b[31m"\nrules: {sgdm: {lr: 0.01}}\n')
+    with pytest.raises(LridError, match="name: a sweep's name must be non-empty printable text"):
+        load_sweep(path)
