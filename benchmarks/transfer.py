@@ -209,9 +209,17 @@ def foreign(observables, config: FeatureConfig, classifier: str, directory: Path
     from lrid.identify.features import build_features
     from lrid.identify.recording import read_recording
 
+    from lrid.generate.trainer import COLLAPSE_GAP_FRACTION
+
     labels = pd.read_csv(directory / "labels.csv").set_index("run")
+    # As lrid leaves out its own runs that learned nothing, so here: chance on digits is 1/10.
+    threshold = 0.1 + COLLAPSE_GAP_FRACTION * 0.9
+    learned = labels.index[labels["final_test_accuracy"] >= threshold]
+    print(f"foreign: {len(labels) - len(learned)} of {len(labels)} networks ended below test accuracy {threshold:.2f} "
+          "(they learned nothing) and are left out")
+    labels = labels.loc[learned]
     started = time.perf_counter()
-    recordings = pd.concat([read_recording(path) for path in sorted(directory.glob("*.npz"))], ignore_index=True)
+    recordings = pd.concat([read_recording(directory / f"{run}.npz") for run in labels.index], ignore_index=True)
     read_seconds = time.perf_counter() - started
     recordings["rule"] = labels.loc[recordings["run_id"], "rule"].to_numpy()
     train = build_features(observables, **config.options())
