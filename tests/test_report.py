@@ -175,3 +175,24 @@ def test_matched_control_of_older_scores_falls_back_to_balanced_rules(tmp_path):
     text = write_report(tmp_path, tmp_path / "out", importance=False).read_text()
     assert "| 0.800–0.900 | 12 | – | 0.700 | 0.250 | – | 0.250 |" in text
     assert "predate per-bin chance levels and rule counts" in text
+
+
+@pytest.mark.parametrize("subsets, classifiers", [
+    (["all"], ["rf"]), (["all"], ["linear", "rf"]), (["all", "weight", "act", "actchange"], ["linear", "rf", "xgb"]),
+])
+def test_accuracy_figure_title_lies_inside_the_figure(tmp_path, kept_figures, subsets, classifiers):
+    import pandas as pd
+
+    from lrid.report import figures
+
+    rows = [{"subset": s, "classifier": c, "accuracy_mean": 0.5, "accuracy_sem": 0.05} for s in subsets for c in classifiers]
+    figures.plot_accuracy(pd.DataFrame(rows), 0.25, tmp_path / "accuracy.png")
+    (figure,) = kept_figures
+    figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()
+    titles = [t for t in [figure._suptitle, *(axis.title for axis in figure.axes)] if t is not None and t.get_text()]
+    assert titles
+    for title in titles:
+        extent = title.get_window_extent(renderer)
+        inside = figure.bbox
+        assert inside.x0 <= extent.x0 and extent.x1 <= inside.x1 and inside.y0 <= extent.y0 and extent.y1 <= inside.y1, title.get_text()

@@ -65,7 +65,9 @@ def plot_accuracy(accuracy: pd.DataFrame, chance: float, path: Path) -> Path:
         axis.set_ylim(0, 1)
         axis.set_xlabel("observables used")
         axis.set_ylabel("test accuracy (fraction correct)")
-        axis.set_title("Rule identification accuracy (mean ± s.e.m. over splits)")
+        # Centred on the figure, not the axes (which the legend pushes left), and on two lines, so that a
+        # narrow figure of one subset still holds it.
+        figure.suptitle("Rule identification accuracy\n(mean ± s.e.m. over splits)", fontsize=STYLE["axes.titlesize"])
         axis.legend(title="classifier", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return path
 
