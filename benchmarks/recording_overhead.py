@@ -3,8 +3,9 @@
 For each workload (``workloads.py``), whole runs (``lrid.generate.trainer.train_run``, as a worker runs
 them, compiled steps reused) recording at 21 points and at 2 points (the fewest a spec allows: step 0 and
 the last) are timed alternately; 19 recordings cost the difference, so 21 cost ``(T21 - T2) * 21/19``,
-reported as a share of T21. The difference is reported signed: when recording costs less than the timing
-noise it can come out negative, and is shown so rather than as zero. That includes the rule-health angles the trainer logs at each recorded step.
+reported as a share of T21. That includes the rule-health angles the trainer logs at each recorded step.
+The difference is reported signed: when recording costs less than the timing noise it can come out
+negative, and is shown so rather than as zero.
 Then one recording on the 256-example probe is timed whole and by part, alternately: the probe's forward
 pass, weight, act and actchange statistics of every measured layer, and the health probe. Two more parts
 bound what a faster implementation could save: the weight and act statistics of the same tensors, already

@@ -174,7 +174,7 @@ def test_matched_control_of_older_scores_falls_back_to_balanced_rules(tmp_path):
     (tmp_path / "scores.json").write_text(json.dumps(full_scores()))  # bins without chance or rule counts
     text = write_report(tmp_path, tmp_path / "out", importance=False).read_text()
     assert "| 0.800–0.900 | 12 | – | 0.700 | 0.250 | – | 0.250 |" in text
-    assert "predate per-bin chance levels and rule counts" in text
+    assert "predate per-bin chance levels: chance is taken from balanced rules (1 / 4)" in text
 
 
 @pytest.mark.parametrize("subsets, classifiers", [

@@ -269,8 +269,9 @@ def _control_section(control: dict, n_classes: int, figure_dir: Path, out_dir: P
                     "Accuracy above its bin's chance means the rule is identified beyond how well it trains.")
         text.append(_bins_table(frame))
         if not any("chance" in entry for entry in bins):
-            text.append(f"These results predate per-bin chance levels{'' if any(entry.get('rules') for entry in bins) else ' and rule counts, so chance is shown for balanced rules (1 / ' + str(n_classes) + ')'}; "
-                        "re-run `lrid classify` for the balanced accuracy per bin.")
+            source = "their rule counts" if any(entry.get("rules") for entry in bins) else f"balanced rules (1 / {n_classes})"
+            text.append(f"These results predate per-bin chance levels: chance is taken from {source}; re-run "
+                        "`lrid classify` for the balanced accuracy per bin.")
     return "\n\n".join(text)
 
 
