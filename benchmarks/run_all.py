@@ -9,8 +9,8 @@ run stamp, handed to them in ``LRID_BENCH_RUN``; this script adds ``benchmarks/r
 (``summary_quick.json``) and prints the targets table, from this invocation's results only: a result file
 left by an earlier run, or a benchmark that wrote none, is listed as having no result. Each target shows the
 measured value next to it; a quick run judges none ("not judged"). ``classification.py`` takes most of
-the time (about an hour of the whole run's ~75 minutes on 2 cores): it generates the 960-run store of ``demo_10x.yaml`` and runs the paper's full reference grids
-(a random forest with max_features=None and up to 1,000 trees: 2 minutes per outer split on the demo store,
+the time (about an hour of the whole run's ~75 minutes on 2 cores): it generates the 960-run store of
+``demo_10x.yaml`` and runs the paper's full reference grids (a random forest with max_features=None and up to 1,000 trees: 2 minutes per outer split on the demo store,
 25 on the larger one). ``--only`` skips benchmarks. ``--quick`` is a smoke run (about 8 minutes on a busy
 2-core machine).
 """
