@@ -198,6 +198,7 @@ def test_scores_hold_settings_subsets_d_prime_and_control(linear_results, tiny_s
         "store": str(Path(tiny_store).resolve()), "observables": "all;weight",
         "time": {"points": None, "window": None, "stride": None}, "unit": "layer",
         "train_where": None, "test_where": None, "search": False, "view": None,
+        "time_axis": "index", "baseline": "none", "keep_collapsed": False,
     }
     assert set(scores["by_subset"]) == {"all", "weight"}
     assert scores["by_subset"]["all"]["linear"]["accuracy_mean"] == scores["classifiers"]["linear"]["accuracy_mean"]
@@ -206,6 +207,9 @@ def test_scores_hold_settings_subsets_d_prime_and_control(linear_results, tiny_s
     assert set(control["curve_baseline"]) == {"linear"}
     bins = control["matched_bins"]
     assert sum(b["n_test"] for b in bins) == 3 * 4 * 2 * 3  # splits x rules x test runs per rule x layers
+    for b in (b for b in bins if b["n_test"]):  # each bin against its own chance, from its own rule counts
+        assert b["chance"] == max(b["rules"].values()) / b["n_test"] and b["balanced_chance"] == 1 / len(b["rules"])
+        assert 0 <= b["balanced_accuracy"] <= 1
     predictions = pd.read_parquet(out / "predictions.parquet")
     assert np.allclose(predictions[[f"proba_{r}" for r in scores["classes"]]].sum(axis=1), 1)
 
