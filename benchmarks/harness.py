@@ -4,6 +4,11 @@ Timings on a shared machine drift with its load, so comparisons are measured *al
 process*: every case is timed once per round, rounds repeat, and the median over rounds is reported.
 A ratio of two medians measured this way stays meaningful when absolute times are inflated. Each result
 records the machine's load average (``uptime``) before and after, so a reader can judge the noise.
+
+Each result also carries the stamp of the invocation that wrote it (``run_all.py`` creates one and hands
+it to every benchmark in ``LRID_BENCH_RUN``; a script run alone makes its own), so a summary reads only what
+its own run measured. A ``--quick`` smoke run writes ``<name>_quick.json`` and judges no target: its ``met``
+is ``None``, printed "not judged".
 """
 
 from __future__ import annotations
@@ -13,11 +18,30 @@ import os
 import platform
 import statistics
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
+STAMP_VARIABLE = "LRID_BENCH_RUN"
+NOT_JUDGED = "not judged"
+
+
+def run_stamp() -> str:
+    """The stamp of this benchmark invocation: ``run_all.py``'s (``LRID_BENCH_RUN``), or a new one for a
+    script run alone, kept in the environment so that every result of this process carries the same."""
+    return os.environ.setdefault(STAMP_VARIABLE, uuid.uuid4().hex)
+
+
+def verdict(met: bool | None, quick: bool) -> bool | None:
+    """Whether a target is met: ``None`` (not judged) for a quick smoke run or a comparison that cannot be judged."""
+    return None if quick or met is None else bool(met)
+
+
+def result_path(name: str, quick: bool) -> Path:
+    """Where benchmark ``name`` writes its result: a quick run's file is separate from a full run's."""
+    return RESULTS / f"{name}{'_quick' if quick else ''}.json"
 
 
 def configure_tensorflow(threads: int = 1, determinism: bool = True):
@@ -58,24 +82,33 @@ def interleaved(cases: dict[str, Callable[[], object]], rounds: int, warmup: int
 
 
 def print_table(rows: list[dict], columns: list[str], title: str) -> None:
-    """Print ``rows`` as an aligned plain-text table of ``columns``."""
-    def cell(value):
+    """Print ``rows`` as an aligned plain-text table of ``columns`` (a ``met`` of ``None`` reads "not judged")."""
+    def cell(row, column):
+        value = row.get(column, "")
+        if value is None:
+            return NOT_JUDGED if column == "met" else "–"
         return f"{value:.3g}" if isinstance(value, float) else str(value)
 
-    widths = {c: max(len(c), *(len(cell(r.get(c, ""))) for r in rows)) for c in columns}
+    widths = {c: max(len(c), *(len(cell(r, c)) for r in rows)) for c in columns}
     print(f"\n{title}")
     print("  ".join(c.rjust(widths[c]) for c in columns))
     for row in rows:
-        print("  ".join(cell(row.get(c, "")).rjust(widths[c]) for c in columns))
+        print("  ".join(cell(row, c).rjust(widths[c]) for c in columns))
 
 
-def write_result(name: str, payload: dict, load_before: list[float]) -> Path:
-    """Write ``benchmarks/results/{name}.json`` with the machine's description and load; return its path."""
+def write_result(name: str, payload: dict, load_before: list[float], quick: bool = False) -> Path:
+    """Write benchmark ``name``'s result (:func:`result_path`) with the machine's description, its load and
+    this invocation's stamp; return its path. In a ``quick`` result every ``met`` is ``None``."""
     import lrid
 
+    if quick:
+        payload = {key: [{**row, "met": None} if isinstance(row, dict) and "met" in row else row for row in value]
+                   if isinstance(value, list) else value for key, value in payload.items()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     document = {
         "benchmark": name,
+        "run_stamp": run_stamp(),
+        "quick": quick,
         "lrid": lrid.__version__,
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
@@ -84,7 +117,7 @@ def write_result(name: str, payload: dict, load_before: list[float]) -> Path:
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **payload,
     }
-    path = RESULTS / f"{name}.json"
+    path = result_path(name, quick)
     path.write_text(json.dumps(document, indent=2))
     print(f"wrote {path}")
     return path

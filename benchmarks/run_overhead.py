@@ -110,7 +110,8 @@ def main() -> None:
     print_table(rows, ["model", "rule", "run", "to_first_batch_s", "first_step_s", "steady_step_s", "total_s",
                        "steps_built", "overhead_s", "step_reused"],
                 "Run overhead: set-up to the first batch, the first step, and reuse of traced steps (medians)")
-    write_result("run_overhead", {"threads": args.threads, "warm_runs": warm_runs, "rows": rows}, load_before)
+    write_result("run_overhead", {"threads": args.threads, "warm_runs": warm_runs, "rows": rows}, load_before,
+                 quick=args.quick)
 
 
 if __name__ == "__main__":

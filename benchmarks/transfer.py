@@ -320,11 +320,11 @@ def main() -> None:
         target["met"] = None if args.quick else bool(target["measured"] is not None and target["measured"] >= target["goal"])
     print_table(targets, ["target", "measured", "goal", "met"],
                 f"Targets ({classifiers[0]}, {chosen.name})" + (" -- quick run: not judged" if args.quick else ""))
-    write_result("transfer_quick" if args.quick else "transfer", {
-        "quick": args.quick, "store": args.store, "chosen_features": chosen.name, "feature_comparison": comparison,
+    write_result("transfer", {
+        "store": args.store, "chosen_features": chosen.name, "feature_comparison": comparison,
         "leave_one_level_out": matrix, "activations_only": activations, "in_distribution": within,
         "foreign": {"directory": str(directory), "per_rule": foreign_rows, "summary": foreign_summary}, "targets": targets,
-    }, load_before)
+    }, load_before, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -172,11 +172,13 @@ def _classify(store: Path, results: Path, classifiers: str, splits: int, jobs: i
         seen = control["curve_features"]
         console.print(f"control: performance-only baseline ({len(seen)} features, {seen[0]} .. {seen[-1]}): {baseline}")
         bins = "; ".join(
-            f"[{b['bin'][0]:.3f}, {b['bin'][1]:.3f}] {b['accuracy']:.3f} (n={b['n_test']})"
+            f"[{b['bin'][0]:.3f}, {b['bin'][1]:.3f}] {b['accuracy']:.3f} (chance {b['chance']:.3f}), "
+            f"balanced {b['balanced_accuracy']:.3f} (chance {b['balanced_chance']:.3f}), n={b['n_test']}"
             for b in control["matched_bins"] if b["accuracy"] is not None
         )
         if bins:
-            console.print(f"control: {control['matched_bins'][0]['classifier']} accuracy within final-test-accuracy bins: {bins}")
+            console.print(f"control: {control['matched_bins'][0]['classifier']} accuracy within final-test-accuracy bins "
+                          f"(chance: the bin's majority rule share; balanced: 1 / its rules): {bins}")
     console.print(f"classify: scores in {results / 'scores.json'} ({time.perf_counter() - started:.1f} s)")
     return scores
 

@@ -198,6 +198,7 @@ def test_scores_hold_settings_subsets_d_prime_and_control(linear_results, tiny_s
         "store": str(Path(tiny_store).resolve()), "observables": "all;weight",
         "time": {"points": None, "window": None, "stride": None}, "unit": "layer",
         "train_where": None, "test_where": None, "search": False, "view": None,
+        "time_axis": "index", "baseline": "none", "keep_collapsed": False,
     }
     assert set(scores["by_subset"]) == {"all", "weight"}
     assert scores["by_subset"]["all"]["linear"]["accuracy_mean"] == scores["classifiers"]["linear"]["accuracy_mean"]
@@ -206,6 +207,9 @@ def test_scores_hold_settings_subsets_d_prime_and_control(linear_results, tiny_s
     assert set(control["curve_baseline"]) == {"linear"}
     bins = control["matched_bins"]
     assert sum(b["n_test"] for b in bins) == 3 * 4 * 2 * 3  # splits x rules x test runs per rule x layers
+    for b in (b for b in bins if b["n_test"]):  # each bin against its own chance, from its own rule counts
+        assert b["chance"] == max(b["rules"].values()) / b["n_test"] and b["balanced_chance"] == 1 / len(b["rules"])
+        assert 0 <= b["balanced_accuracy"] <= 1
     predictions = pd.read_parquet(out / "predictions.parquet")
     assert np.allclose(predictions[[f"proba_{r}" for r in scores["classes"]]].sum(axis=1), 1)
 
@@ -223,7 +227,7 @@ def test_identify_reproduces_the_refit_model(linear_results, tiny_store, observa
     assert (result["n_samples"] == 3).all() and (result["rule"] == result["predicted"]).mean() > 0.5
     shorter = observables[observables.step < observables.step.max()]
     with pytest.raises(LridError, match="features do not match the model's"):
-        identify(out / "models" / "linear", shorter.assign(step=shorter.step))
+        identify(out / "models" / "linear", shorter)  # one time point fewer than the model was fitted on
     with pytest.raises(LridError, match="lack column.*weight_abs_norm"):
         identify(out / "models" / "linear", observables.drop(columns="weight_abs_norm"))
 
@@ -260,3 +264,56 @@ def test_control_features_and_matched_bins():
     assert [b["bin"] for b in bins] == [[0.1, 0.25], [0.25, 0.4]]
     assert [(b["n_test"], b["accuracy"]) for b in bins] == [(3, 2 / 3), (2, 1.0)]
     assert bins[0]["rules"] == {"a": 2, "b": 1}
+
+
+def test_each_matched_bin_has_its_own_chance_and_balanced_accuracy():
+    """A bin holding only np (3 test samples) and np_wn (1): always answering np scores 0.75 there, which is
+    that bin's chance, not 1 / (all rules); balanced accuracy is 0.5 against a chance of 1 / 2 rules."""
+    from lrid.identify.control import matched_bins
+
+    accuracy = pd.Series(dict(zip("abcdefgh", [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])))
+    predictions = pd.DataFrame({
+        "run_id": list("abcdefgh"),
+        "true": ["np", "np", "np", "np_wn", "sgd", "adam", "fa", "fa"],
+        "predicted": ["np", "np", "np", "np", "sgd", "sgd", "fa", "adam"],
+    })
+    low, high = matched_bins(predictions, accuracy, n_bins=2)
+    assert low["rules"] == {"np": 3, "np_wn": 1}
+    assert (low["accuracy"], low["chance"], low["balanced_accuracy"], low["balanced_chance"]) == (0.75, 0.75, 0.5, 0.5)
+    # sgd 1/1, adam 0/1, fa 1/2 correct: balanced (1 + 0 + 0.5) / 3 against 1 / 3 rules; fa is the majority.
+    assert (high["accuracy"], high["chance"], high["balanced_accuracy"], high["balanced_chance"]) == (0.5, 0.5, 0.5, 1 / 3)
+
+
+def test_bins_from_older_scores_get_chance_from_their_rule_counts_or_balanced_rules():
+    from lrid.identify.control import bins_with_chance
+
+    current = {"bin": [0.1, 0.5], "n_test": 4, "accuracy": 0.75, "balanced_accuracy": 0.5, "chance": 0.75,
+               "balanced_chance": 0.5, "rules": {"np": 3, "np_wn": 1}}
+    with_rules = {"bin": [0.1, 0.5], "n_test": 4, "accuracy": 0.75, "rules": {"np": 3, "np_wn": 1}}
+    bare = {"bin": [0.5, 0.9], "n_test": 4, "accuracy": 0.5}
+    malformed = {**bare, "rules": {"np": "three"}}
+    filled = bins_with_chance([current, with_rules, bare, malformed], n_classes=9)
+    assert filled[0] == current
+    assert (filled[1]["chance"], filled[1]["balanced_chance"], filled[1]["balanced_accuracy"]) == (0.75, 0.5, None)
+    for entry in filled[2:]:
+        assert (entry["chance"], entry["balanced_chance"], entry["balanced_accuracy"]) == (1 / 9, 1 / 9, None)
+
+
+def test_classify_command_prints_each_bin_against_its_chance(monkeypatch, tmp_path, capsys):
+    import lrid.identify
+    from lrid import cli
+
+    scores = {
+        "n_runs": 8, "n_samples": 8, "classes": ["adam", "fa", "np", "np_wn", "sgd"],
+        "classifiers": {"rf": {"accuracy_mean": 0.6, "accuracy_sem": 0.1, "balanced_accuracy_mean": 0.5}},
+        "control": {
+            "curve_baseline": {"rf": {"accuracy_mean": 0.3, "accuracy_sem": 0.05}},
+            "curve_features": ["final_train_loss", "final_test_accuracy"],
+            "matched_bins": [{"bin": [0.1, 0.5], "n_test": 4, "accuracy": 0.75, "balanced_accuracy": 0.5,
+                              "chance": 0.75, "balanced_chance": 0.5, "rules": {"np": 3, "np_wn": 1}, "classifier": "rf"}],
+        },
+    }
+    monkeypatch.setattr(lrid.identify, "classify", lambda *args, **kwargs: scores)
+    cli._classify(tmp_path / "store", tmp_path / "results", "rf", 2, 1)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "[0.100, 0.500] 0.750 (chance 0.750), balanced 0.500 (chance 0.500), n=4" in out

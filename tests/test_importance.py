@@ -133,16 +133,18 @@ def tiny_results(tiny_store, tmp_path_factory):
     return results
 
 
-def test_importance_of_a_classify_run_is_deterministic_and_cached(tiny_store, tiny_results):
+def test_importance_of_a_classify_run_is_deterministic_and_cached(tiny_store, tiny_results, tmp_path):
     scores = json.loads((tiny_results / "scores.json").read_text())
-    if "store" not in scores.get("settings", {}):
-        with pytest.raises(LridError, match="pass --store"):
-            observable_importance(tiny_results, "rf")
+    del scores["settings"]["store"]  # results that do not name their store need --store
+    (tmp_path / "scores.json").write_text(json.dumps(scores))
+    with pytest.raises(LridError, match="does not say which store it came from; pass --store"):
+        observable_importance(tmp_path, "rf")
     first = observable_importance(tiny_results, "rf", store=tiny_store)
     assert sorted(first.split.unique()) == [0, 1, 2]
     assert set(first.level) == {"observable", "measure", "function", "statistic", "depth", "time"}
     assert (tiny_results / "importance" / "rf.parquet").is_file()
-    recomputed = observable_importance(tiny_results, "rf", store=tiny_store, use_cache=False)
+    # Without --store, the store named in the scores' settings is read, and gives the same importances.
+    recomputed = observable_importance(tiny_results, "rf", use_cache=False)
     pd.testing.assert_frame_equal(first, recomputed)
     by_time = summarize_importance(first, "time")
     assert {f"t{k}" for k in range(6)} <= set(by_time.group)

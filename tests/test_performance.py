@@ -13,11 +13,13 @@ from lrid.observables import statistics
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 
-def test_host_sort_gives_tensorflows_sort_bit_for_bit():
+def test_host_sort_gives_tensorflows_sort_bit_for_bit(monkeypatch):
     values = tf.constant(np.random.default_rng(0).standard_t(df=3, size=(7, 301)).astype(np.float32))
-    assert statistics._sort_on_host()  # the test machines have no GPU
-    host = tf.function(statistics.sorted_rows)(values).numpy()
-    np.testing.assert_array_equal(host, tf.sort(values, axis=-1).numpy())
+    # Forced, so that a GPU host tests the host sort too (it would otherwise sort on the device).
+    monkeypatch.setattr(statistics, "_sort_on_host", lambda: True)
+    sort = tf.function(statistics.sorted_rows)
+    assert any("PyFunc" in op.type for op in sort.get_concrete_function(values).graph.get_operations())  # numpy sorts
+    np.testing.assert_array_equal(sort(values).numpy(), tf.sort(values, axis=-1).numpy())
 
 
 def test_describe_is_the_same_with_host_and_device_sorts(monkeypatch):
@@ -62,14 +64,27 @@ def test_initial_weights_past_the_memory_limit_are_rebuilt_not_kept(monkeypatch)
     assert trainer.train_run(small_spec(2)).observables.equals(first)  # seed 2 rebuilt from scratch
 
 
-def test_interleaved_timing_alternates_cases_and_reports_medians():
-    from harness import interleaved
+def test_interleaved_timing_alternates_cases_and_reports_medians(monkeypatch):
+    import types
 
+    import harness
+
+    # A clock that each case advances by a known duration per call: warm-up first, then three timed rounds.
+    clock = [0.0]
+    monkeypatch.setattr(harness, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    durations = {"a": iter([100.0, 3.0, 1.0, 2.0]), "b": iter([100.0, 5.0, 9.0, 5.0])}
     calls = []
-    timings = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=1)
+
+    def case(name):
+        def run():
+            calls.append(name)
+            clock[0] += next(durations[name])
+        return run
+
+    timings = harness.interleaved({"a": case("a"), "b": case("b")}, rounds=3, warmup=1)
     assert calls == ["a", "b"] * 4
-    assert set(timings) == {"a", "b"}
-    assert all(len(t["rounds_s"]) == 3 and t["median_s"] >= 0 for t in timings.values())
+    assert timings == {"a": {"median_s": 2.0, "rounds_s": [3.0, 1.0, 2.0]},
+                       "b": {"median_s": 5.0, "rounds_s": [5.0, 9.0, 5.0]}}
 
 
 def test_the_larger_classification_sweep_is_the_demo_with_ten_times_the_runs():

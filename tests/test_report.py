@@ -127,3 +127,72 @@ def test_report_of_a_real_classify_run_has_importance_and_trajectories(tiny_stor
     text = report.read_text()
     table = text.split("### Top 10 observables", 1)[1]
     assert len(re.findall(r"^\| \d+ \| \w+ \|", table, flags=re.M)) == 10
+
+
+@pytest.fixture
+def kept_figures(monkeypatch):
+    """The figures the report draws, kept open (the figure functions close them once saved) for inspection."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kept, close = [], plt.close
+    monkeypatch.setattr(plt, "close", kept.append)
+    yield kept
+    for figure in kept:
+        close(figure)
+
+
+MATCHED_BINS = [  # a bin of only np and np_wn, and a bin of three rules with fa the majority
+    {"bin": [0.1, 0.5], "n_test": 4, "accuracy": 0.75, "balanced_accuracy": 0.5, "chance": 0.75,
+     "balanced_chance": 0.5, "rules": {"np": 3, "np_wn": 1}, "classifier": "rf"},
+    {"bin": [0.5, 0.9], "n_test": 4, "accuracy": 0.5, "balanced_accuracy": 0.5, "chance": 0.5,
+     "balanced_chance": 1 / 3, "rules": {"adam": 1, "fa": 2, "sgd": 1}, "classifier": "rf"},
+]
+
+
+def test_matched_control_draws_and_tabulates_each_bin_against_its_own_chance(tmp_path, kept_figures):
+    from matplotlib.collections import LineCollection
+
+    scores = minimal_scores()
+    scores["classes"] = ["adam", "fa", "np", "np_wn", "sgd", "sgdm", "ia", "ss", "dtp"]
+    scores["control"] = {"curve_baseline": {}, "matched_bins": MATCHED_BINS}
+    (tmp_path / "scores.json").write_text(json.dumps(scores))
+    text = write_report(tmp_path, tmp_path / "out", importance=False).read_text()
+    assert "| 0.100–0.500 | 4 | np 3, np_wn 1 | 0.750 | 0.750 | 0.500 | 0.500 |" in text
+    assert "| 0.500–0.900 | 4 | adam 1, fa 2, sgd 1 | 0.500 | 0.500 | 0.500 | 0.333 |" in text
+    assert "predate" not in text
+    control = next(f for f in kept_figures if "Performance-matched" in f.axes[0].get_title())
+    marks = [c for c in control.axes[0].collections if isinstance(c, LineCollection)]
+    heights = [sorted(segment[0][1] for segment in mark.get_segments()) for mark in marks]
+    assert heights == [[0.5, 0.75], [1 / 3, 0.5]]  # accuracy's chance per bin, then balanced accuracy's
+    assert not any(line.get_linestyle() == "--" and len(set(line.get_ydata())) == 1 for line in control.axes[0].lines)
+
+
+def test_matched_control_of_older_scores_falls_back_to_balanced_rules(tmp_path):
+    (tmp_path / "scores.json").write_text(json.dumps(full_scores()))  # bins without chance or rule counts
+    text = write_report(tmp_path, tmp_path / "out", importance=False).read_text()
+    assert "| 0.800–0.900 | 12 | – | 0.700 | 0.250 | – | 0.250 |" in text
+    assert "predate per-bin chance levels: chance is taken from balanced rules (1 / 4)" in text
+
+
+@pytest.mark.parametrize("subsets, classifiers", [
+    (["all"], ["rf"]), (["all"], ["linear", "rf"]), (["all", "weight", "act", "actchange"], ["linear", "rf", "xgb"]),
+])
+def test_accuracy_figure_title_lies_inside_the_figure(tmp_path, kept_figures, subsets, classifiers):
+    import pandas as pd
+
+    from lrid.report import figures
+
+    rows = [{"subset": s, "classifier": c, "accuracy_mean": 0.5, "accuracy_sem": 0.05} for s in subsets for c in classifiers]
+    figures.plot_accuracy(pd.DataFrame(rows), 0.25, tmp_path / "accuracy.png")
+    (figure,) = kept_figures
+    figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()
+    titles = [t for t in [figure._suptitle, *(axis.title for axis in figure.axes)] if t is not None and t.get_text()]
+    assert titles
+    for title in titles:
+        extent = title.get_window_extent(renderer)
+        inside = figure.bbox
+        assert inside.x0 <= extent.x0 and extent.x1 <= inside.x1 and inside.y0 <= extent.y0 and extent.y1 <= inside.y1, title.get_text()

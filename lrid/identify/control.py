@@ -10,8 +10,11 @@ Two answers, both written to ``scores.json["control"]``:
   observables carry more than performance.
 * ``matched_bins``: the main classifier's test accuracy within bins of matched final test accuracy
   (quantile bins over the classified runs), from the per-split predictions. Within a bin the runs train
-  about equally well, so accuracy there cannot come from telling good learners from bad ones. Each bin
-  also lists its test samples per rule, since rules need not be balanced within a bin.
+  about equally well, so accuracy there cannot come from telling good learners from bad ones. Rules need
+  not be balanced within a bin (a bin may hold only the two rules that train alike), so each bin lists its
+  test samples per rule and carries its own chance: ``chance`` is the majority rule's share of the bin's
+  test samples (what always guessing that rule scores), ``balanced_accuracy`` the mean recall over the
+  rules present in the bin and ``balanced_chance`` its chance, 1 / (rules present).
 """
 
 from __future__ import annotations
@@ -57,15 +60,47 @@ def matched_bins(
     bins = []
     for index in range(len(edges) - 1):
         inside = joined[bin_index == index]
+        correct = inside["true"] == inside["predicted"]
+        rules = {str(rule): int(count) for rule, count in inside["true"].value_counts().sort_index().items()}
         bins.append(
             {
                 "bin": [float(edges[index]), float(edges[index + 1])],
                 "n_test": int(len(inside)),
-                "accuracy": float((inside["true"] == inside["predicted"]).mean()) if len(inside) else None,
-                "rules": {str(rule): int(count) for rule, count in inside["true"].value_counts().sort_index().items()},
+                "accuracy": float(correct.mean()) if len(inside) else None,
+                "balanced_accuracy": float(correct.groupby(inside["true"]).mean().mean()) if len(inside) else None,
+                **_bin_chance(rules),
+                "rules": rules,
             }
         )
     return bins
+
+
+def bins_with_chance(bins: list[dict], n_classes: int) -> list[dict]:
+    """``bins`` (``scores.json["control"]["matched_bins"]``) with ``chance``, ``balanced_chance`` and
+    ``balanced_accuracy`` present in each, for results written before bins carried them.
+
+    The chances come from the bin's rule counts where the bin lists them, else from balanced classes
+    (1 / ``n_classes``, the one global line older reports drew); a missing balanced accuracy stays ``None``.
+    """
+    complete = []
+    for entry in bins:
+        filled = {"balanced_accuracy": None, **entry}
+        rules = entry.get("rules")
+        counted = isinstance(rules, dict) and any(rules.values()) and all(isinstance(n, int) and n >= 0 for n in rules.values())
+        known = _bin_chance(rules) if counted else {"chance": 1 / n_classes, "balanced_chance": 1 / n_classes}
+        for key, value in known.items():
+            if filled.get(key) is None:
+                filled[key] = value
+        complete.append(filled)
+    return complete
+
+
+def _bin_chance(rules: dict[str, int]) -> dict:
+    """A bin's chance levels from its test samples per rule; ``None`` for an empty bin."""
+    total = sum(rules.values())
+    if not total:
+        return {"chance": None, "balanced_chance": None}
+    return {"chance": max(rules.values()) / total, "balanced_chance": 1.0 / sum(1 for count in rules.values() if count)}
 
 
 def _number(value) -> float:

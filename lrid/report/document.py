@@ -99,7 +99,7 @@ def write_report(
     if robustness is not None:
         sections.append(_robustness_section(robustness, chance, figure_dir, out_dir))
     if scores.get("control"):
-        sections.append(_control_section(scores["control"], chance, figure_dir, out_dir))
+        sections.append(_control_section(scores["control"], len(scores["classes"]), figure_dir, out_dir))
     report = out_dir / "report.md"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n\n".join(section.strip() for section in sections) + "\n")
@@ -245,7 +245,7 @@ the degraded views the store recorded, for each observable subset and classifier
 splits; chance dashed)."""
 
 
-def _control_section(control: dict, chance: float, figure_dir: Path, out_dir: Path) -> str:
+def _control_section(control: dict, n_classes: int, figure_dir: Path, out_dir: Path) -> str:
     text = ["## Performance-matched control"]
     baseline = control.get("curve_baseline") or {}
     if baseline:
@@ -253,16 +253,39 @@ def _control_section(control: dict, chance: float, figure_dir: Path, out_dir: Pa
         lines += [f"| {name} | {r['accuracy_mean']:.3f} ± {r.get('accuracy_sem', 0.0):.3f} |" for name, r in baseline.items()]
         text.append("\n".join(lines) + "\n\nHow well the rule is told from task performance alone: if this "
                     "matches the main accuracy, the observables add nothing beyond how well each rule trains.")
-    bins = pd.DataFrame(control.get("matched_bins") or [])
-    if not bins.empty and {"bin", "accuracy"} <= set(bins.columns):
-        if "n_test" not in bins:
-            bins["n_test"] = np.nan
-        path = figures.plot_matched_control(bins, chance, figure_dir / "control.png")
-        who = f" of `{bins['classifier'].iloc[0]}`" if "classifier" in bins else ""
+    from lrid.identify.control import bins_with_chance  # importing lrid.identify loads scikit-learn
+
+    bins = [entry for entry in control.get("matched_bins") or [] if isinstance(entry, dict)]
+    if bins and all({"bin", "accuracy"} <= set(entry) for entry in bins):
+        frame = pd.DataFrame(bins_with_chance(bins, n_classes))
+        if "n_test" not in frame:
+            frame["n_test"] = np.nan
+        path = figures.plot_matched_control(frame, figure_dir / "control.png")
+        who = f" of `{frame['classifier'].iloc[0]}`" if "classifier" in frame else ""
         text.append(f"![Performance-matched control]({_relative(path, out_dir)})\n\nIdentification accuracy{who} among "
-                    "networks of similar final task performance (one bar per bin, n = test samples): accuracy above "
-                    "chance within bins means the rule is identified beyond how well it trains.")
+                    "networks of similar final task performance (one group per bin, n = test samples), each bar against "
+                    "its own bin's chance: rules are not balanced within a bin, so chance there is the majority rule's "
+                    "share of the bin's test samples for accuracy, and 1 / (rules in the bin) for balanced accuracy. "
+                    "Accuracy above its bin's chance means the rule is identified beyond how well it trains.")
+        text.append(_bins_table(frame))
+        if not any("chance" in entry for entry in bins):
+            source = "their rule counts" if any(entry.get("rules") for entry in bins) else f"balanced rules (1 / {n_classes})"
+            text.append(f"These results predate per-bin chance levels: chance is taken from {source}; re-run "
+                        "`lrid classify` for the balanced accuracy per bin.")
     return "\n\n".join(text)
+
+
+def _bins_table(bins: pd.DataFrame) -> str:
+    lines = ["| final test accuracy bin | test samples | rules (test samples) | accuracy | chance (majority share) "
+             "| balanced accuracy | chance (1 / rules) |", "|---|---|---|---|---|---|---|"]
+    for entry in bins.to_dict("records"):
+        rules = entry.get("rules")
+        rules = ", ".join(f"{rule} {count}" for rule, count in rules.items()) if isinstance(rules, dict) and rules else "–"
+        count = entry["n_test"]
+        lines.append(f"| {entry['bin'][0]:.3f}–{entry['bin'][1]:.3f} | {'–' if pd.isna(count) else int(count)} | {rules} "
+                     f"| {_number(entry['accuracy'])} | {_number(entry['chance'])} | {_number(entry['balanced_accuracy'])} "
+                     f"| {_number(entry['balanced_chance'])} |")
+    return "\n".join(lines)
 
 
 def _relative(path: Path, out_dir: Path) -> str:

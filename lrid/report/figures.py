@@ -65,7 +65,9 @@ def plot_accuracy(accuracy: pd.DataFrame, chance: float, path: Path) -> Path:
         axis.set_ylim(0, 1)
         axis.set_xlabel("observables used")
         axis.set_ylabel("test accuracy (fraction correct)")
-        axis.set_title("Rule identification accuracy (mean ± s.e.m. over splits)")
+        # Centred on the figure, not the axes (which the legend pushes left), and on two lines, so that a
+        # narrow figure of one subset still holds it.
+        figure.suptitle("Rule identification accuracy\n(mean ± s.e.m. over splits)", fontsize=STYLE["axes.titlesize"])
         axis.legend(title="classifier", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return path
 
@@ -179,15 +181,31 @@ def plot_robustness(rows: pd.DataFrame, chance: float, path: Path) -> Path:
     return path
 
 
-def plot_matched_control(bins: pd.DataFrame, chance: float, path: Path) -> Path:
-    """Identification accuracy within bins of matched network performance (bars), chance dashed."""
+def plot_matched_control(bins: pd.DataFrame, path: Path) -> Path:
+    """Identification accuracy within bins of matched network performance, each bar against its bin's chance.
+
+    ``bins`` has columns bin ([low, high]), n_test, accuracy and chance, and optionally balanced_accuracy and
+    balanced_chance (drawn as a second bar where known). Rules are not balanced within a bin, so each bar
+    gets its own chance mark rather than one line for all.
+    """
     labels = [f"{lo:.2f}–{hi:.2f}" for lo, hi in bins["bin"]]
-    with _figure(path, figsize=(max(8.0, 0.9 * len(labels) + 4.5), 4.4)) as (figure, axes):
+    series = [("accuracy", "chance", "tab:green", "accuracy", "chance: majority rule's share of the bin")]
+    if "balanced_accuracy" in bins and pd.to_numeric(bins["balanced_accuracy"], errors="coerce").notna().any():
+        series.append(("balanced_accuracy", "balanced_chance", "tab:purple", "balanced accuracy", "chance: 1 / rules in the bin"))
+    width = 0.8 / len(series)
+    with _figure(path, figsize=(max(8.0, 0.9 * len(labels) * len(series) + 4.5), 4.4)) as (figure, axes):
         axis = axes[0][0]
-        axis.bar(range(len(labels)), bins["accuracy"], color="tab:green", label="identification accuracy")
-        for position, (value, count) in enumerate(zip(bins["accuracy"], bins["n_test"])):
-            axis.text(position, value + 0.02, f"n={count}", ha="center", fontsize=9)
-        axis.axhline(chance, color="black", linestyle="--", linewidth=1, label=f"chance ({chance:.2f})")
+        for index, (value_key, chance_key, color, label, chance_label) in enumerate(series):
+            positions = np.arange(len(labels)) + (index - (len(series) - 1) / 2) * width
+            values = pd.to_numeric(bins[value_key], errors="coerce")
+            chances = pd.to_numeric(bins[chance_key], errors="coerce")
+            axis.bar(positions, values, width, color=color, label=label)
+            axis.hlines(chances, positions - width / 2, positions + width / 2, colors="black",
+                        linestyles="--" if index == 0 else ":", linewidth=1.5, label=chance_label)
+        tops = pd.concat([pd.to_numeric(bins[key], errors="coerce") for key, *_ in series], axis=1).max(axis=1)
+        for position, (top, count) in enumerate(zip(tops, bins["n_test"])):
+            if not (np.isnan(top) or pd.isna(count)):
+                axis.text(position, min(top, 1.0) + 0.02, f"n={int(count)}", ha="center", fontsize=9)
         axis.set_xticks(range(len(labels)), labels, rotation=30)
         axis.set_ylim(0, 1.12)
         axis.set_xlabel("bin of the networks' final test accuracy (fraction correct)")
