@@ -250,6 +250,7 @@ def main() -> None:
     parser.add_argument("--classifiers", default="linear,rf,xgb")
     parser.add_argument("--compare-with", default="linear", help="the classifier that compares feature configurations")
     parser.add_argument("--features", type=int, default=3, help="index into the configurations of the chosen features (see CONFIGS)")
+    parser.add_argument("--configs", default=None, help="comma-separated indices of the configurations to compare (default: all)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: three factors, one classifier, two configurations; meets no target")
     args = parser.parse_args()
@@ -265,7 +266,9 @@ def main() -> None:
     chosen = CONFIGS[args.features]
     classifiers = args.classifiers.split(",")[:1] if args.quick else args.classifiers.split(",")
     factors = ["width", "activation", "batch_size"] if args.quick else list(FACTORS)
-    configs = [CONFIGS[0], chosen] if args.quick else CONFIGS
+    configs = [CONFIGS[int(i)] for i in args.configs.split(",")] if args.configs else CONFIGS
+    if args.quick:
+        configs = [CONFIGS[0], chosen]
     rule_sets = {"paper 4": PAPER_RULES, "all": None}
     print(f"zoo: {metadata.shape[0]} complete runs, rules {', '.join(sorted(metadata['rule'].unique()))}")
 
