@@ -113,7 +113,7 @@ def payloads(marker):
     }
 
 
-PAYLOAD_KINDS = ("os.system", "eval", "Popen")
+PAYLOAD_KINDS = tuple(payloads("marker"))
 
 
 def settle(kind):
