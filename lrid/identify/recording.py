@@ -36,6 +36,7 @@ so ``lrid export-recording STORE RUN_ID OUT.npz`` shows the format on a real exa
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def _load_npz(path: Path) -> Recording:
             contents = {key: archive[key] for key in archive.files}
     except ValueError as error:
         raise LridError(f"{path} is not a plain .npz archive ({error}); write it with numpy.savez, numeric and string arrays only") from None
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
         raise LridError(f"{path} is not a readable .npz file ({error}); write it with numpy.savez") from None
     if "steps" not in contents:
         raise LridError(f"{path}: no `steps` array; add the recorded training steps as `steps` [T]")
