@@ -90,8 +90,12 @@ def _load_npz(path: Path) -> Recording:
     try:
         with np.load(path, allow_pickle=False) as archive:
             contents = {key: archive[key] for key in archive.files}
-    except ValueError as error:
-        raise LridError(f"{path} is not a plain .npz archive ({error}); write it with numpy.savez, numeric and string arrays only") from None
+    except ValueError:
+        # numpy's own message suggests loading with allow_pickle=True, which would run the file's code.
+        raise LridError(
+            f"{path} is not a plain .npz archive: it holds pickled (object) data or is not an archive at all, which "
+            "lrid never loads; write it with numpy.savez, numeric and string arrays only"
+        ) from None
     except (OSError, EOFError, zipfile.BadZipFile) as error:
         raise LridError(f"{path} is not a readable .npz file ({error}); write it with numpy.savez") from None
     if "steps" not in contents:
