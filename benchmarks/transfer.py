@@ -249,7 +249,8 @@ def main() -> None:
     parser.add_argument("--foreign-networks", type=int, default=64)
     parser.add_argument("--classifiers", default="linear,rf,xgb")
     parser.add_argument("--compare-with", default="linear", help="the classifier that compares feature configurations")
-    parser.add_argument("--features", type=int, default=3, help="index into the configurations of the chosen features (see CONFIGS)")
+    parser.add_argument("--features", default="auto", help="the configuration measured in full: an index into CONFIGS, or "
+                        "auto: the compared one with the best mean held-out-level accuracy over the rule sets")
     parser.add_argument("--configs", default=None, help="comma-separated indices of the configurations to compare (default: all)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: three factors, one classifier, two configurations; meets no target")
@@ -263,16 +264,21 @@ def main() -> None:
 
         generate(load_sweep(REPO / "pipelines" / "zoo.yaml"), args.store, executor=make_executor("process"))
     observables, metadata = load_zoo(args.store)
-    chosen = CONFIGS[args.features]
     classifiers = args.classifiers.split(",")[:1] if args.quick else args.classifiers.split(",")
     factors = ["width", "activation", "batch_size"] if args.quick else list(FACTORS)
     configs = [CONFIGS[int(i)] for i in args.configs.split(",")] if args.configs else CONFIGS
     if args.quick:
-        configs = [CONFIGS[0], chosen]
+        configs = configs[:2]
     rule_sets = {"paper 4": PAPER_RULES, "all": None}
     print(f"zoo: {metadata.shape[0]} complete runs, rules {', '.join(sorted(metadata['rule'].unique()))}")
 
     comparison = compare_features(observables, metadata, configs, args.compare_with, rule_sets, factors, args.jobs)
+    if args.features == "auto":
+        means = {config.name: np.mean([row["mean"] for row in comparison if row["features"] == config.name]) for config in configs}
+        chosen = max(configs, key=lambda config: means[config.name])
+    else:
+        chosen = CONFIGS[int(args.features)]
+    print(f"features measured in full: {chosen.name}")
 
     from lrid.identify.features import build_features
 
