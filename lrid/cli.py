@@ -331,7 +331,7 @@ def identify(
     `lrid classify`, or with lrid's default identifier when no model is given."""
     import warnings
 
-    from lrid.identify.default_identifier import describe_card, identify_default, read_card
+    from lrid.identify.default_identifier import describe_card, identify_default, read_card, reliability_note
     from lrid.identify.inference import identify as predict_rules
     from lrid.identify.inference import read_input
     from lrid.identify.model_files import PickleWarning
@@ -371,6 +371,8 @@ def identify(
     console.print(table)
     if "rule" in predictions:
         console.print(f"accuracy against the true rules: {(predictions['rule'] == predictions['predicted']).mean():.3f}")
+    if model is None:
+        console.print(reliability_note(read_card()))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         if output.suffix == ".csv":

@@ -9,6 +9,7 @@ transfer benchmark's targets when its results file exists (run benchmarks/transf
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,8 +33,11 @@ def main() -> None:
         from lrid.generate.executors import make_executor
 
         generate(load_sweep(REPO / "pipelines" / "zoo.yaml"), args.store, executor=make_executor("process"))
+    transfer = Path(args.transfer)
+    # The features the transfer benchmark chose (and measured), unless it has not run.
+    options = json.loads(transfer.read_text()).get("chosen_options") if transfer.is_file() else None
     card = train_default(args.store, Path(args.out) if args.out else DEFAULT_DIRECTORY, classifier=args.classifier,
-                         transfer_results=Path(args.transfer))
+                         feature_options=options, transfer_results=transfer)
     print("\n".join(describe_card(card)))
 
 

@@ -123,3 +123,19 @@ def test_directory_with_two_recordings_of_one_run_name_is_refused(recordings, tm
     shutil.copy(source, twice / "b.npz")
     with pytest.raises(LridError, match="is in both a.npz and b.npz"):
         read_input(twice)
+
+
+def test_reliability_note_quotes_the_measured_foreign_accuracy():
+    from lrid.identify.default_identifier import reliability_note
+
+    card = {"transfer": {"foreign": [{"classifier": "rf", "accuracy_all": 0.625, "networks": 96}]}}
+    assert "0.62 of foreign networks (96" in reliability_note(card)
+    assert "not measured" in reliability_note({"transfer": None})
+
+
+def test_card_ignores_transfer_results_for_other_features(tiny_store, tmp_path):
+    transfer = tmp_path / "transfer.json"
+    transfer.write_text(json.dumps({"chosen_options": {"unit": "layer", "time": "index", "baseline": "none"},
+                                    "targets": [], "foreign": {"summary": []}}))
+    card = train_default(str(tiny_store), tmp_path / "model", transfer_results=transfer)
+    assert card["transfer"] is None

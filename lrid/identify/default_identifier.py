@@ -142,7 +142,7 @@ def train_default(
         "rules": sorted(metadata["rule"].unique().tolist()),
         "variants": variants,
         "training": _training_summary(metadata, sweep),
-        "transfer": _transfer_summary(transfer_results),
+        "transfer": _transfer_summary(transfer_results, classifier, options),
     }
     (directory / "card.json").write_text(json.dumps(card, indent=2))
     return card
@@ -178,15 +178,25 @@ def _spread_of(values: pd.Series) -> dict | None:
     return {"min": float(values.min()), "median": float(values.median()), "max": float(values.max())} if len(values) else None
 
 
-def _transfer_summary(path: Path | None) -> dict | None:
+def _transfer_summary(path: Path | None, classifier: str, options: dict) -> dict | None:
+    """What the transfer benchmark measured for this classifier and these features, or None."""
     if path is None or not Path(path).is_file():
         return None
     result = json.loads(Path(path).read_text())
-    if result.get("quick"):
-        return None  # a smoke run measures nothing worth a card
+    if result.get("quick") or result.get("chosen_options") not in (None, options):
+        return None  # a smoke run, or a measurement of other features, says nothing about this identifier
+    mine = [row for row in result.get("foreign", {}).get("summary", []) if row.get("classifier") == classifier]
     return {"benchmark": "benchmarks/transfer.py", "finished_at": result.get("finished_at"),
-            "features": result.get("chosen_features"), "targets": result.get("targets"),
-            "foreign": result.get("foreign", {}).get("summary")}
+            "features": result.get("chosen_features"), "targets": result.get("targets"), "foreign": mine}
+
+
+def reliability_note(card: dict) -> str:
+    """One line on how far the default identifier's answers can be trusted, from its measured transfer."""
+    foreign = ((card.get("transfer") or {}).get("foreign") or [None])[0]
+    if not foreign:
+        return "default identifier: its transfer accuracy was not measured for this build (lrid identify --about)"
+    return (f"default identifier: {foreign['accuracy_all']:.2f} of foreign networks ({foreign['networks']}, trained by another "
+            "implementation) were named correctly in its benchmark; see `lrid identify --about` before relying on an answer")
 
 
 def describe_card(card: dict) -> list[str]:
