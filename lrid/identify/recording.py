@@ -128,21 +128,36 @@ def _load_parquet(path: Path) -> list[Recording]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path).to_pandas()
+        table = pq.read_table(path)
     except (OSError, pa.ArrowException) as error:
         raise LridError(f"{path} is not a readable Parquet file ({type(error).__name__}); rewrite it") from None
-    missing = [c for c in ("step", "layer", "kind", "shape", "values") if c not in table]
+    missing = [c for c in ("step", "layer", "kind", "shape", "values") if c not in table.column_names]
     if missing:
         raise LridError(f"{path}: missing column(s) {', '.join(missing)}; a recording has step, layer, kind, shape, values")
-    if table.empty:
+    if table.num_rows == 0:
         raise LridError(f"recording {path} holds no rows; write one row per (run, step, layer, kind), as `lrid export-recording` does")
-    if "run" not in table:
-        table["run"] = path.stem
-    unknown = sorted(set(table["kind"]) - set(KINDS))
+    # The arrays stay in Arrow's flat buffer: each row's values are a slice of it, so a recording of many
+    # networks is read without a Python object per number or per row.
+    values = table.column("values").combine_chunks()
+    if not (pa.types.is_list(values.type) or pa.types.is_large_list(values.type)) or not (
+        pa.types.is_floating(values.type.value_type) or pa.types.is_integer(values.type.value_type)
+    ):
+        raise LridError(f"{path}: `values` has type {values.type}; it must be a list of numbers per row")
+    flat = values.flatten().to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    offsets = values.offsets.to_numpy() - values.offsets[0].as_py()
+    shapes = table.column("shape").to_pylist()
+    rows_table = table.drop_columns(["values", "shape"]).to_pandas()
+    if "run" not in rows_table:
+        rows_table["run"] = path.stem
+    unknown = sorted(set(rows_table["kind"]) - set(KINDS))
     if unknown:
         raise LridError(f"{path}: unknown kind(s) {', '.join(map(str, unknown))}; kinds are {', '.join(KINDS)}")
+
+    def array_of(row: int) -> np.ndarray:
+        return flat[offsets[row] : offsets[row + 1]].reshape(tuple(shapes[row]))
+
     recordings = []
-    for run, rows in table.groupby("run", sort=False):
+    for run, rows in rows_table.groupby("run", sort=False):
         where = f"{path} (run {run})"
         steps = np.sort(rows["step"].unique())
         layers = list(dict.fromkeys(rows["layer"]))
@@ -155,10 +170,8 @@ def _load_parquet(path: Path) -> list[Recording]:
                 )
             ordered = series.sort_values("step")
             try:
-                stacked = np.stack(
-                    [np.asarray(v, dtype=np.float64).reshape(tuple(s)) for v, s in zip(ordered["values"], ordered["shape"])]
-                )
-            except ValueError as error:
+                stacked = np.stack([array_of(row) for row in ordered.index])
+            except (ValueError, TypeError) as error:
                 raise LridError(f"{where}: {kind}/{layer}: {error}; each row's values must fill its shape, the same at every step") from None
             arrays.setdefault(kind, {})[layer] = stacked
         epochs = None
