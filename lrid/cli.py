@@ -536,7 +536,7 @@ def export_recording(
     out: Annotated[Path, typer.Argument(help="the recording to write: .npz or .parquet")],
 ) -> None:
     """Re-run a run of the store and write its raw weights and activations as a recording (the format lrid identify reads)."""
-    from lrid.identify.recording import export_recording as export
+    from lrid.generate.export import export_recording as export
 
     _require_tensorflow("re-running a run to export its recording")
     _quiet_tensorflow()

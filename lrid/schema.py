@@ -1,8 +1,9 @@
-"""The shapes of what lrid writes to disk, checked when read back: run manifests.
+"""The shapes of what lrid writes to disk: the store's columns, views and depth groups, and run manifests.
 
-TensorFlow-free and import-light, so every stage (and a reader of someone else's store) can validate a
-manifest without loading models, rules or tasks. A manifest is untrusted input: whatever a file says, a
-run id and the paths it names stay inside the store.
+TensorFlow-free and import-light, and the lowest layer of lrid but for ``errors``, so every stage (and a
+reader of someone else's store) can name the columns and validate a manifest without loading models, rules
+or tasks. A manifest is untrusted input: whatever a file says, a run id and the paths it names stay inside
+the store.
 """
 
 from __future__ import annotations
@@ -13,6 +14,45 @@ import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# Observables: the columns ``{measure}_{function}_{statistic}``, 45 in a fixed order (lrid.observables
+# computes them and re-exports these names).
+MEASURES = ("weight", "act", "actchange")
+FUNCTIONS = ("raw", "abs", "sq")
+STATISTICS = ("norm", "mean", "median", "q3", "var", "skew", "kurtosis")
+# A layer's activity change is one number per example, so its only statistic is the probe-batch mean.
+ACTCHANGE_STATISTICS = ("mean",)
+
+
+def observable_names() -> list[str]:
+    """All observable column names, in storage order."""
+    names = []
+    for measure in MEASURES:
+        statistics = ACTCHANGE_STATISTICS if measure == "actchange" else STATISTICS
+        names += [f"{measure}_{function}_{statistic}" for function in FUNCTIONS for statistic in statistics]
+    return names
+
+
+OBSERVABLES = tuple(observable_names())
+
+# A store's observables table: one row per (run, step, measured layer), these columns, then OBSERVABLES.
+ID_COLUMNS = ["run_id", "step", "epoch", "layer", "layer_index", "depth_group"]
+FULL_VIEW = "full"  # the name of the undegraded observables among a run's views
+
+DEPTH_GROUPS = ("early", "middle", "deep")
+
+
+def depth_groups(n_layers: int) -> list[str]:
+    """Nayebi et al.'s grouping: the first ``n // 3`` layers early, the next ``n // 3`` middle, the rest deep.
+
+    With fewer than three layers the groups are taken in order of depth from the deep end, so a
+    two-layer network is (middle, deep) rather than all deep.
+    """
+    third = n_layers // 3
+    if third == 0:
+        return list(DEPTH_GROUPS[3 - n_layers :])
+    return ["early"] * third + ["middle"] * third + ["deep"] * (n_layers - 2 * third)
+
 
 RunStatus = Literal["complete", "collapsed", "diverged", "failed"]
 STATUSES: tuple[str, ...] = ("complete", "collapsed", "diverged", "failed")

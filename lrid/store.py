@@ -38,12 +38,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from lrid.errors import LridError
-from lrid.observables import OBSERVABLES
-from lrid.schema import json_safe, parse_manifest
+from lrid.schema import FULL_VIEW, ID_COLUMNS, OBSERVABLES, json_safe, parse_manifest
 
-FULL_VIEW = "full"  # the name of the undegraded observables among the views
-
-ID_COLUMNS = ["run_id", "step", "epoch", "layer", "layer_index", "depth_group"]
 SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),

@@ -19,7 +19,7 @@ from lrid.identify.default_identifier import (
     variant_for,
 )
 from lrid.identify.inference import read_input
-from lrid.identify.recording import export_recording
+from lrid.generate.export import export_recording
 from lrid.store import Store
 
 

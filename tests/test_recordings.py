@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from lrid.errors import LridError
+from lrid.generate.export import export_recording
 from lrid.identify.recording import (
     Recording,
-    export_recording,
     load_recordings,
     read_recording,
     recording_observables,

@@ -15,6 +15,7 @@ import lrid
 from lrid.config import RunSpec
 from lrid.lazy_import import keras, tf
 from lrid.observables import OBSERVABLES
+from lrid.schema import depth_groups
 
 
 @dataclass
@@ -57,7 +58,7 @@ def train_run(spec: RunSpec, on_record=None) -> RunResult:
     """Train one network as ``spec`` says and record its observables.
 
     ``on_record(step, model, probe)``, if given, is called after each recording (e.g. to capture the raw
-    arrays, as :func:`lrid.identify.recording.export_recording` does); it must leave the model unchanged.
+    arrays, as :func:`lrid.generate.export.export_recording` does); it must leave the model unchanged.
 
     A non-finite loss or observable stops the run with status ``diverged``; the rows recorded up to the
     last finite point are kept. Any exception is caught and reported as status ``failed`` with its
@@ -80,7 +81,6 @@ def train_run(spec: RunSpec, on_record=None) -> RunResult:
 
 
 def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict]:
-    from lrid.models import depth_groups
     from lrid.observables.degrade import run_seed
     from lrid.rules import get_rule
     from lrid.tasks import get_task

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from lrid.errors import LridError
-from lrid.models import DEPTH_GROUPS
+from lrid.schema import DEPTH_GROUPS
 from lrid.observables import OBSERVABLES
 
 _ADMISSIBLE = (

@@ -33,8 +33,9 @@ import pandas as pd
 
 from lrid.errors import LridError
 from lrid.identify.model_files import read_sidecar
-from lrid.models import DEPTH_GROUPS
+from lrid.identify.scores import load_scores
 from lrid.observables import MEASURES
+from lrid.schema import DEPTH_GROUPS
 
 LEVELS = ("observable", "measure", "function", "statistic", "depth", "time")
 KINDS = ("permutation", "model")
@@ -237,8 +238,6 @@ def observable_importance(
     refitted exactly as ``lrid classify`` fitted it. Returns columns classifier, split, level, group,
     kind, importance; cached under ``RESULTS/importance/``.
     """
-    from lrid.report import load_scores
-
     results_dir = Path(results_dir)
     scores = load_scores(results_dir)
     classifier = classifier or best_classifier(scores)

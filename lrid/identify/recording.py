@@ -30,14 +30,14 @@ Every layer must carry the same kinds, every array the same steps, and every val
 classifier that needs them refuses the recording. The activity change needs the layer's Jacobian, which
 raw arrays do not carry; record it as ``actchange/<layer>`` or its observables are NaN.
 
-:func:`export_recording` writes either format from an lrid run, re-trained bit-identically from its spec,
-so ``lrid export-recording STORE RUN_ID OUT.npz`` shows the format on a real example.
+:func:`write_recording` (from :mod:`lrid.observables.raw`, which holds :class:`Recording`) writes either
+format; :func:`lrid.generate.export.export_recording` writes it from an lrid run, re-trained bit-identically
+from its spec, so ``lrid export-recording STORE RUN_ID OUT.npz`` shows the format on a real example.
 """
 
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,29 +45,18 @@ import pandas as pd
 
 from lrid.errors import LridError
 from lrid.observables import FUNCTIONS, OBSERVABLES
-from lrid.store import ID_COLUMNS
+from lrid.observables.raw import KINDS, Recording, write_recording  # noqa: F401 - part of this module's API
+from lrid.schema import ID_COLUMNS, depth_groups
 
-KINDS = ("weight", "act", "actchange")
 _MIN_NDIM = {"weight": 2, "act": 3, "actchange": 2}  # with the leading step axis
 _SHAPE_HINT = {"weight": "[T, ..., units]", "act": "[T, batch, ...units]", "actchange": "[T, batch]"}
 _NPZ_METADATA = ("steps", "layers", "epoch", "run")
 
 
-@dataclass
-class Recording:
-    """One network's raw arrays: ``arrays[kind][layer]`` is [T, ...] over ``steps``, layers in depth order."""
-
-    run: str
-    steps: np.ndarray
-    layers: list[str]
-    arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    epochs: np.ndarray | None = None
-
-
 def read_recording(path: str | Path) -> pd.DataFrame:
     """The observables of a raw recording (``.npz`` or ``.parquet``), in the store's long format.
 
-    Columns: :data:`lrid.store.ID_COLUMNS`, then :data:`lrid.observables.OBSERVABLES` (NaN for kinds the
+    Columns: :data:`lrid.schema.ID_COLUMNS`, then :data:`lrid.observables.OBSERVABLES` (NaN for kinds the
     recording lacks), then ``rule``, ``task`` and ``arch`` (unknown: None). Any problem with the file is a
     :class:`LridError` naming it.
     """
@@ -242,7 +231,6 @@ _ENTRIES_PER_CALL = 1 << 24
 def recording_observables(recording: Recording) -> pd.DataFrame:
     """The observables of a validated recording, computed with lrid's own statistics."""
     from lrid.lazy_import import tf
-    from lrid.models import depth_groups
     from lrid.observables.statistics import apply_function, describe_steps
 
     n_steps, n_layers = len(recording.steps), len(recording.layers)
@@ -274,75 +262,6 @@ def recording_observables(recording: Recording) -> pd.DataFrame:
     }
     frame = pd.concat([pd.DataFrame(identity), frame], axis=1)[ID_COLUMNS + list(OBSERVABLES)]
     return frame.assign(rule=None, task=None, arch=None)
-
-
-def write_recording(recording: Recording, path: str | Path) -> Path:
-    """Write a recording as ``.npz`` or ``.parquet`` (by the suffix of ``path``) in the documented format."""
-    path = Path(path)
-    if path.suffix not in (".npz", ".parquet"):
-        raise LridError(f"cannot write a recording to {path}; name it .npz or .parquet")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".npz":
-        contents = {"steps": recording.steps, "layers": np.asarray(recording.layers), "run": np.asarray(recording.run)}
-        if recording.epochs is not None:
-            contents["epoch"] = np.asarray(recording.epochs)
-        for kind, by_layer in recording.arrays.items():
-            contents.update({f"{kind}/{layer}": by_layer[layer] for layer in recording.layers})
-        np.savez_compressed(path, **contents)
-        return path
-    rows = []
-    for step_index, step in enumerate(recording.steps):
-        for layer in recording.layers:
-            for kind, by_layer in recording.arrays.items():
-                array = by_layer[layer][step_index]
-                rows.append({"run": recording.run, "step": int(step), "layer": layer, "kind": kind,
-                             "shape": list(array.shape), "values": array.ravel().tolist(),
-                             **({"epoch": float(recording.epochs[step_index])} if recording.epochs is not None else {})})
-    pd.DataFrame(rows).to_parquet(path, index=False)
-    return path
-
-
-def export_recording(source, path: str | Path, run_id: str | None = None) -> Path:
-    """Re-run an lrid run and write its raw weights, activations and activity changes as a recording.
-
-    ``source`` is a :class:`lrid.config.RunSpec`, or a store (path or :class:`lrid.store.Store`) holding
-    ``run_id``. Training is deterministic, so the arrays are those the run's observables were computed
-    from, at the same recorded steps. Returns ``path``.
-    """
-    from lrid.config import RunSpec
-    from lrid.generate.trainer import train_run
-    from lrid.observables.measures import activity_change
-    from lrid.store import Store
-
-    if isinstance(source, RunSpec):
-        spec = source
-    else:
-        store = source if isinstance(source, Store) else Store(source)
-        manifests = {m["run_id"]: m for m in store.manifests()}
-        if run_id not in manifests:
-            raise LridError(f"run {run_id!r} is not in {store.location}; `lrid status {store.location}` lists the store's runs")
-        spec = RunSpec(**manifests[run_id]["spec"])
-    if Path(path).suffix not in (".npz", ".parquet"):
-        raise LridError(f"cannot write a recording to {path}; name it .npz or .parquet")
-
-    captured: dict[str, dict[str, list]] = {kind: {} for kind in KINDS}
-    steps: list[int] = []
-
-    def capture(step, model, probe):
-        _, layer_inputs, layer_outputs = model.forward_with_activity(probe, exact_gradient=True)
-        steps.append(step)
-        for layer, layer_input, layer_output in zip(model.measured_layers, layer_inputs, layer_outputs):
-            captured["weight"].setdefault(layer.name, []).append(layer.kernel.numpy())
-            captured["act"].setdefault(layer.name, []).append(layer_output.numpy())
-            captured["actchange"].setdefault(layer.name, []).append(activity_change(layer, layer_input).numpy())
-
-    result = train_run(spec, on_record=capture)
-    if result.manifest["status"] == "failed":
-        raise LridError(f"run {spec.run_id} failed when re-run ({result.manifest.get('error')}); it has no recording")
-    layers = list(captured["weight"])
-    epochs = result.observables.drop_duplicates("step").set_index("step").loc[steps, "epoch"].to_numpy()
-    arrays = {kind: {layer: np.stack(captured[kind][layer]) for layer in layers} for kind in KINDS}
-    return write_recording(Recording(spec.run_id, np.asarray(steps, np.int64), layers, arrays, epochs), path)
 
 
 def require_measures(observables: pd.DataFrame, feature_names: list[str]) -> None:

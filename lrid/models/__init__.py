@@ -1,7 +1,8 @@
-"""Architectures built from rule-aware layers, registered by name, and the depth grouping of their layers.
+"""Architectures built from rule-aware layers, registered by name.
 
 Each architecture lists its measured layers (every layer with a weight kernel) in depth order; observables
-are recorded for each, grouped into early / middle / deep thirds.
+are recorded for each, grouped into early / middle / deep thirds by :func:`lrid.schema.depth_groups`
+(importable from here too).
 """
 
 from __future__ import annotations
@@ -9,19 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-DEPTH_GROUPS = ("early", "middle", "deep")
-
-
-def depth_groups(n_layers: int) -> list[str]:
-    """Nayebi et al.'s grouping: the first ``n // 3`` layers early, the next ``n // 3`` middle, the rest deep.
-
-    With fewer than three layers the groups are taken in order of depth from the deep end, so a
-    two-layer network is (middle, deep) rather than all deep.
-    """
-    third = n_layers // 3
-    if third == 0:
-        return list(DEPTH_GROUPS[3 - n_layers :])
-    return ["early"] * third + ["middle"] * third + ["deep"] * (n_layers - 2 * third)
+from lrid.schema import DEPTH_GROUPS, depth_groups  # noqa: F401 - the grouping is part of the store's layout
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from lrid.observables import FUNCTIONS
 from lrid.observables.degrade import degraded_activation, degraded_activity_change, degraded_kernel, layer_seed
 from lrid.observables.measures import activation_observables, activity_change_observables, weight_observables
 from lrid.observables.statistics import apply_function, describe
-from lrid.store import FULL_VIEW
+from lrid.schema import FULL_VIEW
 
 
 class Recorder:

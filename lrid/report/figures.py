@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lrid.models import DEPTH_GROUPS
+from lrid.schema import DEPTH_GROUPS
 
 STYLE = {
     "font.size": 11,

@@ -11,30 +11,11 @@ from lrid.errors import LridError
 
 
 def load_scores(results_dir: str | Path) -> dict:
-    """Read ``scores.json`` from a results directory, with a clear error if it is missing or corrupt."""
-    path = Path(results_dir) / "scores.json"
-    if not path.is_file():
-        raise LridError(f"{path} does not exist; run `lrid classify --store STORE --out {results_dir}` first")
-    try:
-        scores = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise LridError(f"{path} is not valid JSON; re-run `lrid classify` to rewrite it") from None
-    _check_filters(scores, path)
-    return scores
+    """Read ``scores.json`` from a results directory (:func:`lrid.identify.scores.load_scores`)."""
+    # Deferred so that importing lrid.report stays light: importing lrid.identify loads scikit-learn.
+    from lrid.identify.scores import load_scores as read_scores
 
-
-def _check_filters(scores, path: Path) -> None:
-    """Refuse held-out filters outside lrid's filter language before anything uses them: a results folder
-    may come from elsewhere, and its filters are re-applied when importance rebuilds the splits."""
-    from lrid.identify.splits import check_held_out_filters
-
-    settings = scores.get("settings") if isinstance(scores, dict) else None
-    if not isinstance(settings, dict):
-        return
-    try:
-        check_held_out_filters(settings.get("train_where"), settings.get("test_where"))
-    except LridError as error:
-        raise LridError(f"{path}: a held-out filter in its settings is refused: {error}") from None
+    return read_scores(results_dir)
 
 
 def load_robustness(results_dir: str | Path) -> pd.DataFrame | None:
