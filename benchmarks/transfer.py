@@ -330,7 +330,9 @@ def main() -> None:
     print_table(targets, ["target", "measured", "goal", "met"],
                 f"Targets ({classifiers[0]}, {chosen.name})" + (" -- quick run: not judged" if args.quick else ""))
     write_result("transfer", {
-        "store": args.store, "chosen_features": chosen.name, "feature_comparison": comparison,
+        "store": args.store, "chosen_features": chosen.name,
+        "chosen_options": {key: value for key, value in chosen.options().items() if key != "subset"},
+        "targets_classifier": classifiers[0], "feature_comparison": comparison,
         "leave_one_level_out": matrix, "activations_only": activations, "in_distribution": within,
         "foreign": {"directory": str(directory), "per_rule": foreign_rows, "summary": foreign_summary}, "targets": targets,
     }, load_before, quick=args.quick)

@@ -186,8 +186,10 @@ def _transfer_summary(path: Path | None, classifier: str, options: dict) -> dict
     if result.get("quick") or result.get("chosen_options") not in (None, options):
         return None  # a smoke run, or a measurement of other features, says nothing about this identifier
     mine = [row for row in result.get("foreign", {}).get("summary", []) if row.get("classifier") == classifier]
+    # The targets are judged with one classifier: quote them only if it is this identifier's.
+    targets = result.get("targets") if result.get("targets_classifier") in (None, classifier) else None
     return {"benchmark": "benchmarks/transfer.py", "finished_at": result.get("finished_at"),
-            "features": result.get("chosen_features"), "targets": result.get("targets"), "foreign": mine}
+            "features": result.get("chosen_features"), "targets": targets, "foreign": mine}
 
 
 def reliability_note(card: dict) -> str:
@@ -228,4 +230,9 @@ def describe_card(card: dict) -> list[str]:
         for target in transfer.get("targets") or []:
             measured = target.get("measured")
             lines.append(f"  {target['target']}: {measured:.3f}" if measured is not None else f"  {target['target']}: -")
+        for foreign in transfer.get("foreign") or []:
+            paper = foreign.get("accuracy_paper_rules")
+            lines.append(f"  foreign recordings ({foreign['networks']} networks of another implementation): "
+                         f"{foreign['accuracy_all']:.3f} named right"
+                         + (f", {paper:.3f} of those trained by sgdm/adam/fa/ia" if paper is not None else ""))
     return lines
