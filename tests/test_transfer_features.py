@@ -143,3 +143,16 @@ def test_progress_time_layout_matches_n_points_and_n_static(unit):
 def test_progress_time_refuses_point_selection_by_index():
     with pytest.raises(LridError, match="with time=progress choose the resolution with points"):
         build_features(_long_table({"a": [0, 5, 10]}), time="progress", stride=2)
+
+
+def test_classify_and_identify_carry_the_progress_clock(tiny_store, tmp_path):
+    from lrid.identify import classify, identify
+    from lrid.store import Store
+
+    scores = classify(tiny_store, tmp_path / "r", classifiers=("rf",), n_splits=2, control=False, progress=False,
+                      unit="layer", time="progress", baseline="relative", points=5)
+    assert scores["settings"]["time_axis"] == "progress"
+    # Per layer: 4 progress levels per observable, the depth one-hot, a log scale per observable, progress at t1..t3.
+    assert scores["n_features"] == len(OBSERVABLES) * 4 + 3 + len(OBSERVABLES) + 3
+    predictions = identify(tmp_path / "r" / "models" / "rf", Store(tiny_store).read_observables())
+    assert len(predictions) == scores["n_runs"]

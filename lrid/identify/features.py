@@ -26,7 +26,7 @@ apply in this order: ``window`` keeps the first k points, ``stride`` every s-th 
 original point index (``act_abs_mean@t20``), so a model trained on a selection can only be applied to
 trajectories with the same points.
 
-Two transforms aim at transfer, at identifying the rule of networks trained unlike the training sweep:
+Three transforms aim at transfer, at identifying the rule of networks trained unlike the training sweep:
 
 * ``time="fraction"`` places each run's recordings on its own training span (step / last recorded step)
   and resamples every trajectory onto ``points`` (default 21) evenly spaced fractions of training, by
