@@ -291,12 +291,16 @@ def _resample_fractions(
         if span[-1] <= 0:
             raise LridError("a trajectory's recorded steps do not increase; give each recording its training step")
         position = np.interp(grid, span / span[-1], np.arange(stop - start, dtype=np.float64))
-        lower = np.minimum(np.floor(position).astype(int), stop - start - 2)
-        weight = (position - lower)[:, None]
-        segment = raw[start:stop]
-        values[sample] = segment[lower] * (1 - weight) + segment[lower + 1] * weight
+        values[sample] = _at_positions(raw[start:stop], position)
     samples = ordered.iloc[starts[:-1]][SAMPLE_COLUMNS].reset_index(drop=True)
     return values, samples
+
+
+def _at_positions(rows: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """``rows`` [points, ...] linearly interpolated at fractional row positions (0..points-1)."""
+    lower = np.minimum(np.floor(position).astype(int), len(rows) - 2)
+    weight = (position - lower).reshape(-1, *([1] * (rows.ndim - 1)))
+    return rows[lower] * (1 - weight) + rows[lower + 1] * weight
 
 
 def _relative_to_start(values: np.ndarray, columns: list[str]) -> np.ndarray:
@@ -340,8 +344,6 @@ def _progress_clock(trajectories: np.ndarray, run_of_sample: np.ndarray) -> tupl
     resampled = np.empty_like(normalised)
     for sample, run in enumerate(run_index):
         position = np.interp(fraction, progress[run], np.arange(n_points, dtype=np.float64))
-        lower = np.minimum(np.floor(position).astype(int), n_points - 2)
-        weight = position - lower
-        resampled[sample] = normalised[sample][:, lower] * (1 - weight) + normalised[sample][:, lower + 1] * weight
+        resampled[sample] = _at_positions(normalised[sample].T, position).T
     log_scale = np.log(np.maximum(scale, _LOG_FLOOR))
     return resampled, np.concatenate([log_scale, progress[run_index, 1:-1]], axis=1)
