@@ -64,6 +64,7 @@ CONFIGS = [
     FeatureConfig("run, fraction, relative, weight,act", "run", "fraction", "relative", "weight,act"),
     FeatureConfig("run, fraction, relative, act", "run", "fraction", "relative", "act"),
     FeatureConfig("run, fraction, relative, weight", "run", "fraction", "relative", "weight"),
+    FeatureConfig("run, progress, relative, all", "run", "progress", "relative", "all"),
 ]
 
 

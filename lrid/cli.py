@@ -297,7 +297,7 @@ def classify(
     window: Annotated[int | None, typer.Option("--window", help="keep only the first K recorded points")] = None,
     stride: Annotated[int | None, typer.Option("--stride", help="keep every S-th recorded point")] = None,
     unit: Annotated[str, typer.Option("--unit", help="layer: one sample per layer; run: a run's layers pooled by depth group")] = "layer",
-    time_axis: Annotated[str, typer.Option("--time", help="index: recorded point k; fraction: resampled onto --points fractions of training (runs recorded differently compare)")] = "index",
+    time_axis: Annotated[str, typer.Option("--time", help="index: recorded point k; fraction: resampled onto --points fractions of training (runs recorded differently compare); progress: each trajectory scaled to its largest value and resampled onto the run's own progress (free of scale and learning speed)")] = "index",
     baseline: Annotated[str, typer.Option("--baseline", help="none: values as recorded; relative: from each trajectory's start (log ratios for scales, differences otherwise)")] = "none",
     train_where: Annotated[str | None, typer.Option(
         "--train-where", help="train only on runs matching this: key=value[,key=value] or comparisons of fields "

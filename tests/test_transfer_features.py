@@ -87,3 +87,72 @@ def test_classify_and_identify_carry_the_transforms(tiny_store, tmp_path):
     assert scores["n_features"] == 3 * len(OBSERVABLES) * 4
     predictions = identify(tmp_path / "r" / "models" / "linear", Store(tiny_store).read_observables())
     assert len(predictions) == scores["n_runs"]
+
+
+def _affine_table(run_clocks: dict, scales: dict, steps: list[int], n_layers: int = 2, seed: int = 0) -> pd.DataFrame:
+    """Rows where every observable is ``scale * (a + b * clock(fraction))``: the same states, reached at the
+    pace of each run's clock and multiplied by each run's per-observable scale."""
+    rng = np.random.default_rng(seed)
+    offset, slope = rng.uniform(0.5, 2.0, len(OBSERVABLES)), rng.uniform(-1.0, 1.0, len(OBSERVABLES))
+    rows = []
+    for run_id, clock in run_clocks.items():
+        for layer in range(n_layers):
+            for step in steps:
+                values = scales[run_id] * (offset * (1.0 + layer) + slope * clock(step / steps[-1]))
+                rows.append({"run_id": run_id, "step": step, "layer": f"l{layer}", "layer_index": layer,
+                             "depth_group": ("early", "deep")[layer], "rule": "fa", "task": "digits", "arch": "mlp",
+                             **dict(zip(OBSERVABLES, values))})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("unit", ["layer", "run"])
+def test_progress_time_is_free_of_each_trajectorys_scale_and_the_runs_pace(unit):
+    steps = list(range(0, 101, 10))
+    factor = np.random.default_rng(1).uniform(0.1, 10.0, len(OBSERVABLES))
+    table = _affine_table({"steady": lambda f: f, "quick": np.sqrt}, {"steady": np.ones(len(OBSERVABLES)), "quick": factor}, steps)
+    features = build_features(table, unit=unit, time="progress", points=11)
+    steady, quick = features.X[features.groups == "steady"], features.X[features.groups == "quick"]
+    trajectory = slice(0, features.X.shape[1] - features.n_static)
+    # Same states at another pace and scale: the trajectory columns agree; only the static columns differ.
+    np.testing.assert_allclose(steady[:, trajectory], quick[:, trajectory], atol=1e-6)
+    scale_columns = [i for i, name in enumerate(features.feature_names) if "@scale" in name]
+    np.testing.assert_allclose((quick - steady)[:, scale_columns][0, : len(OBSERVABLES)], np.log(factor), rtol=1e-6)
+    progress = [i for i, name in enumerate(features.feature_names) if name.startswith("progress@")]
+    np.testing.assert_allclose(steady[0, progress], np.linspace(0, 1, 11)[1:-1], atol=1e-6)
+    np.testing.assert_allclose(quick[0, progress], np.sqrt(np.linspace(0, 1, 11)[1:-1]), atol=1e-6)
+    # On the fraction axis the quick run's trajectories are not the steady one's: the test can fail.
+    fraction = build_features(table, unit=unit, time="fraction", points=11)
+    assert not np.allclose(fraction.X[fraction.groups == "steady"], fraction.X[fraction.groups == "quick"], atol=1e-3)
+
+
+@pytest.mark.parametrize("unit", ["layer", "run"])
+def test_progress_time_layout_matches_n_points_and_n_static(unit):
+    table = _long_table({"a": list(range(0, 110, 10)), "b": list(range(0, 220, 20))})
+    features = build_features(table, unit=unit, time="progress", baseline="relative", points=6)
+    n_channels = len(OBSERVABLES) * (1 if unit == "layer" else 3)
+    n_static = (3 if unit == "layer" else 0) + n_channels + 4  # one-hot, log scales, progress at t1..t4
+    assert (features.n_points, features.n_static) == (5, n_static)
+    assert features.X.shape[1] == n_channels * 5 + n_static == len(features.feature_names)
+    assert features.feature_names[n_channels * 5 - 1].startswith("actchange_sq_mean@t5")
+    assert features.feature_names[-1] == "progress@t4" and features.options["time"] == "progress"
+    # Rebuilding from the recorded options gives the same columns, as a saved model does.
+    again = build_features(table, **features.options)
+    np.testing.assert_array_equal(again.X, features.X)
+
+
+def test_progress_time_refuses_point_selection_by_index():
+    with pytest.raises(LridError, match="with time=progress choose the resolution with points"):
+        build_features(_long_table({"a": [0, 5, 10]}), time="progress", stride=2)
+
+
+def test_classify_and_identify_carry_the_progress_clock(tiny_store, tmp_path):
+    from lrid.identify import classify, identify
+    from lrid.store import Store
+
+    scores = classify(tiny_store, tmp_path / "r", classifiers=("rf",), n_splits=2, control=False, progress=False,
+                      unit="layer", time="progress", baseline="relative", points=5)
+    assert scores["settings"]["time_axis"] == "progress"
+    # Per layer: 4 progress levels per observable, the depth one-hot, a log scale per observable, progress at t1..t3.
+    assert scores["n_features"] == len(OBSERVABLES) * 4 + 3 + len(OBSERVABLES) + 3
+    predictions = identify(tmp_path / "r" / "models" / "rf", Store(tiny_store).read_observables())
+    assert len(predictions) == scores["n_runs"]

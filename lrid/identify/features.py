@@ -26,7 +26,7 @@ apply in this order: ``window`` keeps the first k points, ``stride`` every s-th 
 original point index (``act_abs_mean@t20``), so a model trained on a selection can only be applied to
 trajectories with the same points.
 
-Two transforms aim at transfer, at identifying the rule of networks trained unlike the training sweep:
+Three transforms aim at transfer, at identifying the rule of networks trained unlike the training sweep:
 
 * ``time="fraction"`` places each run's recordings on its own training span (step / last recorded step)
   and resamples every trajectory onto ``points`` (default 21) evenly spaced fractions of training, by
@@ -38,6 +38,16 @@ Two transforms aim at transfer, at identifying the rule of networks trained unli
   differences ``x(t) - x(0)``. The initial point, zero by construction, is dropped. This removes what the
   initialisation and the layer's size set (a wider layer has a larger weight norm under every rule) and
   keeps what learning did.
+* ``time="progress"`` goes one step further and measures time by the run's own clock, so that how fast a
+  run learned (its learning rate, batch size or budget) does not move its features. After the fraction
+  resampling (and the baseline), each trajectory is divided by its largest absolute value over training;
+  the run's progress at each point is the cumulative mean absolute change of these normalised
+  trajectories (over all its layers and observables), from 0 at the start to 1 at the end, and every
+  normalised trajectory is resampled at ``points`` evenly spaced progress levels (point ``k`` is the
+  level ``k / (n - 1)``). What the normalisation and the clock removed is kept apart, as static
+  columns: each trajectory's log scale (``{observable}@scale``) and the progress reached at each
+  fraction of training (``progress@t{k}``). A trajectory multiplied by a constant, or played faster or
+  slower, gives the same trajectory columns.
 """
 
 from __future__ import annotations
@@ -66,7 +76,7 @@ OBSERVABLE_SUBSETS: dict[str, tuple[str, ...]] = {
     "all": tuple(OBSERVABLES),
 }
 UNITS = ("layer", "run")
-TIMES = ("index", "fraction")
+TIMES = ("index", "fraction", "progress")
 BASELINES = ("none", "relative")
 DEFAULT_FRACTION_POINTS = 21
 # Observables that are positive by construction and scale with the layer: compared to their start as log ratios.
@@ -162,7 +172,8 @@ def build_features(
         subset: an observable subset name or comma list (see the module docstring); default ``all``.
         points, window, stride: the time selection (see the module docstring).
         unit: ``layer`` or ``run``.
-        time: ``index`` (recorded point k) or ``fraction`` (resampled onto fractions of training).
+        time: ``index`` (recorded point k), ``fraction`` (resampled onto fractions of training) or
+            ``progress`` (normalised trajectories resampled onto the run's own progress; module docstring).
         baseline: ``none`` (values as recorded) or ``relative`` (from the initial value; see the module docstring).
 
     Every run must have been recorded at the same number of points; runs that stopped early (diverged)
@@ -171,11 +182,12 @@ def build_features(
     if unit not in UNITS:
         raise LridError(f"unknown unit {unit!r}; choose layer (one sample per layer) or run (one per run)")
     if time not in TIMES:
-        raise LridError(f"unknown time axis {time!r}; choose index (recorded point) or fraction (of training)")
+        raise LridError(f"unknown time axis {time!r}; choose index (recorded point), fraction (of training) "
+                        "or progress (of the run's own change)")
     if baseline not in BASELINES:
         raise LridError(f"unknown baseline {baseline!r}; choose none or relative (from each trajectory's start)")
-    if time == "fraction" and (window is not None or stride is not None):
-        raise LridError("window and stride select recorded points; with time=fraction choose the resolution with points")
+    if time != "index" and (window is not None or stride is not None):
+        raise LridError(f"window and stride select recorded points; with time={time} choose the resolution with points")
     columns = list(observable_columns) if observable_columns else subset_columns(subset or "all")
     if observables.empty:
         raise LridError("the store holds no complete runs; run `lrid generate SPEC --store DIR` first")
@@ -188,7 +200,7 @@ def build_features(
             data[column] = None
     ordered = data.sort_values(["run_id", "layer_index", "step"], kind="stable")
     points_per_sample = ordered.groupby(["run_id", "layer_index"], sort=False).size()
-    if time == "fraction":
+    if time != "index":
         values, samples = _resample_fractions(ordered, columns, points_per_sample, points or DEFAULT_FRACTION_POINTS)
         kept = list(range(values.shape[1]))
     else:
@@ -205,25 +217,33 @@ def build_features(
         values = values[:, kept, :]
         samples = ordered.iloc[::n_recorded][SAMPLE_COLUMNS].reset_index(drop=True)
     if baseline == "relative":
-        values, kept = _relative_to_start(values, columns), kept[1:]
+        values = _relative_to_start(values, columns)
     n_samples = len(samples)
     values = values.transpose(0, 2, 1)  # [samples, observables, points]
+    # The relative baseline's first point is zero by construction: it is dropped, but only after the
+    # progress clock has used it as the start.
+    first = 1 if baseline == "relative" else 0
     options = {"subset": subset or "all", "points": points, "window": window, "stride": stride, "unit": unit,
                "time": time, "baseline": baseline}
     if observable_columns:
         options = {**options, "observable_columns": list(columns)}
-    trajectory_names = [f"{column}@t{point}" for column in columns for point in kept]
+    trajectory_names = [f"{column}@t{point}" for column in columns for point in kept[first:]]
 
     if unit == "layer":
         depth_one_hot = np.stack([(samples["depth_group"] == g).to_numpy(float) for g in DEPTH_GROUPS], axis=1)
+        static, static_names = depth_one_hot, [f"depth_{g}" for g in DEPTH_GROUPS]
+        if time == "progress":
+            values, clock_static = _progress_clock(values, samples["run_id"].to_numpy(dtype=object))
+            static = np.concatenate([static, clock_static], axis=1)
+            static_names += [f"{column}@scale" for column in columns] + _progress_names(kept)
         return FeatureSet(
-            X=np.concatenate([values.reshape(n_samples, -1), depth_one_hot], axis=1),
+            X=np.concatenate([values[..., first:].reshape(n_samples, -1), static], axis=1),
             y=samples["rule"].to_numpy(dtype=object),
             groups=samples["run_id"].to_numpy(dtype=object),
-            feature_names=trajectory_names + [f"depth_{g}" for g in DEPTH_GROUPS],
+            feature_names=trajectory_names + static_names,
             samples=samples,
-            n_points=len(kept),
-            n_static=len(DEPTH_GROUPS),
+            n_points=len(kept) - first,
+            n_static=len(static_names),
             options=options,
         )
 
@@ -236,14 +256,19 @@ def build_features(
                 warnings.simplefilter("ignore", RuntimeWarning)
                 pooled[row_of_run[run_id], DEPTH_GROUPS.index(group)] = np.nanmean(values[np.asarray(index)], axis=0)
     run_samples = samples.drop_duplicates("run_id").reset_index(drop=True).assign(layer=None, layer_index=-1, depth_group="all")
+    pooled = pooled.reshape(len(run_ids), len(DEPTH_GROUPS) * len(columns), len(kept))
+    static, static_names = np.empty((len(run_ids), 0)), []
+    if time == "progress":
+        pooled, static = _progress_clock(pooled, np.arange(len(run_ids)))
+        static_names = [f"{column}@scale@{group}" for group in DEPTH_GROUPS for column in columns] + _progress_names(kept)
     return FeatureSet(
-        X=pooled.reshape(len(run_ids), -1),
+        X=np.concatenate([pooled[..., first:].reshape(len(run_ids), -1), static], axis=1),
         y=run_samples["rule"].to_numpy(dtype=object),
         groups=run_samples["run_id"].to_numpy(dtype=object),
-        feature_names=[f"{name}@{group}" for group in DEPTH_GROUPS for name in trajectory_names],
+        feature_names=[f"{name}@{group}" for group in DEPTH_GROUPS for name in trajectory_names] + static_names,
         samples=run_samples,
-        n_points=len(kept),
-        n_static=0,
+        n_points=len(kept) - first,
+        n_static=len(static_names),
         options=options,
     )
 
@@ -266,20 +291,59 @@ def _resample_fractions(
         if span[-1] <= 0:
             raise LridError("a trajectory's recorded steps do not increase; give each recording its training step")
         position = np.interp(grid, span / span[-1], np.arange(stop - start, dtype=np.float64))
-        lower = np.minimum(np.floor(position).astype(int), stop - start - 2)
-        weight = (position - lower)[:, None]
-        segment = raw[start:stop]
-        values[sample] = segment[lower] * (1 - weight) + segment[lower + 1] * weight
+        values[sample] = _at_positions(raw[start:stop], position)
     samples = ordered.iloc[starts[:-1]][SAMPLE_COLUMNS].reset_index(drop=True)
     return values, samples
 
 
+def _at_positions(rows: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """``rows`` [points, ...] linearly interpolated at fractional row positions (0..points-1)."""
+    lower = np.minimum(np.floor(position).astype(int), len(rows) - 2)
+    weight = (position - lower).reshape(-1, *([1] * (rows.ndim - 1)))
+    return rows[lower] * (1 - weight) + rows[lower + 1] * weight
+
+
 def _relative_to_start(values: np.ndarray, columns: list[str]) -> np.ndarray:
     """Trajectories [samples, points, columns] from their first point on: log ratios for scale observables,
-    differences for signed ones; the first point (zero by construction) is dropped."""
+    differences for signed ones (the first point is zero by construction; the caller drops it)."""
     scale = np.array([column in SCALE_OBSERVABLES for column in columns])
     start = values[:, :1, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log(np.maximum(values, _LOG_FLOOR) / np.maximum(start, _LOG_FLOOR))
-    relative = np.where(scale, ratio, values - start)
-    return relative[:, 1:, :]
+    return np.where(scale, ratio, values - start)
+
+
+def _progress_names(kept: list[int]) -> list[str]:
+    # The progress is 0 at the start and 1 at the end by construction: only the points between carry anything.
+    return [f"progress@t{point}" for point in kept[1:-1]]
+
+
+def _progress_clock(trajectories: np.ndarray, run_of_sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Trajectories [samples, channels, points] normalised and resampled onto their run's progress.
+
+    Returns the resampled trajectories (same shape) and the static columns: each channel's log scale, then
+    the run's progress at every point but the first and the last (see the module docstring).
+    """
+    n_points = trajectories.shape[-1]
+    with warnings.catch_warnings():  # all-NaN channels (empty depth groups) stay NaN, without a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        scale = np.nanmax(np.abs(trajectories), axis=-1)
+        normalised = trajectories / np.where(scale > 0, scale, 1.0)[..., None]
+        change = np.nanmean(np.abs(np.diff(normalised, axis=-1)), axis=1)  # [samples, points - 1]
+    change = np.nan_to_num(change)
+    run_ids, run_index = np.unique(run_of_sample.astype(str), return_inverse=True)
+    run_change = np.zeros((len(run_ids), n_points - 1))
+    np.add.at(run_change, run_index, change)
+    progress = np.concatenate([np.zeros((len(run_ids), 1)), np.cumsum(run_change, axis=1)], axis=1)
+    total = progress[:, -1:]
+    fraction = np.linspace(0.0, 1.0, n_points)
+    # A run that did not change at all keeps the fraction of training as its clock; a tiny ramp keeps a
+    # clock that stood still for a while strictly increasing, so interpolation is defined.
+    progress = np.where(total > 0, progress / np.where(total > 0, total, 1.0), fraction)
+    progress = (progress + 1e-9 * fraction) / (1 + 1e-9)
+    resampled = np.empty_like(normalised)
+    for sample, run in enumerate(run_index):
+        position = np.interp(fraction, progress[run], np.arange(n_points, dtype=np.float64))
+        resampled[sample] = _at_positions(normalised[sample].T, position).T
+    log_scale = np.log(np.maximum(scale, _LOG_FLOOR))
+    return resampled, np.concatenate([log_scale, progress[run_index, 1:-1]], axis=1)
