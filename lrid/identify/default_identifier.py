@@ -4,8 +4,8 @@ It is trained on the zoo (``pipelines/zoo.yaml``: every rule over widths, depths
 sizes, learning rates, budgets, optimizers and initialisation scales) with the features that transferred
 best in ``benchmarks/transfer.py``, and saved in formats that load without running code
 (:mod:`lrid.identify.model_files`). A recording carries what its experimenter could measure, so there is
-one model per combination of measures (:data:`VARIANTS`: weights only, activations only, both, with or
-without the activity change); :func:`identify_default` picks the one that uses everything the input has.
+one model per combination of measures (:data:`VARIANTS`: weights only, activations only, both, and all
+three with the activity change); :func:`identify_default` picks the one that uses the most of what the input has.
 
 ``make default-identifier`` regenerates it: it generates the zoo if needed, fits every variant on all of
 the zoo's runs that learned (collapsed runs left out), and writes ``card.json`` (the model card that
@@ -30,10 +30,13 @@ from lrid.observables import OBSERVABLES
 DEFAULT_DIRECTORY = Path(__file__).resolve().parent / "default_model"
 DIRECTORY_VARIABLE = "LRID_DEFAULT_IDENTIFIER"  # points lrid at another build (a lab's own zoo, a test's)
 KINDS = ("weight", "act", "actchange")
-# Observable subsets by the measures a recording carries (actchange alone is too little to go on).
-# The features that transferred best in benchmarks/transfer.py (README, "Identification that transfers").
-DEFAULT_FEATURES = {"unit": "run", "time": "fraction", "baseline": "relative"}
-VARIANTS = ("weight,act,actchange", "weight,act", "weight,actchange", "act,actchange", "weight", "act")
+# The features that transferred best in benchmarks/transfer.py (README, "Identifying rules in networks lrid
+# did not train").
+DEFAULT_FEATURES = {"unit": "run", "time": "progress", "baseline": "relative"}
+# Observable subsets by the measures a recording carries, most complete first; an input uses the first
+# whose measures it all carries (actchange alone is too little to go on, and rarely recorded without both
+# weights and activations, so it comes only with both).
+VARIANTS = ("weight,act,actchange", "weight,act", "weight", "act")
 
 
 def carried_measures(observables: pd.DataFrame) -> tuple[str, ...]:
@@ -49,14 +52,14 @@ def carried_measures(observables: pd.DataFrame) -> tuple[str, ...]:
 
 def variant_for(observables: pd.DataFrame) -> str:
     """The variant that uses every measure the input carries; a one-line error if none fits."""
-    carried = carried_measures(observables)
-    name = ",".join(carried)
-    if name not in VARIANTS:
-        raise LridError(
-            f"the input carries {name or 'no measure'} for every run; the default identifier needs weight or act "
-            "arrays (record weight/<layer> or act/<layer>)"
-        )
-    return name
+    carried = set(carried_measures(observables))
+    for variant in VARIANTS:
+        if set(variant.split(",")) <= carried:
+            return variant
+    raise LridError(
+        f"the input carries {','.join(sorted(carried)) or 'no measure'} for every run; the default identifier needs "
+        "weight or act arrays (record weight/<layer> or act/<layer>)"
+    )
 
 
 def _model_name(variant: str) -> str:
