@@ -428,7 +428,11 @@ class Store:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host (one of another user counts as alive)."""
+    """Whether a process with this id exists on this host and is not a zombie (one of another user counts as alive).
+
+    A killed process stays in the process table as a zombie until its parent, or whoever adopted it, reaps
+    it; a container's first process may never do so. A zombie runs nothing, so it counts as dead.
+    """
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
@@ -437,7 +441,14 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            # The state follows the command name, which is in parentheses and may itself hold spaces.
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): existence is all that can be told
+    return state != b"Z"
+
 
 def _check_local_root(root: str) -> None:
     """Refuse a local store root that is a file, or lies under one, before anything tries to write there."""

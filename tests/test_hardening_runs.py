@@ -242,3 +242,18 @@ def test_a_killed_sweep_leaves_no_autograph_files_once_resumed(backend, tmp_path
     assert len(Store(store).manifests()) == 8
     assert not list(temp.rglob("__autograph_generated_file*"))
     assert [p.name for p in temp.iterdir()] == ["users-own.txt"]
+
+
+def test_a_zombie_process_counts_as_dead():
+    from lrid.store import process_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    # Not waited for: once it exits it stays a zombie until reaped, like a killed worker nobody reaps.
+    while time.monotonic() < deadline and not Path(f"/proc/{child.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z":
+        time.sleep(0.05)
+    try:
+        assert not process_alive(child.pid)
+    finally:
+        child.wait()
+    assert process_alive(os.getpid())
