@@ -346,8 +346,8 @@ def identify(
         raise LridError(f"--output {output} must end in .csv or .parquet")
     model = Path(model_or_input) if input_ is not None else None
     source = input_ if input_ is not None else model_or_input
-    if model is None:
-        read_card()  # before reading the input: a missing identifier is the first thing to say
+    # Before reading the input: a missing identifier is the first thing to say.
+    card = read_card() if model is None else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PickleWarning)
         if model is None:
@@ -371,8 +371,8 @@ def identify(
     console.print(table)
     if "rule" in predictions:
         console.print(f"accuracy against the true rules: {(predictions['rule'] == predictions['predicted']).mean():.3f}")
-    if model is None:
-        console.print(reliability_note(read_card()))
+    if card is not None:
+        console.print(reliability_note(card))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         if output.suffix == ".csv":
