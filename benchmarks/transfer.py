@@ -82,6 +82,12 @@ def _bins(values: pd.Series, edges: list[float], names: list[str]) -> pd.Series:
     return pd.cut(values, [-np.inf, *edges, np.inf], labels=names).astype(object)
 
 
+def _column(metadata: pd.DataFrame, name: str, default) -> pd.Series:
+    """A spec field per run; specs that leave it out (at its default) read as ``default``."""
+    column = metadata[name] if name in metadata else pd.Series(default, index=metadata.index)
+    return column.where(column.notna(), default).astype(type(default))
+
+
 def _lr_tercile(metadata: pd.DataFrame) -> pd.Series:
     """Each run's learning rate as a tercile of its own rule's learning rates (rules' ranges differ)."""
     def terciles(lr: pd.Series) -> pd.Series:
@@ -108,8 +114,10 @@ FACTORS = {
     "lr_tercile": _lr_tercile,
     "budget": lambda m: _bins(m["train.epochs"].astype(float), [8, 20], ["<=8 epochs", "9-20", ">20"]),
     "optimizer": _optimizer,
-    "init_scale": lambda m: _bins(m.get("model.init_scale", pd.Series(1.0, index=m.index)).fillna(1.0).astype(float),
+    "init_scale": lambda m: _bins(_column(m, "model.init_scale", 1.0),
                                   [0.8, 1.25], ["<=0.8", "0.8-1.25", ">1.25"]),
+    "init": lambda m: _column(m, "model.init", "glorot") + "/" + _column(m, "model.init_distribution", "uniform"),
+    "input": lambda m: _column(m, "task.options.standardize", False).map({True: "standardised", False: "[0, 1]"}),
     "arch": lambda m: m["arch"],
 }
 

@@ -96,8 +96,12 @@ class ModelSpec(StrictModel):
 
     ``init_scale`` multiplies the standard deviation (and limit) of the forward kernels' Glorot-uniform
     initialisation, for the architectures that support it (mlp, convnet: ``Architecture.scales_init``;
-    the others refuse a value other than 1). It is left out of the serialised spec at its default, so
-    specs without it keep the run ids they had before it existed.
+    the others refuse a value other than 1). ``init`` (glorot, he, lecun) and ``init_distribution``
+    (uniform, truncated_normal, untruncated_normal) choose the variance-scaling scheme and the shape of the
+    initial weights, for the same architectures, so a sweep can cover how other codebases initialise
+    (Keras: glorot/uniform, PyTorch's ReLU nets: he, JAX/Flax: lecun/truncated_normal). All three are left
+    out of the serialised spec at their defaults, so specs without them keep the run ids they had before
+    they existed.
     """
 
     arch: str = "mlp"
@@ -105,6 +109,10 @@ class ModelSpec(StrictModel):
     activation: Literal["tanh", "relu", "sigmoid"] = "tanh"
     width: float = Field(1.0, gt=0)
     init_scale: float = Field(1.0, gt=0, description="multiplies the forward kernels' initial standard deviation")
+    init: Literal["glorot", "he", "lecun"] = Field("glorot", description="the kernels' variance-scaling scheme")
+    init_distribution: Literal["uniform", "truncated_normal", "untruncated_normal"] = Field(
+        "uniform", description="the shape of the initial kernel entries"
+    )
 
     @field_validator("arch")
     @classmethod
@@ -126,17 +134,30 @@ class ModelSpec(StrictModel):
     def _arch_scales_init(self) -> ModelSpec:
         from lrid.models import ARCHITECTURES
 
-        if self.init_scale != 1.0 and not ARCHITECTURES[self.arch].scales_init:
-            supported = ", ".join(name for name, arch in ARCHITECTURES.items() if arch.scales_init)
-            raise ValueError(f"init_scale: architecture {self.arch!r} has no init_scale; it is implemented for {supported}")
+        if ARCHITECTURES[self.arch].scales_init:
+            return self
+        supported = ", ".join(name for name, arch in ARCHITECTURES.items() if arch.scales_init)
+        for name, default in _INIT_DEFAULTS.items():
+            if getattr(self, name) != default:
+                raise ValueError(f"{name}: architecture {self.arch!r} has no {name}; it is implemented for {supported}")
         return self
 
+    @property
+    def initialisation(self) -> dict:
+        """The builder keywords of the initialisation: ``init_scale``, ``init_scheme``, ``init_distribution``."""
+        return {"init_scale": self.init_scale, "init_scheme": self.init, "init_distribution": self.init_distribution}
+
     @model_serializer(mode="wrap")
-    def _omit_default_init_scale(self, handler):
+    def _omit_default_initialisation(self, handler):
         data = handler(self)
-        if self.init_scale == 1.0:
-            data.pop("init_scale", None)
+        for name, default in _INIT_DEFAULTS.items():
+            if getattr(self, name) == default:
+                data.pop(name, None)
         return data
+
+
+#: the initialisation fields and their defaults, omitted from serialised specs at these values
+_INIT_DEFAULTS = {"init_scale": 1.0, "init": "glorot", "init_distribution": "uniform"}
 
 
 class TrainSpec(StrictModel):

@@ -220,7 +220,76 @@ def test_init_scale_multiplies_the_initial_weights_std(arch, input_shape):
     for (base, base_b), (scaled, scaled_b) in zip(kernels(1.0), kernels(2.5)):
         assert math.isclose(scaled.std() / base.std(), 2.5, rel_tol=1e-5)
         np.testing.assert_allclose(scaled, 2.5 * base, atol=1e-6)
-        np.testing.assert_array_equal(scaled_b, base_b)  # feedback kernels keep Glorot's scale
+        np.testing.assert_array_equal(scaled_b, base_b)  # feedback kernels keep the scheme's own scale
+
+
+@pytest.mark.parametrize(("arch", "input_shape"), [("mlp", (64,)), ("convnet", (8, 8, 1))])
+def test_init_scheme_and_distribution_set_the_initial_weights(arch, input_shape):
+    """He doubles LeCun's variance, Glorot's divides by the mean fan; the distribution sets the kurtosis
+    (uniform 1.8, Gaussian 3, cut at 2 std in between); feedback kernels and sign symmetry follow the scheme."""
+    import numpy as np
+
+    from lrid.models import build_network
+
+    def first_layer(**init):
+        model = build_network(ModelSpec(arch=arch, hidden=(400,), **init), input_shape, 10, feedback="fixed", seed=5)
+        layer = model.measured_layers[0 if arch == "mlp" else 1]
+        kernel = layer.kernel.numpy()
+        receptive_field = int(np.prod(kernel.shape[:-2]))  # 1 for a dense kernel
+        return layer, kernel, receptive_field * kernel.shape[-2], receptive_field * kernel.shape[-1]
+
+    def kurtosis(values):
+        centred = values.ravel() - values.mean()
+        return np.mean(centred**4) / np.mean(centred**2) ** 2
+
+    for scheme, expected_variance in [("glorot", lambda i, o: 2 / (i + o)), ("he", lambda i, o: 2 / i),
+                                      ("lecun", lambda i, o: 1 / i)]:
+        for distribution, expected_kurtosis in [("uniform", 1.8), ("untruncated_normal", 3.0),
+                                                ("truncated_normal", 2.4)]:
+            layer, kernel, fan_in, fan_out = first_layer(init=scheme, init_distribution=distribution)
+            variance = expected_variance(fan_in, fan_out)
+            assert math.isclose(kernel.var(), variance, rel_tol=0.08), (scheme, distribution)
+            assert math.isclose(layer.feedback_kernel.numpy().var(), variance, rel_tol=0.08)
+            assert math.isclose(layer.feedback_scale**2, variance, rel_tol=1e-6)
+            assert abs(kurtosis(kernel) - expected_kurtosis) < 0.25, (scheme, distribution, kurtosis(kernel))
+    default, _, _, _ = first_layer()
+    glorot_uniform, _, _, _ = first_layer(init="glorot", init_distribution="uniform")
+    np.testing.assert_array_equal(default.kernel.numpy(), glorot_uniform.kernel.numpy())
+
+
+def test_initialisation_at_its_defaults_keeps_run_ids_and_is_refused_where_ignored(tmp_path):
+    default = RunSpec(rule=RuleSpec(name="fa"))
+    spelled_out = RunSpec(rule=RuleSpec(name="fa"), model=ModelSpec(init="glorot", init_distribution="uniform"))
+    assert spelled_out.run_id == default.run_id
+    assert not {"init", "init_distribution"} & set(default.model_dump()["model"])
+    he = RunSpec(rule=RuleSpec(name="fa"), model=ModelSpec(init="he"))
+    assert he.model_dump()["model"]["init"] == "he" and he.run_id != default.run_id
+    path = tmp_path / "knet.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: knet
+        task: {name: cifar10}
+        model: {arch: knet, init_distribution: untruncated_normal}
+        rules: {sgdm: {lr: 0.1}}
+    """))
+    with pytest.raises(LridError, match="architecture 'knet' has no init_distribution"):
+        load_sweep(path)
+    path.write_text("name: x\nmodel: {init: xavier}\nrules: {sgdm: {lr: 0.1}}\n")
+    with pytest.raises(LridError, match="init"):
+        load_sweep(path)
+
+
+def test_digits_standardize_centres_and_scales_each_pixel_on_the_training_images():
+    import numpy as np
+
+    from lrid.tasks import get_task
+
+    plain, standard = get_task("digits"), get_task("digits", standardize=True)
+    varying = plain.x_train.std(axis=0) > 0
+    np.testing.assert_allclose(standard.x_train.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(standard.x_train.std(axis=0)[varying], 1, rtol=1e-4)
+    expected = (plain.x_test - plain.x_train.mean(axis=0)) / np.where(varying, plain.x_train.std(axis=0), 1)
+    np.testing.assert_allclose(standard.x_test, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(standard.y_train, plain.y_train)
 
 
 def test_estimate_times_one_run_per_family_and_scales_the_rest(tmp_path, monkeypatch):

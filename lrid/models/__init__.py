@@ -16,7 +16,7 @@ from lrid.schema import DEPTH_GROUPS, depth_groups  # noqa: F401 - the grouping 
 @dataclass(frozen=True)
 class Architecture:
     """A registered architecture: how to build it, a description, the input it is meant for, and whether its
-    builder honours ``model.init_scale``."""
+    builder honours ``model.init_scale``, ``model.init`` and ``model.init_distribution``."""
 
     name: str
     description: str
@@ -34,7 +34,7 @@ class Architecture:
 def _mlp(spec, n_classes, feedback, seed):
     from lrid.models.mlp import MLP
 
-    return MLP(spec.hidden, n_classes, spec.activation, feedback=feedback, seed=seed, init_scale=spec.init_scale)
+    return MLP(spec.hidden, n_classes, spec.activation, feedback=feedback, seed=seed, **spec.initialisation)
 
 
 def _knet(norm, conv4):
@@ -50,7 +50,7 @@ def _convnet(spec, n_classes, feedback, seed):
     from lrid.models.convnet import ConvNet
 
     return ConvNet(n_classes, activation=spec.activation, feedback=feedback, seed=seed, width=spec.width,
-                   init_scale=spec.init_scale)
+                   **spec.initialisation)
 
 
 def _alexnet(norm):

@@ -20,15 +20,17 @@ class ConvNet(MeasuredModel):
     """Three stride-2 conv layers and a dense readout (see the module docstring)."""
 
     def __init__(self, n_classes: int, activation: str = "tanh", feedback: str | None = None, seed: int = 0,
-                 width: float = 1.0, init_scale: float = 1.0, **kwargs):
+                 width: float = 1.0, init_scale: float = 1.0, init_scheme: str = "glorot",
+                 init_distribution: str = "uniform", **kwargs):
         super().__init__(**kwargs)
+        init = {"init_scale": init_scale, "init_scheme": init_scheme, "init_distribution": init_distribution}
         self.convs = [
             FeedbackConv2D(max(1, int(filters * width)), 3, strides=2, activation=activation, feedback=feedback,
-                           seed=seed * 1000 + 2 * index, init_scale=init_scale, name=f"conv{index + 1}")
+                           seed=seed * 1000 + 2 * index, **init, name=f"conv{index + 1}")
             for index, filters in enumerate(FILTERS)
         ]
         self.classifier = FeedbackDense(n_classes, feedback=feedback, seed=seed * 1000 + 2 * len(FILTERS),
-                                        init_scale=init_scale, name=f"fc{len(FILTERS) + 1}")
+                                        **init, name=f"fc{len(FILTERS) + 1}")
         self.measured_layers = [*self.convs, self.classifier]
 
     def call(self, inputs, training=False):

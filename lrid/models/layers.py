@@ -17,6 +17,10 @@ from lrid.models.base import active_capture
 
 FEEDBACK_KINDS = (None, "fixed", "learned", "sign")
 
+#: variance-scaling schemes: (gain, the fan the variance divides by); Keras's and PyTorch's conventions
+INIT_SCHEMES = {"glorot": (1.0, "fan_avg"), "he": (2.0, "fan_in"), "lecun": (1.0, "fan_in")}
+INIT_DISTRIBUTIONS = ("uniform", "truncated_normal", "untruncated_normal")
+
 
 class FeedbackLayer(keras.layers.Layer):
     """A linear map (dense or convolution) plus bias and activation, with a rule-provided backward signal.
@@ -31,13 +35,19 @@ class FeedbackLayer(keras.layers.Layer):
             distribution; ``"learned"`` for a trainable B that only the rule's feedback update changes;
             ``"sign"`` for B = s * sign(W) recomputed at every call, s being W's init standard deviation.
         seed: seeds the kernel and feedback initialisers (the feedback uses ``seed + 1``).
-        init_scale: multiplies the forward kernel's Glorot-uniform limit (so its standard deviation). The
-            feedback kernels and sign symmetry's scale keep Glorot's, so the scale varies the forward
-            network only.
+        init_scale: multiplies the forward kernel's initial standard deviation. The feedback kernels and
+            sign symmetry's scale keep the scheme's own, so the scale varies the forward network only.
+        init_scheme: the variance-scaling scheme of every kernel, forward and feedback: ``"glorot"``
+            (variance 2 / (fan_in + fan_out), Keras's default), ``"he"`` (2 / fan_in, PyTorch-style ReLU
+            nets) or ``"lecun"`` (1 / fan_in, JAX/Flax's default).
+        init_distribution: the shape of the initial entries at that variance: ``"uniform"``,
+            ``"truncated_normal"`` (cut at two standard deviations, Keras's ``*_normal``) or
+            ``"untruncated_normal"`` (a plain Gaussian, as ``std * randn`` code draws it).
     """
 
     def __init__(self, activation: str | None = None, feedback: str | None = None, seed: int = 0,
-                 use_bias: bool = True, init_scale: float = 1.0, **kwargs):
+                 use_bias: bool = True, init_scale: float = 1.0, init_scheme: str = "glorot",
+                 init_distribution: str = "uniform", **kwargs):
         super().__init__(**kwargs)
         if feedback not in FEEDBACK_KINDS:
             raise ValueError(f"feedback must be one of {FEEDBACK_KINDS}, got {feedback!r}")
@@ -46,7 +56,12 @@ class FeedbackLayer(keras.layers.Layer):
         self.feedback = feedback
         self.seed = seed
         self.use_bias = use_bias
+        if init_scheme not in INIT_SCHEMES or init_distribution not in INIT_DISTRIBUTIONS:
+            raise ValueError(f"unknown initialisation {init_scheme!r}/{init_distribution!r}; "
+                             f"schemes {INIT_SCHEMES}, distributions {INIT_DISTRIBUTIONS}")
         self.init_scale = init_scale
+        self.init_scheme = init_scheme
+        self.init_distribution = init_distribution
 
     def kernel_shape(self, input_shape) -> tuple[int, ...]:
         """The forward kernel's shape for inputs of ``input_shape``."""
@@ -71,21 +86,23 @@ class FeedbackLayer(keras.layers.Layer):
     def build(self, input_shape):
         shape = self.kernel_shape(input_shape)
         fan_in, fan_out = self.fans(shape)
-        # Glorot-uniform is variance scaling with scale 1 over fan_avg; the variance scales as init_scale^2.
+        gain, mode = INIT_SCHEMES[self.init_scheme]
         initializer = keras.initializers.VarianceScaling(
-            scale=self.init_scale**2, mode="fan_avg", distribution="uniform", seed=self.seed
+            scale=gain * self.init_scale**2, mode=mode, distribution=self.init_distribution, seed=self.seed
         )
         self.kernel = self.add_weight(name="kernel", shape=shape, initializer=initializer)
         # Layers followed by batch normalisation go without a bias, which the normalisation would cancel.
         self.bias = self.add_weight(name="bias", shape=(shape[-1],), initializer="zeros") if self.use_bias else None
-        # Glorot-uniform's standard deviation: the magnitude sign-symmetric feedback carries.
-        self.feedback_scale = (2.0 / (fan_in + fan_out)) ** 0.5
+        # The scheme's standard deviation at scale 1: the magnitude sign-symmetric feedback carries.
+        self.feedback_scale = (gain / {"fan_avg": (fan_in + fan_out) / 2, "fan_in": fan_in}[mode]) ** 0.5
         self.feedback_kernel = None
         if self.feedback in ("fixed", "learned"):
             self.feedback_kernel = self.add_weight(
                 name="feedback_kernel",
                 shape=shape,
-                initializer=keras.initializers.GlorotUniform(seed=self.seed + 1),
+                initializer=keras.initializers.VarianceScaling(
+                    scale=gain, mode=mode, distribution=self.init_distribution, seed=self.seed + 1
+                ),
                 trainable=self.feedback == "learned",
             )
 
@@ -130,7 +147,8 @@ class FeedbackLayer(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation_name, "feedback": self.feedback,
-                "seed": self.seed, "use_bias": self.use_bias, "init_scale": self.init_scale}
+                "seed": self.seed, "use_bias": self.use_bias, "init_scale": self.init_scale,
+                "init_scheme": self.init_scheme, "init_distribution": self.init_distribution}
 
 
 class FeedbackDense(FeedbackLayer):

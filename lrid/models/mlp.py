@@ -12,11 +12,12 @@ class MLP(MeasuredModel):
     """``n_in -> hidden... -> n_classes``, with ``activation`` on hidden layers and linear logits.
 
     Inputs of any shape are flattened, so the MLP runs on image tasks too. ``init_scale`` multiplies every
-    forward kernel's initial standard deviation.
+    forward kernel's initial standard deviation; ``init_scheme`` and ``init_distribution`` choose the
+    initialisation (see :class:`FeedbackLayer`).
     """
 
     def __init__(self, hidden, n_classes: int, activation: str = "tanh", feedback: str | None = None, seed: int = 0,
-                 init_scale: float = 1.0, **kwargs):
+                 init_scale: float = 1.0, init_scheme: str = "glorot", init_distribution: str = "uniform", **kwargs):
         super().__init__(**kwargs)
         widths = [*hidden, n_classes]
         self.measured_layers = [
@@ -26,6 +27,8 @@ class MLP(MeasuredModel):
                 feedback=feedback,
                 seed=seed * 1000 + 2 * index,
                 init_scale=init_scale,
+                init_scheme=init_scheme,
+                init_distribution=init_distribution,
                 name=f"dense{index}",
             )
             for index, width in enumerate(widths)
