@@ -13,6 +13,7 @@ import pytest
 from sklearn.inspection import permutation_importance
 
 from lrid.errors import LridError
+from lrid.schema import Scores
 from lrid.identify.classifiers import make_classifier
 from lrid.identify.importance import (
     DEPTH_ONE_HOT,
@@ -54,7 +55,12 @@ def test_column_names_parse_into_every_level():
     assert column_levels("loss_curve_slope").measure == "other"
     groups = column_groups(["weight_abs_mean@t0", "act_raw_norm@t0", "weight_sq_var@t1", "depth_early"], "measure")
     assert {name: list(columns) for name, columns in groups.items()} == {"weight": [0, 2], "act": [1], DEPTH_ONE_HOT: [3]}
-    assert best_classifier({"classifiers": {"rf": {"accuracy_mean": 0.8}, "conv1d": {"accuracy_mean": 0.9}}}) == "rf"
+    result = {"accuracy_per_split": [0.8], "confusion_normalized": [[1.0]]}
+    scores = Scores.model_validate({
+        "classifiers": {"rf": {**result, "accuracy_mean": 0.8}, "conv1d": {**result, "accuracy_mean": 0.9}},
+        "classes": ["a", "b"], "n_samples": 4, "n_runs": 4, "n_features": 2, "n_splits": 1, "test_fraction": 0.5,
+    })
+    assert best_classifier(scores) == "rf"  # conv1d has no importance of its own
     with pytest.raises(LridError, match="unknown importance level 'layer'"):
         column_groups(["weight_abs_mean@t0"], "layer")
 
