@@ -261,6 +261,10 @@ class ClassifierScores(SubsetScores):
     best_params_per_split: list[dict[str, Any] | None] | None = None  # with search only
     best_params_final: dict[str, Any] | None = None
 
+    def summary(self) -> SubsetScores:
+        """The part that ``by_subset`` keeps: mean and s.e.m. of the accuracy, and the balanced accuracy."""
+        return SubsetScores.model_validate(self.model_dump(include=set(SubsetScores.model_fields)))
+
 
 class TimeSettings(_Kept):
     points: int | None = None
@@ -344,8 +348,7 @@ class Scores(_Kept):
     @model_validator(mode="after")
     def _by_subset_of_older_files(self) -> Scores:
         if not self.by_subset:
-            main = {name: SubsetScores.model_validate(result.model_dump()) for name, result in self.classifiers.items()}
-            self.by_subset = {self.settings.observables: main}
+            self.by_subset = {self.settings.observables: {name: result.summary() for name, result in self.classifiers.items()}}
         return self
 
     @property

@@ -171,8 +171,7 @@ def classify(
         summaries, subset_predictions = _score_subset(
             spec, features, classes, entries, splits, train_runs, results_dir, save_models=subset_index == 0, bar=bar,
         )
-        by_subset[subset] = {name: SubsetScores(**summary.model_dump(include=set(SubsetScores.model_fields)))
-                             for name, summary in summaries.items()}
+        by_subset[subset] = {name: summary.summary() for name, summary in summaries.items()}
         if subset_index == 0:
             main, predictions = summaries, subset_predictions
     bar.close()

@@ -1,36 +1,109 @@
-"""Tasks a network can be trained on, registered by name.
+"""Tasks a network can be trained on: a table of entries, one module each.
 
 A task (see :class:`lrid.tasks.base.Task`) provides seeded training batches, a fixed probe batch on which
-activations are recorded, and test accuracy. A loader is registered with :func:`register_task` and called
-with the spec's options that are set (``data_dir``, ``image_size``); it raises :class:`LridError` with
-what was expected where when its data are missing or malformed.
+activations are recorded, and test accuracy. Each module of this package registers its loader with
+:func:`register_task` (a decorator), which puts one :class:`TaskEntry` in the table: the loader, the loss
+its networks descend, and, where known without the data, its geometry (so a sweep's cost can be
+estimated on a machine that does not hold them). Every module of the package is imported the first time
+the table is read, so a new task is one new module here (see README, "Extending lrid"); a task of your
+own package registers the same way, imported before use or exposed in the ``lrid.tasks`` entry-point group.
+A loader is called with the spec's options that are set (``data_dir``, ``image_size``, ``task.options``)
+and raises :class:`LridError` with what was expected where when its data are missing or malformed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
 
 from lrid.errors import LridError
 from lrid.tasks.base import Task
 
-TASKS: dict[str, Callable[..., Task]] = {}
-#: each task's loss ("cross_entropy" or "mse"), known without loading its data, to validate sweeps
-TASK_LOSSES: dict[str, str] = {}
+Geometry = tuple[tuple[int, ...], int, int]
 
 
-def register_task(name: str, loss: str = "cross_entropy"):
+@dataclass(frozen=True)
+class TaskEntry:
+    """One task of the table.
+
+    Attributes:
+        name: what a sweep's ``task.name`` calls it.
+        loader: ``loader(**options)`` -> the loaded :class:`~lrid.tasks.base.Task`.
+        loss: the loaded task's ``Task.loss`` ("cross_entropy" or "mse"), declared so a sweep can be checked
+            (e.g. a rule that only descends cross-entropy on a regression task) before any data are loaded.
+        geometry: ``geometry(image_size)`` -> (input shape, classes or outputs, training examples) without
+            loading the data, for tasks whose data may be absent; None: the task is loaded to learn them.
+    """
+
+    name: str
+    loader: Callable[..., Task]
+    loss: str = "cross_entropy"
+    geometry: Callable[[int | None], Geometry] | None = None
+
+
+_TABLE: dict[str, TaskEntry] = {}
+_loaded = False
+
+
+def register_task(name: str, loss: str = "cross_entropy", geometry: Callable[[int | None], Geometry] | None = None):
     """Register a task loader under ``name`` (a decorator); it takes the spec's options as keywords.
 
-    ``loss`` must match the loaded task's ``Task.loss``; it is declared here so a sweep can be checked
-    (e.g. a rule that only descends cross-entropy on a regression task) before any data are loaded.
+    ``loss`` and ``geometry`` go into the task's :class:`TaskEntry` (see there).
     """
 
     def decorator(loader: Callable[..., Task]) -> Callable[..., Task]:
-        TASKS[name] = loader
-        TASK_LOSSES[name] = loss
+        _TABLE[name] = TaskEntry(name, loader, loss, geometry)
         return loader
 
     return decorator
+
+
+def _load() -> None:
+    """Import every module of this package, then the ``lrid.tasks`` entry points, once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    for entry_point in entry_points(group="lrid.tasks"):
+        try:
+            entry_point.load()
+        except Exception as error:  # noqa: BLE001 - a broken plugin must not hide the built-in tasks
+            raise LridError(f"task plugin {entry_point.name!r} ({entry_point.value}) failed to import: {error}; "
+                            "fix or uninstall that package") from None
+
+
+class _Column(Mapping):
+    """One column of the table by task name (reading it loads the built-in tasks first)."""
+
+    def __init__(self, field: str | None):
+        self._field = field
+
+    def _rows(self) -> dict[str, Any]:
+        _load()
+        return {name: entry if self._field is None else getattr(entry, self._field) for name, entry in _TABLE.items()}
+
+    def __getitem__(self, name: str) -> Any:
+        return self._rows()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows())
+
+    def __len__(self) -> int:
+        return len(self._rows())
+
+
+#: the table: task name -> :class:`TaskEntry`
+TASK_ENTRIES: Mapping[str, TaskEntry] = _Column(None)
+#: each task's loader, by name
+TASKS: Mapping[str, Callable[..., Task]] = _Column("loader")
+#: each task's loss ("cross_entropy" or "mse"), known without loading its data, to validate sweeps
+TASK_LOSSES: Mapping[str, str] = _Column("loss")
 
 
 _LOADED: dict[tuple, Task] = {}
@@ -53,21 +126,10 @@ def get_task(name: str, data_dir: str | None = None, image_size: int | None = No
     return _LOADED[key]
 
 
-# Input shape, classes and training-set size of the standard data sets, so that a sweep's cost can be
-# estimated (``lrid generate --dry-run``) on a machine that does not hold the data.
-STANDARD_GEOMETRY = {
-    "cifar10": lambda image_size: ((32, 32, 3), 10, 50_000),
-    "imagenet": lambda image_size: ((image_size or 224, image_size or 224, 3), 1000, 1_281_167),
-}
-
-
-def task_geometry(name: str, image_size: int | None = None, **options) -> tuple[tuple[int, ...], int, int]:
+def task_geometry(name: str, image_size: int | None = None, **options) -> Geometry:
     """(input shape, number of classes or outputs, training examples) of a task, without its data where known."""
-    if name in STANDARD_GEOMETRY:
-        return STANDARD_GEOMETRY[name](image_size)
+    entry = TASK_ENTRIES.get(name)
+    if entry is not None and entry.geometry is not None:
+        return entry.geometry(image_size)
     task = get_task(name, image_size=image_size, **options)
     return task.input_shape, task.n_classes, task.steps_per_epoch(1)
-
-
-from lrid.tasks import digits  # noqa: E402,F401  (registers the embedded default)
-from lrid.tasks import cifar10, imagenet, teacher_student  # noqa: E402,F401

@@ -47,6 +47,9 @@ class ClassifierEntry:
         parallel_search: the inner search may run its folds in ``n_jobs`` processes (False where the
             estimator parallelises itself, or cannot be copied into workers).
         any_features: it fits any flat feature table, so it also scores the control's curve features.
+        trusted_types: the ``module.Class`` names its fitted estimator is made of beyond those of lrid's
+            built-in classifiers (:data:`lrid.identify.model_files.TRUSTED_TYPES`), so that its saved skops
+            files load.
         order: where it sits in listings (smaller first).
     """
 
@@ -58,6 +61,7 @@ class ClassifierEntry:
     needs_tensorflow: bool = False
     parallel_search: bool = False
     any_features: bool = True
+    trusted_types: tuple[str, ...] = ()
     order: int = 100
 
 
