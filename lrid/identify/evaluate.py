@@ -25,6 +25,7 @@ correction that keeps a perfect classifier's d' finite.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,8 @@ def _score_subset(spec: ClassifySpec, features, classes, entries, splits, train_
     summaries, frames = {}, []
     for entry in entries:
         name = entry.name
+        if save_models:  # a model of an earlier classify into this folder must not pass for one of this run's splits
+            shutil.rmtree(split_model_path(results_dir, name, 0).parent, ignore_errors=True)
         accuracies, balanced, confusions, chosen = [], [], [], []
         for split_index, (split_train, split_test) in enumerate(splits):
             train = np.isin(features.groups, split_train)

@@ -264,7 +264,7 @@ def _control_section(control: ControlScores, n_classes: int, figure_dir: Path, o
                     "Accuracy above its bin's chance means the rule is identified beyond how well it trains.")
         text.append(_bins_table(frame))
         if not any("chance" in entry for entry in bins):
-            source = "their rule counts" if any(entry.get("rules") for entry in bins) else f"balanced rules (1 / {n_classes})"
+            source = "their rule counts" if any(entry.rules for entry in control.matched_bins) else f"balanced rules (1 / {n_classes})"
             text.append(f"These results predate per-bin chance levels: chance is taken from {source}; re-run "
                         "`lrid classify` for the balanced accuracy per bin.")
     return "\n\n".join(text)

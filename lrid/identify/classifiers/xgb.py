@@ -15,7 +15,7 @@ def make(n_jobs: int = 1, random_state: int = 0, **layout):
         n_estimators=100,
         max_depth=3,
         learning_rate=0.2,
-        max_bin=32,  # 8x faster than the default 256 bins at the same accuracy on the demo store
+        max_bin=32,  # coarser than the default 256: far cheaper fits, no accuracy lost on the demo store
         subsample=0.8,
         colsample_bytree=0.3,
         tree_method="hist",
