@@ -25,6 +25,7 @@ def drop_in(monkeypatch, tmp_path, package_name: str, relative: str):
     """Put the README's module for ``relative`` in a folder that ``package_name`` searches, as a new file of the
     package would be, and let the package's table be read afresh (restored after the test)."""
     package = importlib.import_module(package_name)
+    package._load()  # the built-ins register in the real table, which the test's copy leaves as it was
     folder = tmp_path / package_name.replace(".", "_")
     folder.mkdir()
     (folder / Path(relative).name).write_text(readme_module(relative))
