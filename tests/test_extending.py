@@ -21,18 +21,18 @@ def readme_module(path: str) -> str:
     return block
 
 
-def drop_in(monkeypatch, tmp_path, package_name: str, relative: str):
-    """Put the README's module for ``relative`` in a folder that ``package_name`` searches, as a new file of the
-    package would be, and let the package's table be read afresh (restored after the test)."""
-    package = importlib.import_module(package_name)
-    package._load()  # the built-ins register in the real table, which the test's copy leaves as it was
-    folder = tmp_path / package_name.replace(".", "_")
+def drop_in(monkeypatch, tmp_path, registry, relative: str):
+    """Put the README's module for ``relative`` in a folder that the registry's package searches, as a new file
+    of the package would be, and let the table be read afresh (restored after the test)."""
+    package = importlib.import_module(registry.package)
+    registry.load()  # the built-ins register in the real table, which the test's copy leaves as it was
+    folder = tmp_path / registry.package.replace(".", "_")
     folder.mkdir()
     (folder / Path(relative).name).write_text(readme_module(relative))
     monkeypatch.setattr(package, "__path__", [*package.__path__, str(folder)])
-    monkeypatch.setattr(package, "_TABLE", dict(package._TABLE))
-    monkeypatch.setattr(package, "_loaded", False)
-    module = f"{package_name}.{Path(relative).stem}"
+    monkeypatch.setattr(registry, "_entries", dict(registry._entries))
+    monkeypatch.setattr(registry, "_loaded", False)
+    module = f"{registry.package}.{Path(relative).stem}"
     monkeypatch.delitem(sys.modules, module, raising=False)
     yield
     sys.modules.pop(module, None)
@@ -40,12 +40,16 @@ def drop_in(monkeypatch, tmp_path, package_name: str, relative: str):
 
 @pytest.fixture
 def naive_bayes(monkeypatch, tmp_path):
-    yield from drop_in(monkeypatch, tmp_path, "lrid.identify.classifiers", "lrid/identify/classifiers/nb.py")
+    from lrid.identify.classifiers import CLASSIFIERS
+
+    yield from drop_in(monkeypatch, tmp_path, CLASSIFIERS, "lrid/identify/classifiers/nb.py")
 
 
 @pytest.fixture
 def iris(monkeypatch, tmp_path):
-    yield from drop_in(monkeypatch, tmp_path, "lrid.tasks", "lrid/tasks/iris.py")
+    from lrid.tasks import TASK_ENTRIES
+
+    yield from drop_in(monkeypatch, tmp_path, TASK_ENTRIES, "lrid/tasks/iris.py")
 
 
 def test_a_classifier_in_one_new_module_classifies_searches_saves_and_explains(naive_bayes, tiny_store, tmp_path):

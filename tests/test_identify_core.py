@@ -156,7 +156,7 @@ def test_grid_search_never_sees_test_runs(tiny_store, observables, tmp_path, mon
         return original(name, X, y, groups, **kwargs)
 
     entry = ClassifierEntry("recording", lambda **options: RecordingClassifier(), lambda: {"flag": [0, 1]})
-    monkeypatch.setitem(classifiers._TABLE, "recording", entry)
+    monkeypatch.setitem(classifiers.CLASSIFIERS._entries, "recording", entry)
     monkeypatch.setattr(evaluate, "fit_classifier", recording_fit)
     monkeypatch.setattr(evaluate, "save_model", lambda *args: None)  # a test double has no safe file format
     scores = classify(tiny_store, tmp_path, classifiers=("recording",), n_splits=3, progress=False, search=True, control=False)

@@ -209,7 +209,7 @@ def counted_fits(monkeypatch):
         made.append(options)
         return rf.factory(**options)
 
-    monkeypatch.setitem(classifiers._TABLE, "rf", dataclasses.replace(rf, factory=factory))
+    monkeypatch.setitem(classifiers.CLASSIFIERS._entries, "rf", dataclasses.replace(rf, factory=factory))
     return made
 
 

@@ -13,14 +13,11 @@ and raises :class:`LridError` with what was expected where when its data are mis
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
-from typing import Any
 
 from lrid.errors import LridError
+from lrid.registry import Registry
 from lrid.tasks.base import Task
 
 Geometry = tuple[tuple[int, ...], int, int]
@@ -45,8 +42,12 @@ class TaskEntry:
     geometry: Callable[[int | None], Geometry] | None = None
 
 
-_TABLE: dict[str, TaskEntry] = {}
-_loaded = False
+#: the table: task name -> :class:`TaskEntry`
+TASK_ENTRIES: Registry[TaskEntry] = Registry(__name__, "lrid.tasks", "task")
+#: each task's loader, by name
+TASKS: Mapping[str, Callable[..., Task]] = TASK_ENTRIES.column("loader")
+#: each task's loss ("cross_entropy" or "mse"), known without loading its data, to validate sweeps
+TASK_LOSSES: Mapping[str, str] = TASK_ENTRIES.column("loss")
 
 
 def register_task(name: str, loss: str = "cross_entropy", geometry: Callable[[int | None], Geometry] | None = None):
@@ -56,54 +57,10 @@ def register_task(name: str, loss: str = "cross_entropy", geometry: Callable[[in
     """
 
     def decorator(loader: Callable[..., Task]) -> Callable[..., Task]:
-        _TABLE[name] = TaskEntry(name, loader, loss, geometry)
+        TASK_ENTRIES.add(name, TaskEntry(name, loader, loss, geometry))
         return loader
 
     return decorator
-
-
-def _load() -> None:
-    """Import every module of this package, then the ``lrid.tasks`` entry points, once."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
-    for entry_point in entry_points(group="lrid.tasks"):
-        try:
-            entry_point.load()
-        except Exception as error:  # noqa: BLE001 - a broken plugin must not hide the built-in tasks
-            raise LridError(f"task plugin {entry_point.name!r} ({entry_point.value}) failed to import: {error}; "
-                            "fix or uninstall that package") from None
-
-
-class _Column(Mapping):
-    """One column of the table by task name (reading it loads the built-in tasks first)."""
-
-    def __init__(self, field: str | None):
-        self._field = field
-
-    def _rows(self) -> dict[str, Any]:
-        _load()
-        return {name: entry if self._field is None else getattr(entry, self._field) for name, entry in _TABLE.items()}
-
-    def __getitem__(self, name: str) -> Any:
-        return self._rows()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._rows())
-
-    def __len__(self) -> int:
-        return len(self._rows())
-
-
-#: the table: task name -> :class:`TaskEntry`
-TASK_ENTRIES: Mapping[str, TaskEntry] = _Column(None)
-#: each task's loader, by name
-TASKS: Mapping[str, Callable[..., Task]] = _Column("loader")
-#: each task's loss ("cross_entropy" or "mse"), known without loading its data, to validate sweeps
-TASK_LOSSES: Mapping[str, str] = _Column("loss")
 
 
 _LOADED: dict[tuple, Task] = {}
@@ -114,8 +71,8 @@ def get_task(name: str, data_dir: str | None = None, image_size: int | None = No
 
     ``options`` are the task's own settings (a spec's ``task.options``, e.g. teacher_student's sizes).
     """
-    if name not in TASKS:
-        raise LridError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    if name not in TASK_ENTRIES:
+        raise LridError(f"unknown task {name!r}; known tasks: {', '.join(TASK_ENTRIES)}")
     options = {k: v for k, v in {"data_dir": data_dir, "image_size": image_size, **options}.items() if v is not None}
     key = (name, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items())))
     if key not in _LOADED:

@@ -17,16 +17,13 @@ classifier. Each module's docstring gives its settings and grid.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 import numpy as np
 
-from lrid.errors import LridError
+from lrid.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -65,60 +62,18 @@ class ClassifierEntry:
     order: int = 100
 
 
-_TABLE: dict[str, ClassifierEntry] = {}
-_loaded = False
+#: the table: every registered classifier by name, the built-ins first
+CLASSIFIERS: Registry[ClassifierEntry] = Registry(__name__, "lrid.classifiers", "classifier", order=lambda entry: entry.order)
 
 
 def register_classifier(entry: ClassifierEntry) -> ClassifierEntry:
     """Add ``entry`` to the table; a second, different entry under a taken name is an error."""
-    existing = _TABLE.get(entry.name)
-    if existing is not None and existing != entry:
-        raise ValueError(f"a classifier named {entry.name!r} is already registered")
-    _TABLE[entry.name] = entry
-    return entry
-
-
-def _load() -> None:
-    """Import every module of this package, then the ``lrid.classifiers`` entry points, once."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
-    for entry_point in entry_points(group="lrid.classifiers"):
-        try:
-            entry_point.load()
-        except Exception as error:  # noqa: BLE001 - a broken plugin must not hide the built-in classifiers
-            raise LridError(f"classifier plugin {entry_point.name!r} ({entry_point.value}) failed to import: {error}; "
-                            "fix or uninstall that package") from None
-
-
-class _Table(Mapping):
-    """The registered classifiers by name, in listing order (reading it loads the built-ins first)."""
-
-    def _entries(self) -> dict[str, ClassifierEntry]:
-        _load()
-        return dict(sorted(_TABLE.items(), key=lambda item: (item[1].order, item[0])))
-
-    def __getitem__(self, name: str) -> ClassifierEntry:
-        return self._entries()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._entries())
-
-    def __len__(self) -> int:
-        return len(self._entries())
-
-
-CLASSIFIERS: Mapping[str, ClassifierEntry] = _Table()
+    return CLASSIFIERS.add(entry.name, entry, replace=False)
 
 
 def get_classifier(name: str) -> ClassifierEntry:
     """The entry registered as ``name``; an unknown name is a one-line error listing the known ones."""
-    if name not in CLASSIFIERS:
-        raise LridError(f"unknown classifier {name!r}; choose from {', '.join(CLASSIFIERS)}")
-    return CLASSIFIERS[name]
+    return CLASSIFIERS.get_entry(name)
 
 
 def make_classifier(name: str, n_jobs: int = 1, random_state: int = 0, *, n_points: int | None = None, n_static: int = 3):
