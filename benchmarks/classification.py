@@ -101,20 +101,22 @@ def time_lrid(store: Path, jobs: int, splits: int, results: Path, inner_folds: i
 
     from lrid.identify import classify
     from lrid.identify.classifiers import search_grid
+    from lrid.schema import ClassifySpec
 
     rows = []
     for name in LRID_CLASSIFIERS:
         started = time.perf_counter()
-        scores = classify(str(store), results / name, classifiers=(name,), n_splits=splits, n_jobs=jobs,
-                          search=search, control=False, progress=False)
+        spec = ClassifySpec(store=str(store), results_dir=results / name, classifiers=(name,), n_splits=splits,
+                            n_jobs=jobs, search=search, control=False)
+        scores = classify(spec, progress=False)
         wall = time.perf_counter() - started
-        summary = scores["classifiers"][name]
+        summary = scores.classifiers[name]
         fits = fits_per_split(len(ParameterGrid(search_grid(name))), inner_folds) if search else fits_per_split(1, 0)
         rows.append({"classifier": f"lrid {name} ({'search' if search else 'fixed settings'})", "splits": splits,
                      "wall_s": round(wall, 1), "s_per_split": round(wall / (splits + 1), 2), "fits_per_split": fits,
-                     "s_per_fit": round(wall / (splits + 1) / fits, 3), "accuracy": round(summary["accuracy_mean"], 3),
-                     "accuracy_per_split": summary["accuracy_per_split"], "n_runs": scores["n_runs"],
-                     "n_samples": scores["n_samples"]})
+                     "s_per_fit": round(wall / (splits + 1) / fits, 3), "accuracy": round(summary.accuracy_mean, 3),
+                     "accuracy_per_split": summary.accuracy_per_split, "n_runs": scores.n_runs,
+                     "n_samples": scores.n_samples})
     return rows
 
 

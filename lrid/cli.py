@@ -46,7 +46,7 @@ console = _PlainConsole(soft_wrap=True)
 error_console = _PlainConsole(stderr=True)
 
 ClassifierOption = Annotated[
-    str, typer.Option("--classifiers", help="comma-separated classifiers: linear, rf, xgb, conv1d")
+    str, typer.Option("--classifiers", help="comma-separated classifiers: linear, rf, xgb, conv1d, or any registered one")
 ]
 JobsOption = Annotated[int, typer.Option("--jobs", help="parallel jobs for the classifiers")]
 SplitsOption = Annotated[int, typer.Option("--splits", help="number of balanced 75/25 splits")]
@@ -54,10 +54,6 @@ SplitsOption = Annotated[int, typer.Option("--splits", help="number of balanced 
 
 def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-# Classifiers whose library comes only with the `cpu`/`gpu` extra.
-_CLASSIFIER_MODULES = {"xgb": "xgboost", "conv1d": "tensorflow"}
 
 
 def _parse_classifiers(text: str) -> tuple[str, ...]:
@@ -70,8 +66,8 @@ def _parse_classifiers(text: str) -> tuple[str, ...]:
     if unknown or not names:
         raise LridError(f"unknown classifier(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(CLASSIFIERS)}")
     for name in names:
-        if name in _CLASSIFIER_MODULES:
-            require_extra(_CLASSIFIER_MODULES[name], purpose=f"the {name} classifier")
+        if CLASSIFIERS[name].requires:
+            require_extra(*CLASSIFIERS[name].requires, purpose=f"the {name} classifier")
     return names
 
 
@@ -145,9 +141,11 @@ def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "p
         raise LridError(f"{summary.failed} run(s) failed (listed above); fix the cause and re-run with --retry-failed")
 
 
-def _classify(store: Path, results: Path, classifiers: str, splits: int, jobs: int, **options) -> dict:
+def _classify(store: str, results: Path, classifiers: str, splits: int, jobs: int, **options):
     from lrid.identify import classify
+    from lrid.identify.classifiers import CLASSIFIERS
     from lrid.identify.splits import check_held_out_filters
+    from lrid.schema import ClassifySpec
 
     started = time.perf_counter()
     names = _parse_classifiers(classifiers)
@@ -155,29 +153,30 @@ def _classify(store: Path, results: Path, classifiers: str, splits: int, jobs: i
     _require_jobs(jobs)
     _require_directory("--out", results)
     check_held_out_filters(options.get("train_where"), options.get("test_where"))
-    if "conv1d" in names:
+    if any(CLASSIFIERS[name].needs_tensorflow for name in names):
         _quiet_tensorflow()
-    scores = classify(store, results, classifiers=names, n_splits=splits, n_jobs=jobs, **options)
-    table = Table(title=f"Rule identification: {scores['n_runs']} runs, {scores['n_samples']} samples, chance {1 / len(scores['classes']):.3f}")
+    spec = ClassifySpec.build(store=store, results_dir=results, classifiers=names, n_splits=splits, n_jobs=jobs, **options)
+    scores = classify(spec)
+    table = Table(title=f"Rule identification: {scores.n_runs} runs, {scores.n_samples} samples, chance {scores.chance:.3f}")
     for column in ("observables", "classifier", "accuracy", "± s.e.m.", "balanced"):
         table.add_column(column, justify="left" if column in ("observables", "classifier") else "right")
-    for subset, results_by_classifier in scores.get("by_subset", {"all": scores["classifiers"]}).items():
+    for subset, results_by_classifier in scores.by_subset.items():
         for name, result in results_by_classifier.items():
-            table.add_row(subset, name, f"{result['accuracy_mean']:.3f}", f"{result['accuracy_sem']:.3f}",
-                          f"{result['balanced_accuracy_mean']:.3f}")
+            table.add_row(subset, name, f"{result.accuracy_mean:.3f}", f"{result.accuracy_sem:.3f}",
+                          f"{result.balanced_accuracy_mean:.3f}")
     console.print(table)
-    control = scores.get("control")
-    if control:
-        baseline = ", ".join(f"{n} {r['accuracy_mean']:.3f} ± {r['accuracy_sem']:.3f}" for n, r in control["curve_baseline"].items())
-        seen = control["curve_features"]
+    control = scores.control
+    if control is not None:
+        baseline = ", ".join(f"{n} {r.accuracy_mean:.3f} ± {r.accuracy_sem:.3f}" for n, r in control.curve_baseline.items())
+        seen = control.curve_features
         console.print(f"control: performance-only baseline ({len(seen)} features, {seen[0]} .. {seen[-1]}): {baseline}")
         bins = "; ".join(
-            f"[{b['bin'][0]:.3f}, {b['bin'][1]:.3f}] {b['accuracy']:.3f} (chance {b['chance']:.3f}), "
-            f"balanced {b['balanced_accuracy']:.3f} (chance {b['balanced_chance']:.3f}), n={b['n_test']}"
-            for b in control["matched_bins"] if b["accuracy"] is not None
+            f"[{b.bin[0]:.3f}, {b.bin[1]:.3f}] {b.accuracy:.3f} (chance {b.chance:.3f}), "
+            f"balanced {b.balanced_accuracy:.3f} (chance {b.balanced_chance:.3f}), n={b.n_test}"
+            for b in control.matched_bins if b.accuracy is not None
         )
         if bins:
-            console.print(f"control: {control['matched_bins'][0]['classifier']} accuracy within final-test-accuracy bins "
+            console.print(f"control: {control.matched_bins[0].classifier} accuracy within final-test-accuracy bins "
                           f"(chance: the bin's majority rule share; balanced: 1 / its rules): {bins}")
     console.print(f"classify: scores in {results / 'scores.json'} ({time.perf_counter() - started:.1f} s)")
     return scores
@@ -310,9 +309,7 @@ def classify(
     keep_collapsed: Annotated[bool, typer.Option("--keep-collapsed", help="also use runs that trained to the end but learned nothing (status collapsed)")] = False,
 ) -> None:
     """Score classifiers that identify the rule from trajectories, on balanced splits grouped by run."""
-    from lrid.store import Store
-
-    _classify(Store(store, view=view), out, classifiers, splits, jobs, observables=observables or ["all"], points=points, window=window,
+    _classify(store, out, classifiers, splits, jobs, view=view, observables=tuple(observables or ["all"]), points=points, window=window,
               stride=stride, unit=unit, time=time_axis, baseline=baseline, train_where=train_where, test_where=test_where,
               search=search, control=control, seed=seed, keep_collapsed=keep_collapsed)
 
@@ -410,7 +407,7 @@ def report_write(
     results: Annotated[Path, typer.Argument(help="results directory written by `lrid classify`")],
     out: Annotated[Path | None, typer.Option("--out", help="where report.md goes (default: RESULTS/..)")] = None,
     store: StoreOption = None,
-    importance: Annotated[bool, typer.Option("--importance/--no-importance", help="compute observable importance (refits the best classifier per split; cached)")] = True,
+    importance: Annotated[bool, typer.Option("--importance/--no-importance", help="compute observable importance of the best classifier's models of each split (cached)")] = True,
 ) -> None:
     """Write report.md and figures/*.png: accuracy, confusion, importance, trajectories, robustness, controls."""
     from lrid.report import write_report
@@ -445,6 +442,8 @@ def report_importance(
         raise LridError(f"--repeats must be at least 1, not {repeats}")
     classifier = classifier or best_classifier(load_scores(results))
     per_split = observable_importance(results, classifier, store=store, n_repeats=repeats, n_jobs=jobs)
+    if per_split.attrs.get("note"):
+        error_console.print(f"note: {per_split.attrs['note']}")
     table = summarize_importance(per_split, by, kind=kind)
     if top > 0:
         table = table.head(top)

@@ -1,4 +1,5 @@
-"""The shapes of what lrid writes to disk: the store's columns, views and depth groups, and run manifests.
+"""The shapes of what lrid writes to disk and hands between stages: the store's columns, views and depth
+groups, run manifests, and the classify stage's input (:class:`ClassifySpec`) and output (:class:`Scores`).
 
 TensorFlow-free and import-light, and the lowest layer of lrid but for ``errors``, so every stage (and a
 reader of someone else's store) can name the columns and validate a manifest without loading models, rules
@@ -8,12 +9,16 @@ the store.
 
 from __future__ import annotations
 
+import json
 import math
 import posixpath
 import re
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lrid.errors import LridError
 
 # Observables: the columns ``{measure}_{function}_{statistic}``, 45 in a fixed order (lrid.observables
 # computes them and re-exports these names).
@@ -148,10 +153,15 @@ def parse_manifest(document: Any) -> dict:
     try:
         return Manifest.model_validate(document).model_dump(exclude_unset=True)
     except ValidationError as error:
-        first = error.errors()[0]
-        location = ".".join(str(part) for part in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise ValueError(f"{location}: {message}" if location else message) from None
+        raise ValueError(first_problem(error)) from None
+
+
+def first_problem(error: ValidationError) -> str:
+    """The first problem pydantic found, as ``where: what`` on one line."""
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message
 
 
 def json_safe(value: Any) -> Any:
@@ -163,3 +173,207 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(item) for item in value]
     return value
+
+
+# ---- classify: its input and its output (``scores.json``) ----------------------------------------------
+
+
+class ClassifySpec(BaseModel):
+    """Everything ``lrid classify`` needs: where the runs are, where the results go, the classifiers, the
+    outer splits and the features. ``lrid classify``'s options map one to one onto these fields.
+
+    Attributes:
+        store, view: the store (a directory or URI) and the degraded view to read (None: the full one).
+        results_dir: where ``scores.json``, ``predictions.parquet`` and ``models/`` go.
+        classifiers: registered classifier names (:mod:`lrid.identify.classifiers`).
+        n_splits, test_fraction, seed: the outer splits (:func:`lrid.identify.splits.balanced_run_splits`).
+        n_jobs: parallel jobs for the classifiers and the search.
+        observables: observable subsets (``;`` separates subsets scored in turn); the first one's models
+            are saved.
+        points, window, stride, unit, time, baseline: the features (:func:`lrid.identify.features.build_features`).
+        train_where, test_where: held-out filters over run metadata (:func:`lrid.identify.splits.select_runs`).
+        search: choose hyperparameters per split by grouped inner cross-validation.
+        control: also compute the performance-matched control (:mod:`lrid.identify.control`), in ``n_bins``
+            quantile bins of final test accuracy.
+        keep_collapsed: also use runs with status ``collapsed`` (trained to the end, learned nothing).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: str
+    results_dir: Path
+    view: str | None = None
+    classifiers: tuple[str, ...] = ("linear", "rf", "xgb")
+    n_splits: int = Field(10, ge=1)
+    test_fraction: float = Field(0.25, gt=0, lt=1)
+    seed: int = 0
+    n_jobs: int = 1
+    observables: str | tuple[str, ...] = "all"
+    points: int | None = Field(None, ge=1)
+    window: int | None = Field(None, ge=1)
+    stride: int | None = Field(None, ge=1)
+    unit: str = "layer"
+    time: str = "index"
+    baseline: str = "none"
+    train_where: str | None = None
+    test_where: str | None = None
+    search: bool = False
+    control: bool = True
+    n_bins: int = Field(4, ge=1)
+    keep_collapsed: bool = False
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_text(cls, store: Any) -> Any:
+        # A path is accepted as its text; a URI (s3://, file://) must stay text, never go through Path.
+        return str(store) if isinstance(store, Path) else store
+
+    @classmethod
+    def build(cls, **fields: Any) -> ClassifySpec:
+        """The spec of ``fields``; an unknown or out-of-range field is one :class:`LridError` naming it."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as error:
+            raise LridError(f"bad classify setting {first_problem(error)}") from None
+
+
+class _Kept(BaseModel):
+    """A part of ``scores.json`` whose extra keys are kept (newer lrid versions may add fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class SubsetScores(_Kept):
+    """One classifier's accuracy on one observable subset, over the outer splits."""
+
+    accuracy_mean: float
+    accuracy_sem: float = 0.0
+    balanced_accuracy_mean: float | None = None  # lrid's first scores carried it; some hand-made ones do not
+
+
+class ClassifierScores(SubsetScores):
+    """One classifier's full results on the first observable subset (see :mod:`lrid.identify.evaluate`)."""
+
+    accuracy_per_split: list[float]
+    confusion_per_split: list[list[list[int]]] = Field(default_factory=list)
+    confusion_normalized: list[list[float]]
+    d_prime: dict[str, float | None] = Field(default_factory=dict)  # written since the identification stage
+    best_params_per_split: list[dict[str, Any] | None] | None = None  # with search only
+    best_params_final: dict[str, Any] | None = None
+
+    def summary(self) -> SubsetScores:
+        """The part that ``by_subset`` keeps: mean and s.e.m. of the accuracy, and the balanced accuracy."""
+        return SubsetScores.model_validate(self.model_dump(include=set(SubsetScores.model_fields)))
+
+
+class TimeSettings(_Kept):
+    points: int | None = None
+    window: int | None = None
+    stride: int | None = None
+
+
+class ScoreSettings(_Kept):
+    """How the scores were made. Files from before a setting existed read as that setting's old behaviour:
+    ``keep_collapsed`` false, ``time_axis`` index, ``baseline`` none (all added after the first release)."""
+
+    store: str | None = None
+    observables: str = "all"
+    time: TimeSettings = Field(default_factory=TimeSettings)
+    unit: str = "layer"
+    time_axis: str = "index"
+    baseline: str = "none"
+    train_where: str | None = None
+    test_where: str | None = None
+    search: bool = False
+    view: str | None = None
+    keep_collapsed: bool = False
+
+    def feature_options(self) -> dict[str, Any]:
+        """The :func:`lrid.identify.features.build_features` keywords of the first observable subset."""
+        return {"subset": self.observables.split(";")[0], "unit": self.unit, "time": self.time_axis,
+                "baseline": self.baseline, "points": self.time.points, "window": self.time.window,
+                "stride": self.time.stride}
+
+
+class MatchedBin(_Kept):
+    """One bin of the performance-matched control. Bins written before per-bin chance have no ``chance``,
+    ``balanced_*`` or ``rules`` (:func:`lrid.identify.control.bins_with_chance` fills them in)."""
+
+    bin: tuple[float, float]
+    accuracy: float | None
+    n_test: int | None = None
+    balanced_accuracy: float | None = None
+    chance: float | None = None
+    balanced_chance: float | None = None
+    rules: dict[str, Any] | None = None
+    classifier: str | None = None
+
+
+class ControlScores(_Kept):
+    curve_baseline: dict[str, SubsetScores] = Field(default_factory=dict)
+    curve_features: list[str] = Field(default_factory=list)
+    matched_bins: list[MatchedBin] = Field(default_factory=list)
+    matched_bins_by_classifier: dict[str, list[MatchedBin]] = Field(default_factory=dict)
+
+
+class RunSplit(BaseModel):
+    """One outer split: the run ids trained on and tested on."""
+
+    train: list[str]
+    test: list[str]
+
+
+class Scores(_Kept):
+    """``scores.json``: what ``lrid classify`` measured, and how.
+
+    Every shape lrid has written loads: the first release had no ``settings``, ``by_subset``, ``d_prime``
+    or ``control``; ``by_subset`` is then filled from the main results under the settings' subset. Files
+    without ``splits`` predate the per-split models that importance reads (it refits those splits).
+    """
+
+    classifiers: dict[str, ClassifierScores]
+    classes: list[str] = Field(min_length=1)
+    n_samples: int
+    n_runs: int
+    n_features: int
+    n_splits: int
+    test_fraction: float
+    seed: int = 0
+    lrid_version: str | None = None
+    settings: ScoreSettings = Field(default_factory=ScoreSettings)
+    by_subset: dict[str, dict[str, SubsetScores]] = Field(default_factory=dict)
+    control: ControlScores | None = None
+    splits: list[RunSplit] | None = None  # the outer splits' run ids (written since importance reads saved models)
+
+    @model_validator(mode="after")
+    def _by_subset_of_older_files(self) -> Scores:
+        if not self.by_subset:
+            self.by_subset = {self.settings.observables: {name: result.summary() for name, result in self.classifiers.items()}}
+        return self
+
+    @property
+    def chance(self) -> float:
+        """Accuracy of guessing on balanced classes: 1 / number of rules."""
+        return 1.0 / len(self.classes)
+
+    def to_json(self) -> str:
+        """Strict JSON (non-finite numbers written as null), as ``scores.json`` holds it."""
+        return json.dumps(json_safe(self.model_dump(mode="json", exclude_unset=True)), indent=2, allow_nan=False)
+
+    @classmethod
+    def read(cls, path: Path) -> Scores:
+        """The scores at ``path``; a missing, unreadable or malformed file is one :class:`LridError` naming it."""
+        if not path.is_file():
+            results = path.parent
+            raise LridError(f"{path} does not exist; run `lrid classify --store STORE --out {results}` first")
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, RecursionError, ValueError):
+            raise LridError(f"{path} is not valid JSON; re-run `lrid classify` to rewrite it") from None
+        if not isinstance(document, dict):
+            raise LridError(f"{path} is not a scores file of `lrid classify` (a JSON object); re-run `lrid classify`")
+        try:
+            return cls.model_validate(document)
+        except ValidationError as error:
+            raise LridError(f"{path} is not a scores file lrid can read ({first_problem(error)}); "
+                            "re-run `lrid classify` to rewrite it") from None

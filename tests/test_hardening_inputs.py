@@ -201,7 +201,7 @@ def test_scores_json_with_plain_filters_still_loads(tmp_path):
     from lrid.report import load_scores
 
     results = results_with_filter(tmp_path, "lr > 0.01 and arch in ['knet', 'mlp']")
-    assert load_scores(results)["settings"]["train_where"] == "lr > 0.01 and arch in ['knet', 'mlp']"
+    assert load_scores(results).settings.train_where == "lr > 0.01 and arch in ['knet', 'mlp']"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -199,8 +199,8 @@ def test_classify_leaves_collapsed_runs_out_unless_kept(tiny_store, tmp_path):
     default = classify(root, tmp_path / "default", classifiers=("linear",), n_splits=2, control=False, progress=False)
     kept = classify(root, tmp_path / "kept", classifiers=("linear",), n_splits=2, control=False, progress=False,
                     keep_collapsed=True)
-    assert default["n_runs"] == len(manifests) - 2 and kept["n_runs"] == len(manifests)
-    assert kept["settings"]["keep_collapsed"] is True and default["settings"]["keep_collapsed"] is False
+    assert default.n_runs == len(manifests) - 2 and kept.n_runs == len(manifests)
+    assert kept.settings.keep_collapsed is True and default.settings.keep_collapsed is False
 
 
 def test_status_of_a_missing_store_is_an_error_not_an_empty_table(tmp_path):

@@ -53,12 +53,12 @@ def test_too_few_runs_for_a_split_is_a_clear_error():
 
 def test_classify_beats_chance_and_never_tests_on_training_runs(tiny_store, tmp_path):
     scores = classify(tiny_store, tmp_path, classifiers=("linear", "rf"), n_splits=4, progress=False)
-    assert scores["n_runs"] == 24 and scores["n_samples"] == 72
-    assert set(scores["classes"]) == {"adam", "fa", "ia", "sgdm"}
-    for result in scores["classifiers"].values():
-        assert len(result["accuracy_per_split"]) == 4
-        assert result["accuracy_mean"] > 0.45  # chance is 0.25
-        assert np.allclose(np.sum(result["confusion_normalized"], axis=1), 1)
+    assert scores.n_runs == 24 and scores.n_samples == 72
+    assert set(scores.classes) == {"adam", "fa", "ia", "sgdm"}
+    for result in scores.classifiers.values():
+        assert len(result.accuracy_per_split) == 4
+        assert result.accuracy_mean > 0.45  # chance is 0.25
+        assert np.allclose(np.sum(result.confusion_normalized, axis=1), 1)
     assert json.loads((tmp_path / "scores.json").read_text())["classifiers"].keys() == {"linear", "rf"}
     assert (tmp_path / "models" / "rf.skops").stat().st_size > 0
 

@@ -1,6 +1,7 @@
 """The identification stage's core: feature subsets and time selection, held-out splits, grouped search,
 d', the conv1d estimator, the performance-matched control, saved models and `lrid identify`."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -13,10 +14,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from lrid.errors import LridError
 from lrid.identify import classify, identify, load_fitted
-from lrid.identify import evaluate
+from lrid.identify import classifiers, evaluate
+from lrid.identify.classifiers import ClassifierEntry
 from lrid.identify.features import OBSERVABLE_SUBSETS, build_features, select_points, subset_columns
+from lrid.identify.scores import load_scores
 from lrid.identify.splits import balanced_run_splits, run_metadata, select_runs
 from lrid.observables import OBSERVABLES
+from lrid.schema import Scores
 from lrid.store import Store
 
 LRID = shutil.which("lrid") or str(Path(sys.executable).parent / "lrid")
@@ -108,7 +112,8 @@ def test_held_out_filters_keep_sides_disjoint_and_matching(tiny_store):
 def test_classify_with_filters_tests_only_held_out_runs(tiny_store, tmp_path):
     scores = classify(tiny_store, tmp_path, classifiers=("linear",), n_splits=2, progress=False, control=False,
                       train_where="data_seed=0", test_where="data_seed=1")
-    assert scores["settings"]["train_where"] == "data_seed=0" and "control" not in scores
+    assert scores.settings.train_where == "data_seed=0" and scores.control is None
+    assert "control" not in json.loads((tmp_path / "scores.json").read_text())
     metadata = run_metadata(Store(tiny_store).manifests())
     predictions = pd.read_parquet(tmp_path / "predictions.parquet")
     assert set(metadata.loc[predictions.run_id.unique(), "data_seed"]) == {1}
@@ -150,11 +155,12 @@ def test_grid_search_never_sees_test_runs(tiny_store, observables, tmp_path, mon
         outer_fits.append((set(groups), len(RecordingClassifier.log)))
         return original(name, X, y, groups, **kwargs)
 
-    monkeypatch.setattr(evaluate, "make_classifier", lambda *a, **k: RecordingClassifier())
-    monkeypatch.setattr(evaluate, "search_grid", lambda name: {"flag": [0, 1]})
+    entry = ClassifierEntry("recording", lambda **options: RecordingClassifier(), lambda: {"flag": [0, 1]})
+    monkeypatch.setitem(classifiers.CLASSIFIERS._entries, "recording", entry)
     monkeypatch.setattr(evaluate, "fit_classifier", recording_fit)
-    scores = classify(tiny_store, tmp_path, classifiers=("linear",), n_splits=3, progress=False, search=True, control=False)
-    assert len(scores["classifiers"]["linear"]["best_params_per_split"]) == 3
+    monkeypatch.setattr(evaluate, "save_model", lambda *args: None)  # a test double has no safe file format
+    scores = classify(tiny_store, tmp_path, classifiers=("recording",), n_splits=3, progress=False, search=True, control=False)
+    assert len(scores.classifiers["recording"].best_params_per_split) == 3
     predictions = pd.read_parquet(tmp_path / "predictions.parquet")
     log_ends = [start for _, start in outer_fits[1:]] + [len(RecordingClassifier.log)]
     inner_seen = 0
@@ -194,30 +200,32 @@ def test_conv1d_passes_clone_and_learns_a_planted_signal():
 
 def test_scores_hold_settings_subsets_d_prime_and_control(linear_results, tiny_store):
     out, scores = linear_results
-    assert scores["settings"] == {
+    assert scores.settings.model_dump() == {
         "store": str(Path(tiny_store).resolve()), "observables": "all;weight",
         "time": {"points": None, "window": None, "stride": None}, "unit": "layer",
         "train_where": None, "test_where": None, "search": False, "view": None,
         "time_axis": "index", "baseline": "none", "keep_collapsed": False,
     }
-    assert set(scores["by_subset"]) == {"all", "weight"}
-    assert scores["by_subset"]["all"]["linear"]["accuracy_mean"] == scores["classifiers"]["linear"]["accuracy_mean"]
-    assert set(scores["classifiers"]["linear"]["d_prime"]) == {"adam", "fa", "ia", "sgdm"}
-    control = scores["control"]
-    assert set(control["curve_baseline"]) == {"linear"}
-    bins = control["matched_bins"]
-    assert sum(b["n_test"] for b in bins) == 3 * 4 * 2 * 3  # splits x rules x test runs per rule x layers
-    for b in (b for b in bins if b["n_test"]):  # each bin against its own chance, from its own rule counts
-        assert b["chance"] == max(b["rules"].values()) / b["n_test"] and b["balanced_chance"] == 1 / len(b["rules"])
-        assert 0 <= b["balanced_accuracy"] <= 1
+    assert set(scores.by_subset) == {"all", "weight"}
+    assert scores.by_subset["all"]["linear"].accuracy_mean == scores.classifiers["linear"].accuracy_mean
+    assert set(scores.classifiers["linear"].d_prime) == {"adam", "fa", "ia", "sgdm"}
+    control = scores.control
+    assert set(control.curve_baseline) == {"linear"}
+    bins = control.matched_bins
+    assert sum(b.n_test for b in bins) == 3 * 4 * 2 * 3  # splits x rules x test runs per rule x layers
+    for b in (b for b in bins if b.n_test):  # each bin against its own chance, from its own rule counts
+        assert b.chance == max(b.rules.values()) / b.n_test and b.balanced_chance == 1 / len(b.rules)
+        assert 0 <= b.balanced_accuracy <= 1
     predictions = pd.read_parquet(out / "predictions.parquet")
-    assert np.allclose(predictions[[f"proba_{r}" for r in scores["classes"]]].sum(axis=1), 1)
+    assert np.allclose(predictions[[f"proba_{r}" for r in scores.classes]].sum(axis=1), 1)
+    # What was written reads back as the same scores.
+    assert load_scores(out) == scores
 
 
 def test_identify_reproduces_the_refit_model(linear_results, tiny_store, observables):
     out, scores = linear_results
     estimator, sidecar = load_fitted(out / "models" / "linear")
-    assert sidecar["classifier"] == "linear" and sidecar["classes"] == scores["classes"]
+    assert sidecar["classifier"] == "linear" and sidecar["classes"] == scores.classes
     assert sidecar["feature_options"]["subset"] == "all"
     features = build_features(observables)
     expected = pd.DataFrame(estimator.predict_proba(features.X), columns=sidecar["classes"]).groupby(features.groups).mean()
@@ -304,8 +312,10 @@ def test_classify_command_prints_each_bin_against_its_chance(monkeypatch, tmp_pa
     from lrid import cli
 
     scores = {
-        "n_runs": 8, "n_samples": 8, "classes": ["adam", "fa", "np", "np_wn", "sgd"],
-        "classifiers": {"rf": {"accuracy_mean": 0.6, "accuracy_sem": 0.1, "balanced_accuracy_mean": 0.5}},
+        "n_runs": 8, "n_samples": 8, "n_features": 3, "n_splits": 2, "test_fraction": 0.25,
+        "classes": ["adam", "fa", "np", "np_wn", "sgd"],
+        "classifiers": {"rf": {"accuracy_mean": 0.6, "accuracy_sem": 0.1, "balanced_accuracy_mean": 0.5,
+                               "accuracy_per_split": [0.5, 0.7], "confusion_normalized": [[1.0]]}},
         "control": {
             "curve_baseline": {"rf": {"accuracy_mean": 0.3, "accuracy_sem": 0.05}},
             "curve_features": ["final_train_loss", "final_test_accuracy"],
@@ -313,7 +323,7 @@ def test_classify_command_prints_each_bin_against_its_chance(monkeypatch, tmp_pa
                               "chance": 0.75, "balanced_chance": 0.5, "rules": {"np": 3, "np_wn": 1}, "classifier": "rf"}],
         },
     }
-    monkeypatch.setattr(lrid.identify, "classify", lambda *args, **kwargs: scores)
+    monkeypatch.setattr(lrid.identify, "classify", lambda *args, **kwargs: Scores.model_validate(scores))
     cli._classify(tmp_path / "store", tmp_path / "results", "rf", 2, 1)
     out = " ".join(capsys.readouterr().out.split())
     assert "[0.100, 0.500] 0.750 (chance 0.750), balanced 0.500 (chance 0.500), n=4" in out

@@ -13,6 +13,7 @@ import pytest
 from sklearn.inspection import permutation_importance
 
 from lrid.errors import LridError
+from lrid.schema import Scores
 from lrid.identify.classifiers import make_classifier
 from lrid.identify.importance import (
     DEPTH_ONE_HOT,
@@ -54,7 +55,12 @@ def test_column_names_parse_into_every_level():
     assert column_levels("loss_curve_slope").measure == "other"
     groups = column_groups(["weight_abs_mean@t0", "act_raw_norm@t0", "weight_sq_var@t1", "depth_early"], "measure")
     assert {name: list(columns) for name, columns in groups.items()} == {"weight": [0, 2], "act": [1], DEPTH_ONE_HOT: [3]}
-    assert best_classifier({"classifiers": {"rf": {"accuracy_mean": 0.8}, "conv1d": {"accuracy_mean": 0.9}}}) == "rf"
+    result = {"accuracy_per_split": [0.8], "confusion_normalized": [[1.0]]}
+    scores = Scores.model_validate({
+        "classifiers": {"rf": {**result, "accuracy_mean": 0.8}, "conv1d": {**result, "accuracy_mean": 0.9}},
+        "classes": ["a", "b"], "n_samples": 4, "n_runs": 4, "n_features": 2, "n_splits": 1, "test_fraction": 0.5,
+    })
+    assert best_classifier(scores) == "rf"  # conv1d has no importance of its own
     with pytest.raises(LridError, match="unknown importance level 'layer'"):
         column_groups(["weight_abs_mean@t0"], "layer")
 
@@ -187,3 +193,64 @@ def test_run_level_columns_group_by_the_depth_they_name():
     assert set(depth.group) == {"early", "middle", "deep"}
     for kind in ("permutation", "model"):
         assert depth[depth.kind == kind].sort_values("importance").group.iloc[-1] == "deep"
+
+
+@pytest.fixture
+def counted_fits(monkeypatch):
+    """Every rf the classifier table makes from now on, counted (a fit always starts from the factory)."""
+    import dataclasses
+
+    from lrid.identify import classifiers
+
+    made = []
+    rf = classifiers.CLASSIFIERS["rf"]
+
+    def factory(**options):
+        made.append(options)
+        return rf.factory(**options)
+
+    monkeypatch.setitem(classifiers.CLASSIFIERS._entries, "rf", dataclasses.replace(rf, factory=factory))
+    return made
+
+
+def test_importance_measures_the_models_classify_saved_without_fitting(tiny_store, tiny_results, counted_fits):
+    from lrid.identify.evaluate import split_model_path
+    from lrid.identify.features import build_features
+    from lrid.identify.model_files import load_fitted
+    from lrid.store import Store
+
+    per_split = observable_importance(tiny_results, "rf", use_cache=False)
+    assert counted_fits == [] and "note" not in per_split.attrs
+    assert sorted(per_split.split.unique()) == [0, 1, 2]
+    # The saved split models are the very ones scored: they predict what predictions.parquet holds.
+    predictions = pd.read_parquet(tiny_results / "predictions.parquet")
+    features = build_features(Store(tiny_store).read_observables(("complete",)))
+    for split in range(3):
+        model, sidecar = load_fitted(split_model_path(tiny_results, "rf", split))
+        scored = predictions[predictions.split == split]
+        rows = features.samples.reset_index(drop=True).merge(scored[["run_id", "layer", "predicted"]], on=["run_id", "layer"])
+        test = np.isin(features.groups, scored.run_id.unique())
+        assert len(rows) == test.sum() > 0
+        assert list(np.asarray(sidecar["classes"])[model.predict(features.X[test])]) == list(rows.predicted)
+
+
+def test_results_from_before_split_models_are_refitted_once_per_split_with_a_note(tiny_store, tiny_results, tmp_path,
+                                                                                  counted_fits):
+    from lrid.identify.importance import REFIT_NOTE
+
+    saved = observable_importance(tiny_results, "rf", use_cache=False)
+    assert counted_fits == []
+    old = tmp_path / "old"
+    shutil.copytree(tiny_results, old, ignore=shutil.ignore_patterns("split_models", "importance"))
+    scores = json.loads((old / "scores.json").read_text())
+    del scores["splits"]  # as lrid wrote them before it saved split models
+    (old / "scores.json").write_text(json.dumps(scores))
+    refitted = observable_importance(old, "rf")
+    assert len(counted_fits) == 3 and refitted.attrs["note"] == REFIT_NOTE
+    pd.testing.assert_frame_equal(refitted, saved)  # the same splits and seeds refit the same models
+    assert observable_importance(old, "rf").attrs["note"] == REFIT_NOTE  # read from the cache, still noted
+    assert len(counted_fits) == 3
+    from lrid.report import write_report
+
+    text = write_report(old, tmp_path / "report").read_text()
+    assert f"Note: {REFIT_NOTE}." in text and len(counted_fits) == 3

@@ -83,10 +83,10 @@ def test_classify_and_identify_carry_the_transforms(tiny_store, tmp_path):
 
     scores = classify(tiny_store, tmp_path / "r", classifiers=("linear",), n_splits=2, control=False, progress=False,
                       unit="run", time="fraction", baseline="relative", points=5)
-    assert scores["settings"]["time_axis"] == "fraction" and scores["settings"]["baseline"] == "relative"
-    assert scores["n_features"] == 3 * len(OBSERVABLES) * 4
+    assert scores.settings.time_axis == "fraction" and scores.settings.baseline == "relative"
+    assert scores.n_features == 3 * len(OBSERVABLES) * 4
     predictions = identify(tmp_path / "r" / "models" / "linear", Store(tiny_store).read_observables())
-    assert len(predictions) == scores["n_runs"]
+    assert len(predictions) == scores.n_runs
 
 
 def _affine_table(run_clocks: dict, scales: dict, steps: list[int], n_layers: int = 2, seed: int = 0) -> pd.DataFrame:
@@ -151,8 +151,8 @@ def test_classify_and_identify_carry_the_progress_clock(tiny_store, tmp_path):
 
     scores = classify(tiny_store, tmp_path / "r", classifiers=("rf",), n_splits=2, control=False, progress=False,
                       unit="layer", time="progress", baseline="relative", points=5)
-    assert scores["settings"]["time_axis"] == "progress"
+    assert scores.settings.time_axis == "progress"
     # Per layer: 4 progress levels per observable, the depth one-hot, a log scale per observable, progress at t1..t3.
-    assert scores["n_features"] == len(OBSERVABLES) * 4 + 3 + len(OBSERVABLES) + 3
+    assert scores.n_features == len(OBSERVABLES) * 4 + 3 + len(OBSERVABLES) + 3
     predictions = identify(tmp_path / "r" / "models" / "rf", Store(tiny_store).read_observables())
-    assert len(predictions) == scores["n_runs"]
+    assert len(predictions) == scores.n_runs

@@ -2,5 +2,6 @@
 
 from lrid.identify.evaluate import classify
 from lrid.identify.inference import identify, load_fitted
+from lrid.schema import ClassifySpec, Scores
 
-__all__ = ["classify", "identify", "load_fitted"]
+__all__ = ["ClassifySpec", "Scores", "classify", "identify", "load_fitted"]

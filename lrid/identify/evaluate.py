@@ -5,13 +5,16 @@ Outputs, under the results directory:
 * ``scores.json``: the settings; per classifier, accuracy per split with its mean and standard error,
   balanced accuracy, confusion matrices (counts per split, and the row-normalised mean), d' per class and,
   with search, the chosen hyperparameters per split; ``by_subset`` (one summary per observable subset);
-  ``control`` (the performance-matched control, :mod:`lrid.identify.control`);
+  ``control`` (the performance-matched control, :mod:`lrid.identify.control`); ``splits``, the run ids of
+  each outer split. Its shape is :class:`lrid.schema.Scores`;
 * ``predictions.parquet``: every test prediction of every split for the first observable subset, with a
   ``proba_{rule}`` column per class;
 * ``models/{classifier}.json`` and its model file(s): each classifier refitted on all (training-eligible)
   samples of the first subset, saved in a format that loads without running code (skops for linear and
   rf, XGBoost's UBJSON for xgb, a ``.keras`` network for conv1d; :mod:`lrid.identify.model_files`), read
-  back by :func:`lrid.identify.inference.load_fitted`.
+  back by :func:`lrid.identify.inference.load_fitted`;
+* ``split_models/{classifier}/split{k}.*``: the model fitted on each outer split (first subset), in the
+  same formats, so that :mod:`lrid.identify.importance` measures what was scored without refitting.
 
 d' per class is one-vs-rest from the confusion counts pooled over splits: hit rate H = P(predicted c |
 true c), false-alarm rate F = P(predicted c | true not c), d' = z(H) - z(F) with z the standard normal
@@ -21,9 +24,10 @@ correction that keeps a perfect classifier's d' finite.
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,12 +38,23 @@ from tqdm.auto import tqdm
 
 import lrid
 from lrid.errors import LridError
-from lrid.identify.classifiers import make_classifier, search_grid
+from lrid.identify.classifiers import get_classifier
 from lrid.identify.control import curve_features, matched_bins
 from lrid.identify.features import build_features, subset_columns
 from lrid.identify.model_files import save_model
 from lrid.identify.splits import balanced_run_splits, inner_cv, run_metadata, select_runs
-from lrid.schema import TRAINED_STATUSES
+from lrid.schema import (
+    TRAINED_STATUSES,
+    ClassifierScores,
+    ClassifySpec,
+    ControlScores,
+    MatchedBin,
+    RunSplit,
+    Scores,
+    ScoreSettings,
+    SubsetScores,
+    TimeSettings,
+)
 from lrid.store import Store
 
 
@@ -76,14 +91,15 @@ def fit_classifier(
     Returns (fitted estimator, chosen hyperparameters or None). Only the samples given are ever seen: the
     inner folds split ``groups`` (run ids), so validation runs are never in the fold they validate.
     """
-    estimator = make_classifier(name, n_jobs=n_jobs, random_state=random_state, n_points=n_points, n_static=n_static)
+    entry = get_classifier(name)
+    estimator = entry.factory(n_jobs=n_jobs, random_state=random_state, n_points=n_points, n_static=n_static)
     if not search:
         return estimator.fit(X, y), None
     searcher = GridSearchCV(
         estimator,
-        search_grid(name),
+        entry.grid(),
         cv=inner_cv(y, groups, seed=random_state),
-        n_jobs=n_jobs if name == "linear" else 1,  # the trees parallelise themselves; conv1d is TensorFlow
+        n_jobs=n_jobs if entry.parallel_search else 1,
         refit=True,
     )
     searcher.fit(X, y, groups=groups)
@@ -108,125 +124,108 @@ def d_prime(confusion: np.ndarray, classes: list[str]) -> dict[str, float]:
 
 
 def classify(
-    store: Store | str,
-    results_dir: str | Path,
-    classifiers: tuple[str, ...] = ("linear", "rf", "xgb"),
-    n_splits: int = 10,
-    test_fraction: float = 0.25,
-    seed: int = 0,
-    n_jobs: int = 1,
-    progress: bool | None = None,
+    spec: ClassifySpec | Store | str | Path,
+    results_dir: str | Path | None = None,
     *,
-    observables: str | list[str] = "all",
-    points: int | None = None,
-    window: int | None = None,
-    stride: int | None = None,
-    unit: str = "layer",
-    time: str = "index",
-    baseline: str = "none",
-    train_where: str | None = None,
-    test_where: str | None = None,
-    search: bool = False,
-    control: bool = True,
-    n_bins: int = 4,
-    keep_collapsed: bool = False,
-) -> dict:
-    """Score each classifier on ``n_splits`` balanced splits of the store's complete runs; return the scores.
+    progress: bool | None = None,
+    **options: Any,
+) -> Scores:
+    """Score each classifier on ``n_splits`` balanced splits of the store's complete runs; write and return
+    the scores.
 
-    Args:
-        store, results_dir: where the runs are and where the results go.
-        classifiers: names from :data:`lrid.identify.classifiers.CLASSIFIERS`.
-        n_splits, test_fraction, seed: the outer splits (:func:`lrid.identify.splits.balanced_run_splits`).
-        n_jobs: parallel jobs for the classifiers and the search.
-        observables: observable subsets (:func:`parse_subsets`); the first one's models are saved.
-        points, window, stride, unit, time, baseline: the features (:func:`lrid.identify.features.build_features`).
-        train_where, test_where: held-out filters over run metadata (:func:`lrid.identify.splits.select_runs`).
-        search: choose hyperparameters per split by grouped inner cross-validation.
-        control: also compute the performance-matched control (:mod:`lrid.identify.control`).
-        n_bins: quantile bins of final test accuracy for the control.
-        keep_collapsed: also use runs with status ``collapsed`` (trained to the end, learned nothing).
+    ``spec`` says everything (:class:`lrid.schema.ClassifySpec`). For convenience, a store (a
+    :class:`~lrid.store.Store`, a directory or a URI) with ``results_dir`` and the spec's other fields as
+    keywords builds the spec here: ``classify("store", "results", classifiers=("rf",), n_splits=3)``.
+    ``progress`` shows a progress bar (None: only on a terminal).
     """
-    store = store if isinstance(store, Store) else Store(store)
-    results_dir = Path(results_dir)
-    subsets = parse_subsets(observables)
-    feature_options = {"points": points, "window": window, "stride": stride, "unit": unit, "time": time, "baseline": baseline}
-    long_table = store.read_observables(classified_statuses(keep_collapsed))
+    if not isinstance(spec, ClassifySpec):
+        if results_dir is None:
+            raise LridError("classify needs a results directory: classify(store, results_dir, ...) or a ClassifySpec")
+        where = {"store": spec.location, "view": spec.view} if isinstance(spec, Store) else {"store": spec}
+        spec = ClassifySpec.build(**where, results_dir=results_dir, **options)
+    elif results_dir is not None or options:
+        raise LridError("classify takes either a ClassifySpec or a store with keywords, not both")
+    entries = [get_classifier(name) for name in spec.classifiers]
+    store = Store(spec.store, view=spec.view)
+    results_dir = Path(spec.results_dir)
+    subsets = parse_subsets(spec.observables)
+    feature_options = {"points": spec.points, "window": spec.window, "stride": spec.stride, "unit": spec.unit,
+                       "time": spec.time, "baseline": spec.baseline}
+    long_table = store.read_observables(classified_statuses(spec.keep_collapsed))
     first = build_features(long_table, subset=subsets[0], **feature_options)
     classes = sorted(set(first.y))
     run_rules = dict(zip(first.samples["run_id"], first.samples["rule"]))
     manifests = [m for m in store.manifests() if m["run_id"] in run_rules]
     metadata = run_metadata(manifests)
-    train_runs = select_runs(metadata, train_where, "--train-where") if train_where else None
-    test_runs = select_runs(metadata, test_where, "--test-where") if test_where else None
+    train_runs = select_runs(metadata, spec.train_where, "--train-where") if spec.train_where else None
+    test_runs = select_runs(metadata, spec.test_where, "--test-where") if spec.test_where else None
     splits = balanced_run_splits(
-        run_rules, n_splits=n_splits, test_fraction=test_fraction, seed=seed, train_runs=train_runs, test_runs=test_runs
+        run_rules, n_splits=spec.n_splits, test_fraction=spec.test_fraction, seed=spec.seed,
+        train_runs=train_runs, test_runs=test_runs,
     )
 
-    location = store.location if "://" in store.location else os.path.abspath(store.location)
-    scores = {
-        "classifiers": {},
-        "classes": classes,
-        "n_samples": int(len(first.y)),
-        "n_runs": len(run_rules),
-        "n_features": int(first.X.shape[1]),
-        "n_splits": n_splits,
-        "test_fraction": test_fraction,
-        "seed": seed,
-        "lrid_version": lrid.__version__,
-        "settings": {
-            "store": location,
-            "observables": ";".join(subsets),
-            "time": {"points": points, "window": window, "stride": stride},
-            "unit": unit,
-            "time_axis": time,
-            "baseline": baseline,
-            "train_where": train_where,
-            "test_where": test_where,
-            "search": bool(search),
-            "view": getattr(store, "view", None),
-            "keep_collapsed": bool(keep_collapsed),
-        },
-        "by_subset": {},
-    }
-    n_fits = len(subsets) * len(classifiers) * (n_splits + 1)
+    n_fits = len(subsets) * len(entries) * (spec.n_splits + 1)
     bar = tqdm(total=n_fits, desc="classify", unit="fit", disable=None if progress is None else not progress)
-    predictions = None
+    by_subset, main, predictions = {}, {}, None
     for subset_index, subset in enumerate(subsets):
         features = first if subset_index == 0 else build_features(long_table, subset=subset, **feature_options)
         summaries, subset_predictions = _score_subset(
-            features, classes, classifiers, splits, train_runs, search, n_jobs, seed, results_dir,
-            save_models=subset_index == 0, bar=bar,
+            spec, features, classes, entries, splits, train_runs, results_dir, save_models=subset_index == 0, bar=bar,
         )
-        scores["by_subset"][subset] = {
-            name: {key: summary[key] for key in ("accuracy_mean", "accuracy_sem", "balanced_accuracy_mean")}
-            for name, summary in summaries.items()
-        }
+        by_subset[subset] = {name: summary.summary() for name, summary in summaries.items()}
         if subset_index == 0:
-            scores["classifiers"] = summaries
-            predictions = subset_predictions
+            main, predictions = summaries, subset_predictions
     bar.close()
 
-    if control:
-        scores["control"] = _control(manifests, metadata, run_rules, classes, classifiers, splits, predictions, seed, n_jobs, n_bins)
+    location = store.location if "://" in store.location else os.path.abspath(store.location)
+    scores = Scores(
+        classifiers=main,
+        classes=classes,
+        n_samples=int(len(first.y)),
+        n_runs=len(run_rules),
+        n_features=int(first.X.shape[1]),
+        n_splits=spec.n_splits,
+        test_fraction=spec.test_fraction,
+        seed=spec.seed,
+        lrid_version=lrid.__version__,
+        settings=ScoreSettings(
+            store=location, observables=";".join(subsets),
+            time=TimeSettings(points=spec.points, window=spec.window, stride=spec.stride),
+            unit=spec.unit, time_axis=spec.time, baseline=spec.baseline, train_where=spec.train_where,
+            test_where=spec.test_where, search=spec.search, view=store.view, keep_collapsed=spec.keep_collapsed,
+        ),
+        by_subset=by_subset,
+        splits=[RunSplit(train=sorted(map(str, train)), test=sorted(map(str, test))) for train, test in splits],
+    )
+    if spec.control:
+        scores.control = _control(spec, manifests, metadata, run_rules, classes, entries, splits, predictions)
     results_dir.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(results_dir / "predictions.parquet", index=False)
-    (results_dir / "scores.json").write_text(json.dumps(scores, indent=2))
+    (results_dir / "scores.json").write_text(scores.to_json())
     return scores
 
 
-def _score_subset(features, classes, classifiers, splits, train_runs, search, n_jobs, seed, results_dir, save_models, bar):
+def _score_subset(spec: ClassifySpec, features, classes, entries, splits, train_runs, results_dir: Path, save_models, bar):
+    """Each classifier's scores on one observable subset; with ``save_models``, each split's fitted model is
+    saved too (:func:`split_model_path`, read back by importance instead of refitting) and the final model."""
     y = np.searchsorted(classes, features.y.astype(str))
     layout = {"n_points": features.n_points, "n_static": features.n_static}
+    fit_options = {"search": spec.search, "n_jobs": spec.n_jobs, **layout}
     summaries, frames = {}, []
-    for name in classifiers:
+    for entry in entries:
+        name = entry.name
+        if save_models:  # a model of an earlier classify into this folder must not pass for one of this run's splits
+            shutil.rmtree(split_model_path(results_dir, name, 0).parent, ignore_errors=True)
         accuracies, balanced, confusions, chosen = [], [], [], []
         for split_index, (split_train, split_test) in enumerate(splits):
             train = np.isin(features.groups, split_train)
             test = np.isin(features.groups, split_test)
             model, best = fit_classifier(
-                name, features.X[train], y[train], features.groups[train],
-                search=search, n_jobs=n_jobs, random_state=seed + split_index, **layout,
+                name, features.X[train], y[train], features.groups[train], random_state=spec.seed + split_index, **fit_options,
             )
+            if save_models:
+                split_path = split_model_path(results_dir, name, split_index)
+                save_model(model, split_path.parent, split_path.name, classes, features)
             probabilities = _probabilities(model, features.X[test], len(classes))
             predicted = np.argmax(probabilities, axis=1)
             accuracies.append(float(np.mean(predicted == y[test])))
@@ -240,20 +239,25 @@ def _score_subset(features, classes, classifiers, splits, train_runs, search, n_
                 frame[f"proba_{rule}"] = probabilities[:, index]
             frames.append(frame)
             bar.update()
-        summaries[name] = _summary(accuracies, balanced, confusions, classes)
-        if search:
-            summaries[name]["best_params_per_split"] = chosen
+        summary = _summary(accuracies, balanced, confusions, classes)
+        if spec.search:
+            summary["best_params_per_split"] = chosen
         if save_models:
             eligible = np.ones(len(y), bool) if train_runs is None else np.isin(features.groups, list(train_runs))
             final, best = fit_classifier(
-                name, features.X[eligible], y[eligible], features.groups[eligible],
-                search=search, n_jobs=n_jobs, random_state=seed, **layout,
+                name, features.X[eligible], y[eligible], features.groups[eligible], random_state=spec.seed, **fit_options,
             )
-            if search:
-                summaries[name]["best_params_final"] = best
+            if spec.search:
+                summary["best_params_final"] = best
             save_model(final, results_dir / "models", name, classes, features)
+        summaries[name] = ClassifierScores(**summary)
         bar.update()
     return summaries, pd.concat(frames, ignore_index=True)
+
+
+def split_model_path(results_dir: Path, classifier: str, split_index: int) -> Path:
+    """Where ``classify`` saves the model it fitted on one outer split (a model name without suffix)."""
+    return Path(results_dir) / "split_models" / classifier / f"split{split_index}"
 
 
 def _probabilities(model, X: np.ndarray, n_classes: int) -> np.ndarray:
@@ -264,33 +268,34 @@ def _probabilities(model, X: np.ndarray, n_classes: int) -> np.ndarray:
     return full
 
 
-def _control(manifests, metadata, run_rules, classes, classifiers, splits, predictions, seed, n_jobs, n_bins) -> dict:
+def _control(spec: ClassifySpec, manifests, metadata, run_rules, classes, entries, splits, predictions) -> ControlScores:
     run_ids = sorted(run_rules)
     X, names = curve_features(manifests, run_ids)
     groups = np.asarray(run_ids, dtype=object)
     y = np.searchsorted(classes, [run_rules[r] for r in run_ids])
-    baseline_classifiers = [name for name in classifiers if name != "conv1d"] or ["linear"]
+    baseline_classifiers = [entry.name for entry in entries if entry.any_features] or ["linear"]
     baseline = {}
     for name in baseline_classifiers:
         accuracies = []
         for split_index, (split_train, split_test) in enumerate(splits):
             train, test = np.isin(groups, split_train), np.isin(groups, split_test)
-            model, _ = fit_classifier(name, X[train], y[train], groups[train], n_jobs=n_jobs, random_state=seed + split_index)
+            model, _ = fit_classifier(name, X[train], y[train], groups[train], n_jobs=spec.n_jobs,
+                                      random_state=spec.seed + split_index)
             predicted = np.argmax(_probabilities(model, X[test], len(classes)), axis=1)
             accuracies.append(float(np.mean(predicted == y[test])))
-        baseline[name] = {"accuracy_mean": float(np.mean(accuracies)), "accuracy_sem": _sem(accuracies)}
+        baseline[name] = SubsetScores(accuracy_mean=float(np.mean(accuracies)), accuracy_sem=_sem(accuracies))
     final_accuracy = metadata["final_test_accuracy"]
     by_classifier = {
-        name: matched_bins(predictions[predictions["classifier"] == name], final_accuracy, n_bins)
+        name: [MatchedBin(**entry) for entry in matched_bins(predictions[predictions["classifier"] == name], final_accuracy, spec.n_bins)]
         for name in predictions["classifier"].unique()
     }
     main = next(iter(by_classifier))
-    return {
-        "curve_baseline": baseline,
-        "curve_features": names,
-        "matched_bins": [{**entry, "classifier": main} for entry in by_classifier[main]],
-        "matched_bins_by_classifier": by_classifier,
-    }
+    return ControlScores(
+        curve_baseline=baseline,
+        curve_features=names,
+        matched_bins=[bin_.model_copy(update={"classifier": main}) for bin_ in by_classifier[main]],
+        matched_bins_by_classifier=by_classifier,
+    )
 
 
 def _sem(values: list[float]) -> float:

@@ -17,8 +17,9 @@ permutation importance is measured per depth group of the test samples (all obse
 early, middle or deep layers permuted together); the model's own importance has no such split and is
 left out there.
 
-Importances of every level are computed in one pass and cached in ``RESULTS/importance/NAME.parquet``
-(recomputed when ``scores.json`` is newer or the settings differ).
+Each split's model is the one ``lrid classify`` fitted on it and saved; nothing is refitted (but for results
+written before classify saved them). Importances of every level are computed in one pass and cached in
+``RESULTS/importance/NAME.parquet`` (recomputed when ``scores.json`` is newer or the settings differ).
 """
 
 from __future__ import annotations
@@ -32,15 +33,18 @@ import numpy as np
 import pandas as pd
 
 from lrid.errors import LridError
-from lrid.identify.model_files import read_sidecar
+from lrid.identify.classifiers import CLASSIFIERS, coefficient_importance, feature_importances
+from lrid.identify.evaluate import classified_statuses, fit_classifier, split_model_path
+from lrid.identify.features import build_features
+from lrid.identify.model_files import load_fitted, read_sidecar
 from lrid.identify.scores import load_scores
-from lrid.observables import MEASURES
-from lrid.schema import DEPTH_GROUPS
+from lrid.identify.splits import balanced_run_splits, run_metadata, select_runs
+from lrid.schema import DEPTH_GROUPS, MEASURES, Scores
+from lrid.store import Store
 
 LEVELS = ("observable", "measure", "function", "statistic", "depth", "time")
 KINDS = ("permutation", "model")
 DEPTH_ONE_HOT = "depth one-hot"
-WITHOUT_MODEL_IMPORTANCE = ("conv1d",)
 _TIME = re.compile(r"t(\d+)")
 
 
@@ -85,25 +89,23 @@ def column_groups(feature_names: list[str], level: str) -> dict[str, np.ndarray]
     return {label: np.asarray(indices) for label, indices in groups.items()}
 
 
-def model_importance(model, n_features: int) -> np.ndarray:
+def model_importance(model, n_features: int, classifier: str | None = None) -> np.ndarray:
     """The fitted estimator's own per-column importance, normalised to sum to 1 (NaN where it has none).
 
-    Random forest: impurity decrease; XGBoost: gain (both ``feature_importances_``); a pipeline ending in a
-    linear model on the columns themselves: mean absolute coefficient over classes (the inputs are
-    standardised, so comparable). A model without per-column importance (conv1d, or a linear model
-    after PCA) gives NaN: use the permutation kind for it.
+    With ``classifier``, its registered ``native_importance`` says how (none: NaN). Without, the estimator
+    tells: ``feature_importances_`` (random-forest impurity, XGBoost gain), or the mean absolute coefficient
+    over classes of a (pipeline ending in a) linear model; anything else gives NaN. A linear model after
+    PCA gives NaN too, its coefficients being on components: use the permutation kind for it.
     """
+    if classifier is not None and classifier in CLASSIFIERS:
+        native = CLASSIFIERS[classifier].native_importance
+        return np.full(n_features, np.nan) if native is None else native(model, n_features)
     estimator = model.steps[-1][1] if hasattr(model, "steps") else model
     if hasattr(estimator, "feature_importances_"):
-        values = np.asarray(estimator.feature_importances_, dtype=float)
-    elif hasattr(estimator, "coef_"):
-        values = np.abs(np.asarray(estimator.coef_, dtype=float)).mean(axis=0)
-    else:
-        return np.full(n_features, np.nan)
-    if values.shape != (n_features,):
-        return np.full(n_features, np.nan)
-    total = values.sum()
-    return values / total if total > 0 else values
+        return feature_importances(model, n_features)
+    if hasattr(estimator, "coef_"):
+        return coefficient_importance(model, n_features)
+    return np.full(n_features, np.nan)
 
 
 def grouped_permutation_importance(
@@ -170,14 +172,16 @@ def split_importance(
     levels: tuple[str, ...] = LEVELS,
     n_repeats: int = 3,
     random_state: int = 0,
+    classifier: str | None = None,
 ) -> pd.DataFrame:
     """Both kinds of importance of one fitted model on one held-out set, at each level.
 
     Returns a long frame with columns level, group, kind, importance (permutation: mean over repeats).
     ``sample_depth`` (each test sample's depth group) enables the per-depth permutation groups for columns
-    that carry no depth of their own.
+    that carry no depth of their own. ``classifier`` names the model's registered classifier, whose entry
+    gives the model's own importance (:func:`model_importance`).
     """
-    native = model_importance(model, len(feature_names))
+    native = model_importance(model, len(feature_names), classifier)
     rows = []
     everything = np.ones(len(y_test), dtype=bool)
     for level in levels:
@@ -233,73 +237,98 @@ def observable_importance(
 ) -> pd.DataFrame:
     """Per-split importance of every group at every level for one classifier of a classify run.
 
-    The features and splits are rebuilt from the store the scores came from (``settings.store``, or
-    ``store``), with the options in ``models/NAME.json`` when present, and each split's classifier is
-    refitted exactly as ``lrid classify`` fitted it. Returns columns classifier, split, level, group,
-    kind, importance; cached under ``RESULTS/importance/``.
+    Each split's model is the one ``lrid classify`` fitted and saved (``split_models/NAME/``), measured on
+    that split's test runs; the features are rebuilt from the store the scores came from
+    (``settings.store``, or ``store``) with the saved models' feature options. Results from before lrid
+    saved split models have no such models: their splits are rebuilt and each split's classifier refitted
+    as ``classify`` fitted it, and the frame's ``attrs["note"]`` says so (:data:`REFIT_NOTE`). Returns
+    columns classifier, split, level, group, kind, importance; cached under ``RESULTS/importance/``.
     """
     results_dir = Path(results_dir)
     scores = load_scores(results_dir)
     classifier = classifier or best_classifier(scores)
-    if classifier not in scores.get("classifiers", {}):
+    if classifier not in scores.classifiers:
         raise LridError(
             f"classifier {classifier!r} is not in {results_dir / 'scores.json'} "
-            f"(it has {', '.join(scores.get('classifiers', {})) or 'none'}); pick one of those with --classifier"
+            f"(it has {', '.join(scores.classifiers) or 'none'}); pick one of those with --classifier"
         )
     cache = results_dir / "importance" / f"{classifier}.parquet"
-    settings = {"n_repeats": n_repeats, "seed": scores.get("seed", 0), "n_splits": scores.get("n_splits")}
-    if use_cache and _cache_is_fresh(cache, results_dir / "scores.json", settings):
-        return pd.read_parquet(cache)
+    settings = {"n_repeats": n_repeats, "seed": scores.seed, "n_splits": scores.n_splits}
+    if use_cache:
+        cached = _read_cache(cache, results_dir / "scores.json", settings)
+        if cached is not None:
+            return cached
 
-    features, splits, search = _rebuild_features_and_splits(results_dir, scores, classifier, store)
-    from lrid.identify.evaluate import fit_classifier
-
-    classes = list(scores["classes"])
-    unknown = sorted(set(features.y.astype(str)) - set(classes))
+    features, splits = _rebuild_features_and_splits(results_dir, scores, classifier, store)
+    unknown = sorted(set(features.y.astype(str)) - set(scores.classes))
     if unknown:
         raise LridError(f"the store holds rules {unknown} that the scores do not; re-run `lrid classify` on this store")
-    y = np.searchsorted(classes, features.y.astype(str))
-    seed = int(scores.get("seed", 0))
+    y = np.searchsorted(scores.classes, features.y.astype(str))
+    fitted = _split_models(results_dir, classifier, len(splits), features.feature_names)
     frames = []
     for split_index, (train_runs, test_runs) in enumerate(splits):
-        train = np.isin(features.groups, train_runs)
         test = np.isin(features.groups, test_runs)
-        model, _ = fit_classifier(
-            classifier, features.X[train], y[train], features.groups[train], search=search, n_jobs=n_jobs,
-            random_state=seed + split_index, n_points=features.n_points, n_static=features.n_static,
-        )
+        if fitted is not None:
+            model = fitted(split_index)
+        else:
+            train = np.isin(features.groups, train_runs)
+            model, _ = fit_classifier(
+                classifier, features.X[train], y[train], features.groups[train], search=scores.settings.search,
+                n_jobs=n_jobs, random_state=scores.seed + split_index, n_points=features.n_points, n_static=features.n_static,
+            )
         frame = split_importance(
             model, features.X[test], y[test], features.feature_names,
             sample_depth=features.samples["depth_group"].to_numpy()[test],
-            n_repeats=n_repeats, random_state=seed + split_index,
+            n_repeats=n_repeats, random_state=scores.seed + split_index, classifier=classifier,
         )
         frames.append(frame.assign(classifier=classifier, split=split_index))
     per_split = pd.concat(frames, ignore_index=True)[["classifier", "split", "level", "group", "kind", "importance"]]
     cache.parent.mkdir(parents=True, exist_ok=True)
     per_split.to_parquet(cache, index=False)
-    cache.with_suffix(".json").write_text(json.dumps(settings))
+    cache.with_suffix(".json").write_text(json.dumps({**settings, "refitted": fitted is None}))
+    if fitted is None:
+        per_split.attrs["note"] = REFIT_NOTE
     return per_split
 
 
-def best_classifier(scores: dict) -> str:
-    """The most accurate classifier in ``scores``, among those with an importance of their own when any
-    (conv1d has none, and refitting it per split needs TensorFlow)."""
-    results = scores.get("classifiers") or {}
+REFIT_NOTE = ("these results predate the per-split models that `lrid classify` saves, so each split's classifier was "
+              "refitted as classify fitted it; re-run `lrid classify` to measure the very models it scored")
+
+
+def best_classifier(scores: Scores) -> str:
+    """The most accurate classifier in ``scores``, among those with an importance of their own when any."""
+    results = scores.classifiers
     if not results:
         raise LridError("scores.json lists no classifiers; re-run `lrid classify`")
-    candidates = [name for name in results if name not in WITHOUT_MODEL_IMPORTANCE] or list(results)
-    return max(candidates, key=lambda name: results[name]["accuracy_mean"])
+    candidates = [name for name in results if _has_native_importance(name)] or list(results)
+    return max(candidates, key=lambda name: results[name].accuracy_mean)
 
 
-def _rebuild_features_and_splits(results_dir: Path, scores: dict, classifier: str, store: str | Path | None):
-    """The features, splits and fitting options of a classify run, rebuilt as ``classify`` built them."""
-    from lrid.identify.evaluate import classified_statuses
-    from lrid.identify.features import build_features
-    from lrid.identify.splits import balanced_run_splits, run_metadata, select_runs
-    from lrid.store import Store
+def _has_native_importance(name: str) -> bool:
+    return name in CLASSIFIERS and CLASSIFIERS[name].native_importance is not None
 
-    settings = scores.get("settings") or {}
-    location = store if store is not None else settings.get("store")
+
+def _split_models(results_dir: Path, classifier: str, n_splits: int, feature_names: list[str]):
+    """A loader of the model ``classify`` saved for each split, or None when any split has none (older results)."""
+    paths = [split_model_path(results_dir, classifier, index) for index in range(n_splits)]
+    if not all(path.with_name(f"{path.name}.json").is_file() for path in paths):
+        return None
+
+    def load(split_index: int):
+        model, sidecar = load_fitted(paths[split_index])
+        if sidecar["feature_names"] != feature_names:
+            raise LridError(f"the model saved for split {split_index} in {paths[split_index].parent} was fitted on other "
+                            "features than the store now gives; the store changed since `lrid classify`: re-run it")
+        return model
+
+    return load
+
+
+def _rebuild_features_and_splits(results_dir: Path, scores: Scores, classifier: str, store: str | Path | None):
+    """The features and outer splits of a classify run: the splits as ``scores.json`` lists them (rebuilt as
+    ``classify`` drew them for older files), the features as ``classify`` built them."""
+    settings = scores.settings
+    location = store if store is not None else settings.store
     if location is None:
         raise LridError(f"{results_dir / 'scores.json'} does not say which store it came from; pass --store STORE")
     target = Store(location)
@@ -307,46 +336,48 @@ def _rebuild_features_and_splits(results_dir: Path, scores: dict, classifier: st
     if not manifests:
         raise LridError(f"the store {location} holds no runs; pass the store the results came from with --store")
     sidecar = results_dir / "models" / f"{classifier}.json"
-    if sidecar.is_file():
-        options = read_sidecar(sidecar).feature_options
-    else:
-        # The first observable subset is the one the main scores (and the saved models) describe.
-        time = settings.get("time") or {}
-        options = {"subset": str(settings.get("observables") or "all").split(";")[0], "unit": settings.get("unit", "layer"),
-                   "time": settings.get("time_axis", "index"), "baseline": settings.get("baseline", "none"),
-                   **{key: time.get(key) for key in ("points", "window", "stride")}}
+    # The first observable subset is the one the main scores (and the saved models) describe.
+    options = read_sidecar(sidecar).feature_options if sidecar.is_file() else settings.feature_options()
     try:
-        statuses = classified_statuses(bool(settings.get("keep_collapsed", False)))
-        features = build_features(target.read_observables(statuses), **options)
+        features = build_features(target.read_observables(classified_statuses(settings.keep_collapsed)), **options)
     except TypeError as error:
         raise LridError(f"{sidecar} has feature options this lrid does not know ({error}); re-run `lrid classify`") from None
-    if features.X.shape[1] != scores.get("n_features", features.X.shape[1]):
+    if features.X.shape[1] != scores.n_features:
         raise LridError(
-            f"the store {location} now gives {features.X.shape[1]} features, the scores {scores['n_features']}; "
+            f"the store {location} now gives {features.X.shape[1]} features, the scores {scores.n_features}; "
             "the store changed since `lrid classify`, or it is another store: re-run `lrid classify`"
         )
+    if scores.splits is not None:
+        return features, [(np.asarray(split.train, dtype=object), np.asarray(split.test, dtype=object)) for split in scores.splits]
     run_rules = dict(zip(features.samples["run_id"], features.samples["rule"]))
     metadata = run_metadata([m for m in manifests if m["run_id"] in run_rules])
-    train_where, test_where = settings.get("train_where"), settings.get("test_where")
+    train_where, test_where = settings.train_where, settings.test_where
     splits = balanced_run_splits(
         run_rules,
-        n_splits=int(scores.get("n_splits", 10)),
-        test_fraction=float(scores.get("test_fraction", 0.25)),
-        seed=int(scores.get("seed", 0)),
+        n_splits=scores.n_splits,
+        test_fraction=scores.test_fraction,
+        seed=scores.seed,
         train_runs=select_runs(metadata, train_where, "--train-where") if train_where else None,
         test_runs=select_runs(metadata, test_where, "--test-where") if test_where else None,
     )
-    return features, splits, bool(settings.get("search", False))
+    return features, splits
 
 
-def _cache_is_fresh(cache: Path, scores_path: Path, settings: dict) -> bool:
+def _read_cache(cache: Path, scores_path: Path, settings: dict) -> pd.DataFrame | None:
+    """The cached importances when they are newer than the scores and made with ``settings``; else None."""
     sidecar = cache.with_suffix(".json")
     if not (cache.is_file() and sidecar.is_file()) or cache.stat().st_mtime < scores_path.stat().st_mtime:
-        return False
+        return None
     try:
-        return json.loads(sidecar.read_text()) == settings
+        written = json.loads(sidecar.read_text())
     except json.JSONDecodeError:
-        return False
+        return None
+    if not isinstance(written, dict) or {key: written.get(key) for key in settings} != settings:
+        return None
+    frame = pd.read_parquet(cache)
+    if written.get("refitted"):
+        frame.attrs["note"] = REFIT_NOTE
+    return frame
 
 
 def _check_level(level: str) -> None:

@@ -9,8 +9,8 @@ the ``format``, which says which files hold the model and how to read them:
 * ``skops`` (linear, rf): ``NAME.skops``, a skops archive (a zip of a JSON schema and ``.npy`` arrays,
   deflated). Before anything is built, every type that the schema names is checked against
   :data:`TRUSTED_TYPES`, exactly the types lrid's own classifiers are made of; a file that names any
-  other type is refused with the type's name. The list then goes to ``skops.io.load`` as its explicit
-  trusted list.
+  other type is refused with the type's name (a registered classifier may add its own types, its
+  entry's ``trusted_types``). The list then goes to ``skops.io.load`` as its explicit trusted list.
 * ``xgboost`` (xgb): ``NAME.ubj``, XGBoost's own UBJSON model (the boosted trees plus the scikit-learn
   wrapper's attributes), read with ``XGBClassifier.load_model``.
 * ``keras`` (conv1d): ``NAME.keras``, the network in Keras' native format, read with ``safe_mode=True`` and
@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 import lrid
 from lrid.errors import LridError
+from lrid.identify.classifiers import CLASSIFIERS
 
 SUFFIXES = {"skops": (".skops",), "xgboost": (".ubj",), "keras": (".skops", ".keras"), "joblib": (".joblib",)}
 MODEL_SUFFIXES = frozenset(suffix for suffixes in SUFFIXES.values() for suffix in suffixes)
@@ -208,14 +209,15 @@ def _unreadable(path: Path, error: BaseException) -> LridError:
 def _load_skops(path: Path):
     import skops.io
 
-    untrusted = sorted(schema_types(_json_member(path, "schema.json")) - set(TRUSTED_TYPES))
+    trusted = set(TRUSTED_TYPES).union(*(entry.trusted_types for entry in CLASSIFIERS.values()))
+    untrusted = sorted(schema_types(_json_member(path, "schema.json")) - trusted)
     if untrusted:
         raise LridError(
             f"the model file {path} asks for the type {', '.join(untrusted)}, which is not one of lrid's classifiers' "
             "types; refusing to load it (use a model written by `lrid classify`)"
         )
     try:
-        return skops.io.load(path, trusted=list(TRUSTED_TYPES))
+        return skops.io.load(path, trusted=sorted(trusted))
     except Exception as error:  # noqa: BLE001 - a damaged archive can fail in many ways; all mean the same
         raise _unreadable(path, error) from None
 

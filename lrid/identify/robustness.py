@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from lrid.errors import LridError
+from lrid.schema import ClassifySpec
 from lrid.store import FULL_VIEW, Store
 
 
@@ -61,11 +62,12 @@ def robustness(
     results_dir = Path(results_dir)
     rows = []
     for view, (units_fraction, noise_std) in settings.items():
-        scores = classify(
-            Store(location, view=view), results_dir / "views" / view, classifiers=tuple(classifiers), n_splits=n_splits,
-            seed=seed, n_jobs=n_jobs, progress=progress, observables=observables, control=False,
+        spec = ClassifySpec.build(
+            store=location, view=view, results_dir=results_dir / "views" / view, classifiers=tuple(classifiers),
+            n_splits=n_splits, seed=seed, n_jobs=n_jobs, observables=observables, control=False,
         )
-        for subset, by_classifier in scores["by_subset"].items():
+        scores = classify(spec, progress=progress)
+        for subset, by_classifier in scores.by_subset.items():
             for classifier, result in by_classifier.items():
                 rows.append(
                     {
@@ -74,12 +76,12 @@ def robustness(
                         "noise_std": noise_std,
                         "observables": subset,
                         "classifier": classifier,
-                        "accuracy_mean": result["accuracy_mean"],
-                        "accuracy_sem": result["accuracy_sem"],
-                        "n_runs": scores["n_runs"],
+                        "accuracy_mean": result.accuracy_mean,
+                        "accuracy_sem": result.accuracy_sem,
+                        "n_runs": scores.n_runs,
                     }
                 )
-    table = {"rows": rows, "classes": scores["classes"], "n_splits": n_splits, "seed": seed}
+    table = {"rows": rows, "classes": scores.classes, "n_splits": n_splits, "seed": seed}
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "robustness.json").write_text(json.dumps(table, indent=2))
     return table

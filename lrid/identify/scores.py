@@ -1,4 +1,4 @@
-"""Reading back what ``lrid classify`` wrote: ``scores.json`` in a results directory.
+"""Reading back what ``lrid classify`` wrote: ``scores.json`` in a results directory, as :class:`lrid.schema.Scores`.
 
 It lives in the identify stage, beside the code that writes it, so that :mod:`lrid.identify.importance`
 (which re-reads a run's settings) and :mod:`lrid.report` (which presents them) both import it downward.
@@ -6,33 +6,26 @@ It lives in the identify stage, beside the code that writes it, so that :mod:`lr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from lrid.errors import LridError
 from lrid.identify.splits import check_held_out_filters
+from lrid.schema import Scores
 
 
-def load_scores(results_dir: str | Path) -> dict:
-    """Read ``scores.json`` from a results directory, with a clear error if it is missing or corrupt."""
+def load_scores(results_dir: str | Path) -> Scores:
+    """The validated ``scores.json`` of a results directory (any shape lrid has written); a missing, corrupt
+    or foreign file, or a held-out filter outside lrid's filter language, is a one-line :class:`LridError`."""
     path = Path(results_dir) / "scores.json"
-    if not path.is_file():
-        raise LridError(f"{path} does not exist; run `lrid classify --store STORE --out {results_dir}` first")
-    try:
-        scores = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise LridError(f"{path} is not valid JSON; re-run `lrid classify` to rewrite it") from None
+    scores = Scores.read(path)
     _check_filters(scores, path)
     return scores
 
 
-def _check_filters(scores, path: Path) -> None:
+def _check_filters(scores: Scores, path: Path) -> None:
     """Refuse held-out filters outside lrid's filter language before anything uses them: a results folder
     may come from elsewhere, and its filters are re-applied when importance rebuilds the splits."""
-    settings = scores.get("settings") if isinstance(scores, dict) else None
-    if not isinstance(settings, dict):
-        return
     try:
-        check_held_out_filters(settings.get("train_where"), settings.get("test_where"))
+        check_held_out_filters(scores.settings.train_where, scores.settings.test_where)
     except LridError as error:
         raise LridError(f"{path}: a held-out filter in its settings is refused: {error}") from None

@@ -15,35 +15,32 @@ import pandas as pd
 
 from lrid.errors import LridError
 from lrid.report import figures
-from lrid.report.results import chance_level, load_robustness, load_scores
+from lrid.report.results import as_scores, chance_level, load_robustness, load_scores
+from lrid.schema import ControlScores, Scores
 
 IMPORTANCE_LEVELS = ("measure", "statistic", "depth")
 TOP_TRAJECTORIES = 4
 
 
-def accuracy_frame(scores: dict) -> pd.DataFrame:
+def accuracy_frame(scores: Scores | dict) -> pd.DataFrame:
     """Accuracy per observable subset and classifier (columns subset, classifier, accuracy_mean,
-    accuracy_sem, balanced_accuracy_mean): ``by_subset`` when present, else the main results."""
-    by_subset = scores.get("by_subset")
-    if not by_subset:
-        subset = (scores.get("settings") or {}).get("observables") or "all"
-        by_subset = {subset: scores["classifiers"]}
+    accuracy_sem, balanced_accuracy_mean), from ``by_subset`` (the main results for older files)."""
     rows = [
-        {"subset": subset, "classifier": name, "accuracy_mean": result["accuracy_mean"],
-         "accuracy_sem": result.get("accuracy_sem", 0.0), "balanced_accuracy_mean": result.get("balanced_accuracy_mean", np.nan)}
-        for subset, results in by_subset.items()
+        {"subset": subset, "classifier": name, "accuracy_mean": result.accuracy_mean, "accuracy_sem": result.accuracy_sem,
+         "balanced_accuracy_mean": np.nan if result.balanced_accuracy_mean is None else result.balanced_accuracy_mean}
+        for subset, results in as_scores(scores).by_subset.items()
         for name, result in results.items()
     ]
     return pd.DataFrame(rows)
 
 
-def accuracy_table(scores: dict) -> str:
+def accuracy_table(scores: Scores | dict) -> str:
     """The Markdown accuracy table: mean ± s.e.m. over splits, and balanced accuracy, per classifier."""
     lines = ["| classifier | accuracy (mean ± s.e.m.) | balanced accuracy | splits |", "|---|---|---|---|"]
-    for name, result in scores["classifiers"].items():
+    for name, result in as_scores(scores).classifiers.items():
         lines.append(
-            f"| {name} | {result['accuracy_mean']:.3f} ± {result['accuracy_sem']:.3f} | "
-            f"{result['balanced_accuracy_mean']:.3f} | {len(result['accuracy_per_split'])} |"
+            f"| {name} | {result.accuracy_mean:.3f} ± {result.accuracy_sem:.3f} | "
+            f"{_number(result.balanced_accuracy_mean)} | {len(result.accuracy_per_split)} |"
         )
     return "\n".join(lines)
 
@@ -76,7 +73,7 @@ def write_report(
         out_dir: where the report and its figures go.
         store: the store the results came from, when ``scores.json`` does not name it (for the importance
             and trajectory sections; they are skipped, with the reason, when no store is reachable).
-        importance: compute observable importance (refits the best classifier once per split; cached).
+        importance: compute observable importance of the best classifier's per-split models (cached).
         n_repeats: permutations per group for permutation importance.
 
     Returns:
@@ -98,29 +95,28 @@ def write_report(
     robustness = load_robustness(results_dir)
     if robustness is not None:
         sections.append(_robustness_section(robustness, chance, figure_dir, out_dir))
-    if scores.get("control"):
-        sections.append(_control_section(scores["control"], len(scores["classes"]), figure_dir, out_dir))
+    if scores.control is not None:
+        sections.append(_control_section(scores.control, len(scores.classes), figure_dir, out_dir))
     report = out_dir / "report.md"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n\n".join(section.strip() for section in sections) + "\n")
     return report
 
 
-def _overview(scores: dict, chance: float) -> str:
-    settings = scores.get("settings") or {}
-    unit = settings.get("unit", "layer")
-    sample = "one per run, its layers pooled" if unit == "run" else "one per measured layer of a run"
-    source = f" from the store `{settings['store']}`" if settings.get("store") else ""
+def _overview(scores: Scores, chance: float) -> str:
+    settings = scores.settings
+    sample = "one per run, its layers pooled" if settings.unit == "run" else "one per measured layer of a run"
+    source = f" from the store `{settings.store}`" if settings.store else ""
     return f"""# Learning-rule identification report
 
-{scores['n_runs']} runs of {len(scores['classes'])} rules ({', '.join(scores['classes'])}){source} gave
-{scores['n_samples']} samples ({sample}) of {scores['n_features']} features each.
-Each classifier was trained and tested on {scores['n_splits']} category-balanced splits
-({1 - scores['test_fraction']:.0%} train / {scores['test_fraction']:.0%} test, by run: no network has
+{scores.n_runs} runs of {len(scores.classes)} rules ({', '.join(scores.classes)}){source} gave
+{scores.n_samples} samples ({sample}) of {scores.n_features} features each.
+Each classifier was trained and tested on {scores.n_splits} category-balanced splits
+({1 - scores.test_fraction:.0%} train / {scores.test_fraction:.0%} test, by run: no network has
 layers on both sides). Chance is {chance:.3f}."""
 
 
-def _accuracy_section(scores: dict, chance: float, figure_dir: Path, out_dir: Path) -> str:
+def _accuracy_section(scores: Scores, chance: float, figure_dir: Path, out_dir: Path) -> str:
     frame = accuracy_frame(scores)
     path = figures.plot_accuracy(frame, chance, figure_dir / "accuracy.png")
     return f"""## Accuracy
@@ -133,12 +129,12 @@ Test accuracy of each classifier for each subset of observables (bars: mean over
 s.e.m.), against chance (dashed line)."""
 
 
-def _confusion_section(scores: dict, figure_dir: Path, out_dir: Path) -> str:
-    results = scores["classifiers"]
+def _confusion_section(scores: Scores, figure_dir: Path, out_dir: Path) -> str:
+    results = scores.classifiers
     path = figures.plot_confusions(
-        scores["classes"],
-        {name: result["confusion_normalized"] for name, result in results.items()},
-        {name: result["accuracy_mean"] for name, result in results.items()},
+        scores.classes,
+        {name: result.confusion_normalized for name, result in results.items()},
+        {name: result.accuracy_mean for name, result in results.items()},
         figure_dir / "confusion.png",
     )
     return f"""## Confusion matrices
@@ -150,11 +146,11 @@ averaged over splits; a strong diagonal means the rules are told apart, and off-
 which rules are confused with each other."""
 
 
-def _d_prime_section(scores: dict) -> str | None:
-    with_d_prime = {name: result["d_prime"] for name, result in scores["classifiers"].items() if result.get("d_prime")}
+def _d_prime_section(scores: Scores) -> str | None:
+    with_d_prime = {name: result.d_prime for name, result in scores.classifiers.items() if result.d_prime}
     if not with_d_prime:
         return None
-    classes = scores["classes"]
+    classes = scores.classes
     lines = ["| classifier | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
     for name, values in with_d_prime.items():
         lines.append(f"| {name} | " + " | ".join(_number(values.get(rule)) for rule in classes) + " |")
@@ -164,17 +160,15 @@ def _d_prime_section(scores: dict) -> str | None:
     )
 
 
-def _held_out_section(scores: dict) -> str | None:
-    settings = scores.get("settings") or {}
-    train_where, test_where = settings.get("train_where"), settings.get("test_where")
+def _held_out_section(scores: Scores) -> str | None:
+    train_where, test_where = scores.settings.train_where, scores.settings.test_where
     if not (train_where or test_where):
         return None
     lines = ["| classifier | trained on | tested on | accuracy (mean ± s.e.m.) | balanced accuracy |", "|---|---|---|---|---|"]
-    for name, result in scores["classifiers"].items():
+    for name, result in scores.classifiers.items():
         lines.append(
-            f"| {name} | {_where(train_where)} | {_where(test_where)} | "
-            f"{result['accuracy_mean']:.3f} ± {result.get('accuracy_sem', 0.0):.3f} | "
-            f"{_number(result.get('balanced_accuracy_mean'))} |"
+            f"| {name} | {train_where or 'the rest'} | {test_where or 'the rest'} | "
+            f"{result.accuracy_mean:.3f} ± {result.accuracy_sem:.3f} | {_number(result.balanced_accuracy_mean)} |"
         )
     return "## Held-out generalisation\n\n" + "\n".join(lines) + (
         "\n\nClassifiers trained on one part of the store and tested on another it never saw: accuracy well "
@@ -182,7 +176,7 @@ def _held_out_section(scores: dict) -> str | None:
     )
 
 
-def _importance_section(results_dir: Path, scores: dict, store, n_repeats: int, figure_dir: Path, out_dir: Path) -> str:
+def _importance_section(results_dir: Path, scores: Scores, store, n_repeats: int, figure_dir: Path, out_dir: Path) -> str:
     from lrid.identify.importance import best_classifier, observable_importance, summarize_importance
 
     classifier = best_classifier(scores)
@@ -195,7 +189,8 @@ def _importance_section(results_dir: Path, scores: dict, store, n_repeats: int, 
         f"Importance for `{classifier}` (the most accurate classifier with an importance of its own), over {per_split['split'].nunique()} splits: "
         "the held-out accuracy drop when a group of columns is permuted together (permutation), and the "
         "model's own importance summed over the group (random-forest impurity, XGBoost gain, or mean |coefficient| "
-        "of the linear model, as a share of the total). `lrid report importance RESULTS --by LEVEL` prints any level.",
+        "of the linear model, as a share of the total), of the models `lrid classify` fitted on each split. "
+        "`lrid report importance RESULTS --by LEVEL` prints any level." + (f" Note: {per_split.attrs['note']}." if per_split.attrs.get("note") else ""),
         "### Top 10 observables\n\n" + importance_markdown(summarize_importance(per_split, "observable"), "observable"),
     ]
     for level in IMPORTANCE_LEVELS:
@@ -218,11 +213,11 @@ def _importance_section(results_dir: Path, scores: dict, store, n_repeats: int, 
     return "\n\n".join(text)
 
 
-def _trajectory_figure(results_dir: Path, scores: dict, store, per_split: pd.DataFrame, figure_dir: Path):
+def _trajectory_figure(results_dir: Path, scores: Scores, store, per_split: pd.DataFrame, figure_dir: Path):
     from lrid.identify.importance import column_levels, summarize_importance
     from lrid.store import Store
 
-    location = store if store is not None else (scores.get("settings") or {}).get("store")
+    location = store if store is not None else scores.settings.store
     if location is None:
         return None
     ranked = summarize_importance(per_split, "observable")["group"]
@@ -245,18 +240,18 @@ the degraded views the store recorded, for each observable subset and classifier
 splits; chance dashed)."""
 
 
-def _control_section(control: dict, n_classes: int, figure_dir: Path, out_dir: Path) -> str:
+def _control_section(control: ControlScores, n_classes: int, figure_dir: Path, out_dir: Path) -> str:
     text = ["## Performance-matched control"]
-    baseline = control.get("curve_baseline") or {}
-    if baseline:
+    if control.curve_baseline:
         lines = ["| classifier | accuracy from task performance alone (mean ± s.e.m.) |", "|---|---|"]
-        lines += [f"| {name} | {r['accuracy_mean']:.3f} ± {r.get('accuracy_sem', 0.0):.3f} |" for name, r in baseline.items()]
+        lines += [f"| {name} | {r.accuracy_mean:.3f} ± {r.accuracy_sem:.3f} |" for name, r in control.curve_baseline.items()]
         text.append("\n".join(lines) + "\n\nHow well the rule is told from task performance alone: if this "
                     "matches the main accuracy, the observables add nothing beyond how well each rule trains.")
     from lrid.identify.control import bins_with_chance  # importing lrid.identify loads scikit-learn
 
-    bins = [entry for entry in control.get("matched_bins") or [] if isinstance(entry, dict)]
-    if bins and all({"bin", "accuracy"} <= set(entry) for entry in bins):
+    # As written: a bin from before per-bin chance has no chance key, and the note below says so.
+    bins = [entry.model_dump(exclude_unset=True) for entry in control.matched_bins]
+    if bins:
         frame = pd.DataFrame(bins_with_chance(bins, n_classes))
         if "n_test" not in frame:
             frame["n_test"] = np.nan
@@ -269,7 +264,7 @@ def _control_section(control: dict, n_classes: int, figure_dir: Path, out_dir: P
                     "Accuracy above its bin's chance means the rule is identified beyond how well it trains.")
         text.append(_bins_table(frame))
         if not any("chance" in entry for entry in bins):
-            source = "their rule counts" if any(entry.get("rules") for entry in bins) else f"balanced rules (1 / {n_classes})"
+            source = "their rule counts" if any(entry.rules for entry in control.matched_bins) else f"balanced rules (1 / {n_classes})"
             text.append(f"These results predate per-bin chance levels: chance is taken from {source}; re-run "
                         "`lrid classify` for the balanced accuracy per bin.")
     return "\n\n".join(text)
@@ -300,11 +295,3 @@ def _mean_sd(mean: float, sd: float) -> str:
     if np.isnan(mean):
         return "n/a"
     return f"{mean:.4f} ± {0.0 if np.isnan(sd) else sd:.4f}"
-
-
-def _where(condition) -> str:
-    if condition is None:
-        return "the rest"
-    if isinstance(condition, dict):
-        return ", ".join(f"{key} = {value}" for key, value in condition.items())
-    return str(condition)

@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from pydantic import ValidationError
 
 from lrid.errors import LridError
+from lrid.schema import Scores, first_problem
 
 
-def load_scores(results_dir: str | Path) -> dict:
+def load_scores(results_dir: str | Path) -> Scores:
     """Read ``scores.json`` from a results directory (:func:`lrid.identify.scores.load_scores`)."""
     # Deferred so that importing lrid.report stays light: importing lrid.identify loads scikit-learn.
     from lrid.identify.scores import load_scores as read_scores
@@ -42,6 +44,16 @@ def load_robustness(results_dir: str | Path) -> pd.DataFrame | None:
     return frame
 
 
-def chance_level(scores: dict) -> float:
+def as_scores(scores: Scores | dict) -> Scores:
+    """``scores`` as the validated model (a dict, as read from a ``scores.json`` by hand, is checked)."""
+    if isinstance(scores, Scores):
+        return scores
+    try:
+        return Scores.model_validate(scores)
+    except ValidationError as error:
+        raise LridError(f"not the scores of `lrid classify` ({first_problem(error)})") from None
+
+
+def chance_level(scores: Scores | dict) -> float:
     """Accuracy of guessing on balanced classes: 1 / number of rules."""
-    return 1.0 / len(scores["classes"])
+    return as_scores(scores).chance

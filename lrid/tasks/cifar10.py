@@ -234,7 +234,7 @@ def _check_meta(where: str, data: bytes) -> None:
         )
 
 
-@register_task("cifar10")
+@register_task("cifar10", geometry=lambda image_size: ((SIDE, SIDE, 3), N_CLASSES, 50_000))
 def load(data_dir: str | None = None, image_size: int | None = None) -> ArrayTask:
     """CIFAR-10 from ``data_dir`` (or ``LRID_CIFAR10_DIR``), with preprocessing and training augmentation."""
     if image_size not in (None, SIDE):

@@ -525,7 +525,7 @@ class ImageNetTask(Task):
         return correct / total
 
 
-@register_task("imagenet")
+@register_task("imagenet", geometry=lambda image_size: ((image_size or DEFAULT_IMAGE_SIZE,) * 2 + (3,), 1000, 1_281_167))
 def load(data_dir: str | None = None, image_size: int | None = None) -> ImageNetTask:
     """ImageNet from ``data_dir`` (or ``LRID_IMAGENET_DIR``) at ``image_size`` (default 224) pixels square."""
     size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
