@@ -221,16 +221,17 @@ def _dry_run(spec_path: Path, store: str, timing_batch: int) -> None:
             table.add_row(key, line)  # the consoles print text literally (no markup)
         console.print(table)
     _quiet_tensorflow()
-    console.print(f"{spec_path}: {len(pending) + done} runs, {done} already in {store}; timing a few steps of each "
-                  "(task, architecture, rule)...")
+    console.print(f"{spec_path}: {len(pending) + done} runs, {done} already in {store}; timing each rule on the "
+                  "cheapest architecture, scaling the others by multiply-adds...")
     estimates = estimate_sweep(sweep, max_timing_batch=timing_batch)
-    table = Table(title=f"Estimated cost on this machine, one worker (steps timed at batch <= {timing_batch}, scaled)")
-    for column in ("task", "arch", "rule", "batch", "runs", "configs", "steps/run", "s/step", "compile s", "minutes"):
-        table.add_column(column, justify="left" if column in ("task", "arch", "rule") else "right")
+    table = Table(title="Estimated cost on this machine, one worker")
+    for column in ("task", "arch", "rule", "batch", "runs", "configs", "steps/run", "s/step", "compile s", "minutes",
+                   "estimated from"):
+        table.add_column(column, justify="left" if column in ("task", "arch", "rule", "estimated from") else "right")
     by_rule: dict[str, list[int]] = {}
     for e in sorted(estimates, key=lambda e: (e.task, e.arch, e.rule, e.batch_size)):
         table.add_row(e.task, e.arch, e.rule, str(e.batch_size), str(e.runs), str(e.configurations),
-                      f"{e.steps_per_run:,.0f}", f"{e.step_s:.4f}", f"{e.compile_s:.1f}", f"{e.total_seconds / 60:.1f}")
+                      f"{e.steps_per_run:,.0f}", f"{e.step_s:.4f}", f"{e.compile_s:.1f}", f"{e.total_seconds / 60:.1f}", e.how)
         by_rule.setdefault(e.rule, []).append(e.runs)
     console.print(table)
     runs_by_arch: dict[str, int] = {}
