@@ -10,7 +10,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from lrid.errors import LridError
+
+if TYPE_CHECKING:
+    from lrid.store import Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -145,7 +148,7 @@ def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "p
         raise LridError(f"{summary.failed} run(s) failed (listed above); fix the cause and re-run with --retry-failed")
 
 
-def _classify(store: Path, results: Path, classifiers: str, splits: int, jobs: int, **options) -> dict:
+def _classify(store: Store | str, results: Path, classifiers: str, splits: int, jobs: int, **options) -> dict:
     from lrid.identify import classify
     from lrid.identify.splits import check_held_out_filters
 
@@ -213,7 +216,7 @@ def _dry_run(spec_path: Path, store: str, timing_batch: int) -> None:
     sweep = load_sweep(spec_path)
     pending, done = pending_runs(sweep, Store(store))
     spread = describe_spread(sweep.sampled_values())
-    if spread:
+    if spread and sweep.sample is not None:
         table = Table(title=f"Sampled values over the {sweep.sample.n} configurations drawn per rule")
         table.add_column("key")
         table.add_column("spread")
@@ -495,7 +498,7 @@ def run(
     _require_directory("--out", out)
     started = time.perf_counter()
     _generate(spec, str(out / "store"), retry_failed=False, backend=backend, workers=workers)
-    _classify(out / "store", out / "results", classifiers, splits, jobs)
+    _classify(str(out / "store"), out / "results", classifiers, splits, jobs)
     console.print(f"report: {write_report(out / 'results', out, store=out / 'store')}")
     console.print(f"run: done in {time.perf_counter() - started:.1f} s")
 

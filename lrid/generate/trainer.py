@@ -7,13 +7,14 @@ import platform
 import time
 import traceback
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 import lrid
 from lrid.config import RunSpec
-from lrid.lazy_import import keras, tf
+from lrid.lazy_import import tf
 from lrid.observables import OBSERVABLES
 from lrid.schema import depth_groups
 
@@ -65,7 +66,7 @@ def train_run(spec: RunSpec, on_record=None) -> RunResult:
     message, so one bad run never stops a sweep.
     """
     started = time.perf_counter()
-    manifest = {"run_id": spec.run_id, "spec": spec.model_dump(mode="json"), "versions": _versions()}
+    manifest: dict[str, Any] = {"run_id": spec.run_id, "spec": spec.model_dump(mode="json"), "versions": _versions()}
     try:
         observables, outcome = _train_and_record(spec, on_record)
     except Exception as error:  # noqa: BLE001 - a failed run is recorded, not raised
@@ -107,7 +108,7 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
     interval_losses: list = []
     first_loss = None
     recorded_losses: list[float | None] = [None]  # no training step precedes step 0
-    health_log = {"update_gradient_angle_deg": [], "feedback_weight_angle_deg": []}
+    health_log: dict[str, list] = {"update_gradient_angle_deg": [], "feedback_weight_angle_deg": []}
 
     def log_health(x, y):
         update_angles, feedback_angles = health.measure(x, y)
@@ -149,8 +150,9 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
 
     test_metric = task.evaluate(model.predict_logits)
     collapsed = None
-    if status == "complete" and first_loss is not None and len(recorded_losses) > 1:
-        collapsed = collapse_reason(task.metric, task.n_classes, test_metric, float(first_loss), recorded_losses[-1])
+    last_loss = recorded_losses[-1]  # None when no interval was recorded after step 0
+    if status == "complete" and first_loss is not None and last_loss is not None:
+        collapsed = collapse_reason(task.metric, task.n_classes, test_metric, float(first_loss), last_loss)
         if collapsed:
             status = "collapsed"
     rows = _rows(spec.run_id, records, layer_names, groups, steps_per_epoch)

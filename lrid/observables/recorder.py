@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from lrid.lazy_import import tf
@@ -24,7 +26,7 @@ class Recorder:
         self.views = tuple(views)
         self._observe = tf.function(self._observe_all)
         self._observe_views = tf.function(self._observe_degraded)
-        self._observe_probe = None  # the trace for self.probe, called without tf.function's per-call dispatch
+        self._observe_probe: Callable | None = None  # the trace for self.probe, called without tf.function's per-call dispatch
 
     def _full(self):
         # The probe never changes, so one trace serves every recording; calling it directly skips the

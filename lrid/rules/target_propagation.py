@@ -253,7 +253,7 @@ class _TargetPropagation(LearningRule):
         layers = model.measured_layers
         # One eager pass on a single zero example gives each layer's input shape.
         _, layer_inputs, _ = model.forward_with_activity(tf.zeros((1, *model.example_shape)))
-        inverses = {}
+        inverses: dict[int, DenseInverse | ConvInverse] = {}
         for index in self.inverted_layers(len(layers)):
             layer = layers[index]
             seed = (self.seed * 7919 + 104729 * (index + 1)) % (2**31 - 1)
