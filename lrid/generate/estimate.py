@@ -6,17 +6,18 @@ estimate compiles as few as it can and derives the rest from multiply-adds:
 1. Each network's size is counted, not timed: its multiply-adds per example (``macs``, summed over the
    measured layers from their kernels and output shapes; for the MLP from its widths) and its number of
    measured layers. A step's *work* is batch size x macs.
-2. One calibration architecture, the sweep's cheapest (fewest macs per example at the timing size), is
-   timed with a reference rule (``sgd`` if the sweep has it, else the first rule by name) at the least
-   and the most work among its runs; a cost curve ``a + b x work`` through the two timings gives the
+2. One calibration architecture, the sweep's cheapest (fewest macs per example), is timed with a
+   reference rule (``sgd`` if it trains that architecture in the sweep, else the first such rule by name)
+   at the least and the most work among its runs; a cost curve ``a + b x work`` through the two timings gives the
    reference rule's seconds per step at any work (without a spread in the timed work, under 1.5x, the
    curve is proportional to work through the one timing). Small networks are latency-bound, which the
    fitted intercept captures and a proportional scaling would not. Recordings are scaled the same way by
    macs (the probe batch is fixed).
-3. Every other rule is timed once on the calibration architecture, without a recording (which does not
-   depend on the rule): its step time over the reference
-   curve's at the same work is the rule's cost ratio, applied to every architecture; its compile time is
-   scaled to other architectures by their number of measured layers.
+3. Every other rule is timed once on the calibration architecture (on its own cheapest run where the
+   sweep does not pair it with that architecture), without a recording, which does not depend on the
+   rule: its step time over the reference curve's at the same work is the rule's cost ratio, applied to
+   every architecture; its compile time is scaled to other architectures by their number of measured
+   layers.
 
 Steps are timed at batches capped at ``max_timing_batch`` and image inputs downsampled to at most
 ``max_timing_image_size`` pixels a side (for tasks that resize), so the number of timings is (number of
@@ -151,14 +152,11 @@ def estimate_sweep(sweep: SweepSpec, timing_seconds: float = 0.2, max_timing_bat
         by_arch.setdefault((_task_key(run.task), run.model.arch), []).append(run)
     calibration = min(by_arch, key=lambda k: (min(network(r).macs for r in by_arch[k]), k))
     members = sorted(by_arch[calibration], key=timed_work)
-    rule_specs = {run.rule.name: run.rule for run in runs}
-    reference = "sgd" if "sgd" in rule_specs else min(rule_specs)
-
-    def as_rule(run: RunSpec, rule: str) -> RunSpec:
-        return run if run.rule.name == rule else run.model_copy(update={"rule": rule_specs[rule]})
+    calibrated_rules = {run.rule.name for run in members}
+    reference = "sgd" if "sgd" in calibrated_rules else min(calibrated_rules)
 
     # The reference rule's cost curve, from its least and most work on the calibration architecture.
-    own = [run for run in members if run.rule.name == reference] or [as_rule(run, reference) for run in members]
+    own = [run for run in members if run.rule.name == reference]
     low = timed(own[0], record=True)
     high = timed(own[-1], record=True) if timed_work(own[-1]) > 1.5 * timed_work(own[0]) else None
     step_curve = _Curve(low.work, low.measured.step_s, *((high.work, high.measured.step_s) if high else ()))
@@ -167,12 +165,14 @@ def estimate_sweep(sweep: SweepSpec, timing_seconds: float = 0.2, max_timing_bat
     # Recording does not depend on the rule: the other rules are timed without it, and their compile time
     # gets the reference's recording compile.
     ratio, compile_s = {reference: 1.0}, {reference: low.measured.compile_s}
-    for rule in sorted(rule_specs):
-        if rule != reference:
-            own_rule = [run for run in members if run.rule.name == rule]
-            timing = timed(own_rule[len(own_rule) // 2] if own_rule else as_rule(own[0], rule), record=False)
-            ratio[rule] = timing.measured.step_s / step_curve(timing.work)
-            compile_s[rule] = timing.measured.compile_s + low.measured.record_compile_s
+    for rule in sorted({run.rule.name for run in runs} - {reference}):
+        own_rule = [run for run in members if run.rule.name == rule]
+        if own_rule:
+            timing = timed(own_rule[len(own_rule) // 2], record=False)
+        else:
+            timing = timed(min((run for run in runs if run.rule.name == rule), key=timed_work), record=False)
+        ratio[rule] = timing.measured.step_s / step_curve(timing.work)
+        compile_s[rule] = timing.measured.compile_s + low.measured.record_compile_s
 
     small_task = for_timing(members[0]).task
     timed_at = f"batch <= {max_timing_batch}" + (f", {small_task.image_size} px" if small_task.image_size else "")
