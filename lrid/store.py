@@ -179,9 +179,8 @@ class Store:
 
         Read once per ``Store`` and kept (treat the dicts as read-only): runs this instance writes are seen
         at the next call, runs written by other processes (or other ``Store`` objects) after :meth:`refresh`
-        or by a new ``Store``. An unreadable or malformed manifest
-        (not JSON, the wrong shape, a path outside the store, a run id that does not match its file name) is
-        an error naming the file.
+        or by a new ``Store``. An unreadable or malformed manifest (not JSON, the wrong shape, a path outside
+        the store, a run id that does not match its file name) is an error naming the file.
         """
         if self._manifests is None:
             self._manifests = [self._read_manifest_file(path) for path in self._list("runs", ".json")]

@@ -26,7 +26,8 @@ class Recorder:
         self.views = tuple(views)
         self._observe = tf.function(self._observe_all)
         self._observe_views = tf.function(self._observe_degraded)
-        self._observe_probe: Callable | None = None  # the trace for self.probe, called without tf.function's per-call dispatch
+        # The trace for self.probe, called without tf.function's per-call dispatch.
+        self._observe_probe: Callable | None = None
 
     def _full(self):
         # The probe never changes, so one trace serves every recording; calling it directly skips the
@@ -84,4 +85,3 @@ def _one_step(kernel, output, change):
     """:func:`layer_statistics` of one layer now: its 45 values."""
     kernel = tf.convert_to_tensor(kernel)
     return layer_statistics(kernel[None], output[None], change[None])[0]
-
