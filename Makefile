@@ -1,10 +1,10 @@
-# One-command entry points. `make test` is exactly what CI runs (.ci/run).
+# One-command entry points. `make lint test` is exactly what CI runs (.ci/run).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= OUT
 
-.PHONY: install test demo sample-store bench bench-quick default-identifier clean
+.PHONY: install lint test demo sample-store bench bench-quick default-identifier clean
 
 # A virtual environment with the pinned CPU stack; rebuilt when the requirements change.
 $(BIN)/lrid: requirements.txt setup.cfg pyproject.toml
@@ -14,6 +14,11 @@ $(BIN)/lrid: requirements.txt setup.cfg pyproject.toml
 	touch $@
 
 install: $(BIN)/lrid
+
+# Lint and type-check lrid/ (rules and settings in pyproject.toml); CI runs it before the tests.
+lint: install
+	$(BIN)/ruff check lrid
+	$(BIN)/mypy
 
 test: install
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest tests --nbmake notebooks

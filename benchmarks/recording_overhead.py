@@ -83,7 +83,7 @@ def recording_part_cases(workload, rule: str):
     from lrid.lazy_import import tf
     from lrid.generate.health import HealthProbe
     from lrid.models import build_model
-    from lrid.observables.measures import activation_observables, activity_change_observables, weight_observables
+    from lrid.observables.measures import activation_statistics, activity_change, activity_change_statistics, weight_statistics
     from lrid.observables.recorder import Recorder
     from lrid.rules import get_rule
     from lrid.tasks import get_task
@@ -104,17 +104,18 @@ def recording_part_cases(workload, rule: str):
 
     @tf.function
     def weights():
-        return tf.stack([weight_observables(layer) for layer in layers])
+        return tf.stack([weight_statistics(tf.convert_to_tensor(layer.kernel)[None])[0] for layer in layers])
 
     @tf.function
     def acts():
         _, _, outputs = model.forward_with_activity(probe, exact_gradient=True)
-        return tf.stack([activation_observables(output) for output in outputs])
+        return tf.stack([activation_statistics(output[None])[0] for output in outputs])
 
     @tf.function
     def actchanges():
         _, inputs, _ = model.forward_with_activity(probe, exact_gradient=True)
-        return tf.stack([activity_change_observables(layer, layer_input) for layer, layer_input in zip(layers, inputs)])
+        return tf.stack([activity_change_statistics(activity_change(layer, layer_input)[None])[0]
+                         for layer, layer_input in zip(layers, inputs)])
 
     def fetch(function):
         return lambda: function().numpy()

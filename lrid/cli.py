@@ -10,7 +10,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from lrid.errors import LridError
+
+if TYPE_CHECKING:
+    from lrid.schema import Scores
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -141,7 +144,7 @@ def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "p
         raise LridError(f"{summary.failed} run(s) failed (listed above); fix the cause and re-run with --retry-failed")
 
 
-def _classify(store: str, results: Path, classifiers: str, splits: int, jobs: int, **options):
+def _classify(store: str, results: Path, classifiers: str, splits: int, jobs: int, **options) -> Scores:
     from lrid.identify import classify
     from lrid.identify.classifiers import CLASSIFIERS
     from lrid.identify.splits import check_held_out_filters
@@ -212,7 +215,7 @@ def _dry_run(spec_path: Path, store: str, timing_batch: int) -> None:
     sweep = load_sweep(spec_path)
     pending, done = pending_runs(sweep, Store(store))
     spread = describe_spread(sweep.sampled_values())
-    if spread:
+    if spread and sweep.sample is not None:
         table = Table(title=f"Sampled values over the {sweep.sample.n} configurations drawn per rule")
         table.add_column("key")
         table.add_column("spread")
@@ -220,16 +223,17 @@ def _dry_run(spec_path: Path, store: str, timing_batch: int) -> None:
             table.add_row(key, line)  # the consoles print text literally (no markup)
         console.print(table)
     _quiet_tensorflow()
-    console.print(f"{spec_path}: {len(pending) + done} runs, {done} already in {store}; timing a few steps of each "
-                  "(task, architecture, rule)...")
+    console.print(f"{spec_path}: {len(pending) + done} runs, {done} already in {store}; timing each rule on the "
+                  "cheapest architecture, scaling the others by multiply-adds...")
     estimates = estimate_sweep(sweep, max_timing_batch=timing_batch)
-    table = Table(title=f"Estimated cost on this machine, one worker (steps timed at batch <= {timing_batch}, scaled)")
-    for column in ("task", "arch", "rule", "batch", "runs", "configs", "steps/run", "s/step", "compile s", "minutes"):
-        table.add_column(column, justify="left" if column in ("task", "arch", "rule") else "right")
+    table = Table(title="Estimated cost on this machine, one worker")
+    for column in ("task", "arch", "rule", "batch", "runs", "configs", "steps/run", "s/step", "compile s", "minutes",
+                   "estimated from"):
+        table.add_column(column, justify="left" if column in ("task", "arch", "rule", "estimated from") else "right")
     by_rule: dict[str, list[int]] = {}
     for e in sorted(estimates, key=lambda e: (e.task, e.arch, e.rule, e.batch_size)):
         table.add_row(e.task, e.arch, e.rule, str(e.batch_size), str(e.runs), str(e.configurations),
-                      f"{e.steps_per_run:,.0f}", f"{e.step_s:.4f}", f"{e.compile_s:.1f}", f"{e.total_seconds / 60:.1f}")
+                      f"{e.steps_per_run:,.0f}", f"{e.step_s:.4f}", f"{e.compile_s:.1f}", f"{e.total_seconds / 60:.1f}", e.how)
         by_rule.setdefault(e.rule, []).append(e.runs)
     console.print(table)
     runs_by_arch: dict[str, int] = {}
@@ -493,7 +497,7 @@ def run(
     _require_directory("--out", out)
     started = time.perf_counter()
     _generate(spec, str(out / "store"), retry_failed=False, backend=backend, workers=workers)
-    _classify(out / "store", out / "results", classifiers, splits, jobs)
+    _classify(str(out / "store"), out / "results", classifiers, splits, jobs)
     console.print(f"report: {write_report(out / 'results', out, store=out / 'store')}")
     console.print(f"run: done in {time.perf_counter() - started:.1f} s")
 

@@ -343,7 +343,8 @@ class SampleSpec(StrictModel):
 
 def _parse_space(raw: dict) -> dict[str, sampling.Entry]:
     """Parse and check a sampled space; ``ValueError`` naming the key on the first problem."""
-    entries, owners = {}, {}
+    entries: dict[str, sampling.Entry] = {}
+    owners: dict[str, str] = {}
     for key, value in raw.items():
         try:
             entry = sampling.parse_entry(value, group_allowed="." not in key)

@@ -16,7 +16,7 @@ class LazyModule(types.ModuleType):
 
     def __init__(self, name: str):
         super().__init__(name)
-        self._module = None
+        self._module: types.ModuleType | None = None
 
     def __getattr__(self, attribute):
         if self._module is None:

@@ -21,19 +21,22 @@ resuming re-runs exactly the runs that have no manifest. Temporary files start w
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import os
 import posixpath
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -51,6 +54,9 @@ SCHEMA = pa.schema(
         *[(name, pa.float64()) for name in OBSERVABLES],
     ]
 )
+
+#: The hive partitions of the observables' paths (``task=T/arch=A/rule=R``), read as columns.
+PARTITIONS = pa.schema([("task", pa.string()), ("arch", pa.string()), ("rule", pa.string())])
 
 
 def resolve_filesystem(location: str | Path) -> tuple[pafs.FileSystem, str]:
@@ -81,6 +87,7 @@ class Store:
         self._local = isinstance(self.filesystem, pafs.LocalFileSystem)
         if self._local:
             _check_local_root(self.root)
+        self._manifests: list[dict] | None = None  # read once; forgotten when this instance writes a manifest
 
     def __repr__(self) -> str:
         return f"Store({self.location!r})" if self.view is None else f"Store({self.location!r}, view={self.view!r})"
@@ -153,6 +160,7 @@ class Store:
             manifest = {**manifest, "observables": relative, **({"views": views} if views else {})}
         # Strict JSON: non-finite numbers (a diverged run's loss) become null, which every parser reads.
         text = json.dumps(json_safe(manifest), indent=2, sort_keys=True, allow_nan=False)
+        self.refresh()
         self._write_bytes(self.manifest_path(manifest["run_id"]), text.encode())
 
     # -- reading -----------------------------------------------------------------------------------------
@@ -169,26 +177,34 @@ class Store:
     def manifests(self) -> list[dict]:
         """Every run's manifest, sorted by run id, checked against :class:`lrid.schema.Manifest`.
 
-        An unreadable or malformed manifest (not JSON, the wrong shape, a path outside the store, a run id
-        that does not match its file name) is an error naming the file.
+        Read once per ``Store`` and kept (treat the dicts as read-only): runs this instance writes are seen
+        at the next call, runs written by other processes (or other ``Store`` objects) after :meth:`refresh`
+        or by a new ``Store``. An unreadable or malformed manifest (not JSON, the wrong shape, a path outside
+        the store, a run id that does not match its file name) is an error naming the file.
         """
-        manifests = []
-        for path in self._list("runs", ".json"):
-            try:
-                with self.filesystem.open_input_stream(path) as stream:
-                    manifest = parse_manifest(json.loads(stream.read()))
-                if f"{manifest['run_id']}.json" != posixpath.basename(path):
-                    raise ValueError(f"run_id {manifest['run_id']!r} does not match the file name")
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise LridError(
-                    f"manifest {path} is corrupt; delete it and re-run `lrid generate` to redo that run"
-                ) from None
-            except ValueError as error:
-                raise LridError(
-                    f"manifest {path} is malformed ({error}); delete it and re-run `lrid generate` to redo that run"
-                ) from None
-            manifests.append(manifest)
-        return manifests
+        if self._manifests is None:
+            self._manifests = [self._read_manifest_file(path) for path in self._list("runs", ".json")]
+        return list(self._manifests)
+
+    def refresh(self) -> None:
+        """Forget the manifests read so far, so the next read sees what others wrote meanwhile."""
+        self._manifests = None
+
+    def _read_manifest_file(self, path: str) -> dict:
+        try:
+            with self.filesystem.open_input_stream(path) as stream:
+                manifest = parse_manifest(json.loads(stream.read()))
+            if f"{manifest['run_id']}.json" != posixpath.basename(path):
+                raise ValueError(f"run_id {manifest['run_id']!r} does not match the file name")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise LridError(
+                f"manifest {path} is corrupt; delete it and re-run `lrid generate` to redo that run"
+            ) from None
+        except ValueError as error:
+            raise LridError(
+                f"manifest {path} is malformed ({error}); delete it and re-run `lrid generate` to redo that run"
+            ) from None
+        return manifest
 
     def orphan_observables(self) -> list[str]:
         """Observables files with no manifest: runs interrupted between their two writes (redone on resume)."""
@@ -226,39 +242,54 @@ class Store:
         """``"full"``, then every degraded view that some run of the store recorded, sorted by name."""
         return [FULL_VIEW, *sorted({view for manifest in self.manifests() for view in manifest.get("views", {})})]
 
-    def read_observables(self, statuses: tuple[str, ...] = ("complete",)) -> pd.DataFrame:
+    def read_observables(self, statuses: tuple[str, ...] = ("complete",), rules: Collection[str] | None = None,
+                         archs: Collection[str] | None = None, tasks: Collection[str] | None = None) -> pd.DataFrame:
         """The observables of every run whose status is in ``statuses``, with rule/task/arch columns.
 
-        For a store opened with a ``view``, that view's rows, from the runs that recorded it.
+        ``rules``, ``archs`` and ``tasks`` (None: all) keep only those runs; they select hive partitions, so
+        the files of other runs are not opened. For a store opened with a ``view``, that view's rows, from
+        the runs that recorded it. The files are the ones the manifests name, read as one
+        ``pyarrow.dataset``: files without a manifest (a run killed between its writes) are never read.
         """
-        frames = []
         manifests = self.manifests()
         if self.view is not None and manifests and not any(self.view in m.get("views", {}) for m in manifests):
             raise LridError(
                 f"no run in {self.location} recorded view {self.view!r}; views present: {', '.join(self.view_names())}"
             )
+        owners = {}
         for manifest in manifests:
             if manifest["status"] not in statuses or not manifest.get("observables"):
                 continue
             relative = manifest["observables"] if self.view is None else manifest.get("views", {}).get(self.view)
-            if relative is None:
-                continue
-            path = self.path(relative)
+            if relative is not None:
+                owners[self.path(relative)] = manifest["run_id"]
+        columns = [*ID_COLUMNS, *OBSERVABLES, "rule", "task", "arch"]
+        if not owners:
+            return pd.DataFrame(columns=columns)
+        dataset = ds.dataset(
+            list(owners), schema=pa.unify_schemas([SCHEMA, PARTITIONS]), format="parquet", filesystem=self.filesystem,
+            partitioning=ds.partitioning(PARTITIONS, flavor="hive"),
+            partition_base_dir=self.path("observables" if self.view is None else f"views/{self.view}"),
+        )
+        wanted = [ds.field(name).isin(list(values)) for name, values in (("rule", rules), ("arch", archs), ("task", tasks))
+                  if values is not None]
+        try:
+            table = dataset.to_table(filter=functools.reduce(operator.and_, wanted) if wanted else None)
+        except (OSError, pa.ArrowException):
+            raise self._unreadable(dataset, owners) from None
+        return table.to_pandas()[columns]
+
+    def _unreadable(self, dataset: ds.FileSystemDataset, owners: dict[str, str]) -> LridError:
+        """The error naming the first observables file of ``dataset`` that cannot be read."""
+        for fragment in dataset.get_fragments():
             try:
-                frame = pq.read_table(path, schema=SCHEMA, filesystem=self.filesystem).to_pandas()
+                fragment.to_table(schema=dataset.schema)
             except (OSError, pa.ArrowException) as error:
-                raise LridError(
-                    f"observables file {path} is unreadable ({type(error).__name__}); delete it and "
-                    f"{self.manifest_path(manifest['run_id'])}, then re-run `lrid generate` to regenerate the run"
-                ) from None
-            spec = manifest["spec"]
-            frame["rule"] = spec["rule"]["name"]
-            frame["task"] = spec["task"]["name"]
-            frame["arch"] = spec["model"]["arch"]
-            frames.append(frame)
-        if not frames:
-            return pd.DataFrame(columns=[*ID_COLUMNS, *OBSERVABLES, "rule", "task", "arch"])
-        return pd.concat(frames, ignore_index=True)
+                return LridError(
+                    f"observables file {fragment.path} is unreadable ({type(error).__name__}); delete it and "
+                    f"{self.manifest_path(owners[fragment.path])}, then re-run `lrid generate` to regenerate the run"
+                )
+        return LridError(f"the observables of {self.location} are unreadable; re-run `lrid generate` to regenerate them")
 
     # -- claims: one trainer per run across processes ------------------------------------------------------
     # A run is claimed right before it is trained, so that sweeps sharing a store (two `lrid generate`

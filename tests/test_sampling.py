@@ -302,15 +302,15 @@ def test_estimate_times_one_run_per_family_and_scales_the_rest(tmp_path, monkeyp
 
     timed = []
 
-    def fake_timing(run, batch, timing_seconds):
+    def fake_timing(run, batch, timing_seconds, record=True):
         timed.append(run.run_id)
-        return 1.0, 1e-3 + 1e-9 * batch * macs(run), 1e-2 + 1e-8 * macs(run), 1347
+        return estimate.ConfigurationTiming(1.0, 1e-3 + 1e-9 * batch * macs(run), 1e-2 + 1e-8 * macs(run), 0.5)
 
     monkeypatch.setattr(estimate, "time_configuration", fake_timing)
     sweep = load_sweep(write_sweep(tmp_path, rules=("sgdm", "adam"), n=30, weights=(1, 0)))  # MLPs only
     runs = sweep.expand()
     rows = estimate.estimate_sweep(sweep, max_timing_batch=1024)
-    assert len(timed) == 3  # sgdm's least and most work (the curve), one adam representative; not 60 runs
+    assert len(timed) == 3  # adam's least and most work (the curve), one sgdm representative; not 60 runs
     expected_train = sum(r.train.epochs * (1347 // r.train.batch_size) * (1e-3 + 1e-9 * r.train.batch_size * macs(r))
                          for r in runs)
     expected_record = sum(r.observe.points * (1e-2 + 1e-8 * macs(r)) for r in runs)
@@ -363,3 +363,50 @@ def test_np_wn_holds_the_columns_at_the_scaled_initial_std():
     for layer in model.measured_layers:
         rms = np.sqrt(np.mean(layer.kernel.numpy().astype(np.float64) ** 2, axis=0))
         np.testing.assert_allclose(rms, 2.0 * glorot_std(layer.kernel), rtol=0, atol=1e-6)
+
+
+def test_dry_run_of_an_imagenet_grid_times_few_small_steps(tmp_path, monkeypatch):
+    """An ImageNet grid at 224 px is estimated from small steps of the cheapest architecture only: one timing
+    per rule, at the capped batch and a downsampled image, however many architectures and batch sizes."""
+    from lrid.generate import estimate
+
+    path = tmp_path / "imagenet.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: imagenet-small
+        task: {name: imagenet, image_size: 224}
+        model: {arch: resnet18}
+        train: {epochs: 90}
+        observe: {points: 21, probe_size: 16}
+        rules:
+          sgdm: {lr: 0.1}
+          fa: {lr: 0.1}
+        grid:
+          arch: [alexnet, resnet18]
+          batch_size: [128, 256]
+    """))
+    compiled, inputs = [], []
+    real_step = estimate.compiled_step
+
+    def counting_step(rule, model):
+        step = real_step(rule, model)
+        compiled.append(type(rule).name)
+
+        def run_step(x, y):
+            inputs.append(tuple(x.shape))
+            return step(x, y)
+
+        return run_step
+
+    monkeypatch.setattr(estimate, "compiled_step", counting_step)
+    rows = estimate.estimate_sweep(load_sweep(path), timing_seconds=0.05, max_timing_batch=8)
+    assert sorted(compiled) == ["fa", "sgdm"]  # one compiled step per rule, none per architecture or batch
+    assert inputs and all(shape[0] <= 8 and shape[1:3] == (32, 32) for shape in inputs)
+    assert len(inputs) <= 2 * (3 + 200)  # a first call, two warm-ups, at most 200 timed steps per compile
+    by_key = {(row.arch, row.rule, row.batch_size): row for row in rows}
+    assert len(by_key) == 8 and sum(row.runs for row in rows) == 8
+    assert all(row.how.startswith("timed") for row in rows if row.arch == "alexnet")
+    assert all(row.how.startswith("scaled by multiply-adds from alexnet") for row in rows if row.arch == "resnet18")
+    assert "sgdm" in by_key[("resnet18", "sgdm", 128)].how  # the rule's cost ratio is said
+    for arch in ("alexnet", "resnet18"):  # a 224 px step costs far more than the timed 32 px ones
+        assert by_key[(arch, "fa", 256)].step_s == pytest.approx(2 * by_key[(arch, "fa", 128)].step_s)
+    assert by_key[("resnet18", "fa", 128)].step_s > by_key[("alexnet", "fa", 128)].step_s

@@ -44,11 +44,11 @@ def test_resume_runs_only_what_is_missing_and_ignores_crash_leftovers(tiny_sweep
 
     store_root = tmp_path / "store"
     shutil.copytree(tiny_store, store_root)
-    store = Store(store_root)
-    victim = store.manifests()[5]
+    victim = Store(store_root).manifests()[5]
     # A crash after the observables but before the manifest: the run does not exist yet.
-    Path(store.manifest_path(victim["run_id"])).unlink()
+    Path(Store(store_root).manifest_path(victim["run_id"])).unlink()
     (store_root / "runs" / ".tmp-deadbeef-x.json").write_text("{half")
+    store = Store(store_root)  # opened after the crash, as the next `lrid generate` would
     assert victim["run_id"] not in store.done_run_ids()
     assert [Path(p).stem for p in store.orphan_observables()] == [victim["run_id"]]
     summary = generate(load_sweep(tiny_sweep_file), store, progress=False)
@@ -68,6 +68,51 @@ def test_corrupt_observables_file_is_a_clear_error(tiny_store, tmp_path):
     broken.write_bytes(b"not parquet at all")
     with pytest.raises(LridError, match="unreadable.*re-run `lrid generate`"):
         store.read_observables()
+
+
+def test_filters_select_partitions_and_leave_other_runs_files_unopened(tiny_store, tmp_path):
+    """rule/arch/task filters prune hive partitions: a broken file of another rule is never read."""
+    import shutil
+
+    store_root = tmp_path / "store"
+    shutil.copytree(tiny_store, store_root)
+    store = Store(store_root)
+    everything = store.read_observables()
+    broken = next(m for m in store.manifests() if m["spec"]["rule"]["name"] == "fa")
+    (store_root / broken["observables"]).write_bytes(b"not parquet at all")
+    kept = store.read_observables(rules=["sgdm", "adam"], archs=["mlp"], tasks=["digits"])
+    assert set(kept["rule"]) == {"sgdm", "adam"}
+    expected = everything[everything["rule"].isin(["sgdm", "adam"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, expected)
+    assert store.read_observables(archs=["convnet"]).empty
+    with pytest.raises(LridError, match=f"observables file .*{broken['run_id']}.parquet is unreadable"):
+        store.read_observables(rules=["fa"])
+
+
+def test_manifests_are_read_once_per_store_until_it_writes(tiny_store, tmp_path, monkeypatch):
+    import shutil
+
+    import lrid.store
+
+    store_root = tmp_path / "store"
+    shutil.copytree(tiny_store, store_root)
+    parsed = []
+    real_parse = lrid.store.parse_manifest
+    monkeypatch.setattr(lrid.store, "parse_manifest", lambda document: parsed.append(1) or real_parse(document))
+    store = Store(store_root)
+    first = store.manifests()
+    store.runs_table(), store.done_run_ids(), store.read_observables(), store.view_names()
+    assert len(parsed) == len(first) == 24  # one parse per manifest, however many readers
+    run = first[0]
+    Path(store.manifest_path(run["run_id"])).unlink()
+    store.write_run(None, {**run, "status": "failed", "error": "rewritten"})
+    assert len(store.manifests()) == 24 and len(parsed) == 48  # this instance wrote: read afresh
+    assert {m["run_id"]: m["status"] for m in store.manifests()}[run["run_id"]] == "failed"
+
+
+def test_a_uri_store_reads_what_the_local_path_reads(tiny_store):
+    pd.testing.assert_frame_equal(Store(f"file://{tiny_store}").read_observables(rules=["ia"]),
+                                  Store(tiny_store).read_observables(rules=["ia"]))
 
 
 def test_corrupt_manifest_is_a_clear_error(tmp_path):

@@ -1,23 +1,31 @@
 """Estimate a sweep's cost before running it, from a few real training steps on this machine.
 
-Runs are grouped into families: one (task input, architecture, rule). For each family one
-representative run (the one of median work) is built, its train step compiled and timed on random inputs
-of the task's shape, and one observable recording timed. A run's step time is the representative's,
-scaled by the run's *work* (batch size x multiply-adds per example of its network; for architectures
-other than the MLP, batch size x ``width`` squared) along a cost curve ``a + b x work`` fitted per
-architecture from two more timings, of the least and the most work, with one reference rule; without such
-a spread (under 1.5x) the step time is scaled in proportion to the work. (The reference rule's
-representative is its least-work timing.) Small networks are
-latency-bound, which the fitted intercept captures and a proportional scaling would not. Recordings are
-scaled the same way by multiply-adds (the probe batch is fixed). Steps are timed at batches capped at
-``max_timing_batch``, so that estimating an ImageNet sweep on a laptop takes minutes, not hours.
+Compiling a train step costs seconds to tens of seconds per configuration whatever its size, so the
+estimate compiles as few as it can and derives the rest from multiply-adds:
 
-A worker compiles each distinct configuration (``configuration_key``: what differs except seeds,
-learning rate and budget) once, so the estimate adds the family's compile time once per configuration.
-Families differ in rule hyperparameters other than the learning rate (e.g. an optimizer) only through
-the compile count: their step times are taken to be the representative's. The number of timings is
-(families + 1 per architecture), whatever the number of runs, so a sampled sweep of a thousand runs is
-estimated as fast as a grid of the same rules and architectures. Nothing is written to any store.
+1. Each network's size is counted, not timed: its multiply-adds per example (``macs``, summed over the
+   measured layers from their kernels and output shapes; for the MLP from its widths) and its number of
+   measured layers. A step's *work* is batch size x macs.
+2. One calibration architecture, the sweep's cheapest (fewest macs per example), is timed with a
+   reference rule (``sgd`` if it trains that architecture in the sweep, else the first such rule by name)
+   at the least and the most work among its runs; a cost curve ``a + b x work`` through the two timings gives the
+   reference rule's seconds per step at any work (without a spread in the timed work, under 1.5x, the
+   curve is proportional to work through the one timing). Small networks are latency-bound, which the
+   fitted intercept captures and a proportional scaling would not. Recordings are scaled the same way by
+   macs (the probe batch is fixed).
+3. Every other rule is timed once on the calibration architecture (on its own cheapest run where the
+   sweep does not pair it with that architecture), without a recording, which does not depend on the
+   rule: its step time over the reference curve's at the same work is the rule's cost ratio, applied to
+   every architecture; its compile time is scaled to other architectures by their number of measured
+   layers.
+
+Steps are timed at batches capped at ``max_timing_batch`` and image inputs downsampled to at most
+``max_timing_image_size`` pixels a side (for tasks that resize), so the number of timings is (number of
+rules + 1) whatever the number of runs or architectures: an ImageNet grid of ResNets at 224 px is
+estimated from a handful of small compiled steps. A worker compiles each distinct configuration
+(``configuration_key``: what differs except seeds, learning rate and budget) once, so the estimate adds
+the compile time once per configuration. Each row says how it was estimated (``CostEstimate.how``).
+Nothing is written to any store.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,7 +44,7 @@ from lrid.config import RunSpec, SweepSpec
 
 @dataclass
 class CostEstimate:
-    """The estimated cost of the runs sharing one (task, arch, rule, batch size)."""
+    """The estimated cost of the runs sharing one (task, arch, rule, batch size), and how it was estimated."""
 
     task: str
     arch: str
@@ -47,6 +56,7 @@ class CostEstimate:
     compile_s: float
     train_s: float
     record_s: float
+    how: str = ""
 
     @property
     def steps_per_run(self) -> float:
@@ -71,18 +81,22 @@ class CostEstimate:
 
 @dataclass
 class _Timing:
-    compile_s: float
-    step_s: float
-    record_s: float  # one recording
-    work: float  # of the timed step
+    measured: ConfigurationTiming
+    work: float  # of the timed step: batch x macs
     macs: float
 
 
+@dataclass(frozen=True)
+class _Network:
+    macs: float  # multiply-adds per example over the measured layers
+    layers: int  # measured layers: what a compiled step's graph grows with
+
+
 class _Curve:
-    """``a + b x`` through two timings (slope kept non-negative), or ``y0 x / x0`` through one."""
+    """``a + b x`` through two points (slope kept non-negative), or ``y0 x / x0`` through one."""
 
     def __init__(self, x0: float, y0: float, x1: float | None = None, y1: float | None = None):
-        if x1 is None or x1 <= 1.5 * x0:
+        if x1 is None or y1 is None or x1 <= 1.5 * x0:
             self.a, self.b = 0.0, y0 / x0
         else:
             self.b = max(0.0, (y1 - y0) / (x1 - x0))
@@ -91,76 +105,128 @@ class _Curve:
     def __call__(self, x: float) -> float:
         return self.a + self.b * x
 
-    def scale(self, x: float, x_ref: float) -> float:
-        """How many times the cost at ``x_ref`` the cost at ``x`` is."""
-        return self(x) / self(x_ref) if self(x_ref) > 0 else x / x_ref
 
-
-def estimate_sweep(sweep: SweepSpec, timing_seconds: float = 0.2, max_timing_batch: int = 64) -> list[CostEstimate]:
-    """Time a representative of each family of ``sweep``'s runs and extrapolate to every run (module docstring)."""
+def estimate_sweep(sweep: SweepSpec, timing_seconds: float = 0.2, max_timing_batch: int = 64,
+                   max_timing_image_size: int = 32) -> list[CostEstimate]:
+    """Time a few small configurations of ``sweep`` and extrapolate to every run (module docstring)."""
     from lrid.generate.trainer import configuration_key
     from lrid.tasks import task_geometry
 
     runs = sweep.expand()
     geometry: dict[str, tuple] = {}
-    families: dict[tuple, list[RunSpec]] = {}
-    for run in runs:
-        task_key = _task_key(run)
-        if task_key not in geometry:
-            geometry[task_key] = task_geometry(run.task.name, run.task.image_size, **run.task.options)
-        families.setdefault((task_key, run.model.arch, run.rule.name), []).append(run)
+    networks: dict[tuple[str, str], _Network] = {}
 
-    def macs(run: RunSpec) -> float:
-        input_shape, n_classes, _ = geometry[_task_key(run)]
-        if run.model.arch == "mlp":
-            widths = [math.prod(input_shape), *run.model.hidden, n_classes]
-            return float(sum(a * b for a, b in zip(widths, widths[1:])))
-        return run.model.width**2
+    def shape_of(task) -> tuple:
+        key = _task_key(task)
+        if key not in geometry:
+            geometry[key] = task_geometry(task.name, task.image_size, **task.options)
+        return geometry[key]
 
-    def timed(run: RunSpec) -> _Timing:
+    def network(run: RunSpec) -> _Network:
+        key = (_task_key(run.task), run.model.model_dump_json())
+        if key not in networks:
+            input_shape, n_classes, _ = shape_of(run.task)
+            networks[key] = count_network(run, input_shape, n_classes)
+        return networks[key]
+
+    def for_timing(run: RunSpec) -> RunSpec:
+        """``run`` with its images downsampled to ``max_timing_image_size`` where its task resizes."""
+        input_shape = shape_of(run.task)[0]
+        if len(input_shape) == 3 and input_shape[0] > max_timing_image_size:
+            small = run.task.model_copy(update={"image_size": max_timing_image_size})
+            if shape_of(small)[0][0] == max_timing_image_size:
+                return run.model_copy(update={"task": small})
+        return run
+
+    def timed_work(run: RunSpec) -> float:
+        return min(max_timing_batch, run.train.batch_size) * network(for_timing(run)).macs
+
+    def timed(run: RunSpec, record: bool) -> _Timing:
+        small = for_timing(run)
         batch = min(max_timing_batch, run.train.batch_size)
-        compile_s, step_s, record_s, _ = time_configuration(run, batch, timing_seconds)
-        return _Timing(compile_s, step_s, record_s, batch * macs(run), macs(run))
+        timing = time_configuration(small, batch, timing_seconds, record=record)
+        return _Timing(timing, batch * network(small).macs, network(small).macs)
 
-    def work(run: RunSpec) -> float:
-        return run.train.batch_size * macs(run)
+    by_arch: dict[tuple[str, str], list[RunSpec]] = {}
+    for run in runs:
+        by_arch.setdefault((_task_key(run.task), run.model.arch), []).append(run)
+    calibration = min(by_arch, key=lambda k: (min(network(r).macs for r in by_arch[k]), k))
+    members = sorted(by_arch[calibration], key=timed_work)
+    calibrated_rules = {run.rule.name for run in members}
+    reference = "sgd" if "sgd" in calibrated_rules else min(calibrated_rules)
 
-    curves: dict[tuple, tuple[_Curve, _Curve]] = {}
-    timings: dict[tuple, _Timing] = {}  # the reference families' low timing serves as their representative
-    for task_key, arch in sorted({(t, a) for t, a, _ in families}):
-        rules = {r for t, a, r in families if (t, a) == (task_key, arch)}
-        reference = "sgd" if "sgd" in rules else min(rules)
-        members = sorted(families[(task_key, arch, reference)], key=work)
-        if work(members[-1]) > 1.5 * work(members[0]):
-            low, high = timed(members[0]), timed(members[-1])
-            timings[(task_key, arch, reference)] = low
-            curves[(task_key, arch)] = (_Curve(low.work, low.step_s, high.work, high.step_s),
-                                        _Curve(low.macs, low.record_s, high.macs, high.record_s))
+    # The reference rule's cost curve, from its least and most work on the calibration architecture.
+    own = [run for run in members if run.rule.name == reference]
+    low = timed(own[0], record=True)
+    high = timed(own[-1], record=True) if timed_work(own[-1]) > 1.5 * timed_work(own[0]) else None
+    step_curve = _Curve(low.work, low.measured.step_s, *((high.work, high.measured.step_s) if high else ()))
+    record_curve = _Curve(low.macs, low.measured.record_s, *((high.macs, high.measured.record_s) if high else ()))
+    calibration_layers = network(for_timing(own[0])).layers
+    # Recording does not depend on the rule: the other rules are timed without it, and their compile time
+    # gets the reference's recording compile.
+    ratio, compile_s = {reference: 1.0}, {reference: low.measured.compile_s}
+    for rule in sorted({run.rule.name for run in runs} - {reference}):
+        own_rule = [run for run in members if run.rule.name == rule]
+        if own_rule:
+            timing = timed(own_rule[len(own_rule) // 2], record=False)
+        else:
+            timing = timed(min((run for run in runs if run.rule.name == rule), key=timed_work), record=False)
+        ratio[rule] = timing.measured.step_s / step_curve(timing.work)
+        compile_s[rule] = timing.measured.compile_s + low.measured.record_compile_s
+
+    small_task = for_timing(members[0]).task
+    timed_at = f"batch <= {max_timing_batch}" + (f", {small_task.image_size} px" if small_task.image_size else "")
+
+    def how(run: RunSpec) -> str:
+        source = ("timed" if (_task_key(run.task), run.model.arch) == calibration
+                  else f"scaled by multiply-adds from {calibration[1]}")
+        rule = run.rule.name
+        cost = "" if rule == reference else f"; {rule} {ratio[rule]:.2f}x {reference}"
+        return f"{source} ({timed_at}){cost}"
 
     rows: dict[tuple, CostEstimate] = {}
-    for (task_key, arch, rule), members in families.items():
-        members = sorted(members, key=work)
-        rep = timings.get((task_key, arch, rule)) or timed(members[len(members) // 2])
-        step_curve, record_curve = curves.get((task_key, arch), (_Curve(rep.work, rep.step_s), _Curve(rep.macs, rep.record_s)))
-        n_train = geometry[task_key][2]
-        configurations: dict[int, set] = {}
-        for run in members:
-            steps = run.train.epochs * (n_train // run.train.batch_size)
-            row = rows.setdefault((task_key, arch, rule, run.train.batch_size), CostEstimate(
-                run.task.name, arch, rule, run.train.batch_size, 0, 0, 0, rep.compile_s, 0.0, 0.0))
-            row.runs += 1
-            row.steps += steps
-            row.train_s += steps * rep.step_s * step_curve.scale(work(run), rep.work)
-            row.record_s += run.observe.points * rep.record_s * record_curve.scale(macs(run), rep.macs)
-            configurations.setdefault(run.train.batch_size, set()).add(configuration_key(run))
-        for batch_size, keys in configurations.items():
-            rows[(task_key, arch, rule, batch_size)].configurations = len(keys)
+    configurations: dict[tuple, set] = {}
+    for run in runs:
+        net, rule = network(run), run.rule.name
+        key = (_task_key(run.task), run.model.arch, rule, run.train.batch_size)
+        steps = run.train.epochs * (shape_of(run.task)[2] // run.train.batch_size)
+        row = rows.setdefault(key, CostEstimate(
+            run.task.name, run.model.arch, rule, run.train.batch_size, 0, 0, 0,
+            compile_s[rule] * net.layers / calibration_layers, 0.0, 0.0, how(run)))
+        row.runs += 1
+        row.steps += steps
+        row.train_s += steps * ratio[rule] * step_curve(run.train.batch_size * net.macs)
+        row.record_s += run.observe.points * record_curve(net.macs)
+        configurations.setdefault(key, set()).add(configuration_key(run))
+    for key, keys in configurations.items():
+        rows[key].configurations = len(keys)
     return list(rows.values())
 
 
-def _task_key(run: RunSpec) -> str:
+def count_network(run: RunSpec, input_shape: tuple[int, ...], n_classes: int) -> _Network:
+    """Multiply-adds per example and number of measured layers of ``run``'s network on ``input_shape``.
+
+    The MLP's come from its widths; other architectures are built once and their measured layers' kernels
+    and output shapes counted (each output element of a dense or convolutional layer costs the kernel's
+    fan-in), which needs no compiled step.
+    """
+    if run.model.arch == "mlp":
+        widths = [math.prod(input_shape), *run.model.hidden, n_classes]
+        return _Network(float(sum(a * b for a, b in zip(widths, widths[1:]))), len(widths) - 1)
+    import tensorflow as tf
+
+    from lrid.models import build_network
+
+    model = build_network(run.model, input_shape, n_classes, None, seed=0)
+    _, _, outputs = model.forward_with_activity(tf.zeros((1, *input_shape)))
+    macs = sum(math.prod(output.shape[1:]) * math.prod(layer.kernel.shape[:-1])
+               for layer, output in zip(model.measured_layers, outputs))
+    return _Network(float(macs), len(model.measured_layers))
+
+
+def _task_key(task) -> str:
     """What fixes a run's input shape: the task, its resolution and its options."""
-    return json.dumps([run.task.name, run.task.image_size, run.task.options], sort_keys=True, default=list)
+    return json.dumps([task.name, task.image_size, task.options], sort_keys=True, default=list)
 
 
 def describe_spread(values: dict[str, list]) -> list[tuple[str, str]]:
@@ -182,8 +248,17 @@ def describe_spread(values: dict[str, list]) -> list[tuple[str, str]]:
     return lines
 
 
-def time_configuration(spec: RunSpec, batch: int, timing_seconds: float) -> tuple[float, float, float, int]:
-    """(compile s, s per step at ``batch``, s for one recording, training examples)."""
+class ConfigurationTiming(NamedTuple):
+    """Seconds measured on one configuration; ``compile_s`` includes ``record_compile_s``."""
+
+    compile_s: float
+    step_s: float  # per training step at the timed batch
+    record_s: float  # one recording of the probe; 0 when not recorded
+    record_compile_s: float
+
+
+def time_configuration(spec: RunSpec, batch: int, timing_seconds: float, record: bool = True) -> ConfigurationTiming:
+    """Compile and time ``spec``'s train step at ``batch`` on random inputs (and one recording, if ``record``)."""
     import tensorflow as tf
 
     from lrid.models import build_network
@@ -191,7 +266,7 @@ def time_configuration(spec: RunSpec, batch: int, timing_seconds: float) -> tupl
     from lrid.rules import get_rule
     from lrid.tasks import TASK_LOSSES, task_geometry
 
-    input_shape, n_classes, n_train = task_geometry(spec.task.name, spec.task.image_size, **spec.task.options)
+    input_shape, n_classes, _ = task_geometry(spec.task.name, spec.task.image_size, **spec.task.options)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(batch, *input_shape)).astype(np.float32))
     loss = TASK_LOSSES[spec.task.name]
@@ -203,12 +278,18 @@ def time_configuration(spec: RunSpec, batch: int, timing_seconds: float) -> tupl
     started = time.perf_counter()
     rule = get_rule(spec.rule.name)(spec.rule.hparams, seed=0, loss=loss)
     model = build_network(spec.model, input_shape, n_classes, rule.feedback, seed=0)
-    step = rule.make_train_step(model, rule.make_optimizer())
+    step = compiled_step(rule, model)
     float(step(x, y))
-    probe = rng.normal(size=(spec.observe.probe_size, *input_shape)).astype(np.float32)
-    recorder = Recorder(model, probe)
-    recorder.record()
-    compile_s = time.perf_counter() - started
+    step_compile_s = time.perf_counter() - started
+    record_compile_s, record_s = 0.0, 0.0
+    if record:
+        started = time.perf_counter()
+        recorder = Recorder(model, rng.normal(size=(spec.observe.probe_size, *input_shape)).astype(np.float32))
+        recorder.record()
+        record_compile_s = time.perf_counter() - started
+        started = time.perf_counter()
+        recorder.record()
+        record_s = time.perf_counter() - started
 
     for _ in range(2):  # the first calls after tracing are slower than the steady state
         float(step(x, y))
@@ -217,7 +298,10 @@ def time_configuration(spec: RunSpec, batch: int, timing_seconds: float) -> tupl
         float(step(x, y))
         timed += 1
     step_s = (time.perf_counter() - started) / timed
-    started = time.perf_counter()
-    recorder.record()
-    record_s = time.perf_counter() - started
-    return compile_s, step_s, record_s, n_train
+    return ConfigurationTiming(step_compile_s + record_compile_s, step_s, record_s, record_compile_s)
+
+
+def compiled_step(rule, model):
+    """The rule's train step for ``model``: every step the estimate executes goes through it."""
+    return rule.make_train_step(model, rule.make_optimizer())
+

@@ -44,7 +44,7 @@ def export_recording(source, path: str | Path, run_id: str | None = None) -> Pat
             captured["actchange"].setdefault(layer.name, []).append(activity_change(layer, layer_input).numpy())
 
     result = train_run(spec, on_record=capture)
-    if result.manifest["status"] == "failed":
+    if result.manifest["status"] == "failed" or result.observables is None:
         raise LridError(f"run {spec.run_id} failed when re-run ({result.manifest.get('error')}); it has no recording")
     layers = list(captured["weight"])
     epochs = result.observables.drop_duplicates("step").set_index("step").loc[steps, "epoch"].to_numpy()

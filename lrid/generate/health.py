@@ -57,7 +57,7 @@ class HealthProbe:
         ])
         return update_angles, feedback_angles
 
-    def measure(self, x, y) -> tuple[list[float], list[float] | None]:
+    def measure(self, x, y) -> tuple[list[float | None], list[float | None] | None]:
         """(update-vs-gradient angle per layer, feedback-vs-weight angle per layer or None), in degrees."""
         key = (tuple(x.shape), tuple(y.shape))
         if key not in self._traces:

@@ -75,4 +75,5 @@ def generate(
         bar.update()
         bar.set_postfix(diverged=summary.diverged, failed=summary.failed)
     bar.close()
+    store.refresh()  # the runs were written by the executor's own Store objects
     return summary

@@ -7,13 +7,14 @@ import platform
 import time
 import traceback
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 import lrid
 from lrid.config import RunSpec
-from lrid.lazy_import import keras, tf
+from lrid.lazy_import import tf
 from lrid.observables import OBSERVABLES
 from lrid.schema import depth_groups
 
@@ -65,7 +66,7 @@ def train_run(spec: RunSpec, on_record=None) -> RunResult:
     message, so one bad run never stops a sweep.
     """
     started = time.perf_counter()
-    manifest = {"run_id": spec.run_id, "spec": spec.model_dump(mode="json"), "versions": _versions()}
+    manifest: dict[str, Any] = {"run_id": spec.run_id, "spec": spec.model_dump(mode="json"), "versions": _versions()}
     try:
         observables, outcome = _train_and_record(spec, on_record)
     except Exception as error:  # noqa: BLE001 - a failed run is recorded, not raised
@@ -107,7 +108,7 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
     interval_losses: list = []
     first_loss = None
     recorded_losses: list[float | None] = [None]  # no training step precedes step 0
-    health_log = {"update_gradient_angle_deg": [], "feedback_weight_angle_deg": []}
+    health_log: dict[str, list] = {"update_gradient_angle_deg": [], "feedback_weight_angle_deg": []}
 
     def log_health(x, y):
         update_angles, feedback_angles = health.measure(x, y)
@@ -149,8 +150,9 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
 
     test_metric = task.evaluate(model.predict_logits)
     collapsed = None
-    if status == "complete" and first_loss is not None and len(recorded_losses) > 1:
-        collapsed = collapse_reason(task.metric, task.n_classes, test_metric, float(first_loss), recorded_losses[-1])
+    last_loss = recorded_losses[-1]  # None when no interval was recorded after step 0
+    if status == "complete" and first_loss is not None and last_loss is not None:
+        collapsed = collapse_reason(task.metric, task.n_classes, test_metric, float(first_loss), last_loss)
         if collapsed:
             status = "collapsed"
     rows = _rows(spec.run_id, records, layer_names, groups, steps_per_epoch)
@@ -188,7 +190,7 @@ class _CompiledRun:
 
         self.model = build_model(spec.model, task, feedback=rule.feedback, seed=spec.train.model_seed)
         # Initial weights per model seed. A build is deterministic, so one per seed serves every later run
-        # with that seed: a warm demo run's set-up went from 24 to 8 ms (benchmarks/run_overhead.py).
+        # with that seed, which cuts a warm run's set-up (benchmarks/run_overhead.py measures it).
         self._initial_weights: dict[int, list[np.ndarray]] = {}
         self._keep_initial_weights(spec.train.model_seed, self.model)
         self.optimizer = rule.make_optimizer()
@@ -218,7 +220,7 @@ class _CompiledRun:
         return values
 
     def weights_finite(self) -> bool:
-        """Whether every trainable variable is finite (one compiled call: 0.07 against 0.9 ms eager, measured)."""
+        """Whether every trainable variable is finite (one compiled call, far cheaper than an eager check per variable)."""
         return bool(self._all_finite())
 
     def reinitialise(self, spec: RunSpec, task, rule) -> None:
@@ -274,7 +276,7 @@ def _direct_step(train_step, x, y):
     """The compiled step's trace for batches like (x, y), called without tf.function's per-call dispatch.
 
     A task's batches all have one shape, so one trace serves the whole run; the dispatch (canonicalising
-    the arguments, looking the trace up) cost 0.23 of 0.72 ms per demo-MLP step (measured). A step that is
+    the arguments, looking the trace up) is a large part of a small network's step. A step that is
     not a tf.function is returned as it is.
     """
     if not hasattr(train_step, "get_concrete_function"):
@@ -286,8 +288,8 @@ def _seed_global_generators(seed: int) -> None:
     """Seed Python's and NumPy's global generators for a run, and TensorFlow's once per process.
 
     Not ``keras.utils.set_random_seed``: its ``tf.random.set_seed`` clears every compiled function's
-    kernels, so the next call of each reused step, recorder and probe costs about 0.5 s (measured: more
-    than a demo run's training). Nothing a run executes draws from TensorFlow's global seed: initialisers
+    kernels, so the next call of each reused step, recorder and probe is traced again, which can cost more
+    than a small run's training. Nothing a run executes draws from TensorFlow's global seed: initialisers
     take explicit seeds, rules and tasks use seeded generators or stateless ops.
     """
     import random
@@ -306,8 +308,7 @@ _TF_SEEDED = False
 def _rows(run_id, records, layer_names, groups, steps_per_epoch) -> pd.DataFrame:
     """One row per (recorded step, view, layer): the identifiers, then the observables (then the view, if several).
 
-    Built column-wise in one go: a frame per recording with inserted columns took 19 ms for a demo run's 21
-    recordings against 0.5 ms (measured).
+    Built column-wise in one go: a frame per recording with inserted columns is many times slower.
     """
     blocks = [(step, view, values) for step, views in records for view, values in views.items()]
     n_layers = len(layer_names)

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from lrid.errors import LridError
-from lrid.observables import FUNCTIONS, OBSERVABLES
+from lrid.observables import OBSERVABLES
 from lrid.observables.raw import KINDS, Recording, write_recording  # noqa: F401 - part of this module's API
 from lrid.schema import ID_COLUMNS, depth_groups
 
@@ -230,25 +230,18 @@ _ENTRIES_PER_CALL = 1 << 24
 
 def recording_observables(recording: Recording) -> pd.DataFrame:
     """The observables of a validated recording, computed with lrid's own statistics."""
-    from lrid.lazy_import import tf
-    from lrid.observables.statistics import apply_function, describe_steps
+    from lrid.observables.measures import layer_statistics
 
     n_steps, n_layers = len(recording.steps), len(recording.layers)
     values = np.full((n_steps, n_layers, len(OBSERVABLES)), np.nan)
-    column = {name: index for index, name in enumerate(OBSERVABLES)}
-    for kind, by_layer in recording.arrays.items():
-        columns = [column[name] for name in OBSERVABLES if name.startswith(f"{kind}_")]
-        for layer_index, layer in enumerate(recording.layers):
-            array = np.asarray(by_layer[layer], dtype=np.float32)
-            if kind == "actchange":
-                changes = tf.constant(array)  # [steps, batch]: the batch mean of each function, per step
-                statistics = tf.stack([tf.reduce_mean(apply_function(changes, f), axis=1) for f in FUNCTIONS], axis=1)
-                values[:, layer_index, columns] = statistics.numpy()
-                continue
-            rows = array.reshape(n_steps, 1 if kind == "weight" else array.shape[1], -1)  # [steps, rows, entries]
-            chunk = max(1, _ENTRIES_PER_CALL // rows[0].size)  # bounds the memory of one call on large layers
-            for start in range(0, n_steps, chunk):
-                values[start : start + chunk, layer_index, columns] = describe_steps(rows[start : start + chunk]).numpy()
+    for layer_index, layer in enumerate(recording.layers):
+        arrays = {kind: np.asarray(by_layer[layer], dtype=np.float32) for kind, by_layer in recording.arrays.items()}
+        per_step = max(array[0].size for array in arrays.values())
+        chunk = max(1, _ENTRIES_PER_CALL // per_step)  # bounds the memory of one call on large layers
+        for start in range(0, n_steps, chunk):
+            part = {kind: array[start : start + chunk] for kind, array in arrays.items()}
+            values[start : start + chunk, layer_index] = layer_statistics(
+                part.get("weight"), part.get("act"), part.get("actchange")).numpy()
     values[~np.isfinite(values)] = np.nan
     frame = pd.DataFrame(values.reshape(n_steps * n_layers, -1), columns=list(OBSERVABLES))
     epochs = recording.epochs if recording.epochs is not None else np.full(n_steps, np.nan)

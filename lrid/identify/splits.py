@@ -449,7 +449,7 @@ def _split_simple(where: str) -> list[str]:
     # Commas inside brackets belong to a value such as [64, 64].
     parts, depth, current = [], 0, ""
     for character in where:
-        depth += character in "[(" 
+        depth += character in "[("
         depth -= character in "])"
         if character == "," and depth == 0:
             parts.append(current)

@@ -42,7 +42,7 @@ class ResNet(MeasuredModel):
             return keras.layers.BatchNormalization(name=name)
 
         self.stem = conv(64, 7, 2, "conv1")
-        self.stem_norm = norm("bn1") if version == 1 else None
+        self.stem_norm: keras.layers.Layer | None = norm("bn1") if version == 1 else None
         self.blocks = []
         measured = [self.stem]
         for stage, (n_blocks, filters) in enumerate(zip(BLOCKS[depth], (64, 128, 256, 512))):
@@ -59,7 +59,7 @@ class ResNet(MeasuredModel):
                 }
                 self.blocks.append(block)
                 measured += [layer for layer in (block["projection"], block["conv_a"], block["conv_b"]) if layer]
-        self.final_norm = norm("bn_final") if version == 2 else None
+        self.final_norm: keras.layers.Layer | None = norm("bn_final") if version == 2 else None
         self.classifier = FeedbackDense(n_classes, feedback=feedback, seed=seed * 1000 + 2 * next(counter), name="fc")
         self.measured_layers = [*measured, self.classifier]
 
@@ -80,12 +80,12 @@ class ResNet(MeasuredModel):
 
     def call(self, inputs, training=False):
         x = self.stem(inputs)
-        if self.version == 1:
+        if self.stem_norm is not None:
             x = tf.nn.relu(self.stem_norm(x, training=training))
         x = tf.nn.max_pool2d(x, 3, 2, "SAME")
         for block in self.blocks:
             x = self._block_v1(block, x, training) if self.version == 1 else self._block_v2(block, x, training)
-        if self.version == 2:
+        if self.final_norm is not None:
             x = tf.nn.relu(self.final_norm(x, training=training))
         x = tf.reduce_mean(x, axis=[1, 2])
         return self.classifier(x)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 from lrid.lazy_import import tf
+from lrid.observables.measures import activity_change, keep_channels
 
 # Streams under a (view, layer) seed, so that no two draws share random numbers.
 _OUTPUT_UNITS, _INPUT_UNITS, _WEIGHT_NOISE, _ACT_NOISE, _ACTCHANGE_NOISE = range(5)
@@ -63,22 +64,18 @@ def add_noise(values, std: float, seed, step, stream: int):
     return values + std * tf.random.stateless_normal(tf.shape(values), step_seed, dtype=values.dtype)
 
 
-def _keep(values, indices):
-    return values if indices is None else tf.gather(values, indices, axis=-1)
-
-
 def degraded_kernel(kernel, units_fraction: float, noise_std: float, seed, step):
     """The kernel as recorded: noise on every synapse, then the kept units' incoming synapses (last axis)."""
     kernel = tf.convert_to_tensor(kernel, tf.float32)
     noisy = add_noise(kernel, noise_std, seed, step, _WEIGHT_NOISE)
-    return _keep(noisy, kept_units(kernel.shape[-1], units_fraction, seed))
+    return keep_channels(noisy, kept_units(kernel.shape[-1], units_fraction, seed))
 
 
 def degraded_activation(layer_output, units_fraction: float, noise_std: float, seed, step):
     """The layer output as recorded: noise on every value, then the kept units (last axis) at every position."""
     layer_output = tf.convert_to_tensor(layer_output, tf.float32)
     noisy = add_noise(layer_output, noise_std, seed, step, _ACT_NOISE)
-    return _keep(noisy, kept_units(layer_output.shape[-1], units_fraction, seed))
+    return keep_channels(noisy, kept_units(layer_output.shape[-1], units_fraction, seed))
 
 
 def degraded_activity_change(layer, layer_input, units_fraction: float, noise_std: float, seed, step):
@@ -86,14 +83,7 @@ def degraded_activity_change(layer, layer_input, units_fraction: float, noise_st
 
     With every unit kept and no noise this is :func:`lrid.observables.measures.activity_change`.
     """
-    with tf.GradientTape() as tape:
-        tape.watch(layer_input)
-        layer_output = layer(layer_input, exact_gradient=True)
-        kept_output = _keep(layer_output, kept_units(layer_output.shape[-1], units_fraction, seed))
-        total_output = tf.reduce_sum(kept_output)
-    jacobian_row_sums = tape.gradient(total_output, layer_input)
-    kept_input = _keep(jacobian_row_sums, kept_units(layer_input.shape[-1], units_fraction, seed, _INPUT_UNITS))
-    batch_size = tf.shape(layer_input)[0]
-    n_outputs = tf.cast(tf.reduce_prod(tf.shape(kept_output)[1:]), tf.float32)
-    change = tf.reduce_sum(tf.reshape(kept_input, [batch_size, -1]), axis=1) / n_outputs
+    output_units = kept_units(layer.kernel.shape[-1], units_fraction, seed)
+    input_units = kept_units(layer_input.shape[-1], units_fraction, seed, _INPUT_UNITS)
+    change = activity_change(layer, layer_input, output_units, input_units)
     return add_noise(change, noise_std, seed, step, _ACTCHANGE_NOISE)

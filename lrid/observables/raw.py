@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,7 @@ def write_recording(recording: Recording, path: str | Path) -> Path:
         raise LridError(f"cannot write a recording to {path}; name it .npz or .parquet")
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npz":
-        contents = {"steps": recording.steps, "layers": np.asarray(recording.layers), "run": np.asarray(recording.run)}
+        contents: dict[str, Any] = {"steps": recording.steps, "layers": np.asarray(recording.layers), "run": np.asarray(recording.run)}
         if recording.epochs is not None:
             contents["epoch"] = np.asarray(recording.epochs)
         for kind, by_layer in recording.arrays.items():

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from lrid.lazy_import import tf
-from lrid.observables import FUNCTIONS
 from lrid.observables.degrade import degraded_activation, degraded_activity_change, degraded_kernel, layer_seed
-from lrid.observables.measures import activation_observables, activity_change_observables, weight_observables
-from lrid.observables.statistics import apply_function, describe
+from lrid.observables.measures import activity_change, layer_statistics
 from lrid.schema import FULL_VIEW
 
 
@@ -26,7 +26,8 @@ class Recorder:
         self.views = tuple(views)
         self._observe = tf.function(self._observe_all)
         self._observe_views = tf.function(self._observe_degraded)
-        self._observe_probe = None  # the trace for self.probe, called without tf.function's per-call dispatch
+        # The trace for self.probe, called without tf.function's per-call dispatch.
+        self._observe_probe: Callable | None = None
 
     def _full(self):
         # The probe never changes, so one trace serves every recording; calling it directly skips the
@@ -39,14 +40,7 @@ class Recorder:
         _, layer_inputs, layer_outputs = self.model.forward_with_activity(probe, exact_gradient=True)
         layers = zip(self.model.measured_layers, layer_inputs, layer_outputs)
         return tf.stack([
-            tf.concat(
-                [
-                    weight_observables(layer),
-                    activation_observables(layer_output),
-                    activity_change_observables(layer, layer_input),
-                ],
-                axis=0,
-            )
+            _one_step(layer.kernel, layer_output, activity_change(layer, layer_input))
             for layer, layer_input, layer_output in layers
         ])
 
@@ -58,20 +52,9 @@ class Recorder:
             rows = []
             for layer_index, (layer, layer_input, layer_output) in enumerate(layers):
                 degrade = (view.units_fraction, view.noise_std, layer_seed(seed, view_index, layer_index), step)
-                kernel = degraded_kernel(layer.kernel, *degrade)
-                output = degraded_activation(layer_output, *degrade)
-                change = degraded_activity_change(layer, layer_input, *degrade)
-                batch_size = tf.shape(output)[0]
-                rows.append(
-                    tf.concat(
-                        [
-                            describe(tf.reshape(kernel, [1, -1])),
-                            describe(tf.reshape(output, [batch_size, -1])),
-                            tf.stack([tf.reduce_mean(apply_function(change, f)) for f in FUNCTIONS]),
-                        ],
-                        axis=0,
-                    )
-                )
+                rows.append(_one_step(degraded_kernel(layer.kernel, *degrade),
+                                      degraded_activation(layer_output, *degrade),
+                                      degraded_activity_change(layer, layer_input, *degrade)))
             matrices.append(tf.stack(rows))
         return tf.stack(matrices)
 
@@ -96,3 +79,9 @@ def _finite_or_nan(values: np.ndarray) -> np.ndarray:
     values = values.astype(np.float64)
     values[~np.isfinite(values)] = np.nan
     return values
+
+
+def _one_step(kernel, output, change):
+    """:func:`layer_statistics` of one layer now: its 45 values."""
+    kernel = tf.convert_to_tensor(kernel)
+    return layer_statistics(kernel[None], output[None], change[None])[0]

@@ -32,9 +32,8 @@ def apply_function(values, function: str):
 
 @functools.cache
 def _sort_on_host() -> bool:
-    # TensorFlow's CPU sort is a full top-k: 10-40x slower than numpy's vectorised sort (1.5 ms against
-    # 0.05 ms for 16k floats, 330 ms against 23 ms for a 256 x 16k probe activation), which made sorting
-    # most of a recording. A GPU sorts fast itself, and copying activations to the host would cost more.
+    # TensorFlow's CPU sort is a full top-k, an order of magnitude slower than numpy's vectorised sort,
+    # which made sorting most of a recording (benchmarks/recording_overhead.py times both). A GPU sorts fast itself, and copying activations to the host would cost more.
     return not tf.config.list_logical_devices("GPU")
 
 

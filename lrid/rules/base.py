@@ -8,7 +8,7 @@ Gradient-replacing rules (fa, ia, ...) therefore compose with either optimizer t
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,7 +58,7 @@ class ComposableHyperparameters(Hyperparameters):
     epsilon: float = Field(1e-7, gt=0, description="added to sqrt(v) (optimizer: adam)")
 
 
-def build_optimizer(optimizer: str, hparams: Hyperparameters):
+def build_optimizer(optimizer: str, hparams: Any):
     """A Keras optimizer for ``"sgd"``, ``"sgdm"`` or ``"adam"`` from the matching fields of ``hparams``.
 
     ``weight_decay`` is Keras's decoupled decay (``w <- w - lr * wd * w`` each step); which variables it
@@ -125,7 +125,8 @@ class LearningRule:
     losses: ClassVar[tuple[str, ...]] = LOSSES
 
     def __init__(self, hparams: dict | None = None, seed: int = 0, loss: str = "cross_entropy"):
-        self.hparams = self.Hyperparameters(**(hparams or {}))
+        # The rule's own Hyperparameters model; each rule reads the fields it declares.
+        self.hparams: Any = self.Hyperparameters(**(hparams or {}))
         # Seeds the rule's own randomness (e.g. perturbation noise), so a run is reproducible.
         self.seed = seed
         if loss not in self.losses:

@@ -8,8 +8,8 @@ from lrid.rules.base import ComposableHyperparameters, LearningRule
 
 # Kunin et al.'s defaults (alpha, beta, gamma) = (2e-3, 1e-3, 1e-3) assume ~10^6 training steps. At a
 # few hundred steps they leave B where feedback alignment's is (angle to W^T ~88 degrees), making IA
-# indistinguishable from FA; 30x aligns B within a digits-scale budget at equal accuracy
-# (shared/research/findings.md, measured 2026-11-23).
+# indistinguishable from FA; 30x aligns B within a digits-scale budget at equal accuracy (the
+# measurements are in shared/research/findings.md).
 ALIGNING_SCALE = 30.0
 
 
