@@ -70,9 +70,10 @@ class Registry(Mapping[str, Entry], Generic[Entry]):
 
     def _rows(self) -> dict[str, Entry]:
         self.load()
-        if self._order is None:
+        order = self._order
+        if order is None:
             return dict(sorted(self._entries.items()))
-        return dict(sorted(self._entries.items(), key=lambda item: (self._order(item[1]), item[0])))
+        return dict(sorted(self._entries.items(), key=lambda item: (order(item[1]), item[0])))
 
     def __getitem__(self, name: str) -> Entry:
         return self._rows()[name]

@@ -8,6 +8,8 @@ all-convolutional nets; ``width`` scales the filters, ``init_scale`` the forward
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
 from lrid.models.base import MeasuredModel
@@ -23,7 +25,7 @@ class ConvNet(MeasuredModel):
                  width: float = 1.0, init_scale: float = 1.0, init_scheme: str = "glorot",
                  init_distribution: str = "uniform", **kwargs):
         super().__init__(**kwargs)
-        init = {"init_scale": init_scale, "init_scheme": init_scheme, "init_distribution": init_distribution}
+        init: dict[str, Any] = {"init_scale": init_scale, "init_scheme": init_scheme, "init_distribution": init_distribution}
         self.convs = [
             FeedbackConv2D(max(1, int(filters * width)), 3, strides=2, activation=activation, feedback=feedback,
                            seed=seed * 1000 + 2 * index, **init, name=f"conv{index + 1}")

@@ -72,7 +72,7 @@ def plot_accuracy(accuracy: pd.DataFrame, chance: float, path: Path) -> Path:
     return path
 
 
-def plot_confusions(classes: list[str], confusions: dict[str, np.ndarray], accuracies: dict[str, float], path: Path) -> Path:
+def plot_confusions(classes: list[str], confusions: dict[str, np.ndarray] | dict[str, list[list[float]]], accuracies: dict[str, float], path: Path) -> Path:
     """One row-normalised mean confusion matrix per classifier, side by side."""
     names = list(confusions)
     with _figure(path, nrows=1, ncols=len(names), figsize=(4.3 * len(names) + 0.8, 4.5)) as (figure, axes):
