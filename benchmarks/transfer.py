@@ -2,12 +2,13 @@
 
 Three measurements on a zoo store (``pipelines/zoo.yaml``; ``--generate`` makes it), one table each:
 
-1. **Feature comparison.** For each feature configuration (unit, time axis, baseline, observable subset),
+1. **Feature comparison** (when more than one configuration is given). For each feature configuration (unit, time axis, baseline, observable subset),
    the mean and the worst held-out-level accuracy per run over every nuisance factor below, with the
    paper's four rules and with all rules. This is how lrid's default features were chosen.
 2. **Leave one level out** (the chosen features): for each nuisance factor of the zoo (width, depth,
    activation, batch size, learning-rate tercile within each rule, budget, the feedback rules'
-   optimizer, initialisation scale, architecture) and each of its levels, train on the other levels and
+   optimizer, initialisation scale, initialisation scheme and distribution, input scaling, architecture)
+   and each of its levels, train on the other levels and
    test on that one; accuracy per run (and per layer for the layer unit), for each classifier. Factor
    levels are fixed bins, set before any result was seen (:data:`FACTORS`); a level is scored only if
    every rule has runs on both sides.
@@ -281,8 +282,12 @@ def main() -> None:
     rule_sets = {"paper 4": PAPER_RULES, "all": None}
     print(f"zoo: {metadata.shape[0]} complete runs, rules {', '.join(sorted(metadata['rule'].unique()))}")
 
-    comparison = compare_features(observables, metadata, configs, args.compare_with, rule_sets, factors, args.jobs)
-    if args.features == "auto":
+    # One configuration has nothing to be compared with: the full measurement below covers it.
+    comparison = (compare_features(observables, metadata, configs, args.compare_with, rule_sets, factors, args.jobs)
+                  if len(configs) > 1 else [])
+    if args.features == "auto" and len(configs) == 1:
+        chosen = configs[0]
+    elif args.features == "auto":
         means = {config.name: np.mean([row["mean"] for row in comparison if row["features"] == config.name]) for config in configs}
         chosen = max(configs, key=lambda config: means[config.name])
     else:

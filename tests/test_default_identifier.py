@@ -55,6 +55,10 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert card["rules"] == ["adam", "fa", "ia", "sgdm"]
     assert card["training"]["runs"] == len(Store(tiny_store).manifests())
     assert card["training"]["runs_per_rule"] == {"adam": 6, "fa": 6, "ia": 6, "sgdm": 6}
+    # The tiny store's specs omit the initialisation and input options: all at their defaults.
+    assert card["training"]["initialisations"] == {"glorot/uniform": 24}
+    assert card["training"]["inputs"] == {"[0, 1]": 24}
+    assert any("initialisations {'glorot/uniform': 24}" in line for line in describe_card(card))
     assert card["transfer"]["targets"][0]["measured"] == 0.5
     text = "\n".join(describe_card(card))
     assert "adam, fa, ia, sgdm" in text and "foreign sgdm/adam/fa/ia >= 0.95: 0.500" in text

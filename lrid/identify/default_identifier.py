@@ -158,6 +158,14 @@ def _training_summary(metadata: pd.DataFrame, sweep: str) -> dict:
     def counts(column: str) -> dict | None:
         return {str(k): int(v) for k, v in metadata[column].astype(str).value_counts().sort_index().items()} if column in metadata else None
 
+    def with_default(column: str, default) -> pd.Series:
+        # A spec omits an initialisation or task option at its default; the manifest's column is NaN there.
+        values = metadata[column] if column in metadata else pd.Series(default, index=metadata.index)
+        return values.where(values.notna(), default)
+
+    initialisations = with_default("model.init", "glorot").astype(str) + "/" + with_default(
+        "model.init_distribution", "uniform").astype(str)
+    inputs = with_default("task.options.standardize", False).astype(bool).map({True: "standardised", False: "[0, 1]"})
     widths = metadata["model.hidden"].map(lambda h: json.loads(h) if isinstance(h, str) else list(h or []))
     return {
         "sweep": sweep,
@@ -172,6 +180,8 @@ def _training_summary(metadata: pd.DataFrame, sweep: str) -> dict:
         "learning_rate": spread("rule.lr"),
         "optimizers": counts("rule.optimizer"),
         "init_scale": spread("model.init_scale"),
+        "initialisations": {str(k): int(v) for k, v in initialisations.value_counts().sort_index().items()},
+        "inputs": {str(k): int(v) for k, v in inputs.value_counts().sort_index().items()},
         "final_test_accuracy": spread("final_test_accuracy"),
     }
 
@@ -223,6 +233,7 @@ def describe_card(card: dict) -> list[str]:
         f"  hidden layers {training.get('hidden_layers')}; mean hidden width {spread('hidden_width')}",
         f"  batch size {spread('batch_size')}; epochs {spread('epochs')}; learning rate {spread('learning_rate')}",
         f"  optimizers {training.get('optimizers')}; init scale {spread('init_scale')}",
+        f"  initialisations {training.get('initialisations', '-')}; inputs {training.get('inputs', '-')}",
         f"  final test accuracy {spread('final_test_accuracy')}",
     ]
     transfer = card.get("transfer")
