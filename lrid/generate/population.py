@@ -1,0 +1,499 @@
+"""Population training: K runs of one MLP shape trained together, one compiled step for all of them.
+
+A sweep is mostly small networks whose single-network step leaves the machine idle between ops. Runs that
+share architecture, layer shapes, task, batch size, step count, recording schedule and rule (see
+:func:`population_key`) are trained as one :class:`~lrid.models.population.PopulationMLP`: every kernel is
+stacked to [K, in, out] and one batched matmul serves every member. Each member keeps its own seeds (model
+initialisation, data order, probe), its own hyperparameters (learning rate, momentum, weight decay, Adam's
+betas and epsilon, IA's coefficients, the learning-rate schedule) and its own optimizer state.
+
+Every member is recorded and written exactly as a solo run of its spec (:func:`lrid.generate.trainer.train_run`)
+would be: same run id, rows, statuses and manifest fields, plus a ``population`` field saying how it was
+trained. Members start from the solo path's initial weights and batches; the batched kernels sum in another
+order than the solo ones, so observables agree to float32 rounding grown over training (tests/test_population.py
+states the tolerance), not bit for bit.
+
+Supported: the MLP with rules sgd, sgdm, adam, fa, ss and ia (any of their optimizers), cross-entropy or MSE
+tasks, without degraded views. One population holds one rule and one optimizer. Conv nets, node
+perturbation and target propagation train solo (:func:`supports_population` says why for a spec).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+
+import numpy as np
+
+from lrid.config import RunSpec
+from lrid.lazy_import import tf
+
+#: rules a population can train, with the feedback kind of their layers (the rules' own ``feedback``)
+POPULATION_RULES = ("sgd", "sgdm", "adam", "fa", "ss", "ia")
+
+
+def supports_population(spec: RunSpec) -> str | None:
+    """None if ``spec`` can train as a population member, else a one-line reason it trains solo."""
+    if spec.model.arch != "mlp":
+        return f"architecture {spec.model.arch!r} trains solo (populations stack MLPs only)"
+    if spec.rule.name not in POPULATION_RULES:
+        return f"rule {spec.rule.name!r} trains solo (populations support {', '.join(POPULATION_RULES)})"
+    if spec.observe.views:
+        return "runs with degraded views train solo"
+    return None
+
+
+def population_key(spec: RunSpec) -> str | None:
+    """What members of one population share, or None for a spec that trains solo.
+
+    Everything but the seeds, the rule's hyperparameters (other than the optimizer a composable rule
+    picks) and the learning-rate schedule: those vary per member.
+    """
+    if supports_population(spec) is not None:
+        return None
+    optimizer = spec.rule.hparams.get("optimizer", spec.rule.name)
+    observe = spec.observe.model_dump(mode="json")
+    observe.pop("probe_seed")
+    return json.dumps([spec.task.model_dump(mode="json"), spec.model.model_dump(mode="json"), spec.rule.name,
+                       optimizer, spec.train.epochs, spec.train.batch_size, observe], sort_keys=True)
+
+
+def group_populations(specs: list[RunSpec], size: int) -> list[list[RunSpec]]:
+    """``specs`` split into populations of at most ``size`` members sharing a :func:`population_key`; a spec
+    that trains solo (or ``size`` 1) is a population of one. Groups keep the specs' order."""
+    groups: dict[str, list[RunSpec]] = {}
+    populations = []
+    for spec in specs:
+        key = population_key(spec) if size > 1 else None
+        if key is None:
+            populations.append([spec])
+        else:
+            groups.setdefault(key, []).append(spec)
+    for members in groups.values():
+        populations += [members[start : start + size] for start in range(0, len(members), size)]
+    return populations
+
+
+def train_population(specs: list[RunSpec], fall_back: bool = True):
+    """Train ``specs`` (one :func:`population_key`) together; a :class:`~lrid.generate.trainer.RunResult` each.
+
+    A member that goes non-finite is recorded as diverged at its step, as a solo run is, and masked out;
+    the others go on. If the population as a whole fails (an exception), each member is trained solo
+    instead when ``fall_back`` is set, else every member is reported failed with the error.
+    """
+    from lrid.generate.trainer import RunResult, _versions, train_run
+
+    if len(specs) == 1 and population_key(specs[0]) is None:
+        return [train_run(specs[0])]
+    keys = {population_key(spec) for spec in specs}
+    if None in keys or len(keys) > 1:
+        raise ValueError("a population's specs must share one population key (see group_populations)")
+    started = time.perf_counter()
+    try:
+        outcomes, rows = _train_population(specs)
+    except Exception as error:  # noqa: BLE001 - a failed population falls back, or is recorded
+        if fall_back:
+            return [train_run(spec) for spec in specs]
+        wall = time.perf_counter() - started
+        return [RunResult(None, {"run_id": spec.run_id, "spec": spec.model_dump(mode="json"), "versions": _versions(),
+                                 "status": "failed", "error": f"{type(error).__name__}: {error}",
+                                 "traceback": traceback.format_exc(limit=5), "wall_time_s": wall / len(specs)})
+                for spec in specs]
+    wall = time.perf_counter() - started
+    identity = hashlib.sha256(",".join(spec.run_id for spec in specs).encode()).hexdigest()[:16]
+    results = []
+    for index, (spec, outcome, frame) in enumerate(zip(specs, outcomes, rows, strict=True)):
+        manifest = {"run_id": spec.run_id, "spec": spec.model_dump(mode="json"), "versions": _versions(), **outcome,
+                    # a member's share of the population's time, so per-run costs stay comparable with solo runs
+                    "wall_time_s": wall / len(specs),
+                    "population": {"id": identity, "size": len(specs), "member": index, "wall_time_s": wall}}
+        results.append(RunResult(frame, manifest))
+    return results
+
+
+class StackedOptimizer:
+    """SGD, SGD with momentum or Adam over stacked variables, with per-member settings.
+
+    Each member's update is the one :func:`lrid.rules.base.build_optimizer`'s Keras optimizer makes, in
+    the same float32 operations and order: decoupled weight decay ``w <- w - w * wd * lr`` on the forward
+    kernels first, then the update. Every setting is a [K] tensor, so members differ in all of them.
+    """
+
+    def __init__(self, kind: str, hparams: list, variables: list, decayed: list):
+        self.kind = kind
+        self.size = len(hparams)
+        self.variables = variables
+        self.decayed = [any(variable is d for d in decayed) for variable in variables]
+
+        def setting(values):
+            return tf.constant(np.asarray(values, dtype=np.float64).astype(np.float32))
+
+        self.learning_rate = tf.Variable(setting([h.lr for h in hparams]), trainable=False)
+        self.weight_decay = setting([h.weight_decay for h in hparams])
+        self.any_decay = any(h.weight_decay for h in hparams)
+        if kind == "sgdm":
+            self.momentum = setting([h.momentum for h in hparams])
+            self.slots = [[tf.Variable(tf.zeros_like(v), trainable=False)] for v in variables]
+        elif kind == "adam":
+            self.beta_1 = setting([h.beta_1 for h in hparams])
+            self.beta_2 = setting([h.beta_2 for h in hparams])
+            # Keras multiplies by the Python float (1 - beta), rounded once to float32.
+            self.one_minus_beta_1 = setting([1 - h.beta_1 for h in hparams])
+            self.one_minus_beta_2 = setting([1 - h.beta_2 for h in hparams])
+            self.epsilon = setting([h.epsilon for h in hparams])
+            self.slots = [[tf.Variable(tf.zeros_like(v), trainable=False), tf.Variable(tf.zeros_like(v), trainable=False)]
+                          for v in variables]
+        elif kind == "sgd":
+            self.slots = [[] for _ in variables]
+        else:
+            raise ValueError(f"unknown optimizer {kind!r}")
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def _member(self, values, variable):
+        """A [K] setting shaped to broadcast against ``variable`` ([K, ...])."""
+        return tf.reshape(values, [self.size] + [1] * (len(variable.shape) - 1))
+
+    def apply(self, gradients) -> None:
+        """Apply one update with ``gradients`` (one per variable, stacked like it)."""
+        if self.any_decay:
+            for variable, decayed in zip(self.variables, self.decayed):
+                if decayed:
+                    variable.assign_sub(variable * self._member(self.weight_decay, variable)
+                                        * self._member(self.learning_rate, variable))
+        if self.kind == "adam":
+            local_step = tf.cast(self.iterations + 1, tf.float32)
+            beta_1_power = tf.pow(self.beta_1, local_step)
+            beta_2_power = tf.pow(self.beta_2, local_step)
+            alpha = self.learning_rate * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        for variable, gradient, slots in zip(self.variables, gradients, self.slots):
+            lr = self._member(self.learning_rate, variable)
+            if self.kind == "sgd":
+                variable.assign_sub(gradient * lr)
+            elif self.kind == "sgdm":
+                (velocity,) = slots
+                velocity.assign(velocity * self._member(self.momentum, variable) - gradient * lr)
+                variable.assign_add(velocity)
+            else:
+                m, v = slots
+                m.assign_add((gradient - m) * self._member(self.one_minus_beta_1, variable))
+                v.assign_add((tf.square(gradient) - v) * self._member(self.one_minus_beta_2, variable))
+                variable.assign_sub((m * self._member(alpha, variable))
+                                    / (tf.sqrt(v) + self._member(self.epsilon, variable)))
+        self.iterations.assign_add(1)
+
+    def freeze(self, member: int) -> None:
+        """Stop ``member``'s updates for good: zero learning rate and optimizer state (masking a diverged member)."""
+        mask = np.ones(self.size, dtype=np.float32)
+        mask[member] = 0.0
+        self.learning_rate.assign(self.learning_rate * mask)
+        for slots in self.slots:
+            for slot in slots:
+                slot.assign(slot * self._member(tf.constant(mask), slot))
+
+
+def batched_task_loss(loss: str, targets, outputs):
+    """Each member's task loss [K] of ``outputs`` [K, batch, outputs] against ``targets`` [K, batch, ...],
+    averaged over the batch as :func:`lrid.rules.base.task_loss_function` averages it."""
+    if loss == "cross_entropy":
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(targets, tf.int64), logits=outputs)
+    elif loss == "mse":
+        per_example = tf.reduce_mean(tf.square(tf.cast(targets, outputs.dtype) - outputs), axis=-1)
+    else:
+        raise ValueError(f"unknown loss {loss!r}")
+    return tf.reduce_sum(per_example, axis=1) / tf.cast(tf.shape(per_example)[1], per_example.dtype)
+
+
+def _member_angles(a, b):
+    """Per member, the angle in degrees between ``a[k]`` and ``b[k]`` flattened (NaN if either is zero), as
+    :func:`lrid.generate.health.angle_degrees` measures it."""
+    size = tf.shape(a)[0]
+    a = tf.reshape(tf.cast(a, tf.float32), [size, -1])
+    b = tf.reshape(tf.cast(b, tf.float32), [size, -1])
+    norms = tf.norm(a, axis=1) * tf.norm(b, axis=1)
+    cosine = tf.clip_by_value(tf.reduce_sum(a * b, axis=1) / norms, -1.0, 1.0)
+    degrees = tf.acos(cosine) * (180.0 / np.pi)
+    return tf.where(norms > 0, degrees, tf.constant(float("nan")))
+
+
+class PopulationStep:
+    """A population's compiled train step, recorder, health probe and evaluation, for one rule."""
+
+    def __init__(self, model, rule_name: str, rules: list, loss: str):
+        self.model = model
+        self.loss = loss
+        self.learned = model.feedback == "learned"
+        variables = model.forward_variables + (model.feedback_kernels if self.learned else [])
+        kind = rules[0].optimizer or rules[0].hparams.optimizer
+        # As restrict_weight_decay: only forward kernels decay.
+        self.optimizer = StackedOptimizer(kind, [rule.hparams for rule in rules], variables, model.kernels)
+        if self.learned:
+            def coefficient(values):
+                return tf.constant(np.asarray(values, dtype=np.float64).astype(np.float32)[:, None, None])
+
+            # Python-float products first, rounded once, as the solo rule's expressions round them.
+            self.ia_alpha = coefficient([rule.hparams.alpha for rule in rules])
+            self.ia_two_beta = coefficient([2.0 * rule.hparams.beta for rule in rules])
+            self.ia_two_gamma = coefficient([2.0 * rule.hparams.gamma for rule in rules])
+        self.train_step = tf.function(self._train_step)
+        self.observe = tf.function(self._observe)
+        self.angles = tf.function(self._angles)
+        self.logits = tf.function(model.logits)
+        self.members_finite = tf.function(model.members_finite)
+
+    def _feedback_gradient(self, index, layer_input):
+        """IA's dR/dB for every member (see InformationAlignment.feedback_gradient), batched."""
+        inputs = tf.stop_gradient(layer_input)
+        kernel = tf.stop_gradient(tf.convert_to_tensor(self.model.kernels[index]))
+        feedback = tf.stop_gradient(tf.convert_to_tensor(self.model.feedback_kernels[index]))
+        forward_projection = tf.matmul(inputs, kernel)
+        reconstruction = tf.matmul(forward_projection, feedback, transpose_b=True)
+        signal = self.ia_two_beta * reconstruction - self.ia_alpha * inputs
+        batch_size = tf.cast(tf.shape(inputs)[1], inputs.dtype)
+        return tf.matmul(signal, forward_projection, transpose_a=True) / batch_size + self.ia_two_gamma * feedback
+
+    def _train_step(self, x, y):
+        variables = self.model.forward_variables
+        with tf.GradientTape() as tape:
+            logits, layer_inputs, _ = self.model.forward_with_activity(x)
+            losses = batched_task_loss(self.loss, y, logits)
+            total = tf.reduce_sum(losses)  # members are independent: d total / d member k = d loss_k
+        gradients = tape.gradient(total, variables)
+        if self.learned:
+            gradients += [self._feedback_gradient(index, inputs) for index, inputs in enumerate(layer_inputs)]
+        with tf.control_dependencies(gradients):
+            self.optimizer.apply(gradients)
+        return losses
+
+    def _observe(self, probe):
+        """Every member's [n_layers, 45] observables on ``probe`` [K, P, ...]: [K, n_layers, 45]."""
+        from lrid.observables import FUNCTIONS
+        from lrid.observables.statistics import apply_function, describe_steps
+
+        model = self.model
+        _, layer_inputs, layer_outputs = model.forward_with_activity(probe, exact_gradient=True)
+        rows = []
+        for index, (layer_input, layer_output) in enumerate(zip(layer_inputs, layer_outputs)):
+            with tf.GradientTape() as tape:
+                tape.watch(layer_input)
+                total_output = tf.reduce_sum(model.layer(index, layer_input, exact_gradient=True))
+            jacobian_row_sums = tape.gradient(total_output, layer_input)
+            n_outputs = tf.cast(tf.shape(layer_output)[2], tf.float32)
+            change = tf.reduce_sum(jacobian_row_sums, axis=2) / n_outputs  # [K, P]
+            kernel = tf.convert_to_tensor(model.kernels[index])
+            rows.append(tf.concat([
+                describe_steps(tf.reshape(kernel, [model.size, 1, -1])),
+                describe_steps(layer_output),
+                tf.stack([tf.reduce_mean(apply_function(change, f), axis=1) for f in FUNCTIONS], axis=1),
+            ], axis=1))
+        return tf.stack(rows, axis=1)
+
+    def _angles(self, x, y):
+        """Per member and layer: the update-vs-gradient angle, and the feedback-vs-weight angle ([K, L] each)."""
+        model = self.model
+        with tf.GradientTape() as tape:
+            logits, _, _ = model.forward_with_activity(x, exact_gradient=True)
+            loss = tf.reduce_sum(batched_task_loss(self.loss, y, logits))
+        true_gradients = tape.gradient(loss, model.kernels)
+        with tf.GradientTape() as tape:
+            logits, _, _ = model.forward_with_activity(x)
+            loss = tf.reduce_sum(batched_task_loss(self.loss, y, logits))
+        signals = tape.gradient(loss, model.kernels)
+        update = tf.stack([_member_angles(s, g) for s, g in zip(signals, true_gradients)], axis=1)
+        if model.feedback is None:
+            return update, tf.zeros([model.size, 0])
+        feedback = tf.stack([_member_angles(model.feedback_matrix(i), model.kernels[i])
+                             for i in range(len(model.kernels))], axis=1)
+        return update, feedback
+
+
+# Solo models built for their initial weights, per (model spec, feedback, seed): building a Keras model
+# costs more than a short run's steps, and sweeps repeat seeds across rules and hyperparameters.
+_INITIAL: dict[str, object] = {}
+_INITIAL_LIMIT = 256
+
+
+def _initial_model(spec: RunSpec, task, feedback):
+    from lrid.models import build_model
+
+    key = json.dumps([spec.model.model_dump(mode="json"), spec.task.model_dump(mode="json"), feedback,
+                      spec.train.model_seed], sort_keys=True)
+    model = _INITIAL.pop(key, None)
+    if model is None:
+        model = build_model(spec.model, task, feedback=feedback, seed=spec.train.model_seed)
+    _INITIAL[key] = model
+    while len(_INITIAL) > _INITIAL_LIMIT:
+        _INITIAL.pop(next(iter(_INITIAL)))
+    return model
+
+
+class _Batches:
+    """Each member's training batch of a step, stacked: members sharing a data seed share one iterator."""
+
+    def __init__(self, task, batch_size: int, data_seeds: list[int]):
+        self.task, self.batch_size = task, batch_size
+        self.seeds = sorted(set(data_seeds))
+        self.index = np.array([self.seeds.index(seed) for seed in data_seeds])
+
+    def epoch(self, epoch: int):
+        """Yield (x [K, batch, ...], y [K, batch, ...]) for each step of ``epoch``."""
+        iterators = [self.task.epoch_batches(epoch, self.batch_size, seed) for seed in self.seeds]
+        for batches in zip(*iterators):
+            x = np.stack([b[0] for b in batches])[self.index]
+            y = np.stack([b[1] for b in batches])[self.index]
+            yield x, y
+
+
+def _train_population(specs: list[RunSpec]):
+    """The training loop of :func:`train_population`: each member's outcome dict and observable rows."""
+    from lrid.generate.trainer import _rows, _seed_global_generators, collapse_reason, recording_steps
+    from lrid.models.population import PopulationMLP
+    from lrid.rules import get_rule
+    from lrid.schema import depth_groups
+    from lrid.tasks import get_task
+
+    tf.config.experimental.enable_op_determinism()
+    first = specs[0]
+    _seed_global_generators(first.train.model_seed)
+    size = len(specs)
+    task = get_task(first.task.name, first.task.data_dir, first.task.image_size, **first.task.options)
+    rule_class = get_rule(first.rule.name)
+    rules = [rule_class(spec.rule.hparams, seed=0, loss=task.loss) for spec in specs]
+    solo = [_initial_model(spec, task, rule_class.feedback) for spec in specs]
+    layer_names = [layer.name for layer in solo[0].measured_layers]
+    widths = [int(np.prod(task.input_shape)), *first.model.hidden, solo[0].measured_layers[-1].units]
+    model = PopulationMLP(widths, first.model.activation, rule_class.feedback, size, layer_names)
+    model.load(solo)
+    step_fn = PopulationStep(model, first.rule.name, rules, task.loss)
+    probes = tf.constant(np.stack([task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed) for spec in specs]))
+
+    batch_size = first.train.batch_size
+    steps_per_epoch = task.steps_per_epoch(batch_size)
+    total_steps = first.train.epochs * steps_per_epoch
+    schedule = recording_steps(total_steps, first.observe.points)
+    groups = depth_groups(len(layer_names))
+    batches = _Batches(task, batch_size, [spec.train.data_seed for spec in specs])
+
+    active = np.ones(size, dtype=bool)
+    records: list[list] = [[] for _ in specs]
+    status = ["complete"] * size
+    diverged_at: list[int | None] = [None] * size
+    steps_run = [0] * size
+    final_loss = [float("nan")] * size
+    first_loss = None
+    recorded_losses: list[list] = [[None] for _ in specs]
+    health = [{"update_gradient_angle_deg": [], "feedback_weight_angle_deg": []} for _ in specs]
+    interval_losses: list = []
+
+    def record(step):
+        values = step_fn.observe(probes).numpy().astype(np.float64)
+        values[~np.isfinite(values)] = np.nan
+        for member in np.flatnonzero(active):
+            records[member].append((step, {"full": values[member]}))
+
+    def log_health(x, y):
+        update, feedback = (t.numpy() for t in step_fn.angles(x, y))
+        for member in np.flatnonzero(active):
+            health[member]["update_gradient_angle_deg"].append(_rounded(update[member]))
+            health[member]["feedback_weight_angle_deg"].append(_rounded(feedback[member]))
+
+    record(0)
+    step, next_record = 0, 1
+    train_step = None
+    for epoch in range(first.train.epochs):
+        if any(spec.train.lr_decay_epochs for spec in specs):
+            rates = [spec.train.learning_rate(rule.hparams.lr, epoch) if active[k] else 0.0
+                     for k, (spec, rule) in enumerate(zip(specs, rules))]
+            step_fn.optimizer.learning_rate.assign(np.asarray(rates, dtype=np.float64).astype(np.float32))
+        for x, y in batches.epoch(epoch):
+            x, y = tf.constant(x), tf.constant(y)
+            if train_step is None:
+                log_health(x, y)  # the initial networks, on the first batch they train on
+                train_step = step_fn.train_step.get_concrete_function(x, y)
+            loss_tensor = train_step(x, y)
+            if first_loss is None:
+                first_loss = loss_tensor.numpy()
+            interval_losses.append(loss_tensor)
+            step += 1
+            if next_record < len(schedule) and step == schedule[next_record]:
+                next_record += 1
+                losses = loss_tensor.numpy()
+                finite = step_fn.members_finite().numpy() & np.isfinite(losses)
+                for member in np.flatnonzero(active):
+                    final_loss[member] = float(losses[member])
+                    steps_run[member] = step
+                    if not finite[member]:
+                        status[member], diverged_at[member] = "diverged", step
+                        active[member] = False
+                        _mask(model, step_fn.optimizer, member)
+                if not active.any():
+                    break
+                record(step)
+                sums = tf.add_n(interval_losses).numpy()
+                for member in np.flatnonzero(active):
+                    recorded_losses[member].append(float(sums[member]) / len(interval_losses))
+                interval_losses = []
+                log_health(x, y)
+        if not active.any():
+            break
+
+    metric = task.metric
+    test_metrics = _evaluate(task, step_fn, size)
+    outcomes, frames = [], []
+    for member, spec in enumerate(specs):
+        collapsed = None
+        if status[member] == "complete" and first_loss is not None and len(recorded_losses[member]) > 1:
+            collapsed = collapse_reason(metric, task.n_classes, test_metrics[member], float(first_loss[member]),
+                                        recorded_losses[member][-1])
+            if collapsed:
+                status[member] = "collapsed"
+        recorded_steps = [s for s, _ in records[member]]
+        log = health[member]
+        outcomes.append({
+            "status": status[member],
+            "diverged_at_step": diverged_at[member],
+            "total_steps": total_steps,
+            "steps_run": steps_run[member] if status[member] == "diverged" else step,
+            "recorded_steps": recorded_steps,
+            "recorded_train_loss": recorded_losses[member],
+            "final_train_loss": final_loss[member],
+            f"final_test_{metric}": test_metrics[member] if status[member] != "diverged" else None,
+            **({"collapse_reason": collapsed} if collapsed else {}),
+            "health": {
+                "layers": layer_names,
+                "steps": recorded_steps[: len(log["update_gradient_angle_deg"])],
+                "update_gradient_angle_deg": log["update_gradient_angle_deg"],
+                "feedback_weight_angle_deg": log["feedback_weight_angle_deg"] if model.feedback is not None else None,
+            },
+        })
+        frames.append(_rows(spec.run_id, records[member], layer_names, groups, steps_per_epoch))
+    return outcomes, frames
+
+
+def _mask(model, optimizer, member: int) -> None:
+    """Take a diverged member out: finite zero weights that no longer change, so it cannot slow the others."""
+    mask = np.ones(model.size, dtype=np.float32)
+    mask[member] = 0.0
+    for variable in model.variables:
+        shaped = tf.reshape(tf.constant(mask), [model.size] + [1] * (len(variable.shape) - 1))
+        variable.assign(tf.where(shaped > 0, variable, tf.zeros_like(variable)))
+    optimizer.freeze(member)
+
+
+def _evaluate(task, step_fn, size: int) -> list[float]:
+    """Each member's test metric, through the task's own evaluation (its batching and metric)."""
+    cache: dict[bytes, np.ndarray] = {}  # per test batch: every member's outputs, computed once
+
+    def all_logits(inputs):
+        key = hashlib.sha256(np.ascontiguousarray(inputs).tobytes()).digest() + repr(inputs.shape).encode()
+        if key not in cache:
+            cache[key] = step_fn.logits(tf.constant(inputs)).numpy()
+        return cache[key]
+
+    return [task.evaluate(lambda inputs, k=member: all_logits(inputs)[k]) for member in range(size)]
+
+
+def _rounded(values) -> list[float | None]:
+    # As HealthProbe: JSON has no NaN, so an undefined angle is written as null.
+    return [round(float(v), 3) if np.isfinite(v) else None for v in values]
