@@ -122,34 +122,41 @@ class StackedOptimizer:
     """
 
     def __init__(self, kind: str, hparams: list, variables: list, decayed: list):
+        if kind not in ("sgd", "sgdm", "adam"):
+            raise ValueError(f"unknown optimizer {kind!r}")
         self.kind = kind
         self.size = len(hparams)
         self.variables = variables
         self.decayed = [any(variable is d for d in decayed) for variable in variables]
-
-        def setting(values):
-            return tf.constant(np.asarray(values, dtype=np.float64).astype(np.float32))
-
-        self.learning_rate = tf.Variable(setting([h.lr for h in hparams]), trainable=False)
-        self.weight_decay = setting([h.weight_decay for h in hparams])
+        # Whether the step decays at all is part of its trace (Keras skips decay when it is 0).
         self.any_decay = any(h.weight_decay for h in hparams)
-        if kind == "sgdm":
-            self.momentum = setting([h.momentum for h in hparams])
-            self.slots = [[tf.Variable(tf.zeros_like(v), trainable=False)] for v in variables]
-        elif kind == "adam":
-            self.beta_1 = setting([h.beta_1 for h in hparams])
-            self.beta_2 = setting([h.beta_2 for h in hparams])
-            # Keras multiplies by the Python float (1 - beta), rounded once to float32.
-            self.one_minus_beta_1 = setting([1 - h.beta_1 for h in hparams])
-            self.one_minus_beta_2 = setting([1 - h.beta_2 for h in hparams])
-            self.epsilon = setting([h.epsilon for h in hparams])
-            self.slots = [[tf.Variable(tf.zeros_like(v), trainable=False), tf.Variable(tf.zeros_like(v), trainable=False)]
-                          for v in variables]
-        elif kind == "sgd":
-            self.slots = [[] for _ in variables]
-        else:
-            raise ValueError(f"unknown optimizer {kind!r}")
+        names = {"sgd": [], "sgdm": ["momentum"],
+                 "adam": ["beta_1", "beta_2", "one_minus_beta_1", "one_minus_beta_2", "epsilon"]}[kind]
+        # Variables, not constants: a cached step serves later populations with other settings.
+        self.settings = {name: tf.Variable(tf.zeros([self.size]), trainable=False)
+                         for name in ["learning_rate", "weight_decay", *names]}
+        self.learning_rate = self.settings["learning_rate"]
+        slots = {"sgd": 0, "sgdm": 1, "adam": 2}[kind]
+        self.slots = [[tf.Variable(tf.zeros_like(v), trainable=False) for _ in range(slots)] for v in variables]
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.reset(hparams)
+
+    def reset(self, hparams: list) -> None:
+        """Start afresh with members' settings ``hparams`` (as many as the population's members): zero state."""
+        if len(hparams) != self.size or any(bool(h.weight_decay) for h in hparams) and not self.any_decay:
+            raise ValueError("a stacked optimizer is reset with settings of its own size and decay")
+        values = {name: [getattr(h, "lr" if name == "learning_rate" else name, 0.0) for h in hparams]
+                  for name in self.settings}
+        if self.kind == "adam":
+            # Keras multiplies by the Python float (1 - beta), rounded once to float32.
+            values["one_minus_beta_1"] = [1 - h.beta_1 for h in hparams]
+            values["one_minus_beta_2"] = [1 - h.beta_2 for h in hparams]
+        for name, variable in self.settings.items():
+            variable.assign(np.asarray(values[name], dtype=np.float64).astype(np.float32))
+        for slots in self.slots:
+            for slot in slots:
+                slot.assign(tf.zeros_like(slot))
+        self.iterations.assign(0)
 
     def _member(self, values, variable):
         """A [K] setting shaped to broadcast against ``variable`` ([K, ...])."""
@@ -160,12 +167,12 @@ class StackedOptimizer:
         if self.any_decay:
             for variable, decayed in zip(self.variables, self.decayed):
                 if decayed:
-                    variable.assign_sub(variable * self._member(self.weight_decay, variable)
+                    variable.assign_sub(variable * self._member(self.settings["weight_decay"], variable)
                                         * self._member(self.learning_rate, variable))
         if self.kind == "adam":
             local_step = tf.cast(self.iterations + 1, tf.float32)
-            beta_1_power = tf.pow(self.beta_1, local_step)
-            beta_2_power = tf.pow(self.beta_2, local_step)
+            beta_1_power = tf.pow(self.settings["beta_1"], local_step)
+            beta_2_power = tf.pow(self.settings["beta_2"], local_step)
             alpha = self.learning_rate * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         for variable, gradient, slots in zip(self.variables, gradients, self.slots):
             lr = self._member(self.learning_rate, variable)
@@ -173,14 +180,14 @@ class StackedOptimizer:
                 variable.assign_sub(gradient * lr)
             elif self.kind == "sgdm":
                 (velocity,) = slots
-                velocity.assign(velocity * self._member(self.momentum, variable) - gradient * lr)
+                velocity.assign(velocity * self._member(self.settings["momentum"], variable) - gradient * lr)
                 variable.assign_add(velocity)
             else:
                 m, v = slots
-                m.assign_add((gradient - m) * self._member(self.one_minus_beta_1, variable))
-                v.assign_add((tf.square(gradient) - v) * self._member(self.one_minus_beta_2, variable))
+                m.assign_add((gradient - m) * self._member(self.settings["one_minus_beta_1"], variable))
+                v.assign_add((tf.square(gradient) - v) * self._member(self.settings["one_minus_beta_2"], variable))
                 variable.assign_sub((m * self._member(alpha, variable))
-                                    / (tf.sqrt(v) + self._member(self.epsilon, variable)))
+                                    / (tf.sqrt(v) + self._member(self.settings["epsilon"], variable)))
         self.iterations.assign_add(1)
 
     def freeze(self, member: int) -> None:
@@ -220,7 +227,7 @@ def _member_angles(a, b):
 class PopulationStep:
     """A population's compiled train step, recorder, health probe and evaluation, for one rule."""
 
-    def __init__(self, model, rule_name: str, rules: list, loss: str):
+    def __init__(self, model, rules: list, loss: str):
         self.model = model
         self.loss = loss
         self.learned = model.feedback == "learned"
@@ -229,18 +236,28 @@ class PopulationStep:
         # As restrict_weight_decay: only forward kernels decay.
         self.optimizer = StackedOptimizer(kind, [rule.hparams for rule in rules], variables, model.kernels)
         if self.learned:
-            def coefficient(values):
-                return tf.constant(np.asarray(values, dtype=np.float64).astype(np.float32)[:, None, None])
-
-            # Python-float products first, rounded once, as the solo rule's expressions round them.
-            self.ia_alpha = coefficient([rule.hparams.alpha for rule in rules])
-            self.ia_two_beta = coefficient([2.0 * rule.hparams.beta for rule in rules])
-            self.ia_two_gamma = coefficient([2.0 * rule.hparams.gamma for rule in rules])
+            self.ia_alpha, self.ia_two_beta, self.ia_two_gamma = (
+                tf.Variable(tf.zeros([model.size, 1, 1]), trainable=False) for _ in range(3))
+            self._set_coefficients(rules)
         self.train_step = tf.function(self._train_step)
         self.observe = tf.function(self._observe)
         self.angles = tf.function(self._angles)
         self.logits = tf.function(model.logits)
         self.members_finite = tf.function(model.members_finite)
+
+    def _set_coefficients(self, rules) -> None:
+        # Python-float products first, rounded once, as the solo rule's expressions round them.
+        for variable, values in ((self.ia_alpha, [rule.hparams.alpha for rule in rules]),
+                                 (self.ia_two_beta, [2.0 * rule.hparams.beta for rule in rules]),
+                                 (self.ia_two_gamma, [2.0 * rule.hparams.gamma for rule in rules])):
+            variable.assign(np.asarray(values, dtype=np.float64).astype(np.float32)[:, None, None])
+
+    def reset(self, rules: list, solo_models: list) -> None:
+        """Serve another population of the same key and size: its members' weights, settings, fresh state."""
+        self.model.load(solo_models)
+        self.optimizer.reset([rule.hparams for rule in rules])
+        if self.learned:
+            self._set_coefficients(rules)
 
     def _feedback_gradient(self, index, layer_input):
         """IA's dR/dB for every member (see InformationAlignment.feedback_gradient), batched."""
@@ -345,35 +362,60 @@ class _Batches:
             yield x, y
 
 
+def build_population(specs: list[RunSpec]):
+    """``(task, rules, step, batches)`` for a population of ``specs`` (one :func:`population_key`): the
+    members' rule objects, their :class:`PopulationStep` with each member's initial weights loaded, and
+    their stacked training batches."""
+    from lrid.models.population import PopulationMLP
+    from lrid.rules import get_rule
+    from lrid.tasks import get_task
+
+    first = specs[0]
+    task = get_task(first.task.name, first.task.data_dir, first.task.image_size, **first.task.options)
+    rule_class = get_rule(first.rule.name)
+    rules = [rule_class(spec.rule.hparams, seed=0, loss=task.loss) for spec in specs]
+    solo = [_initial_model(spec, task, rule_class.feedback) for spec in specs]
+    batches = _Batches(task, first.train.batch_size, [spec.train.data_seed for spec in specs])
+    key = json.dumps([population_key(first), len(specs), any(rule.hparams.weight_decay for rule in rules)])
+    step = _STEPS.pop(key, None)
+    if step is not None:
+        step.reset(rules, solo)
+    else:
+        layers = solo[0].measured_layers
+        widths = [int(np.prod(task.input_shape)), *first.model.hidden, layers[-1].units]
+        model = PopulationMLP(widths, first.model.activation, rule_class.feedback, len(specs), [l.name for l in layers])
+        model.load(solo)
+        step = PopulationStep(model, rules, task.loss)
+    _STEPS[key] = step  # most recently used last
+    while len(_STEPS) > _STEPS_LIMIT:
+        _STEPS.pop(next(iter(_STEPS)))
+    return task, rules, step, batches
+
+
+# Tracing a population's step, recorder and probes costs seconds, more than training a demo population:
+# later populations of the same key, size and decay reuse them (as the solo path reuses its compiled runs).
+_STEPS: dict[str, PopulationStep] = {}
+_STEPS_LIMIT = 4
+
+
 def _train_population(specs: list[RunSpec]):
     """The training loop of :func:`train_population`: each member's outcome dict and observable rows."""
     from lrid.generate.trainer import _rows, _seed_global_generators, collapse_reason, recording_steps
-    from lrid.models.population import PopulationMLP
-    from lrid.rules import get_rule
     from lrid.schema import depth_groups
-    from lrid.tasks import get_task
 
     tf.config.experimental.enable_op_determinism()
     first = specs[0]
     _seed_global_generators(first.train.model_seed)
     size = len(specs)
-    task = get_task(first.task.name, first.task.data_dir, first.task.image_size, **first.task.options)
-    rule_class = get_rule(first.rule.name)
-    rules = [rule_class(spec.rule.hparams, seed=0, loss=task.loss) for spec in specs]
-    solo = [_initial_model(spec, task, rule_class.feedback) for spec in specs]
-    layer_names = [layer.name for layer in solo[0].measured_layers]
-    widths = [int(np.prod(task.input_shape)), *first.model.hidden, solo[0].measured_layers[-1].units]
-    model = PopulationMLP(widths, first.model.activation, rule_class.feedback, size, layer_names)
-    model.load(solo)
-    step_fn = PopulationStep(model, first.rule.name, rules, task.loss)
+    task, rules, step_fn, batches = build_population(specs)
+    model = step_fn.model
+    layer_names = model.layer_names
     probes = tf.constant(np.stack([task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed) for spec in specs]))
 
-    batch_size = first.train.batch_size
-    steps_per_epoch = task.steps_per_epoch(batch_size)
+    steps_per_epoch = task.steps_per_epoch(first.train.batch_size)
     total_steps = first.train.epochs * steps_per_epoch
     schedule = recording_steps(total_steps, first.observe.points)
     groups = depth_groups(len(layer_names))
-    batches = _Batches(task, batch_size, [spec.train.data_seed for spec in specs])
 
     active = np.ones(size, dtype=bool)
     records: list[list] = [[] for _ in specs]
