@@ -113,6 +113,9 @@ def test_populations_group_runs_that_share_a_step_and_keep_the_others_solo():
     assert sorted(spec.run_id for unit in units for spec in unit) == sorted(spec.run_id for spec in specs)
     assert [spec.run_id for spec in max(units, key=len)] == [fa[0].run_id, fa[1].run_id]
     assert all(len(unit) == 1 for unit in group_populations(specs, 1))
+    # Spread over two workers, three fa runs make two populations rather than one of three.
+    spread = [unit for unit in group_populations(specs, 8, spread=2) if len(unit) > 1]
+    assert [len(unit) for unit in spread] == [2] and sum(len(u) for u in group_populations(specs, 8, spread=2)) == len(specs)
 
 
 SWEEP = """
@@ -172,3 +175,42 @@ def test_manifest_schema_accepts_a_population_field_and_manifests_without_one():
     assert "population" not in parse_manifest(json.loads(json.dumps(base)))
     member = {**base, "population": {"id": "f00", "size": 8, "member": 3, "wall_time_s": 1.5}}
     assert parse_manifest(member)["population"]["member"] == 3
+
+
+def test_a_population_sweep_killed_mid_way_resumes_with_every_run_once(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pyarrow.parquet as pq
+
+    from lrid.store import Store
+
+    sweep = tmp_path / "pop.yaml"
+    sweep.write_text(SWEEP.replace("model_seed: [0, 1]", "model_seed: [0, 1, 2, 3]"))
+    store = tmp_path / "store"
+    command = [sys.executable, "-m", "lrid.cli", "generate", str(sweep), "--store", str(store),
+               "--backend", "sequential", "--population", "2"]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and len(list((store / "runs").glob("*.json"))) < 2:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # mid-sweep: later populations hold claims, or have not started
+    process.wait()
+    killed_with = len(list((store / "runs").glob("*.json")))
+    assert 2 <= killed_with < 12, "the sweep should be killed part-way through"
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{killed_with} already in" in resumed.stdout
+    manifests = [json.loads(path.read_text()) for path in (store / "runs").glob("*.json")]
+    expected = sorted(spec.run_id for spec in load_sweep(sweep).expand())
+    assert sorted(m["run_id"] for m in manifests) == expected
+    # A kill between a population's writes leaves an odd member, trained alone on resume.
+    sizes = [m.get("population", {}).get("size", 1) for m in manifests]
+    assert set(sizes) <= {1, 2} and sizes.count(2) >= len(sizes) - 2
+    for path in (store / "observables").rglob("*.parquet"):
+        pq.read_table(path)
+    assert Store(store).orphan_observables() == []

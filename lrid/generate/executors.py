@@ -117,14 +117,14 @@ def configuration_chunks(specs: list[RunSpec], workers: int) -> list[list[RunSpe
     return [group[start : start + largest] for group in groups.values() for start in range(0, len(group), largest)]
 
 
-def work_units(specs: list[RunSpec], population: int) -> list[list[RunSpec]]:
+def work_units(specs: list[RunSpec], population: int, workers: int = 1) -> list[list[RunSpec]]:
     """``specs`` as the executors hand them out: populations of up to ``population`` runs that train
-    together (:func:`lrid.generate.population.group_populations`), and single runs."""
+    together (:func:`lrid.generate.population.group_populations`, spread over ``workers``), and single runs."""
     if population <= 1:
         return [[spec] for spec in specs]
     from lrid.generate.population import group_populations
 
-    return group_populations(specs, population)
+    return group_populations(specs, population, spread=workers)
 
 
 def run_unit_into_store(spec_jsons: list[str], store_location: str, retry_failed: bool = False) -> list[dict]:
@@ -195,7 +195,7 @@ class LocalPoolExecutor:
 
     def _tasks(self, specs: list[RunSpec]) -> list[tuple]:
         """(function, runs) per pool task: each population is a task, single runs go in configuration chunks."""
-        units = work_units(specs, self.population)
+        units = work_units(specs, self.population, self.workers)
         singles = [unit[0] for unit in units if len(unit) == 1]
         return ([(run_population_into_store, unit) for unit in units if len(unit) > 1]
                 + [(run_chunk_into_store, chunk) for chunk in configuration_chunks(singles, self.workers)])

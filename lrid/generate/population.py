@@ -60,9 +60,13 @@ def population_key(spec: RunSpec) -> str | None:
                        optimizer, spec.train.epochs, spec.train.batch_size, observe], sort_keys=True)
 
 
-def group_populations(specs: list[RunSpec], size: int) -> list[list[RunSpec]]:
+def group_populations(specs: list[RunSpec], size: int, spread: int = 1) -> list[list[RunSpec]]:
     """``specs`` split into populations of at most ``size`` members sharing a :func:`population_key`; a spec
-    that trains solo (or ``size`` 1) is a population of one. Groups keep the specs' order."""
+    that trains solo (or ``size`` 1) is a population of one. Groups keep the specs' order.
+
+    ``spread`` (a pool's workers) splits a group into at least that many populations while it has the
+    members, so that a few populations do not leave workers idle; members are dealt out evenly.
+    """
     groups: dict[str, list[RunSpec]] = {}
     populations = []
     for spec in specs:
@@ -72,7 +76,9 @@ def group_populations(specs: list[RunSpec], size: int) -> list[list[RunSpec]]:
         else:
             groups.setdefault(key, []).append(spec)
     for members in groups.values():
-        populations += [members[start : start + size] for start in range(0, len(members), size)]
+        count = max(-(-len(members) // size), min(spread, len(members)))
+        bounds = np.linspace(0, len(members), count + 1).round().astype(int)
+        populations += [members[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
     return populations
 
 
