@@ -36,6 +36,7 @@ def _spec(rule, hparams, seed, epochs=1, activation="tanh", hidden=(16, 16), **o
 
 def _assert_member_equals_solo(member, solo):
     assert member.manifest["run_id"] == solo.manifest["run_id"]
+    assert set(member.manifest) - {"population"} == set(solo.manifest)
     for key in ("status", "diverged_at_step", "total_steps", "steps_run", "recorded_steps"):
         assert member.manifest[key] == solo.manifest[key], key
     assert member.manifest["final_test_accuracy"] == pytest.approx(solo.manifest["final_test_accuracy"], abs=0.01)

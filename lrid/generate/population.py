@@ -265,12 +265,12 @@ class PopulationStep:
         if self.learned:
             self._set_coefficients(rules)
 
-    def _feedback_gradient(self, index, layer_input):
-        """IA's dR/dB for every member (see InformationAlignment.feedback_gradient), batched."""
+    def _feedback_gradient(self, index, layer_input, forward_projection):
+        """IA's dR/dB for every member (see InformationAlignment.feedback_gradient), batched; ``x W`` is the
+        forward pass's own (the same product the solo rule recomputes)."""
         inputs = tf.stop_gradient(layer_input)
-        kernel = tf.stop_gradient(tf.convert_to_tensor(self.model.kernels[index]))
+        forward_projection = tf.stop_gradient(forward_projection)
         feedback = tf.stop_gradient(tf.convert_to_tensor(self.model.feedback_kernels[index]))
-        forward_projection = tf.matmul(inputs, kernel)
         reconstruction = tf.matmul(forward_projection, feedback, transpose_b=True)
         signal = self.ia_two_beta * reconstruction - self.ia_alpha * inputs
         batch_size = tf.cast(tf.shape(inputs)[1], inputs.dtype)
@@ -278,13 +278,15 @@ class PopulationStep:
 
     def _train_step(self, x, y):
         variables = self.model.forward_variables
+        projections = []
         with tf.GradientTape() as tape:
-            logits, layer_inputs, _ = self.model.forward_with_activity(x)
+            logits, layer_inputs, _ = self.model.forward_with_activity(x, projections=projections)
             losses = batched_task_loss(self.loss, y, logits)
             total = tf.reduce_sum(losses)  # members are independent: d total / d member k = d loss_k
         gradients = tape.gradient(total, variables)
         if self.learned:
-            gradients += [self._feedback_gradient(index, inputs) for index, inputs in enumerate(layer_inputs)]
+            gradients += [self._feedback_gradient(index, inputs, projection)
+                          for index, (inputs, projection) in enumerate(zip(layer_inputs, projections))]
         with tf.control_dependencies(gradients):
             self.optimizer.apply(gradients)
         return losses

@@ -75,23 +75,32 @@ class PopulationMLP:
             return tf.convert_to_tensor(self.feedback_kernels[index])
         return None
 
-    def layer(self, index: int, inputs, exact_gradient: bool = False):
-        """Layer ``index`` on inputs [K, batch, in]: ``activation(x W + b)``, its backward signal by the rule."""
+    def projection(self, index: int, inputs, exact_gradient: bool = False):
+        """Layer ``index``'s linear map ``x W`` on inputs [K, batch, in], its backward signal by the rule."""
         kernel = tf.convert_to_tensor(self.kernels[index])
         feedback = None if exact_gradient else self.feedback_matrix(index)
         if feedback is None:
-            outputs = tf.matmul(inputs, kernel)
-        else:
-            outputs = _feedback_matmul(inputs, kernel, tf.stop_gradient(feedback))
-        return self.activations[index](outputs + tf.convert_to_tensor(self.biases[index])[:, None, :])
+            return tf.matmul(inputs, kernel)
+        return _feedback_matmul(inputs, kernel, tf.stop_gradient(feedback))
 
-    def forward_with_activity(self, inputs, exact_gradient: bool = False):
-        """``(logits, layer_inputs, layer_outputs)`` for inputs [K, batch, ...], one entry per layer."""
+    def layer(self, index: int, inputs, exact_gradient: bool = False, projection=None):
+        """Layer ``index`` on inputs [K, batch, in]: ``activation(x W + b)``, its backward signal by the rule.
+        ``projection``, ``x W`` if already computed, is reused."""
+        if projection is None:
+            projection = self.projection(index, inputs, exact_gradient)
+        return self.activations[index](projection + tf.convert_to_tensor(self.biases[index])[:, None, :])
+
+    def forward_with_activity(self, inputs, exact_gradient: bool = False, projections: list | None = None):
+        """``(logits, layer_inputs, layer_outputs)`` for inputs [K, batch, ...], one entry per layer; each
+        layer's ``x W`` is appended to ``projections`` if given (a rule's local update reuses it)."""
         outputs = tf.reshape(inputs, [self.size, tf.shape(inputs)[1], -1])
         layer_inputs, layer_outputs = [], []
         for index in range(len(self.kernels)):
             layer_inputs.append(outputs)
-            outputs = self.layer(index, outputs, exact_gradient)
+            projection = self.projection(index, outputs, exact_gradient)
+            if projections is not None:
+                projections.append(projection)
+            outputs = self.layer(index, outputs, projection=projection)
             layer_outputs.append(outputs)
         return outputs, layer_inputs, layer_outputs
 
