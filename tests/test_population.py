@@ -133,32 +133,64 @@ grid:
 """
 
 
-def test_a_population_sweep_writes_what_a_solo_sweep_writes_and_resumes(tmp_path):
+@pytest.fixture(scope="module")
+def solo_sweep(tmp_path_factory):
+    """The sweep's file and its store trained solo."""
+    from lrid.generate import generate
+    from lrid.generate.executors import SequentialExecutor
+
+    root = tmp_path_factory.mktemp("solo")
+    path = root / "pop.yaml"
+    path.write_text(SWEEP)
+    generate(load_sweep(path), root / "store", executor=SequentialExecutor(), progress=False)
+    return path, root / "store"
+
+
+def _assert_same_observables(store_root, solo_root):
+    from lrid.store import Store
+
+    ours, theirs = (Store(root).read_observables(("complete", "collapsed")) for root in (store_root, solo_root))
+    ours, theirs = (frame.sort_values(["run_id", "step", "layer_index"]).reset_index(drop=True) for frame in (ours, theirs))
+    assert list(ours.columns) == list(theirs.columns) and ours["run_id"].equals(theirs["run_id"])
+    np.testing.assert_allclose(ours[list(OBSERVABLES)].to_numpy(), theirs[list(OBSERVABLES)].to_numpy(), rtol=RTOL, atol=ATOL)
+
+
+def test_a_population_sweep_writes_what_a_solo_sweep_writes_and_resumes(solo_sweep, tmp_path):
     from lrid.generate import generate
     from lrid.generate.executors import SequentialExecutor
     from lrid.store import Store
 
-    path = tmp_path / "pop.yaml"
-    path.write_text(SWEEP)
+    path, solo_store = solo_sweep
     sweep = load_sweep(path)
-    solo = generate(sweep, tmp_path / "solo", executor=SequentialExecutor(), progress=False)
     # A sweep killed after part of its runs: the store holds those, and the population run trains the rest.
     part = sweep.expand()[:2]
     store = Store(tmp_path / "pop")
     generate_part = SequentialExecutor(population=4)
     assert [o["status"] for o in generate_part.map(part, store.location)] == ["complete", "complete"]
     resumed = generate(sweep, store, executor=SequentialExecutor(population=4), progress=False)
-    assert resumed.skipped == 2 and resumed.complete + resumed.collapsed == solo.total - 2
+    assert resumed.skipped == 2 and resumed.complete + resumed.collapsed == len(sweep.expand()) - 2
     pop_manifests = {m["run_id"]: m for m in store.manifests()}
-    solo_manifests = {m["run_id"]: m for m in Store(tmp_path / "solo").manifests()}
+    solo_manifests = {m["run_id"]: m for m in Store(solo_store).manifests()}
     assert pop_manifests.keys() == solo_manifests.keys()
     sizes = sorted(m["population"]["size"] for m in pop_manifests.values())
     assert sizes == [2, 2, 2, 2, 2, 2]  # two populations of the first call, then sgdm's remaining two, ia's two
-    ours, theirs = (Store(tmp_path / name).read_observables(("complete", "collapsed")) for name in ("pop", "solo"))
-    ours, theirs = (frame.sort_values(["run_id", "step", "layer_index"]).reset_index(drop=True) for frame in (ours, theirs))
-    assert list(ours.columns) == list(theirs.columns)
-    np.testing.assert_allclose(ours[list(OBSERVABLES)].to_numpy(), theirs[list(OBSERVABLES)].to_numpy(), rtol=RTOL, atol=ATOL)
+    _assert_same_observables(store.location, solo_store)
     assert all("population" not in m for m in solo_manifests.values())
+
+
+def test_the_process_pool_hands_out_populations(solo_sweep, tmp_path):
+    from lrid.generate import generate
+    from lrid.generate.executors import make_executor
+    from lrid.store import Store
+
+    path, solo_store = solo_sweep
+    summary = generate(load_sweep(path), tmp_path / "pool", executor=make_executor("process", workers=2, population=8),
+                       progress=False)
+    assert summary.failed == 0 and summary.complete + summary.collapsed == 6
+    # Spread over two workers: sgdm's four runs as two populations of two, ia's two runs alone.
+    sizes = sorted(m.get("population", {}).get("size", 1) for m in Store(tmp_path / "pool").manifests())
+    assert sizes == [1, 1, 2, 2, 2, 2]
+    _assert_same_observables(tmp_path / "pool", solo_store)
 
 
 def test_population_size_below_one_is_a_one_line_error():
