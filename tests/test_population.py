@@ -39,7 +39,11 @@ def _assert_member_equals_solo(member, solo):
     assert set(member.manifest) - {"population"} == set(solo.manifest)
     for key in ("status", "diverged_at_step", "total_steps", "steps_run", "recorded_steps"):
         assert member.manifest[key] == solo.manifest[key], key
-    assert member.manifest["final_test_accuracy"] == pytest.approx(solo.manifest["final_test_accuracy"], abs=0.01)
+    metric = next(key for key in solo.manifest if key.startswith("final_test_"))
+    if solo.manifest[metric] is None:  # diverged
+        assert member.manifest[metric] is None
+    else:  # accuracy may differ by a test example whose logits tie to rounding
+        assert member.manifest[metric] == pytest.approx(solo.manifest[metric], rel=1e-4, abs=0.003)
     np.testing.assert_allclose(np.array(member.manifest["recorded_train_loss"][1:], dtype=float),
                                np.array(solo.manifest["recorded_train_loss"][1:], dtype=float), rtol=RTOL)
     for angles in ("update_gradient_angle_deg", "feedback_weight_angle_deg"):
@@ -63,6 +67,18 @@ def test_each_member_records_what_a_solo_run_of_its_spec_records(rule):
     members = train_population(specs, fall_back=False)
     for spec, member in zip(specs, members):
         assert member.manifest["population"]["size"] == len(specs)
+        _assert_member_equals_solo(member, train_run(spec))
+
+
+def test_members_of_a_regression_task_match_solo_runs():
+    from lrid.generate.population import train_population
+    from lrid.generate.trainer import train_run
+
+    specs = [RunSpec.model_validate({**_spec("fa", {"lr": lr}, seed).model_dump(),
+                                     "task": {"name": "teacher_student", "options": {"n_train": 512, "n_test": 128}}})
+             for seed, lr in ((0, 0.01), (1, 0.003))]
+    for spec, member in zip(specs, train_population(specs, fall_back=False)):
+        assert "final_test_mse" in member.manifest
         _assert_member_equals_solo(member, train_run(spec))
 
 

@@ -91,8 +91,8 @@ def train_population(specs: list[RunSpec], fall_back: bool = True):
     """
     from lrid.generate.trainer import RunResult, _versions, train_run
 
-    if len(specs) == 1 and population_key(specs[0]) is None:
-        return [train_run(specs[0])]
+    if len(specs) == 1:
+        return [train_run(specs[0])]  # a population of one is a solo run, bit for bit
     keys = {population_key(spec) for spec in specs}
     if None in keys or len(keys) > 1:
         raise ValueError("a population's specs must share one population key (see group_populations)")
