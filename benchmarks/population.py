@@ -7,7 +7,8 @@ their own seeds and learning rates). Cases are timed alternately in one process 
 network-steps/s counts every member's steps. A rule that populations do not support (np) has its solo row
 only, marked so. The end-to-end rows compare whole runs with 21 recordings (what ``lrid generate`` writes)
 of K demo runs trained as one population against the same runs trained solo, and give recording's share
-of a population run's wall time (the run with 21 points against the same with 2).
+of a population run's wall time (the run with 21 points against the same with 2); the last row times
+``lrid generate pipelines/demo.yaml`` with and without ``--population 32`` on the same workers.
 
     python benchmarks/population.py [--quick] [--threads 1] [--sizes 1,8,32,128] [--rules sgdm,fa,ia,np]
 """
@@ -23,6 +24,7 @@ from workloads import DIGITS_MLP
 # Targets from issue #16: network-steps/s relative to the solo path, per population size.
 SPEEDUP_TARGETS = {32: 4.0, 128: 5.0}
 RECORDING_SHARE_TARGET = 0.10
+DEMO_TARGET = 2.5
 # Learning rates spread across members, so the population is a sweep's, not K copies of one run.
 LR_SPREAD = (0.5, 1.0, 2.0)
 
@@ -110,6 +112,34 @@ def end_to_end(rule: str, size: int, epochs: int) -> dict:
             "recording_share": round(share, 3), "target": f"recording <= {RECORDING_SHARE_TARGET:.0%} of a run"}
 
 
+def demo_sweep(workers: int, size: int, runs: int | None) -> dict:
+    """``lrid generate pipelines/demo.yaml`` (or its first ``runs`` runs) as a user runs it, solo and with
+    ``--population size``, the same ``workers`` each: wall seconds (process start-up included) and the ratio."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from sweep_throughput import subset_sweep
+
+    from harness import REPO
+
+    with tempfile.TemporaryDirectory() as directory:
+        spec, count = subset_sweep(REPO / "pipelines" / "demo.yaml", runs, Path(directory))
+        seconds = {}
+        for name, extra in (("solo", []), (f"K={size}", ["--population", str(size)])):
+            command = [sys.executable, "-m", "lrid.cli", "generate", str(spec), "--store", f"{directory}/{name}",
+                       "--workers", str(workers), *extra]
+            started = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+            seconds[name] = time.perf_counter() - started
+    solo_s, population_s = seconds["solo"], seconds[f"K={size}"]
+    return {"rule": "demo sweep", "case": f"{count} runs, {workers} workers, --population {size}", "K": size,
+            "population_s": round(population_s, 1), "solo_s": round(solo_s, 1),
+            "speedup": round(solo_s / population_s, 2), "target": f">= {DEMO_TARGET}x solo"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds, one epoch, K up to 32 (smoke run)")
@@ -118,6 +148,7 @@ def main() -> None:
     parser.add_argument("--rules", default="sgdm,fa,ia,np")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--end-to-end", type=int, default=None, help="K of the end-to-end comparison (0: skip)")
+    parser.add_argument("--demo-workers", type=int, default=2, help="workers of the demo sweep comparison (0: skip)")
     args = parser.parse_args()
     configure_tensorflow(args.threads)
     from lrid.generate.population import POPULATION_RULES
@@ -157,8 +188,14 @@ def main() -> None:
             run = end_to_end(rule, e2e_size, 1 if args.quick else 8)
             run["met"] = verdict(run["recording_share"] <= RECORDING_SHARE_TARGET, args.quick)
             runs.append(run)
+    if args.demo_workers:
+        # The quick run times a quarter of the demo (24 runs), which judges nothing.
+        demo = demo_sweep(args.demo_workers, 32, 24 if args.quick else None)
+        demo["met"] = verdict(demo["speedup"] >= DEMO_TARGET, args.quick)
+        runs.append(demo)
+    if runs:
         print_table(runs, ["rule", "case", "population_s", "solo_s", "speedup", "recording_share", "target", "met"],
-                    "Whole runs with 21 recordings: one population against the same runs solo")
+                    "Whole runs with 21 recordings, one population against the same runs solo; and the demo sweep")
     write_result("population", {"threads": args.threads, "rounds": rounds, "epochs": epochs, "rows": rows,
                                 "runs": runs}, load_before, quick=args.quick)
 

@@ -130,9 +130,10 @@ def test_populations_group_runs_that_share_a_step_and_keep_the_others_solo():
     assert sorted(spec.run_id for unit in units for spec in unit) == sorted(spec.run_id for spec in specs)
     assert [spec.run_id for spec in max(units, key=len)] == [fa[0].run_id, fa[1].run_id]
     assert all(len(unit) == 1 for unit in group_populations(specs, 1))
-    # Spread over two workers, three fa runs make two populations rather than one of three.
-    spread = [unit for unit in group_populations(specs, 8, spread=2) if len(unit) > 1]
-    assert [len(unit) for unit in spread] == [2] and sum(len(u) for u in group_populations(specs, 8, spread=2)) == len(specs)
+    # Spread over workers: a lone population of three is halved to keep two workers busy, not more.
+    assert [len(unit) for unit in group_populations(fa, 8, spread=2)] == [2, 1]
+    assert [len(unit) for unit in group_populations(fa, 8, spread=5)] == [1, 1, 1]
+    assert sorted(len(unit) for unit in group_populations(specs, 8, spread=2)) == [1, 1, 1, 1, 1, 1, 3]
 
 
 SWEEP = """
@@ -203,9 +204,9 @@ def test_the_process_pool_hands_out_populations(solo_sweep, tmp_path):
     summary = generate(load_sweep(path), tmp_path / "pool", executor=make_executor("process", workers=2, population=8),
                        progress=False)
     assert summary.failed == 0 and summary.complete + summary.collapsed == 6
-    # Spread over two workers: sgdm's four runs as two populations of two, ia's two runs alone.
+    # Two populations (sgdm's four runs, ia's two) keep the two workers busy: neither is split.
     sizes = sorted(m.get("population", {}).get("size", 1) for m in Store(tmp_path / "pool").manifests())
-    assert sizes == [1, 1, 2, 2, 2, 2]
+    assert sizes == [2, 2, 4, 4, 4, 4]
     _assert_same_observables(tmp_path / "pool", solo_store)
 
 

@@ -64,22 +64,25 @@ def group_populations(specs: list[RunSpec], size: int, spread: int = 1) -> list[
     """``specs`` split into populations of at most ``size`` members sharing a :func:`population_key`; a spec
     that trains solo (or ``size`` 1) is a population of one. Groups keep the specs' order.
 
-    ``spread`` (a pool's workers) splits a group into at least that many populations while it has the
-    members, so that a few populations do not leave workers idle; members are dealt out evenly.
+    ``spread`` (a pool's workers): while there are fewer work units than that, the largest population is
+    halved, so that a few large populations do not leave workers idle.
     """
     groups: dict[str, list[RunSpec]] = {}
-    populations = []
+    singles = []
     for spec in specs:
         key = population_key(spec) if size > 1 else None
         if key is None:
-            populations.append([spec])
+            singles.append([spec])
         else:
             groups.setdefault(key, []).append(spec)
-    for members in groups.values():
-        count = max(-(-len(members) // size), min(spread, len(members)))
-        bounds = np.linspace(0, len(members), count + 1).round().astype(int)
-        populations += [members[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
-    return populations
+    populations = [members[start : start + size] for members in groups.values()
+                   for start in range(0, len(members), size)]
+    while len(populations) + len(singles) < spread and any(len(p) > 1 for p in populations):
+        largest = max(range(len(populations)), key=lambda index: len(populations[index]))
+        members = populations.pop(largest)
+        half = -(-len(members) // 2)
+        populations[largest:largest] = [members[:half], members[half:]]
+    return singles + populations
 
 
 def train_population(specs: list[RunSpec], fall_back: bool = True):
