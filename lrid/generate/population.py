@@ -30,7 +30,7 @@ import numpy as np
 from lrid.config import RunSpec
 from lrid.lazy_import import tf
 
-#: rules a population can train, with the feedback kind of their layers (the rules' own ``feedback``)
+#: rules a population can train: those whose step is "forward, then a backward signal" (see PopulationStep)
 POPULATION_RULES = ("sgd", "sgdm", "adam", "fa", "ss", "ia")
 
 
@@ -261,9 +261,9 @@ class PopulationStep:
                                  (self.ia_two_gamma, [2.0 * rule.hparams.gamma for rule in rules])):
             variable.assign(np.asarray(values, dtype=np.float64).astype(np.float32)[:, None, None])
 
-    def reset(self, rules: list, solo_models: list) -> None:
+    def reset(self, rules: list, initial_weights: list) -> None:
         """Serve another population of the same key and size: its members' weights, settings, fresh state."""
-        self.model.load(solo_models)
+        self.model.load(initial_weights)
         self.optimizer.reset([rule.hparams for rule in rules])
         if self.learned:
             self._set_coefficients(rules)
@@ -336,24 +336,32 @@ class PopulationStep:
         return update, feedback
 
 
-# Solo models built for their initial weights, per (model spec, feedback, seed): building a Keras model
-# costs more than a short run's steps, and sweeps repeat seeds across rules and hyperparameters.
-_INITIAL: dict[str, object] = {}
-_INITIAL_LIMIT = 256
+# A solo build's initial weights per (model spec, task, feedback, seed): building a Keras model costs more
+# than a short run's steps, and sweeps repeat seeds across rules and hyperparameters. Bounded in floats.
+_INITIAL: dict[str, list] = {}
+_INITIAL_FLOATS_LIMIT = 16_000_000
 
 
-def _initial_model(spec: RunSpec, task, feedback):
+def _initial_weights(spec: RunSpec, task, feedback) -> list[tuple]:
+    """``(name, kernel, bias, feedback kernel or None)`` per layer, as a solo run of ``spec`` starts."""
     from lrid.models import build_model
 
     key = json.dumps([spec.model.model_dump(mode="json"), spec.task.model_dump(mode="json"), feedback,
                       spec.train.model_seed], sort_keys=True)
-    model = _INITIAL.pop(key, None)
-    if model is None:
+    weights = _INITIAL.pop(key, None)
+    if weights is None:
         model = build_model(spec.model, task, feedback=feedback, seed=spec.train.model_seed)
-    _INITIAL[key] = model
-    while len(_INITIAL) > _INITIAL_LIMIT:
+        weights = [(layer.name, layer.kernel.numpy(), layer.bias.numpy(),
+                    None if layer.feedback_kernel is None else layer.feedback_kernel.numpy())
+                   for layer in model.measured_layers]
+    _INITIAL[key] = weights
+
+    def floats(entry):
+        return sum(array.size for layer in entry for array in layer[1:] if array is not None)
+
+    while len(_INITIAL) > 1 and sum(floats(entry) for entry in _INITIAL.values()) > _INITIAL_FLOATS_LIMIT:
         _INITIAL.pop(next(iter(_INITIAL)))
-    return model
+    return weights
 
 
 class _Batches:
@@ -385,16 +393,16 @@ def build_population(specs: list[RunSpec]):
     task = get_task(first.task.name, first.task.data_dir, first.task.image_size, **first.task.options)
     rule_class = get_rule(first.rule.name)
     rules = [rule_class(spec.rule.hparams, seed=0, loss=task.loss) for spec in specs]
-    solo = [_initial_model(spec, task, rule_class.feedback) for spec in specs]
+    solo = [_initial_weights(spec, task, rule_class.feedback) for spec in specs]
     batches = _Batches(task, first.train.batch_size, [spec.train.data_seed for spec in specs])
     key = json.dumps([population_key(first), len(specs), any(rule.hparams.weight_decay for rule in rules)])
     step = _STEPS.pop(key, None)
     if step is not None:
         step.reset(rules, solo)
     else:
-        layers = solo[0].measured_layers
-        widths = [int(np.prod(task.input_shape)), *first.model.hidden, layers[-1].units]
-        model = PopulationMLP(widths, first.model.activation, rule_class.feedback, len(specs), [l.name for l in layers])
+        widths = [int(np.prod(task.input_shape)), *(layer[1].shape[1] for layer in solo[0])]
+        model = PopulationMLP(widths, first.model.activation, rule_class.feedback, len(specs),
+                              [layer[0] for layer in solo[0]])
         model.load(solo)
         step = PopulationStep(model, rules, task.loss)
     _STEPS[key] = step  # most recently used last

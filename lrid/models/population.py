@@ -29,6 +29,8 @@ class PopulationMLP:
         feedback: the layers' feedback kind, as :class:`~lrid.models.layers.FeedbackLayer` takes it.
         size: K, the number of members.
         layer_names: the solo model's measured-layer names, in depth order.
+
+    Copy initial weights in with :meth:`load`.
     """
 
     def __init__(self, widths, activation: str, feedback: str | None, size: int, layer_names):
@@ -58,14 +60,14 @@ class PopulationMLP:
         """The variables the task loss trains: kernels and biases."""
         return [*self.kernels, *self.biases]
 
-    def load(self, solo_models) -> None:
-        """Give member k the weights of ``solo_models[k]`` (solo MLPs of this shape and feedback kind)."""
-        per_layer = [[layer for layer in model.measured_layers] for model in solo_models]
+    def load(self, members) -> None:
+        """Give member k the weights ``members[k]``: ``(name, kernel, bias, feedback kernel or None)`` per layer,
+        read from a solo MLP of this shape and feedback kind."""
         for index, kernel in enumerate(self.kernels):
-            kernel.assign(np.stack([layers[index].kernel.numpy() for layers in per_layer]))
-            self.biases[index].assign(np.stack([layers[index].bias.numpy() for layers in per_layer]))
+            kernel.assign(np.stack([layers[index][1] for layers in members]))
+            self.biases[index].assign(np.stack([layers[index][2] for layers in members]))
             if self.feedback_kernels:
-                self.feedback_kernels[index].assign(np.stack([layers[index].feedback_kernel.numpy() for layers in per_layer]))
+                self.feedback_kernels[index].assign(np.stack([layers[index][3] for layers in members]))
 
     def feedback_matrix(self, index: int):
         """Layer ``index``'s feedback kernels [K, in, out], or None for exact backprop."""
