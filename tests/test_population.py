@@ -70,6 +70,17 @@ def test_each_member_records_what_a_solo_run_of_its_spec_records(rule):
         _assert_member_equals_solo(member, train_run(spec))
 
 
+def test_members_with_their_own_learning_rate_schedules_match_solo_runs():
+    from lrid.generate.population import train_population
+    from lrid.generate.trainer import train_run
+
+    specs = [_spec("adam", {"lr": 3e-3}, 0, epochs=2), _spec("adam", {"lr": 3e-3}, 1, epochs=2)]
+    specs[1] = RunSpec.model_validate({**specs[1].model_dump(),
+                                       "train": {**specs[1].train.model_dump(), "lr_decay_epochs": [1]}})
+    for spec, member in zip(specs, train_population(specs, fall_back=False)):
+        _assert_member_equals_solo(member, train_run(spec))
+
+
 def test_members_of_a_regression_task_match_solo_runs():
     from lrid.generate.population import train_population
     from lrid.generate.trainer import train_run
