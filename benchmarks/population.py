@@ -4,7 +4,7 @@ The demo's digits MLP (64-128-128-10, tanh, batch 32). For each rule, the solo c
 generate`` runs for one network (the task's numpy batches into the rule's compiled step, no recording);
 each K is the population loop (every member's batch, stacked, into one compiled step for K networks with
 their own seeds and learning rates). Cases are timed alternately in one process (``harness.interleaved``);
-network-steps/s counts every member's steps. A rule that populations do not support (np) has its solo row
+network-steps/s counts every member's steps. A rule that populations do not support has its solo row
 only, marked so. The end-to-end rows compare whole runs with 21 recordings (what ``lrid generate`` writes)
 of K demo runs trained as one population against the same runs trained solo, and give recording's share
 of a population run's wall time (the run with 21 points against the same with 2); the last row times

@@ -14,6 +14,9 @@ from lrid.observables import OBSERVABLES
 # order, so values agree to float32 rounding grown by training (skew, a difference of close numbers, is
 # the loosest), not bit for bit.
 RTOL, ATOL = 1e-5, 1e-6
+# Node perturbation's estimate divides the error change of a noisy pass by 2 sigma^2: a last-bit
+# difference of the forward pass is amplified about 1 / sigma^2 times, so its members agree less closely.
+PERTURBATION_RTOL, PERTURBATION_ATOL = 1e-3, 2e-4
 
 HPARAMS = {
     "sgd": [{"lr": 0.05}, {"lr": 0.02, "weight_decay": 1e-3}],
@@ -22,6 +25,8 @@ HPARAMS = {
     "fa": [{"lr": 0.05}, {"lr": 0.02, "momentum": 0.5}],
     "ss": [{"lr": 0.05}, {"lr": 0.02, "weight_decay": 1e-3}],
     "ia": [{"lr": 0.05}, {"lr": 0.02, "alpha": 0.1, "beta": 0.02, "gamma": 0.01, "weight_decay": 1e-3}],
+    "np": [{"lr": 3e-3}, {"lr": 1e-3, "sigma": 1e-2, "weight_decay": 1e-3}],
+    "np_wn": [{"lr": 3e-3}, {"lr": 1e-3, "sigma": 1e-2}],
 }
 
 
@@ -34,7 +39,7 @@ def _spec(rule, hparams, seed, epochs=1, activation="tanh", hidden=(16, 16), **o
     })
 
 
-def _assert_member_equals_solo(member, solo):
+def _assert_member_equals_solo(member, solo, rtol=RTOL, atol=ATOL):
     assert member.manifest["run_id"] == solo.manifest["run_id"]
     assert set(member.manifest) - {"population"} == set(solo.manifest)
     for key in ("status", "diverged_at_step", "total_steps", "steps_run", "recorded_steps"):
@@ -45,17 +50,17 @@ def _assert_member_equals_solo(member, solo):
     else:  # accuracy may differ by a test example whose logits tie to rounding
         assert member.manifest[metric] == pytest.approx(solo.manifest[metric], rel=1e-4, abs=0.003)
     np.testing.assert_allclose(np.array(member.manifest["recorded_train_loss"][1:], dtype=float),
-                               np.array(solo.manifest["recorded_train_loss"][1:], dtype=float), rtol=RTOL)
+                               np.array(solo.manifest["recorded_train_loss"][1:], dtype=float), rtol=rtol)
     for angles in ("update_gradient_angle_deg", "feedback_weight_angle_deg"):
         ours, theirs = member.manifest["health"][angles], solo.manifest["health"][angles]
         assert (ours is None) == (theirs is None), angles
         if ours is not None:
             # Rounded to 3 decimals; an angle between near-equal vectors is acos of ~1, sensitive to rounding.
-            np.testing.assert_allclose(np.array(ours, dtype=float), np.array(theirs, dtype=float), atol=0.05)
+            np.testing.assert_allclose(np.array(ours, dtype=float), np.array(theirs, dtype=float), atol=0.05 + 1e3 * atol)
     identifiers = ["run_id", "step", "epoch", "layer", "layer_index", "depth_group"]
     assert member.observables[identifiers].equals(solo.observables[identifiers])
     np.testing.assert_allclose(member.observables[list(OBSERVABLES)].to_numpy(),
-                               solo.observables[list(OBSERVABLES)].to_numpy(), rtol=RTOL, atol=ATOL)
+                               solo.observables[list(OBSERVABLES)].to_numpy(), rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("rule", POPULATION_RULES)
@@ -65,9 +70,10 @@ def test_each_member_records_what_a_solo_run_of_its_spec_records(rule):
 
     specs = [_spec(rule, hparams, seed) for seed, hparams in enumerate(HPARAMS[rule])]
     members = train_population(specs, fall_back=False)
+    tolerance = (PERTURBATION_RTOL, PERTURBATION_ATOL) if rule.startswith("np") else (RTOL, ATOL)
     for spec, member in zip(specs, members):
         assert member.manifest["population"]["size"] == len(specs)
-        _assert_member_equals_solo(member, train_run(spec))
+        _assert_member_equals_solo(member, train_run(spec), *tolerance)
 
 
 def test_members_with_their_own_learning_rate_schedules_match_solo_runs():
@@ -130,7 +136,7 @@ def test_populations_group_runs_that_share_a_step_and_keep_the_others_solo():
     viewed = RunSpec.model_validate({**fa[0].model_dump(), "observe": {"views": [{"units_fraction": 0.5}]}})
     conv = RunSpec.model_validate({"task": {"name": "digits", "options": {"as_images": True}},
                                    "model": {"arch": "convnet"}, "rule": {"name": "fa"}})
-    np_run = _spec("np", {}, 0)
+    np_run = _spec("dtp", {}, 0)
     assert population_key(fa[0]) == population_key(fa[2]) != population_key(fa_adam)
     assert population_key(fa[0]) not in (population_key(sgdm), population_key(longer))
     for solo in (viewed, conv, np_run):

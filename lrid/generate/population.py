@@ -13,9 +13,10 @@ trained. Members start from the solo path's initial weights and batches; the bat
 order than the solo ones, so observables agree to float32 rounding grown over training (tests/test_population.py
 states the tolerance), not bit for bit.
 
-Supported: the MLP with rules sgd, sgdm, adam, fa, ss and ia (any of their optimizers), cross-entropy or MSE
-tasks, without degraded views. One population holds one rule and one optimizer. Conv nets, node
-perturbation and target propagation train solo (:func:`supports_population` says why for a spec).
+Supported: the MLP with rules sgd, sgdm, adam, fa, ss, ia, np and np_wn (any of their optimizers),
+cross-entropy or MSE tasks, without degraded views. One population holds one rule and one optimizer. Node
+perturbation draws each member's noise from the member's own generator, seeded as the solo rule seeds it.
+Conv nets and target propagation train solo (:func:`supports_population` says why for a spec).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from lrid.config import RunSpec
 from lrid.lazy_import import tf
 
 #: rules a population can train: those whose step is "forward, then a backward signal" (see PopulationStep)
-POPULATION_RULES = ("sgd", "sgdm", "adam", "fa", "ss", "ia")
+POPULATION_RULES = ("sgd", "sgdm", "adam", "fa", "ss", "ia", "np", "np_wn")
 
 
 def supports_population(spec: RunSpec) -> str | None:
@@ -236,10 +237,22 @@ def _member_angles(a, b):
 class PopulationStep:
     """A population's compiled train step, recorder, health probe and evaluation, for one rule."""
 
-    def __init__(self, model, rules: list, loss: str):
+    def __init__(self, model, rules: list, loss: str, seeds: list[int]):
+        from lrid.rules.node_perturbation import NodePerturbation, glorot_std
+
         self.model = model
         self.loss = loss
         self.learned = model.feedback == "learned"
+        self.perturbing = isinstance(rules[0], NodePerturbation)
+        if self.perturbing:
+            self.weight_norm = rules[0].weight_norm
+            # the forward kernels' init std, at which np_wn holds every unit's incoming weights
+            self.kernel_rms = [glorot_std(kernel[0]) * model.init_scale for kernel in model.kernels]
+            self.sigma, self.two_sigma_squared = (tf.Variable(tf.zeros([model.size]), trainable=False) for _ in range(2))
+            # One noise stream per member, and one for its health probe, as each solo run has.
+            self.generators = [tf.random.Generator.from_seed(seed) for seed in seeds]
+            self.health_generators = [tf.random.Generator.from_seed(seed + 1) for seed in seeds]
+            self._set_perturbation(rules, seeds)
         variables = model.forward_variables + (model.feedback_kernels if self.learned else [])
         kind = rules[0].optimizer or rules[0].hparams.optimizer
         # As restrict_weight_decay: only forward kernels decay.
@@ -261,12 +274,46 @@ class PopulationStep:
                                  (self.ia_two_gamma, [2.0 * rule.hparams.gamma for rule in rules])):
             variable.assign(np.asarray(values, dtype=np.float64).astype(np.float32)[:, None, None])
 
-    def reset(self, rules: list, initial_weights: list) -> None:
+    def _set_perturbation(self, rules, seeds) -> None:
+        self.sigma.assign(np.asarray([rule.hparams.sigma for rule in rules], dtype=np.float64).astype(np.float32))
+        # (2 sigma^2) as the solo rule's Python expression rounds it
+        self.two_sigma_squared.assign(
+            np.asarray([2.0 * rule.hparams.sigma**2 for rule in rules], dtype=np.float64).astype(np.float32))
+        for generator, health, seed in zip(self.generators, self.health_generators, seeds):
+            generator.reset_from_seed(seed)
+            health.reset_from_seed(seed + 1)
+
+    def reset(self, rules: list, initial_weights: list, seeds: list[int]) -> None:
         """Serve another population of the same key and size: its members' weights, settings, fresh state."""
         self.model.load(initial_weights)
         self.optimizer.reset([rule.hparams for rule in rules])
         if self.learned:
             self._set_coefficients(rules)
+        if self.perturbing:
+            self._set_perturbation(rules, seeds)
+
+    def _perturbation_gradients(self, x, y, generators):
+        """Node perturbation's estimates (kernels, then biases) and the clean logits, for every member
+        (see lrid.rules.node_perturbation.model_perturbation_gradients), each member's noise from its own
+        generator."""
+        model = self.model
+        logits, layer_inputs, layer_outputs = model.forward_with_activity(x, exact_gradient=True)
+        noise = [tf.stack([generator.normal(tf.shape(output)[1:], stddev=self.sigma[member], dtype=tf.float32)
+                           for member, generator in enumerate(generators)])
+                 for output in layer_outputs]
+        noisy_logits, _, _ = model.forward_with_activity(x, exact_gradient=True, perturbations=noise)
+        if self.loss == "mse":
+            prediction, noisy_prediction, targets = logits, noisy_logits, tf.cast(y, tf.float32)
+        else:
+            prediction, noisy_prediction = tf.nn.softmax(logits), tf.nn.softmax(noisy_logits)
+            targets = tf.one_hot(tf.cast(y, tf.int32), logits.shape[-1])
+        change = (noisy_prediction - prediction) * (noisy_prediction + prediction - 2.0 * targets)
+        coefficient = (tf.reduce_sum(tf.reshape(change, [model.size, tf.shape(change)[1], -1]), axis=2)
+                       / self.two_sigma_squared[:, None])
+        batch_size = tf.cast(tf.shape(x)[1], tf.float32)
+        weighted = [coefficient[:, :, None] * xi / batch_size for xi in noise]
+        kernels = [tf.matmul(tf.stop_gradient(h), w, transpose_a=True) for h, w in zip(layer_inputs, weighted)]
+        return kernels + [tf.reduce_sum(w, axis=1) for w in weighted], logits
 
     def _feedback_gradient(self, index, layer_input, forward_projection):
         """IA's dR/dB for every member (see InformationAlignment.feedback_gradient), batched; ``x W`` is the
@@ -280,6 +327,8 @@ class PopulationStep:
         return tf.matmul(signal, forward_projection, transpose_a=True) / batch_size + self.ia_two_gamma * feedback
 
     def _train_step(self, x, y):
+        if self.perturbing:
+            return self._perturbation_step(x, y)
         variables = self.model.forward_variables
         projections = []
         with tf.GradientTape() as tape:
@@ -292,6 +341,18 @@ class PopulationStep:
                           for index, (inputs, projection) in enumerate(zip(layer_inputs, projections))]
         with tf.control_dependencies(gradients):
             self.optimizer.apply(gradients)
+        return losses
+
+    def _perturbation_step(self, x, y):
+        gradients, logits = self._perturbation_gradients(x, y, self.generators)
+        losses = batched_task_loss(self.loss, y, logits)
+        with tf.control_dependencies([*gradients, losses]):
+            self.optimizer.apply(gradients)
+        if self.weight_norm:
+            # after the update (the kernels' reads and writes are ordered by their variables)
+            for kernel, rms in zip(self.model.kernels, self.kernel_rms):
+                norms = tf.sqrt(tf.reduce_mean(tf.square(kernel), axis=1, keepdims=True))
+                kernel.assign(kernel * (rms / tf.maximum(norms, 1e-30)))
         return losses
 
     def _observe(self, probe):
@@ -324,10 +385,13 @@ class PopulationStep:
             logits, _, _ = model.forward_with_activity(x, exact_gradient=True)
             loss = tf.reduce_sum(batched_task_loss(self.loss, y, logits))
         true_gradients = tape.gradient(loss, model.kernels)
-        with tf.GradientTape() as tape:
-            logits, _, _ = model.forward_with_activity(x)
-            loss = tf.reduce_sum(batched_task_loss(self.loss, y, logits))
-        signals = tape.gradient(loss, model.kernels)
+        if self.perturbing:
+            signals = self._perturbation_gradients(x, y, self.health_generators)[0][: len(model.kernels)]
+        else:
+            with tf.GradientTape() as tape:
+                logits, _, _ = model.forward_with_activity(x)
+                loss = tf.reduce_sum(batched_task_loss(self.loss, y, logits))
+            signals = tape.gradient(loss, model.kernels)
         update = tf.stack([_member_angles(s, g) for s, g in zip(signals, true_gradients)], axis=1)
         if model.feedback is None:
             return update, tf.zeros([model.size, 0])
@@ -385,6 +449,7 @@ def build_population(specs: list[RunSpec]):
     """``(task, rules, step, batches)`` for a population of ``specs`` (one :func:`population_key`): the
     members' rule objects, their :class:`PopulationStep` with each member's initial weights loaded, and
     their stacked training batches."""
+    from lrid.generate.trainer import rule_seed
     from lrid.models.population import PopulationMLP
     from lrid.rules import get_rule
     from lrid.tasks import get_task
@@ -392,19 +457,20 @@ def build_population(specs: list[RunSpec]):
     first = specs[0]
     task = get_task(first.task.name, first.task.data_dir, first.task.image_size, **first.task.options)
     rule_class = get_rule(first.rule.name)
-    rules = [rule_class(spec.rule.hparams, seed=0, loss=task.loss) for spec in specs]
+    seeds = [rule_seed(spec) for spec in specs]
+    rules = [rule_class(spec.rule.hparams, seed=seed, loss=task.loss) for spec, seed in zip(specs, seeds)]
     solo = [_initial_weights(spec, task, rule_class.feedback) for spec in specs]
     batches = _Batches(task, first.train.batch_size, [spec.train.data_seed for spec in specs])
     key = json.dumps([population_key(first), len(specs), any(rule.hparams.weight_decay for rule in rules)])
     step = _STEPS.pop(key, None)
     if step is not None:
-        step.reset(rules, solo)
+        step.reset(rules, solo, seeds)
     else:
         widths = [int(np.prod(task.input_shape)), *(layer[1].shape[1] for layer in solo[0])]
         model = PopulationMLP(widths, first.model.activation, rule_class.feedback, len(specs),
-                              [layer[0] for layer in solo[0]])
+                              [layer[0] for layer in solo[0]], first.model.init_scale)
         model.load(solo)
-        step = PopulationStep(model, rules, task.loss)
+        step = PopulationStep(model, rules, task.loss, seeds)
     _STEPS[key] = step  # most recently used last
     while len(_STEPS) > _STEPS_LIMIT:
         _STEPS.pop(next(iter(_STEPS)))

@@ -29,16 +29,19 @@ class PopulationMLP:
         feedback: the layers' feedback kind, as :class:`~lrid.models.layers.FeedbackLayer` takes it.
         size: K, the number of members.
         layer_names: the solo model's measured-layer names, in depth order.
+        init_scale: the solo model's multiplier of the forward kernels' initial std (node perturbation's
+            weight normalisation holds kernels at that scale).
 
     Copy initial weights in with :meth:`load`.
     """
 
-    def __init__(self, widths, activation: str, feedback: str | None, size: int, layer_names):
+    def __init__(self, widths, activation: str, feedback: str | None, size: int, layer_names, init_scale: float = 1.0):
         if feedback not in FEEDBACK_KINDS:
             raise ValueError(f"feedback must be one of {FEEDBACK_KINDS}, got {feedback!r}")
         self.size = size
         self.feedback = feedback
         self.layer_names = list(layer_names)
+        self.init_scale = init_scale
         self.activations = [keras.activations.get(activation)] * (len(widths) - 2) + [keras.activations.get(None)]
         shapes = list(zip(widths[:-1], widths[1:]))
         self.kernels = [tf.Variable(tf.zeros([size, n_in, n_out]), name=f"kernel{i}") for i, (n_in, n_out) in enumerate(shapes)]
@@ -85,16 +88,21 @@ class PopulationMLP:
             return tf.matmul(inputs, kernel)
         return _feedback_matmul(inputs, kernel, tf.stop_gradient(feedback))
 
-    def layer(self, index: int, inputs, exact_gradient: bool = False, projection=None):
+    def layer(self, index: int, inputs, exact_gradient: bool = False, projection=None, perturbation=None):
         """Layer ``index`` on inputs [K, batch, in]: ``activation(x W + b)``, its backward signal by the rule.
-        ``projection``, ``x W`` if already computed, is reused."""
+        ``projection``, ``x W`` if already computed, is reused; ``perturbation`` is added to ``x W + b``."""
         if projection is None:
             projection = self.projection(index, inputs, exact_gradient)
-        return self.activations[index](projection + tf.convert_to_tensor(self.biases[index])[:, None, :])
+        preactivation = projection + tf.convert_to_tensor(self.biases[index])[:, None, :]
+        if perturbation is not None:
+            preactivation = preactivation + perturbation
+        return self.activations[index](preactivation)
 
-    def forward_with_activity(self, inputs, exact_gradient: bool = False, projections: list | None = None):
+    def forward_with_activity(self, inputs, exact_gradient: bool = False, projections: list | None = None,
+                              perturbations=None):
         """``(logits, layer_inputs, layer_outputs)`` for inputs [K, batch, ...], one entry per layer; each
-        layer's ``x W`` is appended to ``projections`` if given (a rule's local update reuses it)."""
+        layer's ``x W`` is appended to ``projections`` if given (a rule's local update reuses it), and
+        ``perturbations`` (one [K, batch, units] tensor per layer) are added to the pre-activations."""
         outputs = tf.reshape(inputs, [self.size, tf.shape(inputs)[1], -1])
         layer_inputs, layer_outputs = [], []
         for index in range(len(self.kernels)):
@@ -102,7 +110,8 @@ class PopulationMLP:
             projection = self.projection(index, outputs, exact_gradient)
             if projections is not None:
                 projections.append(projection)
-            outputs = self.layer(index, outputs, projection=projection)
+            outputs = self.layer(index, outputs, projection=projection,
+                                 perturbation=None if perturbations is None else perturbations[index])
             layer_outputs.append(outputs)
         return outputs, layer_inputs, layer_outputs
 
