@@ -108,6 +108,12 @@ def test_a_diverging_member_is_recorded_at_its_step_and_the_others_go_on():
     members = train_population(specs, fall_back=False)
     statuses = [member.manifest["status"] for member in members]
     assert statuses[1] == "diverged" and "diverged" not in (statuses[0], statuses[2]), statuses
+    # The diverged member was masked: zero weights that stayed finite while the others trained on.
+    from lrid.generate.population import _STEPS
+
+    model = next(step.model for step in _STEPS.values() if step.model.size == 3 and step.model.layer_names)
+    assert model.members_finite().numpy().tolist() == [True, True, True]
+    assert all(not np.any(variable.numpy()[1]) for variable in model.variables)
     for spec, member in zip(specs, members):
         _assert_member_equals_solo(member, train_run(spec))
 

@@ -202,12 +202,18 @@ class StackedOptimizer:
 
     def freeze(self, member: int) -> None:
         """Stop ``member``'s updates for good: zero learning rate and optimizer state (masking a diverged member)."""
-        mask = np.ones(self.size, dtype=np.float32)
-        mask[member] = 0.0
-        self.learning_rate.assign(self.learning_rate * mask)
+        self.learning_rate.assign(_zero_member(self.learning_rate, member))
         for slots in self.slots:
             for slot in slots:
-                slot.assign(slot * self._member(tf.constant(mask), slot))
+                slot.assign(_zero_member(slot, member))
+
+
+def _zero_member(variable, member: int):
+    """``variable`` ([K, ...]) with member ``member``'s slice set to zero, whatever it held (NaN included)."""
+    keep = np.ones(variable.shape[0], dtype=bool)
+    keep[member] = False
+    shaped = tf.reshape(tf.constant(keep), [-1] + [1] * (len(variable.shape) - 1))
+    return tf.where(shaped, variable, tf.zeros_like(variable))
 
 
 def batched_task_loss(loss: str, targets, outputs):
@@ -600,11 +606,8 @@ def _train_population(specs: list[RunSpec]):
 
 def _mask(model, optimizer, member: int) -> None:
     """Take a diverged member out: finite zero weights that no longer change, so it cannot slow the others."""
-    mask = np.ones(model.size, dtype=np.float32)
-    mask[member] = 0.0
     for variable in model.variables:
-        shaped = tf.reshape(tf.constant(mask), [model.size] + [1] * (len(variable.shape) - 1))
-        variable.assign(tf.where(shaped > 0, variable, tf.zeros_like(variable)))
+        variable.assign(_zero_member(variable, member))
     optimizer.freeze(member)
 
 
