@@ -264,25 +264,29 @@ def test_a_population_sweep_killed_mid_way_resumes_with_every_run_once(tmp_path)
     sweep = tmp_path / "pop.yaml"
     sweep.write_text(SWEEP.replace("model_seed: [0, 1]", "model_seed: [0, 1, 2, 3]"))
     store = tmp_path / "store"
+
+    def manifests():  # a killed writer may leave a hidden temporary file beside them
+        return [path for path in (store / "runs").glob("*.json") if not path.name.startswith(".")]
+
     command = [sys.executable, "-m", "lrid.cli", "generate", str(sweep), "--store", str(store),
                "--backend", "sequential", "--population", "2"]
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and len(list((store / "runs").glob("*.json"))) < 2:
+    while time.monotonic() < deadline and len(manifests()) < 2:
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)  # mid-sweep: later populations hold claims, or have not started
     process.wait()
-    killed_with = len(list((store / "runs").glob("*.json")))
+    killed_with = len(manifests())
     assert 2 <= killed_with < 12, "the sweep should be killed part-way through"
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{killed_with} already in" in resumed.stdout
-    manifests = [json.loads(path.read_text()) for path in (store / "runs").glob("*.json")]
+    written = [json.loads(path.read_text()) for path in manifests()]
     expected = sorted(spec.run_id for spec in load_sweep(sweep).expand())
-    assert sorted(m["run_id"] for m in manifests) == expected
+    assert sorted(m["run_id"] for m in written) == expected
     # A kill between a population's writes leaves an odd member, trained alone on resume.
-    sizes = [m.get("population", {}).get("size", 1) for m in manifests]
+    sizes = [m.get("population", {}).get("size", 1) for m in written]
     assert set(sizes) <= {1, 2} and sizes.count(2) >= len(sizes) - 2
     for path in (store / "observables").rglob("*.parquet"):
         pq.read_table(path)
