@@ -116,7 +116,7 @@ GpusOption = Annotated[float, typer.Option("--num-gpus", help="GPUs each Ray tas
 
 
 def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "process", workers: int | None = None,
-              address: str | None = None, num_cpus: float = 1, num_gpus: float = 0) -> None:
+              address: str | None = None, num_cpus: float = 1, num_gpus: float = 0, population: int = 1) -> None:
     _require_tensorflow("training networks")
     _require_positive("--workers", workers, " (processes for --backend process)")
     from lrid.config import load_sweep
@@ -124,7 +124,8 @@ def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "p
     from lrid.generate.executors import make_executor
 
     sweep = load_sweep(spec_path)
-    executor = make_executor(backend, workers=workers, address=address, num_cpus=num_cpus, num_gpus=num_gpus)
+    executor = make_executor(backend, workers=workers, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
+                             population=population)
     _quiet_tensorflow()
     started = time.perf_counter()
     summary = generate(sweep, store, retry_failed=retry_failed, executor=executor)
@@ -197,12 +198,14 @@ def generate(
     num_gpus: GpusOption = 0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print runs per rule and architecture and an estimated cost; write nothing")] = False,
     timing_batch: Annotated[int, typer.Option("--timing-batch", help="with --dry-run: largest batch to time steps at")] = 64,
+    population: Annotated[int, typer.Option("--population", help="train up to K runs of one MLP shape, rule and "
+                                            "schedule together in one step (1: every run alone)")] = 1,
 ) -> None:
     """Train every run of a sweep that the store does not hold yet, recording its observables."""
     if dry_run:
         _dry_run(spec, store, timing_batch)
         return
-    _generate(spec, store, retry_failed, backend, workers, address, num_cpus, num_gpus)
+    _generate(spec, store, retry_failed, backend, workers, address, num_cpus, num_gpus, population)
 
 
 def _dry_run(spec_path: Path, store: str, timing_batch: int) -> None:

@@ -123,6 +123,9 @@ class Manifest(_Section):
     collapse_reason: str | None = None
     final_train_loss: float | None = None
     wall_time_s: float | None = None
+    #: set when the run trained as a member of a population (its id, size, member index and total wall
+    #: time; ``wall_time_s`` is then the member's share); absent from solo runs and older manifests
+    population: dict[str, Any] | None = None
 
     @field_validator("run_id")
     @classmethod

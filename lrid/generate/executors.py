@@ -20,8 +20,9 @@ from lrid.config import RunSpec
 from lrid.errors import LridError
 
 
-# The claim this process holds while it trains a run, so that a worker told to stop can release it.
-_held_claim: tuple | None = None
+# The claims this process holds while it trains a run (or a population), so that a worker told to stop
+# can release them.
+_held_claims: list[tuple] = []
 
 
 def _outcome(spec: RunSpec, status: str, error: str | None = None) -> dict:
@@ -39,7 +40,6 @@ def run_into_store(spec_json: str, store_location: str, retry_failed: bool = Fal
     from lrid.generate.trainer import train_run
     from lrid.store import Store
 
-    global _held_claim
     spec = RunSpec.model_validate_json(spec_json)
     store = Store(store_location)
     with store.claimed(spec.run_id) as claim:
@@ -48,14 +48,51 @@ def run_into_store(spec_json: str, store_location: str, retry_failed: bool = Fal
         done = store.read_manifest(spec.run_id)
         if done is not None and not (retry_failed and done.get("status") == "failed"):
             return _outcome(spec, "elsewhere")
-        _held_claim = (store, spec.run_id, claim)
+        _held_claims.append((store, spec.run_id, claim))
         try:
             with scratch_tempdir():
                 result = train_run(spec)
             store.write_run(result.observables, result.manifest)
         finally:
-            _held_claim = None
+            _held_claims.clear()
     return _outcome(spec, result.manifest["status"], result.manifest.get("error"))
+
+
+def run_population_into_store(spec_jsons: list[str], store_location: str, retry_failed: bool = False) -> list[dict]:
+    """Claim the runs of one population (RunSpec JSON sharing a population key), train the claimed ones
+    together (:func:`lrid.generate.population.train_population`) and write each to the store.
+
+    Runs another process holds or has finished are left to it (status ``elsewhere``), as
+    :func:`run_into_store` leaves them; every member is written when the population ends.
+    """
+    from contextlib import ExitStack
+
+    from lrid.generate.population import train_population
+    from lrid.generate.scratch import scratch_tempdir
+    from lrid.store import Store
+
+    specs = [RunSpec.model_validate_json(spec_json) for spec_json in spec_jsons]
+    store = Store(store_location)
+    outcomes, claimed = {}, []
+    with ExitStack() as claims:
+        for spec in specs:
+            claim = claims.enter_context(store.claimed(spec.run_id))
+            done = None if claim is None else store.read_manifest(spec.run_id)
+            if claim is None or (done is not None and not (retry_failed and done.get("status") == "failed")):
+                outcomes[spec.run_id] = _outcome(spec, "elsewhere")
+                continue
+            claimed.append(spec)
+            _held_claims.append((store, spec.run_id, claim))
+        try:
+            if claimed:
+                with scratch_tempdir():
+                    results = train_population(claimed)
+                for spec, result in zip(claimed, results, strict=True):
+                    store.write_run(result.observables, result.manifest)
+                    outcomes[spec.run_id] = _outcome(spec, result.manifest["status"], result.manifest.get("error"))
+        finally:
+            _held_claims.clear()
+    return [outcomes[spec.run_id] for spec in specs]
 
 
 def run_chunk_into_store(spec_jsons: list[str], store_location: str, retry_failed: bool = False) -> list[dict]:
@@ -80,15 +117,36 @@ def configuration_chunks(specs: list[RunSpec], workers: int) -> list[list[RunSpe
     return [group[start : start + largest] for group in groups.values() for start in range(0, len(group), largest)]
 
 
+def work_units(specs: list[RunSpec], population: int, workers: int = 1) -> list[list[RunSpec]]:
+    """``specs`` as the executors hand them out: populations of up to ``population`` runs that train
+    together (:func:`lrid.generate.population.group_populations`, spread over ``workers``), and single runs."""
+    if population <= 1:
+        return [[spec] for spec in specs]
+    from lrid.generate.population import group_populations
+
+    return group_populations(specs, population, spread=workers)
+
+
+def run_unit_into_store(spec_jsons: list[str], store_location: str, retry_failed: bool = False) -> list[dict]:
+    """One work unit into the store: a single run alone (:func:`run_into_store`), else a population."""
+    if len(spec_jsons) == 1:
+        return [run_into_store(spec_jsons[0], store_location, retry_failed)]
+    return run_population_into_store(spec_jsons, store_location, retry_failed)
+
+
 class SequentialExecutor:
-    """Runs one after another in this process (compiled steps are reused between runs)."""
+    """Runs one after another in this process (compiled steps are reused between runs); with
+    ``population`` > 1, runs that can share a step train in populations of up to that many."""
 
     name = "sequential"
 
+    def __init__(self, population: int = 1):
+        self.population = population
+
     def map(self, specs: list[RunSpec], store_location: str, retry_failed: bool = False) -> Iterator[dict]:
         """Yield each run's outcome as it finishes."""
-        for spec in specs:
-            yield run_into_store(spec.model_dump_json(), store_location, retry_failed)
+        for unit in work_units(specs, self.population):
+            yield from run_unit_into_store([spec.model_dump_json() for spec in unit], store_location, retry_failed)
 
 
 def _init_worker(threads: int) -> None:
@@ -109,8 +167,7 @@ def _stop_worker(signum, frame) -> None:
     """Release the run this worker holds and end at once (atexit would not run: clean up here)."""
     from lrid.generate.scratch import remove_scratch
 
-    if _held_claim is not None:
-        store, run_id, claim = _held_claim
+    for store, run_id, claim in _held_claims:
         store.release_claim(run_id, claim)
     remove_scratch()
     os._exit(128 + signum)
@@ -131,9 +188,17 @@ class LocalPoolExecutor:
     #: pools in a row that may break with no run to blame before the remaining runs are given up
     BLIND_BREAKS = 3
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, population: int = 1):
         self.workers = workers or os.cpu_count() or 1
         self.threads = max(1, (os.cpu_count() or 1) // self.workers)
+        self.population = population
+
+    def _tasks(self, specs: list[RunSpec]) -> list[tuple]:
+        """(function, runs) per pool task: each population is a task, single runs go in configuration chunks."""
+        units = work_units(specs, self.population, self.workers)
+        singles = [unit[0] for unit in units if len(unit) == 1]
+        return ([(run_population_into_store, unit) for unit in units if len(unit) > 1]
+                + [(run_chunk_into_store, chunk) for chunk in configuration_chunks(singles, self.workers)])
 
     def _pool(self, workers: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -141,7 +206,7 @@ class LocalPoolExecutor:
         )
 
     def map(self, specs: list[RunSpec], store_location: str, retry_failed: bool = False) -> Iterator[dict]:
-        """Yield each run's outcome as its chunk finishes (see :func:`configuration_chunks`)."""
+        """Yield each run's outcome as its chunk or population finishes (see :func:`configuration_chunks`)."""
         from lrid.store import Store
 
         store = Store(store_location)
@@ -150,9 +215,8 @@ class LocalPoolExecutor:
             unfinished = []
             with self._pool(self.workers) as pool:
                 futures = {
-                    pool.submit(run_chunk_into_store, [spec.model_dump_json() for spec in chunk], store_location,
-                                retry_failed): chunk
-                    for chunk in configuration_chunks(remaining, self.workers)
+                    pool.submit(function, [spec.model_dump_json() for spec in chunk], store_location, retry_failed): chunk
+                    for function, chunk in self._tasks(remaining)
                 }
                 while futures:
                     done, _ = wait(futures, return_when=FIRST_COMPLETED)
@@ -198,13 +262,15 @@ class RayExecutor:
 
     Args:
         address: a cluster address (``ray://host:10001`` or ``auto``); None starts a local Ray instance.
-        num_cpus, num_gpus: resources each run requests.
+        num_cpus, num_gpus: resources each task (a run, or a population) requests.
+        population: the most runs one task trains together (see :func:`work_units`).
     """
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0):
+    def __init__(self, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0, population: int = 1):
         self.address, self.num_cpus, self.num_gpus = address, num_cpus, num_gpus
+        self.population = population
 
     def map(self, specs: list[RunSpec], store_location: str, retry_failed: bool = False) -> Iterator[dict]:
         """Yield each run's outcome as it finishes."""
@@ -217,35 +283,40 @@ class RayExecutor:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
         try:
             task = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(_run_in_ray_worker)
-            refs = {task.remote(spec.model_dump_json(), store_location, retry_failed): spec for spec in specs}
+            refs = {task.remote([spec.model_dump_json() for spec in unit], store_location, retry_failed): unit
+                    for unit in work_units(specs, self.population)}
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1)
-                spec = refs.pop(done[0])
+                unit = refs.pop(done[0])
                 try:
-                    yield ray.get(done[0])
+                    yield from ray.get(done[0])
                 except ray.exceptions.RayError as error:
-                    yield _outcome(spec, "failed", f"Ray task failed: {type(error).__name__}: {str(error).splitlines()[0]}")
+                    for spec in unit:
+                        yield _outcome(spec, "failed", f"Ray task failed: {type(error).__name__}: {str(error).splitlines()[0]}")
         finally:
             if started_here:
                 ray.shutdown()
 
 
-def _run_in_ray_worker(spec_json: str, store_location: str, retry_failed: bool) -> dict:
-    """:func:`run_into_store` in a Ray worker, which Ray may end without atexit: scratch files go to its own
-    directory, which the next lrid process of the host removes if so."""
+def _run_in_ray_worker(spec_jsons: list[str], store_location: str, retry_failed: bool) -> list[dict]:
+    """:func:`run_unit_into_store` in a Ray worker, which Ray may end without atexit: scratch files go to its
+    own directory, which the next lrid process of the host removes if so."""
     from lrid.generate.scratch import use_scratch_for_this_process
 
     use_scratch_for_this_process()
-    return run_into_store(spec_json, store_location, retry_failed)
+    return run_unit_into_store(spec_jsons, store_location, retry_failed)
 
 
 def make_executor(backend: str = "sequential", workers: int | None = None, address: str | None = None,
-                  num_cpus: float = 1, num_gpus: float = 0):
-    """An executor by name: ``sequential``, ``process`` (a local pool of ``workers``) or ``ray``."""
+                  num_cpus: float = 1, num_gpus: float = 0, population: int = 1):
+    """An executor by name: ``sequential``, ``process`` (a local pool of ``workers``) or ``ray``; each trains
+    runs that can share a step in populations of up to ``population`` (1: every run alone)."""
+    if population < 1:
+        raise LridError(f"--population must be at least 1, got {population}; 1 trains every run alone")
     if backend == "sequential":
-        return SequentialExecutor()
+        return SequentialExecutor(population)
     if backend == "process":
-        return LocalPoolExecutor(workers)
+        return LocalPoolExecutor(workers, population)
     if backend == "ray":
-        return RayExecutor(address, num_cpus, num_gpus)
+        return RayExecutor(address, num_cpus, num_gpus, population)
     raise LridError(f"unknown backend {backend!r}; choose sequential, process or ray")

@@ -50,6 +50,11 @@ def collapse_reason(metric: str, n_classes: int, test_metric: float, initial_los
     return None
 
 
+def rule_seed(spec: RunSpec) -> int:
+    """The seed of a run's rule (its own randomness, e.g. perturbation noise), from the model and data seeds."""
+    return int(np.random.SeedSequence([spec.train.model_seed, spec.train.data_seed]).generate_state(1)[0])
+
+
 def recording_steps(total_steps: int, points: int) -> list[int]:
     """``points`` evenly spaced steps from 0 to ``total_steps`` inclusive (fewer if steps are scarce)."""
     return sorted(set(np.round(np.linspace(0, total_steps, points)).astype(int).tolist()))
@@ -90,8 +95,7 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
     tf.config.experimental.enable_op_determinism()
     _seed_global_generators(spec.train.model_seed)
     task = get_task(spec.task.name, spec.task.data_dir, spec.task.image_size, **spec.task.options)
-    rule_seed = int(np.random.SeedSequence([spec.train.model_seed, spec.train.data_seed]).generate_state(1)[0])
-    rule = get_rule(spec.rule.name)(spec.rule.hparams, seed=rule_seed, loss=task.loss)
+    rule = get_rule(spec.rule.name)(spec.rule.hparams, seed=rule_seed(spec), loss=task.loss)
     compiled = _compiled_run(spec, task, rule)
     model, optimizer, train_step, recorder, health = (
         compiled.model, compiled.optimizer, compiled.train_step, compiled.recorder, compiled.health

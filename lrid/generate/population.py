@@ -1,0 +1,629 @@
+"""Population training: K runs of one MLP shape trained together, one compiled step for all of them.
+
+A sweep is mostly small networks whose single-network step leaves the machine idle between ops. Runs that
+share architecture, layer shapes, task, batch size, step count, recording schedule and rule (see
+:func:`population_key`) are trained as one :class:`~lrid.models.population.PopulationMLP`: every kernel is
+stacked to [K, in, out] and one batched matmul serves every member. Each member keeps its own seeds (model
+initialisation, data order, probe), its own hyperparameters (learning rate, momentum, weight decay, Adam's
+betas and epsilon, IA's coefficients, the learning-rate schedule) and its own optimizer state.
+
+Every member is recorded and written exactly as a solo run of its spec (:func:`lrid.generate.trainer.train_run`)
+would be: same run id, rows, statuses and manifest fields, plus a ``population`` field saying how it was
+trained. Members start from the solo path's initial weights and batches; the batched kernels sum in another
+order than the solo ones, so observables agree to float32 rounding grown over training (tests/test_population.py
+states the tolerance), not bit for bit.
+
+Supported: the MLP with rules sgd, sgdm, adam, fa, ss, ia, np and np_wn (any of their optimizers),
+cross-entropy or MSE tasks, without degraded views. One population holds one rule and one optimizer. Node
+perturbation draws each member's noise from the member's own generator, seeded as the solo rule seeds it.
+Conv nets and target propagation train solo (:func:`supports_population` says why for a spec).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+
+import numpy as np
+
+from lrid.config import RunSpec
+from lrid.lazy_import import tf
+
+#: rules a population can train: those whose step is "forward, then a backward signal" (see PopulationStep)
+POPULATION_RULES = ("sgd", "sgdm", "adam", "fa", "ss", "ia", "np", "np_wn")
+
+
+def supports_population(spec: RunSpec) -> str | None:
+    """None if ``spec`` can train as a population member, else a one-line reason it trains solo."""
+    if spec.model.arch != "mlp":
+        return f"architecture {spec.model.arch!r} trains solo (populations stack MLPs only)"
+    if spec.rule.name not in POPULATION_RULES:
+        return f"rule {spec.rule.name!r} trains solo (populations support {', '.join(POPULATION_RULES)})"
+    if spec.observe.views:
+        return "runs with degraded views train solo"
+    return None
+
+
+def population_key(spec: RunSpec) -> str | None:
+    """What members of one population share, or None for a spec that trains solo.
+
+    Everything but the seeds, the rule's hyperparameters (other than the optimizer a composable rule
+    picks) and the learning-rate schedule: those vary per member.
+    """
+    if supports_population(spec) is not None:
+        return None
+    optimizer = spec.rule.hparams.get("optimizer", spec.rule.name)
+    observe = spec.observe.model_dump(mode="json")
+    observe.pop("probe_seed")
+    return json.dumps([spec.task.model_dump(mode="json"), spec.model.model_dump(mode="json"), spec.rule.name,
+                       optimizer, spec.train.epochs, spec.train.batch_size, observe], sort_keys=True)
+
+
+def group_populations(specs: list[RunSpec], size: int, spread: int = 1) -> list[list[RunSpec]]:
+    """``specs`` split into populations of at most ``size`` members sharing a :func:`population_key`; a spec
+    that trains solo (or ``size`` 1) is a population of one. Groups keep the specs' order.
+
+    ``spread`` (a pool's workers): while there are fewer work units than that, the largest population is
+    halved, so that a few large populations do not leave workers idle.
+    """
+    groups: dict[str, list[RunSpec]] = {}
+    singles = []
+    for spec in specs:
+        key = population_key(spec) if size > 1 else None
+        if key is None:
+            singles.append([spec])
+        else:
+            groups.setdefault(key, []).append(spec)
+    populations = [members[start : start + size] for members in groups.values()
+                   for start in range(0, len(members), size)]
+    while len(populations) + len(singles) < spread and any(len(p) > 1 for p in populations):
+        largest = max(range(len(populations)), key=lambda index: len(populations[index]))
+        members = populations.pop(largest)
+        half = -(-len(members) // 2)
+        populations[largest:largest] = [members[:half], members[half:]]
+    return singles + populations
+
+
+def train_population(specs: list[RunSpec], fall_back: bool = True):
+    """Train ``specs`` (one :func:`population_key`) together; a :class:`~lrid.generate.trainer.RunResult` each.
+
+    A member that goes non-finite is recorded as diverged at its step, as a solo run is, and masked out;
+    the others go on. If the population as a whole fails (an exception), each member is trained solo
+    instead when ``fall_back`` is set, else every member is reported failed with the error.
+    """
+    from lrid.generate.trainer import RunResult, _versions, train_run
+
+    if len(specs) == 1:
+        return [train_run(specs[0])]  # a population of one is a solo run, bit for bit
+    keys = {population_key(spec) for spec in specs}
+    if None in keys or len(keys) > 1:
+        raise ValueError("a population's specs must share one population key (see group_populations)")
+    started = time.perf_counter()
+    try:
+        outcomes, rows = _train_population(specs)
+    except Exception as error:  # noqa: BLE001 - a failed population falls back, or is recorded
+        if fall_back:
+            return [train_run(spec) for spec in specs]
+        wall = time.perf_counter() - started
+        return [RunResult(None, {"run_id": spec.run_id, "spec": spec.model_dump(mode="json"), "versions": _versions(),
+                                 "status": "failed", "error": f"{type(error).__name__}: {error}",
+                                 "traceback": traceback.format_exc(limit=5), "wall_time_s": wall / len(specs)})
+                for spec in specs]
+    wall = time.perf_counter() - started
+    identity = hashlib.sha256(",".join(spec.run_id for spec in specs).encode()).hexdigest()[:16]
+    results = []
+    for index, (spec, outcome, frame) in enumerate(zip(specs, outcomes, rows, strict=True)):
+        manifest = {"run_id": spec.run_id, "spec": spec.model_dump(mode="json"), "versions": _versions(), **outcome,
+                    # a member's share of the population's time, so per-run costs stay comparable with solo runs
+                    "wall_time_s": wall / len(specs),
+                    "population": {"id": identity, "size": len(specs), "member": index, "wall_time_s": wall}}
+        results.append(RunResult(frame, manifest))
+    return results
+
+
+class StackedOptimizer:
+    """SGD, SGD with momentum or Adam over stacked variables, with per-member settings.
+
+    Each member's update is the one :func:`lrid.rules.base.build_optimizer`'s Keras optimizer makes, in
+    the same float32 operations and order: decoupled weight decay ``w <- w - w * wd * lr`` on the forward
+    kernels first, then the update. Every setting is a [K] tensor, so members differ in all of them.
+    """
+
+    def __init__(self, kind: str, hparams: list, variables: list, decayed: list):
+        if kind not in ("sgd", "sgdm", "adam"):
+            raise ValueError(f"unknown optimizer {kind!r}")
+        self.kind = kind
+        self.size = len(hparams)
+        self.variables = variables
+        self.decayed = [any(variable is d for d in decayed) for variable in variables]
+        # Whether the step decays at all is part of its trace (Keras skips decay when it is 0).
+        self.any_decay = any(h.weight_decay for h in hparams)
+        names = {"sgd": [], "sgdm": ["momentum"],
+                 "adam": ["beta_1", "beta_2", "one_minus_beta_1", "one_minus_beta_2", "epsilon"]}[kind]
+        # Variables, not constants: a cached step serves later populations with other settings.
+        self.settings = {name: tf.Variable(tf.zeros([self.size]), trainable=False)
+                         for name in ["learning_rate", "weight_decay", *names]}
+        self.learning_rate = self.settings["learning_rate"]
+        slots = {"sgd": 0, "sgdm": 1, "adam": 2}[kind]
+        self.slots = [[tf.Variable(tf.zeros_like(v), trainable=False) for _ in range(slots)] for v in variables]
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.reset(hparams)
+
+    def reset(self, hparams: list) -> None:
+        """Start afresh with members' settings ``hparams`` (as many as the population's members): zero state."""
+        if len(hparams) != self.size or any(bool(h.weight_decay) for h in hparams) and not self.any_decay:
+            raise ValueError("a stacked optimizer is reset with settings of its own size and decay")
+        values = {name: [getattr(h, "lr" if name == "learning_rate" else name, 0.0) for h in hparams]
+                  for name in self.settings}
+        if self.kind == "adam":
+            # Keras multiplies by the Python float (1 - beta), rounded once to float32.
+            values["one_minus_beta_1"] = [1 - h.beta_1 for h in hparams]
+            values["one_minus_beta_2"] = [1 - h.beta_2 for h in hparams]
+        for name, variable in self.settings.items():
+            variable.assign(np.asarray(values[name], dtype=np.float64).astype(np.float32))
+        for slots in self.slots:
+            for slot in slots:
+                slot.assign(tf.zeros_like(slot))
+        self.iterations.assign(0)
+
+    def _member(self, values, variable):
+        """A [K] setting shaped to broadcast against ``variable`` ([K, ...])."""
+        return tf.reshape(values, [self.size] + [1] * (len(variable.shape) - 1))
+
+    def apply(self, gradients) -> None:
+        """Apply one update with ``gradients`` (one per variable, stacked like it)."""
+        if self.any_decay:
+            for variable, decayed in zip(self.variables, self.decayed):
+                if decayed:
+                    variable.assign_sub(variable * self._member(self.settings["weight_decay"], variable)
+                                        * self._member(self.learning_rate, variable))
+        if self.kind == "adam":
+            local_step = tf.cast(self.iterations + 1, tf.float32)
+            beta_1_power = tf.pow(self.settings["beta_1"], local_step)
+            beta_2_power = tf.pow(self.settings["beta_2"], local_step)
+            alpha = self.learning_rate * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        for variable, gradient, slots in zip(self.variables, gradients, self.slots):
+            lr = self._member(self.learning_rate, variable)
+            if self.kind == "sgd":
+                variable.assign_sub(gradient * lr)
+            elif self.kind == "sgdm":
+                (velocity,) = slots
+                velocity.assign(velocity * self._member(self.settings["momentum"], variable) - gradient * lr)
+                variable.assign_add(velocity)
+            else:
+                m, v = slots
+                m.assign_add((gradient - m) * self._member(self.settings["one_minus_beta_1"], variable))
+                v.assign_add((tf.square(gradient) - v) * self._member(self.settings["one_minus_beta_2"], variable))
+                variable.assign_sub((m * self._member(alpha, variable))
+                                    / (tf.sqrt(v) + self._member(self.settings["epsilon"], variable)))
+        self.iterations.assign_add(1)
+
+    def freeze(self, member: int) -> None:
+        """Stop ``member``'s updates for good: zero learning rate and optimizer state (masking a diverged member)."""
+        self.learning_rate.assign(_zero_member(self.learning_rate, member))
+        for slots in self.slots:
+            for slot in slots:
+                slot.assign(_zero_member(slot, member))
+
+
+def _zero_member(variable, member: int):
+    """``variable`` ([K, ...]) with member ``member``'s slice set to zero, whatever it held (NaN included)."""
+    keep = np.ones(variable.shape[0], dtype=bool)
+    keep[member] = False
+    shaped = tf.reshape(tf.constant(keep), [-1] + [1] * (len(variable.shape) - 1))
+    return tf.where(shaped, variable, tf.zeros_like(variable))
+
+
+def batched_task_loss(loss: str, targets, outputs):
+    """Each member's task loss [K] of ``outputs`` [K, batch, outputs] against ``targets`` [K, batch, ...],
+    averaged over the batch as :func:`lrid.rules.base.task_loss_function` averages it."""
+    if loss == "cross_entropy":
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(targets, tf.int64), logits=outputs)
+    elif loss == "mse":
+        per_example = tf.reduce_mean(tf.square(tf.cast(targets, outputs.dtype) - outputs), axis=-1)
+    else:
+        raise ValueError(f"unknown loss {loss!r}")
+    return tf.reduce_sum(per_example, axis=1) / tf.cast(tf.shape(per_example)[1], per_example.dtype)
+
+
+def _member_angles(a, b):
+    """Per member, the angle in degrees between ``a[k]`` and ``b[k]`` flattened (NaN if either is zero), as
+    :func:`lrid.generate.health.angle_degrees` measures it."""
+    size = tf.shape(a)[0]
+    a = tf.reshape(tf.cast(a, tf.float32), [size, -1])
+    b = tf.reshape(tf.cast(b, tf.float32), [size, -1])
+    norms = tf.norm(a, axis=1) * tf.norm(b, axis=1)
+    cosine = tf.clip_by_value(tf.reduce_sum(a * b, axis=1) / norms, -1.0, 1.0)
+    degrees = tf.acos(cosine) * (180.0 / np.pi)
+    return tf.where(norms > 0, degrees, tf.constant(float("nan")))
+
+
+class PopulationStep:
+    """A population's compiled train step, recorder, health probe and evaluation, for one rule."""
+
+    def __init__(self, model, rules: list, loss: str, seeds: list[int]):
+        from lrid.rules.node_perturbation import NodePerturbation, glorot_std
+
+        self.model = model
+        self.loss = loss
+        self.learned = model.feedback == "learned"
+        self.perturbing = isinstance(rules[0], NodePerturbation)
+        if self.perturbing:
+            self.weight_norm = rules[0].weight_norm
+            # the forward kernels' init std, at which np_wn holds every unit's incoming weights
+            self.kernel_rms = [glorot_std(kernel[0]) * model.init_scale for kernel in model.kernels]
+            self.sigma, self.two_sigma_squared = (tf.Variable(tf.zeros([model.size]), trainable=False) for _ in range(2))
+            # One noise stream per member, and one for its health probe, as each solo run has.
+            self.generators = [tf.random.Generator.from_seed(seed) for seed in seeds]
+            self.health_generators = [tf.random.Generator.from_seed(seed + 1) for seed in seeds]
+            self._set_perturbation(rules, seeds)
+        variables = model.forward_variables + (model.feedback_kernels if self.learned else [])
+        kind = rules[0].optimizer or rules[0].hparams.optimizer
+        # As restrict_weight_decay: only forward kernels decay.
+        self.optimizer = StackedOptimizer(kind, [rule.hparams for rule in rules], variables, model.kernels)
+        if self.learned:
+            self.ia_alpha, self.ia_two_beta, self.ia_two_gamma = (
+                tf.Variable(tf.zeros([model.size, 1, 1]), trainable=False) for _ in range(3))
+            self._set_coefficients(rules)
+        self.train_step = tf.function(self._train_step)
+        self.observe = tf.function(self._observe)
+        self.angles = tf.function(self._angles)
+        self.logits = tf.function(model.logits)
+        self.members_finite = tf.function(model.members_finite)
+
+    def _set_coefficients(self, rules) -> None:
+        # Python-float products first, rounded once, as the solo rule's expressions round them.
+        for variable, values in ((self.ia_alpha, [rule.hparams.alpha for rule in rules]),
+                                 (self.ia_two_beta, [2.0 * rule.hparams.beta for rule in rules]),
+                                 (self.ia_two_gamma, [2.0 * rule.hparams.gamma for rule in rules])):
+            variable.assign(np.asarray(values, dtype=np.float64).astype(np.float32)[:, None, None])
+
+    def _set_perturbation(self, rules, seeds) -> None:
+        self.sigma.assign(np.asarray([rule.hparams.sigma for rule in rules], dtype=np.float64).astype(np.float32))
+        # (2 sigma^2) as the solo rule's Python expression rounds it
+        self.two_sigma_squared.assign(
+            np.asarray([2.0 * rule.hparams.sigma**2 for rule in rules], dtype=np.float64).astype(np.float32))
+        for generator, health, seed in zip(self.generators, self.health_generators, seeds):
+            generator.reset_from_seed(seed)
+            health.reset_from_seed(seed + 1)
+
+    def reset(self, rules: list, initial_weights: list, seeds: list[int]) -> None:
+        """Serve another population of the same key and size: its members' weights, settings, fresh state."""
+        self.model.load(initial_weights)
+        self.optimizer.reset([rule.hparams for rule in rules])
+        if self.learned:
+            self._set_coefficients(rules)
+        if self.perturbing:
+            self._set_perturbation(rules, seeds)
+
+    def _perturbation_gradients(self, x, y, generators):
+        """Node perturbation's estimates (kernels, then biases) and the clean logits, for every member
+        (see lrid.rules.node_perturbation.model_perturbation_gradients), each member's noise from its own
+        generator."""
+        model = self.model
+        logits, layer_inputs, layer_outputs = model.forward_with_activity(x, exact_gradient=True)
+        noise = [tf.stack([generator.normal(tf.shape(output)[1:], stddev=self.sigma[member], dtype=tf.float32)
+                           for member, generator in enumerate(generators)])
+                 for output in layer_outputs]
+        noisy_logits, _, _ = model.forward_with_activity(x, exact_gradient=True, perturbations=noise)
+        if self.loss == "mse":
+            prediction, noisy_prediction, targets = logits, noisy_logits, tf.cast(y, tf.float32)
+        else:
+            prediction, noisy_prediction = tf.nn.softmax(logits), tf.nn.softmax(noisy_logits)
+            targets = tf.one_hot(tf.cast(y, tf.int32), logits.shape[-1])
+        change = (noisy_prediction - prediction) * (noisy_prediction + prediction - 2.0 * targets)
+        coefficient = (tf.reduce_sum(tf.reshape(change, [model.size, tf.shape(change)[1], -1]), axis=2)
+                       / self.two_sigma_squared[:, None])
+        batch_size = tf.cast(tf.shape(x)[1], tf.float32)
+        weighted = [coefficient[:, :, None] * xi / batch_size for xi in noise]
+        kernels = [tf.matmul(tf.stop_gradient(h), w, transpose_a=True) for h, w in zip(layer_inputs, weighted)]
+        return kernels + [tf.reduce_sum(w, axis=1) for w in weighted], logits
+
+    def _feedback_gradient(self, index, layer_input, forward_projection):
+        """IA's dR/dB for every member (see InformationAlignment.feedback_gradient), batched; ``x W`` is the
+        forward pass's own (the same product the solo rule recomputes)."""
+        inputs = tf.stop_gradient(layer_input)
+        forward_projection = tf.stop_gradient(forward_projection)
+        feedback = tf.stop_gradient(tf.convert_to_tensor(self.model.feedback_kernels[index]))
+        reconstruction = tf.matmul(forward_projection, feedback, transpose_b=True)
+        signal = self.ia_two_beta * reconstruction - self.ia_alpha * inputs
+        batch_size = tf.cast(tf.shape(inputs)[1], inputs.dtype)
+        return tf.matmul(signal, forward_projection, transpose_a=True) / batch_size + self.ia_two_gamma * feedback
+
+    def _train_step(self, x, y):
+        if self.perturbing:
+            return self._perturbation_step(x, y)
+        variables = self.model.forward_variables
+        projections = []
+        with tf.GradientTape() as tape:
+            logits, layer_inputs, _ = self.model.forward_with_activity(x, projections=projections)
+            losses = batched_task_loss(self.loss, y, logits)
+            total = tf.reduce_sum(losses)  # members are independent: d total / d member k = d loss_k
+        gradients = tape.gradient(total, variables)
+        if self.learned:
+            gradients += [self._feedback_gradient(index, inputs, projection)
+                          for index, (inputs, projection) in enumerate(zip(layer_inputs, projections))]
+        with tf.control_dependencies(gradients):
+            self.optimizer.apply(gradients)
+        return losses
+
+    def _perturbation_step(self, x, y):
+        gradients, logits = self._perturbation_gradients(x, y, self.generators)
+        losses = batched_task_loss(self.loss, y, logits)
+        with tf.control_dependencies([*gradients, losses]):
+            self.optimizer.apply(gradients)
+        if self.weight_norm:
+            # after the update (the kernels' reads and writes are ordered by their variables)
+            for kernel, rms in zip(self.model.kernels, self.kernel_rms):
+                norms = tf.sqrt(tf.reduce_mean(tf.square(kernel), axis=1, keepdims=True))
+                kernel.assign(kernel * (rms / tf.maximum(norms, 1e-30)))
+        return losses
+
+    def _observe(self, probe):
+        """Every member's [n_layers, 45] observables on ``probe`` [K, P, ...]: [K, n_layers, 45]."""
+        from lrid.observables import FUNCTIONS
+        from lrid.observables.statistics import apply_function, describe_steps
+
+        model = self.model
+        _, layer_inputs, layer_outputs = model.forward_with_activity(probe, exact_gradient=True)
+        rows = []
+        for index, (layer_input, layer_output) in enumerate(zip(layer_inputs, layer_outputs)):
+            with tf.GradientTape() as tape:
+                tape.watch(layer_input)
+                total_output = tf.reduce_sum(model.layer(index, layer_input, exact_gradient=True))
+            jacobian_row_sums = tape.gradient(total_output, layer_input)
+            n_outputs = tf.cast(tf.shape(layer_output)[2], tf.float32)
+            change = tf.reduce_sum(jacobian_row_sums, axis=2) / n_outputs  # [K, P]
+            kernel = tf.convert_to_tensor(model.kernels[index])
+            rows.append(tf.concat([
+                describe_steps(tf.reshape(kernel, [model.size, 1, -1])),
+                describe_steps(layer_output),
+                tf.stack([tf.reduce_mean(apply_function(change, f), axis=1) for f in FUNCTIONS], axis=1),
+            ], axis=1))
+        return tf.stack(rows, axis=1)
+
+    def _angles(self, x, y):
+        """Per member and layer: the update-vs-gradient angle, and the feedback-vs-weight angle ([K, L] each)."""
+        model = self.model
+        with tf.GradientTape() as tape:
+            logits, _, _ = model.forward_with_activity(x, exact_gradient=True)
+            loss = tf.reduce_sum(batched_task_loss(self.loss, y, logits))
+        true_gradients = tape.gradient(loss, model.kernels)
+        if self.perturbing:
+            signals = self._perturbation_gradients(x, y, self.health_generators)[0][: len(model.kernels)]
+        else:
+            with tf.GradientTape() as tape:
+                logits, _, _ = model.forward_with_activity(x)
+                loss = tf.reduce_sum(batched_task_loss(self.loss, y, logits))
+            signals = tape.gradient(loss, model.kernels)
+        update = tf.stack([_member_angles(s, g) for s, g in zip(signals, true_gradients)], axis=1)
+        if model.feedback is None:
+            return update, tf.zeros([model.size, 0])
+        feedback = tf.stack([_member_angles(model.feedback_matrix(i), model.kernels[i])
+                             for i in range(len(model.kernels))], axis=1)
+        return update, feedback
+
+
+# A solo build's initial weights per (model spec, task, feedback, seed): building a Keras model costs more
+# than a short run's steps, and sweeps repeat seeds across rules and hyperparameters. Bounded in floats.
+_INITIAL: dict[str, list] = {}
+_INITIAL_FLOATS_LIMIT = 16_000_000
+
+
+def _initial_weights(spec: RunSpec, task, feedback) -> list[tuple]:
+    """``(name, kernel, bias, feedback kernel or None)`` per layer, as a solo run of ``spec`` starts."""
+    from lrid.models import build_model
+
+    key = json.dumps([spec.model.model_dump(mode="json"), spec.task.model_dump(mode="json"), feedback,
+                      spec.train.model_seed], sort_keys=True)
+    weights = _INITIAL.pop(key, None)
+    if weights is None:
+        model = build_model(spec.model, task, feedback=feedback, seed=spec.train.model_seed)
+        weights = [(layer.name, layer.kernel.numpy(), layer.bias.numpy(),
+                    None if layer.feedback_kernel is None else layer.feedback_kernel.numpy())
+                   for layer in model.measured_layers]
+    _INITIAL[key] = weights
+
+    def floats(entry):
+        return sum(array.size for layer in entry for array in layer[1:] if array is not None)
+
+    while len(_INITIAL) > 1 and sum(floats(entry) for entry in _INITIAL.values()) > _INITIAL_FLOATS_LIMIT:
+        _INITIAL.pop(next(iter(_INITIAL)))
+    return weights
+
+
+class _Batches:
+    """Each member's training batch of a step, stacked: members sharing a data seed share one iterator."""
+
+    def __init__(self, task, batch_size: int, data_seeds: list[int]):
+        self.task, self.batch_size = task, batch_size
+        self.seeds = sorted(set(data_seeds))
+        self.index = np.array([self.seeds.index(seed) for seed in data_seeds])
+
+    def epoch(self, epoch: int):
+        """Yield (x [K, batch, ...], y [K, batch, ...]) for each step of ``epoch``."""
+        iterators = [self.task.epoch_batches(epoch, self.batch_size, seed) for seed in self.seeds]
+        for batches in zip(*iterators):
+            x = np.stack([b[0] for b in batches])[self.index]
+            y = np.stack([b[1] for b in batches])[self.index]
+            yield x, y
+
+
+def build_population(specs: list[RunSpec]):
+    """``(task, rules, step, batches)`` for a population of ``specs`` (one :func:`population_key`): the
+    members' rule objects, their :class:`PopulationStep` with each member's initial weights loaded, and
+    their stacked training batches."""
+    from lrid.generate.trainer import rule_seed
+    from lrid.models.population import PopulationMLP
+    from lrid.rules import get_rule
+    from lrid.tasks import get_task
+
+    first = specs[0]
+    task = get_task(first.task.name, first.task.data_dir, first.task.image_size, **first.task.options)
+    rule_class = get_rule(first.rule.name)
+    seeds = [rule_seed(spec) for spec in specs]
+    rules = [rule_class(spec.rule.hparams, seed=seed, loss=task.loss) for spec, seed in zip(specs, seeds)]
+    solo = [_initial_weights(spec, task, rule_class.feedback) for spec in specs]
+    batches = _Batches(task, first.train.batch_size, [spec.train.data_seed for spec in specs])
+    key = json.dumps([population_key(first), len(specs), any(rule.hparams.weight_decay for rule in rules)])
+    step = _STEPS.pop(key, None)
+    if step is not None:
+        step.reset(rules, solo, seeds)
+    else:
+        widths = [int(np.prod(task.input_shape)), *(layer[1].shape[1] for layer in solo[0])]
+        model = PopulationMLP(widths, first.model.activation, rule_class.feedback, len(specs),
+                              [layer[0] for layer in solo[0]], first.model.init_scale)
+        model.load(solo)
+        step = PopulationStep(model, rules, task.loss, seeds)
+    _STEPS[key] = step  # most recently used last
+    while len(_STEPS) > _STEPS_LIMIT:
+        _STEPS.pop(next(iter(_STEPS)))
+    return task, rules, step, batches
+
+
+# Tracing a population's step, recorder and probes costs seconds, more than training a demo population:
+# later populations of the same key, size and decay reuse them (as the solo path reuses its compiled runs).
+_STEPS: dict[str, PopulationStep] = {}
+_STEPS_LIMIT = 4
+
+
+def _train_population(specs: list[RunSpec]):
+    """The training loop of :func:`train_population`: each member's outcome dict and observable rows."""
+    from lrid.generate.trainer import _rows, _seed_global_generators, collapse_reason, recording_steps
+    from lrid.schema import depth_groups
+
+    tf.config.experimental.enable_op_determinism()
+    first = specs[0]
+    _seed_global_generators(first.train.model_seed)
+    size = len(specs)
+    task, rules, step_fn, batches = build_population(specs)
+    model = step_fn.model
+    layer_names = model.layer_names
+    probes = tf.constant(np.stack([task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed) for spec in specs]))
+
+    steps_per_epoch = task.steps_per_epoch(first.train.batch_size)
+    total_steps = first.train.epochs * steps_per_epoch
+    schedule = recording_steps(total_steps, first.observe.points)
+    groups = depth_groups(len(layer_names))
+
+    active = np.ones(size, dtype=bool)
+    records: list[list] = [[] for _ in specs]
+    status = ["complete"] * size
+    diverged_at: list[int | None] = [None] * size
+    steps_run = [0] * size
+    final_loss = [float("nan")] * size
+    first_loss = None
+    recorded_losses: list[list] = [[None] for _ in specs]
+    health = [{"update_gradient_angle_deg": [], "feedback_weight_angle_deg": []} for _ in specs]
+    interval_losses: list = []
+
+    def record(step):
+        values = step_fn.observe(probes).numpy().astype(np.float64)
+        values[~np.isfinite(values)] = np.nan
+        for member in np.flatnonzero(active):
+            records[member].append((step, {"full": values[member]}))
+
+    def log_health(x, y):
+        update, feedback = (t.numpy() for t in step_fn.angles(x, y))
+        for member in np.flatnonzero(active):
+            health[member]["update_gradient_angle_deg"].append(_rounded(update[member]))
+            health[member]["feedback_weight_angle_deg"].append(_rounded(feedback[member]))
+
+    record(0)
+    step, next_record = 0, 1
+    train_step = None
+    for epoch in range(first.train.epochs):
+        if any(spec.train.lr_decay_epochs for spec in specs):
+            rates = [spec.train.learning_rate(rule.hparams.lr, epoch) if active[k] else 0.0
+                     for k, (spec, rule) in enumerate(zip(specs, rules))]
+            step_fn.optimizer.learning_rate.assign(np.asarray(rates, dtype=np.float64).astype(np.float32))
+        for x, y in batches.epoch(epoch):
+            x, y = tf.constant(x), tf.constant(y)
+            if train_step is None:
+                log_health(x, y)  # the initial networks, on the first batch they train on
+                train_step = step_fn.train_step.get_concrete_function(x, y)
+            loss_tensor = train_step(x, y)
+            if first_loss is None:
+                first_loss = loss_tensor.numpy()
+            interval_losses.append(loss_tensor)
+            step += 1
+            if next_record < len(schedule) and step == schedule[next_record]:
+                next_record += 1
+                losses = loss_tensor.numpy()
+                finite = step_fn.members_finite().numpy() & np.isfinite(losses)
+                for member in np.flatnonzero(active):
+                    final_loss[member] = float(losses[member])
+                    steps_run[member] = step
+                    if not finite[member]:
+                        status[member], diverged_at[member] = "diverged", step
+                        active[member] = False
+                        _mask(model, step_fn.optimizer, member)
+                if not active.any():
+                    break
+                record(step)
+                sums = tf.add_n(interval_losses).numpy()
+                for member in np.flatnonzero(active):
+                    recorded_losses[member].append(float(sums[member]) / len(interval_losses))
+                interval_losses = []
+                log_health(x, y)
+        if not active.any():
+            break
+
+    metric = task.metric
+    test_metrics = _evaluate(task, step_fn, size)
+    outcomes, frames = [], []
+    for member, spec in enumerate(specs):
+        collapsed = None
+        if status[member] == "complete" and first_loss is not None and len(recorded_losses[member]) > 1:
+            collapsed = collapse_reason(metric, task.n_classes, test_metrics[member], float(first_loss[member]),
+                                        recorded_losses[member][-1])
+            if collapsed:
+                status[member] = "collapsed"
+        recorded_steps = [s for s, _ in records[member]]
+        log = health[member]
+        outcomes.append({
+            "status": status[member],
+            "diverged_at_step": diverged_at[member],
+            "total_steps": total_steps,
+            "steps_run": steps_run[member] if status[member] == "diverged" else step,
+            "recorded_steps": recorded_steps,
+            "recorded_train_loss": recorded_losses[member],
+            "final_train_loss": final_loss[member],
+            f"final_test_{metric}": test_metrics[member] if status[member] != "diverged" else None,
+            **({"collapse_reason": collapsed} if collapsed else {}),
+            "health": {
+                "layers": layer_names,
+                "steps": recorded_steps[: len(log["update_gradient_angle_deg"])],
+                "update_gradient_angle_deg": log["update_gradient_angle_deg"],
+                "feedback_weight_angle_deg": log["feedback_weight_angle_deg"] if model.feedback is not None else None,
+            },
+        })
+        frames.append(_rows(spec.run_id, records[member], layer_names, groups, steps_per_epoch))
+    return outcomes, frames
+
+
+def _mask(model, optimizer, member: int) -> None:
+    """Take a diverged member out: finite zero weights that no longer change, so it cannot slow the others."""
+    for variable in model.variables:
+        variable.assign(_zero_member(variable, member))
+    optimizer.freeze(member)
+
+
+def _evaluate(task, step_fn, size: int) -> list[float]:
+    """Each member's test metric, through the task's own evaluation (its batching and metric)."""
+    cache: dict[bytes, np.ndarray] = {}  # per test batch: every member's outputs, computed once
+
+    def all_logits(inputs):
+        key = hashlib.sha256(np.ascontiguousarray(inputs).tobytes()).digest() + repr(inputs.shape).encode()
+        if key not in cache:
+            cache[key] = step_fn.logits(tf.constant(inputs)).numpy()
+        return cache[key]
+
+    return [task.evaluate(lambda inputs, k=member: all_logits(inputs)[k]) for member in range(size)]
+
+
+def _rounded(values) -> list[float | None]:
+    # As HealthProbe: JSON has no NaN, so an undefined angle is written as null.
+    return [round(float(v), 3) if np.isfinite(v) else None for v in values]

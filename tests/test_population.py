@@ -1,0 +1,293 @@
+"""Population training: members equal solo runs, diverged members are masked, sweeps group and resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lrid.config import RunSpec, load_sweep
+from lrid.errors import LridError
+from lrid.generate.population import POPULATION_RULES, group_populations, population_key, supports_population
+from lrid.observables import OBSERVABLES
+
+# The tolerance members reach against solo runs over a few dozen steps: batched kernels sum in another
+# order, so values agree to float32 rounding grown by training (skew, a difference of close numbers, is
+# the loosest), not bit for bit.
+RTOL, ATOL = 1e-5, 1e-6
+# Node perturbation's estimate divides the error change of a noisy pass by 2 sigma^2: a last-bit
+# difference of the forward pass is amplified about 1 / sigma^2 times, so its members agree less closely.
+PERTURBATION_RTOL, PERTURBATION_ATOL = 1e-3, 2e-4
+
+HPARAMS = {
+    "sgd": [{"lr": 0.05}, {"lr": 0.02, "weight_decay": 1e-3}],
+    "sgdm": [{"lr": 0.05}, {"lr": 0.02, "momentum": 0.5, "weight_decay": 1e-3}],
+    "adam": [{"lr": 3e-3}, {"lr": 1e-3, "beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-6, "weight_decay": 1e-3}],
+    "fa": [{"lr": 0.05}, {"lr": 0.02, "momentum": 0.5}],
+    "ss": [{"lr": 0.05}, {"lr": 0.02, "weight_decay": 1e-3}],
+    "ia": [{"lr": 0.05}, {"lr": 0.02, "alpha": 0.1, "beta": 0.02, "gamma": 0.01, "weight_decay": 1e-3}],
+    "np": [{"lr": 3e-3}, {"lr": 1e-3, "sigma": 1e-2, "weight_decay": 1e-3}],
+    "np_wn": [{"lr": 3e-3}, {"lr": 1e-3, "sigma": 1e-2}],
+}
+
+
+def _spec(rule, hparams, seed, epochs=1, activation="tanh", hidden=(16, 16), **observe):
+    return RunSpec.model_validate({
+        "model": {"hidden": list(hidden), "activation": activation},
+        "train": {"epochs": epochs, "batch_size": 64, "model_seed": seed, "data_seed": seed % 2},
+        "rule": {"name": rule, "hparams": hparams},
+        "observe": {"points": 4, "probe_size": 32, "probe_seed": seed, **observe},
+    })
+
+
+def _assert_member_equals_solo(member, solo, rtol=RTOL, atol=ATOL):
+    assert member.manifest["run_id"] == solo.manifest["run_id"]
+    assert set(member.manifest) - {"population"} == set(solo.manifest)
+    for key in ("status", "diverged_at_step", "total_steps", "steps_run", "recorded_steps"):
+        assert member.manifest[key] == solo.manifest[key], key
+    metric = next(key for key in solo.manifest if key.startswith("final_test_"))
+    if solo.manifest[metric] is None:  # diverged
+        assert member.manifest[metric] is None
+    else:  # accuracy may differ by a test example whose logits tie to rounding
+        assert member.manifest[metric] == pytest.approx(solo.manifest[metric], rel=1e-4, abs=0.003)
+    np.testing.assert_allclose(np.array(member.manifest["recorded_train_loss"][1:], dtype=float),
+                               np.array(solo.manifest["recorded_train_loss"][1:], dtype=float), rtol=rtol)
+    for angles in ("update_gradient_angle_deg", "feedback_weight_angle_deg"):
+        ours, theirs = member.manifest["health"][angles], solo.manifest["health"][angles]
+        assert (ours is None) == (theirs is None), angles
+        if ours is not None:
+            # Rounded to 3 decimals; an angle between near-equal vectors is acos of ~1, sensitive to rounding.
+            np.testing.assert_allclose(np.array(ours, dtype=float), np.array(theirs, dtype=float), atol=0.05 + 1e3 * atol)
+    identifiers = ["run_id", "step", "epoch", "layer", "layer_index", "depth_group"]
+    assert member.observables[identifiers].equals(solo.observables[identifiers])
+    np.testing.assert_allclose(member.observables[list(OBSERVABLES)].to_numpy(),
+                               solo.observables[list(OBSERVABLES)].to_numpy(), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("rule", POPULATION_RULES)
+def test_each_member_records_what_a_solo_run_of_its_spec_records(rule):
+    from lrid.generate.population import train_population
+    from lrid.generate.trainer import train_run
+
+    specs = [_spec(rule, hparams, seed) for seed, hparams in enumerate(HPARAMS[rule])]
+    members = train_population(specs, fall_back=False)
+    tolerance = (PERTURBATION_RTOL, PERTURBATION_ATOL) if rule.startswith("np") else (RTOL, ATOL)
+    for spec, member in zip(specs, members):
+        assert member.manifest["population"]["size"] == len(specs)
+        _assert_member_equals_solo(member, train_run(spec), *tolerance)
+
+
+def test_members_with_their_own_learning_rate_schedules_match_solo_runs():
+    from lrid.generate.population import train_population
+    from lrid.generate.trainer import train_run
+
+    specs = [_spec("adam", {"lr": 3e-3}, 0, epochs=2), _spec("adam", {"lr": 3e-3}, 1, epochs=2)]
+    specs[1] = RunSpec.model_validate({**specs[1].model_dump(),
+                                       "train": {**specs[1].train.model_dump(), "lr_decay_epochs": [1]}})
+    for spec, member in zip(specs, train_population(specs, fall_back=False)):
+        _assert_member_equals_solo(member, train_run(spec))
+
+
+def test_members_of_a_regression_task_match_solo_runs():
+    from lrid.generate.population import train_population
+    from lrid.generate.trainer import train_run
+
+    specs = [RunSpec.model_validate({**_spec("fa", {"lr": lr}, seed).model_dump(),
+                                     "task": {"name": "teacher_student", "options": {"n_train": 512, "n_test": 128}}})
+             for seed, lr in ((0, 0.01), (1, 0.003))]
+    for spec, member in zip(specs, train_population(specs, fall_back=False)):
+        assert "final_test_mse" in member.manifest
+        _assert_member_equals_solo(member, train_run(spec))
+
+
+def test_a_diverging_member_is_recorded_at_its_step_and_the_others_go_on():
+    from lrid.generate.population import train_population
+    from lrid.generate.trainer import train_run
+
+    specs = [_spec("sgdm", {"lr": lr}, seed, epochs=2, activation="relu", hidden=(32, 32))
+             for seed, lr in ((0, 0.05), (1, 1e5), (2, 0.02))]
+    members = train_population(specs, fall_back=False)
+    statuses = [member.manifest["status"] for member in members]
+    assert statuses[1] == "diverged" and "diverged" not in (statuses[0], statuses[2]), statuses
+    # The diverged member was masked: zero weights that stayed finite while the others trained on.
+    from lrid.generate.population import _STEPS
+
+    model = next(step.model for step in _STEPS.values() if step.model.size == 3 and step.model.layer_names)
+    assert model.members_finite().numpy().tolist() == [True, True, True]
+    assert all(not np.any(variable.numpy()[1]) for variable in model.variables)
+    for spec, member in zip(specs, members):
+        _assert_member_equals_solo(member, train_run(spec))
+
+
+def test_a_population_that_fails_as_a_whole_falls_back_to_solo_runs(monkeypatch):
+    from lrid.generate import population
+
+    def broken(specs):
+        raise RuntimeError("stacked step exploded")
+
+    monkeypatch.setattr(population, "_train_population", broken)
+    specs = [_spec("fa", {"lr": 0.05}, seed) for seed in range(2)]
+    fell_back = population.train_population(specs)
+    assert [r.manifest["status"] for r in fell_back] == ["complete", "complete"]
+    assert all("population" not in r.manifest for r in fell_back)
+    failed = population.train_population(specs, fall_back=False)
+    assert {r.manifest["status"] for r in failed} == {"failed"}
+    assert "stacked step exploded" in failed[0].manifest["error"]
+
+
+def test_populations_group_runs_that_share_a_step_and_keep_the_others_solo():
+    fa = [_spec("fa", {"lr": lr}, seed) for seed, lr in enumerate((0.01, 0.02, 0.03))]
+    fa_adam = _spec("fa", {"optimizer": "adam", "lr": 1e-3}, 0)
+    sgdm = _spec("sgdm", {"lr": 0.01}, 0)
+    longer = _spec("fa", {"lr": 0.01}, 5, epochs=2)
+    viewed = RunSpec.model_validate({**fa[0].model_dump(), "observe": {"views": [{"units_fraction": 0.5}]}})
+    conv = RunSpec.model_validate({"task": {"name": "digits", "options": {"as_images": True}},
+                                   "model": {"arch": "convnet"}, "rule": {"name": "fa"}})
+    np_run = _spec("dtp", {}, 0)
+    assert population_key(fa[0]) == population_key(fa[2]) != population_key(fa_adam)
+    assert population_key(fa[0]) not in (population_key(sgdm), population_key(longer))
+    for solo in (viewed, conv, np_run):
+        assert population_key(solo) is None and supports_population(solo)
+    specs = [*fa, fa_adam, sgdm, longer, viewed, conv, np_run]
+    units = group_populations(specs, 2)
+    assert sorted(len(unit) for unit in units) == [1, 1, 1, 1, 1, 1, 1, 2]
+    assert sorted(spec.run_id for unit in units for spec in unit) == sorted(spec.run_id for spec in specs)
+    assert [spec.run_id for spec in max(units, key=len)] == [fa[0].run_id, fa[1].run_id]
+    assert all(len(unit) == 1 for unit in group_populations(specs, 1))
+    # Spread over workers: a lone population of three is halved to keep two workers busy, not more.
+    assert [len(unit) for unit in group_populations(fa, 8, spread=2)] == [2, 1]
+    assert [len(unit) for unit in group_populations(fa, 8, spread=5)] == [1, 1, 1]
+    assert sorted(len(unit) for unit in group_populations(specs, 8, spread=2)) == [1, 1, 1, 1, 1, 1, 3]
+
+
+SWEEP = """
+name: pop
+task: {name: digits}
+model: {arch: mlp, hidden: [16, 16], activation: tanh}
+train: {epochs: 1, batch_size: 64}
+observe: {points: 3, probe_size: 32}
+rules:
+  sgdm: {lr: [0.05, 0.02]}
+  ia: {lr: 0.05}
+grid:
+  model_seed: [0, 1]
+"""
+
+
+@pytest.fixture(scope="module")
+def solo_sweep(tmp_path_factory):
+    """The sweep's file and its store trained solo."""
+    from lrid.generate import generate
+    from lrid.generate.executors import SequentialExecutor
+
+    root = tmp_path_factory.mktemp("solo")
+    path = root / "pop.yaml"
+    path.write_text(SWEEP)
+    generate(load_sweep(path), root / "store", executor=SequentialExecutor(), progress=False)
+    return path, root / "store"
+
+
+def _assert_same_observables(store_root, solo_root):
+    from lrid.store import Store
+
+    ours, theirs = (Store(root).read_observables(("complete", "collapsed")) for root in (store_root, solo_root))
+    ours, theirs = (frame.sort_values(["run_id", "step", "layer_index"]).reset_index(drop=True) for frame in (ours, theirs))
+    assert list(ours.columns) == list(theirs.columns) and ours["run_id"].equals(theirs["run_id"])
+    np.testing.assert_allclose(ours[list(OBSERVABLES)].to_numpy(), theirs[list(OBSERVABLES)].to_numpy(), rtol=RTOL, atol=ATOL)
+
+
+def test_a_population_sweep_writes_what_a_solo_sweep_writes_and_resumes(solo_sweep, tmp_path):
+    from lrid.generate import generate
+    from lrid.generate.executors import SequentialExecutor
+    from lrid.store import Store
+
+    path, solo_store = solo_sweep
+    sweep = load_sweep(path)
+    # A sweep killed after part of its runs: the store holds those, and the population run trains the rest.
+    part = sweep.expand()[:2]
+    store = Store(tmp_path / "pop")
+    generate_part = SequentialExecutor(population=4)
+    assert [o["status"] for o in generate_part.map(part, store.location)] == ["complete", "complete"]
+    resumed = generate(sweep, store, executor=SequentialExecutor(population=4), progress=False)
+    assert resumed.skipped == 2 and resumed.complete + resumed.collapsed == len(sweep.expand()) - 2
+    pop_manifests = {m["run_id"]: m for m in store.manifests()}
+    solo_manifests = {m["run_id"]: m for m in Store(solo_store).manifests()}
+    assert pop_manifests.keys() == solo_manifests.keys()
+    sizes = sorted(m["population"]["size"] for m in pop_manifests.values())
+    assert sizes == [2, 2, 2, 2, 2, 2]  # two populations of the first call, then sgdm's remaining two, ia's two
+    _assert_same_observables(store.location, solo_store)
+    assert all("population" not in m for m in solo_manifests.values())
+
+
+def test_the_process_pool_hands_out_populations(solo_sweep, tmp_path):
+    from lrid.generate import generate
+    from lrid.generate.executors import make_executor
+    from lrid.store import Store
+
+    path, solo_store = solo_sweep
+    summary = generate(load_sweep(path), tmp_path / "pool", executor=make_executor("process", workers=2, population=8),
+                       progress=False)
+    assert summary.failed == 0 and summary.complete + summary.collapsed == 6
+    # Two populations (sgdm's four runs, ia's two) keep the two workers busy: neither is split.
+    sizes = sorted(m.get("population", {}).get("size", 1) for m in Store(tmp_path / "pool").manifests())
+    assert sizes == [2, 2, 4, 4, 4, 4]
+    _assert_same_observables(tmp_path / "pool", solo_store)
+
+
+def test_population_size_below_one_is_a_one_line_error():
+    from lrid.generate.executors import make_executor
+
+    with pytest.raises(LridError, match="--population must be at least 1"):
+        make_executor("sequential", population=0)
+
+
+def test_manifest_schema_accepts_a_population_field_and_manifests_without_one():
+    from lrid.schema import parse_manifest
+
+    base = {"run_id": "abc", "status": "complete",
+            "spec": {"task": {"name": "digits"}, "model": {"arch": "mlp"}, "rule": {"name": "fa"}}}
+    assert "population" not in parse_manifest(json.loads(json.dumps(base)))
+    member = {**base, "population": {"id": "f00", "size": 8, "member": 3, "wall_time_s": 1.5}}
+    assert parse_manifest(member)["population"]["member"] == 3
+
+
+def test_a_population_sweep_killed_mid_way_resumes_with_every_run_once(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pyarrow.parquet as pq
+
+    from lrid.store import Store
+
+    sweep = tmp_path / "pop.yaml"
+    sweep.write_text(SWEEP.replace("model_seed: [0, 1]", "model_seed: [0, 1, 2, 3]"))
+    store = tmp_path / "store"
+
+    def manifests():  # a killed writer may leave a hidden temporary file beside them
+        return [path for path in (store / "runs").glob("*.json") if not path.name.startswith(".")]
+
+    command = [sys.executable, "-m", "lrid.cli", "generate", str(sweep), "--store", str(store),
+               "--backend", "sequential", "--population", "2"]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and len(manifests()) < 2:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # mid-sweep: later populations hold claims, or have not started
+    process.wait()
+    killed_with = len(manifests())
+    assert 2 <= killed_with < 12, "the sweep should be killed part-way through"
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{killed_with} already in" in resumed.stdout
+    written = [json.loads(path.read_text()) for path in manifests()]
+    expected = sorted(spec.run_id for spec in load_sweep(sweep).expand())
+    assert sorted(m["run_id"] for m in written) == expected
+    # A kill between a population's writes leaves an odd member, trained alone on resume.
+    sizes = [m.get("population", {}).get("size", 1) for m in written]
+    assert set(sizes) <= {1, 2} and sizes.count(2) >= len(sizes) - 2
+    for path in (store / "observables").rglob("*.parquet"):
+        pq.read_table(path)
+    assert Store(store).orphan_observables() == []
