@@ -76,6 +76,22 @@ def test_each_member_records_what_a_solo_run_of_its_spec_records(rule):
         _assert_member_equals_solo(member, train_run(spec), *tolerance)
 
 
+@pytest.mark.parametrize("rule", ["ss", "np_wn"])
+def test_members_initialised_by_another_scheme_match_solo_runs(rule):
+    """Sign symmetry's feedback magnitude and weight normalisation's target follow ``model.init``."""
+    from lrid.generate.population import train_population
+    from lrid.generate.trainer import train_run
+
+    specs = []
+    for seed, hparams in enumerate(HPARAMS[rule][:2]):
+        spec = _spec(rule, hparams, seed).model_dump()
+        spec["model"].update(init="he", init_distribution="untruncated_normal")
+        specs.append(RunSpec.model_validate(spec))
+    tolerance = (PERTURBATION_RTOL, PERTURBATION_ATOL) if rule.startswith("np") else (RTOL, ATOL)
+    for spec, member in zip(specs, train_population(specs, fall_back=False)):
+        _assert_member_equals_solo(member, train_run(spec), *tolerance)
+
+
 def test_members_with_their_own_learning_rate_schedules_match_solo_runs():
     from lrid.generate.population import train_population
     from lrid.generate.trainer import train_run

@@ -347,22 +347,24 @@ def test_dry_run_of_a_sampled_sweep_shows_the_spread_and_writes_nothing(tmp_path
     assert not store.exists() or not any(store.iterdir())
 
 
-def test_np_wn_holds_the_columns_at_the_scaled_initial_std():
-    """Weight-normalised NP keeps each unit's weights at their initial scale, init_scale included."""
+@pytest.mark.parametrize("init", ["glorot", "he"])
+def test_np_wn_holds_the_columns_at_the_scaled_initial_std(init):
+    """Weight-normalised NP keeps each unit's weights at their initial scale: the scheme's, times init_scale."""
     import numpy as np
 
     from lrid.models import build_network
     from lrid.rules import get_rule
-    from lrid.rules.node_perturbation import glorot_std
     from lrid.tasks import get_task
 
     rule = get_rule("np_wn")({"optimizer": "sgd", "lr": 0.5, "sigma": 1e-2}, seed=4)
-    model = build_network(ModelSpec(hidden=(32,), init_scale=2.0), (64,), 10, rule.feedback, seed=0)
+    model = build_network(ModelSpec(hidden=(32,), init_scale=2.0, init=init), (64,), 10, rule.feedback, seed=0)
     task = get_task("digits")
     rule.make_train_step(model, rule.make_optimizer())(task.x_train[:32], task.y_train[:32])
     for layer in model.measured_layers:
+        fan_in, fan_out = layer.kernel.shape
+        expected = (2 / (fan_in + fan_out)) ** 0.5 if init == "glorot" else (2 / fan_in) ** 0.5
         rms = np.sqrt(np.mean(layer.kernel.numpy().astype(np.float64) ** 2, axis=0))
-        np.testing.assert_allclose(rms, 2.0 * glorot_std(layer.kernel), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(rms, 2.0 * expected, rtol=0, atol=1e-6)
 
 
 def test_dry_run_of_an_imagenet_grid_times_few_small_steps(tmp_path, monkeypatch):

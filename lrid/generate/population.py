@@ -244,7 +244,8 @@ class PopulationStep:
     """A population's compiled train step, recorder, health probe and evaluation, for one rule."""
 
     def __init__(self, model, rules: list, loss: str, seeds: list[int]):
-        from lrid.rules.node_perturbation import NodePerturbation, glorot_std
+        from lrid.models.layers import scheme_std
+        from lrid.rules.node_perturbation import NodePerturbation
 
         self.model = model
         self.loss = loss
@@ -253,7 +254,7 @@ class PopulationStep:
         if self.perturbing:
             self.weight_norm = rules[0].weight_norm
             # the forward kernels' init std, at which np_wn holds every unit's incoming weights
-            self.kernel_rms = [glorot_std(kernel[0]) * model.init_scale for kernel in model.kernels]
+            self.kernel_rms = [scheme_std(kernel.shape[1:], model.init_scheme) * model.init_scale for kernel in model.kernels]
             self.sigma, self.two_sigma_squared = (tf.Variable(tf.zeros([model.size]), trainable=False) for _ in range(2))
             # One noise stream per member, and one for its health probe, as each solo run has.
             self.generators = [tf.random.Generator.from_seed(seed) for seed in seeds]
@@ -336,7 +337,7 @@ class PopulationStep:
         if self.perturbing:
             return self._perturbation_step(x, y)
         variables = self.model.forward_variables
-        projections = []
+        projections: list = []
         with tf.GradientTape() as tape:
             logits, layer_inputs, _ = self.model.forward_with_activity(x, projections=projections)
             losses = batched_task_loss(self.loss, y, logits)
@@ -474,7 +475,7 @@ def build_population(specs: list[RunSpec]):
     else:
         widths = [int(np.prod(task.input_shape)), *(layer[1].shape[1] for layer in solo[0])]
         model = PopulationMLP(widths, first.model.activation, rule_class.feedback, len(specs),
-                              [layer[0] for layer in solo[0]], first.model.init_scale)
+                              [layer[0] for layer in solo[0]], first.model.init_scale, first.model.init)
         model.load(solo)
         step = PopulationStep(model, rules, task.loss, seeds)
     _STEPS[key] = step  # most recently used last
@@ -516,7 +517,7 @@ def _train_population(specs: list[RunSpec]):
     final_loss = [float("nan")] * size
     first_loss = None
     recorded_losses: list[list] = [[None] for _ in specs]
-    health = [{"update_gradient_angle_deg": [], "feedback_weight_angle_deg": []} for _ in specs]
+    health: list[dict[str, list]] = [{"update_gradient_angle_deg": [], "feedback_weight_angle_deg": []} for _ in specs]
     interval_losses: list = []
 
     def record(step):
@@ -553,7 +554,7 @@ def _train_population(specs: list[RunSpec]):
                 next_record += 1
                 losses = loss_tensor.numpy()
                 finite = step_fn.members_finite().numpy() & np.isfinite(losses)
-                for member in np.flatnonzero(active):
+                for member in map(int, np.flatnonzero(active)):
                     final_loss[member] = float(losses[member])
                     steps_run[member] = step
                     if not finite[member]:
@@ -564,7 +565,7 @@ def _train_population(specs: list[RunSpec]):
                     break
                 record(step)
                 sums = tf.add_n(interval_losses).numpy()
-                for member in np.flatnonzero(active):
+                for member in map(int, np.flatnonzero(active)):
                     recorded_losses[member].append(float(sums[member]) / len(interval_losses))
                 interval_losses = []
                 log_health(x, y)

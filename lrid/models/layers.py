@@ -22,6 +22,21 @@ INIT_SCHEMES = {"glorot": (1.0, "fan_avg"), "he": (2.0, "fan_in"), "lecun": (1.0
 INIT_DISTRIBUTIONS = ("uniform", "truncated_normal", "untruncated_normal")
 
 
+def scheme_std(kernel_shape, init_scheme: str = "glorot") -> float:
+    """The standard deviation a variance-scaling scheme gives a kernel of this shape, at scale 1.
+
+    Fans are counted as Keras's initialisers count them: a dense [n_in, n_out] kernel has fans n_in and
+    n_out; a conv kernel [kh, kw, c_in, c_out] has ``kh kw c_in`` and ``kh kw c_out``.
+    """
+    shape = [int(d) for d in kernel_shape]
+    receptive_field = 1
+    for d in shape[:-2]:
+        receptive_field *= d
+    fan_in, fan_out = receptive_field * shape[-2], receptive_field * shape[-1]
+    gain, mode = INIT_SCHEMES[init_scheme]
+    return (gain / {"fan_avg": (fan_in + fan_out) / 2, "fan_in": fan_in}[mode]) ** 0.5
+
+
 class FeedbackLayer(keras.layers.Layer):
     """A linear map (dense or convolution) plus bias and activation, with a rule-provided backward signal.
 
@@ -67,10 +82,6 @@ class FeedbackLayer(keras.layers.Layer):
         """The forward kernel's shape for inputs of ``input_shape``."""
         raise NotImplementedError
 
-    def fans(self, kernel_shape) -> tuple[int, int]:
-        """(fan_in, fan_out) of the kernel, as Glorot initialisation counts them."""
-        raise NotImplementedError
-
     def linear(self, inputs, kernel):
         """The layer's linear map applied with ``kernel``: ``x W`` or ``conv(x, W)``."""
         raise NotImplementedError
@@ -85,7 +96,6 @@ class FeedbackLayer(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = self.kernel_shape(input_shape)
-        fan_in, fan_out = self.fans(shape)
         gain, mode = INIT_SCHEMES[self.init_scheme]
         initializer = keras.initializers.VarianceScaling(
             scale=gain * self.init_scale**2, mode=mode, distribution=self.init_distribution, seed=self.seed
@@ -94,7 +104,7 @@ class FeedbackLayer(keras.layers.Layer):
         # Layers followed by batch normalisation go without a bias, which the normalisation would cancel.
         self.bias = self.add_weight(name="bias", shape=(shape[-1],), initializer="zeros") if self.use_bias else None
         # The scheme's standard deviation at scale 1: the magnitude sign-symmetric feedback carries.
-        self.feedback_scale = (gain / {"fan_avg": (fan_in + fan_out) / 2, "fan_in": fan_in}[mode]) ** 0.5
+        self.feedback_scale = scheme_std(shape, self.init_scheme)
         self.feedback_kernel = None
         if self.feedback in ("fixed", "learned"):
             self.feedback_kernel = self.add_weight(
@@ -161,9 +171,6 @@ class FeedbackDense(FeedbackLayer):
     def kernel_shape(self, input_shape):
         return (int(input_shape[-1]), self.units)
 
-    def fans(self, kernel_shape):
-        return kernel_shape
-
     def linear(self, inputs, kernel):
         return tf.matmul(inputs, kernel)
 
@@ -204,10 +211,6 @@ class FeedbackConv2D(FeedbackLayer):
 
     def kernel_shape(self, input_shape):
         return (self.kernel_size, self.kernel_size, int(input_shape[-1]), self.filters)
-
-    def fans(self, kernel_shape):
-        area = kernel_shape[0] * kernel_shape[1]
-        return area * kernel_shape[2], area * kernel_shape[3]
 
     def linear(self, inputs, kernel):
         return tf.nn.conv2d(inputs, kernel, self.strides, self.padding)

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lrid.models.layers import FEEDBACK_KINDS
+from lrid.models.layers import FEEDBACK_KINDS, scheme_std
 
 
 class PopulationMLP:
@@ -31,17 +31,21 @@ class PopulationMLP:
         layer_names: the solo model's measured-layer names, in depth order.
         init_scale: the solo model's multiplier of the forward kernels' initial std (node perturbation's
             weight normalisation holds kernels at that scale).
+        init_scheme: the solo model's variance-scaling scheme (``model.init``), which sets sign symmetry's
+            feedback magnitude and that scale.
 
     Copy initial weights in with :meth:`load`.
     """
 
-    def __init__(self, widths, activation: str, feedback: str | None, size: int, layer_names, init_scale: float = 1.0):
+    def __init__(self, widths, activation: str, feedback: str | None, size: int, layer_names, init_scale: float = 1.0,
+                 init_scheme: str = "glorot"):
         if feedback not in FEEDBACK_KINDS:
             raise ValueError(f"feedback must be one of {FEEDBACK_KINDS}, got {feedback!r}")
         self.size = size
         self.feedback = feedback
         self.layer_names = list(layer_names)
         self.init_scale = init_scale
+        self.init_scheme = init_scheme
         self.activations = [keras.activations.get(activation)] * (len(widths) - 2) + [keras.activations.get(None)]
         shapes = list(zip(widths[:-1], widths[1:]))
         self.kernels = [tf.Variable(tf.zeros([size, n_in, n_out]), name=f"kernel{i}") for i, (n_in, n_out) in enumerate(shapes)]
@@ -50,8 +54,8 @@ class PopulationMLP:
             [tf.Variable(tf.zeros([size, n_in, n_out]), name=f"feedback{i}") for i, (n_in, n_out) in enumerate(shapes)]
             if feedback in ("fixed", "learned") else []
         )
-        # Glorot-uniform's standard deviation, the magnitude of sign-symmetric feedback (as FeedbackLayer).
-        self.feedback_scales = [(2.0 / (n_in + n_out)) ** 0.5 for n_in, n_out in shapes]
+        # The scheme's standard deviation at scale 1, the magnitude of sign-symmetric feedback (as FeedbackLayer).
+        self.feedback_scales = [scheme_std(shape, init_scheme) for shape in shapes]
 
     @property
     def variables(self) -> list:

@@ -125,16 +125,10 @@ def model_perturbation_gradients(model, inputs, targets, generator, sigma: float
 
 
 def glorot_std(kernel) -> float:
-    """``sqrt(2 / (fan_in + fan_out))``, Glorot's init std, that every output unit's weights are held at.
+    """``sqrt(2 / (fan_in + fan_out))``, Glorot's init std (fans as Keras counts them)."""
+    from lrid.models.layers import scheme_std
 
-    For a dense [n_in, n_out] kernel the fans are n_in and n_out; for a conv kernel [kh, kw, c_in, c_out]
-    they are ``kh kw c_in`` and ``kh kw c_out``, as Keras's initialisers count them.
-    """
-    shape = [int(d) for d in kernel.shape]
-    receptive_field = 1
-    for d in shape[:-2]:
-        receptive_field *= d
-    return (2.0 / (receptive_field * (shape[-2] + shape[-1]))) ** 0.5
+    return scheme_std(kernel.shape, "glorot")
 
 
 def normalize_columns(kernel, target_rms: float):
@@ -227,8 +221,10 @@ class NodePerturbation(LearningRule):
     def make_train_step(self, model, optimizer):
         layers = model.measured_layers
         variables = [v for layer in layers for v in (layer.kernel, layer.bias) if v is not None]
-        # the forward kernels' init std: Glorot's, times the model's init_scale
-        kernel_rms = [glorot_std(layer.kernel) * layer.init_scale for layer in layers]
+        from lrid.models.layers import scheme_std
+
+        # the forward kernels' init std: their scheme's, times the model's init_scale
+        kernel_rms = [scheme_std(layer.kernel.shape, layer.init_scheme) * layer.init_scale for layer in layers]
         generator = tf.random.Generator.from_seed(self.seed)
         self._generator = generator
         self._health_generator = tf.random.Generator.from_seed(self.seed + 1)  # made eagerly, not in a trace
@@ -257,8 +253,9 @@ class NodePerturbationWeightNorm(NodePerturbation):
     """Node perturbation followed, after every step, by weight normalisation of every layer.
 
     The update is :class:`NodePerturbation`'s; then each output unit's incoming weights (a column of the
-    [n_in, n_out] kernel) are rescaled to a fixed RMS ``sigma_o = sqrt(2 / (n_in + n_out))``, the std of
-    the Glorot initialisation (times ``model.init_scale``, so the weights stay at their initial scale): ``W[:, j] <- sigma_o W[:, j] / sqrt(mean_i W[i, j]^2)``. Biases are not
+    [n_in, n_out] kernel) are rescaled to a fixed RMS ``sigma_o``, the std of the kernel's initialisation
+    (``sqrt(2 / (n_in + n_out))`` for Glorot's, times ``model.init_scale``, so the weights stay at their
+    initial scale): ``W[:, j] <- sigma_o W[:, j] / sqrt(mean_i W[i, j]^2)``. Biases are not
     normalised. This stops the weight diffusion that makes plain NP unstable, at the cost of a bias in
     the update. Hiratani et al.'s option normalises all layers (``wreg_type=2``), as here.
 
