@@ -17,6 +17,7 @@ install: $(BIN)/lrid
 
 # Lint and type-check lrid/ (rules and settings in pyproject.toml); CI runs it before the tests.
 lint: install
+	$(BIN)/ruff format --check lrid
 	$(BIN)/ruff check lrid
 	$(BIN)/mypy
 

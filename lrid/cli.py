@@ -41,15 +41,17 @@ class _PlainConsole(Console):
 
     def render_str(self, text: str, **options):
         """Render ``text`` literally, with control characters shown as escapes (``\\x1b``)."""
-        return super().render_str(_CONTROL.sub(lambda match: ascii(match.group())[1:-1], text),
-                                  **{**options, "markup": False, "emoji": False})
+        return super().render_str(
+            _CONTROL.sub(lambda match: ascii(match.group())[1:-1], text), **{**options, "markup": False, "emoji": False}
+        )
 
 
 console = _PlainConsole(soft_wrap=True)
 error_console = _PlainConsole(stderr=True)
 
 ClassifierOption = Annotated[
-    str, typer.Option("--classifiers", help="comma-separated classifiers: linear, rf, xgb, conv1d, or any registered one")
+    str,
+    typer.Option("--classifiers", help="comma-separated classifiers: linear, rf, xgb, conv1d, or any registered one"),
 ]
 JobsOption = Annotated[int, typer.Option("--jobs", help="parallel jobs for the classifiers")]
 SplitsOption = Annotated[int, typer.Option("--splits", help="number of balanced 75/25 splits")]
@@ -102,9 +104,7 @@ def _require_tensorflow(purpose: str) -> None:
     require_extra("tensorflow", purpose=purpose)
 
 
-BackendOption = Annotated[
-    str, typer.Option("--backend", help="sequential, process (a local pool) or ray")
-]
+BackendOption = Annotated[str, typer.Option("--backend", help="sequential, process (a local pool) or ray")]
 WorkersOption = Annotated[
     int | None, typer.Option("--workers", help="processes for --backend process (default: the machine's cores)")
 ]
@@ -115,8 +115,17 @@ CpusOption = Annotated[float, typer.Option("--num-cpus", help="CPUs each Ray tas
 GpusOption = Annotated[float, typer.Option("--num-gpus", help="GPUs each Ray task requests")]
 
 
-def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "process", workers: int | None = None,
-              address: str | None = None, num_cpus: float = 1, num_gpus: float = 0, population: int = 1) -> None:
+def _generate(
+    spec_path: Path,
+    store: str,
+    retry_failed: bool,
+    backend: str = "process",
+    workers: int | None = None,
+    address: str | None = None,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    population: int = 1,
+) -> None:
     _require_tensorflow("training networks")
     _require_positive("--workers", workers, " (processes for --backend process)")
     from lrid.config import load_sweep
@@ -124,8 +133,9 @@ def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "p
     from lrid.generate.executors import make_executor
 
     sweep = load_sweep(spec_path)
-    executor = make_executor(backend, workers=workers, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
-                             population=population)
+    executor = make_executor(
+        backend, workers=workers, address=address, num_cpus=num_cpus, num_gpus=num_gpus, population=population
+    )
     _quiet_tensorflow()
     started = time.perf_counter()
     summary = generate(sweep, store, retry_failed=retry_failed, executor=executor)
@@ -135,10 +145,14 @@ def _generate(spec_path: Path, store: str, retry_failed: bool, backend: str = "p
         f"({time.perf_counter() - started:.1f} s)"
     )
     if summary.skipped_failed:
-        console.print(f"{summary.skipped_failed} run(s) that failed before were skipped; add --retry-failed to retry them")
+        console.print(
+            f"{summary.skipped_failed} run(s) that failed before were skipped; add --retry-failed to retry them"
+        )
     if summary.elsewhere:
-        console.print(f"{summary.elsewhere} run(s) being trained by another process were left to it; "
-                      "run generate again after it ends to pick up any it did not finish")
+        console.print(
+            f"{summary.elsewhere} run(s) being trained by another process were left to it; "
+            "run generate again after it ends to pick up any it did not finish"
+        )
     for error in summary.errors:
         error_console.print(f"  failed run {error}")
     if summary.failed:
@@ -159,29 +173,43 @@ def _classify(store: str, results: Path, classifiers: str, splits: int, jobs: in
     check_held_out_filters(options.get("train_where"), options.get("test_where"))
     if any(CLASSIFIERS[name].needs_tensorflow for name in names):
         _quiet_tensorflow()
-    spec = ClassifySpec.build(store=store, results_dir=results, classifiers=names, n_splits=splits, n_jobs=jobs, **options)
+    spec = ClassifySpec.build(
+        store=store, results_dir=results, classifiers=names, n_splits=splits, n_jobs=jobs, **options
+    )
     scores = classify(spec)
-    table = Table(title=f"Rule identification: {scores.n_runs} runs, {scores.n_samples} samples, chance {scores.chance:.3f}")
+    table = Table(
+        title=f"Rule identification: {scores.n_runs} runs, {scores.n_samples} samples, chance {scores.chance:.3f}"
+    )
     for column in ("observables", "classifier", "accuracy", "± s.e.m.", "balanced"):
         table.add_column(column, justify="left" if column in ("observables", "classifier") else "right")
     for subset, results_by_classifier in scores.by_subset.items():
         for name, result in results_by_classifier.items():
-            table.add_row(subset, name, f"{result.accuracy_mean:.3f}", f"{result.accuracy_sem:.3f}",
-                          f"{result.balanced_accuracy_mean:.3f}")
+            table.add_row(
+                subset,
+                name,
+                f"{result.accuracy_mean:.3f}",
+                f"{result.accuracy_sem:.3f}",
+                f"{result.balanced_accuracy_mean:.3f}",
+            )
     console.print(table)
     control = scores.control
     if control is not None:
-        baseline = ", ".join(f"{n} {r.accuracy_mean:.3f} ± {r.accuracy_sem:.3f}" for n, r in control.curve_baseline.items())
+        baseline = ", ".join(
+            f"{n} {r.accuracy_mean:.3f} ± {r.accuracy_sem:.3f}" for n, r in control.curve_baseline.items()
+        )
         seen = control.curve_features
         console.print(f"control: performance-only baseline ({len(seen)} features, {seen[0]} .. {seen[-1]}): {baseline}")
         bins = "; ".join(
             f"[{b.bin[0]:.3f}, {b.bin[1]:.3f}] {b.accuracy:.3f} (chance {b.chance:.3f}), "
             f"balanced {b.balanced_accuracy:.3f} (chance {b.balanced_chance:.3f}), n={b.n_test}"
-            for b in control.matched_bins if b.accuracy is not None
+            for b in control.matched_bins
+            if b.accuracy is not None
         )
         if bins:
-            console.print(f"control: {control.matched_bins[0].classifier} accuracy within final-test-accuracy bins "
-                          f"(chance: the bin's majority rule share; balanced: 1 / its rules): {bins}")
+            console.print(
+                f"control: {control.matched_bins[0].classifier} accuracy within final-test-accuracy bins "
+                f"(chance: the bin's majority rule share; balanced: 1 / its rules): {bins}"
+            )
     console.print(f"classify: scores in {results / 'scores.json'} ({time.perf_counter() - started:.1f} s)")
     return scores
 
@@ -196,10 +224,20 @@ def generate(
     address: AddressOption = None,
     num_cpus: CpusOption = 1,
     num_gpus: GpusOption = 0,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="print runs per rule and architecture and an estimated cost; write nothing")] = False,
-    timing_batch: Annotated[int, typer.Option("--timing-batch", help="with --dry-run: largest batch to time steps at")] = 64,
-    population: Annotated[int, typer.Option("--population", help="train up to K runs of one MLP shape, rule and "
-                                            "schedule together in one step (1: every run alone)")] = 1,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="print runs per rule and architecture and an estimated cost; write nothing"),
+    ] = False,
+    timing_batch: Annotated[
+        int, typer.Option("--timing-batch", help="with --dry-run: largest batch to time steps at")
+    ] = 64,
+    population: Annotated[
+        int,
+        typer.Option(
+            "--population",
+            help="train up to K runs of one MLP shape, rule and schedule together in one step (1: every run alone)",
+        ),
+    ] = 1,
 ) -> None:
     """Train every run of a sweep that the store does not hold yet, recording its observables."""
     if dry_run:
@@ -226,17 +264,41 @@ def _dry_run(spec_path: Path, store: str, timing_batch: int) -> None:
             table.add_row(key, line)  # the consoles print text literally (no markup)
         console.print(table)
     _quiet_tensorflow()
-    console.print(f"{spec_path}: {len(pending) + done} runs, {done} already in {store}; timing each rule on the "
-                  "cheapest architecture, scaling the others by multiply-adds...")
+    console.print(
+        f"{spec_path}: {len(pending) + done} runs, {done} already in {store}; timing each rule on the "
+        "cheapest architecture, scaling the others by multiply-adds..."
+    )
     estimates = estimate_sweep(sweep, max_timing_batch=timing_batch)
     table = Table(title="Estimated cost on this machine, one worker")
-    for column in ("task", "arch", "rule", "batch", "runs", "configs", "steps/run", "s/step", "compile s", "minutes",
-                   "estimated from"):
+    for column in (
+        "task",
+        "arch",
+        "rule",
+        "batch",
+        "runs",
+        "configs",
+        "steps/run",
+        "s/step",
+        "compile s",
+        "minutes",
+        "estimated from",
+    ):
         table.add_column(column, justify="left" if column in ("task", "arch", "rule", "estimated from") else "right")
     by_rule: dict[str, list[int]] = {}
     for e in sorted(estimates, key=lambda e: (e.task, e.arch, e.rule, e.batch_size)):
-        table.add_row(e.task, e.arch, e.rule, str(e.batch_size), str(e.runs), str(e.configurations),
-                      f"{e.steps_per_run:,.0f}", f"{e.step_s:.4f}", f"{e.compile_s:.1f}", f"{e.total_seconds / 60:.1f}", e.how)
+        table.add_row(
+            e.task,
+            e.arch,
+            e.rule,
+            str(e.batch_size),
+            str(e.runs),
+            str(e.configurations),
+            f"{e.steps_per_run:,.0f}",
+            f"{e.step_s:.4f}",
+            f"{e.compile_s:.1f}",
+            f"{e.total_seconds / 60:.1f}",
+            e.how,
+        )
         by_rule.setdefault(e.rule, []).append(e.runs)
     console.print(table)
     runs_by_arch: dict[str, int] = {}
@@ -245,8 +307,10 @@ def _dry_run(spec_path: Path, store: str, timing_batch: int) -> None:
     console.print("runs per rule: " + ", ".join(f"{r} {sum(n)}" for r, n in sorted(by_rule.items())))
     console.print("runs per architecture: " + ", ".join(f"{a} {n}" for a, n in sorted(runs_by_arch.items())))
     total = sum(e.total_seconds for e in estimates)
-    console.print(f"total: {total / 60:.1f} minutes ({total / 3600:.2f} hours) of one worker on this machine "
-                  "(compile s: once per configuration); nothing was written")
+    console.print(
+        f"total: {total / 60:.1f} minutes ({total / 3600:.2f} hours) of one worker on this machine "
+        "(compile s: once per configuration); nothing was written"
+    )
 
 
 @app.command()
@@ -271,8 +335,10 @@ def status(
             table.add_row(task_name, arch, rule, *(str(row.get(s, 0)) for s in STATUSES))
     console.print(table)
     if len(runs) and (runs["status"] == "collapsed").any():
-        console.print("collapsed runs trained to the end but learned nothing (their manifests say why); "
-                      "classify leaves them out unless given --keep-collapsed")
+        console.print(
+            "collapsed runs trained to the end but learned nothing (their manifests say why); "
+            "classify leaves them out unless given --keep-collapsed"
+        )
     orphans = target.orphan_observables()
     if orphans:
         console.print(f"{len(orphans)} observables file(s) without a manifest (interrupted runs; redone on resume)")
@@ -296,40 +362,126 @@ def classify(
     classifiers: ClassifierOption = "linear,rf,xgb",
     splits: SplitsOption = 10,
     jobs: JobsOption = 1,
-    observables: Annotated[list[str] | None, typer.Option(
-        "--observables", help="observable subset: weight, act, actchange, admissible, all, or a comma list combining "
-        "them; separate subsets to score each with ';' or repeat the option (the first one's models are saved)")] = None,
+    observables: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--observables",
+            help="observable subset: weight, act, actchange, admissible, all, or a comma list combining "
+            "them; separate subsets to score each with ';' or repeat the option (the first one's models are saved)",
+        ),
+    ] = None,
     points: Annotated[int | None, typer.Option("--points", help="keep N evenly spaced recorded points")] = None,
     window: Annotated[int | None, typer.Option("--window", help="keep only the first K recorded points")] = None,
     stride: Annotated[int | None, typer.Option("--stride", help="keep every S-th recorded point")] = None,
-    unit: Annotated[str, typer.Option("--unit", help="layer: one sample per layer; run: a run's layers pooled by depth group")] = "layer",
-    time_axis: Annotated[str, typer.Option("--time", help="index: recorded point k; fraction: resampled onto --points fractions of training (runs recorded differently compare); progress: each trajectory scaled to its largest value and resampled onto the run's own progress (free of scale and learning speed)")] = "index",
-    baseline: Annotated[str, typer.Option("--baseline", help="none: values as recorded; relative: from each trajectory's start (log ratios for scales, differences otherwise)")] = "none",
-    train_where: Annotated[str | None, typer.Option(
-        "--train-where", help="train only on runs matching this: key=value[,key=value] or comparisons of fields "
-        "with literals joined by and/or/not, e.g. 'batch_size=32' or \"arch in ['knet', 'alexnet'] and lr > 0.01\"")] = None,
-    test_where: Annotated[str | None, typer.Option("--test-where", help="test only on runs matching this (same forms)")] = None,
-    search: Annotated[bool, typer.Option("--search/--no-search", help="choose hyperparameters per split by inner CV grouped by run (slower)")] = False,
-    control: Annotated[bool, typer.Option("--control/--no-control", help="also score the performance-matched control")] = True,
+    unit: Annotated[
+        str, typer.Option("--unit", help="layer: one sample per layer; run: a run's layers pooled by depth group")
+    ] = "layer",
+    time_axis: Annotated[
+        str,
+        typer.Option(
+            "--time",
+            help="index: recorded point k; fraction: resampled onto --points fractions of training (runs recorded differently compare); progress: each trajectory scaled to its largest value and resampled onto the run's own progress (free of scale and learning speed)",
+        ),
+    ] = "index",
+    baseline: Annotated[
+        str,
+        typer.Option(
+            "--baseline",
+            help="none: values as recorded; relative: from each trajectory's start (log ratios for scales, differences otherwise)",
+        ),
+    ] = "none",
+    train_where: Annotated[
+        str | None,
+        typer.Option(
+            "--train-where",
+            help="train only on runs matching this: key=value[,key=value] or comparisons of fields "
+            "with literals joined by and/or/not, e.g. 'batch_size=32' or \"arch in ['knet', 'alexnet'] and lr > 0.01\"",
+        ),
+    ] = None,
+    test_where: Annotated[
+        str | None, typer.Option("--test-where", help="test only on runs matching this (same forms)")
+    ] = None,
+    search: Annotated[
+        bool,
+        typer.Option(
+            "--search/--no-search", help="choose hyperparameters per split by inner CV grouped by run (slower)"
+        ),
+    ] = False,
+    control: Annotated[
+        bool, typer.Option("--control/--no-control", help="also score the performance-matched control")
+    ] = True,
     seed: Annotated[int, typer.Option("--seed", help="seeds the splits and the classifiers")] = 0,
-    view: Annotated[str | None, typer.Option("--view", help="classify a degraded view recorded with observe.views, e.g. u0.5_n0.1 (`lrid robustness` scores them all)")] = None,
-    keep_collapsed: Annotated[bool, typer.Option("--keep-collapsed", help="also use runs that trained to the end but learned nothing (status collapsed)")] = False,
+    view: Annotated[
+        str | None,
+        typer.Option(
+            "--view",
+            help="classify a degraded view recorded with observe.views, e.g. u0.5_n0.1 (`lrid robustness` scores them all)",
+        ),
+    ] = None,
+    keep_collapsed: Annotated[
+        bool,
+        typer.Option(
+            "--keep-collapsed", help="also use runs that trained to the end but learned nothing (status collapsed)"
+        ),
+    ] = False,
 ) -> None:
     """Score classifiers that identify the rule from trajectories, on balanced splits grouped by run."""
-    _classify(store, out, classifiers, splits, jobs, view=view, observables=tuple(observables or ["all"]), points=points, window=window,
-              stride=stride, unit=unit, time=time_axis, baseline=baseline, train_where=train_where, test_where=test_where,
-              search=search, control=control, seed=seed, keep_collapsed=keep_collapsed)
+    _classify(
+        store,
+        out,
+        classifiers,
+        splits,
+        jobs,
+        view=view,
+        observables=tuple(observables or ["all"]),
+        points=points,
+        window=window,
+        stride=stride,
+        unit=unit,
+        time=time_axis,
+        baseline=baseline,
+        train_where=train_where,
+        test_where=test_where,
+        search=search,
+        control=control,
+        seed=seed,
+        keep_collapsed=keep_collapsed,
+    )
 
 
 @app.command()
 def identify(
-    model_or_input: Annotated[str | None, typer.Argument(metavar="MODEL|INPUT", help="a saved model (RESULTS/models/NAME, "
-                              "or any of its files) followed by INPUT; or INPUT alone, for lrid's default identifier")] = None,
-    input_: Annotated[str | None, typer.Argument(metavar="INPUT", help="an lrid store (directory or URI) or a recording file", show_default=False)] = None,
-    output: Annotated[Path | None, typer.Option("--output", help="also write the predictions to a .csv or .parquet file")] = None,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow a .joblib model of an older lrid: a pickle, "
-                                               "which runs any code it carries (only from sources you trust)")] = False,
-    about: Annotated[bool, typer.Option("--about", help="print the default identifier's model card: rules, training distribution, transfer accuracy")] = False,
+    model_or_input: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="MODEL|INPUT",
+            help="a saved model (RESULTS/models/NAME, "
+            "or any of its files) followed by INPUT; or INPUT alone, for lrid's default identifier",
+        ),
+    ] = None,
+    input_: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="INPUT", help="an lrid store (directory or URI) or a recording file", show_default=False
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="also write the predictions to a .csv or .parquet file")
+    ] = None,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--trust-pickle",
+            help="allow a .joblib model of an older lrid: a pickle, "
+            "which runs any code it carries (only from sources you trust)",
+        ),
+    ] = False,
+    about: Annotated[
+        bool,
+        typer.Option(
+            "--about", help="print the default identifier's model card: rules, training distribution, transfer accuracy"
+        ),
+    ] = False,
 ) -> None:
     """Predict the rule that trained each run of INPUT (a store or a raw recording), with a model saved by
     `lrid classify`, or with lrid's default identifier when no model is given."""
@@ -370,11 +522,17 @@ def identify(
     for column in ["run", "predicted", *classes, *(["true rule"] if "rule" in predictions else [])]:
         table.add_column(column, justify="right" if column in classes else "left")
     for values in predictions.to_dict("records"):
-        table.add_row(str(values["run_id"]), values["predicted"], *(f"{values[c]:.3f}" for c in classes),
-                      *([str(values["rule"])] if "rule" in values else []))
+        table.add_row(
+            str(values["run_id"]),
+            values["predicted"],
+            *(f"{values[c]:.3f}" for c in classes),
+            *([str(values["rule"])] if "rule" in values else []),
+        )
     console.print(table)
     if "rule" in predictions:
-        console.print(f"accuracy against the true rules: {(predictions['rule'] == predictions['predicted']).mean():.3f}")
+        console.print(
+            f"accuracy against the true rules: {(predictions['rule'] == predictions['predicted']).mean():.3f}"
+        )
     if card is not None:
         console.print(reliability_note(card))
     if output is not None:
@@ -414,7 +572,13 @@ def report_write(
     results: Annotated[Path, typer.Argument(help="results directory written by `lrid classify`")],
     out: Annotated[Path | None, typer.Option("--out", help="where report.md goes (default: RESULTS/..)")] = None,
     store: StoreOption = None,
-    importance: Annotated[bool, typer.Option("--importance/--no-importance", help="compute observable importance of the best classifier's models of each split (cached)")] = True,
+    importance: Annotated[
+        bool,
+        typer.Option(
+            "--importance/--no-importance",
+            help="compute observable importance of the best classifier's models of each split (cached)",
+        ),
+    ] = True,
 ) -> None:
     """Write report.md and figures/*.png: accuracy, confusion, importance, trajectories, robustness, controls."""
     from lrid.report import write_report
@@ -425,12 +589,21 @@ def report_write(
 @report_app.command("importance")
 def report_importance(
     results: Annotated[Path, typer.Argument(help="results directory written by `lrid classify`")],
-    by: Annotated[str, typer.Option("--by", help="observable, measure, function, statistic, depth or time")] = "observable",
-    classifier: Annotated[str | None, typer.Option("--classifier", help="classifier in the results (default: the most accurate with an importance of its own)")] = None,
+    by: Annotated[
+        str, typer.Option("--by", help="observable, measure, function, statistic, depth or time")
+    ] = "observable",
+    classifier: Annotated[
+        str | None,
+        typer.Option(
+            "--classifier", help="classifier in the results (default: the most accurate with an importance of its own)"
+        ),
+    ] = None,
     top: Annotated[int, typer.Option("--top", help="rows to show (0: all)")] = 10,
     output_format: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
     output: Annotated[Path | None, typer.Option("--output", help="write csv/json here instead of stdout")] = None,
-    kind: Annotated[str, typer.Option("--kind", help="rank by permutation (held-out accuracy drop) or model (impurity/gain)")] = "permutation",
+    kind: Annotated[
+        str, typer.Option("--kind", help="rank by permutation (held-out accuracy drop) or model (impurity/gain)")
+    ] = "permutation",
     repeats: Annotated[int, typer.Option("--repeats", help="permutations per group and split")] = 3,
     store: StoreOption = None,
     jobs: JobsOption = 1,
@@ -455,12 +628,18 @@ def report_importance(
     if top > 0:
         table = table.head(top)
     if output_format == "table":
-        rich_table = Table(title=f"Importance by {by}: {classifier}, mean ± s.d. over {int(table['n_splits'].max())} splits, ranked by {kind}")
+        rich_table = Table(
+            title=f"Importance by {by}: {classifier}, mean ± s.d. over {int(table['n_splits'].max())} splits, ranked by {kind}"
+        )
         for column in ("rank", by, "permutation (accuracy drop)", "model (share)"):
             rich_table.add_column(column, justify="left" if column == by else "right")
         for row in table.itertuples():
-            rich_table.add_row(str(row.rank), str(row.group), _mean_sd(row.permutation_mean, row.permutation_sd),
-                               _mean_sd(row.model_mean, row.model_sd))
+            rich_table.add_row(
+                str(row.rank),
+                str(row.group),
+                _mean_sd(row.permutation_mean, row.permutation_sd),
+                _mean_sd(row.model_mean, row.model_sd),
+            )
         console.print(rich_table)
         return
     table = table.rename(columns={"group": by}).assign(classifier=classifier)
@@ -507,12 +686,17 @@ def run(
 
 @app.command()
 def robustness(
-    store: Annotated[str, typer.Option("--store", help="store generated with observe.views (e.g. pipelines/robustness.yaml)")],
+    store: Annotated[
+        str, typer.Option("--store", help="store generated with observe.views (e.g. pipelines/robustness.yaml)")
+    ],
     out: Annotated[Path, typer.Option("--out", help="results directory: robustness.json and views/<view>/")],
     classifiers: ClassifierOption = "linear,rf",
     splits: SplitsOption = 10,
     jobs: JobsOption = 1,
-    observables: Annotated[str, typer.Option("--observables", help="observable subsets; ';' separates subsets scored apart, e.g. 'weight;act'")] = "all",
+    observables: Annotated[
+        str,
+        typer.Option("--observables", help="observable subsets; ';' separates subsets scored apart, e.g. 'weight;act'"),
+    ] = "all",
 ) -> None:
     """Classify every degraded view the store recorded (units kept, measurement noise) and tabulate the accuracy."""
     from lrid.identify.robustness import robustness as score_views
@@ -521,16 +705,28 @@ def robustness(
     _require_jobs(jobs)
     _require_directory("--out", out)
     started = time.perf_counter()
-    table = score_views(store, out, classifiers=_parse_classifiers(classifiers), n_splits=splits, n_jobs=jobs,
-                        observables=observables)
+    table = score_views(
+        store, out, classifiers=_parse_classifiers(classifiers), n_splits=splits, n_jobs=jobs, observables=observables
+    )
     chance = 1 / len(table["classes"])
     rich_table = Table(title=f"Robustness: accuracy per view ({splits} splits, chance {chance:.3f})")
     for column in ("view", "units kept", "noise std", "observables", "classifier", "accuracy", "± s.e.m.", "runs"):
-        rich_table.add_column(column, justify="left" if column in ("view", "observables", "classifier") else "right",
-                              no_wrap=column == "view")
+        rich_table.add_column(
+            column,
+            justify="left" if column in ("view", "observables", "classifier") else "right",
+            no_wrap=column == "view",
+        )
     for row in table["rows"]:
-        rich_table.add_row(row["view"], f"{row['units_fraction']:g}", f"{row['noise_std']:g}", row["observables"],
-                           row["classifier"], f"{row['accuracy_mean']:.3f}", f"{row['accuracy_sem']:.3f}", str(row["n_runs"]))
+        rich_table.add_row(
+            row["view"],
+            f"{row['units_fraction']:g}",
+            f"{row['noise_std']:g}",
+            row["observables"],
+            row["classifier"],
+            f"{row['accuracy_mean']:.3f}",
+            f"{row['accuracy_sem']:.3f}",
+            str(row["n_runs"]),
+        )
     console.print(rich_table)
     console.print(f"robustness: table in {out / 'robustness.json'} ({time.perf_counter() - started:.1f} s)")
 
@@ -548,8 +744,10 @@ def export_recording(
     _quiet_tensorflow()
     started = time.perf_counter()
     path = export(store, out, run_id=run_id)
-    console.print(f"export-recording: wrote {path} ({time.perf_counter() - started:.1f} s); the README's "
-                  "\"Raw recordings\" section describes the format")
+    console.print(
+        f"export-recording: wrote {path} ({time.perf_counter() - started:.1f} s); the README's "
+        '"Raw recordings" section describes the format'
+    )
 
 
 @app.command()
@@ -579,12 +777,20 @@ def archs() -> None:
     for column in ("name", "description", "measured layers", "early/middle/deep", "parameters", "input"):
         table.add_column(column, justify="right" if column in ("measured layers", "parameters") else "left")
     for name, architecture in ARCHITECTURES.items():
-        model = build_network(ModelSpec(arch=name), architecture.default_input_shape, architecture.default_classes, None, 0)
+        model = build_network(
+            ModelSpec(arch=name), architecture.default_input_shape, architecture.default_classes, None, 0
+        )
         groups = depth_groups(len(model.measured_layers))
         split = "/".join(str(groups.count(g)) for g in ("early", "middle", "deep"))
         shape = "x".join(map(str, architecture.default_input_shape))
-        table.add_row(name, architecture.description, str(len(model.measured_layers)), split,
-                      f"{model.parameter_count():,}", f"{shape}, {architecture.default_classes} classes")
+        table.add_row(
+            name,
+            architecture.description,
+            str(len(model.measured_layers)),
+            split,
+            f"{model.parameter_count():,}",
+            f"{shape}, {architecture.default_classes} classes",
+        )
     console.print(table)
 
 

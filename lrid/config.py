@@ -458,7 +458,9 @@ class SweepSpec(StrictModel):
         for rule_name, hparams in rules.items():
             for key, value in hparams.items():
                 if isinstance(value, list) and not value:
-                    raise ValueError(f"rule {rule_name!r}: {key} is an empty list, which gives no runs; list at least one value")
+                    raise ValueError(
+                        f"rule {rule_name!r}: {key} is an empty list, which gives no runs; list at least one value"
+                    )
             _rule_space(rule_name, hparams)
         return rules
 
@@ -558,8 +560,13 @@ class SweepSpec(StrictModel):
         for rule_name, hparams in self.rules.items():
             rule_space = _rule_space(rule_name, hparams)
             drawn_keys = [key for key, entry in rule_space.items() if not isinstance(entry, sampling.Fixed)]
-            conditionals = [*space_conditionals, *((f"{rule_name}.{key}", f"{rule_name}.{given}", entry)
-                                                   for key, given, entry in _conditionals(rule_space))]
+            conditionals = [
+                *space_conditionals,
+                *(
+                    (f"{rule_name}.{key}", f"{rule_name}.{given}", entry)
+                    for key, given, entry in _conditionals(rule_space)
+                ),
+            ]
             for settings, rule_values in self._configurations(rule_name):
                 drawn = {**settings, **{f"{rule_name}.{key}": rule_values[key] for key in drawn_keys}}
                 for key, given, _ in conditionals:

@@ -55,8 +55,10 @@ class Registry(Mapping[str, Entry], Generic[Entry]):
             try:
                 entry_point.load()
             except Exception as error:  # noqa: BLE001 - a broken plugin must not hide the built-in entries
-                raise LridError(f"{self.what} plugin {entry_point.name!r} ({entry_point.value}) failed to import: "
-                                f"{error}; fix or uninstall that package") from None
+                raise LridError(
+                    f"{self.what} plugin {entry_point.name!r} ({entry_point.value}) failed to import: "
+                    f"{error}; fix or uninstall that package"
+                ) from None
 
     def get_entry(self, name: str) -> Entry:
         """The entry ``name``; an unknown name is a one-line error listing the known ones."""

@@ -155,7 +155,9 @@ def _parse_range(kind: str, args: Any) -> Distribution:
     if lo > hi:
         raise ValueError(f"{kind} [{lo}, {hi}]: lo is above hi; write [lo, hi] with lo <= hi")
     if kind == "loguniform" and lo <= 0:
-        raise ValueError(f"loguniform [{lo}, {hi}]: lo must be > 0 (a logarithm is drawn); use uniform for ranges from 0")
+        raise ValueError(
+            f"loguniform [{lo}, {hi}]: lo must be > 0 (a logarithm is drawn); use uniform for ranges from 0"
+        )
     if kind == "int_loguniform" and lo < 1:
         raise ValueError(f"int_loguniform [{lo}, {hi}]: lo must be >= 1; use int_uniform for ranges from 0")
     return Distribution(kind, (lo, hi) if integer else (float(lo), float(hi)))
@@ -165,15 +167,20 @@ def _parse_choice(options: Any, weights: Any, group_allowed: bool) -> Distributi
     if not isinstance(options, list) or not options:
         raise ValueError(f"choice takes a non-empty list of options, got {options!r}")
     if weights is not None:
-        if (not isinstance(weights, list) or len(weights) != len(options)
-                or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights)
-                or sum(weights) <= 0):
+        if (
+            not isinstance(weights, list)
+            or len(weights) != len(options)
+            or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights)
+            or sum(weights) <= 0
+        ):
             raise ValueError(f"weights must be {len(options)} non-negative numbers, not all zero, one per option")
         weights = tuple(float(w) for w in weights)
     mappings = [isinstance(option, dict) for option in options]
     if group_allowed:
         if not all(mappings):
-            raise ValueError("a group's choice takes mappings of keys to values, e.g. [{model.arch: mlp}, {model.arch: convnet}]")
+            raise ValueError(
+                "a group's choice takes mappings of keys to values, e.g. [{model.arch: mlp}, {model.arch: convnet}]"
+            )
         parsed = []
         for option in options:
             entries = {}
@@ -189,8 +196,12 @@ def _parse_choice(options: Any, weights: Any, group_allowed: bool) -> Distributi
 
 
 def _parse_conditional(raw: dict) -> Conditional:
-    if set(raw) != {"given", "cases"} or not isinstance(raw["given"], str) or not isinstance(raw["cases"], dict) \
-            or not raw["cases"]:
+    if (
+        set(raw) != {"given", "cases"}
+        or not isinstance(raw["given"], str)
+        or not isinstance(raw["cases"], dict)
+        or not raw["cases"]
+    ):
         raise ValueError("a conditional is {given: KEY, cases: {VALUE: distribution, ...}} with at least one case")
     cases = {}
     for case, value in raw["cases"].items():
@@ -210,7 +221,9 @@ def check_conditionals(space: dict[str, Entry], grid_axes: tuple[str, ...] = ())
         if not isinstance(entry, Conditional):
             continue
         if entry.given in grid_axes:
-            raise ValueError(f"{key}: given {entry.given!r} is a grid axis; draw it with {{choice: [...]}} to condition on it")
+            raise ValueError(
+                f"{key}: given {entry.given!r} is a grid axis; draw it with {{choice: [...]}} to condition on it"
+            )
         given = space.get(entry.given)
         if not isinstance(given, (Fixed, Distribution)) or (isinstance(given, Distribution) and given.kind != "choice"):
             raise ValueError(

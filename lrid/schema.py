@@ -293,9 +293,15 @@ class ScoreSettings(_Kept):
 
     def feature_options(self) -> dict[str, Any]:
         """The :func:`lrid.identify.features.build_features` keywords of the first observable subset."""
-        return {"subset": self.observables.split(";")[0], "unit": self.unit, "time": self.time_axis,
-                "baseline": self.baseline, "points": self.time.points, "window": self.time.window,
-                "stride": self.time.stride}
+        return {
+            "subset": self.observables.split(";")[0],
+            "unit": self.unit,
+            "time": self.time_axis,
+            "baseline": self.baseline,
+            "points": self.time.points,
+            "window": self.time.window,
+            "stride": self.time.stride,
+        }
 
 
 class MatchedBin(_Kept):
@@ -351,7 +357,9 @@ class Scores(_Kept):
     @model_validator(mode="after")
     def _by_subset_of_older_files(self) -> Scores:
         if not self.by_subset:
-            self.by_subset = {self.settings.observables: {name: result.summary() for name, result in self.classifiers.items()}}
+            self.by_subset = {
+                self.settings.observables: {name: result.summary() for name, result in self.classifiers.items()}
+            }
         return self
 
     @property
@@ -378,5 +386,7 @@ class Scores(_Kept):
         try:
             return cls.model_validate(document)
         except ValidationError as error:
-            raise LridError(f"{path} is not a scores file lrid can read ({first_problem(error)}); "
-                            "re-run `lrid classify` to rewrite it") from None
+            raise LridError(
+                f"{path} is not a scores file lrid can read ({first_problem(error)}); "
+                "re-run `lrid classify` to rewrite it"
+            ) from None

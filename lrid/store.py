@@ -148,7 +148,11 @@ class Store:
         """
         if observables is not None and len(observables):
             spec, run_id = manifest["spec"], manifest["run_id"]
-            by_view = dict(tuple(observables.groupby("view", sort=False))) if "view" in observables else {FULL_VIEW: observables}
+            by_view = (
+                dict(tuple(observables.groupby("view", sort=False)))
+                if "view" in observables
+                else {FULL_VIEW: observables}
+            )
             views = {}
             for view, rows in by_view.items():
                 if view == FULL_VIEW:
@@ -242,8 +246,13 @@ class Store:
         """``"full"``, then every degraded view that some run of the store recorded, sorted by name."""
         return [FULL_VIEW, *sorted({view for manifest in self.manifests() for view in manifest.get("views", {})})]
 
-    def read_observables(self, statuses: tuple[str, ...] = ("complete",), rules: Collection[str] | None = None,
-                         archs: Collection[str] | None = None, tasks: Collection[str] | None = None) -> pd.DataFrame:
+    def read_observables(
+        self,
+        statuses: tuple[str, ...] = ("complete",),
+        rules: Collection[str] | None = None,
+        archs: Collection[str] | None = None,
+        tasks: Collection[str] | None = None,
+    ) -> pd.DataFrame:
         """The observables of every run whose status is in ``statuses``, with rule/task/arch columns.
 
         ``rules``, ``archs`` and ``tasks`` (None: all) keep only those runs; they select hive partitions, so
@@ -267,12 +276,18 @@ class Store:
         if not owners:
             return pd.DataFrame(columns=columns)
         dataset = ds.dataset(
-            list(owners), schema=pa.unify_schemas([SCHEMA, PARTITIONS]), format="parquet", filesystem=self.filesystem,
+            list(owners),
+            schema=pa.unify_schemas([SCHEMA, PARTITIONS]),
+            format="parquet",
+            filesystem=self.filesystem,
             partitioning=ds.partitioning(PARTITIONS, flavor="hive"),
             partition_base_dir=self.path("observables" if self.view is None else f"views/{self.view}"),
         )
-        wanted = [ds.field(name).isin(list(values)) for name, values in (("rule", rules), ("arch", archs), ("task", tasks))
-                  if values is not None]
+        wanted = [
+            ds.field(name).isin(list(values))
+            for name, values in (("rule", rules), ("arch", archs), ("task", tasks))
+            if values is not None
+        ]
         try:
             table = dataset.to_table(filter=functools.reduce(operator.and_, wanted) if wanted else None)
         except (OSError, pa.ArrowException):
@@ -289,7 +304,9 @@ class Store:
                     f"observables file {fragment.path} is unreadable ({type(error).__name__}); delete it and "
                     f"{self.manifest_path(owners[fragment.path])}, then re-run `lrid generate` to regenerate the run"
                 )
-        return LridError(f"the observables of {self.location} are unreadable; re-run `lrid generate` to regenerate them")
+        return LridError(
+            f"the observables of {self.location} are unreadable; re-run `lrid generate` to regenerate them"
+        )
 
     # -- claims: one trainer per run across processes ------------------------------------------------------
     # A run is claimed right before it is trained, so that sweeps sharing a store (two `lrid generate`
@@ -333,8 +350,13 @@ class Store:
         return claim.get("host") == socket.gethostname() and not process_alive(claim.get("pid", -1))
 
     def _claim_owner(self, lease_s: float) -> dict:
-        return {"host": socket.gethostname(), "pid": os.getpid(), "parent": os.getppid(),
-                "token": uuid.uuid4().hex, "expires": time.time() + lease_s}
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "parent": os.getppid(),
+            "token": uuid.uuid4().hex,
+            "expires": time.time() + lease_s,
+        }
 
     def try_claim(self, run_id: str, lease_s: float | None = None) -> dict | None:
         """Claim ``run_id`` for this process; the claim, or None if another live process holds it."""
@@ -447,8 +469,11 @@ class Store:
                 leftover = info.mtime is not None and info.mtime.timestamp() < cutoff
             else:
                 run_id = name.removesuffix(".json")
-                leftover = (posixpath.dirname(info.path) == self.path("claims") and name.endswith(".json")
-                            and self.claim_is_stale(run_id, self.read_claim(run_id)))
+                leftover = (
+                    posixpath.dirname(info.path) == self.path("claims")
+                    and name.endswith(".json")
+                    and self.claim_is_stale(run_id, self.read_claim(run_id))
+                )
             if leftover:
                 try:
                     self.filesystem.delete_file(info.path)

@@ -106,8 +106,9 @@ class _Curve:
         return self.a + self.b * x
 
 
-def estimate_sweep(sweep: SweepSpec, timing_seconds: float = 0.2, max_timing_batch: int = 64,
-                   max_timing_image_size: int = 32) -> list[CostEstimate]:
+def estimate_sweep(
+    sweep: SweepSpec, timing_seconds: float = 0.2, max_timing_batch: int = 64, max_timing_image_size: int = 32
+) -> list[CostEstimate]:
     """Time a few small configurations of ``sweep`` and extrapolate to every run (module docstring)."""
     from lrid.generate.trainer import configuration_key
     from lrid.tasks import task_geometry
@@ -178,8 +179,11 @@ def estimate_sweep(sweep: SweepSpec, timing_seconds: float = 0.2, max_timing_bat
     timed_at = f"batch <= {max_timing_batch}" + (f", {small_task.image_size} px" if small_task.image_size else "")
 
     def how(run: RunSpec) -> str:
-        source = ("timed" if (_task_key(run.task), run.model.arch) == calibration
-                  else f"scaled by multiply-adds from {calibration[1]}")
+        source = (
+            "timed"
+            if (_task_key(run.task), run.model.arch) == calibration
+            else f"scaled by multiply-adds from {calibration[1]}"
+        )
         rule = run.rule.name
         cost = "" if rule == reference else f"; {rule} {ratio[rule]:.2f}x {reference}"
         return f"{source} ({timed_at}){cost}"
@@ -190,9 +194,22 @@ def estimate_sweep(sweep: SweepSpec, timing_seconds: float = 0.2, max_timing_bat
         net, rule = network(run), run.rule.name
         key = (_task_key(run.task), run.model.arch, rule, run.train.batch_size)
         steps = run.train.epochs * (shape_of(run.task)[2] // run.train.batch_size)
-        row = rows.setdefault(key, CostEstimate(
-            run.task.name, run.model.arch, rule, run.train.batch_size, 0, 0, 0,
-            compile_s[rule] * net.layers / calibration_layers, 0.0, 0.0, how(run)))
+        row = rows.setdefault(
+            key,
+            CostEstimate(
+                run.task.name,
+                run.model.arch,
+                rule,
+                run.train.batch_size,
+                0,
+                0,
+                0,
+                compile_s[rule] * net.layers / calibration_layers,
+                0.0,
+                0.0,
+                how(run),
+            ),
+        )
         row.runs += 1
         row.steps += steps
         row.train_s += steps * ratio[rule] * step_curve(run.train.batch_size * net.macs)
@@ -219,8 +236,10 @@ def count_network(run: RunSpec, input_shape: tuple[int, ...], n_classes: int) ->
 
     model = build_network(run.model, input_shape, n_classes, None, seed=0)
     _, _, outputs = model.forward_with_activity(tf.zeros((1, *input_shape)))
-    macs = sum(math.prod(output.shape[1:]) * math.prod(layer.kernel.shape[:-1])
-               for layer, output in zip(model.measured_layers, outputs))
+    macs = sum(
+        math.prod(output.shape[1:]) * math.prod(layer.kernel.shape[:-1])
+        for layer, output in zip(model.measured_layers, outputs)
+    )
     return _Network(float(macs), len(model.measured_layers))
 
 
@@ -237,8 +256,13 @@ def describe_spread(values: dict[str, list]) -> list[tuple[str, str]]:
         drawn = values[key]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in drawn)
         if numeric and (len(set(drawn)) > 8 or any(isinstance(v, float) for v in drawn)):
-            lines.append((key, f"min {min(drawn):.4g}, median {statistics.median(drawn):.4g}, max {max(drawn):.4g} "
-                               f"({len(drawn)} draws)"))
+            lines.append(
+                (
+                    key,
+                    f"min {min(drawn):.4g}, median {statistics.median(drawn):.4g}, max {max(drawn):.4g} "
+                    f"({len(drawn)} draws)",
+                )
+            )
         else:
             counts: dict[str, int] = {}
             for value in drawn:
@@ -304,4 +328,3 @@ def time_configuration(spec: RunSpec, batch: int, timing_seconds: float, record:
 def compiled_step(rule, model):
     """The rule's train step for ``model``: every step the estimate executes goes through it."""
     return rule.make_train_step(model, rule.make_optimizer())
-

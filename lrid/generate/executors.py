@@ -19,7 +19,6 @@ from multiprocessing import get_context
 from lrid.config import RunSpec
 from lrid.errors import LridError
 
-
 # The claims this process holds while it trains a run (or a population), so that a worker told to stop
 # can release them.
 _held_claims: list[tuple] = []
@@ -197,8 +196,9 @@ class LocalPoolExecutor:
         """(function, runs) per pool task: each population is a task, single runs go in configuration chunks."""
         units = work_units(specs, self.population, self.workers)
         singles = [unit[0] for unit in units if len(unit) == 1]
-        return ([(run_population_into_store, unit) for unit in units if len(unit) > 1]
-                + [(run_chunk_into_store, chunk) for chunk in configuration_chunks(singles, self.workers)])
+        return [(run_population_into_store, unit) for unit in units if len(unit) > 1] + [
+            (run_chunk_into_store, chunk) for chunk in configuration_chunks(singles, self.workers)
+        ]
 
     def _pool(self, workers: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -215,7 +215,9 @@ class LocalPoolExecutor:
             unfinished = []
             with self._pool(self.workers) as pool:
                 futures = {
-                    pool.submit(function, [spec.model_dump_json() for spec in chunk], store_location, retry_failed): chunk
+                    pool.submit(
+                        function, [spec.model_dump_json() for spec in chunk], store_location, retry_failed
+                    ): chunk
                     for function, chunk in self._tasks(remaining)
                 }
                 while futures:
@@ -238,13 +240,21 @@ class LocalPoolExecutor:
                     remaining.append(spec)
             for spec in culprits:
                 store.release_claim(spec.run_id)
-                yield _outcome(spec, "failed", "the worker process died while training this run (killed, or "
-                                               "out of memory); `lrid generate` tries it again")
+                yield _outcome(
+                    spec,
+                    "failed",
+                    "the worker process died while training this run (killed, or "
+                    "out of memory); `lrid generate` tries it again",
+                )
             blind_breaks = 0 if culprits else blind_breaks + 1
             if remaining and blind_breaks >= self.BLIND_BREAKS:
                 for spec in remaining:
-                    yield _outcome(spec, "failed", f"worker processes died {blind_breaks} times in a row, "
-                                                   "none while training a run; check memory and the system log")
+                    yield _outcome(
+                        spec,
+                        "failed",
+                        f"worker processes died {blind_breaks} times in a row, "
+                        "none while training a run; check memory and the system log",
+                    )
                 return
 
     @staticmethod
@@ -253,8 +263,11 @@ class LocalPoolExecutor:
         from lrid.store import process_alive
 
         claim = store.read_claim(run_id) or {}
-        return (claim.get("host") == socket.gethostname() and claim.get("parent") == os.getpid()
-                and not process_alive(claim.get("pid", -1)))
+        return (
+            claim.get("host") == socket.gethostname()
+            and claim.get("parent") == os.getpid()
+            and not process_alive(claim.get("pid", -1))
+        )
 
 
 class RayExecutor:
@@ -283,8 +296,10 @@ class RayExecutor:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
         try:
             task = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(_run_in_ray_worker)
-            refs = {task.remote([spec.model_dump_json() for spec in unit], store_location, retry_failed): unit
-                    for unit in work_units(specs, self.population)}
+            refs = {
+                task.remote([spec.model_dump_json() for spec in unit], store_location, retry_failed): unit
+                for unit in work_units(specs, self.population)
+            }
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1)
                 unit = refs.pop(done[0])
@@ -292,7 +307,9 @@ class RayExecutor:
                     yield from ray.get(done[0])
                 except ray.exceptions.RayError as error:
                     for spec in unit:
-                        yield _outcome(spec, "failed", f"Ray task failed: {type(error).__name__}: {str(error).splitlines()[0]}")
+                        yield _outcome(
+                            spec, "failed", f"Ray task failed: {type(error).__name__}: {str(error).splitlines()[0]}"
+                        )
         finally:
             if started_here:
                 ray.shutdown()
@@ -307,8 +324,14 @@ def _run_in_ray_worker(spec_jsons: list[str], store_location: str, retry_failed:
     return run_unit_into_store(spec_jsons, store_location, retry_failed)
 
 
-def make_executor(backend: str = "sequential", workers: int | None = None, address: str | None = None,
-                  num_cpus: float = 1, num_gpus: float = 0, population: int = 1):
+def make_executor(
+    backend: str = "sequential",
+    workers: int | None = None,
+    address: str | None = None,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    population: int = 1,
+):
     """An executor by name: ``sequential``, ``process`` (a local pool of ``workers``) or ``ray``; each trains
     runs that can share a step in populations of up to ``population`` (1: every run alone)."""
     if population < 1:

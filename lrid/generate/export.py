@@ -27,7 +27,9 @@ def export_recording(source, path: str | Path, run_id: str | None = None) -> Pat
         store = source if isinstance(source, Store) else Store(source)
         manifests = {m["run_id"]: m for m in store.manifests()}
         if run_id not in manifests:
-            raise LridError(f"run {run_id!r} is not in {store.location}; `lrid status {store.location}` lists the store's runs")
+            raise LridError(
+                f"run {run_id!r} is not in {store.location}; `lrid status {store.location}` lists the store's runs"
+            )
         spec = RunSpec(**manifests[run_id]["spec"])
     if Path(path).suffix not in (".npz", ".parquet"):
         raise LridError(f"cannot write a recording to {path}; name it .npz or .parquet")

@@ -50,11 +50,14 @@ class HealthProbe:
         update_angles = tf.stack([angle_degrees(s, g) for s, g in zip(signals, true_gradients, strict=True)])
         if not self.has_feedback:
             return update_angles, tf.zeros([0])
-        feedback_angles = tf.stack([
-            angle_degrees(layer.feedback_matrix(), layer.kernel) if layer.feedback_matrix() is not None
-            else tf.constant(float("nan"))
-            for layer in layers
-        ])
+        feedback_angles = tf.stack(
+            [
+                angle_degrees(layer.feedback_matrix(), layer.kernel)
+                if layer.feedback_matrix() is not None
+                else tf.constant(float("nan"))
+                for layer in layers
+            ]
+        )
         return update_angles, feedback_angles
 
     def measure(self, x, y) -> tuple[list[float | None], list[float | None] | None]:

@@ -57,8 +57,18 @@ def population_key(spec: RunSpec) -> str | None:
     optimizer = spec.rule.hparams.get("optimizer", spec.rule.name)
     observe = spec.observe.model_dump(mode="json")
     observe.pop("probe_seed")
-    return json.dumps([spec.task.model_dump(mode="json"), spec.model.model_dump(mode="json"), spec.rule.name,
-                       optimizer, spec.train.epochs, spec.train.batch_size, observe], sort_keys=True)
+    return json.dumps(
+        [
+            spec.task.model_dump(mode="json"),
+            spec.model.model_dump(mode="json"),
+            spec.rule.name,
+            optimizer,
+            spec.train.epochs,
+            spec.train.batch_size,
+            observe,
+        ],
+        sort_keys=True,
+    )
 
 
 def group_populations(specs: list[RunSpec], size: int, spread: int = 1) -> list[list[RunSpec]]:
@@ -76,8 +86,9 @@ def group_populations(specs: list[RunSpec], size: int, spread: int = 1) -> list[
             singles.append([spec])
         else:
             groups.setdefault(key, []).append(spec)
-    populations = [members[start : start + size] for members in groups.values()
-                   for start in range(0, len(members), size)]
+    populations = [
+        members[start : start + size] for members in groups.values() for start in range(0, len(members), size)
+    ]
     while len(populations) + len(singles) < spread and any(len(p) > 1 for p in populations):
         largest = max(range(len(populations)), key=lambda index: len(populations[index]))
         members = populations.pop(largest)
@@ -107,18 +118,34 @@ def train_population(specs: list[RunSpec], fall_back: bool = True):
         if fall_back:
             return [train_run(spec) for spec in specs]
         wall = time.perf_counter() - started
-        return [RunResult(None, {"run_id": spec.run_id, "spec": spec.model_dump(mode="json"), "versions": _versions(),
-                                 "status": "failed", "error": f"{type(error).__name__}: {error}",
-                                 "traceback": traceback.format_exc(limit=5), "wall_time_s": wall / len(specs)})
-                for spec in specs]
+        return [
+            RunResult(
+                None,
+                {
+                    "run_id": spec.run_id,
+                    "spec": spec.model_dump(mode="json"),
+                    "versions": _versions(),
+                    "status": "failed",
+                    "error": f"{type(error).__name__}: {error}",
+                    "traceback": traceback.format_exc(limit=5),
+                    "wall_time_s": wall / len(specs),
+                },
+            )
+            for spec in specs
+        ]
     wall = time.perf_counter() - started
     identity = hashlib.sha256(",".join(spec.run_id for spec in specs).encode()).hexdigest()[:16]
     results = []
     for index, (spec, outcome, frame) in enumerate(zip(specs, outcomes, rows, strict=True)):
-        manifest = {"run_id": spec.run_id, "spec": spec.model_dump(mode="json"), "versions": _versions(), **outcome,
-                    # a member's share of the population's time, so per-run costs stay comparable with solo runs
-                    "wall_time_s": wall / len(specs),
-                    "population": {"id": identity, "size": len(specs), "member": index, "wall_time_s": wall}}
+        manifest = {
+            "run_id": spec.run_id,
+            "spec": spec.model_dump(mode="json"),
+            "versions": _versions(),
+            **outcome,
+            # a member's share of the population's time, so per-run costs stay comparable with solo runs
+            "wall_time_s": wall / len(specs),
+            "population": {"id": identity, "size": len(specs), "member": index, "wall_time_s": wall},
+        }
         results.append(RunResult(frame, manifest))
     return results
 
@@ -140,11 +167,16 @@ class StackedOptimizer:
         self.decayed = [any(variable is d for d in decayed) for variable in variables]
         # Whether the step decays at all is part of its trace (Keras skips decay when it is 0).
         self.any_decay = any(h.weight_decay for h in hparams)
-        names = {"sgd": [], "sgdm": ["momentum"],
-                 "adam": ["beta_1", "beta_2", "one_minus_beta_1", "one_minus_beta_2", "epsilon"]}[kind]
+        names = {
+            "sgd": [],
+            "sgdm": ["momentum"],
+            "adam": ["beta_1", "beta_2", "one_minus_beta_1", "one_minus_beta_2", "epsilon"],
+        }[kind]
         # Variables, not constants: a cached step serves later populations with other settings.
-        self.settings = {name: tf.Variable(tf.zeros([self.size]), trainable=False)
-                         for name in ["learning_rate", "weight_decay", *names]}
+        self.settings = {
+            name: tf.Variable(tf.zeros([self.size]), trainable=False)
+            for name in ["learning_rate", "weight_decay", *names]
+        }
         self.learning_rate = self.settings["learning_rate"]
         slots = {"sgd": 0, "sgdm": 1, "adam": 2}[kind]
         self.slots = [[tf.Variable(tf.zeros_like(v), trainable=False) for _ in range(slots)] for v in variables]
@@ -155,8 +187,10 @@ class StackedOptimizer:
         """Start afresh with members' settings ``hparams`` (as many as the population's members): zero state."""
         if len(hparams) != self.size or any(bool(h.weight_decay) for h in hparams) and not self.any_decay:
             raise ValueError("a stacked optimizer is reset with settings of its own size and decay")
-        values = {name: [getattr(h, "lr" if name == "learning_rate" else name, 0.0) for h in hparams]
-                  for name in self.settings}
+        values = {
+            name: [getattr(h, "lr" if name == "learning_rate" else name, 0.0) for h in hparams]
+            for name in self.settings
+        }
         if self.kind == "adam":
             # Keras multiplies by the Python float (1 - beta), rounded once to float32.
             values["one_minus_beta_1"] = [1 - h.beta_1 for h in hparams]
@@ -177,8 +211,11 @@ class StackedOptimizer:
         if self.any_decay:
             for variable, decayed in zip(self.variables, self.decayed):
                 if decayed:
-                    variable.assign_sub(variable * self._member(self.settings["weight_decay"], variable)
-                                        * self._member(self.learning_rate, variable))
+                    variable.assign_sub(
+                        variable
+                        * self._member(self.settings["weight_decay"], variable)
+                        * self._member(self.learning_rate, variable)
+                    )
         if self.kind == "adam":
             local_step = tf.cast(self.iterations + 1, tf.float32)
             beta_1_power = tf.pow(self.settings["beta_1"], local_step)
@@ -196,8 +233,10 @@ class StackedOptimizer:
                 m, v = slots
                 m.assign_add((gradient - m) * self._member(self.settings["one_minus_beta_1"], variable))
                 v.assign_add((tf.square(gradient) - v) * self._member(self.settings["one_minus_beta_2"], variable))
-                variable.assign_sub((m * self._member(alpha, variable))
-                                    / (tf.sqrt(v) + self._member(self.settings["epsilon"], variable)))
+                variable.assign_sub(
+                    (m * self._member(alpha, variable))
+                    / (tf.sqrt(v) + self._member(self.settings["epsilon"], variable))
+                )
         self.iterations.assign_add(1)
 
     def freeze(self, member: int) -> None:
@@ -254,8 +293,12 @@ class PopulationStep:
         if self.perturbing:
             self.weight_norm = rules[0].weight_norm
             # the forward kernels' init std, at which np_wn holds every unit's incoming weights
-            self.kernel_rms = [scheme_std(kernel.shape[1:], model.init_scheme) * model.init_scale for kernel in model.kernels]
-            self.sigma, self.two_sigma_squared = (tf.Variable(tf.zeros([model.size]), trainable=False) for _ in range(2))
+            self.kernel_rms = [
+                scheme_std(kernel.shape[1:], model.init_scheme) * model.init_scale for kernel in model.kernels
+            ]
+            self.sigma, self.two_sigma_squared = (
+                tf.Variable(tf.zeros([model.size]), trainable=False) for _ in range(2)
+            )
             # One noise stream per member, and one for its health probe, as each solo run has.
             self.generators = [tf.random.Generator.from_seed(seed) for seed in seeds]
             self.health_generators = [tf.random.Generator.from_seed(seed + 1) for seed in seeds]
@@ -266,7 +309,8 @@ class PopulationStep:
         self.optimizer = StackedOptimizer(kind, [rule.hparams for rule in rules], variables, model.kernels)
         if self.learned:
             self.ia_alpha, self.ia_two_beta, self.ia_two_gamma = (
-                tf.Variable(tf.zeros([model.size, 1, 1]), trainable=False) for _ in range(3))
+                tf.Variable(tf.zeros([model.size, 1, 1]), trainable=False) for _ in range(3)
+            )
             self._set_coefficients(rules)
         self.train_step = tf.function(self._train_step)
         self.observe = tf.function(self._observe)
@@ -276,16 +320,19 @@ class PopulationStep:
 
     def _set_coefficients(self, rules) -> None:
         # Python-float products first, rounded once, as the solo rule's expressions round them.
-        for variable, values in ((self.ia_alpha, [rule.hparams.alpha for rule in rules]),
-                                 (self.ia_two_beta, [2.0 * rule.hparams.beta for rule in rules]),
-                                 (self.ia_two_gamma, [2.0 * rule.hparams.gamma for rule in rules])):
+        for variable, values in (
+            (self.ia_alpha, [rule.hparams.alpha for rule in rules]),
+            (self.ia_two_beta, [2.0 * rule.hparams.beta for rule in rules]),
+            (self.ia_two_gamma, [2.0 * rule.hparams.gamma for rule in rules]),
+        ):
             variable.assign(np.asarray(values, dtype=np.float64).astype(np.float32)[:, None, None])
 
     def _set_perturbation(self, rules, seeds) -> None:
         self.sigma.assign(np.asarray([rule.hparams.sigma for rule in rules], dtype=np.float64).astype(np.float32))
         # (2 sigma^2) as the solo rule's Python expression rounds it
         self.two_sigma_squared.assign(
-            np.asarray([2.0 * rule.hparams.sigma**2 for rule in rules], dtype=np.float64).astype(np.float32))
+            np.asarray([2.0 * rule.hparams.sigma**2 for rule in rules], dtype=np.float64).astype(np.float32)
+        )
         for generator, health, seed in zip(self.generators, self.health_generators, seeds):
             generator.reset_from_seed(seed)
             health.reset_from_seed(seed + 1)
@@ -305,9 +352,15 @@ class PopulationStep:
         generator."""
         model = self.model
         logits, layer_inputs, layer_outputs = model.forward_with_activity(x, exact_gradient=True)
-        noise = [tf.stack([generator.normal(tf.shape(output)[1:], stddev=self.sigma[member], dtype=tf.float32)
-                           for member, generator in enumerate(generators)])
-                 for output in layer_outputs]
+        noise = [
+            tf.stack(
+                [
+                    generator.normal(tf.shape(output)[1:], stddev=self.sigma[member], dtype=tf.float32)
+                    for member, generator in enumerate(generators)
+                ]
+            )
+            for output in layer_outputs
+        ]
         noisy_logits, _, _ = model.forward_with_activity(x, exact_gradient=True, perturbations=noise)
         if self.loss == "mse":
             prediction, noisy_prediction, targets = logits, noisy_logits, tf.cast(y, tf.float32)
@@ -315,8 +368,10 @@ class PopulationStep:
             prediction, noisy_prediction = tf.nn.softmax(logits), tf.nn.softmax(noisy_logits)
             targets = tf.one_hot(tf.cast(y, tf.int32), logits.shape[-1])
         change = (noisy_prediction - prediction) * (noisy_prediction + prediction - 2.0 * targets)
-        coefficient = (tf.reduce_sum(tf.reshape(change, [model.size, tf.shape(change)[1], -1]), axis=2)
-                       / self.two_sigma_squared[:, None])
+        coefficient = (
+            tf.reduce_sum(tf.reshape(change, [model.size, tf.shape(change)[1], -1]), axis=2)
+            / self.two_sigma_squared[:, None]
+        )
         batch_size = tf.cast(tf.shape(x)[1], tf.float32)
         weighted = [coefficient[:, :, None] * xi / batch_size for xi in noise]
         kernels = [tf.matmul(tf.stop_gradient(h), w, transpose_a=True) for h, w in zip(layer_inputs, weighted)]
@@ -344,8 +399,10 @@ class PopulationStep:
             total = tf.reduce_sum(losses)  # members are independent: d total / d member k = d loss_k
         gradients = tape.gradient(total, variables)
         if self.learned:
-            gradients += [self._feedback_gradient(index, inputs, projection)
-                          for index, (inputs, projection) in enumerate(zip(layer_inputs, projections))]
+            gradients += [
+                self._feedback_gradient(index, inputs, projection)
+                for index, (inputs, projection) in enumerate(zip(layer_inputs, projections))
+            ]
         with tf.control_dependencies(gradients):
             self.optimizer.apply(gradients)
         return losses
@@ -378,11 +435,16 @@ class PopulationStep:
             n_outputs = tf.cast(tf.shape(layer_output)[2], tf.float32)
             change = tf.reduce_sum(jacobian_row_sums, axis=2) / n_outputs  # [K, P]
             kernel = tf.convert_to_tensor(model.kernels[index])
-            rows.append(tf.concat([
-                describe_steps(tf.reshape(kernel, [model.size, 1, -1])),
-                describe_steps(layer_output),
-                tf.stack([tf.reduce_mean(apply_function(change, f), axis=1) for f in FUNCTIONS], axis=1),
-            ], axis=1))
+            rows.append(
+                tf.concat(
+                    [
+                        describe_steps(tf.reshape(kernel, [model.size, 1, -1])),
+                        describe_steps(layer_output),
+                        tf.stack([tf.reduce_mean(apply_function(change, f), axis=1) for f in FUNCTIONS], axis=1),
+                    ],
+                    axis=1,
+                )
+            )
         return tf.stack(rows, axis=1)
 
     def _angles(self, x, y):
@@ -402,8 +464,9 @@ class PopulationStep:
         update = tf.stack([_member_angles(s, g) for s, g in zip(signals, true_gradients)], axis=1)
         if model.feedback is None:
             return update, tf.zeros([model.size, 0])
-        feedback = tf.stack([_member_angles(model.feedback_matrix(i), model.kernels[i])
-                             for i in range(len(model.kernels))], axis=1)
+        feedback = tf.stack(
+            [_member_angles(model.feedback_matrix(i), model.kernels[i]) for i in range(len(model.kernels))], axis=1
+        )
         return update, feedback
 
 
@@ -417,14 +480,22 @@ def _initial_weights(spec: RunSpec, task, feedback) -> list[tuple]:
     """``(name, kernel, bias, feedback kernel or None)`` per layer, as a solo run of ``spec`` starts."""
     from lrid.models import build_model
 
-    key = json.dumps([spec.model.model_dump(mode="json"), spec.task.model_dump(mode="json"), feedback,
-                      spec.train.model_seed], sort_keys=True)
+    key = json.dumps(
+        [spec.model.model_dump(mode="json"), spec.task.model_dump(mode="json"), feedback, spec.train.model_seed],
+        sort_keys=True,
+    )
     weights = _INITIAL.pop(key, None)
     if weights is None:
         model = build_model(spec.model, task, feedback=feedback, seed=spec.train.model_seed)
-        weights = [(layer.name, layer.kernel.numpy(), layer.bias.numpy(),
-                    None if layer.feedback_kernel is None else layer.feedback_kernel.numpy())
-                   for layer in model.measured_layers]
+        weights = [
+            (
+                layer.name,
+                layer.kernel.numpy(),
+                layer.bias.numpy(),
+                None if layer.feedback_kernel is None else layer.feedback_kernel.numpy(),
+            )
+            for layer in model.measured_layers
+        ]
     _INITIAL[key] = weights
 
     def floats(entry):
@@ -474,8 +545,15 @@ def build_population(specs: list[RunSpec]):
         step.reset(rules, solo, seeds)
     else:
         widths = [int(np.prod(task.input_shape)), *(layer[1].shape[1] for layer in solo[0])]
-        model = PopulationMLP(widths, first.model.activation, rule_class.feedback, len(specs),
-                              [layer[0] for layer in solo[0]], first.model.init_scale, first.model.init)
+        model = PopulationMLP(
+            widths,
+            first.model.activation,
+            rule_class.feedback,
+            len(specs),
+            [layer[0] for layer in solo[0]],
+            first.model.init_scale,
+            first.model.init,
+        )
         model.load(solo)
         step = PopulationStep(model, rules, task.loss, seeds)
     _STEPS[key] = step  # most recently used last
@@ -502,7 +580,9 @@ def _train_population(specs: list[RunSpec]):
     task, rules, step_fn, batches = build_population(specs)
     model = step_fn.model
     layer_names = model.layer_names
-    probes = tf.constant(np.stack([task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed) for spec in specs]))
+    probes = tf.constant(
+        np.stack([task.probe_batch(spec.observe.probe_size, spec.observe.probe_seed) for spec in specs])
+    )
 
     steps_per_epoch = task.steps_per_epoch(first.train.batch_size)
     total_steps = first.train.epochs * steps_per_epoch
@@ -537,8 +617,10 @@ def _train_population(specs: list[RunSpec]):
     train_step = None
     for epoch in range(first.train.epochs):
         if any(spec.train.lr_decay_epochs for spec in specs):
-            rates = [spec.train.learning_rate(rule.hparams.lr, epoch) if active[k] else 0.0
-                     for k, (spec, rule) in enumerate(zip(specs, rules))]
+            rates = [
+                spec.train.learning_rate(rule.hparams.lr, epoch) if active[k] else 0.0
+                for k, (spec, rule) in enumerate(zip(specs, rules))
+            ]
             step_fn.optimizer.learning_rate.assign(np.asarray(rates, dtype=np.float64).astype(np.float32))
         for x, y in batches.epoch(epoch):
             x, y = tf.constant(x), tf.constant(y)
@@ -578,29 +660,34 @@ def _train_population(specs: list[RunSpec]):
     for member, spec in enumerate(specs):
         collapsed = None
         if status[member] == "complete" and first_loss is not None and len(recorded_losses[member]) > 1:
-            collapsed = collapse_reason(metric, task.n_classes, test_metrics[member], float(first_loss[member]),
-                                        recorded_losses[member][-1])
+            collapsed = collapse_reason(
+                metric, task.n_classes, test_metrics[member], float(first_loss[member]), recorded_losses[member][-1]
+            )
             if collapsed:
                 status[member] = "collapsed"
         recorded_steps = [s for s, _ in records[member]]
         log = health[member]
-        outcomes.append({
-            "status": status[member],
-            "diverged_at_step": diverged_at[member],
-            "total_steps": total_steps,
-            "steps_run": steps_run[member] if status[member] == "diverged" else step,
-            "recorded_steps": recorded_steps,
-            "recorded_train_loss": recorded_losses[member],
-            "final_train_loss": final_loss[member],
-            f"final_test_{metric}": test_metrics[member] if status[member] != "diverged" else None,
-            **({"collapse_reason": collapsed} if collapsed else {}),
-            "health": {
-                "layers": layer_names,
-                "steps": recorded_steps[: len(log["update_gradient_angle_deg"])],
-                "update_gradient_angle_deg": log["update_gradient_angle_deg"],
-                "feedback_weight_angle_deg": log["feedback_weight_angle_deg"] if model.feedback is not None else None,
-            },
-        })
+        outcomes.append(
+            {
+                "status": status[member],
+                "diverged_at_step": diverged_at[member],
+                "total_steps": total_steps,
+                "steps_run": steps_run[member] if status[member] == "diverged" else step,
+                "recorded_steps": recorded_steps,
+                "recorded_train_loss": recorded_losses[member],
+                "final_train_loss": final_loss[member],
+                f"final_test_{metric}": test_metrics[member] if status[member] != "diverged" else None,
+                **({"collapse_reason": collapsed} if collapsed else {}),
+                "health": {
+                    "layers": layer_names,
+                    "steps": recorded_steps[: len(log["update_gradient_angle_deg"])],
+                    "update_gradient_angle_deg": log["update_gradient_angle_deg"],
+                    "feedback_weight_angle_deg": log["feedback_weight_angle_deg"]
+                    if model.feedback is not None
+                    else None,
+                },
+            }
+        )
         frames.append(_rows(spec.run_id, records[member], layer_names, groups, steps_per_epoch))
     return outcomes, frames
 

@@ -65,8 +65,12 @@ def generate(
     pending, skipped, skipped_failed = plan_runs(sweep, store, retry_failed)
     store.remove_leftovers()  # of writers killed earlier; a live writer's files are younger than a lease
     summary = SweepSummary(total=len(pending) + skipped, skipped=skipped, skipped_failed=skipped_failed)
-    bar = tqdm(total=len(pending), desc=f"generate {sweep.name} ({executor.name})", unit="run",
-               disable=None if progress is None else not progress)
+    bar = tqdm(
+        total=len(pending),
+        desc=f"generate {sweep.name} ({executor.name})",
+        unit="run",
+        disable=None if progress is None else not progress,
+    )
     for outcome in executor.map(pending, store.location, retry_failed=retry_failed):
         status = outcome["status"]
         setattr(summary, status, getattr(summary, status) + 1)

@@ -32,7 +32,9 @@ class RunResult:
 COLLAPSE_GAP_FRACTION = 0.1  # of the way from chance to perfect accuracy a run must close to count as learning
 
 
-def collapse_reason(metric: str, n_classes: int, test_metric: float, initial_loss: float, last_loss: float) -> str | None:
+def collapse_reason(
+    metric: str, n_classes: int, test_metric: float, initial_loss: float, last_loss: float
+) -> str | None:
     """Why a run that trained to the end counts as collapsed, or None if it learned.
 
     A run collapsed when its mean training loss over the last recording interval is no lower than the loss
@@ -45,8 +47,10 @@ def collapse_reason(metric: str, n_classes: int, test_metric: float, initial_los
         chance = 1.0 / n_classes
         threshold = chance + COLLAPSE_GAP_FRACTION * (1.0 - chance)
         if test_metric < threshold:
-            return (f"final test accuracy {test_metric:.3f} is below {threshold:.3f} "
-                    f"(chance {chance:.3f} + {COLLAPSE_GAP_FRACTION:g} of the gap to 1)")
+            return (
+                f"final test accuracy {test_metric:.3f} is below {threshold:.3f} "
+                f"(chance {chance:.3f} + {COLLAPSE_GAP_FRACTION:g} of the gap to 1)"
+            )
     return None
 
 
@@ -98,7 +102,11 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
     rule = get_rule(spec.rule.name)(spec.rule.hparams, seed=rule_seed(spec), loss=task.loss)
     compiled = _compiled_run(spec, task, rule)
     model, optimizer, train_step, recorder, health = (
-        compiled.model, compiled.optimizer, compiled.train_step, compiled.recorder, compiled.health
+        compiled.model,
+        compiled.optimizer,
+        compiled.train_step,
+        compiled.recorder,
+        compiled.health,
     )
 
     steps_per_epoch = task.steps_per_epoch(spec.train.batch_size)
@@ -175,9 +183,7 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
             "layers": layer_names,
             "steps": recorded_steps[: len(health_log["update_gradient_angle_deg"])],
             "update_gradient_angle_deg": health_log["update_gradient_angle_deg"],
-            "feedback_weight_angle_deg": (
-                health_log["feedback_weight_angle_deg"] if health.has_feedback else None
-            ),
+            "feedback_weight_angle_deg": (health_log["feedback_weight_angle_deg"] if health.has_feedback else None),
         },
     }
     return rows, outcome
@@ -187,8 +193,8 @@ class _CompiledRun:
     """A model with its optimizer, compiled train step and recorder, kept to be re-initialised for later runs."""
 
     def __init__(self, spec: RunSpec, task, rule):
-        from lrid.models import build_model
         from lrid.generate.health import HealthProbe
+        from lrid.models import build_model
         from lrid.observables.recorder import Recorder
         from lrid.rules.base import restrict_weight_decay
 
@@ -256,8 +262,17 @@ def configuration_key(spec: RunSpec) -> str:
     """What a run's compiled step and recorder depend on: runs with equal keys (differing only in seeds or
     learning rate) can reuse them, so executors send such runs to the same worker."""
     hparams = {k: v for k, v in spec.rule.hparams.items() if k != "lr"}
-    return json.dumps([spec.task.model_dump(mode="json"), spec.model.model_dump(mode="json"), spec.rule.name, hparams,
-                       spec.train.batch_size, spec.observe.model_dump(mode="json")], sort_keys=True)
+    return json.dumps(
+        [
+            spec.task.model_dump(mode="json"),
+            spec.model.model_dump(mode="json"),
+            spec.rule.name,
+            hparams,
+            spec.train.batch_size,
+            spec.observe.model_dump(mode="json"),
+        ],
+        sort_keys=True,
+    )
 
 
 def _compiled_run(spec: RunSpec, task, rule) -> _CompiledRun:
@@ -317,14 +332,16 @@ def _rows(run_id, records, layer_names, groups, steps_per_epoch) -> pd.DataFrame
     blocks = [(step, view, values) for step, views in records for view, values in views.items()]
     n_layers = len(layer_names)
     steps = np.repeat(np.array([step for step, _, _ in blocks], dtype=np.int64), n_layers)
-    identifiers = pd.DataFrame({
-        "run_id": np.full(len(steps), run_id, dtype=object),
-        "step": steps,
-        "epoch": steps / steps_per_epoch,
-        "layer": np.array(list(layer_names) * len(blocks), dtype=object),
-        "layer_index": np.tile(np.arange(n_layers, dtype=np.int32), len(blocks)),
-        "depth_group": np.array(list(groups) * len(blocks), dtype=object),
-    })
+    identifiers = pd.DataFrame(
+        {
+            "run_id": np.full(len(steps), run_id, dtype=object),
+            "step": steps,
+            "epoch": steps / steps_per_epoch,
+            "layer": np.array(list(layer_names) * len(blocks), dtype=object),
+            "layer_index": np.tile(np.arange(n_layers, dtype=np.int32), len(blocks)),
+            "depth_group": np.array(list(groups) * len(blocks), dtype=object),
+        }
+    )
     values = np.concatenate([values for _, _, values in blocks])  # a run always has its step-0 recording
     frame = pd.concat([identifiers, pd.DataFrame(values, columns=list(OBSERVABLES))], axis=1)
     if len(records[0][1]) > 1:  # degraded views: Store.write_run files them apart from the full rows

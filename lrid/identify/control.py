@@ -41,9 +41,7 @@ def curve_features(manifests: list[dict], run_ids: list[str]) -> tuple[np.ndarra
     return np.concatenate([final_loss, accuracy], axis=1), ["final_train_loss", "final_test_accuracy"]
 
 
-def matched_bins(
-    predictions: pd.DataFrame, final_accuracy: pd.Series, n_bins: int = 4
-) -> list[dict]:
+def matched_bins(predictions: pd.DataFrame, final_accuracy: pd.Series, n_bins: int = 4) -> list[dict]:
     """Accuracy of ``predictions`` (columns run_id, true, predicted) within quantile bins of ``final_accuracy``.
 
     ``final_accuracy`` is indexed by run id; the bins are its quantiles over those runs, so each holds
@@ -55,7 +53,9 @@ def matched_bins(
     edges = np.unique(np.quantile(accuracy.to_numpy(), np.linspace(0, 1, n_bins + 1)))
     if len(edges) < 2:
         edges = np.array([accuracy.min(), accuracy.max()])
-    joined = predictions.assign(final_test_accuracy=predictions["run_id"].map(accuracy)).dropna(subset=["final_test_accuracy"])
+    joined = predictions.assign(final_test_accuracy=predictions["run_id"].map(accuracy)).dropna(
+        subset=["final_test_accuracy"]
+    )
     bin_index = np.clip(np.searchsorted(edges, joined["final_test_accuracy"], side="right") - 1, 0, len(edges) - 2)
     bins = []
     for index in range(len(edges) - 1):
@@ -86,7 +86,11 @@ def bins_with_chance(bins: list[dict], n_classes: int) -> list[dict]:
     for entry in bins:
         filled = {"balanced_accuracy": None, **entry}
         rules = entry.get("rules")
-        counted = isinstance(rules, dict) and any(rules.values()) and all(isinstance(n, int) and n >= 0 for n in rules.values())
+        counted = (
+            isinstance(rules, dict)
+            and any(rules.values())
+            and all(isinstance(n, int) and n >= 0 for n in rules.values())
+        )
         known = _bin_chance(rules) if counted else {"chance": 1 / n_classes, "balanced_chance": 1 / n_classes}
         for key, value in known.items():
             if filled.get(key) is None:

@@ -110,11 +110,18 @@ class Conv1DClassifier(ClassifierMixin, BaseEstimator):
         layers = [
             keras.Input(shape=inputs.shape[1:]),
             keras.layers.Conv1D(
-                self.filters, min(self.kernel_size, self.n_points), strides=self.strides, activation="relu",
-                padding="valid", kernel_regularizer=regulariser,
+                self.filters,
+                min(self.kernel_size, self.n_points),
+                strides=self.strides,
+                activation="relu",
+                padding="valid",
+                kernel_regularizer=regulariser,
             ),
-            {"avg": keras.layers.GlobalAveragePooling1D, "max": keras.layers.GlobalMaxPooling1D,
-             "flatten": keras.layers.Flatten}[self.pooling](),
+            {
+                "avg": keras.layers.GlobalAveragePooling1D,
+                "max": keras.layers.GlobalMaxPooling1D,
+                "flatten": keras.layers.Flatten,
+            }[self.pooling](),
             keras.layers.Dense(len(self.classes_), activation="softmax", kernel_regularizer=regulariser),
         ]
         model = keras.Sequential(layers)

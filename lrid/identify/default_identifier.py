@@ -156,15 +156,22 @@ def _training_summary(metadata: pd.DataFrame, sweep: str) -> dict:
         return _spread_of(pd.to_numeric(metadata[column], errors="coerce")) if column in metadata else None
 
     def counts(column: str) -> dict | None:
-        return {str(k): int(v) for k, v in metadata[column].astype(str).value_counts().sort_index().items()} if column in metadata else None
+        return (
+            {str(k): int(v) for k, v in metadata[column].astype(str).value_counts().sort_index().items()}
+            if column in metadata
+            else None
+        )
 
     def with_default(column: str, default) -> pd.Series:
         # A spec omits an initialisation or task option at its default; the manifest's column is NaN there.
         values = metadata[column] if column in metadata else pd.Series(default, index=metadata.index)
         return values.where(values.notna(), default)
 
-    initialisations = with_default("model.init", "glorot").astype(str) + "/" + with_default(
-        "model.init_distribution", "uniform").astype(str)
+    initialisations = (
+        with_default("model.init", "glorot").astype(str)
+        + "/"
+        + with_default("model.init_distribution", "uniform").astype(str)
+    )
     inputs = with_default("task.options.standardize", False).astype(bool).map({True: "standardised", False: "[0, 1]"})
     widths = metadata["model.hidden"].map(lambda h: json.loads(h) if isinstance(h, str) else list(h or []))
     return {
@@ -188,7 +195,11 @@ def _training_summary(metadata: pd.DataFrame, sweep: str) -> dict:
 
 def _spread_of(values: pd.Series) -> dict | None:
     values = values.dropna()
-    return {"min": float(values.min()), "median": float(values.median()), "max": float(values.max())} if len(values) else None
+    return (
+        {"min": float(values.min()), "median": float(values.median()), "max": float(values.max())}
+        if len(values)
+        else None
+    )
 
 
 def _transfer_summary(path: Path | None, classifier: str, options: dict) -> dict | None:
@@ -201,8 +212,13 @@ def _transfer_summary(path: Path | None, classifier: str, options: dict) -> dict
     mine = [row for row in result.get("foreign", {}).get("summary", []) if row.get("classifier") == classifier]
     # The targets are judged with one classifier: quote them only if it is this identifier's.
     targets = result.get("targets") if result.get("targets_classifier") in (None, classifier) else None
-    return {"benchmark": "benchmarks/transfer.py", "finished_at": result.get("finished_at"),
-            "features": result.get("chosen_features"), "targets": targets, "foreign": mine}
+    return {
+        "benchmark": "benchmarks/transfer.py",
+        "finished_at": result.get("finished_at"),
+        "features": result.get("chosen_features"),
+        "targets": targets,
+        "foreign": mine,
+    }
 
 
 def reliability_note(card: dict) -> str:
@@ -210,8 +226,10 @@ def reliability_note(card: dict) -> str:
     foreign = ((card.get("transfer") or {}).get("foreign") or [None])[0]
     if not foreign:
         return "default identifier: its transfer accuracy was not measured for this build (lrid identify --about)"
-    return (f"default identifier: {foreign['accuracy_all']:.2f} of foreign networks ({foreign['networks']}, trained by another "
-            "implementation) were named correctly in its benchmark; see `lrid identify --about` before relying on an answer")
+    return (
+        f"default identifier: {foreign['accuracy_all']:.2f} of foreign networks ({foreign['networks']}, trained by another "
+        "implementation) were named correctly in its benchmark; see `lrid identify --about` before relying on an answer"
+    )
 
 
 def describe_card(card: dict) -> list[str]:
@@ -243,10 +261,14 @@ def describe_card(card: dict) -> list[str]:
         lines.append(f"transfer accuracy (benchmarks/transfer.py, {transfer.get('finished_at')}):")
         for target in transfer.get("targets") or []:
             measured = target.get("measured")
-            lines.append(f"  {target['target']}: {measured:.3f}" if measured is not None else f"  {target['target']}: -")
+            lines.append(
+                f"  {target['target']}: {measured:.3f}" if measured is not None else f"  {target['target']}: -"
+            )
         for foreign in transfer.get("foreign") or []:
             paper = foreign.get("accuracy_paper_rules")
-            lines.append(f"  foreign recordings ({foreign['networks']} networks of another implementation): "
-                         f"{foreign['accuracy_all']:.3f} named right"
-                         + (f", {paper:.3f} of those trained by sgdm/adam/fa/ia" if paper is not None else ""))
+            lines.append(
+                f"  foreign recordings ({foreign['networks']} networks of another implementation): "
+                f"{foreign['accuracy_all']:.3f} named right"
+                + (f", {paper:.3f} of those trained by sgdm/adam/fa/ia" if paper is not None else "")
+            )
     return lines

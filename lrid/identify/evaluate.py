@@ -118,7 +118,9 @@ def d_prime(confusion: np.ndarray, classes: list[str]) -> dict[str, float]:
             result[name] = float("nan")
             continue
         hit = np.clip(counts[index, index] / n_signal, 1 / (2 * n_signal), 1 - 1 / (2 * n_signal))
-        false_alarm = np.clip((counts[:, index].sum() - counts[index, index]) / n_noise, 1 / (2 * n_noise), 1 - 1 / (2 * n_noise))
+        false_alarm = np.clip(
+            (counts[:, index].sum() - counts[index, index]) / n_noise, 1 / (2 * n_noise), 1 - 1 / (2 * n_noise)
+        )
         result[name] = float(ndtri(hit) - ndtri(false_alarm))
     return result
 
@@ -149,8 +151,14 @@ def classify(
     store = Store(spec.store, view=spec.view)
     results_dir = Path(spec.results_dir)
     subsets = parse_subsets(spec.observables)
-    feature_options = {"points": spec.points, "window": spec.window, "stride": spec.stride, "unit": spec.unit,
-                       "time": spec.time, "baseline": spec.baseline}
+    feature_options = {
+        "points": spec.points,
+        "window": spec.window,
+        "stride": spec.stride,
+        "unit": spec.unit,
+        "time": spec.time,
+        "baseline": spec.baseline,
+    }
     long_table = store.read_observables(classified_statuses(spec.keep_collapsed))
     first = build_features(long_table, subset=subsets[0], **feature_options)
     classes = sorted(set(first.y))
@@ -160,8 +168,12 @@ def classify(
     train_runs = select_runs(metadata, spec.train_where, "--train-where") if spec.train_where else None
     test_runs = select_runs(metadata, spec.test_where, "--test-where") if spec.test_where else None
     splits = balanced_run_splits(
-        run_rules, n_splits=spec.n_splits, test_fraction=spec.test_fraction, seed=spec.seed,
-        train_runs=train_runs, test_runs=test_runs,
+        run_rules,
+        n_splits=spec.n_splits,
+        test_fraction=spec.test_fraction,
+        seed=spec.seed,
+        train_runs=train_runs,
+        test_runs=test_runs,
     )
 
     n_fits = len(subsets) * len(entries) * (spec.n_splits + 1)
@@ -170,7 +182,15 @@ def classify(
     for subset_index, subset in enumerate(subsets):
         features = first if subset_index == 0 else build_features(long_table, subset=subset, **feature_options)
         summaries, subset_predictions = _score_subset(
-            spec, features, classes, entries, splits, train_runs, results_dir, save_models=subset_index == 0, bar=bar,
+            spec,
+            features,
+            classes,
+            entries,
+            splits,
+            train_runs,
+            results_dir,
+            save_models=subset_index == 0,
+            bar=bar,
         )
         by_subset[subset] = {name: summary.summary() for name, summary in summaries.items()}
         if subset_index == 0:
@@ -189,10 +209,17 @@ def classify(
         seed=spec.seed,
         lrid_version=lrid.__version__,
         settings=ScoreSettings(
-            store=location, observables=";".join(subsets),
+            store=location,
+            observables=";".join(subsets),
             time=TimeSettings(points=spec.points, window=spec.window, stride=spec.stride),
-            unit=spec.unit, time_axis=spec.time, baseline=spec.baseline, train_where=spec.train_where,
-            test_where=spec.test_where, search=spec.search, view=store.view, keep_collapsed=spec.keep_collapsed,
+            unit=spec.unit,
+            time_axis=spec.time,
+            baseline=spec.baseline,
+            train_where=spec.train_where,
+            test_where=spec.test_where,
+            search=spec.search,
+            view=store.view,
+            keep_collapsed=spec.keep_collapsed,
         ),
         by_subset=by_subset,
         splits=[RunSplit(train=sorted(map(str, train)), test=sorted(map(str, test))) for train, test in splits],
@@ -205,7 +232,9 @@ def classify(
     return scores
 
 
-def _score_subset(spec: ClassifySpec, features, classes, entries, splits, train_runs, results_dir: Path, save_models, bar):
+def _score_subset(
+    spec: ClassifySpec, features, classes, entries, splits, train_runs, results_dir: Path, save_models, bar
+):
     """Each classifier's scores on one observable subset; with ``save_models``, each split's fitted model is
     saved too (:func:`split_model_path`, read back by importance instead of refitting) and the final model."""
     y = np.searchsorted(classes, features.y.astype(str))
@@ -221,7 +250,12 @@ def _score_subset(spec: ClassifySpec, features, classes, entries, splits, train_
             train = np.isin(features.groups, split_train)
             test = np.isin(features.groups, split_test)
             model, best = fit_classifier(
-                name, features.X[train], y[train], features.groups[train], random_state=spec.seed + split_index, **fit_options,
+                name,
+                features.X[train],
+                y[train],
+                features.groups[train],
+                random_state=spec.seed + split_index,
+                **fit_options,
             )
             if save_models:
                 split_path = split_model_path(results_dir, name, split_index)
@@ -245,7 +279,12 @@ def _score_subset(spec: ClassifySpec, features, classes, entries, splits, train_
         if save_models:
             eligible = np.ones(len(y), bool) if train_runs is None else np.isin(features.groups, list(train_runs))
             final, best = fit_classifier(
-                name, features.X[eligible], y[eligible], features.groups[eligible], random_state=spec.seed, **fit_options,
+                name,
+                features.X[eligible],
+                y[eligible],
+                features.groups[eligible],
+                random_state=spec.seed,
+                **fit_options,
             )
             if spec.search:
                 summary["best_params_final"] = best
@@ -268,7 +307,9 @@ def _probabilities(model, X: np.ndarray, n_classes: int) -> np.ndarray:
     return full
 
 
-def _control(spec: ClassifySpec, manifests, metadata, run_rules, classes, entries, splits, predictions) -> ControlScores:
+def _control(
+    spec: ClassifySpec, manifests, metadata, run_rules, classes, entries, splits, predictions
+) -> ControlScores:
     run_ids = sorted(run_rules)
     X, names = curve_features(manifests, run_ids)
     groups = np.asarray(run_ids, dtype=object)
@@ -279,14 +320,18 @@ def _control(spec: ClassifySpec, manifests, metadata, run_rules, classes, entrie
         accuracies = []
         for split_index, (split_train, split_test) in enumerate(splits):
             train, test = np.isin(groups, split_train), np.isin(groups, split_test)
-            model, _ = fit_classifier(name, X[train], y[train], groups[train], n_jobs=spec.n_jobs,
-                                      random_state=spec.seed + split_index)
+            model, _ = fit_classifier(
+                name, X[train], y[train], groups[train], n_jobs=spec.n_jobs, random_state=spec.seed + split_index
+            )
             predicted = np.argmax(_probabilities(model, X[test], len(classes)), axis=1)
             accuracies.append(float(np.mean(predicted == y[test])))
         baseline[name] = SubsetScores(accuracy_mean=float(np.mean(accuracies)), accuracy_sem=_sem(accuracies))
     final_accuracy = metadata["final_test_accuracy"]
     by_classifier = {
-        name: [MatchedBin(**entry) for entry in matched_bins(predictions[predictions["classifier"] == name], final_accuracy, spec.n_bins)]
+        name: [
+            MatchedBin(**entry)
+            for entry in matched_bins(predictions[predictions["classifier"] == name], final_accuracy, spec.n_bins)
+        ]
         for name in predictions["classifier"].unique()
     }
     main = next(iter(by_classifier))
@@ -319,4 +364,7 @@ def _summary(accuracies: list[float], balanced: list[float], confusions: list, c
 
 
 def _json_safe(params: dict) -> dict:
-    return {key: value if isinstance(value, (str, int, float, bool, type(None))) else repr(value) for key, value in params.items()}
+    return {
+        key: value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+        for key, value in params.items()
+    }

@@ -59,8 +59,8 @@ import numpy as np
 import pandas as pd
 
 from lrid.errors import LridError
-from lrid.schema import DEPTH_GROUPS
 from lrid.observables import OBSERVABLES
+from lrid.schema import DEPTH_GROUPS
 
 _ADMISSIBLE = (
     [f"weight_{f}_{s}" for f in ("raw", "abs") for s in ("norm", "mean", "median", "q3", "var")]
@@ -81,9 +81,14 @@ BASELINES = ("none", "relative")
 DEFAULT_FRACTION_POINTS = 21
 # Observables that are positive by construction and scale with the layer: compared to their start as log ratios.
 SCALE_OBSERVABLES = frozenset(
-    name for name in OBSERVABLES
+    name
+    for name in OBSERVABLES
     if name.endswith(("_norm", "_var", "_kurtosis"))
-    or any(name.startswith(f"{m}_{f}_") and not name.endswith("_skew") for m in ("weight", "act", "actchange") for f in ("abs", "sq"))
+    or any(
+        name.startswith(f"{m}_{f}_") and not name.endswith("_skew")
+        for m in ("weight", "act", "actchange")
+        for f in ("abs", "sq")
+    )
 )
 _LOG_FLOOR = 1e-12
 SAMPLE_COLUMNS = ["run_id", "layer", "layer_index", "depth_group", "rule", "task", "arch"]
@@ -129,7 +134,9 @@ def subset_columns(subset: str) -> list[str]:
     return [column for column in OBSERVABLES if column in wanted]
 
 
-def select_points(n_points: int, points: int | None = None, window: int | None = None, stride: int | None = None) -> list[int]:
+def select_points(
+    n_points: int, points: int | None = None, window: int | None = None, stride: int | None = None
+) -> list[int]:
     """Indices of the recorded points kept: the first ``window``, then every ``stride``-th, then ``points`` evenly spaced."""
     for name, value in (("points", points), ("window", window), ("stride", stride)):
         if value is not None and int(value) < 1:
@@ -137,7 +144,9 @@ def select_points(n_points: int, points: int | None = None, window: int | None =
     indices = list(range(n_points))
     if window is not None:
         if window > n_points:
-            raise LridError(f"window={window} asks for more points than the {n_points} recorded; use at most {n_points}")
+            raise LridError(
+                f"window={window} asks for more points than the {n_points} recorded; use at most {n_points}"
+            )
         indices = indices[:window]
     if stride is not None:
         indices = indices[::stride]
@@ -182,8 +191,10 @@ def build_features(
     if unit not in UNITS:
         raise LridError(f"unknown unit {unit!r}; choose layer (one sample per layer) or run (one per run)")
     if time not in TIMES:
-        raise LridError(f"unknown time axis {time!r}; choose index (recorded point), fraction (of training) "
-                        "or progress (of the run's own change)")
+        raise LridError(
+            f"unknown time axis {time!r}; choose index (recorded point), fraction (of training) "
+            "or progress (of the run's own change)"
+        )
     if baseline not in BASELINES:
         raise LridError(f"unknown baseline {baseline!r}; choose none or relative (from each trajectory's start)")
     if time != "index" and (window is not None or stride is not None):
@@ -193,7 +204,9 @@ def build_features(
         raise LridError("the store holds no complete runs; run `lrid generate SPEC --store DIR` first")
     missing = [column for column in ["run_id", "step", "layer_index", *columns] if column not in observables]
     if missing:
-        raise LridError(f"the observables lack column(s) {', '.join(missing[:5])}; give data in the store's long format")
+        raise LridError(
+            f"the observables lack column(s) {', '.join(missing[:5])}; give data in the store's long format"
+        )
     data = observables.copy()
     for column in SAMPLE_COLUMNS:
         if column not in data:
@@ -223,8 +236,15 @@ def build_features(
     # The relative baseline's first point is zero by construction: it is dropped, but only after the
     # progress clock has used it as the start.
     first = 1 if baseline == "relative" else 0
-    options = {"subset": subset or "all", "points": points, "window": window, "stride": stride, "unit": unit,
-               "time": time, "baseline": baseline}
+    options = {
+        "subset": subset or "all",
+        "points": points,
+        "window": window,
+        "stride": stride,
+        "unit": unit,
+        "time": time,
+        "baseline": baseline,
+    }
     if observable_columns:
         options = {**options, "observable_columns": list(columns)}
     trajectory_names = [f"{column}@t{point}" for column in columns for point in kept[first:]]
@@ -255,12 +275,16 @@ def build_features(
             with warnings.catch_warnings():  # an all-NaN statistic stays NaN, without a warning
                 warnings.simplefilter("ignore", RuntimeWarning)
                 pooled[row_of_run[run_id], DEPTH_GROUPS.index(group)] = np.nanmean(values[np.asarray(index)], axis=0)
-    run_samples = samples.drop_duplicates("run_id").reset_index(drop=True).assign(layer=None, layer_index=-1, depth_group="all")
+    run_samples = (
+        samples.drop_duplicates("run_id").reset_index(drop=True).assign(layer=None, layer_index=-1, depth_group="all")
+    )
     pooled = pooled.reshape(len(run_ids), len(DEPTH_GROUPS) * len(columns), len(kept))
     static, static_names = np.empty((len(run_ids), 0)), []
     if time == "progress":
         pooled, static = _progress_clock(pooled, np.arange(len(run_ids)))
-        static_names = [f"{column}@scale@{group}" for group in DEPTH_GROUPS for column in columns] + _progress_names(kept)
+        static_names = [f"{column}@scale@{group}" for group in DEPTH_GROUPS for column in columns] + _progress_names(
+            kept
+        )
     return FeatureSet(
         X=np.concatenate([pooled[..., first:].reshape(len(run_ids), -1), static], axis=1),
         y=run_samples["rule"].to_numpy(dtype=object),

@@ -66,7 +66,7 @@ def column_levels(name: str) -> ColumnLevels:
     ``depth`` is the depth group a column itself describes: ``DEPTH_ONE_HOT`` for the one-hot columns,
     the tag of a run-level ``...@deep@t3`` column, or ``None`` for a layer-level trajectory column.
     """
-    if name.startswith("depth_") and name[len("depth_"):] in DEPTH_GROUPS:
+    if name.startswith("depth_") and name[len("depth_") :] in DEPTH_GROUPS:
         return ColumnLevels(*(DEPTH_ONE_HOT,) * 5, depth=DEPTH_ONE_HOT)
     observable, *tags = name.split("@")
     depth = next((tag for tag in tags if tag in DEPTH_GROUPS), None)
@@ -273,13 +273,25 @@ def observable_importance(
         else:
             train = np.isin(features.groups, train_runs)
             model, _ = fit_classifier(
-                classifier, features.X[train], y[train], features.groups[train], search=scores.settings.search,
-                n_jobs=n_jobs, random_state=scores.seed + split_index, n_points=features.n_points, n_static=features.n_static,
+                classifier,
+                features.X[train],
+                y[train],
+                features.groups[train],
+                search=scores.settings.search,
+                n_jobs=n_jobs,
+                random_state=scores.seed + split_index,
+                n_points=features.n_points,
+                n_static=features.n_static,
             )
         frame = split_importance(
-            model, features.X[test], y[test], features.feature_names,
+            model,
+            features.X[test],
+            y[test],
+            features.feature_names,
             sample_depth=features.samples["depth_group"].to_numpy()[test],
-            n_repeats=n_repeats, random_state=scores.seed + split_index, classifier=classifier,
+            n_repeats=n_repeats,
+            random_state=scores.seed + split_index,
+            classifier=classifier,
         )
         frames.append(frame.assign(classifier=classifier, split=split_index))
     per_split = pd.concat(frames, ignore_index=True)[["classifier", "split", "level", "group", "kind", "importance"]]
@@ -291,8 +303,10 @@ def observable_importance(
     return per_split
 
 
-REFIT_NOTE = ("these results predate the per-split models that `lrid classify` saves, so each split's classifier was "
-              "refitted as classify fitted it; re-run `lrid classify` to measure the very models it scored")
+REFIT_NOTE = (
+    "these results predate the per-split models that `lrid classify` saves, so each split's classifier was "
+    "refitted as classify fitted it; re-run `lrid classify` to measure the very models it scored"
+)
 
 
 def best_classifier(scores: Scores) -> str:
@@ -317,8 +331,10 @@ def _split_models(results_dir: Path, classifier: str, n_splits: int, feature_nam
     def load(split_index: int):
         model, sidecar = load_fitted(paths[split_index])
         if sidecar["feature_names"] != feature_names:
-            raise LridError(f"the model saved for split {split_index} in {paths[split_index].parent} was fitted on other "
-                            "features than the store now gives; the store changed since `lrid classify`: re-run it")
+            raise LridError(
+                f"the model saved for split {split_index} in {paths[split_index].parent} was fitted on other "
+                "features than the store now gives; the store changed since `lrid classify`: re-run it"
+            )
         return model
 
     return load
@@ -341,14 +357,18 @@ def _rebuild_features_and_splits(results_dir: Path, scores: Scores, classifier: 
     try:
         features = build_features(target.read_observables(classified_statuses(settings.keep_collapsed)), **options)
     except TypeError as error:
-        raise LridError(f"{sidecar} has feature options this lrid does not know ({error}); re-run `lrid classify`") from None
+        raise LridError(
+            f"{sidecar} has feature options this lrid does not know ({error}); re-run `lrid classify`"
+        ) from None
     if features.X.shape[1] != scores.n_features:
         raise LridError(
             f"the store {location} now gives {features.X.shape[1]} features, the scores {scores.n_features}; "
             "the store changed since `lrid classify`, or it is another store: re-run `lrid classify`"
         )
     if scores.splits is not None:
-        return features, [(np.asarray(split.train, dtype=object), np.asarray(split.test, dtype=object)) for split in scores.splits]
+        return features, [
+            (np.asarray(split.train, dtype=object), np.asarray(split.test, dtype=object)) for split in scores.splits
+        ]
     run_rules = dict(zip(features.samples["run_id"], features.samples["rule"]))
     metadata = run_metadata([m for m in manifests if m["run_id"] in run_rules])
     train_where, test_where = settings.train_where, settings.test_where

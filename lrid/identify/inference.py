@@ -95,7 +95,9 @@ def identify(model_path: str | Path, observables: pd.DataFrame, *, trust_pickle:
     features = build_features(observables, **sidecar["feature_options"])
     if features.feature_names != sidecar["feature_names"]:
         expected, got = sidecar["feature_names"], features.feature_names
-        differing = next((f"{a} vs {b}" for a, b in zip(expected, got) if a != b), f"{len(expected)} vs {len(got)} columns")
+        differing = next(
+            (f"{a} vs {b}" for a, b in zip(expected, got) if a != b), f"{len(expected)} vs {len(got)} columns"
+        )
         raise LridError(
             f"the input's features do not match the model's (model vs input: {differing}); give trajectories with "
             "the observables, recorded points and depth groups the model was trained on"

@@ -103,8 +103,12 @@ def save_model(estimator, directory: Path, name: str, classes: list[str], featur
     for suffix in MODEL_SUFFIXES - set(SUFFIXES[file_format]):
         stem.with_name(f"{name}{suffix}").unlink(missing_ok=True)
     sidecar = Sidecar(
-        classifier=name, classes=classes, feature_names=features.feature_names, feature_options=features.options,
-        lrid_version=lrid.__version__, format=file_format,
+        classifier=name,
+        classes=classes,
+        feature_names=features.feature_names,
+        feature_options=features.options,
+        lrid_version=lrid.__version__,
+        format=file_format,
     )
     sidecar_path = stem.with_name(f"{name}.json")
     sidecar_path.write_text(json.dumps(sidecar.model_dump(), indent=2))  # last: a sidecar means a whole model
@@ -122,7 +126,9 @@ def load_fitted(path: str | Path, *, trust_pickle: bool = False):
     sidecar_path = stem.with_name(f"{stem.name}.json")
     if not sidecar_path.exists():
         if any(stem.with_name(stem.name + suffix).exists() for suffix in MODEL_SUFFIXES):
-            raise LridError(f"the model {stem} has no sidecar {sidecar_path.name}; re-run `lrid classify` to write both")
+            raise LridError(
+                f"the model {stem} has no sidecar {sidecar_path.name}; re-run `lrid classify` to write both"
+            )
         raise LridError(
             f"no saved model at {path}; give RESULTS/models/NAME (or one of its files) written by `lrid classify`"
         )
@@ -140,7 +146,9 @@ def load_fitted(path: str | Path, *, trust_pickle: bool = False):
 
         estimator = _load_skops(files[0])
         if not isinstance(estimator, Conv1DClassifier):
-            raise LridError(f"{files[0]} does not hold a conv1d estimator, as {sidecar_path.name} says; re-run `lrid classify`")
+            raise LridError(
+                f"{files[0]} does not hold a conv1d estimator, as {sidecar_path.name} says; re-run `lrid classify`"
+            )
         estimator.model_ = _load_keras(files[1])
     else:
         estimator = _load_pickle(files[0], trust_pickle)
@@ -170,14 +178,19 @@ def read_sidecar(path: Path) -> Sidecar:
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "(top level)"
         if first["type"] == "missing":
-            raise LridError(f"the model sidecar {path} lacks the key '{key}'; re-run `lrid classify` to write it") from None
+            raise LridError(
+                f"the model sidecar {path} lacks the key '{key}'; re-run `lrid classify` to write it"
+            ) from None
         raise LridError(f"the model sidecar {path} has a bad '{key}': {first['msg']}; re-run `lrid classify`") from None
 
 
 def schema_types(schema) -> set[str]:
     """Every ``module.name`` that a skops schema asks for: each node names the type it builds."""
-    return {f"{node.get('__module__')}.{node.get('__class__')}" for node in _dicts(schema)
-            if "__class__" in node or "__module__" in node}
+    return {
+        f"{node.get('__module__')}.{node.get('__class__')}"
+        for node in _dicts(schema)
+        if "__class__" in node or "__module__" in node
+    }
 
 
 def _dicts(document):
@@ -202,8 +215,10 @@ def _json_member(path: Path, member: str):
 
 def _unreadable(path: Path, error: BaseException) -> LridError:
     lines = str(error).strip().splitlines()
-    return LridError(f"cannot load the model file {path} ({type(error).__name__}: {lines[0] if lines else ''}); "
-                     "re-run `lrid classify`")
+    return LridError(
+        f"cannot load the model file {path} ({type(error).__name__}: {lines[0] if lines else ''}); "
+        "re-run `lrid classify`"
+    )
 
 
 def _load_skops(path: Path):

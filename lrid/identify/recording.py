@@ -67,7 +67,9 @@ def load_recordings(path: str | Path) -> list[Recording]:
     """Read and validate the recordings in an NPZ (one) or Parquet (one or more) file."""
     path = Path(path)
     if not path.is_file():
-        raise LridError(f"recording {path} does not exist; pass an .npz or .parquet recording (see `lrid export-recording`)")
+        raise LridError(
+            f"recording {path} does not exist; pass an .npz or .parquet recording (see `lrid export-recording`)"
+        )
     if path.suffix == ".npz":
         return [_load_npz(path)]
     if path.suffix == ".parquet":
@@ -105,7 +107,9 @@ def _load_npz(path: Path) -> Recording:
         listed = [str(name) for name in np.atleast_1d(contents["layers"])]
         unlisted = sorted(set(layers) - set(listed))
         if unlisted:
-            raise LridError(f"{path}: arrays for layer(s) {', '.join(unlisted)} not in `layers`; add them to `layers` in depth order")
+            raise LridError(
+                f"{path}: arrays for layer(s) {', '.join(unlisted)} not in `layers`; add them to `layers` in depth order"
+            )
         layers = listed
     run = str(contents["run"]) if "run" in contents else path.stem
     epochs = contents.get("epoch")
@@ -122,9 +126,13 @@ def _load_parquet(path: Path) -> list[Recording]:
         raise LridError(f"{path} is not a readable Parquet file ({type(error).__name__}); rewrite it") from None
     missing = [c for c in ("step", "layer", "kind", "shape", "values") if c not in table.column_names]
     if missing:
-        raise LridError(f"{path}: missing column(s) {', '.join(missing)}; a recording has step, layer, kind, shape, values")
+        raise LridError(
+            f"{path}: missing column(s) {', '.join(missing)}; a recording has step, layer, kind, shape, values"
+        )
     if table.num_rows == 0:
-        raise LridError(f"recording {path} holds no rows; write one row per (run, step, layer, kind), as `lrid export-recording` does")
+        raise LridError(
+            f"recording {path} holds no rows; write one row per (run, step, layer, kind), as `lrid export-recording` does"
+        )
     # The arrays stay in Arrow's flat buffer: each row's values are a slice of it, so a recording of many
     # networks is read without a Python object per number or per row.
     values = table.column("values").combine_chunks()
@@ -161,7 +169,9 @@ def _load_parquet(path: Path) -> list[Recording]:
             try:
                 stacked = np.stack([array_of(row) for row in ordered.index])
             except (ValueError, TypeError) as error:
-                raise LridError(f"{where}: {kind}/{layer}: {error}; each row's values must fill its shape, the same at every step") from None
+                raise LridError(
+                    f"{where}: {kind}/{layer}: {error}; each row's values must fill its shape, the same at every step"
+                ) from None
             arrays.setdefault(kind, {})[layer] = stacked
         epochs = None
         if "epoch" in rows:
@@ -174,7 +184,9 @@ def _validated(recording: Recording, where: str) -> Recording:
     """Check steps, shapes, kinds per layer and finiteness; one-line errors naming the array."""
     steps = np.asarray(recording.steps)
     if steps.ndim != 1 or not np.issubdtype(steps.dtype, np.integer):
-        raise LridError(f"{where}: `steps` must be a 1-D integer array of training steps, not {steps.dtype} {steps.shape}")
+        raise LridError(
+            f"{where}: `steps` must be a 1-D integer array of training steps, not {steps.dtype} {steps.shape}"
+        )
     if len(steps) < 2:
         raise LridError(f"{where}: {len(steps)} recorded step(s); a trajectory needs at least 2")
     if np.any(np.diff(steps) <= 0) or steps[0] < 0:
@@ -218,7 +230,9 @@ def _validated(recording: Recording, where: str) -> Recording:
         for layer in recording.layers:
             batch, change_batch = recording.arrays["act"][layer].shape[1], recording.arrays["actchange"][layer].shape[1]
             if batch != change_batch:
-                raise LridError(f"{where}: act/{layer} has {batch} probe examples but actchange/{layer} has {change_batch}")
+                raise LridError(
+                    f"{where}: act/{layer} has {batch} probe examples but actchange/{layer} has {change_batch}"
+                )
     if recording.epochs is not None and np.shape(recording.epochs) != steps.shape:
         raise LridError(f"{where}: `epoch` has shape {np.shape(recording.epochs)}; it needs one value per step")
     recording.steps = steps.astype(np.int64)
@@ -241,7 +255,8 @@ def recording_observables(recording: Recording) -> pd.DataFrame:
         for start in range(0, n_steps, chunk):
             part = {kind: array[start : start + chunk] for kind, array in arrays.items()}
             values[start : start + chunk, layer_index] = layer_statistics(
-                part.get("weight"), part.get("act"), part.get("actchange")).numpy()
+                part.get("weight"), part.get("act"), part.get("actchange")
+            ).numpy()
     values[~np.isfinite(values)] = np.nan
     frame = pd.DataFrame(values.reshape(n_steps * n_layers, -1), columns=list(OBSERVABLES))
     epochs = recording.epochs if recording.epochs is not None else np.full(n_steps, np.nan)

@@ -63,8 +63,15 @@ def robustness(
     rows = []
     for view, (units_fraction, noise_std) in settings.items():
         spec = ClassifySpec.build(
-            store=location, view=view, results_dir=results_dir / "views" / view, classifiers=tuple(classifiers),
-            n_splits=n_splits, seed=seed, n_jobs=n_jobs, observables=observables, control=False,
+            store=location,
+            view=view,
+            results_dir=results_dir / "views" / view,
+            classifiers=tuple(classifiers),
+            n_splits=n_splits,
+            seed=seed,
+            n_jobs=n_jobs,
+            observables=observables,
+            control=False,
         )
         scores = classify(spec, progress=progress)
         for subset, by_classifier in scores.by_subset.items():

@@ -55,9 +55,7 @@ def balanced_run_splits(
     for run_id, rule in sorted(run_rules.items()):
         by_rule.setdefault(rule, []).append(run_id)
     if len(by_rule) < 2:
-        raise LridError(
-            f"the store holds runs of {len(by_rule)} rule(s); identification needs at least two rules"
-        )
+        raise LridError(f"the store holds runs of {len(by_rule)} rule(s); identification needs at least two rules")
     rarest_rule, n_per_rule = min(((rule, len(runs)) for rule, runs in by_rule.items()), key=lambda item: item[1])
     n_test = max(1, int(round(test_fraction * n_per_rule)))
     n_train = n_per_rule - n_test
@@ -90,7 +88,9 @@ def _pooled_splits(run_rules, n_splits, test_fraction, seed, train_runs, test_ru
         test = sorted(r for r in test_pool if run_rules[r] == rule)
         if not train or not test:
             side = "--train-where" if not train else "--test-where"
-            raise LridError(f"{side} leaves no run of rule {rule!r}; loosen the filter so every rule has runs on both sides")
+            raise LridError(
+                f"{side} leaves no run of rule {rule!r}; loosen the filter so every rule has runs on both sides"
+            )
         pools[rule] = (train, test)
     n_test = min(
         min(len(test) for _, test in pools.values()),
@@ -170,8 +170,16 @@ _ALLOWED_FORM = (
     "write key=value[,key=value] or comparisons of fields with literals (==, !=, <, <=, >, >=, in, not in) "
     "joined by and/or/not, e.g. \"arch in ['mlp', 'knet'] and lr > 0.01\""
 )
-_COMPARISONS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
-                ast.In: "in", ast.NotIn: "not in"}
+_COMPARISONS = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+}
 _ORDERINGS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 _MAX_FILTER_CHARS = 10_000
 _MAX_FILTER_DEPTH = 50
@@ -357,7 +365,9 @@ def _pandas_spelling_to_python(where: str, option: str) -> str:
 
 def _check_name(name: str, where: str, option: str) -> None:
     if "__" in name:
-        raise LridError(f"{option} {_quoted(where)}: the name {name!r} is not allowed (no dunder names); {_ALLOWED_FORM}")
+        raise LridError(
+            f"{option} {_quoted(where)}: the name {name!r} is not allowed (no dunder names); {_ALLOWED_FORM}"
+        )
 
 
 class _FilterParser:
@@ -372,7 +382,9 @@ class _FilterParser:
 
     def boolean(self, node: ast.AST, depth: int = 0):
         if depth > _MAX_FILTER_DEPTH:
-            raise LridError(f"{self.option} {_quoted(self.where)} nests and/or/not more than {_MAX_FILTER_DEPTH} deep; simplify it")
+            raise LridError(
+                f"{self.option} {_quoted(self.where)} nests and/or/not more than {_MAX_FILTER_DEPTH} deep; simplify it"
+            )
         if isinstance(node, ast.BoolOp):
             op = "and" if isinstance(node.op, ast.And) else "or"
             return _Logic(op, tuple(self.boolean(value, depth + 1) for value in node.values))
@@ -412,8 +424,13 @@ class _FilterParser:
     def literal(self, node: ast.AST):
         if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, (bool, int, float, str))):
             return node.value
-        if (isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) and isinstance(node.operand, ast.Constant)
-                and isinstance(node.operand.value, (int, float)) and not isinstance(node.operand.value, bool)):
+        if (
+            isinstance(node, ast.UnaryOp)
+            and isinstance(node.op, (ast.USub, ast.UAdd))
+            and isinstance(node.operand, ast.Constant)
+            and isinstance(node.operand.value, (int, float))
+            and not isinstance(node.operand.value, bool)
+        ):
             return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
         if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
             return tuple(self.literal(element) for element in node.elts)
@@ -421,10 +438,19 @@ class _FilterParser:
 
     @staticmethod
     def describe(node: ast.AST) -> str:
-        kinds = {ast.Call: "a call", ast.Attribute: "attribute access", ast.Subscript: "a subscript",
-                 ast.Lambda: "a lambda", ast.BinOp: "arithmetic", ast.UnaryOp: "an operator",
-                 ast.Name: "a bare name", ast.Constant: "a literal"}
-        return next((text for kind, text in kinds.items() if isinstance(node, kind)), f"the construct {type(node).__name__}")
+        kinds = {
+            ast.Call: "a call",
+            ast.Attribute: "attribute access",
+            ast.Subscript: "a subscript",
+            ast.Lambda: "a lambda",
+            ast.BinOp: "arithmetic",
+            ast.UnaryOp: "an operator",
+            ast.Name: "a bare name",
+            ast.Constant: "a literal",
+        }
+        return next(
+            (text for kind, text in kinds.items() if isinstance(node, kind)), f"the construct {type(node).__name__}"
+        )
 
 
 def check_held_out_filters(train_where: str | None, test_where: str | None) -> None:
@@ -477,4 +503,6 @@ def _check_field(metadata: pd.DataFrame, key: str, option: str) -> None:
         close = difflib.get_close_matches(key, [str(c) for c in metadata.columns], n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         fields = ", ".join(sorted(c for c in metadata.columns if "." not in c and c != "run_id"))
-        raise LridError(f"{option} names unknown field {key!r}; {hint}known fields: {fields} (or dotted, e.g. train.batch_size)")
+        raise LridError(
+            f"{option} names unknown field {key!r}; {hint}known fields: {fields} (or dotted, e.g. train.batch_size)"
+        )

@@ -49,8 +49,9 @@ def _knet(norm, conv4):
 def _convnet(spec, n_classes, feedback, seed):
     from lrid.models.convnet import ConvNet
 
-    return ConvNet(n_classes, activation=spec.activation, feedback=feedback, seed=seed, width=spec.width,
-                   **spec.initialisation)
+    return ConvNet(
+        n_classes, activation=spec.activation, feedback=feedback, seed=seed, width=spec.width, **spec.initialisation
+    )
 
 
 def _alexnet(norm):
@@ -74,15 +75,48 @@ def _resnet(depth, version):
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in [
-        Architecture("mlp", "multilayer perceptron (hidden widths and activation configurable)", _mlp, (64,), 10, scales_init=True),
-        Architecture("convnet", "all-convolutional net, 3 stride-2 conv + 1 dense, no pooling or norm (any rule, DTP included)", _convnet, (32, 32, 3), 10,
-                     scales_init=True),
-        Architecture("knet", "KNet: Caffe CIFAR-10 net, 3 conv + 1 dense, batch norm", _knet("bn", False), (32, 32, 3), 10),
-        Architecture("knetlrn", "KNet with local response normalisation (the Caffe original)", _knet("lrn", False), (32, 32, 3), 10),
+        Architecture(
+            "mlp",
+            "multilayer perceptron (hidden widths and activation configurable)",
+            _mlp,
+            (64,),
+            10,
+            scales_init=True,
+        ),
+        Architecture(
+            "convnet",
+            "all-convolutional net, 3 stride-2 conv + 1 dense, no pooling or norm (any rule, DTP included)",
+            _convnet,
+            (32, 32, 3),
+            10,
+            scales_init=True,
+        ),
+        Architecture(
+            "knet", "KNet: Caffe CIFAR-10 net, 3 conv + 1 dense, batch norm", _knet("bn", False), (32, 32, 3), 10
+        ),
+        Architecture(
+            "knetlrn",
+            "KNet with local response normalisation (the Caffe original)",
+            _knet("lrn", False),
+            (32, 32, 3),
+            10,
+        ),
         Architecture("knetc4", "KNet-C4: 4 conv + 1 dense, batch norm", _knet("bn", True), (32, 32, 3), 10),
         Architecture("knetc4lrn", "KNet-C4 with local response normalisation", _knet("lrn", True), (32, 32, 3), 10),
-        Architecture("alexnet", "AlexNet with batch norm (Xiao et al. 2019), 5 conv + 3 dense", _alexnet("bn"), (224, 224, 3), 1000),
-        Architecture("alexnetlrn", "AlexNet with local response normalisation (Krizhevsky et al. 2012)", _alexnet("lrn"), (224, 224, 3), 1000),
+        Architecture(
+            "alexnet",
+            "AlexNet with batch norm (Xiao et al. 2019), 5 conv + 3 dense",
+            _alexnet("bn"),
+            (224, 224, 3),
+            1000,
+        ),
+        Architecture(
+            "alexnetlrn",
+            "AlexNet with local response normalisation (Krizhevsky et al. 2012)",
+            _alexnet("lrn"),
+            (224, 224, 3),
+            1000,
+        ),
         Architecture("resnet18", "ResNet-18 v1 (post-activation)", _resnet(18, 1), (224, 224, 3), 1000),
         Architecture("resnet18v2", "ResNet-18 v2 (pre-activation)", _resnet(18, 2), (224, 224, 3), 1000),
         Architecture("resnet34", "ResNet-34 v1 (post-activation)", _resnet(34, 1), (224, 224, 3), 1000),

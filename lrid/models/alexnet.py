@@ -31,16 +31,24 @@ LRN_AFTER = {0, 1}
 class AlexNet(MeasuredModel):
     """AlexNet (5 conv + 3 dense measured layers) with batch norm (``norm="bn"``) or LRN (``norm="lrn"``)."""
 
-    def __init__(self, n_classes: int, feedback: str | None = None, seed: int = 0, width: float = 1.0,
-                 norm: str = "bn", **kwargs):
+    def __init__(
+        self, n_classes: int, feedback: str | None = None, seed: int = 0, width: float = 1.0, norm: str = "bn", **kwargs
+    ):
         super().__init__(**kwargs)
         if norm not in ("bn", "lrn"):
             raise ValueError(f"norm must be 'bn' or 'lrn', got {norm!r}")
         self.norm = norm
         use_bias = norm == "lrn"  # batch norm's shift makes a bias redundant
         self.convs = [
-            FeedbackConv2D(max(1, int(f * width)), k, strides=s, feedback=feedback, use_bias=use_bias,
-                           seed=seed * 1000 + 2 * i, name=f"conv{i + 1}")
+            FeedbackConv2D(
+                max(1, int(f * width)),
+                k,
+                strides=s,
+                feedback=feedback,
+                use_bias=use_bias,
+                seed=seed * 1000 + 2 * i,
+                name=f"conv{i + 1}",
+            )
             for i, (f, k, s) in enumerate(CONVS)
         ]
         hidden = max(1, int(4096 * width))
@@ -49,7 +57,9 @@ class AlexNet(MeasuredModel):
             FeedbackDense(hidden, feedback=feedback, use_bias=use_bias, seed=seed * 1000 + 12, name="fc7"),
         ]
         self.classifier = FeedbackDense(n_classes, feedback=feedback, seed=seed * 1000 + 14, name="fc8")
-        self.batch_norms = [keras.layers.BatchNormalization(name=f"bn{i + 1}") for i in range(7)] if norm == "bn" else []
+        self.batch_norms = (
+            [keras.layers.BatchNormalization(name=f"bn{i + 1}") for i in range(7)] if norm == "bn" else []
+        )
         self.measured_layers = [*self.convs, *self.dense, self.classifier]
 
     def _normalise(self, x, index: int, training: bool):

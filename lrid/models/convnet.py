@@ -21,18 +21,40 @@ FILTERS = (32, 64, 64)
 class ConvNet(MeasuredModel):
     """Three stride-2 conv layers and a dense readout (see the module docstring)."""
 
-    def __init__(self, n_classes: int, activation: str = "tanh", feedback: str | None = None, seed: int = 0,
-                 width: float = 1.0, init_scale: float = 1.0, init_scheme: str = "glorot",
-                 init_distribution: str = "uniform", **kwargs):
+    def __init__(
+        self,
+        n_classes: int,
+        activation: str = "tanh",
+        feedback: str | None = None,
+        seed: int = 0,
+        width: float = 1.0,
+        init_scale: float = 1.0,
+        init_scheme: str = "glorot",
+        init_distribution: str = "uniform",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        init: dict[str, Any] = {"init_scale": init_scale, "init_scheme": init_scheme, "init_distribution": init_distribution}
+        init: dict[str, Any] = {
+            "init_scale": init_scale,
+            "init_scheme": init_scheme,
+            "init_distribution": init_distribution,
+        }
         self.convs = [
-            FeedbackConv2D(max(1, int(filters * width)), 3, strides=2, activation=activation, feedback=feedback,
-                           seed=seed * 1000 + 2 * index, **init, name=f"conv{index + 1}")
+            FeedbackConv2D(
+                max(1, int(filters * width)),
+                3,
+                strides=2,
+                activation=activation,
+                feedback=feedback,
+                seed=seed * 1000 + 2 * index,
+                **init,
+                name=f"conv{index + 1}",
+            )
             for index, filters in enumerate(FILTERS)
         ]
-        self.classifier = FeedbackDense(n_classes, feedback=feedback, seed=seed * 1000 + 2 * len(FILTERS),
-                                        **init, name=f"fc{len(FILTERS) + 1}")
+        self.classifier = FeedbackDense(
+            n_classes, feedback=feedback, seed=seed * 1000 + 2 * len(FILTERS), **init, name=f"fc{len(FILTERS) + 1}"
+        )
         self.measured_layers = [*self.convs, self.classifier]
 
     def call(self, inputs, training=False):

@@ -21,21 +21,37 @@ from lrid.models.layers import FeedbackConv2D, FeedbackDense
 class KNet(MeasuredModel):
     """KNet (3 conv + 1 dense measured layers) or KNet-C4 (``conv4=True``: 4 conv + 1 dense)."""
 
-    def __init__(self, n_classes: int, norm: str = "bn", conv4: bool = False, feedback: str | None = None,
-                 seed: int = 0, **kwargs):
+    def __init__(
+        self,
+        n_classes: int,
+        norm: str = "bn",
+        conv4: bool = False,
+        feedback: str | None = None,
+        seed: int = 0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if norm not in ("bn", "lrn"):
             raise ValueError(f"norm must be 'bn' or 'lrn', got {norm!r}")
         self.norm = norm
         filters = [32, 32, 64] + ([128] if conv4 else [])
         self.convs = [
-            FeedbackConv2D(f, 5, activation=None if i == 0 else "relu", feedback=feedback,
-                           seed=seed * 1000 + 2 * i, name=f"conv{i + 1}")
+            FeedbackConv2D(
+                f,
+                5,
+                activation=None if i == 0 else "relu",
+                feedback=feedback,
+                seed=seed * 1000 + 2 * i,
+                name=f"conv{i + 1}",
+            )
             for i, f in enumerate(filters)
         ]
-        self.batch_norms = [keras.layers.BatchNormalization(name=f"bn{i + 1}") for i in range(len(filters))] if norm == "bn" else []
-        self.classifier = FeedbackDense(n_classes, feedback=feedback, seed=seed * 1000 + 2 * len(filters),
-                                        name=f"fc{len(filters) + 1}")
+        self.batch_norms = (
+            [keras.layers.BatchNormalization(name=f"bn{i + 1}") for i in range(len(filters))] if norm == "bn" else []
+        )
+        self.classifier = FeedbackDense(
+            n_classes, feedback=feedback, seed=seed * 1000 + 2 * len(filters), name=f"fc{len(filters) + 1}"
+        )
         self.measured_layers = [*self.convs, self.classifier]
 
     def call(self, inputs, training=False):

@@ -60,9 +60,17 @@ class FeedbackLayer(keras.layers.Layer):
             ``"untruncated_normal"`` (a plain Gaussian, as ``std * randn`` code draws it).
     """
 
-    def __init__(self, activation: str | None = None, feedback: str | None = None, seed: int = 0,
-                 use_bias: bool = True, init_scale: float = 1.0, init_scheme: str = "glorot",
-                 init_distribution: str = "uniform", **kwargs):
+    def __init__(
+        self,
+        activation: str | None = None,
+        feedback: str | None = None,
+        seed: int = 0,
+        use_bias: bool = True,
+        init_scale: float = 1.0,
+        init_scheme: str = "glorot",
+        init_distribution: str = "uniform",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if feedback not in FEEDBACK_KINDS:
             raise ValueError(f"feedback must be one of {FEEDBACK_KINDS}, got {feedback!r}")
@@ -72,8 +80,10 @@ class FeedbackLayer(keras.layers.Layer):
         self.seed = seed
         self.use_bias = use_bias
         if init_scheme not in INIT_SCHEMES or init_distribution not in INIT_DISTRIBUTIONS:
-            raise ValueError(f"unknown initialisation {init_scheme!r}/{init_distribution!r}; "
-                             f"schemes {INIT_SCHEMES}, distributions {INIT_DISTRIBUTIONS}")
+            raise ValueError(
+                f"unknown initialisation {init_scheme!r}/{init_distribution!r}; "
+                f"schemes {INIT_SCHEMES}, distributions {INIT_DISTRIBUTIONS}"
+            )
         self.init_scale = init_scale
         self.init_scheme = init_scheme
         self.init_distribution = init_distribution
@@ -139,7 +149,11 @@ class FeedbackLayer(keras.layers.Layer):
         @tf.custom_gradient
         def op(x, w, b):
             def grad(upstream):
-                return self.input_gradient(upstream, b, tf.shape(x)), self.kernel_gradient(x, upstream), tf.zeros_like(b)
+                return (
+                    self.input_gradient(upstream, b, tf.shape(x)),
+                    self.kernel_gradient(x, upstream),
+                    tf.zeros_like(b),
+                )
 
             return self.linear(x, w), grad
 
@@ -156,9 +170,16 @@ class FeedbackLayer(keras.layers.Layer):
         return outputs
 
     def get_config(self):
-        return {**super().get_config(), "activation": self.activation_name, "feedback": self.feedback,
-                "seed": self.seed, "use_bias": self.use_bias, "init_scale": self.init_scale,
-                "init_scheme": self.init_scheme, "init_distribution": self.init_distribution}
+        return {
+            **super().get_config(),
+            "activation": self.activation_name,
+            "feedback": self.feedback,
+            "seed": self.seed,
+            "use_bias": self.use_bias,
+            "init_scale": self.init_scale,
+            "init_scheme": self.init_scheme,
+            "init_distribution": self.init_distribution,
+        }
 
 
 class FeedbackDense(FeedbackLayer):

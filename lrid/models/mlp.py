@@ -16,8 +16,18 @@ class MLP(MeasuredModel):
     initialisation (see :class:`FeedbackLayer`).
     """
 
-    def __init__(self, hidden, n_classes: int, activation: str = "tanh", feedback: str | None = None, seed: int = 0,
-                 init_scale: float = 1.0, init_scheme: str = "glorot", init_distribution: str = "uniform", **kwargs):
+    def __init__(
+        self,
+        hidden,
+        n_classes: int,
+        activation: str = "tanh",
+        feedback: str | None = None,
+        seed: int = 0,
+        init_scale: float = 1.0,
+        init_scheme: str = "glorot",
+        init_distribution: str = "uniform",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         widths = [*hidden, n_classes]
         self.measured_layers = [

@@ -37,8 +37,16 @@ class PopulationMLP:
     Copy initial weights in with :meth:`load`.
     """
 
-    def __init__(self, widths, activation: str, feedback: str | None, size: int, layer_names, init_scale: float = 1.0,
-                 init_scheme: str = "glorot"):
+    def __init__(
+        self,
+        widths,
+        activation: str,
+        feedback: str | None,
+        size: int,
+        layer_names,
+        init_scale: float = 1.0,
+        init_scheme: str = "glorot",
+    ):
         if feedback not in FEEDBACK_KINDS:
             raise ValueError(f"feedback must be one of {FEEDBACK_KINDS}, got {feedback!r}")
         self.size = size
@@ -48,11 +56,14 @@ class PopulationMLP:
         self.init_scheme = init_scheme
         self.activations = [keras.activations.get(activation)] * (len(widths) - 2) + [keras.activations.get(None)]
         shapes = list(zip(widths[:-1], widths[1:]))
-        self.kernels = [tf.Variable(tf.zeros([size, n_in, n_out]), name=f"kernel{i}") for i, (n_in, n_out) in enumerate(shapes)]
+        self.kernels = [
+            tf.Variable(tf.zeros([size, n_in, n_out]), name=f"kernel{i}") for i, (n_in, n_out) in enumerate(shapes)
+        ]
         self.biases = [tf.Variable(tf.zeros([size, n_out]), name=f"bias{i}") for i, (_, n_out) in enumerate(shapes)]
         self.feedback_kernels = (
             [tf.Variable(tf.zeros([size, n_in, n_out]), name=f"feedback{i}") for i, (n_in, n_out) in enumerate(shapes)]
-            if feedback in ("fixed", "learned") else []
+            if feedback in ("fixed", "learned")
+            else []
         )
         # The scheme's standard deviation at scale 1, the magnitude of sign-symmetric feedback (as FeedbackLayer).
         self.feedback_scales = [scheme_std(shape, init_scheme) for shape in shapes]
@@ -102,8 +113,9 @@ class PopulationMLP:
             preactivation = preactivation + perturbation
         return self.activations[index](preactivation)
 
-    def forward_with_activity(self, inputs, exact_gradient: bool = False, projections: list | None = None,
-                              perturbations=None):
+    def forward_with_activity(
+        self, inputs, exact_gradient: bool = False, projections: list | None = None, perturbations=None
+    ):
         """``(logits, layer_inputs, layer_outputs)`` for inputs [K, batch, ...], one entry per layer; each
         layer's ``x W`` is appended to ``projections`` if given (a rule's local update reuses it), and
         ``perturbations`` (one [K, batch, units] tensor per layer) are added to the pre-activations."""
@@ -114,8 +126,12 @@ class PopulationMLP:
             projection = self.projection(index, outputs, exact_gradient)
             if projections is not None:
                 projections.append(projection)
-            outputs = self.layer(index, outputs, projection=projection,
-                                 perturbation=None if perturbations is None else perturbations[index])
+            outputs = self.layer(
+                index,
+                outputs,
+                projection=projection,
+                perturbation=None if perturbations is None else perturbations[index],
+            )
             layer_outputs.append(outputs)
         return outputs, layer_inputs, layer_outputs
 
@@ -126,10 +142,15 @@ class PopulationMLP:
 
     def members_finite(self):
         """[K] booleans: whether each member's variables are all finite."""
-        return tf.reduce_all(tf.stack([
-            tf.reduce_all(tf.reshape(tf.math.is_finite(variable), [self.size, -1]), axis=1)
-            for variable in self.variables
-        ]), axis=0)
+        return tf.reduce_all(
+            tf.stack(
+                [
+                    tf.reduce_all(tf.reshape(tf.math.is_finite(variable), [self.size, -1]), axis=1)
+                    for variable in self.variables
+                ]
+            ),
+            axis=0,
+        )
 
 
 def _feedback_matmul(inputs, kernel, feedback):
@@ -138,8 +159,11 @@ def _feedback_matmul(inputs, kernel, feedback):
     @tf.custom_gradient
     def op(x, w, b):
         def grad(upstream):
-            return (tf.matmul(upstream, b, transpose_b=True), tf.matmul(x, upstream, transpose_a=True),
-                    tf.zeros_like(b))
+            return (
+                tf.matmul(upstream, b, transpose_b=True),
+                tf.matmul(x, upstream, transpose_a=True),
+                tf.zeros_like(b),
+            )
 
         return tf.matmul(x, w), grad
 

@@ -26,8 +26,16 @@ BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 class ResNet(MeasuredModel):
     """ResNet-``depth`` (18 or 34), ``version`` 1 or 2."""
 
-    def __init__(self, n_classes: int, depth: int = 18, version: int = 1, feedback: str | None = None,
-                 seed: int = 0, width: float = 1.0, **kwargs):
+    def __init__(
+        self,
+        n_classes: int,
+        depth: int = 18,
+        version: int = 1,
+        feedback: str | None = None,
+        seed: int = 0,
+        width: float = 1.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if depth not in BLOCKS or version not in (1, 2):
             raise ValueError(f"ResNet depth must be 18 or 34 and version 1 or 2, got {depth}, {version}")
@@ -35,8 +43,15 @@ class ResNet(MeasuredModel):
         counter = iter(range(10_000))
 
         def conv(filters, size, strides, name):
-            return FeedbackConv2D(max(1, int(filters * width)), size, strides=strides, feedback=feedback,
-                                  use_bias=False, seed=seed * 1000 + 2 * next(counter), name=name)
+            return FeedbackConv2D(
+                max(1, int(filters * width)),
+                size,
+                strides=strides,
+                feedback=feedback,
+                use_bias=False,
+                seed=seed * 1000 + 2 * next(counter),
+                name=name,
+            )
 
         def norm(name):
             return keras.layers.BatchNormalization(name=name)

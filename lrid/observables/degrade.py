@@ -40,7 +40,9 @@ def run_seed(run_id: str) -> int:
 def layer_seed(seed, view_index: int, layer_index: int):
     """The stateless seed ([2] int64) of one view of one layer, derived from the run's ``seed``."""
     base = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
-    return tf.random.experimental.stateless_fold_in(tf.random.experimental.stateless_fold_in(base, view_index), layer_index)
+    return tf.random.experimental.stateless_fold_in(
+        tf.random.experimental.stateless_fold_in(base, view_index), layer_index
+    )
 
 
 def kept_units(n_units: int, fraction: float, seed, stream: int = _OUTPUT_UNITS):

@@ -46,9 +46,11 @@ def layer_statistics(kernels=None, outputs=None, changes=None):
     given = next(a for a in (kernels, outputs, changes) if a is not None)
     n_steps = tf.shape(given)[0]
     parts = []
-    for values, reduce, width in ((kernels, weight_statistics, _WIDTH["weight"]),
-                                  (outputs, activation_statistics, _WIDTH["act"]),
-                                  (changes, activity_change_statistics, _WIDTH["actchange"])):
+    for values, reduce, width in (
+        (kernels, weight_statistics, _WIDTH["weight"]),
+        (outputs, activation_statistics, _WIDTH["act"]),
+        (changes, activity_change_statistics, _WIDTH["actchange"]),
+    ):
         parts.append(tf.fill([n_steps, width], float("nan")) if values is None else reduce(values))
     return tf.concat(parts, axis=1)
 

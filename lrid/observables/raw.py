@@ -37,7 +37,11 @@ def write_recording(recording: Recording, path: str | Path) -> Path:
         raise LridError(f"cannot write a recording to {path}; name it .npz or .parquet")
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npz":
-        contents: dict[str, Any] = {"steps": recording.steps, "layers": np.asarray(recording.layers), "run": np.asarray(recording.run)}
+        contents: dict[str, Any] = {
+            "steps": recording.steps,
+            "layers": np.asarray(recording.layers),
+            "run": np.asarray(recording.run),
+        }
         if recording.epochs is not None:
             contents["epoch"] = np.asarray(recording.epochs)
         for kind, by_layer in recording.arrays.items():
@@ -49,8 +53,16 @@ def write_recording(recording: Recording, path: str | Path) -> Path:
         for layer in recording.layers:
             for kind, by_layer in recording.arrays.items():
                 array = by_layer[layer][step_index]
-                rows.append({"run": recording.run, "step": int(step), "layer": layer, "kind": kind,
-                             "shape": list(array.shape), "values": array.ravel().tolist(),
-                             **({"epoch": float(recording.epochs[step_index])} if recording.epochs is not None else {})})
+                rows.append(
+                    {
+                        "run": recording.run,
+                        "step": int(step),
+                        "layer": layer,
+                        "kind": kind,
+                        "shape": list(array.shape),
+                        "values": array.ravel().tolist(),
+                        **({"epoch": float(recording.epochs[step_index])} if recording.epochs is not None else {}),
+                    }
+                )
     pd.DataFrame(rows).to_parquet(path, index=False)
     return path

@@ -39,10 +39,12 @@ class Recorder:
     def _observe_all(self, probe):
         _, layer_inputs, layer_outputs = self.model.forward_with_activity(probe, exact_gradient=True)
         layers = zip(self.model.measured_layers, layer_inputs, layer_outputs)
-        return tf.stack([
-            _one_step(layer.kernel, layer_output, activity_change(layer, layer_input))
-            for layer, layer_input, layer_output in layers
-        ])
+        return tf.stack(
+            [
+                _one_step(layer.kernel, layer_output, activity_change(layer, layer_input))
+                for layer, layer_input, layer_output in layers
+            ]
+        )
 
     def _observe_degraded(self, probe, seed, step):
         _, layer_inputs, layer_outputs = self.model.forward_with_activity(probe, exact_gradient=True)
@@ -52,9 +54,13 @@ class Recorder:
             rows = []
             for layer_index, (layer, layer_input, layer_output) in enumerate(layers):
                 degrade = (view.units_fraction, view.noise_std, layer_seed(seed, view_index, layer_index), step)
-                rows.append(_one_step(degraded_kernel(layer.kernel, *degrade),
-                                      degraded_activation(layer_output, *degrade),
-                                      degraded_activity_change(layer, layer_input, *degrade)))
+                rows.append(
+                    _one_step(
+                        degraded_kernel(layer.kernel, *degrade),
+                        degraded_activation(layer_output, *degrade),
+                        degraded_activity_change(layer, layer_input, *degrade),
+                    )
+                )
             matrices.append(tf.stack(rows))
         return tf.stack(matrices)
 
@@ -66,7 +72,9 @@ class Recorder:
         """
         values = [self._full()]
         if self.views:
-            values += list(self._observe_views(self.probe, tf.constant(seed, tf.int64), tf.constant(step, tf.int64)).numpy())
+            values += list(
+                self._observe_views(self.probe, tf.constant(seed, tf.int64), tf.constant(step, tf.int64)).numpy()
+            )
         names = [FULL_VIEW, *(view.name for view in self.views)]
         return {name: _finite_or_nan(matrix) for name, matrix in zip(names, values)}
 

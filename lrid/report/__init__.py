@@ -4,7 +4,15 @@
 :mod:`lrid.report.figures` take plain data, so notebooks can draw the same figures.
 """
 
-from lrid.report.results import chance_level, load_robustness, load_scores
 from lrid.report.document import accuracy_frame, accuracy_table, importance_markdown, write_report
+from lrid.report.results import chance_level, load_robustness, load_scores
 
-__all__ = ["accuracy_frame", "accuracy_table", "chance_level", "importance_markdown", "load_robustness", "load_scores", "write_report"]
+__all__ = [
+    "accuracy_frame",
+    "accuracy_table",
+    "chance_level",
+    "importance_markdown",
+    "load_robustness",
+    "load_scores",
+    "write_report",
+]

@@ -26,8 +26,15 @@ def accuracy_frame(scores: Scores | dict) -> pd.DataFrame:
     """Accuracy per observable subset and classifier (columns subset, classifier, accuracy_mean,
     accuracy_sem, balanced_accuracy_mean), from ``by_subset`` (the main results for older files)."""
     rows = [
-        {"subset": subset, "classifier": name, "accuracy_mean": result.accuracy_mean, "accuracy_sem": result.accuracy_sem,
-         "balanced_accuracy_mean": np.nan if result.balanced_accuracy_mean is None else result.balanced_accuracy_mean}
+        {
+            "subset": subset,
+            "classifier": name,
+            "accuracy_mean": result.accuracy_mean,
+            "accuracy_sem": result.accuracy_sem,
+            "balanced_accuracy_mean": np.nan
+            if result.balanced_accuracy_mean is None
+            else result.balanced_accuracy_mean,
+        }
         for subset, results in as_scores(scores).by_subset.items()
         for name, result in results.items()
     ]
@@ -109,7 +116,7 @@ def _overview(scores: Scores, chance: float) -> str:
     source = f" from the store `{settings.store}`" if settings.store else ""
     return f"""# Learning-rule identification report
 
-{scores.n_runs} runs of {len(scores.classes)} rules ({', '.join(scores.classes)}){source} gave
+{scores.n_runs} runs of {len(scores.classes)} rules ({", ".join(scores.classes)}){source} gave
 {scores.n_samples} samples ({sample}) of {scores.n_features} features each.
 Each classifier was trained and tested on {scores.n_splits} category-balanced splits
 ({1 - scores.test_fraction:.0%} train / {scores.test_fraction:.0%} test, by run: no network has
@@ -154,9 +161,13 @@ def _d_prime_section(scores: Scores) -> str | None:
     lines = ["| classifier | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
     for name, values in with_d_prime.items():
         lines.append(f"| {name} | " + " | ".join(_number(values.get(rule)) for rule in classes) + " |")
-    return "## Discriminability (d')\n\n" + "\n".join(lines) + (
-        "\n\nd' of each rule against the others (hit rate vs false-alarm rate, in units of a standard normal); "
-        "0 is chance, above 2 is well separated."
+    return (
+        "## Discriminability (d')\n\n"
+        + "\n".join(lines)
+        + (
+            "\n\nd' of each rule against the others (hit rate vs false-alarm rate, in units of a standard normal); "
+            "0 is chance, above 2 is well separated."
+        )
     )
 
 
@@ -164,19 +175,28 @@ def _held_out_section(scores: Scores) -> str | None:
     train_where, test_where = scores.settings.train_where, scores.settings.test_where
     if not (train_where or test_where):
         return None
-    lines = ["| classifier | trained on | tested on | accuracy (mean ± s.e.m.) | balanced accuracy |", "|---|---|---|---|---|"]
+    lines = [
+        "| classifier | trained on | tested on | accuracy (mean ± s.e.m.) | balanced accuracy |",
+        "|---|---|---|---|---|",
+    ]
     for name, result in scores.classifiers.items():
         lines.append(
             f"| {name} | {train_where or 'the rest'} | {test_where or 'the rest'} | "
             f"{result.accuracy_mean:.3f} ± {result.accuracy_sem:.3f} | {_number(result.balanced_accuracy_mean)} |"
         )
-    return "## Held-out generalisation\n\n" + "\n".join(lines) + (
-        "\n\nClassifiers trained on one part of the store and tested on another it never saw: accuracy well "
-        "above chance means the signature of the rule transfers across the held-out factor."
+    return (
+        "## Held-out generalisation\n\n"
+        + "\n".join(lines)
+        + (
+            "\n\nClassifiers trained on one part of the store and tested on another it never saw: accuracy well "
+            "above chance means the signature of the rule transfers across the held-out factor."
+        )
     )
 
 
-def _importance_section(results_dir: Path, scores: Scores, store, n_repeats: int, figure_dir: Path, out_dir: Path) -> str:
+def _importance_section(
+    results_dir: Path, scores: Scores, store, n_repeats: int, figure_dir: Path, out_dir: Path
+) -> str:
     from lrid.identify.importance import best_classifier, observable_importance, summarize_importance
 
     classifier = best_classifier(scores)
@@ -190,7 +210,8 @@ def _importance_section(results_dir: Path, scores: Scores, store, n_repeats: int
         "the held-out accuracy drop when a group of columns is permuted together (permutation), and the "
         "model's own importance summed over the group (random-forest impurity, XGBoost gain, or mean |coefficient| "
         "of the linear model, as a share of the total), of the models `lrid classify` fitted on each split. "
-        "`lrid report importance RESULTS --by LEVEL` prints any level." + (f" Note: {per_split.attrs['note']}." if per_split.attrs.get("note") else ""),
+        "`lrid report importance RESULTS --by LEVEL` prints any level."
+        + (f" Note: {per_split.attrs['note']}." if per_split.attrs.get("note") else ""),
         "### Top 10 observables\n\n" + importance_markdown(summarize_importance(per_split, "observable"), "observable"),
     ]
     for level in IMPORTANCE_LEVELS:
@@ -200,16 +221,20 @@ def _importance_section(results_dir: Path, scores: Scores, store, n_repeats: int
             "measure": "which measured quantity (weights, activations, activity changes) the classifier relies on",
             "statistic": "which summary statistic of those quantities carries the rule",
             "depth": "how much the classifier relies on the observables of early, middle and deep layers "
-                     "(permutation within the test samples of that depth) and on the depth one-hot",
+            "(permutation within the test samples of that depth) and on the depth one-hot",
         }[level]
-        text.append(f"![Importance by {level}]({_relative(path, out_dir)})\n\nImportance by {level} "
-                    f"(bars: mean over splits, whiskers: s.d.): {what}.")
+        text.append(
+            f"![Importance by {level}]({_relative(path, out_dir)})\n\nImportance by {level} "
+            f"(bars: mean over splits, whiskers: s.d.): {what}."
+        )
     trajectories = _trajectory_figure(results_dir, scores, store, per_split, figure_dir)
     if trajectories is not None:
         path, names = trajectories
-        text.append(f"![Trajectories of the top observables]({_relative(path, out_dir)})\n\nThe {len(names)} most "
-                    f"important observables ({', '.join(names)}) over training for each rule and depth group: "
-                    "median over runs (line) and inter-quartile band.")
+        text.append(
+            f"![Trajectories of the top observables]({_relative(path, out_dir)})\n\nThe {len(names)} most "
+            f"important observables ({', '.join(names)}) over training for each rule and depth group: "
+            "median over runs (line) and inter-quartile band."
+        )
     return "\n\n".join(text)
 
 
@@ -244,9 +269,13 @@ def _control_section(control: ControlScores, n_classes: int, figure_dir: Path, o
     text = ["## Performance-matched control"]
     if control.curve_baseline:
         lines = ["| classifier | accuracy from task performance alone (mean ± s.e.m.) |", "|---|---|"]
-        lines += [f"| {name} | {r.accuracy_mean:.3f} ± {r.accuracy_sem:.3f} |" for name, r in control.curve_baseline.items()]
-        text.append("\n".join(lines) + "\n\nHow well the rule is told from task performance alone: if this "
-                    "matches the main accuracy, the observables add nothing beyond how well each rule trains.")
+        lines += [
+            f"| {name} | {r.accuracy_mean:.3f} ± {r.accuracy_sem:.3f} |" for name, r in control.curve_baseline.items()
+        ]
+        text.append(
+            "\n".join(lines) + "\n\nHow well the rule is told from task performance alone: if this "
+            "matches the main accuracy, the observables add nothing beyond how well each rule trains."
+        )
     from lrid.identify.control import bins_with_chance  # importing lrid.identify loads scikit-learn
 
     # As written: a bin from before per-bin chance has no chance key, and the note below says so.
@@ -257,29 +286,44 @@ def _control_section(control: ControlScores, n_classes: int, figure_dir: Path, o
             frame["n_test"] = np.nan
         path = figures.plot_matched_control(frame, figure_dir / "control.png")
         who = f" of `{frame['classifier'].iloc[0]}`" if "classifier" in frame else ""
-        text.append(f"![Performance-matched control]({_relative(path, out_dir)})\n\nIdentification accuracy{who} among "
-                    "networks of similar final task performance (one group per bin, n = test samples), each bar against "
-                    "its own bin's chance: rules are not balanced within a bin, so chance there is the majority rule's "
-                    "share of the bin's test samples for accuracy, and 1 / (rules in the bin) for balanced accuracy. "
-                    "Accuracy above its bin's chance means the rule is identified beyond how well it trains.")
+        text.append(
+            f"![Performance-matched control]({_relative(path, out_dir)})\n\nIdentification accuracy{who} among "
+            "networks of similar final task performance (one group per bin, n = test samples), each bar against "
+            "its own bin's chance: rules are not balanced within a bin, so chance there is the majority rule's "
+            "share of the bin's test samples for accuracy, and 1 / (rules in the bin) for balanced accuracy. "
+            "Accuracy above its bin's chance means the rule is identified beyond how well it trains."
+        )
         text.append(_bins_table(frame))
         if not any("chance" in entry for entry in bins):
-            source = "their rule counts" if any(entry.rules for entry in control.matched_bins) else f"balanced rules (1 / {n_classes})"
-            text.append(f"These results predate per-bin chance levels: chance is taken from {source}; re-run "
-                        "`lrid classify` for the balanced accuracy per bin.")
+            source = (
+                "their rule counts"
+                if any(entry.rules for entry in control.matched_bins)
+                else f"balanced rules (1 / {n_classes})"
+            )
+            text.append(
+                f"These results predate per-bin chance levels: chance is taken from {source}; re-run "
+                "`lrid classify` for the balanced accuracy per bin."
+            )
     return "\n\n".join(text)
 
 
 def _bins_table(bins: pd.DataFrame) -> str:
-    lines = ["| final test accuracy bin | test samples | rules (test samples) | accuracy | chance (majority share) "
-             "| balanced accuracy | chance (1 / rules) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| final test accuracy bin | test samples | rules (test samples) | accuracy | chance (majority share) "
+        "| balanced accuracy | chance (1 / rules) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for entry in bins.to_dict("records"):
         rules = entry.get("rules")
-        rules = ", ".join(f"{rule} {count}" for rule, count in rules.items()) if isinstance(rules, dict) and rules else "–"
+        rules = (
+            ", ".join(f"{rule} {count}" for rule, count in rules.items()) if isinstance(rules, dict) and rules else "–"
+        )
         count = entry["n_test"]
-        lines.append(f"| {entry['bin'][0]:.3f}–{entry['bin'][1]:.3f} | {'–' if pd.isna(count) else int(count)} | {rules} "
-                     f"| {_number(entry['accuracy'])} | {_number(entry['chance'])} | {_number(entry['balanced_accuracy'])} "
-                     f"| {_number(entry['balanced_chance'])} |")
+        lines.append(
+            f"| {entry['bin'][0]:.3f}–{entry['bin'][1]:.3f} | {'–' if pd.isna(count) else int(count)} | {rules} "
+            f"| {_number(entry['accuracy'])} | {_number(entry['chance'])} | {_number(entry['balanced_accuracy'])} "
+            f"| {_number(entry['balanced_chance'])} |"
+        )
     return "\n".join(lines)
 
 

@@ -54,7 +54,10 @@ def plot_accuracy(accuracy: pd.DataFrame, chance: float, path: Path) -> Path:
     subsets = list(dict.fromkeys(accuracy["subset"]))
     classifiers = list(dict.fromkeys(accuracy["classifier"]))
     width = 0.8 / len(classifiers)
-    with _figure(path, figsize=(max(5.0, 1.3 * len(subsets) * max(1, len(classifiers)) / 2 + 2.5), 4.2)) as (figure, axes):
+    with _figure(path, figsize=(max(5.0, 1.3 * len(subsets) * max(1, len(classifiers)) / 2 + 2.5), 4.2)) as (
+        figure,
+        axes,
+    ):
         axis = axes[0][0]
         for index, name in enumerate(classifiers):
             rows = accuracy[accuracy["classifier"] == name].set_index("subset").reindex(subsets)
@@ -72,7 +75,12 @@ def plot_accuracy(accuracy: pd.DataFrame, chance: float, path: Path) -> Path:
     return path
 
 
-def plot_confusions(classes: list[str], confusions: dict[str, np.ndarray] | dict[str, list[list[float]]], accuracies: dict[str, float], path: Path) -> Path:
+def plot_confusions(
+    classes: list[str],
+    confusions: dict[str, np.ndarray] | dict[str, list[list[float]]],
+    accuracies: dict[str, float],
+    path: Path,
+) -> Path:
     """One row-normalised mean confusion matrix per classifier, side by side."""
     names = list(confusions)
     with _figure(path, nrows=1, ncols=len(names), figsize=(4.3 * len(names) + 0.8, 4.5)) as (figure, axes):
@@ -80,8 +88,15 @@ def plot_confusions(classes: list[str], confusions: dict[str, np.ndarray] | dict
             matrix = np.asarray(confusions[name], dtype=float)
             image = axis.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
             for (row, column), value in np.ndenumerate(matrix):
-                axis.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=10,
-                          color="white" if value > 0.6 else "black")
+                axis.text(
+                    column,
+                    row,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=10,
+                    color="white" if value > 0.6 else "black",
+                )
             axis.set_xticks(range(len(classes)), classes, rotation=45)
             axis.set_yticks(range(len(classes)), classes)
             axis.set_xlabel("predicted rule")
@@ -108,7 +123,9 @@ def plot_importance(table: pd.DataFrame, level: str, classifier: str, path: Path
             means = shown[f"{kind}_mean"].to_numpy(dtype=float)
             spreads = shown[f"{kind}_sd"].fillna(0).to_numpy(dtype=float)
             positions = np.arange(len(shown))
-            axis.barh(positions, np.nan_to_num(means), xerr=spreads, color=colour, capsize=2, label=f"{kind} (mean ± s.d.)")
+            axis.barh(
+                positions, np.nan_to_num(means), xerr=spreads, color=colour, capsize=2, label=f"{kind} (mean ± s.d.)"
+            )
             for position, value in zip(positions, means):
                 if np.isnan(value):
                     axis.text(0, position, " n/a", va="center", fontsize=9, color="grey")
@@ -132,8 +149,13 @@ def plot_trajectories(observables: pd.DataFrame, names: list[str], path: Path) -
     # itself would alternate between them and draw a saw-tooth.
     observables = observables.sort_values(["run_id", "layer_index", "step"])
     observables = observables.assign(point=observables.groupby(["run_id", "layer_index"]).cumcount())
-    with _figure(path, nrows=len(names), ncols=len(groups), figsize=(4.0 * len(groups) + 1.5, 2.7 * len(names) + 0.6),
-                 sharex=True) as (figure, axes):
+    with _figure(
+        path,
+        nrows=len(names),
+        ncols=len(groups),
+        figsize=(4.0 * len(groups) + 1.5, 2.7 * len(names) + 0.6),
+        sharex=True,
+    ) as (figure, axes):
         for row, name in enumerate(names):
             for column, group in enumerate(groups):
                 axis = axes[row][column]
@@ -150,7 +172,9 @@ def plot_trajectories(observables: pd.DataFrame, names: list[str], path: Path) -
                 if row == len(names) - 1:
                     axis.set_xlabel("training time (epochs)")
         axes[0][-1].legend(title="rule (median, IQR)", loc="upper left", bbox_to_anchor=(1.02, 1.0))
-        figure.suptitle("Trajectories of the most important observables per rule (median and inter-quartile band over runs)")
+        figure.suptitle(
+            "Trajectories of the most important observables per rule (median and inter-quartile band over runs)"
+        )
     return path
 
 
@@ -163,14 +187,25 @@ def plot_robustness(rows: pd.DataFrame, chance: float, path: Path) -> Path:
     fullest = rows["units_fraction"].max()
     panels = (
         (rows[rows["noise_std"] == cleanest], "units_fraction", "fraction of units kept", f"noise s.d. {cleanest:g}"),
-        (rows[rows["units_fraction"] == fullest], "noise_std", "measurement noise added (s.d.)", f"units kept {fullest:g}"),
+        (
+            rows[rows["units_fraction"] == fullest],
+            "noise_std",
+            "measurement noise added (s.d.)",
+            f"units kept {fullest:g}",
+        ),
     )
     with _figure(path, nrows=1, ncols=2, figsize=(11, 4.2), sharey=True) as (figure, axes):
         for axis, (subset, x, label, fixed) in zip(axes[0], panels):
             for key, line in subset.groupby(series, sort=True):
                 line = line.sort_values(x)
-                axis.errorbar(line[x], line["accuracy_mean"], yerr=line["accuracy_sem"], marker="o", capsize=3,
-                              label=" / ".join(map(str, key if isinstance(key, tuple) else (key,))))
+                axis.errorbar(
+                    line[x],
+                    line["accuracy_mean"],
+                    yerr=line["accuracy_sem"],
+                    marker="o",
+                    capsize=3,
+                    label=" / ".join(map(str, key if isinstance(key, tuple) else (key,))),
+                )
             axis.axhline(chance, color="black", linestyle="--", linewidth=1, label=f"chance ({chance:.2f})")
             axis.set_xlabel(label)
             axis.set_title(f"Accuracy vs {label.split(' (')[0]} ({fixed})", fontsize=11)
@@ -191,7 +226,9 @@ def plot_matched_control(bins: pd.DataFrame, path: Path) -> Path:
     labels = [f"{lo:.2f}–{hi:.2f}" for lo, hi in bins["bin"]]
     series = [("accuracy", "chance", "tab:green", "accuracy", "chance: majority rule's share of the bin")]
     if "balanced_accuracy" in bins and pd.to_numeric(bins["balanced_accuracy"], errors="coerce").notna().any():
-        series.append(("balanced_accuracy", "balanced_chance", "tab:purple", "balanced accuracy", "chance: 1 / rules in the bin"))
+        series.append(
+            ("balanced_accuracy", "balanced_chance", "tab:purple", "balanced accuracy", "chance: 1 / rules in the bin")
+        )
     width = 0.8 / len(series)
     with _figure(path, figsize=(max(8.0, 0.9 * len(labels) * len(series) + 4.5), 4.4)) as (figure, axes):
         axis = axes[0][0]
@@ -200,8 +237,15 @@ def plot_matched_control(bins: pd.DataFrame, path: Path) -> Path:
             values = pd.to_numeric(bins[value_key], errors="coerce")
             chances = pd.to_numeric(bins[chance_key], errors="coerce")
             axis.bar(positions, values, width, color=color, label=label)
-            axis.hlines(chances, positions - width / 2, positions + width / 2, colors="black",
-                        linestyles="--" if index == 0 else ":", linewidth=1.5, label=chance_label)
+            axis.hlines(
+                chances,
+                positions - width / 2,
+                positions + width / 2,
+                colors="black",
+                linestyles="--" if index == 0 else ":",
+                linewidth=1.5,
+                label=chance_label,
+            )
         tops = pd.concat([pd.to_numeric(bins[key], errors="coerce") for key, *_ in series], axis=1).max(axis=1)
         for position, (top, count) in enumerate(zip(tops, bins["n_test"])):
             if not (np.isnan(top) or pd.isna(count)):

@@ -58,6 +58,11 @@ def get_rule(name: str) -> type[LearningRule]:
     return RULES[name]
 
 
-from lrid.rules import backprop, feedback_alignment, information_alignment, sign_symmetry  # noqa: E402,F401
-from lrid.rules import node_perturbation  # noqa: E402,F401
-from lrid.rules import target_propagation  # noqa: E402,F401
+from lrid.rules import (  # noqa: E402,F401
+    backprop,
+    feedback_alignment,
+    information_alignment,
+    node_perturbation,  # noqa: E402,F401
+    sign_symmetry,
+    target_propagation,  # noqa: E402,F401
+)

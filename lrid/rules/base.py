@@ -71,7 +71,10 @@ def build_optimizer(optimizer: str, hparams: Any):
         return keras.optimizers.SGD(learning_rate=hparams.lr, momentum=hparams.momentum, weight_decay=decay)
     if optimizer == "adam":
         return keras.optimizers.Adam(
-            learning_rate=hparams.lr, beta_1=hparams.beta_1, beta_2=hparams.beta_2, epsilon=hparams.epsilon,
+            learning_rate=hparams.lr,
+            beta_1=hparams.beta_1,
+            beta_2=hparams.beta_2,
+            epsilon=hparams.epsilon,
             weight_decay=decay,
         )
     raise ValueError(f"unknown optimizer {optimizer!r}")
@@ -218,6 +221,5 @@ class LearningRule:
     def hyperparameter_table(cls) -> list[tuple[str, object, str]]:
         """``(name, default, description)`` for each hyperparameter, for ``lrid rules``."""
         return [
-            (name, field.default, field.description or "")
-            for name, field in cls.Hyperparameters.model_fields.items()
+            (name, field.default, field.description or "") for name, field in cls.Hyperparameters.model_fields.items()
         ]

@@ -108,7 +108,9 @@ def model_perturbation_gradients(model, inputs, targets, generator, sigma: float
     moving_statistics = [v for v in model.non_trainable_variables if "moving" in v.path]
     saved = [tf.identity(v) for v in moving_statistics]
     with tf.control_dependencies(saved):
-        noisy_logits, _, _ = model.forward_with_activity(inputs, exact_gradient=True, training=training, perturbations=noise)
+        noisy_logits, _, _ = model.forward_with_activity(
+            inputs, exact_gradient=True, training=training, perturbations=noise
+        )
     with tf.control_dependencies([noisy_logits]):
         for variable, value in zip(moving_statistics, saved):
             variable.assign(value)

@@ -453,7 +453,5 @@ class SimplifiedDifferenceTargetPropagation(_TargetPropagation):
             return []
         probabilities = tf.nn.softmax(logits)
         top = tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype)
-        targets = propagate_targets(
-            [*hidden, probabilities], top, [inverses[index] for index in range(1, len(layers))]
-        )
+        targets = propagate_targets([*hidden, probabilities], top, [inverses[index] for index in range(1, len(layers))])
         return targets[:-1]

@@ -190,9 +190,7 @@ def _unpickle(where: str, name: str, data: bytes) -> dict:
             f"CIFAR-10 file {name} in {where} is not a valid CIFAR-10 pickle ({error}); {_HOW_TO_GET}"
         ) from None
     if not isinstance(content, dict):
-        raise LridError(
-            f"CIFAR-10 file {name} in {where} holds a {type(content).__name__}, not a dict; {_HOW_TO_GET}"
-        )
+        raise LridError(f"CIFAR-10 file {name} in {where} holds a {type(content).__name__}, not a dict; {_HOW_TO_GET}")
     return {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in content.items()}
 
 
@@ -209,8 +207,10 @@ def _batch(where: str, name: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
     is_array = isinstance(images, np.ndarray)
     if not is_array or images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != PIXELS:
         shape = getattr(images, "shape", None)
-        raise bad(f"data must be a uint8 array of shape [N, {PIXELS}], got {type(images).__name__} {shape} "
-                  f"{getattr(images, 'dtype', '')}".rstrip())
+        raise bad(
+            f"data must be a uint8 array of shape [N, {PIXELS}], got {type(images).__name__} {shape} "
+            f"{getattr(images, 'dtype', '')}".rstrip()
+        )
     try:
         labels = np.asarray(labels)
     except Exception:  # noqa: BLE001 - e.g. ragged nested lists
@@ -249,9 +249,7 @@ def load(data_dir: str | None = None, image_size: int | None = None) -> ArrayTas
     x_train = np.concatenate([images for images, _ in train])
     y_train = np.concatenate([labels for _, labels in train])
     if len(x_train) == 0 or len(x_test) == 0:
-        raise LridError(
-            f"CIFAR-10 in {where} has {len(x_train)} training and {len(x_test)} test images; {_HOW_TO_GET}"
-        )
+        raise LridError(f"CIFAR-10 in {where} has {len(x_train)} training and {len(x_test)} test images; {_HOW_TO_GET}")
     return ArrayTask(
         "cifar10",
         x_train,

@@ -98,9 +98,7 @@ def _crop_window(height, width, seed):
     w = tf.cast(width, tf.float32)
     seeds = tf.random.experimental.stateless_split(seed, 3)
     target_area = h * w * tf.random.stateless_uniform([CROP_ATTEMPTS], seeds[0], CROP_SCALE[0], CROP_SCALE[1])
-    log_ratio = tf.random.stateless_uniform(
-        [CROP_ATTEMPTS], seeds[1], math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])
-    )
+    log_ratio = tf.random.stateless_uniform([CROP_ATTEMPTS], seeds[1], math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]))
     ratio = tf.exp(log_ratio)
     crop_w = tf.round(tf.sqrt(target_area * ratio))
     crop_h = tf.round(tf.sqrt(target_area / ratio))
@@ -114,12 +112,8 @@ def _crop_window(height, width, seed):
     crop_h = tf.where(found, tf.gather(crop_h, first), fallback_h)
     crop_w = tf.where(found, tf.gather(crop_w, first), fallback_w)
     position = tf.random.stateless_uniform([2], seeds[2])
-    top = tf.where(
-        found, tf.minimum(tf.floor(position[0] * (h - crop_h + 1)), h - crop_h), tf.floor((h - crop_h) / 2)
-    )
-    left = tf.where(
-        found, tf.minimum(tf.floor(position[1] * (w - crop_w + 1)), w - crop_w), tf.floor((w - crop_w) / 2)
-    )
+    top = tf.where(found, tf.minimum(tf.floor(position[0] * (h - crop_h + 1)), h - crop_h), tf.floor((h - crop_h) / 2))
+    left = tf.where(found, tf.minimum(tf.floor(position[1] * (w - crop_w + 1)), w - crop_w), tf.floor((w - crop_w) / 2))
     return [tf.cast(value, tf.int32) for value in (top, left, crop_h, crop_w)]
 
 
@@ -198,8 +192,9 @@ class _TFRecords:
         records = tf.data.Dataset.from_tensor_slices(files).interleave(
             tf.data.TFRecordDataset, cycle_length=INTERLEAVE, num_parallel_calls=tf.data.AUTOTUNE
         )
-        labels = records.map(lambda record: tf.io.parse_single_example(record, spec)[LABEL],
-                             num_parallel_calls=tf.data.AUTOTUNE).batch(65536)
+        labels = records.map(
+            lambda record: tf.io.parse_single_example(record, spec)[LABEL], num_parallel_calls=tf.data.AUTOTUNE
+        ).batch(65536)
         chunks = list(_numpy(labels, self.root, "reading the training labels"))
         return np.concatenate(chunks) if chunks else np.zeros(0, np.int64)
 
@@ -271,8 +266,9 @@ class _TFRecords:
 class _Folders:
     """Class folders ``train/<class>/`` and ``val/<class>/``; the file lists are kept in memory."""
 
-    def __init__(self, root: Path, classes: list[str], train: tuple[np.ndarray, np.ndarray],
-                 val: tuple[np.ndarray, np.ndarray]):
+    def __init__(
+        self, root: Path, classes: list[str], train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray]
+    ):
         self.root = root
         self.classes = classes
         self.n_classes = len(classes)
@@ -385,8 +381,11 @@ def _find_tfrecords(root: Path) -> _TFRecords | None:
 
 def _images(folder: Path) -> list[bytes]:
     with os.scandir(folder) as entries:
-        names = sorted(entry.name for entry in entries
-                       if entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS)
+        names = sorted(
+            entry.name
+            for entry in entries
+            if entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
+        )
     return [os.fsencode(folder / name) for name in names]
 
 
@@ -491,21 +490,29 @@ class ImageNetTask(Task):
         window_key, augment_key = (int(key) for key in rng.integers(0, 2**62, size=2))
         key = tf.constant(augment_key, tf.int64)
         size = self.image_size
-        examples = self.source.train_examples(rng, window_key).enumerate().map(
-            lambda index, example: (train_image(example[0], tf.stack([key, index]), size), example[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
+        examples = (
+            self.source.train_examples(rng, window_key)
+            .enumerate()
+            .map(
+                lambda index, example: (train_image(example[0], tf.stack([key, index]), size), example[1]),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
         )
         batches = examples.batch(batch_size, drop_remainder=True).take(steps).prefetch(tf.data.AUTOTUNE)
         yield from _numpy(batches, self.root, f"reading training epoch {epoch}")
 
     def _eval_batches(self, examples, batch_size: int, doing: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         size = self.image_size
-        batches = examples.map(
-            lambda encoded, label: (eval_image(encoded, size), label),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        ).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        batches = (
+            examples.map(
+                lambda encoded, label: (eval_image(encoded, size), label),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
+            .batch(batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        )
         return _numpy(batches, self.root, doing)
 
     def probe_batch(self, size, seed):
@@ -525,14 +532,14 @@ class ImageNetTask(Task):
         return correct / total
 
 
-@register_task("imagenet", geometry=lambda image_size: ((image_size or DEFAULT_IMAGE_SIZE,) * 2 + (3,), 1000, 1_281_167))
+@register_task(
+    "imagenet", geometry=lambda image_size: ((image_size or DEFAULT_IMAGE_SIZE,) * 2 + (3,), 1000, 1_281_167)
+)
 def load(data_dir: str | None = None, image_size: int | None = None) -> ImageNetTask:
     """ImageNet from ``data_dir`` (or ``LRID_IMAGENET_DIR``) at ``image_size`` (default 224) pixels square."""
     size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise LridError(
-            f"task 'imagenet' needs a positive integer image_size (e.g. 224, 64 or 32), got {image_size!r}"
-        )
+        raise LridError(f"task 'imagenet' needs a positive integer image_size (e.g. 224, 64 or 32), got {image_size!r}")
     root = _root(data_dir)
     source = _find_tfrecords(root) or _find_folders(root)
     if source is None:

@@ -73,7 +73,9 @@ def load_teacher_student_task(
         )
     rng = np.random.default_rng(seed)
     widths = [int(input_dim), *teacher_hidden, int(output_dim)]
-    weights = [rng.normal(0.0, 1.0 / np.sqrt(fan_in), size=(fan_in, fan_out)) for fan_in, fan_out in zip(widths, widths[1:])]
+    weights = [
+        rng.normal(0.0, 1.0 / np.sqrt(fan_in), size=(fan_in, fan_out)) for fan_in, fan_out in zip(widths, widths[1:])
+    ]
     x_train = rng.normal(size=(int(n_train), int(input_dim)))
     x_test = rng.normal(size=(int(n_test), int(input_dim)))
     y_train = teacher_outputs(x_train, weights) + noise_std * rng.normal(size=(int(n_train), int(output_dim)))

@@ -63,7 +63,9 @@ class ClassifierEntry:
 
 
 #: the table: every registered classifier by name, the built-ins first
-CLASSIFIERS: Registry[ClassifierEntry] = Registry(__name__, "lrid.classifiers", "classifier", order=lambda entry: entry.order)
+CLASSIFIERS: Registry[ClassifierEntry] = Registry(
+    __name__, "lrid.classifiers", "classifier", order=lambda entry: entry.order
+)
 
 
 def register_classifier(entry: ClassifierEntry) -> ClassifierEntry:
@@ -76,7 +78,9 @@ def get_classifier(name: str) -> ClassifierEntry:
     return CLASSIFIERS.get_entry(name)
 
 
-def make_classifier(name: str, n_jobs: int = 1, random_state: int = 0, *, n_points: int | None = None, n_static: int = 3):
+def make_classifier(
+    name: str, n_jobs: int = 1, random_state: int = 0, *, n_points: int | None = None, n_static: int = 3
+):
     """A fresh, unfitted classifier ``name`` (its entry's factory); labels must be integers 0..n_classes-1."""
     return get_classifier(name).factory(n_jobs=n_jobs, random_state=random_state, n_points=n_points, n_static=n_static)
 

@@ -24,6 +24,14 @@ def grid() -> dict[str, list]:
     return {"kernel_size": [1, 6], "pooling": ["avg", "flatten"]}
 
 
-register_classifier(ClassifierEntry(
-    "conv1d", make, grid, requires=("tensorflow",), needs_tensorflow=True, any_features=False, order=3,
-))
+register_classifier(
+    ClassifierEntry(
+        "conv1d",
+        make,
+        grid,
+        requires=("tensorflow",),
+        needs_tensorflow=True,
+        any_features=False,
+        order=3,
+    )
+)

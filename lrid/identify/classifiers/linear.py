@@ -37,6 +37,13 @@ def grid() -> dict[str, list]:
     return {"logistic__C": [0.01, 0.1, 1.0], "pca": ["passthrough", PCA(n_components=0.9, svd_solver="full")]}
 
 
-register_classifier(ClassifierEntry(
-    "linear", make, grid, native_importance=coefficient_importance, parallel_search=True, order=0,
-))
+register_classifier(
+    ClassifierEntry(
+        "linear",
+        make,
+        grid,
+        native_importance=coefficient_importance,
+        parallel_search=True,
+        order=0,
+    )
+)

@@ -29,6 +29,13 @@ def grid() -> dict[str, list]:
     return {"max_depth": [2, 3], "learning_rate": [0.1, 0.3]}
 
 
-register_classifier(ClassifierEntry(
-    "xgb", make, grid, native_importance=feature_importances, requires=("xgboost",), order=2,
-))
+register_classifier(
+    ClassifierEntry(
+        "xgb",
+        make,
+        grid,
+        native_importance=feature_importances,
+        requires=("xgboost",),
+        order=2,
+    )
+)
