@@ -41,7 +41,7 @@ sample-store: install
 	$(BIN)/lrid generate pipelines/sample.yaml --store data/sample_store
 
 # lrid's default identifier (lrid/identify/default_model/): generates the zoo into $(ZOO) (resumable, about
-# 30 minutes on 2 cores), measures transfer on it, and fits the identifier with its model card.
+# an hour on 2 cores), measures transfer on it, and fits the identifier with its model card.
 ZOO ?= $(OUT)/zoo/store
 default-identifier: install
 	$(BIN)/lrid generate pipelines/zoo.yaml --store $(ZOO)
