@@ -30,10 +30,11 @@ def curve_features(manifests: list[dict], run_ids: list[str]) -> tuple[np.ndarra
     by_id = {manifest["run_id"]: manifest for manifest in manifests}
     chosen = [by_id[run_id] for run_id in run_ids]
     curves = [manifest.get(CURVE_KEY) for manifest in chosen]
-    lengths = {len(curve) for curve in curves if curve is not None}
+    known_curves = [curve for curve in curves if curve is not None]
+    lengths = {len(curve) for curve in known_curves}
     accuracy = np.array([_number(m.get("final_test_accuracy")) for m in chosen])[:, None]
-    if all(curve is not None for curve in curves) and len(lengths) == 1:
-        losses = np.array([[_number(value) for value in curve] for curve in curves])
+    if len(known_curves) == len(curves) and len(lengths) == 1:
+        losses = np.array([[_number(value) for value in curve] for curve in known_curves])
         known = ~np.isnan(losses).all(axis=0)  # step 0 has no training loss yet
         names = [f"train_loss@t{k}" for k in np.flatnonzero(known)] + ["final_test_accuracy"]
         return np.concatenate([losses[:, known], accuracy], axis=1), names
@@ -86,12 +87,14 @@ def bins_with_chance(bins: list[dict], n_classes: int) -> list[dict]:
     for entry in bins:
         filled = {"balanced_accuracy": None, **entry}
         rules = entry.get("rules")
-        counted = (
+        if (
             isinstance(rules, dict)
             and any(rules.values())
             and all(isinstance(n, int) and n >= 0 for n in rules.values())
-        )
-        known = _bin_chance(rules) if counted else {"chance": 1 / n_classes, "balanced_chance": 1 / n_classes}
+        ):
+            known = _bin_chance(rules)
+        else:
+            known = {"chance": 1 / n_classes, "balanced_chance": 1 / n_classes}
         for key, value in known.items():
             if filled.get(key) is None:
                 filled[key] = value

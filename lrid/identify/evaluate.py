@@ -151,7 +151,7 @@ def classify(
     store = Store(spec.store, view=spec.view)
     results_dir = Path(spec.results_dir)
     subsets = parse_subsets(spec.observables)
-    feature_options = {
+    feature_options: dict[str, Any] = {
         "points": spec.points,
         "window": spec.window,
         "stride": spec.stride,
@@ -227,6 +227,7 @@ def classify(
     if spec.control:
         scores.control = _control(spec, manifests, metadata, run_rules, classes, entries, splits, predictions)
     results_dir.mkdir(parents=True, exist_ok=True)
+    assert predictions is not None  # set by the first subset, and there is always one
     predictions.to_parquet(results_dir / "predictions.parquet", index=False)
     (results_dir / "scores.json").write_text(scores.to_json())
     return scores
@@ -344,8 +345,8 @@ def _control(
 
 
 def _sem(values: list[float]) -> float:
-    values = np.asarray(values, dtype=float)
-    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+    array = np.asarray(values, dtype=float)
+    return float(array.std(ddof=1) / np.sqrt(len(array))) if len(array) > 1 else 0.0
 
 
 def _summary(accuracies: list[float], balanced: list[float], confusions: list, classes: list[str]) -> dict:

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -236,7 +237,7 @@ def build_features(
     # The relative baseline's first point is zero by construction: it is dropped, but only after the
     # progress clock has used it as the start.
     first = 1 if baseline == "relative" else 0
-    options = {
+    options: dict[str, Any] = {
         "subset": subset or "all",
         "points": points,
         "window": window,
@@ -269,7 +270,7 @@ def build_features(
 
     run_ids = samples["run_id"].drop_duplicates().tolist()
     row_of_run = {run_id: row for row, run_id in enumerate(run_ids)}
-    pooled = np.full((len(run_ids), len(DEPTH_GROUPS), len(columns), len(kept)), np.nan)
+    pooled: np.ndarray = np.full((len(run_ids), len(DEPTH_GROUPS), len(columns), len(kept)), np.nan)
     for (run_id, group), index in samples.groupby(["run_id", "depth_group"], sort=False).groups.items():
         if group in DEPTH_GROUPS:
             with warnings.catch_warnings():  # an all-NaN statistic stays NaN, without a warning

@@ -321,9 +321,10 @@ def parse_filter(where: str, option: str = "--train-where") -> RunFilter:
     if len(where) > _MAX_FILTER_CHARS:
         raise LridError(f"{option} is {len(where):,} characters long; a filter has at most {_MAX_FILTER_CHARS:,}")
     terms = [_SIMPLE_TERM.match(term) for term in _split_simple(where)]
-    if all(terms):
+    matches = [match for match in terms if match is not None]
+    if len(matches) == len(terms):
         compares = []
-        for match in terms:
+        for match in matches:
             key = match.group(1)
             _check_name(key, where, option)
             compares.append(_Compare(_Field(key), "text==", match.group(2).strip().strip("'\"")))
@@ -386,8 +387,8 @@ class _FilterParser:
                 f"{self.option} {_quoted(self.where)} nests and/or/not more than {_MAX_FILTER_DEPTH} deep; simplify it"
             )
         if isinstance(node, ast.BoolOp):
-            op = "and" if isinstance(node.op, ast.And) else "or"
-            return _Logic(op, tuple(self.boolean(value, depth + 1) for value in node.values))
+            logic = "and" if isinstance(node.op, ast.And) else "or"
+            return _Logic(logic, tuple(self.boolean(value, depth + 1) for value in node.values))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
             return _Logic("not", (self.boolean(node.operand, depth + 1),))
         if isinstance(node, ast.Compare):

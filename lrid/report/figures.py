@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from lrid.schema import DEPTH_GROUPS
 
-STYLE = {
+if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
+    from matplotlib.typing import RcKeyType
+
+STYLE: dict[RcKeyType, Any] = {
     "font.size": 11,
     "axes.titlesize": 12,
     "axes.labelsize": 11,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -66,11 +66,12 @@ class ArrayTask(Task):
     n_classes: int
     preprocess: Callable[[np.ndarray], np.ndarray] | None = None
     augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
+    # Set from x_train in __post_init__. A field, not a property: Task.input_shape is a plain attribute
+    # (ImageNetTask assigns it), and a read-only property may not override a writable attribute.
+    input_shape: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one example."""
-        return tuple(self.x_train.shape[1:])
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", tuple(self.x_train.shape[1:]))
 
     def _prepare(self, inputs: np.ndarray) -> np.ndarray:
         return (self.preprocess(inputs) if self.preprocess else inputs).astype(np.float32, copy=False)

@@ -20,6 +20,7 @@ horizontal flip); the probe batch and the test set are not.
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import pickle
@@ -60,10 +61,14 @@ _HOW_TO_GET = (
 
 def _numpy_globals() -> dict[tuple[str, str], object]:
     """The globals numpy's own pickles of arrays refer to, under numpy 1.x and 2.x module names."""
+    # import_module, not `from ... import`: the same modules, typed as modules whose private members
+    # (_reconstruct, _frombuffer, absent from numpy's stubs) can be looked up.
     try:
-        from numpy._core import multiarray, numeric
+        multiarray = importlib.import_module("numpy._core.multiarray")
+        numeric = importlib.import_module("numpy._core.numeric")
     except ImportError:  # numpy < 2
-        from numpy.core import multiarray, numeric
+        multiarray = importlib.import_module("numpy.core.multiarray")
+        numeric = importlib.import_module("numpy.core.numeric")
 
     allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
     for package in ("numpy.core", "numpy._core"):
@@ -120,7 +125,8 @@ def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ``batch`` is preprocessed float32 NHWC; every offset and flip is drawn from ``rng``, so the result
     depends only on the batch and the generator's state. The batch itself is not modified.
     """
-    n, height, width, channels = batch.shape
+    n = len(batch)
+    height, width, channels = batch.shape[1:]
     padded = np.empty((n, height + 2 * PAD, width + 2 * PAD, channels), dtype=batch.dtype)
     padded[...] = PAD_VALUE
     padded[:, PAD : PAD + height, PAD : PAD + width] = batch
@@ -173,7 +179,9 @@ def _read_archive(archive: Path) -> dict[str, bytes]:
                 if member.isfile() and name in FILES:
                     if name in found:
                         raise LridError(f"CIFAR-10 archive {archive} holds more than one {name}; {_HOW_TO_GET}")
-                    found[name] = tar.extractfile(member).read()
+                    contents = tar.extractfile(member)
+                    assert contents is not None  # a regular file member always has contents
+                    found[name] = contents.read()
     except (tarfile.TarError, OSError, EOFError) as error:
         raise LridError(f"CIFAR-10 archive {archive} cannot be read ({error}); {_HOW_TO_GET}") from None
     missing = [name for name in FILES if name not in found]
