@@ -160,6 +160,9 @@ def _init_worker(threads: int) -> None:
     # Workers share the machine's cores; oversubscribed thread pools slow every worker down.
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+    # Every run compiles its own steps, by design; TensorFlow's retracing notices about that would fill the
+    # user's terminal with warnings that ask for nothing. Errors still print.
+    tf.get_logger().setLevel("ERROR")
 
 
 def _stop_worker(signum, frame) -> None:
