@@ -140,7 +140,8 @@ def _load_parquet(path: Path) -> list[Recording]:
         pa.types.is_floating(values.type.value_type) or pa.types.is_integer(values.type.value_type)
     ):
         raise LridError(f"{path}: `values` has type {values.type}; it must be a list of numbers per row")
-    flat = values.flatten().to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    # float32, the precision lrid's statistics are computed in: a float32 file is then never converted.
+    flat = values.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     offsets = values.offsets.to_numpy() - values.offsets[0].as_py()
     shapes = table.column("shape").to_pylist()
     rows_table = table.drop_columns(["values", "shape"]).to_pandas()
