@@ -31,10 +31,10 @@ from harness import NOT_JUDGED, STAMP_VARIABLE, load_average, print_table, resul
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("step_throughput", "recording_overhead", "run_overhead", "sweep_throughput", "demo_pipeline",
-              "classification")
+              "classification", "identify_speed")
 LABEL_KEYS = ("model", "case", "rule", "stage", "store", "classifier", "backend", "workers")
 # The values each benchmark compares with its target, in the order they are printed.
-MEASURED_KEYS = ("vs_keras_fit", "time_vs_lrid_backprop", "share_of_run", "wall_s", "speedup_vs_1_worker",
+MEASURED_KEYS = ("cpu_seconds", "vs_keras_fit", "time_vs_lrid_backprop", "share_of_run", "wall_s", "speedup_vs_1_worker",
                  "speedup_per_split", "speedup_per_fit", "accuracy_shared", "reference_accuracy_shared", "note")
 
 
