@@ -1,9 +1,12 @@
 """Deferred imports, so that commands which never train a network do not pay TensorFlow's ~4 s import,
 and the check that the optional heavy dependencies are installed before a command needs them."""
 
+from __future__ import annotations
+
 import importlib
 import importlib.util
 import types
+from typing import Any
 
 from lrid.errors import LridError
 
@@ -14,11 +17,11 @@ EXTRA_MODULES = {"tensorflow": "TensorFlow", "xgboost": "XGBoost"}
 class LazyModule(types.ModuleType):
     """A module placeholder that imports the real module on first attribute access."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str) -> None:
         super().__init__(name)
         self._module: types.ModuleType | None = None
 
-    def __getattr__(self, attribute):
+    def __getattr__(self, attribute: str) -> Any:
         if self._module is None:
             self._module = importlib.import_module(self.__name__)
         return getattr(self._module, attribute)

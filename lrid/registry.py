@@ -29,7 +29,7 @@ class Registry(Mapping[str, Entry], Generic[Entry]):
         order: sort key of the entries in listings.
     """
 
-    def __init__(self, package: str, group: str, what: str, order: Callable[[Entry], Any] | None = None):
+    def __init__(self, package: str, group: str, what: str, order: Callable[[Entry], Any] | None = None) -> None:
         self.package, self.group, self.what = package, group, what
         self._order = order
         self._entries: dict[str, Entry] = {}

@@ -73,7 +73,9 @@ def resolve_filesystem(location: str | Path) -> tuple[pafs.FileSystem, str]:
 class Store:
     """A directory of run trajectories and manifests (see the module docstring for the layout)."""
 
-    def __init__(self, location: str | Path, filesystem: pafs.FileSystem | None = None, view: str | None = None):
+    def __init__(
+        self, location: str | Path, filesystem: pafs.FileSystem | None = None, view: str | None = None
+    ) -> None:
         """Open the store at ``location``: a local path or URI, or a path inside ``filesystem`` if given.
 
         ``view`` names a degraded view that :meth:`read_observables` reads instead of the full observables.

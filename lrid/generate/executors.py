@@ -139,7 +139,7 @@ class SequentialExecutor:
 
     name = "sequential"
 
-    def __init__(self, population: int = 1):
+    def __init__(self, population: int = 1) -> None:
         self.population = population
 
     def map(self, specs: list[RunSpec], store_location: str, retry_failed: bool = False) -> Iterator[dict]:
@@ -190,7 +190,7 @@ class LocalPoolExecutor:
     #: pools in a row that may break with no run to blame before the remaining runs are given up
     BLIND_BREAKS = 3
 
-    def __init__(self, workers: int | None = None, population: int = 1):
+    def __init__(self, workers: int | None = None, population: int = 1) -> None:
         self.workers = workers or os.cpu_count() or 1
         self.threads = max(1, (os.cpu_count() or 1) // self.workers)
         self.population = population
@@ -284,7 +284,9 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0, population: int = 1):
+    def __init__(
+        self, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0, population: int = 1
+    ) -> None:
         self.address, self.num_cpus, self.num_gpus = address, num_cpus, num_gpus
         self.population = population
 
@@ -334,7 +336,7 @@ def make_executor(
     num_cpus: float = 1,
     num_gpus: float = 0,
     population: int = 1,
-):
+) -> SequentialExecutor | LocalPoolExecutor | RayExecutor:
     """An executor by name: ``sequential``, ``process`` (a local pool of ``workers``) or ``ray``; each trains
     runs that can share a step in populations of up to ``population`` (1: every run alone)."""
     if population < 1:

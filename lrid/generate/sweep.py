@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
 from lrid.config import RunSpec, SweepSpec
 from lrid.store import Store
+
+if TYPE_CHECKING:
+    from lrid.generate.executors import LocalPoolExecutor, RayExecutor, SequentialExecutor
 
 
 @dataclass
@@ -44,7 +48,7 @@ def generate(
     sweep: SweepSpec,
     store: Store | str,
     retry_failed: bool = False,
-    executor=None,
+    executor: SequentialExecutor | LocalPoolExecutor | RayExecutor | None = None,
     progress: bool | None = None,
 ) -> SweepSummary:
     """Train and record every run of ``sweep`` that ``store`` does not hold yet.

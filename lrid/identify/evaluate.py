@@ -85,7 +85,7 @@ def fit_classifier(
     random_state: int = 0,
     n_points: int | None = None,
     n_static: int = 3,
-):
+) -> tuple[Any, dict[str, Any] | None]:
     """Fit one classifier on training samples; with ``search``, choose its hyperparameters by grouped inner CV.
 
     Returns (fitted estimator, chosen hyperparameters or None). Only the samples given are ever seen: the

@@ -50,7 +50,9 @@ TASKS: Mapping[str, Callable[..., Task]] = TASK_ENTRIES.column("loader")
 TASK_LOSSES: Mapping[str, str] = TASK_ENTRIES.column("loss")
 
 
-def register_task(name: str, loss: str = "cross_entropy", geometry: Callable[[int | None], Geometry] | None = None):
+def register_task(
+    name: str, loss: str = "cross_entropy", geometry: Callable[[int | None], Geometry] | None = None
+) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
     """Register a task loader under ``name`` (a decorator); it takes the spec's options as keywords.
 
     ``loss`` and ``geometry`` go into the task's :class:`TaskEntry` (see there).

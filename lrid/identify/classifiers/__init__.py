@@ -80,7 +80,7 @@ def get_classifier(name: str) -> ClassifierEntry:
 
 def make_classifier(
     name: str, n_jobs: int = 1, random_state: int = 0, *, n_points: int | None = None, n_static: int = 3
-):
+) -> Any:
     """A fresh, unfitted classifier ``name`` (its entry's factory); labels must be integers 0..n_classes-1."""
     return get_classifier(name).factory(n_jobs=n_jobs, random_state=random_state, n_points=n_points, n_static=n_static)
 

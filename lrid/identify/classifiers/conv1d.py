@@ -6,11 +6,16 @@ the control's curve features), and trains on TensorFlow."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lrid.errors import LridError
 from lrid.identify.classifiers import ClassifierEntry, register_classifier
 
+if TYPE_CHECKING:
+    from lrid.identify.conv1d import Conv1DClassifier
 
-def make(n_jobs: int = 1, random_state: int = 0, *, n_points: int | None = None, n_static: int = 3):
+
+def make(n_jobs: int = 1, random_state: int = 0, *, n_points: int | None = None, n_static: int = 3) -> Conv1DClassifier:
     """A fresh network estimator for features of ``n_points`` recorded points and ``n_static`` static columns."""
     from lrid.identify.conv1d import Conv1DClassifier
 

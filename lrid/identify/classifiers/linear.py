@@ -10,10 +10,12 @@ columns.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lrid.identify.classifiers import ClassifierEntry, coefficient_importance, register_classifier
 
 
-def make(n_jobs: int = 1, random_state: int = 0, **layout):
+def make(n_jobs: int = 1, random_state: int = 0, **layout: Any) -> Any:
     """A fresh linear pipeline (``n_jobs`` and ``random_state`` do not apply: the solver is deterministic)."""
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression

@@ -3,10 +3,12 @@ n_estimators in {100, 300}, 4 configurations. Its importance: impurity decrease.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lrid.identify.classifiers import ClassifierEntry, feature_importances, register_classifier
 
 
-def make(n_jobs: int = 1, random_state: int = 0, **layout):
+def make(n_jobs: int = 1, random_state: int = 0, **layout: Any) -> Any:
     """A fresh forest; ``n_jobs`` goes to its trees."""
     from sklearn.ensemble import RandomForestClassifier
 

@@ -4,10 +4,12 @@ importance: gain. Needs XGBoost (lrid's ``cpu``/``gpu`` extra)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from lrid.identify.classifiers import ClassifierEntry, feature_importances, register_classifier
 
 
-def make(n_jobs: int = 1, random_state: int = 0, **layout):
+def make(n_jobs: int = 1, random_state: int = 0, **layout: Any) -> Any:
     """A fresh booster; ``n_jobs`` goes to its threads."""
     from xgboost import XGBClassifier
 
