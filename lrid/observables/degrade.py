@@ -24,6 +24,7 @@ the step, so the same run gives bit-identical views, and a view with ``units_fra
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from lrid.lazy_import import tf
 from lrid.observables.measures import activity_change, keep_channels
@@ -37,7 +38,7 @@ def run_seed(run_id: str) -> int:
     return int(run_id[:8], 16) % (2**31)
 
 
-def layer_seed(seed, view_index: int, layer_index: int):
+def layer_seed(seed: Any, view_index: int, layer_index: int) -> Any:
     """The stateless seed ([2] int64) of one view of one layer, derived from the run's ``seed``."""
     base = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
     return tf.random.experimental.stateless_fold_in(
@@ -45,7 +46,7 @@ def layer_seed(seed, view_index: int, layer_index: int):
     )
 
 
-def kept_units(n_units: int, fraction: float, seed, stream: int = _OUTPUT_UNITS):
+def kept_units(n_units: int, fraction: float, seed: Any, stream: int = _OUTPUT_UNITS) -> Any:
     """Sorted indices of ``ceil(fraction * n_units)`` units drawn without replacement; None if all are kept.
 
     Sorting keeps the units in their original order, so reductions over a view that keeps every unit add
@@ -58,7 +59,7 @@ def kept_units(n_units: int, fraction: float, seed, stream: int = _OUTPUT_UNITS)
     return tf.sort(tf.math.top_k(scores, count).indices)
 
 
-def add_noise(values, std: float, seed, step, stream: int):
+def add_noise(values: Any, std: float, seed: Any, step: Any, stream: int) -> Any:
     """``values`` plus N(0, std^2) noise drawn for this recording ``step``; unchanged when ``std`` is 0."""
     if std == 0:
         return values
@@ -66,21 +67,23 @@ def add_noise(values, std: float, seed, step, stream: int):
     return values + std * tf.random.stateless_normal(tf.shape(values), step_seed, dtype=values.dtype)
 
 
-def degraded_kernel(kernel, units_fraction: float, noise_std: float, seed, step):
+def degraded_kernel(kernel: Any, units_fraction: float, noise_std: float, seed: Any, step: Any) -> Any:
     """The kernel as recorded: noise on every synapse, then the kept units' incoming synapses (last axis)."""
     kernel = tf.convert_to_tensor(kernel, tf.float32)
     noisy = add_noise(kernel, noise_std, seed, step, _WEIGHT_NOISE)
     return keep_channels(noisy, kept_units(kernel.shape[-1], units_fraction, seed))
 
 
-def degraded_activation(layer_output, units_fraction: float, noise_std: float, seed, step):
+def degraded_activation(layer_output: Any, units_fraction: float, noise_std: float, seed: Any, step: Any) -> Any:
     """The layer output as recorded: noise on every value, then the kept units (last axis) at every position."""
     layer_output = tf.convert_to_tensor(layer_output, tf.float32)
     noisy = add_noise(layer_output, noise_std, seed, step, _ACT_NOISE)
     return keep_channels(noisy, kept_units(layer_output.shape[-1], units_fraction, seed))
 
 
-def degraded_activity_change(layer, layer_input, units_fraction: float, noise_std: float, seed, step):
+def degraded_activity_change(
+    layer: Any, layer_input: Any, units_fraction: float, noise_std: float, seed: Any, step: Any
+) -> Any:
     """Per example, the Jacobian summed over kept outputs and kept inputs, over the kept output count, plus noise.
 
     With every unit kept and no noise this is :func:`lrid.observables.measures.activity_change`.

@@ -8,12 +8,14 @@ change itself, the one Jacobian reduction, is :func:`activity_change`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lrid.lazy_import import tf
 from lrid.observables import FUNCTIONS, OBSERVABLES
 from lrid.observables.statistics import apply_function, describe_steps
 
 
-def weight_statistics(kernels):
+def weight_statistics(kernels: Any) -> Any:
     """Statistics of each step's forward kernel over all its entries: [steps, *kernel] -> [steps, 21].
 
     The norm is the whole kernel's Frobenius norm. Nayebi et al.'s code reshapes the kernel to
@@ -24,20 +26,20 @@ def weight_statistics(kernels):
     return describe_steps(tf.reshape(kernels, [tf.shape(kernels)[0], 1, -1]))
 
 
-def activation_statistics(outputs):
+def activation_statistics(outputs: Any) -> Any:
     """Statistics over each example's units, averaged over the probe batch: [steps, batch, ...] -> [steps, 21]."""
     outputs = tf.convert_to_tensor(outputs)
     shape = tf.shape(outputs)
     return describe_steps(tf.reshape(outputs, [shape[0], shape[1], -1]))
 
 
-def activity_change_statistics(changes):
+def activity_change_statistics(changes: Any) -> Any:
     """The probe-batch mean of raw, abs and squared activity change: [steps, batch] -> [steps, 3]."""
     changes = tf.cast(changes, tf.float32)
     return tf.stack([tf.reduce_mean(apply_function(changes, f), axis=1) for f in FUNCTIONS], axis=1)
 
 
-def layer_statistics(kernels=None, outputs=None, changes=None):
+def layer_statistics(kernels: Any = None, outputs: Any = None, changes: Any = None) -> Any:
     """A layer's 45 observables at each step, in :data:`OBSERVABLES` order: [steps, 45].
 
     ``kernels`` is [steps, *kernel shape], ``outputs`` [steps, batch, ...] and ``changes`` [steps, batch]
@@ -58,7 +60,7 @@ def layer_statistics(kernels=None, outputs=None, changes=None):
 _WIDTH = {kind: sum(name.startswith(f"{kind}_") for name in OBSERVABLES) for kind in ("weight", "act", "actchange")}
 
 
-def activity_change(layer, layer_input, output_units=None, input_units=None):
+def activity_change(layer: Any, layer_input: Any, output_units: Any = None, input_units: Any = None) -> Any:
     """Per example, the layer's input-output Jacobian summed over its entries, divided by its output units.
 
     ``sum_i sum_j dy_i/dx_j / n_out`` is the gradient of ``sum_i y_i`` with respect to x summed over x's
@@ -76,6 +78,6 @@ def activity_change(layer, layer_input, output_units=None, input_units=None):
     return tf.reduce_sum(tf.reshape(jacobian_row_sums, [batch_size, -1]), axis=1) / n_outputs
 
 
-def keep_channels(values, indices):
+def keep_channels(values: Any, indices: Any) -> Any:
     """``values`` restricted to the channels ``indices`` of the last axis (all when None)."""
     return values if indices is None else tf.gather(values, indices, axis=-1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ class Recorder:
     TensorFlow's rewrites of the shared subexpressions change the full observables in the last bit.
     """
 
-    def __init__(self, model, probe: np.ndarray, views=()):
+    def __init__(self, model: Any, probe: np.ndarray, views: Any = ()) -> None:
         self.model = model
         self.probe = tf.constant(probe)
         self.views = tuple(views)

@@ -12,6 +12,7 @@ Constant rows give NaN skew and kurtosis (0/0); callers store non-finite values 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from lrid.lazy_import import tf
 from lrid.observables import FUNCTIONS, STATISTICS
 
 
-def apply_function(values, function: str):
+def apply_function(values: Any, function: str) -> Any:
     """The elementwise transform applied before the statistics: raw, abs or sq."""
     if function == "raw":
         return values
@@ -41,7 +42,7 @@ def _numpy_sort_rows(values: np.ndarray) -> np.ndarray:
     return np.sort(values, axis=-1)
 
 
-def sorted_rows(values):
+def sorted_rows(values: Any) -> Any:
     """Each row of a [rows, entries] tensor sorted ascending (by numpy on CPU-only machines, where it is faster)."""
     if not _sort_on_host():
         return tf.sort(values, axis=-1)
@@ -50,7 +51,7 @@ def sorted_rows(values):
     return ordered
 
 
-def percentile(values, q: float, ordered=None):
+def percentile(values: Any, q: float, ordered: Any = None) -> Any:
     """The q-th percentile (0..100) of each row of a [rows, entries] tensor, interpolating linearly.
 
     ``ordered``, the rows already sorted, saves a sort when several percentiles are taken.
@@ -64,7 +65,7 @@ def percentile(values, q: float, ordered=None):
     return ordered[:, lower] * (1.0 - fraction) + ordered[:, upper] * fraction
 
 
-def row_statistics(values, ordered=None):
+def row_statistics(values: Any, ordered: Any = None) -> Any:
     """All of :data:`STATISTICS` for each row of a [rows, entries] tensor: shape [rows, len(STATISTICS)].
 
     ``ordered``, the rows already sorted, saves the sort.
@@ -86,7 +87,7 @@ def row_statistics(values, ordered=None):
     return tf.stack([by_name[name] for name in STATISTICS], axis=-1)
 
 
-def describe(values):
+def describe(values: Any) -> Any:
     """Every (function, statistic) pair for a [rows, entries] tensor, averaged over rows.
 
     Rows are examples of the probe batch for activations, or the single row of a flattened kernel for
@@ -99,7 +100,7 @@ def describe(values):
     return tf.reshape(tf.reduce_mean(tf.reshape(per_row, [len(FUNCTIONS), n_rows, len(STATISTICS)]), axis=1), [-1])
 
 
-def describe_steps(values):
+def describe_steps(values: Any) -> Any:
     """:func:`describe` of each step of a [steps, rows, entries] array at once: [steps, functions * statistics].
 
     A recording holds a layer's arrays at every recorded step; reducing them in one call, rather than one
