@@ -118,17 +118,6 @@ ALLOWED: set[str] = {
     "lrid/rules/target_propagation.py:inverse_losses",
     "lrid/rules/target_propagation.py:DifferenceTargetPropagation.hidden_targets",
     "lrid/rules/target_propagation.py:SimplifiedDifferenceTargetPropagation.hidden_targets",
-    "lrid/tasks/base.py:ArrayTask.epoch_batches",
-    "lrid/tasks/base.py:ArrayTask.probe_batch",
-    "lrid/tasks/base.py:ArrayTask.evaluate",
-    "lrid/tasks/cifar10.py:RestrictedUnpickler.find_class",
-    "lrid/tasks/cifar10.py:RestrictedUnpickler.persistent_load",
-    "lrid/tasks/cifar10.py:restricted_loads",
-    "lrid/tasks/imagenet.py:train_image",
-    "lrid/tasks/imagenet.py:eval_image",
-    "lrid/tasks/imagenet.py:ImageNetTask.__init__",
-    "lrid/tasks/imagenet.py:ImageNetTask.epoch_batches",
-    "lrid/tasks/imagenet.py:ImageNetTask.probe_batch",
 }
 
 

@@ -86,7 +86,7 @@ class ArrayTask(Task):
             )
         return steps
 
-    def epoch_batches(self, epoch, batch_size, data_seed):
+    def epoch_batches(self, epoch: int, batch_size: int, data_seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield the shuffled full batches of one epoch; the order depends only on (data_seed, epoch)."""
         rng = np.random.default_rng([data_seed, epoch])
         order = rng.permutation(len(self.x_train))
@@ -97,13 +97,13 @@ class ArrayTask(Task):
                 inputs = self.augment(inputs, rng)
             yield inputs, self.y_train[index]
 
-    def probe_batch(self, size, seed):
+    def probe_batch(self, size: int, seed: int) -> np.ndarray:
         """A fixed batch of test inputs (capped at the test-set size), in test-set order."""
         size = min(size, len(self.x_test))
         index = np.sort(np.random.default_rng(seed).choice(len(self.x_test), size=size, replace=False))
         return self._prepare(self.x_test[index])
 
-    def evaluate(self, predict, batch_size=512):
+    def evaluate(self, predict: Callable[[np.ndarray], np.ndarray], batch_size: int = 512) -> float:
         """Test accuracy over the whole test set, predicted in batches."""
         correct = 0
         for start in range(0, len(self.x_test), batch_size):

@@ -27,6 +27,7 @@ import pickle
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -95,17 +96,17 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     ALLOWED = {**_numpy_globals(), ("_codecs", "encode"): _latin1_encode}
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:
         try:
             return self.ALLOWED[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(f"refused to load the global {module}.{name}") from None
 
-    def persistent_load(self, pid):
+    def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("refused a persistent id")
 
 
-def restricted_loads(data: bytes):
+def restricted_loads(data: bytes) -> Any:
     """Unpickle ``data`` with :class:`RestrictedUnpickler`; Python 2 strings become bytes, as the files need."""
     return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
 

@@ -46,6 +46,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -117,7 +118,7 @@ def _crop_window(height, width, seed):
     return [tf.cast(value, tf.int32) for value in (top, left, crop_h, crop_w)]
 
 
-def train_image(encoded, seed, size: int):
+def train_image(encoded: Any, seed: Any, size: int) -> Any:
     """Decode, random-resized-crop to ``size`` x ``size``, maybe flip, and normalise one training image.
 
     JPEGs are decoded only inside the crop window; other formats (ImageNet holds a few PNGs named .JPEG)
@@ -143,7 +144,7 @@ def train_image(encoded, seed, size: int):
     return tf.ensure_shape(_normalise(image), [size, size, 3])
 
 
-def eval_image(encoded, size: int):
+def eval_image(encoded: Any, size: int) -> Any:
     """Decode, resize the shorter side to ``int(size / 0.875)``, centre-crop ``size`` x ``size``, normalise."""
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     shape = tf.cast(tf.shape(image), tf.float32)
@@ -463,7 +464,7 @@ class ImageNetTask(Task):
 
     name = "imagenet"
 
-    def __init__(self, source: _TFRecords | _Folders, image_size: int):
+    def __init__(self, source: _TFRecords | _Folders, image_size: int) -> None:
         self.source = source
         self.image_size = image_size
         self.n_classes = source.n_classes
@@ -483,7 +484,7 @@ class ImageNetTask(Task):
             )
         return count // batch_size
 
-    def epoch_batches(self, epoch, batch_size, data_seed):
+    def epoch_batches(self, epoch: int, batch_size: int, data_seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield the augmented full batches of one epoch; they depend only on (data_seed, epoch)."""
         steps = self.steps_per_epoch(batch_size)
         rng = np.random.default_rng([data_seed, epoch])
@@ -515,7 +516,7 @@ class ImageNetTask(Task):
         )
         return _numpy(batches, self.root, doing)
 
-    def probe_batch(self, size, seed):
+    def probe_batch(self, size: int, seed: int) -> np.ndarray:
         """A fixed batch of validation images (centre-cropped, not augmented) chosen by ``seed``."""
         batches = list(self._eval_batches(self.source.probe_examples(size, seed), size, "reading the probe batch"))
         return batches[0][0]
