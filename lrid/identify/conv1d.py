@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -57,7 +58,7 @@ class Conv1DClassifier(ClassifierMixin, BaseEstimator):
         epochs: int = 150,
         batch_size: int = 64,
         random_state: int = 0,
-    ):
+    ) -> None:
         self.n_points = n_points
         self.n_static = n_static
         self.filters = filters
@@ -86,7 +87,7 @@ class Conv1DClassifier(ClassifierMixin, BaseEstimator):
         filled = np.where(np.isnan(folded), self.channel_median_[None, None, :], folded)
         return ((filled - self.channel_mean_) / self.channel_scale_).astype(np.float32)
 
-    def fit(self, X, y):
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Conv1DClassifier:
         """Fit on features ``X`` [n_samples, n_features] and integer or string labels ``y``."""
         if self.pooling not in ("avg", "max", "flatten"):
             raise LridError(f"conv1d pooling must be avg, max or flatten, not {self.pooling!r}")
@@ -131,17 +132,17 @@ class Conv1DClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = np.asarray(X).shape[1]
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities [n_samples, n_classes], columns in the order of ``classes_``."""
         check_is_fitted(self, "model_")
         inputs = self._standardise(self._fold(X))
         return np.asarray(self.model_(inputs, training=False), dtype=np.float64)
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         """The most probable class of each sample."""
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         model = state.pop("model_", None)
         if model is not None:
@@ -152,7 +153,7 @@ class Conv1DClassifier(ClassifierMixin, BaseEstimator):
                     state["model_keras_bytes_"] = handle.read()
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         data = state.pop("model_keras_bytes_", None)
         self.__dict__.update(state)
         if data is not None:

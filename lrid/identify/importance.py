@@ -28,6 +28,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,7 +90,7 @@ def column_groups(feature_names: list[str], level: str) -> dict[str, np.ndarray]
     return {label: np.asarray(indices) for label, indices in groups.items()}
 
 
-def model_importance(model, n_features: int, classifier: str | None = None) -> np.ndarray:
+def model_importance(model: Any, n_features: int, classifier: str | None = None) -> np.ndarray:
     """The fitted estimator's own per-column importance, normalised to sum to 1 (NaN where it has none).
 
     With ``classifier``, its registered ``native_importance`` says how (none: NaN). Without, the estimator
@@ -109,7 +110,7 @@ def model_importance(model, n_features: int, classifier: str | None = None) -> n
 
 
 def grouped_permutation_importance(
-    model,
+    model: Any,
     X: np.ndarray,
     y: np.ndarray,
     groups: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -164,7 +165,7 @@ def grouped_permutation_importance(
 
 
 def split_importance(
-    model,
+    model: Any,
     X_test: np.ndarray,
     y_test: np.ndarray,
     feature_names: list[str],

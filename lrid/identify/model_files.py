@@ -34,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 import lrid
 from lrid.errors import LridError
 from lrid.identify.classifiers import CLASSIFIERS
+from lrid.identify.features import FeatureSet
 
 SUFFIXES = {"skops": (".skops",), "xgboost": (".ubj",), "keras": (".skops", ".keras"), "joblib": (".joblib",)}
 MODEL_SUFFIXES = frozenset(suffix for suffixes in SUFFIXES.values() for suffix in suffixes)
@@ -73,7 +74,7 @@ class Sidecar(BaseModel):
     format: Literal["skops", "xgboost", "keras", "joblib"]
 
 
-def save_model(estimator, directory: Path, name: str, classes: list[str], features) -> Path:
+def save_model(estimator: Any, directory: Path, name: str, classes: list[str], features: FeatureSet) -> Path:
     """Save a fitted classifier as ``directory/name.*`` with its sidecar; return the sidecar's path.
 
     The format follows the estimator's type: XGBoost's UBJSON for an ``XGBClassifier``, a ``.keras`` network
@@ -115,7 +116,7 @@ def save_model(estimator, directory: Path, name: str, classes: list[str], featur
     return sidecar_path
 
 
-def load_fitted(path: str | Path, *, trust_pickle: bool = False):
+def load_fitted(path: str | Path, *, trust_pickle: bool = False) -> tuple[Any, dict[str, Any]]:
     """The fitted estimator saved at ``path`` and its sidecar dict.
 
     ``path`` is any of the model's files (``NAME.skops``, ``.ubj``, ``.keras``, ``.joblib`` or ``.json``) or
@@ -184,7 +185,7 @@ def read_sidecar(path: Path) -> Sidecar:
         raise LridError(f"the model sidecar {path} has a bad '{key}': {first['msg']}; re-run `lrid classify`") from None
 
 
-def schema_types(schema) -> set[str]:
+def schema_types(schema: Any) -> set[str]:
     """Every ``module.name`` that a skops schema asks for: each node names the type it builds."""
     return {
         f"{node.get('__module__')}.{node.get('__class__')}"
