@@ -9,18 +9,6 @@ LRID = Path(__file__).resolve().parent.parent / "lrid"
 
 # Names (``file:name``) still untyped; shrink me.
 ALLOWED: set[str] = {
-    "lrid/generate/estimate.py:compiled_step",
-    "lrid/generate/export.py:export_recording",
-    "lrid/generate/health.py:angle_degrees",
-    "lrid/generate/health.py:HealthProbe.__init__",
-    "lrid/generate/health.py:HealthProbe.measure",
-    "lrid/generate/population.py:train_population",
-    "lrid/generate/population.py:StackedOptimizer.__init__",
-    "lrid/generate/population.py:StackedOptimizer.apply",
-    "lrid/generate/population.py:batched_task_loss",
-    "lrid/generate/population.py:PopulationStep.__init__",
-    "lrid/generate/population.py:build_population",
-    "lrid/generate/trainer.py:train_run",
     "lrid/models/__init__.py:build_network",
     "lrid/models/__init__.py:build_model",
     "lrid/models/alexnet.py:AlexNet.__init__",

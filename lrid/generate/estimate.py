@@ -35,11 +35,15 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from lrid.config import RunSpec, SweepSpec
+
+if TYPE_CHECKING:
+    from lrid.models.base import MeasuredModel
+    from lrid.rules.base import LearningRule
 
 
 @dataclass
@@ -325,6 +329,6 @@ def time_configuration(spec: RunSpec, batch: int, timing_seconds: float, record:
     return ConfigurationTiming(step_compile_s + record_compile_s, step_s, record_s, record_compile_s)
 
 
-def compiled_step(rule, model):
+def compiled_step(rule: LearningRule, model: MeasuredModel) -> Any:
     """The rule's train step for ``model``: every step the estimate executes goes through it."""
     return rule.make_train_step(model, rule.make_optimizer())

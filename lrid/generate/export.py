@@ -14,7 +14,7 @@ from lrid.observables.raw import KINDS, Recording, write_recording
 from lrid.store import Store
 
 
-def export_recording(source, path: str | Path, run_id: str | None = None) -> Path:
+def export_recording(source: RunSpec | Store | str | Path, path: str | Path, run_id: str | None = None) -> Path:
     """Re-run an lrid run and write its raw weights, activations and activity changes as a recording.
 
     ``source`` is a :class:`lrid.config.RunSpec`, or a store (path or :class:`lrid.store.Store`) holding

@@ -16,11 +16,16 @@ random state of the rule is drawn (rules that draw noise use a separate generato
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 from lrid.lazy_import import tf
 
+if TYPE_CHECKING:
+    from lrid.models.base import MeasuredModel
+    from lrid.rules.base import LearningRule
 
-def angle_degrees(a, b):
+
+def angle_degrees(a: Any, b: Any) -> Any:
     """The angle between two tensors of the same shape, flattened, in degrees (NaN if either is zero)."""
     a = tf.reshape(tf.cast(a, tf.float32), [-1])
     b = tf.reshape(tf.cast(b, tf.float32), [-1])
@@ -33,12 +38,14 @@ def angle_degrees(a, b):
 class HealthProbe:
     """Measures a rule's health angles on a model, one compiled call per recorded step."""
 
-    def __init__(self, rule, model):
+    def __init__(self, rule: LearningRule, model: MeasuredModel) -> None:
         self.rule = rule
         self.model = model
         self.has_feedback = any(layer.feedback_matrix() is not None for layer in model.measured_layers)
         self._measure = tf.function(self._angles, reduce_retracing=True)
-        self._traces = {}  # per batch shape, the trace called directly (a run's batches share one shape)
+        self._traces: dict[
+            tuple[tuple[int, ...], tuple[int, ...]], Any
+        ] = {}  # per batch shape, the trace called directly (a run's batches share one shape)
 
     def _angles(self, x, y):
         layers = self.model.measured_layers
@@ -60,7 +67,7 @@ class HealthProbe:
         )
         return update_angles, feedback_angles
 
-    def measure(self, x, y) -> tuple[list[float | None], list[float | None] | None]:
+    def measure(self, x: Any, y: Any) -> tuple[list[float | None], list[float | None] | None]:
         """(update-vs-gradient angle per layer, feedback-vs-weight angle per layer or None), in degrees."""
         key = (tuple(x.shape), tuple(y.shape))
         if key not in self._traces:

@@ -25,11 +25,17 @@ import hashlib
 import json
 import time
 import traceback
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lrid.config import RunSpec
 from lrid.lazy_import import tf
+
+if TYPE_CHECKING:
+    from lrid.generate.trainer import RunResult
+    from lrid.rules.base import LearningRule
+    from lrid.tasks.base import Task
 
 #: rules a population can train: those whose step is "forward, then a backward signal" (see PopulationStep)
 POPULATION_RULES = ("sgd", "sgdm", "adam", "fa", "ss", "ia", "np", "np_wn")
@@ -97,7 +103,7 @@ def group_populations(specs: list[RunSpec], size: int, spread: int = 1) -> list[
     return singles + populations
 
 
-def train_population(specs: list[RunSpec], fall_back: bool = True):
+def train_population(specs: list[RunSpec], fall_back: bool = True) -> list[RunResult]:
     """Train ``specs`` (one :func:`population_key`) together; a :class:`~lrid.generate.trainer.RunResult` each.
 
     A member that goes non-finite is recorded as diverged at its step, as a solo run is, and masked out;
@@ -158,7 +164,7 @@ class StackedOptimizer:
     kernels first, then the update. Every setting is a [K] tensor, so members differ in all of them.
     """
 
-    def __init__(self, kind: str, hparams: list, variables: list, decayed: list):
+    def __init__(self, kind: str, hparams: list, variables: list, decayed: list) -> None:
         if kind not in ("sgd", "sgdm", "adam"):
             raise ValueError(f"unknown optimizer {kind!r}")
         self.kind = kind
@@ -206,7 +212,7 @@ class StackedOptimizer:
         """A [K] setting shaped to broadcast against ``variable`` ([K, ...])."""
         return tf.reshape(values, [self.size] + [1] * (len(variable.shape) - 1))
 
-    def apply(self, gradients) -> None:
+    def apply(self, gradients: Any) -> None:
         """Apply one update with ``gradients`` (one per variable, stacked like it)."""
         if self.any_decay:
             for variable, decayed in zip(self.variables, self.decayed):
@@ -255,7 +261,7 @@ def _zero_member(variable, member: int):
     return tf.where(shaped, variable, tf.zeros_like(variable))
 
 
-def batched_task_loss(loss: str, targets, outputs):
+def batched_task_loss(loss: str, targets: Any, outputs: Any) -> Any:
     """Each member's task loss [K] of ``outputs`` [K, batch, outputs] against ``targets`` [K, batch, ...],
     averaged over the batch as :func:`lrid.rules.base.task_loss_function` averages it."""
     if loss == "cross_entropy":
@@ -282,7 +288,7 @@ def _member_angles(a, b):
 class PopulationStep:
     """A population's compiled train step, recorder, health probe and evaluation, for one rule."""
 
-    def __init__(self, model, rules: list, loss: str, seeds: list[int]):
+    def __init__(self, model: Any, rules: list, loss: str, seeds: list[int]) -> None:
         from lrid.models.layers import scheme_std
         from lrid.rules.node_perturbation import NodePerturbation
 
@@ -523,7 +529,7 @@ class _Batches:
             yield x, y
 
 
-def build_population(specs: list[RunSpec]):
+def build_population(specs: list[RunSpec]) -> tuple[Task, list[LearningRule], PopulationStep, _Batches]:
     """``(task, rules, step, batches)`` for a population of ``specs`` (one :func:`population_key`): the
     members' rule objects, their :class:`PopulationStep` with each member's initial weights loaded, and
     their stacked training batches."""

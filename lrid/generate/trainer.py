@@ -6,6 +6,7 @@ import json
 import platform
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +65,7 @@ def recording_steps(total_steps: int, points: int) -> list[int]:
     return sorted(set(np.round(np.linspace(0, total_steps, points)).astype(int).tolist()))
 
 
-def train_run(spec: RunSpec, on_record=None) -> RunResult:
+def train_run(spec: RunSpec, on_record: Callable[[int, Any, np.ndarray], object] | None = None) -> RunResult:
     """Train one network as ``spec`` says and record its observables.
 
     ``on_record(step, model, probe)``, if given, is called after each recording (e.g. to capture the raw
