@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from lrid.schema import DEPTH_GROUPS, depth_groups  # noqa: F401 - the grouping is part of the store's layout
 
@@ -125,13 +126,13 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
-def build_network(model_spec, input_shape, n_classes: int, feedback: str | None, seed: int):
+def build_network(model_spec: Any, input_shape: Any, n_classes: int, feedback: str | None, seed: int) -> Any:
     """Build (and initialise) the architecture a :class:`~lrid.config.ModelSpec` names for the given input."""
     model = ARCHITECTURES[model_spec.arch].builder(model_spec, n_classes, feedback, seed)
     model.build((None, *input_shape))
     return model
 
 
-def build_model(model_spec, task, feedback: str | None, seed: int):
+def build_model(model_spec: Any, task: Any, feedback: str | None, seed: int) -> Any:
     """Build (and initialise) the network a :class:`~lrid.config.ModelSpec` describes for ``task``."""
     return build_network(model_spec, task.input_shape, task.n_classes, feedback, seed)

@@ -33,7 +33,7 @@ class AlexNet(MeasuredModel):
 
     def __init__(
         self, n_classes: int, feedback: str | None = None, seed: int = 0, width: float = 1.0, norm: str = "bn", **kwargs
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         if norm not in ("bn", "lrn"):
             raise ValueError(f"norm must be 'bn' or 'lrn', got {norm!r}")
@@ -70,7 +70,7 @@ class AlexNet(MeasuredModel):
             x = tf.nn.local_response_normalization(x, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75)
         return x
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
         x = inputs
         for index, conv in enumerate(self.convs):
             x = self._normalise(conv(x), index, training)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -18,7 +19,7 @@ class ActivityCapture:
     (node perturbation's noisy pass).
     """
 
-    def __init__(self, exact_gradient: bool, perturbations: dict | None = None):
+    def __init__(self, exact_gradient: bool, perturbations: dict | None = None) -> None:
         self.exact_gradient = exact_gradient
         self.perturbations = perturbations or {}
         self.records: list[tuple[object, object, object]] = []
@@ -30,7 +31,7 @@ def active_capture() -> ActivityCapture | None:
 
 
 @contextlib.contextmanager
-def capturing(exact_gradient: bool, perturbations: dict | None = None):
+def capturing(exact_gradient: bool, perturbations: dict | None = None) -> Any:
     """Capture every feedback layer's activity during the block (re-entrant captures are not allowed)."""
     if active_capture() is not None:
         raise RuntimeError("activity capture is already active")
@@ -49,13 +50,15 @@ class MeasuredModel(keras.Model):
     included): :meth:`forward_with_activity` captures each measured layer's input and output as it runs.
     """
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         """Create every layer's weights by running ``call`` once on a zero batch of ``input_shape``."""
         #: the shape of one example, kept so rules can size auxiliary state (e.g. DTP's inverses)
         self.example_shape = tuple(int(d) for d in input_shape[1:])
         self.call(tf.zeros((1, *input_shape[1:])))
 
-    def forward_with_activity(self, inputs, exact_gradient: bool = False, training: bool = False, perturbations=None):
+    def forward_with_activity(
+        self, inputs: tf.Tensor, exact_gradient: bool = False, training: bool = False, perturbations: Any = None
+    ) -> Any:
         """Return ``(logits, layer_inputs, layer_outputs)``, one entry per measured layer in depth order.
 
         With ``exact_gradient`` every layer's backward pass is true backprop whatever the rule (used to
@@ -77,7 +80,7 @@ class MeasuredModel(keras.Model):
         pairs = [by_layer[id(layer)] for layer in self.measured_layers]
         return logits, [p[0] for p in pairs], [p[1] for p in pairs]
 
-    def predict_logits(self, inputs):
+    def predict_logits(self, inputs: tf.Tensor) -> Any:
         """Logits for a batch of inputs, through a compiled inference-mode forward pass (for evaluation)."""
         if not hasattr(self, "_compiled_call"):
             self._compiled_call = tf.function(lambda x: self(x, training=False), reduce_retracing=True)

@@ -32,7 +32,7 @@ class ConvNet(MeasuredModel):
         init_scheme: str = "glorot",
         init_distribution: str = "uniform",
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         init: dict[str, Any] = {
             "init_scale": init_scale,
@@ -57,7 +57,7 @@ class ConvNet(MeasuredModel):
         )
         self.measured_layers = [*self.convs, self.classifier]
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
         x = inputs
         for conv in self.convs:
             x = conv(x)

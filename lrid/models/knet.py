@@ -29,7 +29,7 @@ class KNet(MeasuredModel):
         feedback: str | None = None,
         seed: int = 0,
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         if norm not in ("bn", "lrn"):
             raise ValueError(f"norm must be 'bn' or 'lrn', got {norm!r}")
@@ -54,7 +54,7 @@ class KNet(MeasuredModel):
         )
         self.measured_layers = [*self.convs, self.classifier]
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
         x = inputs
         for index, conv in enumerate(self.convs):
             x = conv(x)

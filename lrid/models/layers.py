@@ -10,6 +10,8 @@ autodiff handles them exactly.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 
@@ -22,7 +24,7 @@ INIT_SCHEMES = {"glorot": (1.0, "fan_avg"), "he": (2.0, "fan_in"), "lecun": (1.0
 INIT_DISTRIBUTIONS = ("uniform", "truncated_normal", "untruncated_normal")
 
 
-def scheme_std(kernel_shape, init_scheme: str = "glorot") -> float:
+def scheme_std(kernel_shape: Any, init_scheme: str = "glorot") -> float:
     """The standard deviation a variance-scaling scheme gives a kernel of this shape, at scale 1.
 
     Fans are counted as Keras's initialisers count them: a dense [n_in, n_out] kernel has fans n_in and
@@ -70,7 +72,7 @@ class FeedbackLayer(keras.layers.Layer):
         init_scheme: str = "glorot",
         init_distribution: str = "uniform",
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         if feedback not in FEEDBACK_KINDS:
             raise ValueError(f"feedback must be one of {FEEDBACK_KINDS}, got {feedback!r}")
@@ -88,23 +90,23 @@ class FeedbackLayer(keras.layers.Layer):
         self.init_scheme = init_scheme
         self.init_distribution = init_distribution
 
-    def kernel_shape(self, input_shape) -> tuple[int, ...]:
+    def kernel_shape(self, input_shape: Any) -> tuple[int, ...]:
         """The forward kernel's shape for inputs of ``input_shape``."""
         raise NotImplementedError
 
-    def linear(self, inputs, kernel):
+    def linear(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
         """The layer's linear map applied with ``kernel``: ``x W`` or ``conv(x, W)``."""
         raise NotImplementedError
 
-    def input_gradient(self, upstream, kernel, input_shape):
+    def input_gradient(self, upstream: tf.Tensor, kernel: tf.Tensor, input_shape: Any) -> tf.Tensor:
         """The gradient reaching the input when ``upstream`` flows back through ``kernel``."""
         raise NotImplementedError
 
-    def kernel_gradient(self, inputs, upstream):
+    def kernel_gradient(self, inputs: tf.Tensor, upstream: tf.Tensor) -> tf.Tensor:
         """The local weight gradient: ``x^T dy`` or the convolution's filter gradient."""
         raise NotImplementedError
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         shape = self.kernel_shape(input_shape)
         gain, mode = INIT_SCHEMES[self.init_scheme]
         initializer = keras.initializers.VarianceScaling(
@@ -126,7 +128,7 @@ class FeedbackLayer(keras.layers.Layer):
                 trainable=self.feedback == "learned",
             )
 
-    def feedback_matrix(self):
+    def feedback_matrix(self) -> Any:
         """The current feedback kernel B (W's shape), or None for exact backprop."""
         if self.feedback == "sign":
             # Derived from W at every call, so it tracks sign flips inside a compiled step.
@@ -135,7 +137,7 @@ class FeedbackLayer(keras.layers.Layer):
             return tf.convert_to_tensor(self.feedback_kernel)
         return None
 
-    def preactivation(self, inputs, exact_gradient: bool = False):
+    def preactivation(self, inputs: tf.Tensor, exact_gradient: bool = False) -> tf.Tensor:
         """``x W + b``; with ``exact_gradient`` the backward pass is true backprop whatever the rule."""
         kernel = tf.convert_to_tensor(self.kernel)
         feedback = None if exact_gradient else self.feedback_matrix()
@@ -159,7 +161,7 @@ class FeedbackLayer(keras.layers.Layer):
 
         return op(inputs, kernel, feedback)
 
-    def call(self, inputs, exact_gradient: bool = False):
+    def call(self, inputs: tf.Tensor, exact_gradient: bool = False) -> tf.Tensor:
         capture = active_capture()
         preactivation = self.preactivation(inputs, exact_gradient or bool(capture and capture.exact_gradient))
         if capture is not None and id(self) in capture.perturbations:
@@ -169,7 +171,7 @@ class FeedbackLayer(keras.layers.Layer):
             capture.records.append((self, inputs, outputs))
         return outputs
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "activation": self.activation_name,
@@ -185,26 +187,28 @@ class FeedbackLayer(keras.layers.Layer):
 class FeedbackDense(FeedbackLayer):
     """A dense layer ``activation(x W + b)``; see :class:`FeedbackLayer`."""
 
-    def __init__(self, units: int, activation: str | None = None, feedback: str | None = None, seed: int = 0, **kwargs):
+    def __init__(
+        self, units: int, activation: str | None = None, feedback: str | None = None, seed: int = 0, **kwargs
+    ) -> None:
         super().__init__(activation=activation, feedback=feedback, seed=seed, **kwargs)
         self.units = units
 
-    def kernel_shape(self, input_shape):
+    def kernel_shape(self, input_shape: Any) -> Any:
         return (int(input_shape[-1]), self.units)
 
-    def linear(self, inputs, kernel):
+    def linear(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
         return tf.matmul(inputs, kernel)
 
-    def input_gradient(self, upstream, kernel, input_shape):
+    def input_gradient(self, upstream: tf.Tensor, kernel: tf.Tensor, input_shape: Any) -> tf.Tensor:
         return tf.matmul(upstream, kernel, transpose_b=True)
 
-    def kernel_gradient(self, inputs, upstream):
+    def kernel_gradient(self, inputs: tf.Tensor, upstream: tf.Tensor) -> tf.Tensor:
         return tf.matmul(inputs, upstream, transpose_a=True)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return (*input_shape[:-1], self.units)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units}
 
 
@@ -221,7 +225,7 @@ class FeedbackConv2D(FeedbackLayer):
         feedback: str | None = None,
         seed: int = 0,
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(activation=activation, feedback=feedback, seed=seed, **kwargs)
         if padding.upper() not in ("SAME", "VALID"):
             raise ValueError(f"padding must be SAME or VALID, got {padding!r}")
@@ -230,16 +234,16 @@ class FeedbackConv2D(FeedbackLayer):
         self.strides = strides
         self.padding = padding.upper()
 
-    def kernel_shape(self, input_shape):
+    def kernel_shape(self, input_shape: Any) -> Any:
         return (self.kernel_size, self.kernel_size, int(input_shape[-1]), self.filters)
 
-    def linear(self, inputs, kernel):
+    def linear(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
         return tf.nn.conv2d(inputs, kernel, self.strides, self.padding)
 
-    def input_gradient(self, upstream, kernel, input_shape):
+    def input_gradient(self, upstream: tf.Tensor, kernel: tf.Tensor, input_shape: Any) -> tf.Tensor:
         return tf.nn.conv2d_transpose(upstream, kernel, input_shape, self.strides, self.padding)
 
-    def kernel_gradient(self, inputs, upstream):
+    def kernel_gradient(self, inputs: tf.Tensor, upstream: tf.Tensor) -> tf.Tensor:
         return tf.raw_ops.Conv2DBackpropFilter(
             input=inputs,
             filter_sizes=self.kernel.shape,
@@ -248,7 +252,7 @@ class FeedbackConv2D(FeedbackLayer):
             padding=self.padding,
         )
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         height, width = input_shape[1], input_shape[2]
         if self.padding == "SAME":
             size = [None if d is None else -(-d // self.strides) for d in (height, width)]
@@ -256,7 +260,7 @@ class FeedbackConv2D(FeedbackLayer):
             size = [None if d is None else (d - self.kernel_size) // self.strides + 1 for d in (height, width)]
         return (input_shape[0], *size, self.filters)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "filters": self.filters,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
 from lrid.models.base import MeasuredModel
@@ -18,7 +20,7 @@ class MLP(MeasuredModel):
 
     def __init__(
         self,
-        hidden,
+        hidden: Any,
         n_classes: int,
         activation: str = "tanh",
         feedback: str | None = None,
@@ -27,7 +29,7 @@ class MLP(MeasuredModel):
         init_scheme: str = "glorot",
         init_distribution: str = "uniform",
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         widths = [*hidden, n_classes]
         self.measured_layers = [
@@ -44,7 +46,7 @@ class MLP(MeasuredModel):
             for index, width in enumerate(widths)
         ]
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
         outputs = tf.reshape(inputs, [tf.shape(inputs)[0], -1])
         for layer in self.measured_layers:
             outputs = layer(outputs)

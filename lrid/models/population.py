@@ -13,6 +13,8 @@ member starts exactly where a solo run of the same spec starts.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -39,14 +41,14 @@ class PopulationMLP:
 
     def __init__(
         self,
-        widths,
+        widths: Any,
         activation: str,
         feedback: str | None,
         size: int,
-        layer_names,
+        layer_names: Any,
         init_scale: float = 1.0,
         init_scheme: str = "glorot",
-    ):
+    ) -> None:
         if feedback not in FEEDBACK_KINDS:
             raise ValueError(f"feedback must be one of {FEEDBACK_KINDS}, got {feedback!r}")
         self.size = size
@@ -78,7 +80,7 @@ class PopulationMLP:
         """The variables the task loss trains: kernels and biases."""
         return [*self.kernels, *self.biases]
 
-    def load(self, members) -> None:
+    def load(self, members: Any) -> None:
         """Give member k the weights ``members[k]``: ``(name, kernel, bias, feedback kernel or None)`` per layer,
         read from a solo MLP of this shape and feedback kind."""
         for index, kernel in enumerate(self.kernels):
@@ -87,7 +89,7 @@ class PopulationMLP:
             if self.feedback_kernels:
                 self.feedback_kernels[index].assign(np.stack([layers[index][3] for layers in members]))
 
-    def feedback_matrix(self, index: int):
+    def feedback_matrix(self, index: int) -> Any:
         """Layer ``index``'s feedback kernels [K, in, out], or None for exact backprop."""
         if self.feedback == "sign":
             return self.feedback_scales[index] * tf.sign(tf.convert_to_tensor(self.kernels[index]))
@@ -95,7 +97,7 @@ class PopulationMLP:
             return tf.convert_to_tensor(self.feedback_kernels[index])
         return None
 
-    def projection(self, index: int, inputs, exact_gradient: bool = False):
+    def projection(self, index: int, inputs: tf.Tensor, exact_gradient: bool = False) -> tf.Tensor:
         """Layer ``index``'s linear map ``x W`` on inputs [K, batch, in], its backward signal by the rule."""
         kernel = tf.convert_to_tensor(self.kernels[index])
         feedback = None if exact_gradient else self.feedback_matrix(index)
@@ -103,7 +105,14 @@ class PopulationMLP:
             return tf.matmul(inputs, kernel)
         return _feedback_matmul(inputs, kernel, tf.stop_gradient(feedback))
 
-    def layer(self, index: int, inputs, exact_gradient: bool = False, projection=None, perturbation=None):
+    def layer(
+        self,
+        index: int,
+        inputs: tf.Tensor,
+        exact_gradient: bool = False,
+        projection: Any = None,
+        perturbation: Any = None,
+    ) -> tf.Tensor:
         """Layer ``index`` on inputs [K, batch, in]: ``activation(x W + b)``, its backward signal by the rule.
         ``projection``, ``x W`` if already computed, is reused; ``perturbation`` is added to ``x W + b``."""
         if projection is None:
@@ -114,8 +123,12 @@ class PopulationMLP:
         return self.activations[index](preactivation)
 
     def forward_with_activity(
-        self, inputs, exact_gradient: bool = False, projections: list | None = None, perturbations=None
-    ):
+        self,
+        inputs: tf.Tensor,
+        exact_gradient: bool = False,
+        projections: list | None = None,
+        perturbations: Any = None,
+    ) -> Any:
         """``(logits, layer_inputs, layer_outputs)`` for inputs [K, batch, ...], one entry per layer; each
         layer's ``x W`` is appended to ``projections`` if given (a rule's local update reuses it), and
         ``perturbations`` (one [K, batch, units] tensor per layer) are added to the pre-activations."""
@@ -135,12 +148,12 @@ class PopulationMLP:
             layer_outputs.append(outputs)
         return outputs, layer_inputs, layer_outputs
 
-    def logits(self, inputs):
+    def logits(self, inputs: tf.Tensor) -> tf.Tensor:
         """Every member's outputs [K, batch, outputs] for one batch [batch, ...] shared by all members."""
         shared = tf.reshape(inputs, [1, tf.shape(inputs)[0], -1])
         return self.forward_with_activity(tf.repeat(shared, self.size, axis=0))[0]
 
-    def members_finite(self):
+    def members_finite(self) -> Any:
         """[K] booleans: whether each member's variables are all finite."""
         return tf.reduce_all(
             tf.stack(

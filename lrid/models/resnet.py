@@ -35,7 +35,7 @@ class ResNet(MeasuredModel):
         seed: int = 0,
         width: float = 1.0,
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         if depth not in BLOCKS or version not in (1, 2):
             raise ValueError(f"ResNet depth must be 18 or 34 and version 1 or 2, got {depth}, {version}")
@@ -93,7 +93,7 @@ class ResNet(MeasuredModel):
         y = block["conv_b"](tf.nn.relu(block["norm_b"](y, training=training)))
         return y + shortcut
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
         x = self.stem(inputs)
         if self.stem_norm is not None:
             x = tf.nn.relu(self.stem_norm(x, training=training))

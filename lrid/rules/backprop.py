@@ -1,5 +1,7 @@
 """Exact gradients (backpropagation) applied by SGD with momentum or by Adam."""
 
+from __future__ import annotations
+
 from lrid.rules import register_rule
 from lrid.rules.base import AdamHyperparameters, LearningRule, SGDHyperparameters, SGDMomentumHyperparameters
 

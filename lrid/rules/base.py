@@ -58,7 +58,7 @@ class ComposableHyperparameters(Hyperparameters):
     epsilon: float = Field(1e-7, gt=0, description="added to sqrt(v) (optimizer: adam)")
 
 
-def build_optimizer(optimizer: str, hparams: Any):
+def build_optimizer(optimizer: str, hparams: Any) -> Any:
     """A Keras optimizer for ``"sgd"``, ``"sgdm"`` or ``"adam"`` from the matching fields of ``hparams``.
 
     ``weight_decay`` is Keras's decoupled decay (``w <- w - lr * wd * w`` each step); which variables it
@@ -84,7 +84,7 @@ def build_optimizer(optimizer: str, hparams: Any):
 LOSSES = ("cross_entropy", "mse")
 
 
-def task_loss_function(loss: str):
+def task_loss_function(loss: str) -> Any:
     """``loss(targets, outputs)`` averaged over the batch: softmax cross-entropy of integer labels against
     logits, or the mean squared error of real-valued targets (regression tasks such as teacher_student)."""
     if loss == "cross_entropy":
@@ -94,7 +94,7 @@ def task_loss_function(loss: str):
     raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
 
 
-def restrict_weight_decay(optimizer, model) -> None:
+def restrict_weight_decay(optimizer: Any, model: Any) -> None:
     """Decay only the forward kernels: never feedback kernels (decay would shrink a fixed B towards zero
     and move a learned B's fixed point), biases or normalisation parameters. Call before building."""
     kernels = {id(layer.kernel) for layer in model.measured_layers}
@@ -127,7 +127,7 @@ class LearningRule:
     optimizer: ClassVar[str | None] = None
     losses: ClassVar[tuple[str, ...]] = LOSSES
 
-    def __init__(self, hparams: dict | None = None, seed: int = 0, loss: str = "cross_entropy"):
+    def __init__(self, hparams: dict | None = None, seed: int = 0, loss: str = "cross_entropy") -> None:
         # The rule's own Hyperparameters model; each rule reads the fields it declares.
         self.hparams: Any = self.Hyperparameters(**(hparams or {}))
         # Seeds the rule's own randomness (e.g. perturbation noise), so a run is reproducible.
@@ -137,15 +137,15 @@ class LearningRule:
         #: the task loss the rule descends and its steps report (see :func:`task_loss_function`)
         self.loss = loss
 
-    def task_loss(self, targets, outputs):
+    def task_loss(self, targets: Any, outputs: Any) -> Any:
         """The task's loss of the network's ``outputs`` (logits for classification) against ``targets``."""
         return task_loss_function(self.loss)(targets, outputs)
 
-    def make_optimizer(self):
+    def make_optimizer(self) -> Any:
         """The Keras optimizer that applies this rule's updates."""
         return build_optimizer(self.optimizer or self.hparams.optimizer, self.hparams)
 
-    def feedback_gradient(self, layer, layer_input):
+    def feedback_gradient(self, layer: Any, layer_input: Any) -> Any:
         """The update signal (a gradient, descended by the optimizer) for a learned feedback kernel.
 
         Only rules with ``feedback = "learned"`` implement it, as one closed-form expression per layer (no
@@ -153,7 +153,7 @@ class LearningRule:
         """
         raise NotImplementedError(f"rule {self.name!r} learns feedback kernels but has no feedback_gradient")
 
-    def make_train_step(self, model, optimizer):
+    def make_train_step(self, model: Any, optimizer: Any) -> Any:
         """Return a compiled ``step(x, y) -> task loss`` that applies one update to ``model``."""
         layers = model.measured_layers
         learned = [layer.feedback_kernel for layer in layers if self.feedback == "learned"]
@@ -191,7 +191,7 @@ class LearningRule:
         rule with a step of its own opts in by overriding :meth:`reseed`."""
         return cls.make_train_step is LearningRule.make_train_step or cls.reseed is not LearningRule.reseed
 
-    def kernel_update_signals(self, model, x, y) -> list:
+    def kernel_update_signals(self, model: Any, x: Any, y: Any) -> list:
         """The signal the rule hands its optimizer for each measured layer's kernel on batch (x, y).
 
         Used to measure rule health (the angle to the true gradient), never to train: it runs the network

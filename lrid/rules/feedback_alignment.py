@@ -1,5 +1,7 @@
 """Feedback alignment (Lillicrap et al. 2016)."""
 
+from __future__ import annotations
+
 from lrid.rules import register_rule
 from lrid.rules.base import LearningRule
 

@@ -1,5 +1,9 @@
 """Information alignment (Kunin et al. 2020)."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from pydantic import Field
 
 from lrid.lazy_import import tf
@@ -48,7 +52,7 @@ class InformationAlignment(LearningRule):
     Hyperparameters = InformationAlignmentHyperparameters
     feedback = "learned"
 
-    def local_loss(self, layer, layer_input):
+    def local_loss(self, layer: Any, layer_input: Any) -> Any:
         """IA's alignment loss R for one layer (the definition; training uses its gradient in closed form)."""
         inputs = tf.stop_gradient(layer_input)
         kernel = tf.stop_gradient(tf.convert_to_tensor(layer.kernel))
@@ -62,7 +66,7 @@ class InformationAlignment(LearningRule):
         decay = tf.reduce_sum(tf.square(kernel)) + tf.reduce_sum(tf.square(feedback))
         return self.hparams.alpha * amp + self.hparams.beta * null + self.hparams.gamma * decay
 
-    def feedback_gradient(self, layer, layer_input):
+    def feedback_gradient(self, layer: Any, layer_input: Any) -> Any:
         """dR/dB = K(2 beta R_f - alpha x, P_f) / N + 2 gamma B, K being the layer's kernel gradient.
 
         R is linear in B through P_b and R_f, so its gradient is one kernel-gradient of the layer: for a

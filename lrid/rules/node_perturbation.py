@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -26,12 +26,12 @@ class NodePerturbationHyperparameters(ComposableHyperparameters):
     sigma: float = Field(1e-3, gt=0, description="std of the Gaussian noise added to every pre-activation")
 
 
-def sample_noise(generator, layers, batch_size, sigma: float) -> list:
+def sample_noise(generator: Any, layers: Any, batch_size: Any, sigma: float) -> list:
     """One perturbation per example and unit: ``xi_l ~ N(0, sigma^2 I)``, shape [batch, units], per layer."""
     return [generator.normal((batch_size, layer.units), stddev=sigma, dtype=tf.float32) for layer in layers]
 
 
-def error_change_coefficients(prediction, noisy_prediction, targets, sigma: float):
+def error_change_coefficients(prediction: Any, noisy_prediction: Any, targets: Any, sigma: float) -> Any:
     """``c_n = (E_noisy_n - E_n) / (2 sigma^2)`` per example, with ``E = sum_k (yhat_k - t_k)^2``.
 
     ``E_noisy - E = sum_k (yt - y)(yt + y - 2t)``: the difference of the outputs is formed first, rather
@@ -41,7 +41,9 @@ def error_change_coefficients(prediction, noisy_prediction, targets, sigma: floa
     return tf.reduce_sum(tf.reshape(change, [tf.shape(change)[0], -1]), axis=1) / (2.0 * sigma**2)
 
 
-def node_perturbation_gradients(layers, inputs, targets, noise, sigma: float, readout=None):
+def node_perturbation_gradients(
+    layers: Any, inputs: Any, targets: Any, noise: Any, sigma: float, readout: Any = None
+) -> Any:
     """NP's update signals for a stack of dense layers, with no backpropagation.
 
     Args:
@@ -79,7 +81,9 @@ def node_perturbation_gradients(layers, inputs, targets, noise, sigma: float, re
     return gradients, logits
 
 
-def model_perturbation_gradients(model, inputs, targets, generator, sigma: float, readout=None, training=True):
+def model_perturbation_gradients(
+    model: Any, inputs: Any, targets: Any, generator: Any, sigma: float, readout: Any = None, training: bool = True
+) -> Any:
     """NP's update signals for any network of feedback layers (dense or conv), with no backpropagation.
 
     The same estimate as :func:`node_perturbation_gradients`, for any topology: a clean pass records
@@ -126,14 +130,14 @@ def model_perturbation_gradients(model, inputs, targets, generator, sigma: float
     return tape.gradient(surrogate, variables), logits
 
 
-def glorot_std(kernel) -> float:
+def glorot_std(kernel: Any) -> float:
     """``sqrt(2 / (fan_in + fan_out))``, Glorot's init std (fans as Keras counts them)."""
     from lrid.models.layers import scheme_std
 
     return scheme_std(kernel.shape, "glorot")
 
 
-def normalize_columns(kernel, target_rms: float):
+def normalize_columns(kernel: Any, target_rms: float) -> Any:
     """``W[:, j] <- target_rms * W[:, j] / rms(W[:, j])``: each output unit's incoming weights at a fixed RMS.
 
     For a conv kernel, output channel j's incoming weights are ``W[..., j]`` (all positions and inputs).
@@ -194,7 +198,7 @@ class NodePerturbation(LearningRule):
     #: rescale every output unit's incoming weights to the Glorot init std after each step
     weight_norm = False
 
-    def perturbation_gradients(self, model, x, y, generator, training=True):
+    def perturbation_gradients(self, model: Any, x: Any, y: Any, generator: Any, training: bool = True) -> Any:
         """``(gradients, outputs)`` of :func:`model_perturbation_gradients` for batch (x, y), noise drawn
         from ``generator``. Classification compares the softmax with one-hot labels; regression (loss
         "mse") compares the linear output with the targets, Hiratani et al.'s teacher-student setting."""
@@ -211,7 +215,7 @@ class NodePerturbation(LearningRule):
         self._generator.reset_from_seed(seed)
         self._health_generator.reset_from_seed(seed + 1)
 
-    def kernel_update_signals(self, model, x, y) -> list:
+    def kernel_update_signals(self, model: Any, x: Any, y: Any) -> list:
         """One NP estimate per kernel, with noise from a generator of its own (the run's stays untouched)."""
         if not hasattr(self, "_health_generator"):
             self._health_generator = tf.random.Generator.from_seed(self.seed + 1)
@@ -220,7 +224,7 @@ class NodePerturbation(LearningRule):
         variables = [v for layer in model.measured_layers for v in (layer.kernel, layer.bias) if v is not None]
         return [g for g, v in zip(gradients, variables) if id(v) in kernels]
 
-    def make_train_step(self, model, optimizer):
+    def make_train_step(self, model: Any, optimizer: Any) -> Any:
         layers = model.measured_layers
         variables = [v for layer in layers for v in (layer.kernel, layer.bias) if v is not None]
         from lrid.models.layers import scheme_std

@@ -1,5 +1,7 @@
 """Sign symmetry (Liao, Leibo & Poggio 2016; Xiao, Chen, Liao & Poggio 2019)."""
 
+from __future__ import annotations
+
 from lrid.rules import register_rule
 from lrid.rules.base import LearningRule
 

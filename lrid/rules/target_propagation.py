@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -23,13 +23,13 @@ class DenseInverse:
     in the references), or None for a linear inverse.
     """
 
-    def __init__(self, kernel, bias, activation=None):
+    def __init__(self, kernel: Any, bias: Any, activation: Any = None) -> None:
         self.kernel = kernel
         self.bias = bias
         self.activation = activation
 
     @classmethod
-    def initialised(cls, n_out: int, n_in: int, activation, seed: int, name: str) -> DenseInverse:
+    def initialised(cls, n_out: int, n_in: int, activation: Any, seed: int, name: str) -> DenseInverse:
         """Glorot-uniform V (seeded, so deterministic) and zero c, as Keras variables."""
         kernel = keras.Variable(
             keras.initializers.GlorotUniform(seed=seed)((n_out, n_in)), name=f"{name}_inverse_kernel"
@@ -41,7 +41,7 @@ class DenseInverse:
     def variables(self) -> list:
         return [self.kernel, self.bias]
 
-    def __call__(self, h):
+    def __call__(self, h: Any) -> Any:
         outputs = tf.matmul(h, tf.convert_to_tensor(self.kernel)) + tf.convert_to_tensor(self.bias)
         return outputs if self.activation is None else self.activation(outputs)
 
@@ -53,7 +53,9 @@ class ConvInverse:
     layer's strides and padding, so g maps the layer's output back to its input's shape; c is [c_in].
     """
 
-    def __init__(self, layer, input_shape: tuple[int, ...], kernel, bias, activation=None):
+    def __init__(
+        self, layer: Any, input_shape: tuple[int, ...], kernel: Any, bias: Any, activation: Any = None
+    ) -> None:
         self.layer = layer
         self.input_shape = input_shape  # one example's [height, width, c_in]
         self.kernel = kernel
@@ -61,7 +63,7 @@ class ConvInverse:
         self.activation = activation
 
     @classmethod
-    def initialised(cls, layer, input_shape, activation, seed: int) -> ConvInverse:
+    def initialised(cls, layer: Any, input_shape: Any, activation: Any, seed: int) -> ConvInverse:
         """Glorot-uniform V (seeded) of the forward kernel's shape, and zero c."""
         shape = tuple(int(d) for d in layer.kernel.shape)
         kernel = keras.Variable(keras.initializers.GlorotUniform(seed=seed)(shape), name=f"{layer.name}_inverse_kernel")
@@ -72,7 +74,7 @@ class ConvInverse:
     def variables(self) -> list:
         return [self.kernel, self.bias]
 
-    def __call__(self, h):
+    def __call__(self, h: Any) -> Any:
         output_shape = tf.concat([tf.shape(h)[:1], self.input_shape], axis=0)
         outputs = tf.nn.conv2d_transpose(
             h, tf.convert_to_tensor(self.kernel), output_shape, self.layer.strides, self.layer.padding
@@ -85,7 +87,7 @@ class ConvInverse:
 # --------------------------------------------------------------------------------------------------
 
 
-def difference_target(activity, activity_above, target_above, inverse):
+def difference_target(activity: Any, activity_above: Any, target_above: Any, inverse: Any) -> Any:
     """``hhat_l = h_l + (g(hhat_{l+1}) - g(h_{l+1}))``, the difference correction.
 
     Written with the difference in brackets, so ``hhat_{l+1} == h_{l+1}`` gives ``hhat_l == h_l`` bit
@@ -95,7 +97,7 @@ def difference_target(activity, activity_above, target_above, inverse):
     return activity + tf.reshape(inverse(target_above) - inverse(activity_above), tf.shape(activity))
 
 
-def propagate_targets(activities, top_target, inverses):
+def propagate_targets(activities: Any, top_target: Any, inverses: Any) -> Any:
     """Targets for every entry of ``activities = [h_1, ..., h_K]`` from the target of ``h_K``.
 
     ``inverses[k]`` maps ``h_{k+2}`` back to ``h_{k+1}`` (0-based list of K - 1 inverses: ``g_2 .. g_K``).
@@ -113,7 +115,7 @@ def propagate_targets(activities, top_target, inverses):
     return targets
 
 
-def dtp_first_target(penultimate, logits, labels, output_kernel, alpha: float):
+def dtp_first_target(penultimate: Any, logits: Any, labels: Any, output_kernel: Any, alpha: float) -> Any:
     """DTP's penultimate target ``hhat_{L-1} = h_{L-1} - alpha dL_sum/dh_{L-1}``.
 
     ``L_sum`` is the softmax cross-entropy summed over the batch, so the per-example step is alpha whatever
@@ -131,19 +133,19 @@ def dtp_first_target(penultimate, logits, labels, output_kernel, alpha: float):
 # --------------------------------------------------------------------------------------------------
 
 
-def squared_error(prediction, target):
+def squared_error(prediction: Any, target: Any) -> Any:
     """``mean_n sum_units (prediction - target)^2`` (a conv activity's units: every position and channel)."""
     squared = tf.square(prediction - target)
     return tf.reduce_mean(tf.reduce_sum(tf.reshape(squared, [tf.shape(squared)[0], -1]), axis=1))
 
 
-def task_loss(logits, labels):
+def task_loss(logits: Any, labels: Any) -> Any:
     """Mean softmax cross-entropy of the batch (the loss every rule reports)."""
     labels = tf.cast(labels, tf.int32)
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
-def forward_losses(layers, layer_inputs, hidden_targets, labels):
+def forward_losses(layers: Any, layer_inputs: Any, hidden_targets: Any, labels: Any) -> Any:
     """One local loss per forward layer.
 
     Hidden layer l: ``||f_l(sg h_{l-1}) - sg hhat_l||^2``; output layer: the task loss on ``sg h_{L-1}``.
@@ -159,7 +161,9 @@ def forward_losses(layers, layer_inputs, hidden_targets, labels):
     return losses
 
 
-def inverse_losses(layers, inverses, layer_inputs, noises, denoising: bool, softmax_output: bool):
+def inverse_losses(
+    layers: Any, inverses: Any, layer_inputs: Any, noises: Any, denoising: bool, softmax_output: bool
+) -> Any:
     """One reconstruction loss per inverse, the forward parameters held constant.
 
     ``inverses`` maps a layer index i >= 1 to the inverse g of ``layers[i]``; ``noises[i]`` is the
@@ -406,7 +410,7 @@ class DifferenceTargetPropagation(_TargetPropagation):
         # g_2 .. g_{L-1}: the output layer is reached by the gradient step, not by an inverse.
         return range(1, n_layers - 1)
 
-    def hidden_targets(self, layers, inverses, layer_outputs, logits, labels):
+    def hidden_targets(self, layers: Any, inverses: Any, layer_outputs: Any, logits: Any, labels: Any) -> Any:
         hidden = layer_outputs[:-1]
         if not hidden:
             return []
@@ -447,7 +451,7 @@ class SimplifiedDifferenceTargetPropagation(_TargetPropagation):
         # g_2 .. g_L, the output layer's inverse included (it carries the label down).
         return range(1, n_layers)
 
-    def hidden_targets(self, layers, inverses, layer_outputs, logits, labels):
+    def hidden_targets(self, layers: Any, inverses: Any, layer_outputs: Any, logits: Any, labels: Any) -> Any:
         hidden = layer_outputs[:-1]
         if not hidden:
             return []
