@@ -9,6 +9,8 @@ The pipeline has three stages, each a sub-package and a CLI command:
 Importing :mod:`lrid` does not import TensorFlow; the stages that need it import it themselves.
 """
 
+from __future__ import annotations
+
 import os
 
 __version__ = "0.1.0"

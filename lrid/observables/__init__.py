@@ -5,6 +5,8 @@ The names are defined in :mod:`lrid.schema` (the store's layout) and importable 
 TensorFlow-free, so the classify and report stages can use them without importing it.
 """
 
+from __future__ import annotations
+
 from lrid.schema import (  # noqa: F401 - the names are part of the store's layout, kept importable here
     ACTCHANGE_STATISTICS,
     FUNCTIONS,

@@ -4,6 +4,8 @@
 :mod:`lrid.report.figures` take plain data, so notebooks can draw the same figures.
 """
 
+from __future__ import annotations
+
 from lrid.report.document import accuracy_frame, accuracy_table, importance_markdown, write_report
 from lrid.report.results import chance_level, load_robustness, load_scores
 

@@ -3,6 +3,8 @@
 The data ship inside scikit-learn, so this task needs no download and is what the demo and tests use.
 """
 
+from __future__ import annotations
+
 import numpy as np
 
 from lrid.tasks import register_task
