@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lrid.schema import DEPTH_GROUPS, depth_groups  # noqa: F401 - the grouping is part of the store's layout
+
+if TYPE_CHECKING:
+    from lrid.config import ModelSpec
+    from lrid.models.base import MeasuredModel
 
 
 @dataclass(frozen=True)
@@ -126,13 +130,15 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
-def build_network(model_spec: Any, input_shape: Any, n_classes: int, feedback: str | None, seed: int) -> Any:
+def build_network(
+    model_spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int, feedback: str | None, seed: int
+) -> MeasuredModel:
     """Build (and initialise) the architecture a :class:`~lrid.config.ModelSpec` names for the given input."""
     model = ARCHITECTURES[model_spec.arch].builder(model_spec, n_classes, feedback, seed)
     model.build((None, *input_shape))
     return model
 
 
-def build_model(model_spec: Any, task: Any, feedback: str | None, seed: int) -> Any:
+def build_model(model_spec: ModelSpec, task: Any, feedback: str | None, seed: int) -> MeasuredModel:
     """Build (and initialise) the network a :class:`~lrid.config.ModelSpec` describes for ``task``."""
     return build_network(model_spec, task.input_shape, task.n_classes, feedback, seed)

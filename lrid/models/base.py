@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -22,7 +23,7 @@ class ActivityCapture:
     def __init__(self, exact_gradient: bool, perturbations: dict | None = None) -> None:
         self.exact_gradient = exact_gradient
         self.perturbations = perturbations or {}
-        self.records: list[tuple[object, object, object]] = []
+        self.records: list[tuple[Any, tf.Tensor, tf.Tensor]] = []  # (layer, input, output)
 
 
 def active_capture() -> ActivityCapture | None:
@@ -31,7 +32,7 @@ def active_capture() -> ActivityCapture | None:
 
 
 @contextlib.contextmanager
-def capturing(exact_gradient: bool, perturbations: dict | None = None) -> Any:
+def capturing(exact_gradient: bool, perturbations: dict | None = None) -> Iterator[ActivityCapture]:
     """Capture every feedback layer's activity during the block (re-entrant captures are not allowed)."""
     if active_capture() is not None:
         raise RuntimeError("activity capture is already active")
@@ -58,7 +59,7 @@ class MeasuredModel(keras.Model):
 
     def forward_with_activity(
         self, inputs: tf.Tensor, exact_gradient: bool = False, training: bool = False, perturbations: Any = None
-    ) -> Any:
+    ) -> tuple[tf.Tensor, list[tf.Tensor], list[tf.Tensor]]:
         """Return ``(logits, layer_inputs, layer_outputs)``, one entry per measured layer in depth order.
 
         With ``exact_gradient`` every layer's backward pass is true backprop whatever the rule (used to

@@ -128,7 +128,7 @@ class FeedbackLayer(keras.layers.Layer):
                 trainable=self.feedback == "learned",
             )
 
-    def feedback_matrix(self) -> Any:
+    def feedback_matrix(self) -> tf.Tensor | None:
         """The current feedback kernel B (W's shape), or None for exact backprop."""
         if self.feedback == "sign":
             # Derived from W at every call, so it tracks sign flips inside a compiled step.

@@ -89,7 +89,7 @@ class PopulationMLP:
             if self.feedback_kernels:
                 self.feedback_kernels[index].assign(np.stack([layers[index][3] for layers in members]))
 
-    def feedback_matrix(self, index: int) -> Any:
+    def feedback_matrix(self, index: int) -> tf.Tensor | None:
         """Layer ``index``'s feedback kernels [K, in, out], or None for exact backprop."""
         if self.feedback == "sign":
             return self.feedback_scales[index] * tf.sign(tf.convert_to_tensor(self.kernels[index]))
@@ -153,7 +153,7 @@ class PopulationMLP:
         shared = tf.reshape(inputs, [1, tf.shape(inputs)[0], -1])
         return self.forward_with_activity(tf.repeat(shared, self.size, axis=0))[0]
 
-    def members_finite(self) -> Any:
+    def members_finite(self) -> tf.Tensor:
         """[K] booleans: whether each member's variables are all finite."""
         return tf.reduce_all(
             tf.stack(

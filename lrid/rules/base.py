@@ -8,11 +8,15 @@ Gradient-replacing rules (fa, ia, ...) therefore compose with either optimizer t
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lrid.lazy_import import keras, tf
+
+if TYPE_CHECKING:
+    from lrid.models.base import MeasuredModel
 
 
 class Hyperparameters(BaseModel):
@@ -94,7 +98,7 @@ def task_loss_function(loss: str) -> Any:
     raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
 
 
-def restrict_weight_decay(optimizer: Any, model: Any) -> None:
+def restrict_weight_decay(optimizer: Any, model: MeasuredModel) -> None:
     """Decay only the forward kernels: never feedback kernels (decay would shrink a fixed B towards zero
     and move a learned B's fixed point), biases or normalisation parameters. Call before building."""
     kernels = {id(layer.kernel) for layer in model.measured_layers}
@@ -153,7 +157,7 @@ class LearningRule:
         """
         raise NotImplementedError(f"rule {self.name!r} learns feedback kernels but has no feedback_gradient")
 
-    def make_train_step(self, model: Any, optimizer: Any) -> Any:
+    def make_train_step(self, model: MeasuredModel, optimizer: Any) -> Callable[[Any, Any], Any]:
         """Return a compiled ``step(x, y) -> task loss`` that applies one update to ``model``."""
         layers = model.measured_layers
         learned = [layer.feedback_kernel for layer in layers if self.feedback == "learned"]
@@ -191,7 +195,7 @@ class LearningRule:
         rule with a step of its own opts in by overriding :meth:`reseed`."""
         return cls.make_train_step is LearningRule.make_train_step or cls.reseed is not LearningRule.reseed
 
-    def kernel_update_signals(self, model: Any, x: Any, y: Any) -> list:
+    def kernel_update_signals(self, model: MeasuredModel, x: Any, y: Any) -> list:
         """The signal the rule hands its optimizer for each measured layer's kernel on batch (x, y).
 
         Used to measure rule health (the angle to the true gradient), never to train: it runs the network
