@@ -34,6 +34,7 @@ from lrid.lazy_import import tf
 
 if TYPE_CHECKING:
     from lrid.generate.trainer import RunResult
+    from lrid.models.population import PopulationMLP
     from lrid.rules.base import LearningRule
     from lrid.tasks.base import Task
 
@@ -288,7 +289,7 @@ def _member_angles(a, b):
 class PopulationStep:
     """A population's compiled train step, recorder, health probe and evaluation, for one rule."""
 
-    def __init__(self, model: Any, rules: list, loss: str, seeds: list[int]) -> None:
+    def __init__(self, model: PopulationMLP, rules: list, loss: str, seeds: list[int]) -> None:
         from lrid.models.layers import scheme_std
         from lrid.rules.node_perturbation import NodePerturbation
 
