@@ -9,13 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lrid.schema import DEPTH_GROUPS, depth_groups  # noqa: F401 - the grouping is part of the store's layout
 
 if TYPE_CHECKING:
-    from lrid.config import ModelSpec
     from lrid.models.base import MeasuredModel
+
+
+class ModelSettings(Protocol):
+    """What the builders read of a model spec (:class:`lrid.config.ModelSpec` has it). Named structurally,
+    because ``lrid.config`` sits below the models and looks them up to validate a sweep."""
+
+    @property
+    def arch(self) -> str: ...
+    @property
+    def hidden(self) -> tuple[int, ...]: ...
+    @property
+    def activation(self) -> str: ...
+    @property
+    def width(self) -> float: ...
+    @property
+    def initialisation(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -131,7 +146,7 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 
 def build_network(
-    model_spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int, feedback: str | None, seed: int
+    model_spec: ModelSettings, input_shape: tuple[int, ...], n_classes: int, feedback: str | None, seed: int
 ) -> MeasuredModel:
     """Build (and initialise) the architecture a :class:`~lrid.config.ModelSpec` names for the given input."""
     model = ARCHITECTURES[model_spec.arch].builder(model_spec, n_classes, feedback, seed)
@@ -139,6 +154,6 @@ def build_network(
     return model
 
 
-def build_model(model_spec: ModelSpec, task: Any, feedback: str | None, seed: int) -> MeasuredModel:
+def build_model(model_spec: ModelSettings, task: Any, feedback: str | None, seed: int) -> MeasuredModel:
     """Build (and initialise) the network a :class:`~lrid.config.ModelSpec` describes for ``task``."""
     return build_network(model_spec, task.input_shape, task.n_classes, feedback, seed)
