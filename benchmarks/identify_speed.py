@@ -61,7 +61,7 @@ def write_parquet_recording(path: Path, networks: int, seed: int = 0) -> int:
             flat = np.concatenate(chunks)
             total += flat.size
             values = pa.ListArray.from_arrays(pa.array(offsets, pa.int64()), pa.array(flat))
-            table = pa.table({**{k: v for k, v in rows.items()}, "values": values})
+            table = pa.table({**rows, "values": values})
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema)
             writer.write_table(table)

@@ -37,6 +37,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.harness import REPO, load_average, print_table, write_result  # noqa: E402
+from lrid.identify.splits import spec_field  # noqa: E402
 
 PAPER_RULES = ("sgdm", "adam", "fa", "ia")
 BACKPROP_RULES = ("sgd", "sgdm", "adam")
@@ -83,12 +84,6 @@ def _bins(values: pd.Series, edges: list[float], names: list[str]) -> pd.Series:
     return pd.cut(values, [-np.inf, *edges, np.inf], labels=names).astype(object)
 
 
-def _column(metadata: pd.DataFrame, name: str, default) -> pd.Series:
-    """A spec field per run; specs that leave it out (at its default) read as ``default``."""
-    column = metadata[name] if name in metadata else pd.Series(default, index=metadata.index)
-    return column.where(column.notna(), default).astype(type(default))
-
-
 def _lr_tercile(metadata: pd.DataFrame) -> pd.Series:
     """Each run's learning rate as a tercile of its own rule's learning rates (rules' ranges differ)."""
     def terciles(lr: pd.Series) -> pd.Series:
@@ -115,10 +110,10 @@ FACTORS = {
     "lr_tercile": _lr_tercile,
     "budget": lambda m: _bins(m["train.epochs"].astype(float), [8, 20], ["<=8 epochs", "9-20", ">20"]),
     "optimizer": _optimizer,
-    "init_scale": lambda m: _bins(_column(m, "model.init_scale", 1.0),
+    "init_scale": lambda m: _bins(spec_field(m, "model.init_scale", 1.0),
                                   [0.8, 1.25], ["<=0.8", "0.8-1.25", ">1.25"]),
-    "init": lambda m: _column(m, "model.init", "glorot") + "/" + _column(m, "model.init_distribution", "uniform"),
-    "input": lambda m: _column(m, "task.options.standardize", False).map({True: "standardised", False: "[0, 1]"}),
+    "init": lambda m: spec_field(m, "model.init", "glorot") + "/" + spec_field(m, "model.init_distribution", "uniform"),
+    "input": lambda m: spec_field(m, "task.options.standardize", False).map({True: "standardised", False: "[0, 1]"}),
     "arch": lambda m: m["arch"],
 }
 

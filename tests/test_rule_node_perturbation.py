@@ -15,11 +15,10 @@ import tensorflow as tf
 from lrid.config import ModelSpec, RunSpec
 from lrid.models import build_model, build_network
 from lrid.models.base import MeasuredModel
-from lrid.models.layers import FeedbackConv2D, FeedbackDense
+from lrid.models.layers import FeedbackConv2D, FeedbackDense, scheme_std
 from lrid.models.mlp import MLP
 from lrid.rules import get_rule
 from lrid.rules.node_perturbation import (
-    glorot_std,
     model_perturbation_gradients,
     node_perturbation_gradients,
     normalize_columns,
@@ -182,7 +181,7 @@ def test_weight_norm_holds_every_column_at_the_glorot_std_after_each_step():
         for layer, previous in zip(model.measured_layers, before):
             kernel = layer.kernel.numpy()
             rms = np.sqrt(np.mean(kernel.astype(np.float64) ** 2, axis=0))
-            np.testing.assert_allclose(rms, glorot_std(layer.kernel), rtol=0, atol=1e-6)
+            np.testing.assert_allclose(rms, scheme_std(layer.kernel.shape), rtol=0, atol=1e-6)
             assert not np.allclose(kernel, previous, atol=1e-5)  # the update itself is not normalised away
     # Biases are not normalised: they moved away from zero but are free.
     assert all(np.any(layer.bias.numpy() != 0) for layer in model.measured_layers)

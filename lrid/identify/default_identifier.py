@@ -152,6 +152,8 @@ def train_default(
 
 
 def _training_summary(metadata: pd.DataFrame, sweep: str) -> dict:
+    from lrid.identify.splits import spec_field
+
     def spread(column: str) -> dict | None:
         return _spread_of(pd.to_numeric(metadata[column], errors="coerce")) if column in metadata else None
 
@@ -162,17 +164,10 @@ def _training_summary(metadata: pd.DataFrame, sweep: str) -> dict:
             else None
         )
 
-    def with_default(column: str, default) -> pd.Series:
-        # A spec omits an initialisation or task option at its default; the manifest's column is NaN there.
-        values = metadata[column] if column in metadata else pd.Series(default, index=metadata.index)
-        return values.where(values.notna(), default)
-
     initialisations = (
-        with_default("model.init", "glorot").astype(str)
-        + "/"
-        + with_default("model.init_distribution", "uniform").astype(str)
+        spec_field(metadata, "model.init", "glorot") + "/" + spec_field(metadata, "model.init_distribution", "uniform")
     )
-    inputs = with_default("task.options.standardize", False).astype(bool).map({True: "standardised", False: "[0, 1]"})
+    inputs = spec_field(metadata, "task.options.standardize", False).map({True: "standardised", False: "[0, 1]"})
     widths = metadata["model.hidden"].map(lambda h: json.loads(h) if isinstance(h, str) else list(h or []))
     return {
         "sweep": sweep,

@@ -21,6 +21,7 @@ import json
 import operator
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -163,6 +164,16 @@ def run_metadata(manifests: list[dict]) -> pd.DataFrame:
         if (last_parts == alias).sum() == 1 and alias not in table.columns:
             table[alias] = table[column]
     return table.set_index("run_id", drop=False)
+
+
+def spec_field(metadata: pd.DataFrame, column: str, default: Any) -> pd.Series:
+    """One spec field of every run in :func:`run_metadata`'s table, reading ``default`` where the spec omits it.
+
+    Specs leave some fields out at their defaults (``model.init``, a task's options) so that older run ids
+    hold; their column is then missing or NaN.
+    """
+    values = metadata[column] if column in metadata else pd.Series(default, index=metadata.index)
+    return values.where(values.notna(), default).astype(type(default))
 
 
 _SIMPLE_TERM = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*=\s*([^=<>!].*?)\s*$")

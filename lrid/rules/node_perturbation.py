@@ -130,13 +130,6 @@ def model_perturbation_gradients(
     return tape.gradient(surrogate, variables), logits
 
 
-def glorot_std(kernel: Any) -> float:
-    """``sqrt(2 / (fan_in + fan_out))``, Glorot's init std (fans as Keras counts them)."""
-    from lrid.models.layers import scheme_std
-
-    return scheme_std(kernel.shape, "glorot")
-
-
 def normalize_columns(kernel: Any, target_rms: float) -> Any:
     """``W[:, j] <- target_rms * W[:, j] / rms(W[:, j])``: each output unit's incoming weights at a fixed RMS.
 

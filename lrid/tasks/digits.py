@@ -33,8 +33,8 @@ def load_digits_task(as_images: bool = False, standardize: bool = False) -> Arra
         x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y
     )
     if standardize:
-        std = x_train.std(axis=0)
-        mean, std = x_train.mean(axis=0), np.where(std > 0, std, 1.0)
+        mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+        std[std == 0] = 1.0
         x_train, x_test = ((x_train - mean) / std).astype(np.float32), ((x_test - mean) / std).astype(np.float32)
     if as_images:
         x_train, x_test = x_train.reshape(-1, 8, 8, 1), x_test.reshape(-1, 8, 8, 1)
