@@ -92,11 +92,14 @@ def test_members_initialised_by_another_scheme_match_solo_runs(rule):
         _assert_member_equals_solo(member, train_run(spec), *tolerance)
 
 
-def test_members_with_their_own_learning_rate_schedules_match_solo_runs():
+@pytest.mark.parametrize(("rule", "lr"), [("adam", 3e-3), ("sgdm", 0.05)])
+def test_members_with_their_own_learning_rate_schedules_match_solo_runs(rule, lr):
+    """Adam's step size and SGD's learning rate, which the step folds into each member's loss; the two sgdm
+    members share a momentum, which the fused momentum update applies."""
     from lrid.generate.population import train_population
     from lrid.generate.trainer import train_run
 
-    specs = [_spec("adam", {"lr": 3e-3}, 0, epochs=2), _spec("adam", {"lr": 3e-3}, 1, epochs=2)]
+    specs = [_spec(rule, {"lr": lr}, 0, epochs=2), _spec(rule, {"lr": lr}, 1, epochs=2)]
     specs[1] = RunSpec.model_validate({**specs[1].model_dump(),
                                        "train": {**specs[1].train.model_dump(), "lr_decay_epochs": [1]}})
     for spec, member in zip(specs, train_population(specs, fall_back=False)):

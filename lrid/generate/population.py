@@ -172,13 +172,18 @@ class StackedOptimizer:
         self.size = len(hparams)
         self.variables = variables
         self.decayed = [any(variable is d for d in decayed) for variable in variables]
-        # Whether the step decays at all is part of its trace (Keras skips decay when it is 0).
-        self.any_decay = any(h.weight_decay for h in hparams)
         names = {
             "sgd": [],
             "sgdm": ["momentum"],
             "adam": ["beta_1", "beta_2", "one_minus_beta_1", "one_minus_beta_2", "epsilon"],
         }[kind]
+        # Plain and momentum SGD updates are linear in ``lr * g``: the step scales each member's loss by its
+        # learning rate (a [K] product, carried through backprop on batch-sized signals), so no
+        # kernel-sized product is formed, and the update is one fused in-place op per variable.
+        self.folds_learning_rate = kind in ("sgd", "sgdm")
+        # Whether any member decays, and whether one momentum serves all (the usual case, which the fused
+        # Keras-momentum op applies), are part of the step's trace.
+        self.any_decay, self.shared_momentum = self.trace_key(kind, hparams)
         # Variables, not constants: a cached step serves later populations with other settings.
         self.settings = {
             name: tf.Variable(tf.zeros([self.size]), trainable=False)
@@ -190,10 +195,16 @@ class StackedOptimizer:
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.reset(hparams)
 
+    @staticmethod
+    def trace_key(kind: str, hparams: list) -> tuple[bool, bool]:
+        """What of the members' settings is fixed in a step's trace: whether any decays (Keras skips decay at
+        0), and whether one momentum serves all. A cached step serves only populations with the same key."""
+        return bool(any(h.weight_decay for h in hparams)), kind == "sgdm" and len({h.momentum for h in hparams}) == 1
+
     def reset(self, hparams: list) -> None:
         """Start afresh with members' settings ``hparams`` (as many as the population's members): zero state."""
-        if len(hparams) != self.size or any(bool(h.weight_decay) for h in hparams) and not self.any_decay:
-            raise ValueError("a stacked optimizer is reset with settings of its own size and decay")
+        if len(hparams) != self.size or self.trace_key(self.kind, hparams) != (self.any_decay, self.shared_momentum):
+            raise ValueError("a stacked optimizer is reset with settings of its own size, decay and momenta")
         values = {
             name: [getattr(h, "lr" if name == "learning_rate" else name, 0.0) for h in hparams]
             for name in self.settings
@@ -213,8 +224,14 @@ class StackedOptimizer:
         """A [K] setting shaped to broadcast against ``variable`` ([K, ...])."""
         return tf.reshape(values, [self.size] + [1] * (len(variable.shape) - 1))
 
+    def scale(self) -> Any:
+        """[K] factors the step multiplies each member's loss (and local updates) by before ``apply``: the
+        learning rates where :attr:`folds_learning_rate`, else ones."""
+        return self.learning_rate if self.folds_learning_rate else tf.ones([self.size])
+
     def apply(self, gradients: Any) -> None:
-        """Apply one update with ``gradients`` (one per variable, stacked like it)."""
+        """Apply one update with ``gradients`` (one per variable, stacked like it), each member's already
+        multiplied by its :meth:`scale`."""
         if self.any_decay:
             for variable, decayed in zip(self.variables, self.decayed):
                 if decayed:
@@ -228,13 +245,23 @@ class StackedOptimizer:
             beta_1_power = tf.pow(self.settings["beta_1"], local_step)
             beta_2_power = tf.pow(self.settings["beta_2"], local_step)
             alpha = self.learning_rate * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        one = tf.constant(1.0)
         for variable, gradient, slots in zip(self.variables, gradients, self.slots):
-            lr = self._member(self.learning_rate, variable)
             if self.kind == "sgd":
-                variable.assign_sub(gradient * lr)
+                tf.raw_ops.ResourceApplyGradientDescent(var=variable.handle, alpha=one, delta=gradient)
+            elif self.shared_momentum:
+                (velocity,) = slots
+                tf.raw_ops.ResourceApplyKerasMomentum(
+                    var=variable.handle,
+                    accum=velocity.handle,
+                    lr=one,
+                    grad=gradient,
+                    momentum=self.settings["momentum"][0],
+                    use_nesterov=False,
+                )
             elif self.kind == "sgdm":
                 (velocity,) = slots
-                velocity.assign(velocity * self._member(self.settings["momentum"], variable) - gradient * lr)
+                velocity.assign(velocity * self._member(self.settings["momentum"], variable) - gradient)
                 variable.assign_add(velocity)
             else:
                 m, v = slots
@@ -353,10 +380,10 @@ class PopulationStep:
         if self.perturbing:
             self._set_perturbation(rules, seeds)
 
-    def _perturbation_gradients(self, x, y, generators):
+    def _perturbation_gradients(self, x, y, generators, scale=None):
         """Node perturbation's estimates (kernels, then biases) and the clean logits, for every member
         (see lrid.rules.node_perturbation.model_perturbation_gradients), each member's noise from its own
-        generator."""
+        generator; times ``scale`` ([K]) if given, applied to the per-example coefficients."""
         model = self.model
         logits, layer_inputs, layer_outputs = model.forward_with_activity(x, exact_gradient=True)
         noise = [
@@ -379,35 +406,43 @@ class PopulationStep:
             tf.reduce_sum(tf.reshape(change, [model.size, tf.shape(change)[1], -1]), axis=2)
             / self.two_sigma_squared[:, None]
         )
+        if scale is not None:
+            coefficient = coefficient * scale[:, None]
         batch_size = tf.cast(tf.shape(x)[1], tf.float32)
         weighted = [coefficient[:, :, None] * xi / batch_size for xi in noise]
         kernels = [tf.matmul(tf.stop_gradient(h), w, transpose_a=True) for h, w in zip(layer_inputs, weighted)]
         return kernels + [tf.reduce_sum(w, axis=1) for w in weighted], logits
 
-    def _feedback_gradient(self, index, layer_input, forward_projection):
-        """IA's dR/dB for every member (see InformationAlignment.feedback_gradient), batched; ``x W`` is the
-        forward pass's own (the same product the solo rule recomputes)."""
+    def _feedback_gradient(self, index, layer_input, forward_projection, scale):
+        """IA's dR/dB for every member (see InformationAlignment.feedback_gradient), batched and times
+        ``scale`` ([K, 1, 1], the optimizer's), applied to the coefficients rather than to the result; ``x W``
+        is the forward pass's own (the same product the solo rule recomputes)."""
         inputs = tf.stop_gradient(layer_input)
         forward_projection = tf.stop_gradient(forward_projection)
         feedback = tf.stop_gradient(tf.convert_to_tensor(self.model.feedback_kernels[index]))
         reconstruction = tf.matmul(forward_projection, feedback, transpose_b=True)
-        signal = self.ia_two_beta * reconstruction - self.ia_alpha * inputs
+        signal = (scale * self.ia_two_beta) * reconstruction - (scale * self.ia_alpha) * inputs
         batch_size = tf.cast(tf.shape(inputs)[1], inputs.dtype)
-        return tf.matmul(signal, forward_projection, transpose_a=True) / batch_size + self.ia_two_gamma * feedback
+        return (
+            tf.matmul(signal, forward_projection, transpose_a=True) / batch_size
+            + (scale * self.ia_two_gamma) * feedback
+        )
 
     def _train_step(self, x, y):
         if self.perturbing:
             return self._perturbation_step(x, y)
         variables = self.model.forward_variables
+        scale = self.optimizer.scale()
         projections: list = []
         with tf.GradientTape() as tape:
             logits, layer_inputs, _ = self.model.forward_with_activity(x, projections=projections)
             losses = batched_task_loss(self.loss, y, logits)
-            total = tf.reduce_sum(losses)  # members are independent: d total / d member k = d loss_k
+            # members are independent: d total / d member k = scale_k d loss_k
+            total = tf.reduce_sum(losses * scale)
         gradients = tape.gradient(total, variables)
         if self.learned:
             gradients += [
-                self._feedback_gradient(index, inputs, projection)
+                self._feedback_gradient(index, inputs, projection, scale[:, None, None])
                 for index, (inputs, projection) in enumerate(zip(layer_inputs, projections))
             ]
         with tf.control_dependencies(gradients):
@@ -415,7 +450,7 @@ class PopulationStep:
         return losses
 
     def _perturbation_step(self, x, y):
-        gradients, logits = self._perturbation_gradients(x, y, self.generators)
+        gradients, logits = self._perturbation_gradients(x, y, self.generators, self.optimizer.scale())
         losses = batched_task_loss(self.loss, y, logits)
         with tf.control_dependencies([*gradients, losses]):
             self.optimizer.apply(gradients)
@@ -546,7 +581,10 @@ def build_population(specs: list[RunSpec]) -> tuple[Task, list[LearningRule], Po
     rules = [rule_class(spec.rule.hparams, seed=seed, loss=task.loss) for spec, seed in zip(specs, seeds)]
     solo = [_initial_weights(spec, task, rule_class.feedback) for spec in specs]
     batches = _Batches(task, first.train.batch_size, [spec.train.data_seed for spec in specs])
-    key = json.dumps([population_key(first), len(specs), any(rule.hparams.weight_decay for rule in rules)])
+    optimizer = rules[0].optimizer or rules[0].hparams.optimizer
+    key = json.dumps(
+        [population_key(first), len(specs), StackedOptimizer.trace_key(optimizer, [rule.hparams for rule in rules])]
+    )
     step = _STEPS.pop(key, None)
     if step is not None:
         step.reset(rules, solo, seeds)
