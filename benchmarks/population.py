@@ -78,7 +78,7 @@ def population_block(rule: str, size: int, epochs: int):
 
     _, _, population, batches = build_population(member_specs(rule, size, epochs))
     x, y = next(batches.epoch(0))
-    step = population.train_step.get_concrete_function(tf.constant(x), tf.constant(y))
+    step = population.compiled("train_step", tf.constant(x), tf.constant(y))
 
     def block():
         loss = None

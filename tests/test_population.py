@@ -106,6 +106,24 @@ def test_members_with_their_own_learning_rate_schedules_match_solo_runs(rule, lr
         _assert_member_equals_solo(member, train_run(spec))
 
 
+def test_populations_differing_only_in_batch_size_and_budget_share_one_trace():
+    from lrid.generate.population import _STEPS, train_population
+
+    def population(batch_size, epochs):
+        specs = [_spec("sgd", {"lr": lr}, seed, epochs=epochs) for seed, lr in ((0, 0.05), (1, 0.02))]
+        return [RunSpec.model_validate({**spec.model_dump(), "train": {**spec.train.model_dump(),
+                                                                       "batch_size": batch_size}})
+                for spec in specs]
+
+    _STEPS.clear()
+    for batch_size, epochs in ((64, 1), (32, 2)):
+        results = train_population(population(batch_size, epochs), fall_back=False)
+        assert {r.manifest["status"] for r in results} <= {"complete", "collapsed"}
+    (step,) = _STEPS.values()
+    assert step.train_step.experimental_get_tracing_count() == 1
+    assert step.angles.experimental_get_tracing_count() == 1
+
+
 def test_members_of_a_regression_task_match_solo_runs():
     from lrid.generate.population import train_population
     from lrid.generate.trainer import train_run
@@ -176,6 +194,30 @@ def test_populations_group_runs_that_share_a_step_and_keep_the_others_solo():
     assert [len(unit) for unit in group_populations(fa, 8, spread=2)] == [2, 1]
     assert [len(unit) for unit in group_populations(fa, 8, spread=5)] == [1, 1, 1]
     assert sorted(len(unit) for unit in group_populations(specs, 8, spread=2)) == [1, 1, 1, 1, 1, 1, 3]
+
+
+
+def test_populations_that_share_a_step_chain_to_one_worker():
+    from lrid.generate.population import population_chains, step_key
+
+    def at_batch(spec, batch_size):
+        return RunSpec.model_validate({**spec.model_dump(), "train": {**spec.train.model_dump(),
+                                                                      "batch_size": batch_size}})
+
+    fa = [_spec("fa", {"lr": lr}, seed) for seed, lr in enumerate((0.01, 0.02))]
+    sgdm = [_spec("sgdm", {"lr": lr}, seed) for seed, lr in enumerate((0.01, 0.02))]
+    specs = [*fa, *sgdm, *(at_batch(spec, 32) for spec in fa), *(at_batch(spec, 32) for spec in sgdm)]
+    populations = group_populations(specs, 8)
+    assert len(populations) == 4
+    chains = population_chains(populations, workers=2)
+    assert [len(chain) for chain in chains] == [2, 2]  # each rule's two batch sizes, one worker
+    for chain in chains:
+        assert len({step_key(population[0]) for population in chain}) == 1
+    trained = sorted(spec.run_id for chain in chains for population in chain for spec in population)
+    assert trained == sorted(spec.run_id for spec in specs)
+    # Fewer chains than workers: the longest is split, a population never is.
+    assert sorted(len(chain) for chain in population_chains(populations[:2], workers=4)) == [1, 1]
+    assert [len(chain) for chain in population_chains(populations, workers=4)] == [1, 1, 1, 1]
 
 
 SWEEP = """

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from multiprocessing import get_context
 
 from lrid.config import RunSpec
@@ -92,6 +93,19 @@ def run_population_into_store(spec_jsons: list[str], store_location: str, retry_
         finally:
             _held_claims.clear()
     return [outcomes[spec.run_id] for spec in specs]
+
+
+def run_population_chain_into_store(
+    spec_jsons: list[str], store_location: str, retry_failed: bool = False, sizes: tuple[int, ...] = ()
+) -> list[dict]:
+    """:func:`run_population_into_store` for each population of a chain, in order, in one worker: the
+    populations are consecutive runs of ``spec_jsons``, ``sizes`` runs each (see
+    :func:`lrid.generate.population.population_chains`)."""
+    outcomes, start = [], 0
+    for size in sizes:
+        outcomes += run_population_into_store(spec_jsons[start : start + size], store_location, retry_failed)
+        start += size
+    return outcomes
 
 
 def run_chunk_into_store(spec_jsons: list[str], store_location: str, retry_failed: bool = False) -> list[dict]:
@@ -196,12 +210,20 @@ class LocalPoolExecutor:
         self.population = population
 
     def _tasks(self, specs: list[RunSpec]) -> list[tuple]:
-        """(function, runs) per pool task: each population is a task, single runs go in configuration chunks."""
+        """(function, runs) per pool task: populations in chains that share traces (one task each), single
+        runs in configuration chunks."""
+        from lrid.generate.population import population_chains
+
         units = work_units(specs, self.population, self.workers)
         singles = [unit[0] for unit in units if len(unit) == 1]
-        return [(run_population_into_store, unit) for unit in units if len(unit) > 1] + [
-            (run_chunk_into_store, chunk) for chunk in configuration_chunks(singles, self.workers)
-        ]
+        chains = population_chains([unit for unit in units if len(unit) > 1], self.workers)
+        return [
+            (
+                partial(run_population_chain_into_store, sizes=tuple(map(len, chain))),
+                [spec for population in chain for spec in population],
+            )
+            for chain in chains
+        ] + [(run_chunk_into_store, chunk) for chunk in configuration_chunks(singles, self.workers)]
 
     def _pool(self, workers: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(

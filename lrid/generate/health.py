@@ -42,7 +42,7 @@ class HealthProbe:
         self.rule = rule
         self.model = model
         self.has_feedback = any(layer.feedback_matrix() is not None for layer in model.measured_layers)
-        self._measure = tf.function(self._angles, reduce_retracing=True)
+        self._measure = tf.function(self._angles, reduce_retracing=True, autograph=False)
         self._traces: dict[
             tuple[tuple[int, ...], tuple[int, ...]], Any
         ] = {}  # per batch shape, the trace called directly (a run's batches share one shape)

@@ -59,21 +59,22 @@ def population_key(spec: RunSpec) -> str | None:
     Everything but the seeds, the rule's hyperparameters (other than the optimizer a composable rule
     picks) and the learning-rate schedule: those vary per member.
     """
+    shared_step = step_key(spec)
+    if shared_step is None:
+        return None
+    return json.dumps([shared_step, spec.train.epochs, spec.train.batch_size])
+
+
+def step_key(spec: RunSpec) -> str | None:
+    """What a population's compiled step, recorder and probes depend on: its :func:`population_key` but the
+    batch size and the number of steps, so that populations differing only in those share the traces."""
     if supports_population(spec) is not None:
         return None
     optimizer = spec.rule.hparams.get("optimizer", spec.rule.name)
     observe = spec.observe.model_dump(mode="json")
     observe.pop("probe_seed")
     return json.dumps(
-        [
-            spec.task.model_dump(mode="json"),
-            spec.model.model_dump(mode="json"),
-            spec.rule.name,
-            optimizer,
-            spec.train.epochs,
-            spec.train.batch_size,
-            observe,
-        ],
+        [spec.task.model_dump(mode="json"), spec.model.model_dump(mode="json"), spec.rule.name, optimizer, observe],
         sort_keys=True,
     )
 
@@ -102,6 +103,20 @@ def group_populations(specs: list[RunSpec], size: int, spread: int = 1) -> list[
         half = -(-len(members) // 2)
         populations[largest:largest] = [members[:half], members[half:]]
     return singles + populations
+
+
+def population_chains(populations: list[list[RunSpec]], workers: int) -> list[list[list[RunSpec]]]:
+    """``populations`` (of two or more runs) in chains that one worker trains in turn: those sharing a
+    :func:`step_key` chain together, as the later ones reuse the first one's traces. While there are fewer
+    chains than ``workers``, the longest is halved; the longest chains come first."""
+    chains: dict[str, list[list[RunSpec]]] = {}
+    for population in populations:
+        chains.setdefault(str(step_key(population[0])), []).append(population)
+    ordered = list(chains.values())
+    while len(ordered) < workers and any(len(chain) > 1 for chain in ordered):
+        longest = ordered.pop(max(range(len(ordered)), key=lambda index: len(ordered[index])))
+        ordered += [longest[: len(longest) // 2], longest[len(longest) // 2 :]]
+    return sorted(ordered, key=lambda chain: -sum(map(len, chain)))
 
 
 def train_population(specs: list[RunSpec], fall_back: bool = True) -> list[RunResult]:
@@ -346,11 +361,22 @@ class PopulationStep:
                 tf.Variable(tf.zeros([model.size, 1, 1]), trainable=False) for _ in range(3)
             )
             self._set_coefficients(rules)
-        self.train_step = tf.function(self._train_step)
-        self.observe = tf.function(self._observe)
-        self.angles = tf.function(self._angles)
-        self.logits = tf.function(model.logits)
-        self.members_finite = tf.function(model.members_finite)
+        # No AutoGraph: the steps have no tensor-dependent Python control flow, and converting their
+        # source is most of what tracing them costs.
+        self.train_step = tf.function(self._train_step, autograph=False)
+        self.observe = tf.function(self._observe, autograph=False)
+        self.angles = tf.function(self._angles, autograph=False)
+        self.logits = tf.function(model.logits, autograph=False)
+        self.members_finite = tf.function(model.members_finite, autograph=False)
+
+    def compiled(self, name: str, x: Any, y: Any) -> Any:
+        """The trace of ``train_step`` or ``angles`` for batches like ``x``, ``y`` of any batch size, called
+        directly: populations that differ only in batch size share it."""
+
+        def any_batch(tensor):
+            return tf.TensorSpec([tensor.shape[0], None, *tensor.shape[2:]], tensor.dtype)
+
+        return getattr(self, name).get_concrete_function(any_batch(x), any_batch(y))
 
     def _set_coefficients(self, rules) -> None:
         # Python-float products first, rounded once, as the solo rule's expressions round them.
@@ -583,7 +609,7 @@ def build_population(specs: list[RunSpec]) -> tuple[Task, list[LearningRule], Po
     batches = _Batches(task, first.train.batch_size, [spec.train.data_seed for spec in specs])
     optimizer = rules[0].optimizer or rules[0].hparams.optimizer
     key = json.dumps(
-        [population_key(first), len(specs), StackedOptimizer.trace_key(optimizer, [rule.hparams for rule in rules])]
+        [step_key(first), len(specs), StackedOptimizer.trace_key(optimizer, [rule.hparams for rule in rules])]
     )
     step = _STEPS.pop(key, None)
     if step is not None:
@@ -608,7 +634,8 @@ def build_population(specs: list[RunSpec]) -> tuple[Task, list[LearningRule], Po
 
 
 # Tracing a population's step, recorder and probes costs seconds, more than training a demo population:
-# later populations of the same key, size and decay reuse them (as the solo path reuses its compiled runs).
+# later populations of the same step key, size and optimizer trace key reuse them, whatever their batch
+# size and budget (as the solo path reuses its compiled runs).
 _STEPS: dict[str, PopulationStep] = {}
 _STEPS_LIMIT = 4
 
@@ -652,7 +679,7 @@ def _train_population(specs: list[RunSpec]):
             records[member].append((step, {"full": values[member]}))
 
     def log_health(x, y):
-        update, feedback = (t.numpy() for t in step_fn.angles(x, y))
+        update, feedback = (t.numpy() for t in step_fn.compiled("angles", x, y)(x, y))
         for member in np.flatnonzero(active):
             health[member]["update_gradient_angle_deg"].append(_rounded(update[member]))
             health[member]["feedback_weight_angle_deg"].append(_rounded(feedback[member]))
@@ -671,7 +698,7 @@ def _train_population(specs: list[RunSpec]):
             x, y = tf.constant(x), tf.constant(y)
             if train_step is None:
                 log_health(x, y)  # the initial networks, on the first batch they train on
-                train_step = step_fn.train_step.get_concrete_function(x, y)
+                train_step = step_fn.compiled("train_step", x, y)
             loss_tensor = train_step(x, y)
             if first_loss is None:
                 first_loss = loss_tensor.numpy()

@@ -214,7 +214,8 @@ class _CompiledRun:
         )
         self.health = HealthProbe(rule, self.model)
         self._all_finite = tf.function(
-            lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in self.model.trainable_variables])
+            lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in self.model.trainable_variables]),
+            autograph=False,
         ).get_concrete_function()
 
     def _keep_initial_weights(self, seed: int, model) -> list:

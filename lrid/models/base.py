@@ -84,7 +84,7 @@ class MeasuredModel(keras.Model):
     def predict_logits(self, inputs: tf.Tensor) -> Any:
         """Logits for a batch of inputs, through a compiled inference-mode forward pass (for evaluation)."""
         if not hasattr(self, "_compiled_call"):
-            self._compiled_call = tf.function(lambda x: self(x, training=False), reduce_retracing=True)
+            self._compiled_call = tf.function(lambda x: self(x, training=False), reduce_retracing=True, autograph=False)
         return self._compiled_call(inputs).numpy()
 
     def parameter_count(self) -> int:

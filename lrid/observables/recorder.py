@@ -25,8 +25,8 @@ class Recorder:
         self.model = model
         self.probe = tf.constant(probe)
         self.views = tuple(views)
-        self._observe = tf.function(self._observe_all)
-        self._observe_views = tf.function(self._observe_degraded)
+        self._observe = tf.function(self._observe_all, autograph=False)
+        self._observe_views = tf.function(self._observe_degraded, autograph=False)
         # The trace for self.probe, called without tf.function's per-call dispatch.
         self._observe_probe: Callable | None = None
 

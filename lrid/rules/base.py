@@ -163,7 +163,7 @@ class LearningRule:
         learned = [layer.feedback_kernel for layer in layers if self.feedback == "learned"]
         forward_variables = [v for v in model.trainable_variables if not any(v is b for b in learned)]
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def train_step(x, y):
             with tf.GradientTape() as tape:
                 logits, layer_inputs, _ = model.forward_with_activity(x, training=True)

@@ -228,7 +228,7 @@ class NodePerturbation(LearningRule):
         self._generator = generator
         self._health_generator = tf.random.Generator.from_seed(self.seed + 1)  # made eagerly, not in a trace
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def train_step(x, y):
             gradients, logits = self.perturbation_gradients(model, x, y, generator)
             task_loss = self.task_loss(y, logits)

@@ -328,7 +328,7 @@ class _TargetPropagation(LearningRule):
         self._noise_counter = counter
         noise_std = self.hparams.noise_std
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def train_step(x, y):
             logits, layer_inputs, layer_outputs = model.forward_with_activity(x, training=True)
             loss = task_loss(logits, y)
