@@ -245,7 +245,7 @@ _ENTRIES_PER_CALL = 1 << 24
 
 def recording_observables(recording: Recording) -> pd.DataFrame:
     """The observables of a validated recording, computed with lrid's own statistics."""
-    from lrid.observables.measures import layer_statistics
+    from lrid.observables.measures import any_shape_layer_statistics
 
     n_steps, n_layers = len(recording.steps), len(recording.layers)
     values = np.full((n_steps, n_layers, len(OBSERVABLES)), np.nan)
@@ -255,7 +255,7 @@ def recording_observables(recording: Recording) -> pd.DataFrame:
         chunk = max(1, _ENTRIES_PER_CALL // per_step)  # bounds the memory of one call on large layers
         for start in range(0, n_steps, chunk):
             part = {kind: array[start : start + chunk] for kind, array in arrays.items()}
-            values[start : start + chunk, layer_index] = layer_statistics(
+            values[start : start + chunk, layer_index] = any_shape_layer_statistics(
                 part.get("weight"), part.get("act"), part.get("actchange")
             ).numpy()
     values[~np.isfinite(values)] = np.nan
