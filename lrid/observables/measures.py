@@ -90,7 +90,9 @@ def _layer_statistics_graph(given: tuple[bool, bool, bool]) -> Any:
         supplied = iter(arrays)
         return layer_statistics(*(next(supplied) if present else None for present in given))
 
-    return tf.function(reduce, input_signature=specs)
+    # No Python control flow here depends on a tensor, so AutoGraph, which costs most of the trace, has
+    # nothing to convert.
+    return tf.function(reduce, input_signature=specs, autograph=False)
 
 
 def activity_change(layer: Any, layer_input: Any, output_units: Any = None, input_units: Any = None) -> Any:
