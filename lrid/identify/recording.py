@@ -160,7 +160,9 @@ def _load_parquet(path: Path) -> Iterator[Recording]:
     if unknown:
         raise LridError(f"{path}: unknown kind(s) {', '.join(map(str, unknown))}; kinds are {', '.join(KINDS)}")
 
-    plans = [_plan_run(str(run), rows, shapes, f"{path} (run {run})") for run, rows in rows_table.groupby("run", sort=False)]
+    plans = [
+        _plan_run(str(run), rows, shapes, f"{path} (run {run})") for run, rows in rows_table.groupby("run", sort=False)
+    ]
     # Where each row's values go: the plan of its run, the array of its (kind, layer), the index of its step.
     destination = {
         row: (plan, key, step_index)
@@ -172,7 +174,13 @@ def _load_parquet(path: Path) -> Iterator[Recording]:
     upcoming = next(pending, None)
     rows_read = 0
     for group in range(parquet.num_row_groups):
-        for chunk in parquet.read_row_group(group, columns=["values"]).column("values").chunks:
+        try:
+            chunks = parquet.read_row_group(group, columns=["values"]).column("values").chunks
+        except (OSError, pa.ArrowException) as error:
+            raise LridError(
+                f"{path}: row group {group} is not readable ({type(error).__name__}); rewrite the file"
+            ) from None
+        for chunk in chunks:
             # Each row's values are a slice of the chunk's flat buffer, copied once, into place, as float32 (the
             # precision of lrid's statistics).
             flat = chunk.values.to_numpy(zero_copy_only=False)
