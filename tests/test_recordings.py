@@ -154,6 +154,54 @@ def test_malformed_parquet_is_one_clear_error(tmp_path):
         read_recording(tmp_path / "missing.npz")
 
 
+def test_parquet_runs_read_in_row_groups_and_interleaved_are_each_runs_arrays(tmp_path):
+    """Parquet values are read one row group at a time into each run's arrays; runs may interleave."""
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    runs = [
+        Recording(name, np.array([0, 4, 8]), ["in", "out"], {
+            "weight": {"in": rng.normal(size=(3, 6, width)), "out": rng.normal(size=(3, width, 2))},
+            "act": {"in": rng.normal(size=(3, 5, width)), "out": rng.normal(size=(3, 5, 2))},
+        }, np.array([0.0, 0.5, 1.0]))
+        for name, width in (("first", 4), ("second", 7))
+    ]
+    tables = [pd.read_parquet(write_recording(run, tmp_path / f"{run.run}.parquet")) for run in runs]
+    # Rows alternate between the runs, the second run's last row before the first run's, four rows a group.
+    mixed = pd.concat([tables[0].iloc[:-1], tables[1]]).sort_index(kind="stable")
+    mixed = pd.concat([mixed, tables[0].iloc[-1:]], ignore_index=True)
+    path = tmp_path / "mixed.parquet"
+    mixed.to_parquet(path, row_group_size=4)
+    assert pq.ParquetFile(path).num_row_groups > 3
+    read = load_recordings(path)
+    assert [r.run for r in read] == ["first", "second"]
+    for expected, got in zip(runs, read):
+        assert got.layers == expected.layers and got.steps.tolist() == expected.steps.tolist()
+        np.testing.assert_array_equal(got.epochs, expected.epochs)
+        for kind, by_layer in expected.arrays.items():
+            for layer, array in by_layer.items():
+                assert got.arrays[kind][layer].dtype == np.float32
+                np.testing.assert_array_equal(got.arrays[kind][layer], array.astype(np.float32))
+
+
+def test_parquet_with_unreadable_values_is_one_clear_error(tmp_path):
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "net.parquet"
+    rows = [{"step": s, "layer": "a", "kind": "act", "shape": [4, 50], "values": np.linspace(s, s + 1, 200).tolist()}
+            for s in (0, 10)]
+    pd.DataFrame(rows).to_parquet(path)
+    column = next(c for c in (pq.ParquetFile(path).metadata.row_group(0).column(i) for i in range(5))
+                  if c.path_in_schema.startswith("values"))
+    data = bytearray(path.read_bytes())
+    end = (column.dictionary_page_offset or column.data_page_offset) + column.total_compressed_size
+    for i in range(column.data_page_offset + 30, end - 4):  # the values' pages, past their header
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    with pytest.raises(LridError, match="net.parquet: row group 0 is not readable \\(OSError\\); rewrite the file"):
+        read_recording(path)
+
+
 def test_recording_dataclass_round_trips_through_npz(tmp_path):
     recording = Recording("net", np.array([0, 5]), ["l"], {"weight": {"l": np.ones((2, 3, 2)) * [[[1.0, 2.0]]]}})
     (again,) = load_recordings(write_recording(recording, tmp_path / "net.npz"))

@@ -38,8 +38,12 @@ def test_row_statistics_match_definitions(n_entries):
 
 def test_percentile_matches_numpy_linear_interpolation():
     values = np.random.default_rng(0).normal(size=(4, 33)).astype(np.float32)
+    any_length = [tf.TensorSpec([None, None], tf.float32)]  # a graph that reads the row length at run time
     for q in (0, 25, 50, 75, 100):
-        np.testing.assert_allclose(percentile(tf.constant(values), q).numpy(), np.percentile(values, q, axis=1), rtol=1e-6)
+        known = percentile(tf.constant(values), q).numpy()
+        np.testing.assert_allclose(known, np.percentile(values, q, axis=1), rtol=1e-6)
+        traced = tf.function(lambda rows, q=q: percentile(rows, q), input_signature=any_length)
+        np.testing.assert_array_equal(traced(values).numpy(), known)
 
 
 def test_describe_averages_each_function_over_rows():
@@ -64,3 +68,23 @@ def test_there_are_45_observables_with_the_documented_names():
     assert OBSERVABLES[:2] == ("weight_raw_norm", "weight_raw_mean")
     assert "act_sq_kurtosis" in OBSERVABLES and "actchange_abs_mean" in OBSERVABLES
     assert sum(name.startswith("actchange_") for name in OBSERVABLES) == 3
+
+
+def test_the_graph_for_any_shape_gives_the_eager_bits_and_traces_once():
+    """Raw recordings reduce layers of every width through one graph; it must equal the eager reduction."""
+    from lrid.observables.measures import _layer_statistics_graph, any_shape_layer_statistics, layer_statistics
+
+    rng = np.random.default_rng(7)
+    layers = [  # (kernels [T, ...], outputs [T, batch, ...], changes [T, batch]): widths odd, even, 1 and conv
+        (rng.normal(size=(3, 5, 4)), rng.normal(size=(3, 8, 4)), rng.normal(size=(3, 8))),
+        (rng.normal(size=(2, 4, 1)), rng.normal(size=(2, 6, 1)), rng.normal(size=(2, 6))),
+        (rng.normal(size=(3, 3, 3, 2, 5)), rng.normal(size=(3, 4, 6, 6, 5)), rng.normal(size=(3, 4))),
+        (np.ones((2, 7, 6)), np.tanh(rng.normal(size=(2, 9, 6))), np.zeros((2, 9))),  # constant: NaN skew
+        (rng.normal(size=(4, 64, 33)), rng.normal(size=(4, 16, 33)), None),
+        (None, rng.normal(size=(2, 5, 12)), None),
+    ]
+    for kernels, outputs, changes in layers:
+        arrays = [None if a is None else a.astype(np.float32) for a in (kernels, outputs, changes)]
+        eager = layer_statistics(*(None if a is None else tf.constant(a) for a in arrays)).numpy()
+        np.testing.assert_array_equal(any_shape_layer_statistics(*arrays).numpy(), eager)
+    assert _layer_statistics_graph((True, True, True)).experimental_get_tracing_count() == 1

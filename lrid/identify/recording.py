@@ -38,6 +38,7 @@ from its spec, so ``lrid export-recording STORE RUN_ID OUT.npz`` shows the forma
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,18 +61,23 @@ def read_recording(path: str | Path) -> pd.DataFrame:
     recording lacks), then ``rule``, ``task`` and ``arch`` (unknown: None). Any problem with the file is a
     :class:`LridError` naming it.
     """
-    return pd.concat([recording_observables(r) for r in load_recordings(path)], ignore_index=True)
+    return pd.concat([recording_observables(r) for r in iter_recordings(path)], ignore_index=True)
 
 
 def load_recordings(path: str | Path) -> list[Recording]:
     """Read and validate the recordings in an NPZ (one) or Parquet (one or more) file."""
+    return list(iter_recordings(path))
+
+
+def iter_recordings(path: str | Path) -> Iterator[Recording]:
+    """:func:`load_recordings` one recording at a time, so that a file of many networks need not fit in memory."""
     path = Path(path)
     if not path.is_file():
         raise LridError(
             f"recording {path} does not exist; pass an .npz or .parquet recording (see `lrid export-recording`)"
         )
     if path.suffix == ".npz":
-        return [_load_npz(path)]
+        return iter([_load_npz(path)])
     if path.suffix == ".parquet":
         return _load_parquet(path)
     raise LridError(f"recording {path} is neither .npz nor .parquet; save it in one of the documented formats")
@@ -116,69 +122,131 @@ def _load_npz(path: Path) -> Recording:
     return _validated(Recording(run, contents["steps"], layers, arrays, epochs), str(path))
 
 
-def _load_parquet(path: Path) -> list[Recording]:
+def _load_parquet(path: Path) -> Iterator[Recording]:
+    """The recordings of a Parquet file in the order their runs first appear, each as soon as its rows are read.
+
+    The small columns are read first to plan each run's arrays; the values are then read one row group at
+    a time and copied into place, so memory holds about one row group and the runs not yet complete, and
+    the buffers a finished run frees serve the next.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
+        missing = [c for c in ("step", "layer", "kind", "shape", "values") if c not in names]
+        if missing:
+            raise LridError(
+                f"{path}: missing column(s) {', '.join(missing)}; a recording has step, layer, kind, shape, values"
+            )
+        index = parquet.read(columns=[c for c in ("run", "step", "layer", "kind", "shape", "epoch") if c in names])
     except (OSError, pa.ArrowException) as error:
         raise LridError(f"{path} is not a readable Parquet file ({type(error).__name__}); rewrite it") from None
-    missing = [c for c in ("step", "layer", "kind", "shape", "values") if c not in table.column_names]
-    if missing:
-        raise LridError(
-            f"{path}: missing column(s) {', '.join(missing)}; a recording has step, layer, kind, shape, values"
-        )
-    if table.num_rows == 0:
+    if index.num_rows == 0:
         raise LridError(
             f"recording {path} holds no rows; write one row per (run, step, layer, kind), as `lrid export-recording` does"
         )
-    # The arrays stay in Arrow's flat buffer: each row's values are a slice of it, so a recording of many
-    # networks is read without a Python object per number or per row.
-    values = table.column("values").combine_chunks()
-    if not (pa.types.is_list(values.type) or pa.types.is_large_list(values.type)) or not (
-        pa.types.is_floating(values.type.value_type) or pa.types.is_integer(values.type.value_type)
+    values_type = parquet.schema_arrow.field("values").type
+    if not (pa.types.is_list(values_type) or pa.types.is_large_list(values_type)) or not (
+        pa.types.is_floating(values_type.value_type) or pa.types.is_integer(values_type.value_type)
     ):
-        raise LridError(f"{path}: `values` has type {values.type}; it must be a list of numbers per row")
-    # float32, the precision lrid's statistics are computed in: a float32 file is then never converted.
-    flat = values.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    offsets = values.offsets.to_numpy() - values.offsets[0].as_py()
-    shapes = table.column("shape").to_pylist()
-    rows_table = table.drop_columns(["values", "shape"]).to_pandas()
+        raise LridError(f"{path}: `values` has type {values_type}; it must be a list of numbers per row")
+    shapes = index.column("shape").to_pylist()
+    rows_table = index.drop_columns(["shape"]).to_pandas()
     if "run" not in rows_table:
         rows_table["run"] = path.stem
     unknown = sorted(set(rows_table["kind"]) - set(KINDS))
     if unknown:
         raise LridError(f"{path}: unknown kind(s) {', '.join(map(str, unknown))}; kinds are {', '.join(KINDS)}")
 
-    def array_of(row: int) -> np.ndarray:
-        return flat[offsets[row] : offsets[row + 1]].reshape(tuple(shapes[row]))
+    plans = [
+        _plan_run(str(run), rows, shapes, f"{path} (run {run})") for run, rows in rows_table.groupby("run", sort=False)
+    ]
+    # Where each row's values go: the plan of its run, the array of its (kind, layer), the index of its step.
+    destination = {
+        row: (plan, key, step_index)
+        for plan in plans
+        for key, (rows, _) in plan.rows.items()
+        for step_index, row in enumerate(rows)
+    }
+    pending = iter(plans)
+    upcoming = next(pending, None)
+    rows_read = 0
+    for group in range(parquet.num_row_groups):
+        try:
+            chunks = parquet.read_row_group(group, columns=["values"]).column("values").chunks
+        except (OSError, pa.ArrowException) as error:
+            raise LridError(
+                f"{path}: row group {group} is not readable ({type(error).__name__}); rewrite the file"
+            ) from None
+        for chunk in chunks:
+            # Each row's values are a slice of the chunk's flat buffer, copied once, into place, as float32 (the
+            # precision of lrid's statistics).
+            flat = chunk.values.to_numpy(zero_copy_only=False)
+            offsets = chunk.offsets.to_numpy()
+            for row in range(len(chunk)):
+                plan, key, step_index = destination[rows_read + row]
+                plan.fill(key, step_index, flat[offsets[row] : offsets[row + 1]])
+            rows_read += len(chunk)
+        while upcoming is not None and upcoming.last_row < rows_read:
+            yield upcoming.recording()
+            upcoming = next(pending, None)
 
-    recordings = []
-    for run, rows in rows_table.groupby("run", sort=False):
-        where = f"{path} (run {run})"
-        steps = np.sort(rows["step"].unique())
-        layers = list(dict.fromkeys(rows["layer"]))
+
+class _RunPlan:
+    """One run of a Parquet recording: which rows fill which step of which (kind, layer) array."""
+
+    def __init__(self, run: str, steps: np.ndarray, layers: list[str], epochs: np.ndarray | None, where: str) -> None:
+        self.run, self.steps, self.layers, self.epochs, self.where = run, steps, layers, epochs, where
+        self.rows: dict[tuple[str, str], tuple[list[int], tuple[int, ...]]] = {}
+        self.arrays: dict[tuple[str, str], np.ndarray] = {}
+        self.last_row = -1
+
+    def fill(self, key: tuple[str, str], step_index: int, values: np.ndarray) -> None:
+        """Copy one row's values into step ``step_index`` of the (kind, layer) array ``key``."""
+        shape = self.rows[key][1]
+        if values.size != int(np.prod(shape)):
+            raise LridError(
+                f"{self.where}: {key[0]}/{key[1]}: a row of {values.size} values has shape {list(shape)}; "
+                "each row's values must fill its shape, the same at every step"
+            )
+        if key not in self.arrays:
+            self.arrays[key] = np.empty((len(self.steps), *shape), np.float32)
+        self.arrays[key][step_index] = values.reshape(shape)
+
+    def recording(self) -> Recording:
+        """The validated recording, once every row has been filled in."""
         arrays: dict[str, dict[str, np.ndarray]] = {}
-        for (kind, layer), series in rows.groupby(["kind", "layer"], sort=False):
-            if sorted(series["step"]) != steps.tolist():
-                raise LridError(
-                    f"{where}: {kind}/{layer} is recorded at steps {sorted(series['step'].tolist())} but the run at "
-                    f"{steps.tolist()}; record every array at the same steps, once each"
-                )
-            ordered = series.sort_values("step")
-            try:
-                stacked = np.stack([array_of(row) for row in ordered.index])
-            except (ValueError, TypeError) as error:
-                raise LridError(
-                    f"{where}: {kind}/{layer}: {error}; each row's values must fill its shape, the same at every step"
-                ) from None
-            arrays.setdefault(kind, {})[layer] = stacked
-        epochs = None
-        if "epoch" in rows:
-            epochs = rows.drop_duplicates("step").set_index("step").loc[steps, "epoch"].to_numpy(np.float64)
-        recordings.append(_validated(Recording(str(run), steps, layers, arrays, epochs), where))
-    return recordings
+        for (kind, layer), array in self.arrays.items():
+            arrays.setdefault(kind, {})[layer] = array
+        self.arrays = {}  # the recording's consumer alone holds them now, and frees them when done
+        return _validated(Recording(self.run, self.steps, self.layers, arrays, self.epochs), self.where)
+
+
+def _plan_run(run: str, rows: pd.DataFrame, shapes: list, where: str) -> _RunPlan:
+    """Check that every (kind, layer) of a run has one row per step, of one shape, and say where each row goes."""
+    steps = np.sort(rows["step"].unique())
+    epochs = None
+    if "epoch" in rows:
+        epochs = rows.drop_duplicates("step").set_index("step").loc[steps, "epoch"].to_numpy(np.float64)
+    plan = _RunPlan(run, steps, list(dict.fromkeys(rows["layer"])), epochs, where)
+    for (kind, layer), series in rows.groupby(["kind", "layer"], sort=False):
+        if sorted(series["step"]) != steps.tolist():
+            raise LridError(
+                f"{where}: {kind}/{layer} is recorded at steps {sorted(series['step'].tolist())} but the run at "
+                f"{steps.tolist()}; record every array at the same steps, once each"
+            )
+        ordered = series.sort_values("step").index.tolist()
+        row_shapes = {tuple(int(n) for n in shapes[row]) for row in ordered}
+        if len(row_shapes) > 1:
+            raise LridError(
+                f"{where}: {kind}/{layer} has shapes {sorted(map(list, row_shapes))} across steps; "
+                "each row's values must fill its shape, the same at every step"
+            )
+        plan.rows[(kind, layer)] = (ordered, row_shapes.pop())
+    plan.last_row = int(rows.index.max())
+    return plan
 
 
 def _validated(recording: Recording, where: str) -> Recording:
@@ -245,7 +313,7 @@ _ENTRIES_PER_CALL = 1 << 24
 
 def recording_observables(recording: Recording) -> pd.DataFrame:
     """The observables of a validated recording, computed with lrid's own statistics."""
-    from lrid.observables.measures import layer_statistics
+    from lrid.observables.measures import any_shape_layer_statistics
 
     n_steps, n_layers = len(recording.steps), len(recording.layers)
     values = np.full((n_steps, n_layers, len(OBSERVABLES)), np.nan)
@@ -255,7 +323,7 @@ def recording_observables(recording: Recording) -> pd.DataFrame:
         chunk = max(1, _ENTRIES_PER_CALL // per_step)  # bounds the memory of one call on large layers
         for start in range(0, n_steps, chunk):
             part = {kind: array[start : start + chunk] for kind, array in arrays.items()}
-            values[start : start + chunk, layer_index] = layer_statistics(
+            values[start : start + chunk, layer_index] = any_shape_layer_statistics(
                 part.get("weight"), part.get("act"), part.get("actchange")
             ).numpy()
     values[~np.isfinite(values)] = np.nan

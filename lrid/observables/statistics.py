@@ -56,13 +56,23 @@ def percentile(values: Any, q: float, ordered: Any = None) -> Any:
 
     ``ordered``, the rows already sorted, saves a sort when several percentiles are taken.
     """
-    n_entries = values.shape[-1]
     ordered = sorted_rows(values) if ordered is None else ordered
-    position = q / 100.0 * (n_entries - 1)
-    lower = int(position)
-    upper = min(lower + 1, n_entries - 1)
-    fraction = position - lower
-    return ordered[:, lower] * (1.0 - fraction) + ordered[:, upper] * fraction
+    n_entries = values.shape[-1]
+    if n_entries is not None:
+        position = q / 100.0 * (n_entries - 1)
+        lower = int(position)
+        upper = min(lower + 1, n_entries - 1)
+        lower_weight, upper_weight = 1.0 - (position - lower), position - lower
+    else:
+        # A graph traced for rows of any length (lrid.observables.measures.any_shape_layer_statistics) reads the
+        # length at run time, in the float64 arithmetic of the static branch: both weigh the same entries alike.
+        n_entries = tf.shape(values, out_type=tf.int64)[-1]
+        position = tf.constant(q / 100.0, tf.float64) * tf.cast(n_entries - 1, tf.float64)
+        lower = tf.cast(position, tf.int64)
+        upper = tf.minimum(lower + 1, n_entries - 1)
+        fraction = position - tf.cast(lower, tf.float64)
+        lower_weight, upper_weight = tf.cast(1.0 - fraction, ordered.dtype), tf.cast(fraction, ordered.dtype)
+    return ordered[:, lower] * lower_weight + ordered[:, upper] * upper_weight
 
 
 def row_statistics(values: Any, ordered: Any = None) -> Any:
@@ -72,7 +82,8 @@ def row_statistics(values: Any, ordered: Any = None) -> Any:
     """
     mean = tf.reduce_mean(values, axis=-1)
     centred = values - mean[:, None]
-    var = tf.reduce_mean(tf.square(centred), axis=-1)
+    squared_centred = tf.square(centred)
+    var = tf.reduce_mean(squared_centred, axis=-1)
     ordered = sorted_rows(values) if ordered is None else ordered
     median = percentile(values, 50.0, ordered)
     by_name = {
@@ -81,8 +92,10 @@ def row_statistics(values: Any, ordered: Any = None) -> Any:
         "median": median,
         "q3": percentile(values, 75.0, ordered),
         "var": var,
-        "skew": 3.0 * (mean - median) / tf.sqrt(var),
-        "kurtosis": tf.reduce_mean(tf.square(tf.square(centred)), axis=-1) / tf.square(var),
+        # Written as TensorFlow's graph optimizer rewrites ``/ sqrt(var)`` anyway, so that eager and compiled
+        # runs of this code give the same bits.
+        "skew": 3.0 * (mean - median) * tf.math.rsqrt(var),
+        "kurtosis": tf.reduce_mean(tf.square(squared_centred), axis=-1) / tf.square(var),
     }
     return tf.stack([by_name[name] for name in STATISTICS], axis=-1)
 
