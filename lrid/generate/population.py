@@ -17,6 +17,9 @@ Supported: the MLP with rules sgd, sgdm, adam, fa, ss, ia, np and np_wn (any of 
 cross-entropy or MSE tasks, without degraded views. One population holds one rule and one optimizer. Node
 perturbation draws each member's noise from the member's own generator, seeded as the solo rule seeds it.
 Conv nets and target propagation train solo (:func:`supports_population` says why for a spec).
+
+Populations that differ only in batch size and budget share one :func:`step_key`: they reuse one trace
+(traced for any batch size), and :func:`population_chains` sends them to one pool worker in turn.
 """
 
 from __future__ import annotations
@@ -175,9 +178,11 @@ def train_population(specs: list[RunSpec], fall_back: bool = True) -> list[RunRe
 class StackedOptimizer:
     """SGD, SGD with momentum or Adam over stacked variables, with per-member settings.
 
-    Each member's update is the one :func:`lrid.rules.base.build_optimizer`'s Keras optimizer makes, in
-    the same float32 operations and order: decoupled weight decay ``w <- w - w * wd * lr`` on the forward
-    kernels first, then the update. Every setting is a [K] tensor, so members differ in all of them.
+    Each member's update is the one :func:`lrid.rules.base.build_optimizer`'s Keras optimizer makes:
+    decoupled weight decay ``w <- w - w * wd * lr`` on the forward kernels first, then the update, Adam's in
+    the same float32 operations and order; SGD's with the learning rate already in the gradient (see
+    :meth:`scale`), which rounds ``lr * g`` at another point. Every setting is a [K] tensor, so members
+    differ in all of them.
     """
 
     def __init__(self, kind: str, hparams: list, variables: list, decayed: list) -> None:
