@@ -93,8 +93,9 @@ def row_statistics(values: Any, ordered: Any = None) -> Any:
         "q3": percentile(values, 75.0, ordered),
         "var": var,
         # Written as TensorFlow's graph optimizer rewrites ``/ sqrt(var)`` anyway, so that eager and compiled
-        # runs of this code give the same bits.
-        "skew": 3.0 * (mean - median) * tf.math.rsqrt(var),
+        # runs of this code give the same bits; the constant scales rsqrt, which no graph's optimizer regroups
+        # (with tf.sort's negations in view it regrouped ``3 * d * rsqrt``: tests/test_performance.py).
+        "skew": (mean - median) * (3.0 * tf.math.rsqrt(var)),
         "kurtosis": tf.reduce_mean(tf.square(squared_centred), axis=-1) / tf.square(var),
     }
     return tf.stack([by_name[name] for name in STATISTICS], axis=-1)
