@@ -27,7 +27,7 @@ test: install
 demo: install
 	$(BIN)/lrid run pipelines/demo.yaml --out $(OUT)
 
-# Every benchmark of issue #8; tables print, JSON goes to benchmarks/results/. About 75 minutes, most of
+# Every benchmark of issues #8, #14 (identify speed) and #16; tables print, JSON goes to benchmarks/results/. About 85 minutes, most of
 # it the paper's reference grid searches (classification.py). `make bench-quick` is a smoke run (~8 min).
 bench: install
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python benchmarks/run_all.py

@@ -3,7 +3,8 @@
     python benchmarks/run_all.py [--quick] [--only step_throughput,classification,...]
 
 Order: step throughput (1), recording overhead (2), run overhead (3), sweep scaling (4), the demo pipeline
-with peak memory (the demo target and 6; its store is kept for 5), classification (5). Each writes
+with peak memory (the demo target and 6; its store is kept for 5), classification (5), then identify speed
+(issue #14) and population training (issue #16). Each writes
 ``benchmarks/results/<name>.json`` (``<name>_quick.json`` with ``--quick``) stamped with this invocation's
 run stamp, handed to them in ``LRID_BENCH_RUN``; this script adds ``benchmarks/results/summary.json``
 (``summary_quick.json``) and prints the targets table, from this invocation's results only: a result file
@@ -31,10 +32,10 @@ from harness import NOT_JUDGED, STAMP_VARIABLE, load_average, print_table, resul
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("step_throughput", "recording_overhead", "run_overhead", "sweep_throughput", "demo_pipeline",
-              "classification", "identify_speed")
+              "classification", "identify_speed", "population")
 LABEL_KEYS = ("model", "case", "rule", "stage", "store", "classifier", "backend", "workers")
 # The values each benchmark compares with its target, in the order they are printed.
-MEASURED_KEYS = ("cpu_seconds", "vs_keras_fit", "time_vs_lrid_backprop", "share_of_run", "wall_s", "speedup_vs_1_worker",
+MEASURED_KEYS = ("cpu_seconds", "vs_solo", "speedup", "recording_share", "vs_keras_fit", "time_vs_lrid_backprop", "share_of_run", "wall_s", "speedup_vs_1_worker",
                  "speedup_per_split", "speedup_per_fit", "accuracy_shared", "reference_accuracy_shared", "note")
 
 
