@@ -341,9 +341,10 @@ def stacked_batches(task, size: int, batch_size: int, epoch: int = 0):
         yield np.stack([x for x, _ in batches]), np.stack([y for _, y in batches])
 
 
-def check_formulation(name: str, size: int, batch_size: int, reference: dict) -> None:
-    """Fail unless formulation ``name`` reproduces ``size`` solo conv nets: the forward pass of every member,
-    and one training step of the first :data:`CHECKED_STEPS` (their logits afterwards), to float32 round-off."""
+def checked_step(name: str, size: int, batch_size: int, reference: dict):
+    """Formulation ``name``'s step for ``size`` members, after checking that it reproduces the solo conv nets
+    (:func:`conv_reference`): the forward pass of every member, and one training step of the first
+    :data:`CHECKED_STEPS` (their logits afterwards), to float32 round-off."""
     import numpy as np
 
     x, y = next(stacked_batches(conv_task(), size, batch_size))
@@ -354,6 +355,7 @@ def check_formulation(name: str, size: int, batch_size: int, reference: dict) ->
     checked = min(size, CHECKED_STEPS)
     np.testing.assert_allclose(logits(x).numpy()[:checked], reference["stepped"][:checked], rtol=1e-4, atol=1e-5,
                                err_msg=f"{name}, K={size}: a training step differs from the solo sgdm step")
+    return step
 
 
 def conv_reference(size: int, batch_size: int) -> dict:
@@ -385,9 +387,8 @@ def conv_population_block(name: str, size: int, batch_size: int, reference: dict
     checked against the solo networks first."""
     import tensorflow as tf
 
-    check_formulation(name, size, batch_size, reference)
     task = conv_task()
-    step, _ = stacked_step(name, reference["initial"][:size], [conv_lr(k) for k in range(size)])
+    step = checked_step(name, size, batch_size, reference)
     x, y = next(stacked_batches(task, size, batch_size))
     step = step.get_concrete_function(tf.constant(x), tf.constant(y))
 
