@@ -5,7 +5,8 @@ directory and removes it at interpreter exit, which a killed process (kill -9, t
 Ray worker stopped by its parent) never reaches: sweeps then leave hundreds of such files behind. lrid
 points Python's :mod:`tempfile` at ``<system temp>/lrid-scratch-<pid>-*`` instead, removes that directory
 when the process exits, and removes the directories of processes of this host that no longer exist
-whenever a new one is made, so what a killed process leaves is cleared by the next lrid process.
+whenever a new one is made, so what a killed process leaves is cleared by the next lrid process. lrid's own
+steps and recorders are traced without AutoGraph; Keras, TensorFlow and plugin rules may still convert code.
 
 Pool and Ray workers are lrid's own processes and use the directory for their whole life; in the user's
 process (the sequential backend, lrid used as a library) it is used only while a run trains, so the
