@@ -683,8 +683,8 @@ def _train_population(specs: list[RunSpec]):
         for member in np.flatnonzero(active):
             records[member].append((step, {"full": values[member]}))
 
-    def log_health(x, y):
-        update, feedback = (t.numpy() for t in step_fn.compiled("angles", x, y)(x, y))
+    def log_health(angles, x, y):
+        update, feedback = (t.numpy() for t in angles(x, y))
         for member in np.flatnonzero(active):
             health[member]["update_gradient_angle_deg"].append(_rounded(update[member]))
             health[member]["feedback_weight_angle_deg"].append(_rounded(feedback[member]))
@@ -702,8 +702,8 @@ def _train_population(specs: list[RunSpec]):
         for x, y in batches.epoch(epoch):
             x, y = tf.constant(x), tf.constant(y)
             if train_step is None:
-                log_health(x, y)  # the initial networks, on the first batch they train on
-                train_step = step_fn.compiled("train_step", x, y)
+                train_step, angles = (step_fn.compiled(name, x, y) for name in ("train_step", "angles"))
+                log_health(angles, x, y)  # the initial networks, on the first batch they train on
             loss_tensor = train_step(x, y)
             if first_loss is None:
                 first_loss = loss_tensor.numpy()
@@ -727,7 +727,7 @@ def _train_population(specs: list[RunSpec]):
                 for member in map(int, np.flatnonzero(active)):
                     recorded_losses[member].append(float(sums[member]) / len(interval_losses))
                 interval_losses = []
-                log_health(x, y)
+                log_health(angles, x, y)
         if not active.any():
             break
 
