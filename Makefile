@@ -45,8 +45,8 @@ sample-store: install
 ZOO ?= $(OUT)/zoo/store
 default-identifier: install
 	$(BIN)/lrid generate pipelines/zoo.yaml --store $(ZOO)
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python benchmarks/transfer.py --store $(ZOO)
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/build_default_identifier.py --store $(ZOO)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python benchmarks/transfer.py --store $(ZOO) --sweep pipelines/zoo.yaml --classifiers xgb --configs 7
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/build_default_identifier.py --store $(ZOO) --sweep pipelines/zoo.yaml --classifier xgb
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

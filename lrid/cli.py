@@ -482,14 +482,22 @@ def identify(
             "--about", help="print the default identifier's model card: rules, training distribution, transfer accuracy"
         ),
     ] = False,
+    rules: Annotated[
+        str | None,
+        typer.Option(
+            "--rules",
+            help="comma-separated candidate rules (e.g. sgdm,adam,fa,ia): name which of them trained each run, "
+            "the model's probabilities renormalised over them",
+        ),
+    ] = None,
 ) -> None:
     """Predict the rule that trained each run of INPUT (a store or a raw recording), with a model saved by
     `lrid classify`, or with lrid's default identifier when no model is given."""
     import warnings
 
     from lrid.identify.default_identifier import describe_card, identify_default, read_card, reliability_note
+    from lrid.identify.inference import check_candidates, read_input
     from lrid.identify.inference import identify as predict_rules
-    from lrid.identify.inference import read_input
     from lrid.identify.model_files import PickleWarning
 
     if about:
@@ -502,16 +510,21 @@ def identify(
         raise LridError(f"--output {output} must end in .csv or .parquet")
     model = Path(model_or_input) if input_ is not None else None
     source = input_ if input_ is not None else model_or_input
+    candidates = [rule.strip() for rule in rules.split(",") if rule.strip()] if rules is not None else None
     # Before reading the input: a missing identifier is the first thing to say.
     card = read_card() if model is None else None
+    if candidates is not None and card is not None:
+        check_candidates(candidates, card["rules"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PickleWarning)
         if model is None:
-            predictions, variant = identify_default(read_input(source))
+            predictions, variant = identify_default(read_input(source), candidates=candidates)
             title = f"default identifier ({variant})"
         else:
-            predictions = predict_rules(model, read_input(source), trust_pickle=trust_pickle)
+            predictions = predict_rules(model, read_input(source), trust_pickle=trust_pickle, candidates=candidates)
             title = model.stem
+        if candidates is not None:
+            title += f", among {', '.join(c for c in predictions.columns if c in candidates)}"
     for warning in caught:
         if issubclass(warning.category, PickleWarning):
             error_console.print(f"warning: {warning.message}", markup=False, highlight=False, soft_wrap=True)

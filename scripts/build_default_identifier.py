@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,25 +20,30 @@ def main() -> None:
     """Generate the zoo if asked, fit every variant of the default identifier, and print its card."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=str(REPO / "OUT" / "zoo" / "store"))
-    parser.add_argument("--generate", action="store_true", help="generate pipelines/zoo.yaml into --store first")
+    parser.add_argument("--sweep", default=str(REPO / "pipelines" / "zoo.yaml"),
+                        help="the zoo: only the store's runs that this sweep expands to are trained on")
+    parser.add_argument("--generate", action="store_true", help="generate --sweep into --store first")
     parser.add_argument("--transfer", default=str(REPO / "benchmarks" / "results" / "transfer.json"))
-    parser.add_argument("--classifier", default="linear")
+    parser.add_argument("--classifier", default="xgb")
     parser.add_argument("--out", default=None, help="where to write the identifier (default: the one lrid ships)")
     args = parser.parse_args()
 
+    from lrid.config import load_sweep
     from lrid.identify.default_identifier import DEFAULT_DIRECTORY, describe_card, train_default
 
+    sweep = load_sweep(args.sweep)
     if args.generate:
-        from lrid.config import load_sweep
         from lrid.generate import generate
         from lrid.generate.executors import make_executor
 
-        generate(load_sweep(REPO / "pipelines" / "zoo.yaml"), args.store, executor=make_executor("process"))
+        generate(sweep, args.store, executor=make_executor("process"))
     transfer = Path(args.transfer)
     # The features the transfer benchmark chose (and measured), unless it has not run.
     options = json.loads(transfer.read_text()).get("chosen_options") if transfer.is_file() else None
     card = train_default(args.store, Path(args.out) if args.out else DEFAULT_DIRECTORY, classifier=args.classifier,
-                         feature_options=options, transfer_results=transfer)
+                         feature_options=options, transfer_results=transfer,
+                         sweep=os.path.relpath(Path(args.sweep).resolve(), REPO),
+                         runs={spec.run_id for spec in sweep.expand()})
     print("\n".join(describe_card(card)))
 
 

@@ -28,8 +28,14 @@ def built(tiny_store, tmp_path_factory):
     """A default identifier built from the tiny store, with a planted transfer result for its card."""
     directory = tmp_path_factory.mktemp("default")
     transfer = directory / "transfer.json"
+    draws = {"classifier": "linear", "draws": 3, "fraction": 2 / 3,
+             "spread": {"accuracy_all": {"mean": 0.6, "sd": 0.05, "min": 0.55, "max": 0.65},
+                        "accuracy_paper_candidates": {"mean": 0.7, "sd": 0.1, "min": 0.6, "max": 0.8}}}
+    foreign = {"summary": [{"classifier": "linear", "networks": 10, "accuracy_all": 0.7, "accuracy_paper_rules": 0.5,
+                            "accuracy_paper_candidates": 0.75}], "zoo_draws": draws}
     transfer.write_text(json.dumps({"quick": False, "finished_at": "2026-11-26T00:00:00Z", "chosen_features": "x",
-                                    "targets": [{"target": "foreign sgdm/adam/fa/ia >= 0.95", "measured": 0.5}]}))
+                                    "targets": [{"target": "foreign sgdm/adam/fa/ia >= 0.95", "measured": 0.5}],
+                                    "foreign": foreign}))
     card = train_default(str(tiny_store), directory / "model", transfer_results=transfer, sweep="tiny.yaml")
     return directory / "model", card
 
@@ -62,6 +68,8 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert card["transfer"]["targets"][0]["measured"] == 0.5
     text = "\n".join(describe_card(card))
     assert "adam, fa, ia, sgdm" in text and "foreign sgdm/adam/fa/ia >= 0.95: 0.500" in text
+    assert "0.700 named right, 0.500 of those trained by sgdm/adam/fa/ia (0.750 with --rules sgdm,adam,fa,ia)" in text
+    assert "3 random zoos of 0.67 of its runs" in text and "all rules 0.55-0.65" in text and "fa,ia 0.60-0.80" in text
 
 
 def test_quick_transfer_results_stay_off_the_card(tiny_store, tmp_path):
@@ -108,6 +116,21 @@ def test_identify_without_a_model_from_the_command_line(built, recordings, tmp_p
     about = subprocess.run([sys.executable, "-m", "lrid.cli", "identify", "--about"], capture_output=True, text=True,
                            env=environment, timeout=120)
     assert about.returncode == 0 and "rules (4): adam, fa, ia, sgdm" in about.stdout, about.stderr
+
+
+def test_identify_among_candidate_rules_from_the_command_line(built, recordings):
+    directory, _ = built
+    folder, _ = recordings
+    environment = {**__import__("os").environ, DIRECTORY_VARIABLE: str(directory)}
+    command = [sys.executable, "-m", "lrid.cli", "identify", str(folder)]
+    result = subprocess.run([*command, "--rules", "adam,sgdm"], capture_output=True, text=True, env=environment,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "among adam, sgdm" in result.stdout and " fa " not in result.stdout
+    bad = subprocess.run([*command, "--rules", "adam,hebb"], capture_output=True, text=True, env=environment,
+                         timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert "hebb are not among the model's rules (adam, fa, ia, sgdm)" in bad.stderr
 
 
 def test_missing_default_identifier_is_one_line(tmp_path, monkeypatch):

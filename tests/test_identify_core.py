@@ -240,6 +240,23 @@ def test_identify_reproduces_the_refit_model(linear_results, tiny_store, observa
         identify(out / "models" / "linear", observables.drop(columns="weight_abs_norm"))
 
 
+def test_identify_among_candidate_rules_renormalises_the_models_probabilities(linear_results, observables):
+    out, _ = linear_results
+    full = identify(out / "models" / "linear", observables).set_index("run_id")
+    among = identify(out / "models" / "linear", observables, candidates=["sgdm", "fa"]).set_index("run_id")
+    assert [c for c in among.columns if c not in ("predicted", "n_samples", "rule")] == ["fa", "sgdm"]
+    expected = full[["fa", "sgdm"]].div(full[["fa", "sgdm"]].sum(axis=1), axis=0)
+    assert np.allclose(among[["fa", "sgdm"]].to_numpy(), expected.loc[among.index].to_numpy())
+    assert (among["predicted"] == expected.idxmax(axis=1).loc[among.index]).all()
+    # A run the full model names fa or sgdm keeps its answer; the others must now be one of the two.
+    named = full["predicted"].isin(["fa", "sgdm"])
+    assert (among.loc[named, "predicted"] == full.loc[named, "predicted"]).all() and (~named).any()
+    with pytest.raises(LridError, match="candidate rule.*np.*not among the model's rules"):
+        identify(out / "models" / "linear", observables, candidates=["sgdm", "np"])
+    with pytest.raises(LridError, match="fewer than two rules"):
+        identify(out / "models" / "linear", observables, candidates=["sgdm"])
+
+
 def test_identify_command_prints_and_writes_predictions(linear_results, tiny_store, tmp_path):
     out, _ = linear_results
     result = subprocess.run([LRID, "identify", str(out / "models" / "linear"), str(tiny_store),

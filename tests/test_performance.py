@@ -98,3 +98,27 @@ def test_the_larger_classification_sweep_is_the_demo_with_ten_times_the_runs():
     assert set(demo) <= set(larger)  # the demo's own runs, plus new data seeds of the same configurations
     strip = lambda run: run.model_copy(update={"train": run.train.model_copy(update={"data_seed": 0})})  # noqa: E731
     assert {strip(run).run_id for run in larger.values()} == {strip(run).run_id for run in demo.values()}
+
+
+def test_long_rows_select_by_partition_the_entries_a_sort_would_place(monkeypatch):
+    """Past PARTITION_MIN_ENTRIES the host partitions instead of sorting; the ranked entries, and so every
+    statistic, must be the device sort's bit for bit, ties and NaN (which sorts last) included."""
+    rng = np.random.default_rng(3)
+    n_even, n_odd = statistics.PARTITION_MIN_ENTRIES * 2, statistics.PARTITION_MIN_ENTRIES + 1
+    for n_entries in (n_even, n_odd):
+        values = rng.standard_t(df=3, size=(6, n_entries)).astype(np.float32)
+        values[1] = np.round(values[1])  # many ties
+        values[2, : n_entries // 2 + 3] = np.nan  # NaN past the median's ranks
+        values[3, :] = np.nan
+        values[4, ::7] = np.inf
+        quantiles = (0.0, 25.0, 50.0, 75.0, 100.0)
+        host = tf.function(lambda rows: statistics.ranked_entries(rows, quantiles))(values).numpy()
+        expected = np.sort(values, axis=-1)[:, [r for q in quantiles for r in statistics._ranks(q, n_entries)[:2]]]
+        np.testing.assert_array_equal(host, expected)
+        rows_without_nan = [0, 1, 4]  # TensorFlow's sort places NaN elsewhere than numpy's, as it always has
+        described = tf.function(statistics.describe)(values[rows_without_nan]).numpy()
+        monkeypatch.setattr(statistics, "_sort_on_host", lambda: False)
+        np.testing.assert_array_equal(tf.function(statistics.describe)(values[rows_without_nan]).numpy(), described)
+        np.testing.assert_array_equal(statistics.ranked_entries(tf.constant(values[rows_without_nan]), quantiles).numpy(),
+                                      expected[rows_without_nan])
+        monkeypatch.setattr(statistics, "_sort_on_host", lambda: True)

@@ -30,3 +30,30 @@ def test_a_zoo_made_before_the_initialisation_fields_is_one_level_of_each():
     metadata = _metadata().drop(columns=["model.init", "model.init_distribution", "task.options.standardize"])
     assert set(FACTORS["init"](metadata)) == {"glorot/uniform"}
     assert set(FACTORS["input"](metadata)) == {"[0, 1]"}
+
+
+def test_foreign_accuracies_score_each_way_of_naming_on_its_own_networks():
+    from benchmarks.transfer import foreign_accuracies
+
+    labels = pd.DataFrame({"rule": ["sgdm", "sgdm", "fa", "np"]}, index=["a", "b", "c", "d"])
+    predictions = pd.DataFrame({"all": ["sgd", "sgdm", "fa", "np_wn"],
+                                "paper candidates": ["sgdm", "sgdm", "ia", "sgdm"],
+                                "paper identifier": ["sgdm", "adam", "fa", "fa"]}, index=["a", "b", "c", "d"])
+    assert foreign_accuracies(predictions, labels) == {
+        "accuracy_all": 0.5,  # b and c of all four
+        "accuracy_paper_rules": 2 / 3,  # np's network d is not one of the paper's rules
+        "accuracy_paper_candidates": 2 / 3,
+        "accuracy_paper_identifier": 2 / 3,
+    }
+
+
+def test_a_sweep_picks_its_runs_out_of_a_larger_store(tiny_store, tiny_sweep_file, tmp_path):
+    from benchmarks.transfer import load_zoo
+
+    smaller = tmp_path / "smaller.yaml"
+    smaller.write_text(tiny_sweep_file.read_text().replace("model_seed: [0, 1, 2]", "model_seed: [0, 2]"))
+    observables, metadata = load_zoo(str(tiny_store), sweep=str(smaller))
+    assert len(metadata) == 16 and set(observables["run_id"]) == set(metadata.index)
+    assert sorted(metadata["train.model_seed"].unique()) == [0, 2]
+    everything, all_metadata = load_zoo(str(tiny_store))
+    assert len(all_metadata) == 24 and len(everything) > len(observables)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -91,14 +92,19 @@ def read_card(directory: Path | None = None) -> dict:
         raise LridError(f"{path} is not valid JSON; rebuild it with `make default-identifier`") from None
 
 
-def identify_default(observables: pd.DataFrame, directory: Path | None = None) -> tuple[pd.DataFrame, str]:
-    """The rule of each run of ``observables`` by the default identifier, and the variant that named it."""
+def identify_default(
+    observables: pd.DataFrame, directory: Path | None = None, candidates: Sequence[str] | None = None
+) -> tuple[pd.DataFrame, str]:
+    """The rule of each run of ``observables`` by the default identifier, and the variant that named it.
+
+    ``candidates`` restricts the answer to those of its rules (:func:`lrid.identify.inference.identify`).
+    """
     from lrid.identify.inference import identify
 
     directory = default_directory() if directory is None else directory
     read_card(directory)
     variant = variant_for(observables)
-    return identify(model_path(variant, directory), observables), variant
+    return identify(model_path(variant, directory), observables, candidates=candidates), variant
 
 
 def train_default(
@@ -109,11 +115,13 @@ def train_default(
     feature_options: dict | None = None,
     transfer_results: Path | None = None,
     sweep: str = "pipelines/zoo.yaml",
+    runs: Collection[str] | None = None,
 ) -> dict:
     """Fit every variant on the store's complete runs, save them under ``directory``, write and return the card.
 
     ``feature_options`` are :func:`lrid.identify.features.build_features` keywords other than ``subset``
-    (default: :data:`DEFAULT_FEATURES`).
+    (default: :data:`DEFAULT_FEATURES`). ``runs``, when given, are the only runs trained on (a sweep's, out
+    of a store that also holds others); ``sweep`` names them on the card.
     """
     from lrid.identify.classifiers import make_classifier
     from lrid.identify.features import build_features
@@ -124,8 +132,12 @@ def train_default(
     options = dict(DEFAULT_FEATURES if feature_options is None else feature_options)
     source = Store(store)
     observables = source.read_observables(("complete",))
+    manifests = [m for m in source.manifests() if m["status"] == "complete"]
+    if runs is not None:
+        observables = observables[observables["run_id"].isin(set(runs))]
+        manifests = [m for m in manifests if m["run_id"] in set(runs)]
     if observables.empty:
-        raise LridError(f"{store} holds no complete runs; generate the zoo first (make default-identifier does)")
+        raise LridError(f"{store} holds no complete runs of {sweep}; generate it first (make default-identifier does)")
     directory.mkdir(parents=True, exist_ok=True)
     variants = {}
     for variant in VARIANTS:
@@ -135,7 +147,7 @@ def train_default(
         model = make_classifier(classifier, 1, 0, n_points=features.n_points, n_static=features.n_static)
         save_model(model.fit(features.X, labels), directory, _model_name(variant), classes, features)
         variants[variant] = {"model": _model_name(variant), "n_features": int(features.X.shape[1])}
-    metadata = run_metadata([m for m in source.manifests() if m["status"] == "complete"])
+    metadata = run_metadata(manifests)
     card = {
         "name": "lrid default identifier",
         "lrid_version": lrid.__version__,
@@ -204,15 +216,20 @@ def _transfer_summary(path: Path | None, classifier: str, options: dict) -> dict
     result = json.loads(Path(path).read_text())
     if result.get("quick") or result.get("chosen_options") not in (None, options):
         return None  # a smoke run, or a measurement of other features, says nothing about this identifier
-    mine = [row for row in result.get("foreign", {}).get("summary", []) if row.get("classifier") == classifier]
+    foreign = result.get("foreign", {})
+    mine = [row for row in foreign.get("summary", []) if row.get("classifier") == classifier]
     # The targets are judged with one classifier: quote them only if it is this identifier's.
     targets = result.get("targets") if result.get("targets_classifier") in (None, classifier) else None
+    draws = foreign.get("zoo_draws") or {}
     return {
         "benchmark": "benchmarks/transfer.py",
         "finished_at": result.get("finished_at"),
         "features": result.get("chosen_features"),
         "targets": targets,
         "foreign": mine,
+        "zoo_draws": {key: draws[key] for key in ("draws", "fraction", "spread")}
+        if draws.get("classifier") == classifier
+        else None,
     }
 
 
@@ -261,9 +278,29 @@ def describe_card(card: dict) -> list[str]:
             )
         for foreign in transfer.get("foreign") or []:
             paper = foreign.get("accuracy_paper_rules")
+            among = foreign.get("accuracy_paper_candidates")
             lines.append(
                 f"  foreign recordings ({foreign['networks']} networks of another implementation): "
                 f"{foreign['accuracy_all']:.3f} named right"
                 + (f", {paper:.3f} of those trained by sgdm/adam/fa/ia" if paper is not None else "")
+                + (f" ({among:.3f} with --rules sgdm,adam,fa,ia)" if among is not None else "")
+            )
+        draws = transfer.get("zoo_draws")
+        if draws:
+            lines.append(
+                f"  trained on {draws['draws']} random zoos of {draws['fraction']:.2f} of its runs instead, foreign "
+                "accuracy ranged: "
+                + "; ".join(
+                    f"{_DRAW_MEASURES[name]} {value['min']:.2f}-{value['max']:.2f}"
+                    for name, value in draws["spread"].items()
+                    if name in _DRAW_MEASURES
+                )
             )
     return lines
+
+
+_DRAW_MEASURES = {
+    "accuracy_all": "all rules",
+    "accuracy_paper_rules": "sgdm/adam/fa/ia",
+    "accuracy_paper_candidates": "the same with --rules sgdm,adam,fa,ia",
+}

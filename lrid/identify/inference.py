@@ -17,6 +17,7 @@ older lrid versions load only with ``trust_pickle=True`` (``lrid identify --trus
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from lrid.errors import LridError
 from lrid.identify.features import build_features
 from lrid.identify.model_files import load_fitted
 
-__all__ = ["identify", "load_fitted", "read_input"]
+__all__ = ["check_candidates", "identify", "load_fitted", "read_input"]
 
 
 def read_input(location: str | Path) -> pd.DataFrame:
@@ -70,6 +71,19 @@ def read_input(location: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def check_candidates(candidates: Sequence[str], classes: Sequence[str]) -> list[str]:
+    """The candidate rules in the model's class order; a one-line error if one is not the model's or too few."""
+    unknown = [rule for rule in candidates if rule not in classes]
+    if unknown:
+        raise LridError(
+            f"candidate rule(s) {', '.join(unknown)} are not among the model's rules ({', '.join(classes)}); "
+            "give --rules from those"
+        )
+    if len(set(candidates)) < 2:
+        raise LridError(f"--rules {','.join(candidates)} names fewer than two rules; give at least two candidates")
+    return [rule for rule in classes if rule in set(candidates)]
+
+
 def _recording_files(location: str) -> list[Path]:
     """The recording files directly inside ``location`` if it is a local directory that is not a store."""
     path = Path(location)
@@ -78,7 +92,13 @@ def _recording_files(location: str) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.suffix in (".npz", ".parquet") and p.is_file())
 
 
-def identify(model_path: str | Path, observables: pd.DataFrame, *, trust_pickle: bool = False) -> pd.DataFrame:
+def identify(
+    model_path: str | Path,
+    observables: pd.DataFrame,
+    *,
+    trust_pickle: bool = False,
+    candidates: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Per run: the predicted rule and one probability column per class, from a model saved by ``classify``.
 
     ``observables`` is the store's long format (:meth:`lrid.store.Store.read_observables`, or
@@ -86,6 +106,11 @@ def identify(model_path: str | Path, observables: pd.DataFrame, *, trust_pickle:
     probability, ``n_samples`` (layers averaged), and ``rule`` (the true rule) when the input has it.
     Features that differ from the model's (other observables, time points or layers) are an error.
     ``trust_pickle`` allows a ``.joblib`` model of an older lrid (see :func:`load_fitted`).
+
+    ``candidates``, a subset of the model's rules, asks which of those rules trained each run: the
+    probabilities of the other rules are dropped and the rest renormalised, which is the model's posterior
+    once the prior is restricted to the candidates (an experimenter testing a few hypotheses). The columns
+    are then the candidates only.
     """
     from lrid.identify.recording import require_measures
 
@@ -103,11 +128,18 @@ def identify(model_path: str | Path, observables: pd.DataFrame, *, trust_pickle:
             "the observables, recorded points and depth groups the model was trained on"
         )
     classes = list(sidecar["classes"])
+    kept = check_candidates(candidates, classes) if candidates is not None else classes
     probabilities = np.zeros((len(features.X), len(classes)))
     known = np.asarray(estimator.classes_).astype(int)
     probabilities[:, known] = estimator.predict_proba(features.X)
     per_sample = pd.DataFrame(probabilities, columns=classes).assign(run_id=features.groups)
     per_run = per_sample.groupby("run_id", sort=True)[classes].mean()
+    if kept != classes:
+        # Renormalising the run's averaged probabilities, not each layer's, keeps the average over layers what
+        # it is without candidates: one posterior per run, then conditioned on the candidate set.
+        per_run = per_run[kept]
+        per_run = per_run.div(per_run.sum(axis=1).where(lambda total: total > 0), axis=0).fillna(1.0 / len(kept))
+        classes = kept
     result = per_run.reset_index()
     result.insert(1, "predicted", np.asarray(classes)[np.argmax(per_run.to_numpy(), axis=1)])
     result["n_samples"] = per_sample.groupby("run_id", sort=True).size().to_numpy()

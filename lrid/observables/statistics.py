@@ -38,6 +38,13 @@ def _sort_on_host() -> bool:
     return not tf.config.list_logical_devices("GPU")
 
 
+# The percentiles the statistics take (median, q3). Each interpolates between two ranks of its row.
+QUANTILES = (50.0, 75.0)
+# From this row length on, numpy selects a row's few ranked entries by partitioning it faster than it sorts
+# the row (benchmarks/recording_overhead.py); shorter rows, as activations' are, sort faster.
+PARTITION_MIN_ENTRIES = 2048
+
+
 def _numpy_sort_rows(values: np.ndarray) -> np.ndarray:
     return np.sort(values, axis=-1)
 
@@ -51,46 +58,102 @@ def sorted_rows(values: Any) -> Any:
     return ordered
 
 
-def percentile(values: Any, q: float, ordered: Any = None) -> Any:
-    """The q-th percentile (0..100) of each row of a [rows, entries] tensor, interpolating linearly.
+def _ranks(q: float, n_entries: int) -> tuple[int, int, float]:
+    """The two ranks the q-th percentile of n entries interpolates between, and the upper one's weight."""
+    position = q / 100.0 * (n_entries - 1)
+    lower = int(position)
+    return lower, min(lower + 1, n_entries - 1), position - lower
 
-    ``ordered``, the rows already sorted, saves a sort when several percentiles are taken.
+
+def _numpy_select_ranks(values: np.ndarray, quantiles: tuple[float, ...]) -> np.ndarray:
+    """[rows, 2 * len(quantiles)]: each row's entries at the lower and upper rank of each quantile (ascending),
+    as a sort would place them (NaN last)."""
+    n_entries = values.shape[-1]
+    ranks = [rank for q in quantiles for rank in _ranks(q, n_entries)[:2]]
+    if n_entries < PARTITION_MIN_ENTRIES:
+        return np.sort(values, axis=-1)[:, ranks]
+    selected = np.empty((values.shape[0], len(ranks)), values.dtype)
+    # Partition at each rank in turn, keeping only the entries above it (those of the next ranks, in some
+    # order). The entry just above a partitioned rank is the smallest of those, which fmin finds without
+    # another partition (and, like a sort, reads NaN only if nothing else is left).
+    segment, offset = values, 0
+    for column, rank in enumerate(ranks):
+        if column and rank == ranks[column - 1]:
+            selected[:, column] = selected[:, column - 1]
+        elif rank == offset:
+            selected[:, column] = np.fmin.reduce(segment, axis=-1)
+        else:
+            segment = np.partition(segment, rank - offset, axis=-1)
+            selected[:, column] = segment[:, rank - offset]
+            segment, offset = segment[:, rank - offset + 1 :], rank + 1
+    return selected
+
+
+def ranked_entries(values: Any, quantiles: tuple[float, ...] = QUANTILES) -> Any:
+    """[rows, 2 * len(quantiles)]: each row's entries at the two ranks each quantile (0..100, ascending)
+    interpolates between, lower then upper, quantile by quantile.
+
+    On the device, one sort; on a CPU-only host, numpy sorts short rows and partitions long ones (the same
+    entries either way, so the statistics are the same bits).
     """
-    ordered = sorted_rows(values) if ordered is None else ordered
+    if list(quantiles) != sorted(quantiles):
+        raise ValueError(f"quantiles {quantiles} must be ascending")
+    if not _sort_on_host():
+        n_entries = values.shape[-1]
+        if n_entries is not None:
+            ranks = [rank for q in quantiles for rank in _ranks(q, n_entries)[:2]]
+        else:
+            ranks = tf.stack([rank for q in quantiles for rank in _dynamic_ranks(q, values)[:2]])
+        return tf.gather(sorted_rows(values), ranks, axis=-1)
+    select = functools.partial(_numpy_select_ranks, quantiles=tuple(quantiles))
+    selected = tf.numpy_function(select, [values], values.dtype, stateful=False)
+    selected.set_shape([values.shape[0], 2 * len(quantiles)])
+    return selected
+
+
+def _dynamic_ranks(q: float, values: Any) -> tuple[Any, Any, Any]:
+    # A graph traced for rows of any length (lrid.observables.measures.any_shape_layer_statistics) reads the
+    # length at run time, in the float64 arithmetic of the static branch: both weigh the same entries alike.
+    n_entries = tf.shape(values, out_type=tf.int64)[-1]
+    position = tf.constant(q / 100.0, tf.float64) * tf.cast(n_entries - 1, tf.float64)
+    lower = tf.cast(position, tf.int64)
+    return lower, tf.minimum(lower + 1, n_entries - 1), position - tf.cast(lower, tf.float64)
+
+
+def _interpolate(q: float, values: Any, lower_entries: Any, upper_entries: Any) -> Any:
+    """The q-th percentile from each row's entries at its two ranks (numpy's linear interpolation)."""
     n_entries = values.shape[-1]
     if n_entries is not None:
-        position = q / 100.0 * (n_entries - 1)
-        lower = int(position)
-        upper = min(lower + 1, n_entries - 1)
-        lower_weight, upper_weight = 1.0 - (position - lower), position - lower
+        fraction = _ranks(q, n_entries)[2]
+        lower_weight, upper_weight = 1.0 - fraction, fraction
     else:
-        # A graph traced for rows of any length (lrid.observables.measures.any_shape_layer_statistics) reads the
-        # length at run time, in the float64 arithmetic of the static branch: both weigh the same entries alike.
-        n_entries = tf.shape(values, out_type=tf.int64)[-1]
-        position = tf.constant(q / 100.0, tf.float64) * tf.cast(n_entries - 1, tf.float64)
-        lower = tf.cast(position, tf.int64)
-        upper = tf.minimum(lower + 1, n_entries - 1)
-        fraction = position - tf.cast(lower, tf.float64)
-        lower_weight, upper_weight = tf.cast(1.0 - fraction, ordered.dtype), tf.cast(fraction, ordered.dtype)
-    return ordered[:, lower] * lower_weight + ordered[:, upper] * upper_weight
+        fraction = _dynamic_ranks(q, values)[2]
+        lower_weight, upper_weight = tf.cast(1.0 - fraction, values.dtype), tf.cast(fraction, values.dtype)
+    return lower_entries * lower_weight + upper_entries * upper_weight
 
 
-def row_statistics(values: Any, ordered: Any = None) -> Any:
+def percentile(values: Any, q: float) -> Any:
+    """The q-th percentile (0..100) of each row of a [rows, entries] tensor, interpolating linearly as numpy does."""
+    ranked = ranked_entries(values, (q,))
+    return _interpolate(q, values, ranked[:, 0], ranked[:, 1])
+
+
+def row_statistics(values: Any, ranked: Any = None) -> Any:
     """All of :data:`STATISTICS` for each row of a [rows, entries] tensor: shape [rows, len(STATISTICS)].
 
-    ``ordered``, the rows already sorted, saves the sort.
+    ``ranked``, the rows' :func:`ranked_entries`, saves selecting them.
     """
     mean = tf.reduce_mean(values, axis=-1)
     centred = values - mean[:, None]
     squared_centred = tf.square(centred)
     var = tf.reduce_mean(squared_centred, axis=-1)
-    ordered = sorted_rows(values) if ordered is None else ordered
-    median = percentile(values, 50.0, ordered)
+    ranked = ranked_entries(values) if ranked is None else ranked
+    median, q3 = (_interpolate(q, values, ranked[:, 2 * i], ranked[:, 2 * i + 1]) for i, q in enumerate(QUANTILES))
     by_name = {
         "norm": tf.norm(values, axis=-1),
         "mean": mean,
         "median": median,
-        "q3": percentile(values, 75.0, ordered),
+        "q3": q3,
         "var": var,
         # Written as TensorFlow's graph optimizer rewrites ``/ sqrt(var)`` anyway, so that eager and compiled
         # runs of this code give the same bits; the constant scales rsqrt, which no graph's optimizer regroups
@@ -131,13 +194,13 @@ def _function_row_statistics(values):
     """:func:`row_statistics` of each row under raw, abs and sq, stacked function-major: [3 * rows, statistics]."""
     # The three functions are stacked as rows of one tensor, so each statistic is one op for all three: a
     # recorder graph a third the size, which traces and runs faster (one recording is a few hundred ops).
-    # Squaring is monotonic on |x|, so the squares of the sorted magnitudes are the sorted squares, bit
-    # for bit: one sort of [raw; abs] serves the three functions.
+    # Squaring is monotonic on |x|, so the squares of the magnitudes' ranked entries are the squares' ranked
+    # entries, bit for bit: one selection over [raw; abs] serves the three functions.
     if FUNCTIONS != ("raw", "abs", "sq"):
         raise AssertionError("describe stacks the functions in the order raw, abs, sq")
     n_rows = tf.shape(values)[0]
     raw_and_abs = tf.concat([apply_function(values, "raw"), apply_function(values, "abs")], axis=0)
-    ordered_raw_and_abs = sorted_rows(raw_and_abs)
+    ranked_raw_and_abs = ranked_entries(raw_and_abs)
     stacked = tf.concat([raw_and_abs, apply_function(values, "sq")], axis=0)
-    ordered = tf.concat([ordered_raw_and_abs, tf.square(ordered_raw_and_abs[n_rows:])], axis=0)
-    return row_statistics(stacked, ordered)
+    ranked = tf.concat([ranked_raw_and_abs, tf.square(ranked_raw_and_abs[n_rows:])], axis=0)
+    return row_statistics(stacked, ranked)
