@@ -11,6 +11,8 @@ pass, weight, act and actchange statistics of every measured layer, and the heal
 bound what a faster implementation could save: the weight and act statistics of the same tensors, already
 computed, by lrid's compiled ``describe`` and by a vectorised plain-numpy version of the same definitions
 (checked to agree to 1e-4), so the statistics' own cost is separated from TensorFlow's per-op overhead.
+Last, the host's two ways to a row's median and q3 entries (a sort, or partitions) at several row lengths:
+the crossing sets ``PARTITION_MIN_ENTRIES``.
 
     python benchmarks/recording_overhead.py [--quick] [--threads 1] [--models mlp,knet]
 """
@@ -143,6 +145,38 @@ def recording_part_cases(workload, rule: str):
     }
 
 
+SELECTION_LENGTHS = (128, 1024, 2048, 3072, 4096, 16384)  # an activation row ... a 128x128 kernel
+
+
+def selection_rows(rounds: int) -> list[dict]:
+    """The host's two ways to the entries a row's median and q3 need, on 64 rows of each length: a full numpy
+    sort, or the partitions :func:`lrid.observables.statistics._numpy_select_ranks` makes past
+    ``PARTITION_MIN_ENTRIES`` (forced here at every length)."""
+    from lrid.observables import statistics
+
+    rows = []
+    for n_entries in SELECTION_LENGTHS:
+        values = np.random.default_rng(n_entries).standard_normal((64, n_entries)).astype(np.float32)
+        ranks = [rank for q in statistics.QUANTILES for rank in statistics._ranks(q, n_entries)[:2]]
+        sort = lambda: np.sort(values, axis=-1)[:, ranks]  # noqa: E731
+
+        def partition():
+            limit = statistics.PARTITION_MIN_ENTRIES
+            statistics.PARTITION_MIN_ENTRIES = 0
+            try:
+                return statistics._numpy_select_ranks(values, statistics.QUANTILES)
+            finally:
+                statistics.PARTITION_MIN_ENTRIES = limit
+
+        if not np.array_equal(sort(), partition()):
+            raise AssertionError(f"partition and sort select different entries at length {n_entries}")
+        timings = interleaved({"sort": sort, "partition": partition}, rounds * 5)
+        rows.append({"entries": n_entries, "sort_ms": round(1000 * timings["sort"]["median_s"], 3),
+                     "partition_ms": round(1000 * timings["partition"]["median_s"], 3),
+                     "used": "partition" if n_entries >= statistics.PARTITION_MIN_ENTRIES else "sort"})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds (smoke run)")
@@ -174,8 +208,12 @@ def main() -> None:
                            "share_of_run", "target", "met"],
                 f"Recording overhead per run (medians of {rounds} interleaved rounds)")
     print_table(part_rows, ["model", "part", "ms"], "One recording on the 256-example probe, by part (medians)")
+    selection = selection_rows(rounds)
+    print_table(selection, ["entries", "sort_ms", "partition_ms", "used"],
+                "Median and q3 entries of 64 rows on the host: sort or partition (medians)")
     write_result("recording_overhead", {"threads": args.threads, "rounds": rounds, "runs": run_rows,
-                                        "recording_parts": part_rows}, load_before, quick=args.quick)
+                                        "recording_parts": part_rows, "selection": selection}, load_before,
+                 quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def _sort_on_host() -> bool:
 QUANTILES = (50.0, 75.0)
 # From this row length on, numpy selects a row's few ranked entries by partitioning it faster than it sorts
 # the row (benchmarks/recording_overhead.py); shorter rows, as activations' are, sort faster.
-PARTITION_MIN_ENTRIES = 2048
+PARTITION_MIN_ENTRIES = 3072
 
 
 def _numpy_sort_rows(values: np.ndarray) -> np.ndarray:
