@@ -124,7 +124,7 @@ FACTORS = {
 def load_zoo(location: str, sweep: str | None = None):
     """The zoo's classified observables and one metadata row per run with a column per nuisance factor.
 
-    ``sweep``, a sweep YAML, keeps only the runs it expands to.
+    ``sweep``, a sweep YAML (or several, comma-separated), keeps only the runs they expand to.
     """
     from lrid.identify.splits import run_metadata
     from lrid.store import Store
@@ -135,7 +135,7 @@ def load_zoo(location: str, sweep: str | None = None):
     if sweep is not None:
         from lrid.config import load_sweep
 
-        runs = {spec.run_id for spec in load_sweep(sweep).expand()}
+        runs = {spec.run_id for path in sweep.split(",") for spec in load_sweep(path).expand()}
         manifests = [m for m in manifests if m["run_id"] in runs]
         observables = observables[observables["run_id"].isin(runs)]
         print(f"zoo: {len(manifests)} complete runs of the {len(runs)} that {sweep} expands to")
@@ -353,8 +353,8 @@ def main() -> None:
                         "auto: the compared one with the best mean held-out-level accuracy over the rule sets")
     parser.add_argument("--configs", default=None, help="comma-separated indices of the configurations to compare (default: all)")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--sweep", help="measure only the runs of the store that this sweep YAML expands to (a store "
-                        "holding a larger zoo can then be measured as the smaller one)")
+    parser.add_argument("--sweep", help="measure only the runs of the store that this sweep YAML (or these, "
+                        "comma-separated) expands to: a store holding a larger zoo can then be measured as the smaller one")
     parser.add_argument("--zoo-draws", type=int, default=5, help="identifiers trained on random zoos (--zoo-fraction of "
                         "each rule's runs), scored on the foreign recordings: the spread of foreign accuracy (0: none)")
     parser.add_argument("--zoo-fraction", type=float, default=2 / 3)

@@ -106,7 +106,7 @@ class ModelSpec(StrictModel):
 
     arch: str = "mlp"
     hidden: tuple[int, ...] = (128, 128)
-    activation: Literal["tanh", "relu", "sigmoid"] = "tanh"
+    activation: Literal["tanh", "relu", "sigmoid", "softplus", "elu", "gelu"] = "tanh"
     width: float = Field(1.0, gt=0)
     init_scale: float = Field(1.0, gt=0, description="multiplies the forward kernels' initial standard deviation")
     init: Literal["glorot", "he", "lecun"] = Field("glorot", description="the kernels' variance-scaling scheme")

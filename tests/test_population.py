@@ -92,6 +92,18 @@ def test_members_initialised_by_another_scheme_match_solo_runs(rule):
         _assert_member_equals_solo(member, train_run(spec), *tolerance)
 
 
+@pytest.mark.parametrize(("rule", "activation"), [("fa", "softplus"), ("ia", "elu"), ("sgdm", "gelu")])
+def test_members_with_smooth_activations_match_solo_runs(rule, activation):
+    """The activations other frameworks' networks often use train the same in a population as solo."""
+    from lrid.generate.population import train_population
+    from lrid.generate.trainer import train_run
+
+    specs = [_spec(rule, hparams, seed, activation=activation) for seed, hparams in enumerate(HPARAMS[rule][:2])]
+    for spec, member in zip(specs, train_population(specs, fall_back=False)):
+        assert spec.model.activation == activation
+        _assert_member_equals_solo(member, train_run(spec))
+
+
 @pytest.mark.parametrize(("rule", "lr"), [("adam", 3e-3), ("sgdm", 0.05)])
 def test_members_with_their_own_learning_rate_schedules_match_solo_runs(rule, lr):
     """Adam's step size and SGD's learning rate, which the step folds into each member's loss; the two sgdm
