@@ -43,10 +43,12 @@ sample-store: install
 # lrid's default identifier (lrid/identify/default_model/): generates the zoo into $(ZOO) (resumable, about
 # an hour on 2 cores), measures transfer on it, and fits the identifier with its model card.
 ZOO ?= $(OUT)/zoo/store
+ZOO_SWEEPS = pipelines/zoo.yaml,pipelines/zoo_activations.yaml
 default-identifier: install
 	$(BIN)/lrid generate pipelines/zoo.yaml --store $(ZOO)
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python benchmarks/transfer.py --store $(ZOO) --sweep pipelines/zoo.yaml --classifiers xgb --configs 7
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/build_default_identifier.py --store $(ZOO) --sweep pipelines/zoo.yaml --classifier xgb
+	$(BIN)/lrid generate pipelines/zoo_activations.yaml --store $(ZOO)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python benchmarks/transfer.py --store $(ZOO) --sweep $(ZOO_SWEEPS) --classifiers xgb --configs 7
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/build_default_identifier.py --store $(ZOO) --sweep $(ZOO_SWEEPS) --classifier xgb
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -1,6 +1,7 @@
 """Transfer: does the identifier name the rule of networks trained unlike the ones it learned from?
 
-Three measurements on a zoo store (``pipelines/zoo.yaml``; ``--generate`` makes it), one table each:
+Three measurements on a zoo store (``pipelines/zoo.yaml`` and ``pipelines/zoo_activations.yaml``; ``--generate``
+makes it), one table each:
 
 1. **Feature comparison** (when more than one configuration is given). For each feature configuration (unit, time axis, baseline, observable subset),
    the mean and the worst held-out-level accuracy per run over every nuisance factor below, with the
@@ -43,6 +44,8 @@ from benchmarks.harness import REPO, load_average, print_table, write_result  # 
 from lrid.identify.splits import spec_field  # noqa: E402
 
 PAPER_RULES = ("sgdm", "adam", "fa", "ia")
+# The sweeps the default identifier's zoo is made of.
+ZOO_SWEEPS = ",".join(str(REPO / "pipelines" / name) for name in ("zoo.yaml", "zoo_activations.yaml"))
 BACKPROP_RULES = ("sgd", "sgdm", "adam")
 
 
@@ -341,7 +344,8 @@ def main() -> None:
     """Run the three measurements and write ``benchmarks/results/transfer.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=str(REPO / "OUT" / "zoo" / "store"), help="the zoo store")
-    parser.add_argument("--generate", action="store_true", help="generate pipelines/zoo.yaml into --store first")
+    parser.add_argument("--generate", action="store_true", help="generate --sweep (default: the zoo's sweeps) into "
+                        "--store first")
     parser.add_argument("--foreign", help="a directory of foreign recordings with labels.csv (default: generate "
                         "--foreign-networks with --foreign-seed into a temporary directory)")
     parser.add_argument("--foreign-networks", type=int, default=112)
@@ -368,7 +372,8 @@ def main() -> None:
         from lrid.generate import generate
         from lrid.generate.executors import make_executor
 
-        generate(load_sweep(REPO / "pipelines" / "zoo.yaml"), args.store, executor=make_executor("process"))
+        for path in (args.sweep or ZOO_SWEEPS).split(","):
+            generate(load_sweep(path), args.store, executor=make_executor("process"))
     observables, metadata = load_zoo(args.store, sweep=args.sweep)
     classifiers = args.classifiers.split(",")[:1] if args.quick else args.classifiers.split(",")
     factors = ["width", "activation", "batch_size"] if args.quick else list(FACTORS)

@@ -547,7 +547,7 @@ def identify(
             f"accuracy against the true rules: {(predictions['rule'] == predictions['predicted']).mean():.3f}"
         )
     if card is not None:
-        console.print(reliability_note(card))
+        console.print(reliability_note(card, candidates))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         if output.suffix == ".csv":

@@ -1,9 +1,11 @@
 """Build lrid's default identifier (lrid/identify/default_model/) from a zoo store: `make default-identifier`.
 
-    python scripts/build_default_identifier.py --store OUT/zoo/store [--generate] [--transfer benchmarks/results/transfer.json]
+    python scripts/build_default_identifier.py --store OUT/zoo/store [--sweep A.yaml,B.yaml] [--generate]
+        [--transfer benchmarks/results/transfer.json] [--classifier xgb]
 
-With --generate, pipelines/zoo.yaml is generated into the store first (resumable). The model card records the
-transfer benchmark's targets when its results file exists (run benchmarks/transfer.py on the same store first).
+The identifier is trained on the store's runs of --sweep (the zoo; default pipelines/zoo.yaml and zoo_activations.yaml), which
+--generate generates into the store first (resumable). The model card records the transfer benchmark's
+targets when its results file exists (run benchmarks/transfer.py on the same store and sweeps first).
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+ZOO_SWEEPS = ("zoo.yaml", "zoo_activations.yaml")  # the zoo, as benchmarks/transfer.py measures it
 
 
 def main() -> None:
     """Generate the zoo if asked, fit every variant of the default identifier, and print its card."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=str(REPO / "OUT" / "zoo" / "store"))
-    parser.add_argument("--sweep", default=str(REPO / "pipelines" / "zoo.yaml"),
-                        help="the zoo: only the store's runs that this sweep expands to are trained on")
+    parser.add_argument("--sweep", default=",".join(str(REPO / "pipelines" / name) for name in ZOO_SWEEPS),
+                        help="the zoo: only the store's runs that this sweep (or these, comma-separated) expands to "
+                        "are trained on")
     parser.add_argument("--generate", action="store_true", help="generate --sweep into --store first")
     parser.add_argument("--transfer", default=str(REPO / "benchmarks" / "results" / "transfer.json"))
     parser.add_argument("--classifier", default="xgb")
@@ -31,19 +35,21 @@ def main() -> None:
     from lrid.config import load_sweep
     from lrid.identify.default_identifier import DEFAULT_DIRECTORY, describe_card, train_default
 
-    sweep = load_sweep(args.sweep)
+    paths = args.sweep.split(",")
+    sweeps = [load_sweep(path) for path in paths]
     if args.generate:
         from lrid.generate import generate
         from lrid.generate.executors import make_executor
 
-        generate(sweep, args.store, executor=make_executor("process"))
+        for sweep in sweeps:
+            generate(sweep, args.store, executor=make_executor("process"))
     transfer = Path(args.transfer)
     # The features the transfer benchmark chose (and measured), unless it has not run.
     options = json.loads(transfer.read_text()).get("chosen_options") if transfer.is_file() else None
     card = train_default(args.store, Path(args.out) if args.out else DEFAULT_DIRECTORY, classifier=args.classifier,
                          feature_options=options, transfer_results=transfer,
-                         sweep=os.path.relpath(Path(args.sweep).resolve(), REPO),
-                         runs={spec.run_id for spec in sweep.expand()})
+                         sweep=",".join(os.path.relpath(Path(path).resolve(), REPO) for path in paths),
+                         runs={spec.run_id for sweep in sweeps for spec in sweep.expand()})
     print("\n".join(describe_card(card)))
 
 

@@ -15,6 +15,7 @@ from lrid.identify.default_identifier import (
     describe_card,
     identify_default,
     read_card,
+    reliability_note,
     train_default,
     variant_for,
 )
@@ -70,6 +71,9 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert "adam, fa, ia, sgdm" in text and "foreign sgdm/adam/fa/ia >= 0.95: 0.500" in text
     assert "0.700 named right, 0.500 of those trained by sgdm/adam/fa/ia (0.750 with --rules sgdm,adam,fa,ia)" in text
     assert "3 random zoos of 0.67 of its runs" in text and "all rules 0.55-0.65" in text and "fa,ia 0.60-0.80" in text
+    assert "0.70 of foreign networks" in reliability_note(card)
+    assert "among sgdm, adam, fa and ia, 0.75 of foreign" in reliability_note(card, ["ia", "sgdm", "fa", "adam"])
+    assert "0.70 of foreign networks" in reliability_note(card, ["sgdm", "adam"])  # not measured: the overall figure
 
 
 def test_quick_transfer_results_stay_off_the_card(tiny_store, tmp_path):

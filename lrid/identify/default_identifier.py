@@ -1,7 +1,7 @@
 """The identifier that ships with lrid: ``lrid identify INPUT`` with no model.
 
-It is trained on the zoo (``pipelines/zoo.yaml``: every rule over widths, depths, activations, batch
-sizes, learning rates, budgets, optimizers and initialisation scales) with the features that transferred
+It is trained on the zoo (``pipelines/zoo.yaml`` and ``pipelines/zoo_activations.yaml``: every rule over
+widths, depths, activations, batch sizes, learning rates, budgets, optimizers and initialisations) with the features that transferred
 best in ``benchmarks/transfer.py``, and saved in formats that load without running code
 (:mod:`lrid.identify.model_files`). A recording carries what its experimenter could measure, so there is
 one model per combination of measures (:data:`VARIANTS`: weights only, activations only, both, and all
@@ -233,11 +233,22 @@ def _transfer_summary(path: Path | None, classifier: str, options: dict) -> dict
     }
 
 
-def reliability_note(card: dict) -> str:
-    """One line on how far the default identifier's answers can be trusted, from its measured transfer."""
+# The candidate rules whose foreign accuracy the transfer benchmark measures (``--rules sgdm,adam,fa,ia``).
+PAPER_RULES = ("adam", "fa", "ia", "sgdm")
+
+
+def reliability_note(card: dict, candidates: Sequence[str] | None = None) -> str:
+    """One line on how far the default identifier's answers can be trusted, from its measured transfer
+    (among ``candidates``, when the benchmark measured that choice)."""
     foreign = ((card.get("transfer") or {}).get("foreign") or [None])[0]
     if not foreign:
         return "default identifier: its transfer accuracy was not measured for this build (lrid identify --about)"
+    among = foreign.get("accuracy_paper_candidates")
+    if candidates is not None and sorted(set(candidates)) == list(PAPER_RULES) and among is not None:
+        return (
+            f"default identifier: among sgdm, adam, fa and ia, {among:.2f} of foreign networks trained by those rules "
+            "were named correctly in its benchmark; see `lrid identify --about` before relying on an answer"
+        )
     return (
         f"default identifier: {foreign['accuracy_all']:.2f} of foreign networks ({foreign['networks']}, trained by another "
         "implementation) were named correctly in its benchmark; see `lrid identify --about` before relying on an answer"
