@@ -17,7 +17,8 @@ makes it), one table each:
    ``benchmarks/foreign`` (an independent numpy implementation, its own initialisation, data order,
    ranges and probe), read from their raw ``.npz`` recordings as a user's would be; accuracy per rule.
    The networks of the paper's four rules are also named among those four (``lrid identify --rules``)
-   and by an identifier trained on those four only, as the held-out levels' "paper 4" rows are. Then
+   and by an identifier trained on those four only, as the held-out levels' "paper 4" rows are. Several
+   foreign sets (``--foreign A,B`` or ``--foreign-seeds``) are scored each and judged by their mean; then
    ``--zoo-draws`` identifiers trained on random parts of the zoo give foreign accuracy its spread.
 
 Runs that collapsed (trained to the end without learning) are left out, as ``lrid classify`` does.
@@ -32,7 +33,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -230,10 +231,19 @@ def in_distribution(observables, config: FeatureConfig, classifier: str, n_split
 class ForeignSet:
     """Foreign recordings that learned: their labels (one row per network) and their observables."""
 
-    directory: Path
+    name: str
     labels: pd.DataFrame
     recordings: pd.DataFrame
     read_seconds: float
+    _features: dict = field(default_factory=dict, repr=False)
+
+    def features(self, config: FeatureConfig):
+        """The recordings' features under ``config``, built once."""
+        from lrid.identify.features import build_features
+
+        if config.name not in self._features:
+            self._features[config.name] = build_features(self.recordings, **config.options())
+        return self._features[config.name]
 
 
 def read_foreign(directory: Path) -> ForeignSet:
@@ -245,43 +255,55 @@ def read_foreign(directory: Path) -> ForeignSet:
     # As lrid leaves out its own runs that learned nothing, so here: chance on digits is 1/10.
     threshold = 0.1 + COLLAPSE_GAP_FRACTION * 0.9
     learned = labels.index[labels["final_test_accuracy"] >= threshold]
-    print(f"foreign: {len(labels) - len(learned)} of {len(labels)} networks ended below test accuracy {threshold:.2f} "
-          "(they learned nothing) and are left out")
+    print(f"foreign {directory.name}: {len(labels) - len(learned)} of {len(labels)} networks ended below test accuracy "
+          f"{threshold:.2f} (they learned nothing) and are left out")
     labels = labels.loc[learned]
     started = time.perf_counter()
     recordings = pd.concat([read_recording(directory / f"{run}.npz") for run in labels.index], ignore_index=True)
     read_seconds = time.perf_counter() - started
     recordings["rule"] = labels.loc[recordings["run_id"], "rule"].to_numpy()
-    return ForeignSet(directory, labels, recordings, read_seconds)
+    return ForeignSet(directory.name, labels, recordings, read_seconds)
 
 
-def _run_probabilities(observables, config: FeatureConfig, classifier: str, test, n_jobs: int) -> pd.DataFrame:
-    """An identifier trained on all of ``observables``: its class probabilities for each run of ``test``."""
+def _fit_all(observables, config: FeatureConfig, classifier: str, n_jobs: int):
+    """An identifier trained on all of ``observables``, and its classes."""
     from lrid.identify.features import build_features
 
     train = build_features(observables, **config.options())
     classes = sorted(set(train.y))
-    model = _fit(classifier, train, np.ones(len(train.y), bool), classes, n_jobs)
+    return _fit(classifier, train, np.ones(len(train.y), bool), classes, n_jobs), classes
+
+
+def _run_probabilities(fitted, test) -> pd.DataFrame:
+    model, classes = fitted
     return pd.DataFrame(model.predict_proba(test.X), columns=classes).groupby(test.groups).mean()
 
 
-def foreign_predictions(observables, config: FeatureConfig, classifier: str, foreign_set: ForeignSet,
-                        n_jobs: int) -> pd.DataFrame:
-    """Each foreign network's rule as named three ways, one column each, indexed by network:
+def foreign_predictions(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],
+                        n_jobs: int) -> dict[str, pd.DataFrame]:
+    """For each foreign set, its networks' rules as named three ways, one column each, indexed by network:
 
     * ``all``: the identifier trained on every rule of the zoo (what ``lrid identify`` answers);
     * ``paper candidates``: the same identifier asked which of the paper's four rules it is
       (``lrid identify --rules sgdm,adam,fa,ia``: probabilities renormalised over them);
     * ``paper identifier``: an identifier trained on the paper's four rules only, the setting of the
       held-out levels' "paper 4" rows.
-    """
-    from lrid.identify.features import build_features
 
-    test = build_features(foreign_set.recordings, **config.options())
-    everything = _run_probabilities(observables, config, classifier, test, n_jobs)
-    paper = _run_probabilities(_restrict(observables, PAPER_RULES), config, classifier, test, n_jobs)
-    return pd.DataFrame({"all": everything.idxmax(axis=1), "paper candidates": everything[list(PAPER_RULES)].idxmax(axis=1),
-                         "paper identifier": paper.idxmax(axis=1)})
+    Each identifier is fitted once and names every set.
+    """
+    everything = _fit_all(observables, config, classifier, n_jobs)
+    paper = _fit_all(_restrict(observables, PAPER_RULES), config, classifier, n_jobs)
+    named = {}
+    for foreign_set in foreign_sets:
+        test = foreign_set.features(config)
+        every_rule, paper_rules = _run_probabilities(everything, test), _run_probabilities(paper, test)
+        named[foreign_set.name] = pd.DataFrame({"all": every_rule.idxmax(axis=1),
+                                                "paper candidates": every_rule[list(PAPER_RULES)].idxmax(axis=1),
+                                                "paper identifier": paper_rules.idxmax(axis=1)})
+    return named
+
+
+FOREIGN_MEASURES = ("accuracy_all", "accuracy_paper_rules", "accuracy_paper_candidates", "accuracy_paper_identifier")
 
 
 def foreign_accuracies(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict:
@@ -295,49 +317,75 @@ def foreign_accuracies(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict:
             "accuracy_paper_identifier": float(named_right.loc[paper, "paper identifier"].mean()) if paper.any() else None}
 
 
-def foreign(observables, config: FeatureConfig, classifier: str, foreign_set: ForeignSet, n_jobs: int) -> tuple[list[dict], dict]:
-    """The zoo-trained identifier on the foreign recordings: accuracy per rule and overall."""
-    predictions = foreign_predictions(observables, config, classifier, foreign_set, n_jobs)
-    truth = foreign_set.labels.loc[predictions.index, "rule"]
-    rows = []
-    for rule in sorted(set(truth)):
-        named = predictions[truth == rule]
-        row = {"rule": rule, "classifier": classifier, "networks": len(named),
-               "accuracy": float((named["all"] == rule).mean()),
-               "read_as": ", ".join(f"{name} {count}" for name, count in named["all"].value_counts().items())}
-        if rule in PAPER_RULES:
-            row["paper_identifier_accuracy"] = float((named["paper identifier"] == rule).mean())
-            row["paper_identifier_read_as"] = ", ".join(
-                f"{name} {count}" for name, count in named["paper identifier"].value_counts().items())
-        rows.append(row)
-    summary = {"classifier": classifier, **foreign_accuracies(predictions, foreign_set.labels), "networks": len(truth),
-               "read_seconds": foreign_set.read_seconds}
-    return rows, summary
+def mean_over_sets(rows: list[dict]) -> dict:
+    """Each foreign measure averaged over the sets' rows (a set without the paper's rules is left out of theirs)."""
+    means = {}
+    for measure in FOREIGN_MEASURES:
+        values = [row[measure] for row in rows if row.get(measure) is not None]
+        means[measure] = float(np.mean(values)) if values else None
+    return means
 
 
-def zoo_draws(observables, metadata: pd.DataFrame, config: FeatureConfig, classifier: str, foreign_set: ForeignSet,
+def foreign(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],
+            n_jobs: int) -> tuple[list[dict], list[dict]]:
+    """The zoo-trained identifier on each set of foreign recordings: accuracy per rule, and overall per set."""
+    rows, summaries = [], []
+    for foreign_set, predictions in zip(foreign_sets, foreign_predictions(observables, config, classifier, foreign_sets,
+                                                                          n_jobs).values()):
+        truth = foreign_set.labels.loc[predictions.index, "rule"]
+        for rule in sorted(set(truth)):
+            named = predictions[truth == rule]
+            row = {"set": foreign_set.name, "rule": rule, "classifier": classifier, "networks": len(named),
+                   "accuracy": float((named["all"] == rule).mean()),
+                   "read_as": ", ".join(f"{name} {count}" for name, count in named["all"].value_counts().items())}
+            if rule in PAPER_RULES:
+                row["paper_identifier_accuracy"] = float((named["paper identifier"] == rule).mean())
+                row["paper_identifier_read_as"] = ", ".join(
+                    f"{name} {count}" for name, count in named["paper identifier"].value_counts().items())
+            rows.append(row)
+        summaries.append({"set": foreign_set.name, "classifier": classifier,
+                          **foreign_accuracies(predictions, foreign_set.labels), "networks": len(truth),
+                          "read_seconds": foreign_set.read_seconds})
+    return rows, summaries
+
+
+def zoo_draws(observables, metadata: pd.DataFrame, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],
               draws: int, fraction: float, n_jobs: int) -> dict:
     """Foreign accuracy of identifiers trained on ``draws`` random zoos: ``fraction`` of each rule's runs.
 
     One zoo is one draw of its sampled configurations; how much foreign accuracy moves from draw to draw
-    says how far one zoo's score can be trusted, and lets zoo designs be compared beyond that noise.
+    says how far one zoo's score can be trusted, and lets zoo designs be compared beyond that noise (at
+    equal size: ``--zoo-draw-runs``). Each draw's identifiers name every foreign set.
     """
     rng = np.random.default_rng(0)
     results = []
     for draw in range(draws):
         kept = [run for _, runs in metadata.groupby("rule").groups.items()
                 for run in rng.choice(np.array(sorted(runs)), size=int(round(len(runs) * fraction)), replace=False)]
-        predictions = foreign_predictions(observables[observables["run_id"].isin(kept)], config, classifier,
-                                          foreign_set, n_jobs)
-        results.append({"draw": draw, "runs": len(kept), **foreign_accuracies(predictions, foreign_set.labels)})
-        print_table(results[-1:], list(results[-1]), "")
-    spread = {}
-    for measure in ("accuracy_all", "accuracy_paper_rules", "accuracy_paper_candidates", "accuracy_paper_identifier"):
-        values = [result[measure] for result in results if result[measure] is not None]
-        if values:
-            spread[measure] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
-                               "min": float(np.min(values)), "max": float(np.max(values))}
-    return {"classifier": classifier, "draws": draws, "fraction": fraction, "results": results, "spread": spread}
+        named = foreign_predictions(observables[observables["run_id"].isin(kept)], config, classifier, foreign_sets, n_jobs)
+        per_set = [{"draw": draw, "set": foreign_set.name, "runs": len(kept),
+                    **foreign_accuracies(named[foreign_set.name], foreign_set.labels)} for foreign_set in foreign_sets]
+        results += per_set
+        print(f"zoo draw {draw + 1} of {draws} ({len(kept)} runs): foreign accuracy "
+              + ", ".join(f"{row['set']} {row['accuracy_all']:.3f}" for row in per_set), flush=True)
+
+    def spread(rows: list[dict]) -> dict:
+        summary = {}
+        for measure in FOREIGN_MEASURES:
+            values = [row[measure] for row in rows if row[measure] is not None]
+            if values:
+                summary[measure] = {"mean": float(np.mean(values)),
+                                    "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                                    "min": float(np.min(values)), "max": float(np.max(values))}
+        return summary
+
+    # A draw's score is its mean over the sets, so the spread is the draws' and not the sets' differences.
+    draw_means = [{"draw": draw, **mean_over_sets([row for row in results if row["draw"] == draw])} for draw in range(draws)]
+    return {"classifier": classifier, "draws": draws, "fraction": fraction, "runs": results[0]["runs"] if results else 0,
+            "sets": [foreign_set.name for foreign_set in foreign_sets], "results": results,
+            "spread": spread(draw_means),
+            "spread_by_set": {foreign_set.name: spread([row for row in results if row["set"] == foreign_set.name])
+                              for foreign_set in foreign_sets}}
 
 
 def main() -> None:
@@ -346,11 +394,11 @@ def main() -> None:
     parser.add_argument("--store", default=str(REPO / "OUT" / "zoo" / "store"), help="the zoo store")
     parser.add_argument("--generate", action="store_true", help="generate --sweep (default: the zoo's sweeps) into "
                         "--store first")
-    parser.add_argument("--foreign", help="a directory of foreign recordings with labels.csv (default: generate "
-                        "--foreign-networks with --foreign-seed into a temporary directory)")
+    parser.add_argument("--foreign", help="directories of foreign recordings with labels.csv, comma-separated (default: "
+                        "generate --foreign-networks for each of --foreign-seeds into temporary directories)")
     parser.add_argument("--foreign-networks", type=int, default=112)
-    parser.add_argument("--foreign-seed", type=int, default=1, help="the seed of the generated foreign networks (the "
-                        "defaults write the set the README's numbers were measured on)")
+    parser.add_argument("--foreign-seeds", default="1,2", help="the seeds of the generated foreign sets (the defaults "
+                        "write the sets the README's numbers were measured on)")
     parser.add_argument("--classifiers", default="linear,rf,xgb")
     parser.add_argument("--compare-with", default="linear", help="the classifier that compares feature configurations")
     parser.add_argument("--features", default="auto", help="the configuration measured in full: an index into CONFIGS, or "
@@ -362,6 +410,8 @@ def main() -> None:
     parser.add_argument("--zoo-draws", type=int, default=5, help="identifiers trained on random zoos (--zoo-fraction of "
                         "each rule's runs), scored on the foreign recordings: the spread of foreign accuracy (0: none)")
     parser.add_argument("--zoo-fraction", type=float, default=2 / 3)
+    parser.add_argument("--zoo-draw-runs", type=int, default=None, help="draw zoos of about this many runs instead of a "
+                        "fraction, to compare zoo designs at equal size")
     parser.add_argument("--quick", action="store_true", help="smoke run: three factors, one classifier, two configurations, "
                         "no zoo draws; meets no target")
     args = parser.parse_args()
@@ -416,43 +466,49 @@ def main() -> None:
     print_table(within, ["classifier", "features", "splits", "mean", "sem"], "In distribution, all rules (10 balanced splits)")
 
     if args.foreign:
-        directory = Path(args.foreign)
+        directories = [Path(directory) for directory in args.foreign.split(",")]
     else:
         import tempfile
 
         from benchmarks.foreign import generate_networks
 
-        directory = Path(tempfile.mkdtemp(prefix="lrid-foreign-"))
-        generate_networks(directory, args.foreign_networks, args.foreign_seed, "sgdm,adam,fa,ia,ss,np,np_wn")
-    foreign_set = read_foreign(directory)
+        directories = []
+        for seed in (int(seed) for seed in args.foreign_seeds.split(",")):
+            directories.append(Path(tempfile.mkdtemp(prefix=f"lrid-foreign-s{seed}-")))
+            generate_networks(directories[-1], args.foreign_networks, seed, "sgdm,adam,fa,ia,ss,np,np_wn")
+    foreign_sets = [read_foreign(directory) for directory in directories]
     foreign_rows, foreign_summary = [], []
     for classifier in classifiers:
-        rows, summary = foreign(observables, chosen, classifier, foreign_set, args.jobs)
+        rows, summaries = foreign(observables, chosen, classifier, foreign_sets, args.jobs)
         foreign_rows += rows
-        foreign_summary.append(summary)
-    print_table(foreign_rows, ["rule", "classifier", "networks", "accuracy", "read_as", "paper_identifier_accuracy",
-                               "paper_identifier_read_as"], f"Foreign recordings ({directory})")
-    print_table(foreign_summary, ["classifier", "networks", "accuracy_all", "accuracy_paper_rules", "accuracy_paper_candidates",
-                                  "accuracy_paper_identifier", "read_seconds"],
+        foreign_summary += summaries
+    print_table(foreign_rows, ["set", "rule", "classifier", "networks", "accuracy", "read_as", "paper_identifier_accuracy",
+                               "paper_identifier_read_as"], "Foreign recordings")
+    print_table(foreign_summary, ["set", "classifier", "networks", "accuracy_all", "accuracy_paper_rules",
+                                  "accuracy_paper_candidates", "accuracy_paper_identifier", "read_seconds"],
                 "Foreign, overall (paper rules: by the all-rule identifier, by it among the paper's 4, by a paper's-4 identifier)")
+    foreign_mean = mean_over_sets([row for row in foreign_summary if row["classifier"] == classifiers[0]])
     draws = None
     if args.zoo_draws and not args.quick:
-        draws = zoo_draws(observables, metadata, chosen, classifiers[0], foreign_set, args.zoo_draws, args.zoo_fraction,
-                          args.jobs)
+        fraction = min(1.0, args.zoo_draw_runs / len(metadata)) if args.zoo_draw_runs else args.zoo_fraction
+        draws = zoo_draws(observables, metadata, chosen, classifiers[0], foreign_sets, args.zoo_draws, fraction, args.jobs)
+        print_table(draws["results"], list(draws["results"][0]), f"Foreign accuracy of each zoo draw ({classifiers[0]})")
         print_table([{"measure": measure, **values} for measure, values in draws["spread"].items()],
                     ["measure", "mean", "sd", "min", "max"],
-                    f"Foreign accuracy over {args.zoo_draws} zoo draws ({classifiers[0]}, {args.zoo_fraction:.2f} of each rule's runs)")
+                    f"Foreign accuracy over {args.zoo_draws} zoo draws of {draws['runs']} runs ({classifiers[0]}, "
+                    f"each draw's mean over {len(foreign_sets)} foreign set(s))")
 
     paper_levels = [row["run_accuracy"] for row in matrix if row["rules"] == "paper 4" and row["classifier"] == classifiers[0]]
+    over_sets = f", mean of {len(foreign_sets)} sets" if len(foreign_sets) > 1 else ""
     targets = [
         {"target": "every held-out level, paper's 4 rules, per run >= 0.95", "measured": min(paper_levels), "goal": 0.95},
         {"target": "activations only, held-out levels >= 0.85", "measured": min(r["run_accuracy"] for r in activations), "goal": 0.85},
         {"target": "all rules in distribution >= 0.90", "measured": within[0]["mean"], "goal": 0.90},
-        {"target": "foreign sgdm/adam/fa/ia >= 0.95 (paper's-4 identifier)",
-         "measured": foreign_summary[0]["accuracy_paper_identifier"], "goal": 0.95},
-        {"target": "foreign sgdm/adam/fa/ia >= 0.95 (all-rule identifier)",
-         "measured": foreign_summary[0]["accuracy_paper_rules"], "goal": 0.95},
-        {"target": "foreign, all its rules >= 0.85", "measured": foreign_summary[0]["accuracy_all"], "goal": 0.85},
+        {"target": f"foreign sgdm/adam/fa/ia >= 0.95 (paper's-4 identifier){over_sets}",
+         "measured": foreign_mean["accuracy_paper_identifier"], "goal": 0.95},
+        {"target": f"foreign sgdm/adam/fa/ia >= 0.95 (all-rule identifier){over_sets}",
+         "measured": foreign_mean["accuracy_paper_rules"], "goal": 0.95},
+        {"target": f"foreign, all its rules >= 0.85{over_sets}", "measured": foreign_mean["accuracy_all"], "goal": 0.85},
     ]
     for target in targets:
         target["met"] = None if args.quick else bool(target["measured"] is not None and target["measured"] >= target["goal"])
@@ -463,8 +519,8 @@ def main() -> None:
         "chosen_options": {key: value for key, value in chosen.options().items() if key != "subset"},
         "targets_classifier": classifiers[0], "feature_comparison": comparison,
         "leave_one_level_out": matrix, "activations_only": activations, "in_distribution": within,
-        "foreign": {"directory": str(directory), "per_rule": foreign_rows, "summary": foreign_summary,
-                    "zoo_draws": draws}, "targets": targets,
+        "foreign": {"directories": [str(directory) for directory in directories], "per_rule": foreign_rows,
+                    "summary": foreign_summary, "mean_over_sets": foreign_mean, "zoo_draws": draws}, "targets": targets,
     }, load_before, quick=args.quick)
 
 

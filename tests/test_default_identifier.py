@@ -74,6 +74,11 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert "0.70 of foreign networks" in reliability_note(card)
     assert "among sgdm, adam, fa and ia, 0.75 of foreign" in reliability_note(card, ["ia", "sgdm", "fa", "adam"])
     assert "0.70 of foreign networks" in reliability_note(card, ["sgdm", "adam"])  # not measured: the overall figure
+    two_sets = {"transfer": {"foreign": [{**card["transfer"]["foreign"][0], "set": "s1"},
+                                         {**card["transfer"]["foreign"][0], "set": "s2", "accuracy_all": 0.8}]}}
+    assert "0.75 of foreign networks (20 in 2 sets" in reliability_note(two_sets)
+    assert "set s2, 10 networks" in "\n".join(describe_card({**card, **two_sets, "transfer": {**card["transfer"],
+                                                                                            **two_sets["transfer"]}}))
 
 
 def test_quick_transfer_results_stay_off_the_card(tiny_store, tmp_path):

@@ -57,3 +57,14 @@ def test_a_sweep_picks_its_runs_out_of_a_larger_store(tiny_store, tiny_sweep_fil
     assert sorted(metadata["train.model_seed"].unique()) == [0, 2]
     everything, all_metadata = load_zoo(str(tiny_store))
     assert len(all_metadata) == 24 and len(everything) > len(observables)
+
+
+def test_several_foreign_sets_are_judged_by_their_mean():
+    from benchmarks.transfer import mean_over_sets
+
+    rows = [{"set": "a", "accuracy_all": 0.6, "accuracy_paper_rules": 0.5, "accuracy_paper_candidates": 0.7,
+             "accuracy_paper_identifier": 0.8},
+            {"set": "b", "accuracy_all": 0.8, "accuracy_paper_rules": None, "accuracy_paper_candidates": None,
+             "accuracy_paper_identifier": None}]  # a set without the paper's rules counts only for all rules
+    assert mean_over_sets(rows) == {"accuracy_all": 0.7, "accuracy_paper_rules": 0.5, "accuracy_paper_candidates": 0.7,
+                                    "accuracy_paper_identifier": 0.8}

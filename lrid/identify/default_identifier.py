@@ -240,18 +240,21 @@ PAPER_RULES = ("adam", "fa", "ia", "sgdm")
 def reliability_note(card: dict, candidates: Sequence[str] | None = None) -> str:
     """One line on how far the default identifier's answers can be trusted, from its measured transfer
     (among ``candidates``, when the benchmark measured that choice)."""
-    foreign = ((card.get("transfer") or {}).get("foreign") or [None])[0]
-    if not foreign:
+    rows = (card.get("transfer") or {}).get("foreign") or []
+    if not rows:
         return "default identifier: its transfer accuracy was not measured for this build (lrid identify --about)"
-    among = foreign.get("accuracy_paper_candidates")
-    if candidates is not None and sorted(set(candidates)) == list(PAPER_RULES) and among is not None:
+    networks = sum(row["networks"] for row in rows)
+    sets = f" in {len(rows)} sets" if len(rows) > 1 else ""
+    among = [row.get("accuracy_paper_candidates") for row in rows]
+    if candidates is not None and sorted(set(candidates)) == list(PAPER_RULES) and None not in among:
         return (
-            f"default identifier: among sgdm, adam, fa and ia, {among:.2f} of foreign networks trained by those rules "
-            "were named correctly in its benchmark; see `lrid identify --about` before relying on an answer"
+            f"default identifier: among sgdm, adam, fa and ia, {np.mean(among):.2f} of foreign networks trained by "
+            "those rules were named correctly in its benchmark; see `lrid identify --about` before relying on an answer"
         )
     return (
-        f"default identifier: {foreign['accuracy_all']:.2f} of foreign networks ({foreign['networks']}, trained by another "
-        "implementation) were named correctly in its benchmark; see `lrid identify --about` before relying on an answer"
+        f"default identifier: {np.mean([row['accuracy_all'] for row in rows]):.2f} of foreign networks ({networks}{sets}, "
+        "trained by another implementation) were named correctly in its benchmark; see `lrid identify --about` "
+        "before relying on an answer"
     )
 
 
@@ -290,8 +293,9 @@ def describe_card(card: dict) -> list[str]:
         for foreign in transfer.get("foreign") or []:
             paper = foreign.get("accuracy_paper_rules")
             among = foreign.get("accuracy_paper_candidates")
+            named = f"set {foreign['set']}, " if foreign.get("set") else ""
             lines.append(
-                f"  foreign recordings ({foreign['networks']} networks of another implementation): "
+                f"  foreign recordings ({named}{foreign['networks']} networks of another implementation): "
                 f"{foreign['accuracy_all']:.3f} named right"
                 + (f", {paper:.3f} of those trained by sgdm/adam/fa/ia" if paper is not None else "")
                 + (f" ({among:.3f} with --rules sgdm,adam,fa,ia)" if among is not None else "")
@@ -300,7 +304,7 @@ def describe_card(card: dict) -> list[str]:
         if draws:
             lines.append(
                 f"  trained on {draws['draws']} random zoos of {draws['fraction']:.2f} of its runs instead, foreign "
-                "accuracy ranged: "
+                f"accuracy{' (mean over the sets)' if len(transfer.get('foreign') or []) > 1 else ''} ranged: "
                 + "; ".join(
                     f"{_DRAW_MEASURES[name]} {value['min']:.2f}-{value['max']:.2f}"
                     for name, value in draws["spread"].items()

@@ -110,7 +110,7 @@ def identify(
     ``candidates``, a subset of the model's rules, asks which of those rules trained each run: the
     probabilities of the other rules are dropped and the rest renormalised, which is the model's posterior
     once the prior is restricted to the candidates (an experimenter testing a few hypotheses). The columns
-    are then the candidates only.
+    are then the candidates only; a run given none of them any probability gets them all equally.
     """
     from lrid.identify.recording import require_measures
 
