@@ -74,6 +74,8 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert "0.70 of foreign networks" in reliability_note(card)
     assert "among sgdm, adam, fa and ia, 0.75 of foreign" in reliability_note(card, ["ia", "sgdm", "fa", "adam"])
     assert "0.70 of foreign networks" in reliability_note(card, ["sgdm", "adam"])  # not measured: the overall figure
+    sized = {**card["transfer"], "zoo_draws": {**card["transfer"]["zoo_draws"], "runs": 969}}
+    assert "3 random zoos of 969 runs instead" in "\n".join(describe_card({**card, "transfer": sized}))
     two_sets = {"transfer": {"foreign": [{**card["transfer"]["foreign"][0], "set": "s1"},
                                          {**card["transfer"]["foreign"][0], "set": "s2", "accuracy_all": 0.8}]}}
     assert "0.75 of foreign networks (20 in 2 sets" in reliability_note(two_sets)

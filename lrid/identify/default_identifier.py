@@ -227,7 +227,7 @@ def _transfer_summary(path: Path | None, classifier: str, options: dict) -> dict
         "features": result.get("chosen_features"),
         "targets": targets,
         "foreign": mine,
-        "zoo_draws": {key: draws[key] for key in ("draws", "fraction", "spread")}
+        "zoo_draws": {key: draws[key] for key in ("draws", "fraction", "runs", "spread") if key in draws}
         if draws.get("classifier") == classifier
         else None,
     }
@@ -303,7 +303,9 @@ def describe_card(card: dict) -> list[str]:
         draws = transfer.get("zoo_draws")
         if draws:
             lines.append(
-                f"  trained on {draws['draws']} random zoos of {draws['fraction']:.2f} of its runs instead, foreign "
+                f"  trained on {draws['draws']} random zoos of "
+                + (f"{draws['runs']} runs" if draws.get("runs") else f"{draws['fraction']:.2f} of its runs")
+                + " instead, foreign "
                 f"accuracy{' (mean over the sets)' if len(transfer.get('foreign') or []) > 1 else ''} ranged: "
                 + "; ".join(
                     f"{_DRAW_MEASURES[name]} {value['min']:.2f}-{value['max']:.2f}"
