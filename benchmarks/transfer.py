@@ -472,10 +472,11 @@ def main() -> None:
 
         from benchmarks.foreign import generate_networks
 
-        directories = []
-        for seed in (int(seed) for seed in args.foreign_seeds.split(",")):
-            directories.append(Path(tempfile.mkdtemp(prefix=f"lrid-foreign-s{seed}-")))
-            generate_networks(directories[-1], args.foreign_networks, seed, "sgdm,adam,fa,ia,ss,np,np_wn")
+        # A set is named by its directory: seed1, seed2, ... as the README's sets are.
+        parent = Path(tempfile.mkdtemp(prefix="lrid-foreign-"))
+        directories = [parent / f"seed{seed}" for seed in args.foreign_seeds.split(",")]
+        for directory in directories:
+            generate_networks(directory, args.foreign_networks, int(directory.name[4:]), "sgdm,adam,fa,ia,ss,np,np_wn")
     foreign_sets = [read_foreign(directory) for directory in directories]
     foreign_rows, foreign_summary = [], []
     for classifier in classifiers:
