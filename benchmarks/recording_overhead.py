@@ -157,7 +157,7 @@ def selection_rows(rounds: int) -> list[dict]:
     rows = []
     for n_entries in SELECTION_LENGTHS:
         values = np.random.default_rng(n_entries).standard_normal((64, n_entries)).astype(np.float32)
-        ranks = [rank for q in statistics.QUANTILES for rank in statistics._ranks(q, n_entries)[:2]]
+        ranks = statistics._rank_list(statistics.QUANTILES, n_entries)
         sort = lambda: np.sort(values, axis=-1)[:, ranks]  # noqa: E731
 
         def partition():

@@ -330,8 +330,9 @@ def foreign(observables, config: FeatureConfig, classifier: str, foreign_sets: l
             n_jobs: int) -> tuple[list[dict], list[dict]]:
     """The zoo-trained identifier on each set of foreign recordings: accuracy per rule, and overall per set."""
     rows, summaries = [], []
-    for foreign_set, predictions in zip(foreign_sets, foreign_predictions(observables, config, classifier, foreign_sets,
-                                                                          n_jobs).values()):
+    named = foreign_predictions(observables, config, classifier, foreign_sets, n_jobs)
+    for foreign_set in foreign_sets:
+        predictions = named[foreign_set.name]
         truth = foreign_set.labels.loc[predictions.index, "rule"]
         for rule in sorted(set(truth)):
             named = predictions[truth == rule]
@@ -477,6 +478,8 @@ def main() -> None:
         directories = [parent / f"seed{seed}" for seed in args.foreign_seeds.split(",")]
         for directory in directories:
             generate_networks(directory, args.foreign_networks, int(directory.name[4:]), "sgdm,adam,fa,ia,ss,np,np_wn")
+    if len({directory.name for directory in directories}) < len(directories):
+        raise SystemExit("transfer: foreign sets are named by their directories; give directories with distinct names")
     foreign_sets = [read_foreign(directory) for directory in directories]
     foreign_rows, foreign_summary = [], []
     for classifier in classifiers:

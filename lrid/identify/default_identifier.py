@@ -134,8 +134,9 @@ def train_default(
     observables = source.read_observables(("complete",))
     manifests = [m for m in source.manifests() if m["status"] == "complete"]
     if runs is not None:
-        observables = observables[observables["run_id"].isin(set(runs))]
-        manifests = [m for m in manifests if m["run_id"] in set(runs)]
+        kept = set(runs)
+        observables = observables[observables["run_id"].isin(kept)]
+        manifests = [m for m in manifests if m["run_id"] in kept]
     if observables.empty:
         raise LridError(f"{store} holds no complete runs of {sweep}; generate it first (make default-identifier does)")
     directory.mkdir(parents=True, exist_ok=True)

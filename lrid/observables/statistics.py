@@ -65,11 +65,16 @@ def _ranks(q: float, n_entries: int) -> tuple[int, int, float]:
     return lower, min(lower + 1, n_entries - 1), position - lower
 
 
+def _rank_list(quantiles: tuple[float, ...], n_entries: int) -> list[int]:
+    """The lower and upper rank of each quantile, quantile by quantile."""
+    return [rank for q in quantiles for rank in _ranks(q, n_entries)[:2]]
+
+
 def _numpy_select_ranks(values: np.ndarray, quantiles: tuple[float, ...]) -> np.ndarray:
     """[rows, 2 * len(quantiles)]: each row's entries at the lower and upper rank of each quantile (ascending),
     as a sort would place them (NaN last)."""
     n_entries = values.shape[-1]
-    ranks = [rank for q in quantiles for rank in _ranks(q, n_entries)[:2]]
+    ranks = _rank_list(quantiles, n_entries)
     if n_entries < PARTITION_MIN_ENTRIES:
         return np.sort(values, axis=-1)[:, ranks]
     selected = np.empty((values.shape[0], len(ranks)), values.dtype)
@@ -101,7 +106,7 @@ def ranked_entries(values: Any, quantiles: tuple[float, ...] = QUANTILES) -> Any
     if not _sort_on_host():
         n_entries = values.shape[-1]
         if n_entries is not None:
-            ranks = [rank for q in quantiles for rank in _ranks(q, n_entries)[:2]]
+            ranks = _rank_list(quantiles, n_entries)
         else:
             ranks = tf.stack([rank for q in quantiles for rank in _dynamic_ranks(q, values)[:2]])
         return tf.gather(sorted_rows(values), ranks, axis=-1)
