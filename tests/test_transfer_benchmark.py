@@ -68,3 +68,35 @@ def test_several_foreign_sets_are_judged_by_their_mean():
              "accuracy_paper_identifier": None}]  # a set without the paper's rules counts only for all rules
     assert mean_over_sets(rows) == {"accuracy_all": 0.7, "accuracy_paper_rules": 0.5, "accuracy_paper_candidates": 0.7,
                                     "accuracy_paper_identifier": 0.8}
+
+
+def test_in_distribution_reports_each_rules_recall_over_balanced_splits(tiny_store):
+    from benchmarks.transfer import CONFIGS, in_distribution, load_zoo
+
+    observables, _ = load_zoo(str(tiny_store))
+    within = in_distribution(observables, CONFIGS[3], "linear", 3, 1, rules=("adam", "sgdm"), rule_set="two")
+    assert within["rules"] == "two" and len(within["accuracies"]) == 3
+    assert set(within["recall"]) == {"adam", "sgdm"}
+    # Balanced splits test every rule on as many runs, so the mean recall is the mean accuracy.
+    assert np.isclose(np.mean(list(within["recall"].values())), within["mean"], atol=1e-3)
+    assert set(within["most_mistaken_for"]) <= {"adam", "sgdm"}
+    assert all(within["most_mistaken_for"][rule] != rule for rule in within["most_mistaken_for"])
+
+
+def test_every_foreign_set_is_named_and_scored_per_rule(tiny_store):
+    from benchmarks.transfer import CONFIGS, ForeignSet, foreign, load_zoo
+
+    observables, metadata = load_zoo(str(tiny_store))
+    # Two "foreign" sets cut from the tiny store's own runs: each is scored on its own networks only.
+    sets = []
+    for name, runs in (("first", metadata.index[::2]), ("second", metadata.index[1::2])):
+        labels = metadata.loc[runs, ["rule"]].assign(final_test_accuracy=1.0)
+        sets.append(ForeignSet(name, labels, observables[observables["run_id"].isin(runs)], 0.0))
+    rows, summaries = foreign(observables, CONFIGS[3], "linear", sets, 1)
+    assert [summary["set"] for summary in summaries] == ["first", "second"]
+    assert [summary["networks"] for summary in summaries] == [12, 12]
+    for foreign_set in sets:
+        per_rule = [row for row in rows if row["set"] == foreign_set.name]
+        assert {row["rule"] for row in per_rule} == set(foreign_set.labels["rule"])
+        assert sum(row["networks"] for row in per_rule) == len(foreign_set.labels)
+        assert all("paper_identifier_accuracy" in row for row in per_rule)  # the tiny store holds the paper's rules

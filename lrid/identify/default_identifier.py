@@ -228,13 +228,19 @@ def _transfer_summary(path: Path | None, classifier: str, options: dict) -> dict
         "features": result.get("chosen_features"),
         "targets": targets,
         "foreign": mine,
+        "in_distribution": [
+            {key: row[key] for key in ("rules", "splits", "mean", "sem", "recall", "most_mistaken_for") if key in row}
+            for row in result.get("in_distribution", [])
+            if row.get("classifier") == classifier
+        ],
         "zoo_draws": {key: draws[key] for key in ("draws", "fraction", "runs", "spread") if key in draws}
         if draws.get("classifier") == classifier
         else None,
     }
 
 
-# The candidate rules whose foreign accuracy the transfer benchmark measures (``--rules sgdm,adam,fa,ia``).
+# Nayebi et al.'s four rules: the transfer benchmark's targets are set on them, and it measures foreign accuracy
+# among them (``--rules sgdm,adam,fa,ia``).
 PAPER_RULES = ("adam", "fa", "ia", "sgdm")
 
 
@@ -300,6 +306,17 @@ def describe_card(card: dict) -> list[str]:
                 f"{foreign['accuracy_all']:.3f} named right"
                 + (f", {paper:.3f} of those trained by sgdm/adam/fa/ia" if paper is not None else "")
                 + (f" ({among:.3f} with --rules sgdm,adam,fa,ia)" if among is not None else "")
+            )
+        for within in transfer.get("in_distribution") or []:
+            rules = "the paper's four rules" if within.get("rules") == "paper 4" else "all its rules"
+            weakest = sorted((within.get("recall") or {}).items(), key=lambda item: item[1])[:2]
+            lines.append(
+                f"  in its own zoo ({within['splits']} held-out splits), {rules}: {within['mean']:.3f} +- "
+                f"{within['sem']:.3f} named right"
+                + "".join(
+                    f"; {rule} {recall:.2f} (else read as {within['most_mistaken_for'].get(rule, '-')})"
+                    for rule, recall in weakest
+                )
             )
         draws = transfer.get("zoo_draws")
         if draws:
