@@ -20,6 +20,8 @@ from typer.core import TyperGroup
 from lrid.errors import LridError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from lrid.schema import Scores
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -531,17 +533,9 @@ def identify(
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     classes = [c for c in predictions.columns if c not in ("run_id", "predicted", "n_samples", "rule")]
-    table = Table(title=f"{title}: predicted rule per run ({len(predictions)} runs)")
-    for column in ["run", "predicted", *classes, *(["true rule"] if "rule" in predictions else [])]:
-        table.add_column(column, justify="right" if column in classes else "left")
-    for values in predictions.to_dict("records"):
-        table.add_row(
-            str(values["run_id"]),
-            values["predicted"],
-            *(f"{values[c]:.3f}" for c in classes),
-            *([str(values["rule"])] if "rule" in values else []),
-        )
-    console.print(table)
+    console.print(_prediction_table(predictions, classes, f"{title}: predicted rule per run ({len(predictions)} runs)"))
+    if len(classes) > 2 and not _every_probability_fits(predictions, classes) and output is None:
+        console.print(f"identify: the probabilities of all {len(classes)} rules are written by --output FILE.csv")
     if "rule" in predictions:
         console.print(
             f"accuracy against the true rules: {(predictions['rule'] == predictions['predicted']).mean():.3f}"
@@ -555,6 +549,33 @@ def identify(
         else:
             predictions.to_parquet(output, index=False)
         console.print(f"identify: predictions in {output}")
+
+
+def _every_probability_fits(predictions: pd.DataFrame, classes: list[str]) -> bool:
+    """Whether a column per rule fits the terminal beside the run names (each cell ``0.123``)."""
+    run_width = max((len(str(run)) for run in predictions["run_id"]), default=3)
+    needed = run_width + max(len("predicted"), *(len(c) for c in classes)) + sum(max(len(c), 5) + 3 for c in classes)
+    return needed + 10 <= console.width
+
+
+def _prediction_table(predictions: pd.DataFrame, classes: list[str], title: str) -> Table:
+    """Each run's predicted rule with a column per rule's probability or, where those would not fit the
+    terminal (ten rules in 80 columns), its probability and the runner-up's, so no cell is cut short."""
+    every_rule = _every_probability_fits(predictions, classes)
+    columns = ["run", "predicted", *(classes if every_rule else ["probability", "runner-up"])]
+    table = Table(title=title)
+    for column in [*columns, *(["true rule"] if "rule" in predictions else [])]:
+        table.add_column(column, justify="right" if column in classes or column == "probability" else "left")
+    for values in predictions.to_dict("records"):
+        if every_rule:
+            cells = [f"{values[c]:.3f}" for c in classes]
+        else:
+            ranked = sorted(classes, key=lambda c: -values[c])
+            cells = [f"{values[values['predicted']]:.3f}", f"{ranked[1]} {values[ranked[1]]:.3f}"]
+        table.add_row(
+            str(values["run_id"]), values["predicted"], *cells, *([str(values["rule"])] if "rule" in values else [])
+        )
+    return table
 
 
 class _ReportGroup(TyperGroup):

@@ -184,3 +184,27 @@ def test_card_ignores_transfer_results_for_other_features(tiny_store, tmp_path):
                                     "targets": [], "foreign": {"summary": []}}))
     card = train_default(str(tiny_store), tmp_path / "model", transfer_results=transfer)
     assert card["transfer"] is None
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_identify_table_keeps_every_cell_whole_at_any_terminal_width(width, monkeypatch):
+    import pandas as pd
+    from rich.console import Console
+
+    from lrid import cli
+
+    rules = ["adam", "dtp", "fa", "ia", "np", "np_wn", "sdtp", "sgd", "sgdm", "ss"]
+    probabilities = np.full((2, len(rules)), 0.02)
+    probabilities[0, [2, 3]] = [0.5, 0.34]  # fa, then ia
+    probabilities[1, [8, 7]] = [0.6, 0.24]  # sgdm, then sgd
+    predictions = pd.DataFrame(probabilities, columns=rules).assign(
+        run_id=["foreign-s1-0002", "foreign-s1-0003"], predicted=["fa", "sgdm"]
+    )
+    monkeypatch.setattr(cli, "console", Console(width=width, record=True))
+    cli.console.print(cli._prediction_table(predictions, rules, "t"))
+    text = cli.console.export_text()
+    assert "…" not in text and "foreign-s1-0002" in text
+    if width == 80:  # ten probability columns would be cut short: the winner's and the runner-up's instead
+        assert "runner-up" in text and "ia 0.340" in text and "sgd 0.240" in text and "0.500" in text
+    else:
+        assert "runner-up" not in text and all(rule in text for rule in rules) and "0.340" in text
