@@ -310,10 +310,44 @@ def foreign_predictions(observables, config: FeatureConfig, classifier: str, for
     for foreign_set in foreign_sets:
         test = foreign_set.features(config)
         every_rule, paper_rules = _run_probabilities(everything, test), _run_probabilities(paper, test)
+        among = every_rule[list(PAPER_RULES)]
+        among = among.div(among.sum(axis=1), axis=0)  # renormalised over the candidates, as --rules does
         named[foreign_set.name] = pd.DataFrame({"all": every_rule.idxmax(axis=1),
-                                                "paper candidates": every_rule[list(PAPER_RULES)].idxmax(axis=1),
-                                                "paper identifier": paper_rules.idxmax(axis=1)})
+                                                "paper candidates": among.idxmax(axis=1),
+                                                "paper identifier": paper_rules.idxmax(axis=1),
+                                                "all probability": every_rule.max(axis=1),
+                                                "paper candidates probability": among.max(axis=1)})
     return named
+
+
+# The probability an answer must reach to count in a band; 0 is every answer.
+CONFIDENCE_LEVELS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def confidence_bands(named: dict[str, pd.DataFrame], foreign_sets: list[ForeignSet], classifier: str) -> list[dict]:
+    """How often foreign networks named with at least each probability were named right, pooled over the sets.
+
+    For the identifier's answer over every rule and among the paper's four (``--rules``): per level of
+    :data:`CONFIDENCE_LEVELS`, the share of networks answered that confidently (coverage) and their accuracy.
+    This is what ``lrid identify`` quotes beside each answer of the default identifier.
+    """
+    rows = []
+    for naming in ("all", "paper candidates"):
+        answered = []
+        for foreign_set in foreign_sets:
+            predictions = named[foreign_set.name]
+            truth = foreign_set.labels.loc[predictions.index, "rule"]
+            if naming != "all":
+                predictions, truth = predictions[truth.isin(PAPER_RULES)], truth[truth.isin(PAPER_RULES)]
+            answered.append(pd.DataFrame({"probability": predictions[f"{naming} probability"],
+                                          "right": predictions[naming] == truth}))
+        pooled = pd.concat(answered)
+        for level in CONFIDENCE_LEVELS:
+            confident = pooled[pooled["probability"] >= level]
+            rows.append({"naming": naming, "classifier": classifier, "at_least": level, "networks": len(confident),
+                         "coverage": len(confident) / len(pooled) if len(pooled) else None,
+                         "accuracy": float(confident["right"].mean()) if len(confident) else None})
+    return rows
 
 
 FOREIGN_MEASURES = ("accuracy_all", "accuracy_paper_rules", "accuracy_paper_candidates", "accuracy_paper_identifier")
@@ -340,8 +374,9 @@ def mean_over_sets(rows: list[dict]) -> dict:
 
 
 def foreign(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],
-            n_jobs: int) -> tuple[list[dict], list[dict]]:
-    """The zoo-trained identifier on each set of foreign recordings: accuracy per rule, and overall per set."""
+            n_jobs: int) -> tuple[list[dict], list[dict], list[dict]]:
+    """The zoo-trained identifier on each set of foreign recordings: accuracy per rule, overall per set, and
+    by the probability of its answers (:func:`confidence_bands`)."""
     rows, summaries = [], []
     named = foreign_predictions(observables, config, classifier, foreign_sets, n_jobs)
     for foreign_set in foreign_sets:
@@ -360,7 +395,7 @@ def foreign(observables, config: FeatureConfig, classifier: str, foreign_sets: l
         summaries.append({"set": foreign_set.name, "classifier": classifier,
                           **foreign_accuracies(predictions, foreign_set.labels), "networks": len(truth),
                           "read_seconds": foreign_set.read_seconds})
-    return rows, summaries
+    return rows, summaries, confidence_bands(named, foreign_sets, classifier)
 
 
 def zoo_draws(observables, metadata: pd.DataFrame, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],
@@ -499,16 +534,19 @@ def main() -> None:
     if len({directory.name for directory in directories}) < len(directories):
         raise SystemExit("transfer: foreign sets are named by their directories; give directories with distinct names")
     foreign_sets = [read_foreign(directory) for directory in directories]
-    foreign_rows, foreign_summary = [], []
+    foreign_rows, foreign_summary, confidence = [], [], []
     for classifier in classifiers:
-        rows, summaries = foreign(observables, chosen, classifier, foreign_sets, args.jobs)
+        rows, summaries, bands = foreign(observables, chosen, classifier, foreign_sets, args.jobs)
         foreign_rows += rows
         foreign_summary += summaries
+        confidence += bands
     print_table(foreign_rows, ["set", "rule", "classifier", "networks", "accuracy", "read_as", "paper_identifier_accuracy",
                                "paper_identifier_read_as"], "Foreign recordings")
     print_table(foreign_summary, ["set", "classifier", "networks", "accuracy_all", "accuracy_paper_rules",
                                   "accuracy_paper_candidates", "accuracy_paper_identifier", "read_seconds"],
                 "Foreign, overall (paper rules: by the all-rule identifier, by it among the paper's 4, by a paper's-4 identifier)")
+    print_table(confidence, ["naming", "classifier", "at_least", "networks", "coverage", "accuracy"],
+                "Foreign networks by the probability of their answer (pooled over the sets)")
     foreign_mean = mean_over_sets([row for row in foreign_summary if row["classifier"] == classifiers[0]])
     draws = None
     if args.zoo_draws and not args.quick:
@@ -543,7 +581,7 @@ def main() -> None:
         "targets_classifier": classifiers[0], "feature_comparison": comparison,
         "leave_one_level_out": matrix, "activations_only": activations, "in_distribution": within,
         "foreign": {"directories": [str(directory) for directory in directories], "per_rule": foreign_rows,
-                    "summary": foreign_summary, "mean_over_sets": foreign_mean, "zoo_draws": draws}, "targets": targets,
+                    "summary": foreign_summary, "mean_over_sets": foreign_mean, "confidence": confidence, "zoo_draws": draws}, "targets": targets,
     }, load_before, quick=args.quick)
 
 

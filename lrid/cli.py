@@ -497,7 +497,13 @@ def identify(
     `lrid classify`, or with lrid's default identifier when no model is given."""
     import warnings
 
-    from lrid.identify.default_identifier import describe_card, identify_default, read_card, reliability_note
+    from lrid.identify.default_identifier import (
+        describe_card,
+        identify_default,
+        measured_accuracy,
+        read_card,
+        reliability_note,
+    )
     from lrid.identify.inference import check_candidates, read_input
     from lrid.identify.inference import identify as predict_rules
     from lrid.identify.model_files import PickleWarning
@@ -533,7 +539,19 @@ def identify(
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     classes = [c for c in predictions.columns if c not in ("run_id", "predicted", "n_samples", "rule")]
+    if card is not None and measured_accuracy(card, 1.0, candidates) is not None:
+        # What the benchmark measured for answers this confident: the column a scientist reads each answer by.
+        predictions = predictions.assign(
+            benchmark=[
+                measured_accuracy(card, float(row[row["predicted"]]), candidates) for _, row in predictions.iterrows()
+            ]
+        )
     console.print(_prediction_table(predictions, classes, f"{title}: predicted rule per run ({len(predictions)} runs)"))
+    if "benchmark" in predictions:
+        console.print(
+            "benchmark: the share of foreign networks (trained by another implementation) named right when named "
+            "at least as confidently, in the default identifier's transfer benchmark"
+        )
     if len(classes) > 2 and not _every_probability_fits(predictions, classes) and output is None:
         console.print(f"identify: the probabilities of all {len(classes)} rules are written by --output FILE.csv")
     if "rule" in predictions:
@@ -555,6 +573,7 @@ def _every_probability_fits(predictions: pd.DataFrame, classes: list[str]) -> bo
     """Whether a column per rule fits the terminal beside the run names (each cell ``0.123``)."""
     run_width = max((len(str(run)) for run in predictions["run_id"]), default=3)
     needed = run_width + max(len("predicted"), *(len(c) for c in classes)) + sum(max(len(c), 5) + 3 for c in classes)
+    needed += len("benchmark") + 3 if "benchmark" in predictions else 0
     return needed + 10 <= console.width
 
 
@@ -563,6 +582,7 @@ def _prediction_table(predictions: pd.DataFrame, classes: list[str], title: str)
     terminal (ten rules in 80 columns), its probability and the runner-up's, so no cell is cut short."""
     every_rule = _every_probability_fits(predictions, classes)
     columns = ["run", "predicted", *(classes if every_rule else ["probability", "runner-up"])]
+    columns += ["benchmark"] if "benchmark" in predictions else []
     table = Table(title=title)
     for column in [*columns, *(["true rule"] if "rule" in predictions else [])]:
         table.add_column(column, justify="right" if column in classes or column == "probability" else "left")
@@ -572,6 +592,8 @@ def _prediction_table(predictions: pd.DataFrame, classes: list[str], title: str)
         else:
             ranked = sorted(classes, key=lambda c: -values[c])
             cells = [f"{values[values['predicted']]:.3f}", f"{ranked[1]} {values[ranked[1]]:.3f}"]
+        if "benchmark" in values:
+            cells.append(f"{values['benchmark']:.2f}")
         table.add_row(
             str(values["run_id"]), values["predicted"], *cells, *([str(values["rule"])] if "rule" in values else [])
         )

@@ -14,6 +14,7 @@ from lrid.identify.default_identifier import (
     carried_measures,
     describe_card,
     identify_default,
+    measured_accuracy,
     read_card,
     reliability_note,
     train_default,
@@ -35,7 +36,10 @@ def built(tiny_store, tmp_path_factory):
     within = [{"rules": "paper 4", "classifier": "linear", "splits": 10, "mean": 0.73, "sem": 0.01,
                "recall": {"adam": 0.9, "fa": 0.6, "ia": 0.55, "sgdm": 0.85}, "most_mistaken_for": {"fa": "ia", "ia": "fa"}},
               {"rules": "paper 4", "classifier": "rf", "splits": 10, "mean": 0.1, "sem": 0.01, "recall": {}}]
-    foreign = {"summary": [{"classifier": "linear", "networks": 10, "accuracy_all": 0.7, "accuracy_paper_rules": 0.5,
+    bands = [{"naming": "all", "classifier": "linear", "at_least": level, "networks": n, "coverage": n / 10,
+              "accuracy": accuracy} for level, n, accuracy in ((0.0, 10, 0.7), (0.5, 6, 0.8), (0.7, 3, 1.0))]
+    bands.append({"naming": "all", "classifier": "rf", "at_least": 0.9, "networks": 1, "coverage": 0.1, "accuracy": 0.0})
+    foreign = {"confidence": bands, "summary": [{"classifier": "linear", "networks": 10, "accuracy_all": 0.7, "accuracy_paper_rules": 0.5,
                             "accuracy_paper_candidates": 0.75}], "zoo_draws": draws}
     transfer.write_text(json.dumps({"quick": False, "finished_at": "2026-11-26T00:00:00Z", "chosen_features": "x",
                                     "targets": [{"target": "foreign sgdm/adam/fa/ia >= 0.95", "measured": 0.5}],
@@ -77,6 +81,11 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert "in its own zoo (10 held-out splits), the paper's four rules: 0.730 +- 0.010 named right; ia 0.55 (else read as fa)" \
         "; fa 0.60 (else read as ia)" in text
     assert "0.100" not in text
+    assert "by the probability of the answer over all its rules: >= 0.5: 0.80 right (60% of them); >= 0.7: 1.00" in text
+    assert "answer with --rules" not in text  # that question was not measured here
+    # Each answer is read against the band its probability reaches (another classifier's bands are ignored).
+    assert [measured_accuracy(card, p) for p in (0.2, 0.5, 0.69, 0.95)] == [0.7, 0.8, 0.8, 1.0]
+    assert measured_accuracy(card, 0.95, ["adam", "fa", "ia", "sgdm"]) is None
     assert "3 random zoos of 0.67 of its runs" in text and "all rules 0.55-0.65" in text and "fa,ia 0.60-0.80" in text
     assert "0.70 of foreign networks" in reliability_note(card)
     assert "among sgdm, adam, fa and ia, 0.75 of foreign" in reliability_note(card, ["ia", "sgdm", "fa", "adam"])
@@ -130,6 +139,7 @@ def test_identify_without_a_model_from_the_command_line(built, recordings, tmp_p
                             capture_output=True, text=True, env=environment, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "default identifier (weight,act,actchange)" in result.stdout
+    assert "benchmark" in result.stdout and "named right when named at least as confidently" in result.stdout
     assert sorted(output.read_text().splitlines()[1:]) and len(output.read_text().splitlines()) == 3
     about = subprocess.run([sys.executable, "-m", "lrid.cli", "identify", "--about"], capture_output=True, text=True,
                            env=environment, timeout=120)

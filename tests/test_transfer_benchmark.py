@@ -92,7 +92,7 @@ def test_every_foreign_set_is_named_and_scored_per_rule(tiny_store):
     for name, runs in (("first", metadata.index[::2]), ("second", metadata.index[1::2])):
         labels = metadata.loc[runs, ["rule"]].assign(final_test_accuracy=1.0)
         sets.append(ForeignSet(name, labels, observables[observables["run_id"].isin(runs)], 0.0))
-    rows, summaries = foreign(observables, CONFIGS[3], "linear", sets, 1)
+    rows, summaries, bands = foreign(observables, CONFIGS[3], "linear", sets, 1)
     assert [summary["set"] for summary in summaries] == ["first", "second"]
     assert [summary["networks"] for summary in summaries] == [12, 12]
     for foreign_set in sets:
@@ -100,3 +100,13 @@ def test_every_foreign_set_is_named_and_scored_per_rule(tiny_store):
         assert {row["rule"] for row in per_rule} == set(foreign_set.labels["rule"])
         assert sum(row["networks"] for row in per_rule) == len(foreign_set.labels)
         assert all("paper_identifier_accuracy" in row for row in per_rule)  # the tiny store holds the paper's rules
+    # Every answer is in the lowest band; higher bands hold fewer networks, each band's share of them.
+    for naming, total in (("all", 24), ("paper candidates", 24)):
+        of_naming = [band for band in bands if band["naming"] == naming]
+        assert of_naming[0]["at_least"] == 0.0 and of_naming[0]["networks"] == total and of_naming[0]["coverage"] == 1.0
+        counts = [band["networks"] for band in of_naming]
+        assert counts == sorted(counts, reverse=True)
+        assert all(band["coverage"] == band["networks"] / total for band in of_naming)
+    every_answer = next(band for band in bands if band["naming"] == "all" and band["at_least"] == 0.0)
+    right = sum(summary["accuracy_all"] * summary["networks"] for summary in summaries)
+    assert np.isclose(every_answer["accuracy"] * 24, right)

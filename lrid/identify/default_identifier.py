@@ -228,6 +228,7 @@ def _transfer_summary(path: Path | None, classifier: str, options: dict) -> dict
         "features": result.get("chosen_features"),
         "targets": targets,
         "foreign": mine,
+        "confidence": [row for row in foreign.get("confidence", []) if row.get("classifier") == classifier],
         "in_distribution": [
             {key: row[key] for key in ("rules", "splits", "mean", "sem", "recall", "most_mistaken_for") if key in row}
             for row in result.get("in_distribution", [])
@@ -244,6 +245,26 @@ def _transfer_summary(path: Path | None, classifier: str, options: dict) -> dict
 PAPER_RULES = ("adam", "fa", "ia", "sgdm")
 
 
+def _is_paper_question(candidates: Sequence[str] | None) -> bool:
+    return candidates is not None and sorted(set(candidates)) == list(PAPER_RULES)
+
+
+def measured_accuracy(card: dict, probability: float, candidates: Sequence[str] | None = None) -> float | None:
+    """How often the transfer benchmark's foreign networks answered at least this confidently were named right.
+
+    The band is the highest measured level at or below ``probability`` (every answer, then 0.5, 0.6, ...),
+    for the question asked: over every rule, or among the paper's four with ``candidates``. None where the
+    benchmark did not measure that question for this build.
+    """
+    naming = "all" if candidates is None else "paper candidates" if _is_paper_question(candidates) else None
+    bands = [
+        row
+        for row in (card.get("transfer") or {}).get("confidence") or []
+        if row.get("naming") == naming and row.get("accuracy") is not None and row["at_least"] <= probability
+    ]
+    return max(bands, key=lambda row: row["at_least"])["accuracy"] if bands else None
+
+
 def reliability_note(card: dict, candidates: Sequence[str] | None = None) -> str:
     """One line on how far the default identifier's answers can be trusted, from its measured transfer
     (among ``candidates``, when the benchmark measured that choice)."""
@@ -253,7 +274,7 @@ def reliability_note(card: dict, candidates: Sequence[str] | None = None) -> str
     networks = sum(row["networks"] for row in rows)
     sets = f" in {len(rows)} sets" if len(rows) > 1 else ""
     among = [row.get("accuracy_paper_candidates") for row in rows]
-    if candidates is not None and sorted(set(candidates)) == list(PAPER_RULES) and None not in among:
+    if _is_paper_question(candidates) and None not in among:
         return (
             f"default identifier: among sgdm, adam, fa and ia, {np.mean(among):.2f} of foreign networks trained by "
             "those rules were named correctly in its benchmark; see `lrid identify --about` before relying on an answer"
@@ -307,6 +328,17 @@ def describe_card(card: dict) -> list[str]:
                 + (f", {paper:.3f} of those trained by sgdm/adam/fa/ia" if paper is not None else "")
                 + (f" ({among:.3f} with --rules sgdm,adam,fa,ia)" if among is not None else "")
             )
+        for naming, question in (("all", "over all its rules"), ("paper candidates", "with --rules sgdm,adam,fa,ia")):
+            bands = [row for row in transfer.get("confidence") or [] if row["naming"] == naming and row["at_least"] > 0]
+            if bands:
+                lines.append(
+                    f"  foreign networks by the probability of the answer {question}: "
+                    + "; ".join(
+                        f">= {row['at_least']:.1f}: {row['accuracy']:.2f} right ({row['coverage']:.0%} of them)"
+                        for row in bands
+                        if row["accuracy"] is not None
+                    )
+                )
         for within in transfer.get("in_distribution") or []:
             rules = "the paper's four rules" if within.get("rules") == "paper 4" else "all its rules"
             weakest = sorted((within.get("recall") or {}).items(), key=lambda item: item[1])[:2]
