@@ -585,7 +585,7 @@ def _prediction_table(predictions: pd.DataFrame, classes: list[str], title: str)
     columns += ["benchmark"] if "benchmark" in predictions else []
     table = Table(title=title)
     for column in [*columns, *(["true rule"] if "rule" in predictions else [])]:
-        table.add_column(column, justify="right" if column in classes or column == "probability" else "left")
+        table.add_column(column, justify="right" if column in (*classes, "probability", "benchmark") else "left")
     for values in predictions.to_dict("records"):
         if every_rule:
             cells = [f"{values[c]:.3f}" for c in classes]

@@ -78,7 +78,7 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert "adam, fa, ia, sgdm" in text and "foreign sgdm/adam/fa/ia >= 0.95: 0.500" in text
     assert "0.700 named right, 0.500 of those trained by sgdm/adam/fa/ia (0.750 with --rules sgdm,adam,fa,ia)" in text
     # The zoo's own held-out splits are the ceiling the foreign figures are read against; other classifiers' rows stay off.
-    assert "in its own zoo (10 held-out splits), the paper's four rules: 0.730 +- 0.010 named right; ia 0.55 (else read as fa)" \
+    assert "in its own zoo (10 held-out splits), trained on the paper's four rules only: 0.730 +- 0.010 named right; ia 0.55 (else read as fa)" \
         "; fa 0.60 (else read as ia)" in text
     assert "0.100" not in text
     assert "by the probability of the answer over all its rules: >= 0.5: 0.80 right (60% of them); >= 0.7: 1.00" in text

@@ -340,7 +340,7 @@ def describe_card(card: dict) -> list[str]:
                     )
                 )
         for within in transfer.get("in_distribution") or []:
-            rules = "the paper's four rules" if within.get("rules") == "paper 4" else "all its rules"
+            rules = "trained on the paper's four rules only" if within.get("rules") == "paper 4" else "all its rules"
             weakest = sorted((within.get("recall") or {}).items(), key=lambda item: item[1])[:2]
             lines.append(
                 f"  in its own zoo ({within['splits']} held-out splits), {rules}: {within['mean']:.3f} +- "
