@@ -40,9 +40,10 @@ def test_resnet18_has_the_standard_parameter_count():
 # they run with `pytest -m slow`, which keeps the default suite within its time budget.
 SLOW_ARCHS = ("resnet34", "resnet34v2", "resnet18v2")
 ARCH_CASES = [pytest.param(a, marks=pytest.mark.slow) if a in SLOW_ARCHS else a for a in sorted(TINY)]
-# Every rule runs on the MLP and the digits conv net. On the larger architectures, rules that share a train
-# step and a feedback kind differ only in their optimizer or in a weight normalisation already run on the
-# conv net (sgd/sgdm/adam, np/np_wn, dtp/sdtp), so the first of each such family stands for the others there.
+# Every rule runs on the MLP and the digits conv net. On the larger architectures, one rule of each family that
+# shares a train step and a feedback kind stands for the others: sgd, sgdm and adam differ there only in their
+# optimizer, np_wn adds to np a weight normalisation the conv net already runs, and dtp and sdtp are both
+# refused (they train only the MLP and the conv net).
 EVERY_RULE_ARCHS = ("mlp", "convnet")
 
 
