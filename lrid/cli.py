@@ -500,7 +500,7 @@ def identify(
     from lrid.identify.default_identifier import (
         describe_card,
         identify_default,
-        measured_accuracy,
+        measured_band,
         read_card,
         reliability_note,
     )
@@ -539,18 +539,17 @@ def identify(
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     classes = [c for c in predictions.columns if c not in ("run_id", "predicted", "n_samples", "rule")]
-    if card is not None and measured_accuracy(card, 1.0, candidates) is not None:
+    if card is not None and measured_band(card, 1.0, candidates) is not None:
         # What the benchmark measured for answers this confident: the column a scientist reads each answer by.
+        bands = [measured_band(card, float(row[row["predicted"]]), candidates) for _, row in predictions.iterrows()]
         predictions = predictions.assign(
-            benchmark=[
-                measured_accuracy(card, float(row[row["predicted"]]), candidates) for _, row in predictions.iterrows()
-            ]
+            benchmark=[f"{band['accuracy']:.2f} of {band['networks']}" if band else "-" for band in bands]
         )
     console.print(_prediction_table(predictions, classes, f"{title}: predicted rule per run ({len(predictions)} runs)"))
     if "benchmark" in predictions:
         console.print(
-            "benchmark: the share of foreign networks (trained by another implementation) named right when named "
-            "at least as confidently, in the default identifier's transfer benchmark"
+            "benchmark: of the foreign networks (trained by another implementation) its transfer benchmark named "
+            "at least as confidently, the share named right, and how many there were"
         )
     if len(classes) > 2 and not _every_probability_fits(predictions, classes) and output is None:
         console.print(f"identify: the probabilities of all {len(classes)} rules are written by --output FILE.csv")
@@ -573,7 +572,7 @@ def _every_probability_fits(predictions: pd.DataFrame, classes: list[str]) -> bo
     """Whether a column per rule fits the terminal beside the run names (each cell ``0.123``)."""
     run_width = max((len(str(run)) for run in predictions["run_id"]), default=3)
     needed = run_width + max(len("predicted"), *(len(c) for c in classes)) + sum(max(len(c), 5) + 3 for c in classes)
-    needed += len("benchmark") + 3 if "benchmark" in predictions else 0
+    needed += len("0.97 of 216") + 3 if "benchmark" in predictions else 0
     return needed + 10 <= console.width
 
 
@@ -593,7 +592,7 @@ def _prediction_table(predictions: pd.DataFrame, classes: list[str], title: str)
             ranked = sorted(classes, key=lambda c: -values[c])
             cells = [f"{values[values['predicted']]:.3f}", f"{ranked[1]} {values[ranked[1]]:.3f}"]
         if "benchmark" in values:
-            cells.append(f"{values['benchmark']:.2f}")
+            cells.append(values["benchmark"])
         table.add_row(
             str(values["run_id"]), values["predicted"], *cells, *([str(values["rule"])] if "rule" in values else [])
         )

@@ -14,7 +14,7 @@ from lrid.identify.default_identifier import (
     carried_measures,
     describe_card,
     identify_default,
-    measured_accuracy,
+    measured_band,
     read_card,
     reliability_note,
     train_default,
@@ -84,8 +84,9 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert "by the probability of the answer over all its rules: >= 0.5: 0.80 right (60% of them); >= 0.7: 1.00" in text
     assert "answer with --rules" not in text  # that question was not measured here
     # Each answer is read against the band its probability reaches (another classifier's bands are ignored).
-    assert [measured_accuracy(card, p) for p in (0.2, 0.5, 0.69, 0.95)] == [0.7, 0.8, 0.8, 1.0]
-    assert measured_accuracy(card, 0.95, ["adam", "fa", "ia", "sgdm"]) is None
+    bands = [measured_band(card, p) for p in (0.2, 0.5, 0.69, 0.95)]
+    assert [(band["accuracy"], band["networks"]) for band in bands] == [(0.7, 10), (0.8, 6), (0.8, 6), (1.0, 3)]
+    assert measured_band(card, 0.95, ["adam", "fa", "ia", "sgdm"]) is None
     assert "3 random zoos of 0.67 of its runs" in text and "all rules 0.55-0.65" in text and "fa,ia 0.60-0.80" in text
     assert "0.70 of foreign networks" in reliability_note(card)
     assert "among sgdm, adam, fa and ia, 0.75 of foreign" in reliability_note(card, ["ia", "sgdm", "fa", "adam"])
@@ -139,7 +140,8 @@ def test_identify_without_a_model_from_the_command_line(built, recordings, tmp_p
                             capture_output=True, text=True, env=environment, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "default identifier (weight,act,actchange)" in result.stdout
-    assert "benchmark" in result.stdout and "named right when named at least as confidently" in result.stdout
+    assert "benchmark" in result.stdout and "named at least as confidently, the share named right" in result.stdout
+    assert any(cell in result.stdout for cell in ("0.70 of 10", "0.80 of 6", "1.00 of 3"))
     assert sorted(output.read_text().splitlines()[1:]) and len(output.read_text().splitlines()) == 3
     about = subprocess.run([sys.executable, "-m", "lrid.cli", "identify", "--about"], capture_output=True, text=True,
                            env=environment, timeout=120)

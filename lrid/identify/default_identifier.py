@@ -249,8 +249,9 @@ def _is_paper_question(candidates: Sequence[str] | None) -> bool:
     return candidates is not None and sorted(set(candidates)) == list(PAPER_RULES)
 
 
-def measured_accuracy(card: dict, probability: float, candidates: Sequence[str] | None = None) -> float | None:
-    """How often the transfer benchmark's foreign networks answered at least this confidently were named right.
+def measured_band(card: dict, probability: float, candidates: Sequence[str] | None = None) -> dict | None:
+    """What the transfer benchmark measured for foreign networks answered at least this confidently: the band's
+    ``accuracy`` (share named right) and ``networks`` (how many it held), with its level ``at_least``.
 
     The band is the highest measured level at or below ``probability`` (every answer, then 0.5, 0.6, ...),
     for the question asked: over every rule, or among the paper's four with ``candidates``. None where the
@@ -262,7 +263,7 @@ def measured_accuracy(card: dict, probability: float, candidates: Sequence[str] 
         for row in (card.get("transfer") or {}).get("confidence") or []
         if row.get("naming") == naming and row.get("accuracy") is not None and row["at_least"] <= probability
     ]
-    return max(bands, key=lambda row: row["at_least"])["accuracy"] if bands else None
+    return max(bands, key=lambda row: row["at_least"]) if bands else None
 
 
 def reliability_note(card: dict, candidates: Sequence[str] | None = None) -> str:
