@@ -357,7 +357,7 @@ def foreign_accuracies(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict:
     """Accuracy over every foreign network and over those of the paper's four rules, for each way of naming."""
     truth = labels.loc[predictions.index, "rule"]
     paper = truth.isin(PAPER_RULES)
-    named_right = predictions.eq(truth, axis=0)
+    named_right = predictions[["all", "paper candidates", "paper identifier"]].eq(truth, axis=0)
     return {"accuracy_all": float(named_right["all"].mean()),
             "accuracy_paper_rules": float(named_right.loc[paper, "all"].mean()) if paper.any() else None,
             "accuracy_paper_candidates": float(named_right.loc[paper, "paper candidates"].mean()) if paper.any() else None,

@@ -539,19 +539,20 @@ def identify(
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     classes = [c for c in predictions.columns if c not in ("run_id", "predicted", "n_samples", "rule")]
+    benchmark = None
     if card is not None and measured_band(card, 1.0, candidates) is not None:
         # What the benchmark measured for answers this confident: the column a scientist reads each answer by.
         bands = [measured_band(card, float(row[row["predicted"]]), candidates) for _, row in predictions.iterrows()]
-        predictions = predictions.assign(
-            benchmark=[f"{band['accuracy']:.2f} of {band['networks']}" if band else "-" for band in bands]
-        )
-    console.print(_prediction_table(predictions, classes, f"{title}: predicted rule per run ({len(predictions)} runs)"))
-    if "benchmark" in predictions:
+        benchmark = [f"{band['accuracy']:.2f} of {band['networks']}" if band else "-" for band in bands]
+    every_rule = _every_probability_fits(predictions, classes, benchmark)
+    title = f"{title}: predicted rule per run ({len(predictions)} runs)"
+    console.print(_prediction_table(predictions, classes, title, every_rule, benchmark))
+    if benchmark is not None:
         console.print(
             "benchmark: of the foreign networks (trained by another implementation) its transfer benchmark named "
             "at least as confidently, the share named right, and how many there were"
         )
-    if len(classes) > 2 and not _every_probability_fits(predictions, classes) and output is None:
+    if len(classes) > 2 and not every_rule and output is None:
         console.print(f"identify: the probabilities of all {len(classes)} rules are written by --output FILE.csv")
     if "rule" in predictions:
         console.print(
@@ -568,31 +569,32 @@ def identify(
         console.print(f"identify: predictions in {output}")
 
 
-def _every_probability_fits(predictions: pd.DataFrame, classes: list[str]) -> bool:
+def _every_probability_fits(predictions: pd.DataFrame, classes: list[str], benchmark: list[str] | None) -> bool:
     """Whether a column per rule fits the terminal beside the run names (each cell ``0.123``)."""
     run_width = max((len(str(run)) for run in predictions["run_id"]), default=3)
     needed = run_width + max(len("predicted"), *(len(c) for c in classes)) + sum(max(len(c), 5) + 3 for c in classes)
-    needed += len("0.97 of 216") + 3 if "benchmark" in predictions else 0
+    needed += max(len("benchmark"), *map(len, benchmark)) + 3 if benchmark else 0
     return needed + 10 <= console.width
 
 
-def _prediction_table(predictions: pd.DataFrame, classes: list[str], title: str) -> Table:
-    """Each run's predicted rule with a column per rule's probability or, where those would not fit the
-    terminal (ten rules in 80 columns), its probability and the runner-up's, so no cell is cut short."""
-    every_rule = _every_probability_fits(predictions, classes)
+def _prediction_table(
+    predictions: pd.DataFrame, classes: list[str], title: str, every_rule: bool, benchmark: list[str] | None = None
+) -> Table:
+    """Each run's predicted rule with a column per rule's probability (``every_rule``) or, where those would not
+    fit the terminal (ten rules in 80 columns), its probability and the runner-up's, so no cell is cut short;
+    then the ``benchmark`` cells, if given."""
     columns = ["run", "predicted", *(classes if every_rule else ["probability", "runner-up"])]
-    columns += ["benchmark"] if "benchmark" in predictions else []
+    columns += ["benchmark"] if benchmark is not None else []
     table = Table(title=title)
     for column in [*columns, *(["true rule"] if "rule" in predictions else [])]:
         table.add_column(column, justify="right" if column in (*classes, "probability", "benchmark") else "left")
-    for values in predictions.to_dict("records"):
+    for row, values in enumerate(predictions.to_dict("records")):
         if every_rule:
             cells = [f"{values[c]:.3f}" for c in classes]
         else:
             ranked = sorted(classes, key=lambda c: -values[c])
             cells = [f"{values[values['predicted']]:.3f}", f"{ranked[1]} {values[ranked[1]]:.3f}"]
-        if "benchmark" in values:
-            cells.append(values["benchmark"])
+        cells += [benchmark[row]] if benchmark is not None else []
         table.add_row(
             str(values["run_id"]), values["predicted"], *cells, *([str(values["rule"])] if "rule" in values else [])
         )

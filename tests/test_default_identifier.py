@@ -213,7 +213,7 @@ def test_identify_table_keeps_every_cell_whole_at_any_terminal_width(width, monk
         run_id=["foreign-s1-0002", "foreign-s1-0003"], predicted=["fa", "sgdm"]
     )
     monkeypatch.setattr(cli, "console", Console(width=width, record=True))
-    cli.console.print(cli._prediction_table(predictions, rules, "t"))
+    cli.console.print(cli._prediction_table(predictions, rules, "t", cli._every_probability_fits(predictions, rules, None)))
     text = cli.console.export_text()
     assert "…" not in text and "foreign-s1-0002" in text
     if width == 80:  # ten probability columns would be cut short: the winner's and the runner-up's instead
