@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= OUT
+# The suite runs in parallel, a test file per worker (its module fixtures built once): one worker per core,
+# at most 4, since each holds its own TensorFlow. `make test TEST_WORKERS=` runs it in one process.
+TEST_WORKERS ?= -n auto --maxprocesses 4 --dist loadfile
 
 .PHONY: install lint test demo sample-store bench bench-quick default-identifier clean
 
@@ -22,7 +25,7 @@ lint: install
 	$(BIN)/mypy
 
 test: install
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest tests --nbmake notebooks
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest $(TEST_WORKERS) tests --nbmake notebooks
 
 demo: install
 	$(BIN)/lrid run pipelines/demo.yaml --out $(OUT)

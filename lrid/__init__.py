@@ -15,8 +15,14 @@ import os
 
 __version__ = "0.1.0"
 
+# Both are read when their runtime loads, so they are set here, before any stage imports XGBoost or
+# TensorFlow; a value the user set is kept.
+#
 # OpenMP threads (XGBoost, parts of scikit-learn) spin while they wait by default; when the cores are
 # shared (a busy machine, pool workers, parallel searches) spinning threads starve the ones doing work,
-# and a small XGBoost fit becomes many times slower than with passive waits. The runtime reads it when it loads, so it is set here, before any stage imports XGBoost. A value the
-# user set is kept.
+# and a small XGBoost fit becomes many times slower than with passive waits.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# TensorFlow reserves nearly all of a GPU's memory in the first process that touches it, so a second pool
+# worker or Ray task sharing that GPU (`--num-gpus 0.5`) would fail to allocate; growing on demand lets
+# several processes share one device.
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")

@@ -201,3 +201,15 @@ def test_pool_chunks_keep_each_configuration_on_one_worker_and_cover_every_run_o
     one_configuration = [spec for spec in specs if trainer.configuration_key(spec) == trainer.configuration_key(specs[0])]
     assert len(one_configuration) == 12
     assert [len(chunk) for chunk in configuration_chunks(one_configuration, workers=2)] == [2] * 6
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "true"), ("false", "false")])
+def test_workers_sharing_a_gpu_let_tensorflow_grow_its_memory_unless_the_user_said_otherwise(preset, expected):
+    # Pool workers and Ray tasks import lrid before TensorFlow and inherit its environment: growing on demand
+    # is what lets two of them share one GPU. Checked in a fresh interpreter, as a worker starts.
+    environment = {key: value for key, value in os.environ.items() if key != "TF_FORCE_GPU_ALLOW_GROWTH"}
+    if preset is not None:
+        environment["TF_FORCE_GPU_ALLOW_GROWTH"] = preset
+    probe = "import os, lrid; print(os.environ['TF_FORCE_GPU_ALLOW_GROWTH'])"
+    printed = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True)
+    assert printed.stdout.strip() == expected
