@@ -7,7 +7,8 @@ their own seeds and learning rates). Cases are timed alternately in one process 
 network-steps/s counts every member's steps. A rule that populations do not support has its solo row
 only, marked so. The end-to-end rows compare whole runs with 21 recordings (what ``lrid generate`` writes)
 of K demo runs trained as one population against the same runs trained solo, and give recording's share
-of a population run's wall time (the run with 21 points against the same with 2); the last row times
+of a population run's wall time (the run with 21 points against the same with 2, extrapolated to 21 and
+signed, as ``recording_overhead.recording_cost`` gives it); the last row times
 ``lrid generate pipelines/demo.yaml`` with and without ``--population 32`` on the same workers.
 
 The conv table asks whether conv nets would pay as populations (lrid trains them solo): the digits conv
@@ -26,6 +27,7 @@ import math
 import time
 
 from harness import configure_tensorflow, interleaved, load_average, print_table, verdict, write_result
+from recording_overhead import recording_cost
 from workloads import DIGITS_MLP
 
 # Targets from issue #16: network-steps/s relative to the solo path, per population size.
@@ -123,7 +125,7 @@ def end_to_end(rule: str, size: int, epochs: int) -> dict:
     for spec in specs:
         train_run(spec)
     solo_s = time.perf_counter() - started
-    share = max(0.0, 1.0 - two_points_s / population_s)
+    share = recording_cost(population_s, two_points_s)[1]
     return {"rule": rule, "case": f"end to end, K={size}", "K": size, "population_s": round(population_s, 2),
             "solo_s": round(solo_s, 2), "speedup": round(solo_s / population_s, 2),
             "recording_share": round(share, 3), "target": f"recording <= {RECORDING_SHARE_TARGET:.0%} of a run"}

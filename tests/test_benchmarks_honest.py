@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import classification  # noqa: E402
 import harness  # noqa: E402
+import population  # noqa: E402
 import recording_overhead  # noqa: E402
 import run_all  # noqa: E402
 
@@ -69,6 +70,20 @@ def test_the_recording_overhead_is_signed_and_can_be_negative():
     assert seconds == pytest.approx(-0.021) and share == pytest.approx(-0.021)
     seconds, share = recording_overhead.recording_cost(full_s=2.0, minimal_s=1.81)
     assert seconds == pytest.approx(0.21) and share == pytest.approx(0.105)
+
+
+def test_a_populations_recording_share_is_signed_as_measured(monkeypatch):
+    import lrid.generate.population
+    import lrid.generate.trainer
+
+    monkeypatch.setattr(population, "member_specs", lambda *args, **kwargs: [None] * 4)
+    monkeypatch.setattr(lrid.generate.population, "train_population", lambda specs, fall_back: None)
+    monkeypatch.setattr(lrid.generate.trainer, "train_run", lambda spec: None)
+    # the population with 21 points, the same with 2 (slower, by noise), then the runs solo
+    clock = iter([0.0, 1.0, 1.0, 2.019, 2.019, 12.019])
+    monkeypatch.setattr(population.time, "perf_counter", lambda: next(clock))
+    row = population.end_to_end("sgdm", 4, epochs=1)
+    assert row["recording_share"] == pytest.approx(-0.021) and row["speedup"] == pytest.approx(10.0)
 
 
 def lrid_row(accuracies, s_per_split=1.0, fits=13):
