@@ -140,9 +140,8 @@ def demo_sweep(workers: int, size: int, runs: int | None) -> dict:
     import tempfile
     from pathlib import Path
 
-    from sweep_throughput import subset_sweep
-
     from harness import REPO
+    from sweep_throughput import subset_sweep
 
     with tempfile.TemporaryDirectory() as directory:
         spec, count = subset_sweep(REPO / "pipelines" / "demo.yaml", runs, Path(directory))
