@@ -1,6 +1,6 @@
 """Transfer: does the identifier name the rule of networks trained unlike the ones it learned from?
 
-Three measurements on a zoo store (``pipelines/zoo.yaml`` and ``pipelines/zoo_activations.yaml``; ``--generate``
+Four measurements on a zoo store (``pipelines/zoo.yaml`` and ``pipelines/zoo_activations.yaml``; ``--generate``
 makes it), one table each:
 
 1. **Feature comparison** (when more than one configuration is given). For each feature configuration (unit, time axis, baseline, observable subset),
@@ -20,6 +20,11 @@ makes it), one table each:
    and by an identifier trained on those four only, as the held-out levels' "paper 4" rows are. Several
    foreign sets (``--foreign A,B`` or ``--foreign-seeds``) are scored each and judged by their mean; then
    ``--zoo-draws`` identifiers trained on random parts of the zoo give foreign accuracy its spread.
+   The identifiers that name foreign networks are trained, as the default identifier is, on every zoo run
+   as recorded and re-recorded at each of ``--schedules`` (:mod:`lrid.identify.schedules`).
+4. **Checkpoint schedules**: the foreign recordings re-recorded at fewer checkpoints (evenly spaced, or
+   denser early), named by the all-rule identifier trained on the zoo as recorded and by the one trained
+   on ``--schedules`` too; some of the schedules are ones it never trained on.
 
 Runs that collapsed (trained to the end without learning) are left out, as ``lrid classify`` does.
 Every number is a held-out accuracy; nothing is tuned on the held-out levels or the foreign networks.
@@ -42,7 +47,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.harness import REPO, load_average, print_table, write_result  # noqa: E402
-from lrid.identify.default_identifier import PAPER_RULES  # noqa: E402
+from lrid.identify.default_identifier import DEFAULT_SCHEDULES, PAPER_RULES  # noqa: E402
+from lrid.errors import LridError  # noqa: E402
+from lrid.identify.schedules import parse_schedule  # noqa: E402
 from lrid.identify.splits import spec_field  # noqa: E402
 
 # The sweeps the default identifier's zoo is made of.
@@ -278,11 +285,13 @@ def read_foreign(directory: Path) -> ForeignSet:
     return ForeignSet(directory.name, labels, recordings, read_seconds)
 
 
-def _fit_all(observables, config: FeatureConfig, classifier: str, n_jobs: int):
-    """An identifier trained on all of ``observables``, and its classes."""
+def _fit_all(observables, config: FeatureConfig, classifier: str, n_jobs: int, schedules=()):
+    """An identifier trained on all of ``observables`` and on their runs re-recorded at each checkpoint
+    schedule of ``schedules`` (as the default identifier is), and its classes."""
     from lrid.identify.features import build_features
+    from lrid.identify.schedules import rerecorded
 
-    train = build_features(observables, **config.options())
+    train = build_features(rerecorded(observables, schedules), **config.options())
     classes = sorted(set(train.y))
     return _fit(classifier, train, np.ones(len(train.y), bool), classes, n_jobs), classes
 
@@ -293,7 +302,7 @@ def _run_probabilities(fitted, test) -> pd.DataFrame:
 
 
 def foreign_predictions(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],
-                        n_jobs: int) -> dict[str, pd.DataFrame]:
+                        n_jobs: int, schedules=()) -> dict[str, pd.DataFrame]:
     """For each foreign set, its networks' rules as named three ways, one column each, indexed by network:
 
     * ``all``: the identifier trained on every rule of the zoo (what ``lrid identify`` answers);
@@ -302,10 +311,10 @@ def foreign_predictions(observables, config: FeatureConfig, classifier: str, for
     * ``paper identifier``: an identifier trained on the paper's four rules only, the setting of the
       held-out levels' "paper 4" rows.
 
-    Each identifier is fitted once and names every set.
+    Each identifier is fitted once (on ``schedules`` too, as :func:`_fit_all`) and names every set.
     """
-    everything = _fit_all(observables, config, classifier, n_jobs)
-    paper = _fit_all(_restrict(observables, PAPER_RULES), config, classifier, n_jobs)
+    everything = _fit_all(observables, config, classifier, n_jobs, schedules)
+    paper = _fit_all(_restrict(observables, PAPER_RULES), config, classifier, n_jobs, schedules)
     named = {}
     for foreign_set in foreign_sets:
         test = foreign_set.features(config)
@@ -374,11 +383,11 @@ def mean_over_sets(rows: list[dict]) -> dict:
 
 
 def foreign(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],
-            n_jobs: int) -> tuple[list[dict], list[dict], list[dict]]:
+            n_jobs: int, schedules=()) -> tuple[list[dict], list[dict], list[dict]]:
     """The zoo-trained identifier on each set of foreign recordings: accuracy per rule, overall per set, and
     by the probability of its answers (:func:`confidence_bands`)."""
     rows, summaries = [], []
-    named = foreign_predictions(observables, config, classifier, foreign_sets, n_jobs)
+    named = foreign_predictions(observables, config, classifier, foreign_sets, n_jobs, schedules)
     for foreign_set in foreign_sets:
         predictions = named[foreign_set.name]
         truth = foreign_set.labels.loc[predictions.index, "rule"]
@@ -398,8 +407,46 @@ def foreign(observables, config: FeatureConfig, classifier: str, foreign_sets: l
     return rows, summaries, confidence_bands(named, foreign_sets, classifier)
 
 
+# The checkpoint schedules the foreign recordings are re-recorded at, besides as recorded: those the default
+# identifier trains on, and sparser ones (three points; four, denser early) that it never sees.
+TEST_SCHEDULES = ("even11", "even6", "even4", "even3", "log11", "log6", "log4")
+
+
+def by_schedule(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet], n_jobs: int,
+                schedules) -> list[dict]:
+    """The all-rule identifier on the foreign recordings as recorded and re-recorded at each of
+    :data:`TEST_SCHEDULES`, trained on the zoo as recorded and also on ``schedules``: accuracy over every
+    rule and among the paper's four (``--rules``), meaned over the sets (each set's beside it)."""
+    from lrid.identify.features import build_features
+    from lrid.identify.schedules import at_schedule, training_label
+
+    identifiers = {training_label(()): _fit_all(observables, config, classifier, n_jobs)}
+    if schedules:
+        identifiers[training_label(schedules)] = _fit_all(observables, config, classifier, n_jobs, schedules)
+    rows = []
+    for schedule in ("as recorded", *TEST_SCHEDULES):
+        recordings = {foreign_set.name: foreign_set.recordings if schedule == "as recorded"
+                      else at_schedule(foreign_set.recordings, schedule) for foreign_set in foreign_sets}
+        tests = {name: build_features(frame, **config.options()) for name, frame in recordings.items()}
+        points = float(np.median(pd.concat([frame.groupby("run_id")["step"].nunique() for frame in recordings.values()])))
+        for trained_on, fitted in identifiers.items():
+            right, right_among_paper = {}, {}
+            for foreign_set in foreign_sets:
+                every_rule = _run_probabilities(fitted, tests[foreign_set.name])
+                truth = foreign_set.labels.loc[every_rule.index, "rule"]
+                paper = truth.isin(PAPER_RULES)
+                right[foreign_set.name] = float((every_rule.idxmax(axis=1) == truth).mean())
+                right_among_paper[foreign_set.name] = float(
+                    (every_rule.loc[paper, list(PAPER_RULES)].idxmax(axis=1) == truth[paper]).mean())
+            rows.append({"classifier": classifier, "schedule": schedule, "points": points, "trained_on": trained_on,
+                         "accuracy_all": float(np.mean(list(right.values()))),
+                         "accuracy_paper_candidates": float(np.nanmean(list(right_among_paper.values()))),
+                         "by_set": {name: round(value, 3) for name, value in right.items()}})
+    return rows
+
+
 def zoo_draws(observables, metadata: pd.DataFrame, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],
-              draws: int, fraction: float, n_jobs: int) -> dict:
+              draws: int, fraction: float, n_jobs: int, schedules=()) -> dict:
     """Foreign accuracy of identifiers trained on ``draws`` random zoos: ``fraction`` of each rule's runs.
 
     One zoo is one draw of its sampled configurations; how much foreign accuracy moves from draw to draw
@@ -411,7 +458,8 @@ def zoo_draws(observables, metadata: pd.DataFrame, config: FeatureConfig, classi
     for draw in range(draws):
         kept = [run for _, runs in metadata.groupby("rule").groups.items()
                 for run in rng.choice(np.array(sorted(runs)), size=int(round(len(runs) * fraction)), replace=False)]
-        named = foreign_predictions(observables[observables["run_id"].isin(kept)], config, classifier, foreign_sets, n_jobs)
+        named = foreign_predictions(observables[observables["run_id"].isin(kept)], config, classifier, foreign_sets, n_jobs,
+                                    schedules)
         per_set = [{"draw": draw, "set": foreign_set.name, "runs": len(kept),
                     **foreign_accuracies(named[foreign_set.name], foreign_set.labels)} for foreign_set in foreign_sets]
         results += per_set
@@ -461,10 +509,18 @@ def main() -> None:
     parser.add_argument("--zoo-fraction", type=float, default=2 / 3)
     parser.add_argument("--zoo-draw-runs", type=int, default=None, help="draw zoos of about this many runs instead of a "
                         "fraction, to compare zoo designs at equal size")
+    parser.add_argument("--schedules", default=",".join(DEFAULT_SCHEDULES), help="checkpoint schedules every zoo run is "
+                        "also trained on (lrid.identify.schedules; default: the default identifier's; '' for none)")
     parser.add_argument("--quick", action="store_true", help="smoke run: three factors, one classifier, two configurations, "
                         "no zoo draws; meets no target")
     args = parser.parse_args()
     load_before = load_average()
+    schedules = [name for name in args.schedules.split(",") if name]
+    try:
+        for name in schedules:
+            parse_schedule(name)  # a typo stops the benchmark before it has spent anything
+    except LridError as error:
+        raise SystemExit(f"transfer: {error}") from None
 
     if args.generate:
         from lrid.config import load_sweep
@@ -536,7 +592,7 @@ def main() -> None:
     foreign_sets = [read_foreign(directory) for directory in directories]
     foreign_rows, foreign_summary, confidence = [], [], []
     for classifier in classifiers:
-        rows, summaries, bands = foreign(observables, chosen, classifier, foreign_sets, args.jobs)
+        rows, summaries, bands = foreign(observables, chosen, classifier, foreign_sets, args.jobs, schedules)
         foreign_rows += rows
         foreign_summary += summaries
         confidence += bands
@@ -548,10 +604,14 @@ def main() -> None:
     print_table(confidence, ["naming", "classifier", "at_least", "networks", "coverage", "accuracy"],
                 "Foreign networks by the probability of their answer (pooled over the sets)")
     foreign_mean = mean_over_sets([row for row in foreign_summary if row["classifier"] == classifiers[0]])
+    schedule_rows = by_schedule(observables, chosen, classifiers[0], foreign_sets, args.jobs, schedules)
+    print_table(schedule_rows, ["schedule", "points", "trained_on", "accuracy_all", "accuracy_paper_candidates", "by_set"],
+                f"Foreign networks re-recorded at fewer checkpoints ({classifiers[0]}, all-rule identifier; mean of the sets)")
     draws = None
     if args.zoo_draws and not args.quick:
         fraction = min(1.0, args.zoo_draw_runs / len(metadata)) if args.zoo_draw_runs else args.zoo_fraction
-        draws = zoo_draws(observables, metadata, chosen, classifiers[0], foreign_sets, args.zoo_draws, fraction, args.jobs)
+        draws = zoo_draws(observables, metadata, chosen, classifiers[0], foreign_sets, args.zoo_draws, fraction, args.jobs,
+                          schedules)
         print_table(draws["results"], list(draws["results"][0]), f"Foreign accuracy of each zoo draw ({classifiers[0]})")
         print_table([{"measure": measure, **values} for measure, values in draws["spread"].items()],
                     ["measure", "mean", "sd", "min", "max"],
@@ -578,10 +638,11 @@ def main() -> None:
     write_result("transfer", {
         "store": args.store, "sweep": args.sweep, "runs": int(metadata.shape[0]), "chosen_features": chosen.name,
         "chosen_options": {key: value for key, value in chosen.options().items() if key != "subset"},
-        "targets_classifier": classifiers[0], "feature_comparison": comparison,
+        "targets_classifier": classifiers[0], "feature_comparison": comparison, "schedules": schedules,
         "leave_one_level_out": matrix, "activations_only": activations, "in_distribution": within,
         "foreign": {"directories": [str(directory) for directory in directories], "per_rule": foreign_rows,
-                    "summary": foreign_summary, "mean_over_sets": foreign_mean, "confidence": confidence, "zoo_draws": draws}, "targets": targets,
+                    "summary": foreign_summary, "mean_over_sets": foreign_mean, "confidence": confidence, "by_schedule": schedule_rows,
+                    "zoo_draws": draws}, "targets": targets,
     }, load_before, quick=args.quick)
 
 

@@ -503,6 +503,7 @@ def identify(
         measured_band,
         read_card,
         reliability_note,
+        schedule_note,
     )
     from lrid.identify.inference import check_candidates, read_input
     from lrid.identify.inference import identify as predict_rules
@@ -525,11 +526,12 @@ def identify(
         check_candidates(candidates, card["rules"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PickleWarning)
+        observables = read_input(source)
         if model is None:
-            predictions, variant = identify_default(read_input(source), candidates=candidates)
+            predictions, variant = identify_default(observables, candidates=candidates)
             title = f"default identifier ({variant})"
         else:
-            predictions = predict_rules(model, read_input(source), trust_pickle=trust_pickle, candidates=candidates)
+            predictions = predict_rules(model, observables, trust_pickle=trust_pickle, candidates=candidates)
             title = model.stem
         if candidates is not None:
             title += f", among {', '.join(c for c in predictions.columns if c in candidates)}"
@@ -560,6 +562,9 @@ def identify(
         )
     if card is not None:
         console.print(reliability_note(card, candidates))
+        fewer_points = schedule_note(card, observables)
+        if fewer_points is not None:
+            console.print(fewer_points)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         if output.suffix == ".csv":

@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from lrid.config import load_sweep
-    from lrid.identify.default_identifier import DEFAULT_DIRECTORY, describe_card, train_default
+    from lrid.identify.default_identifier import DEFAULT_DIRECTORY, DEFAULT_SCHEDULES, describe_card, train_default
 
     paths = args.sweep.split(",")
     sweeps = [load_sweep(path) for path in paths]
@@ -44,12 +44,15 @@ def main() -> None:
         for sweep in sweeps:
             generate(sweep, args.store, executor=make_executor("process"))
     transfer = Path(args.transfer)
-    # The features the transfer benchmark chose (and measured), unless it has not run.
-    options = json.loads(transfer.read_text()).get("chosen_options") if transfer.is_file() else None
+    # The features the transfer benchmark chose, and the checkpoint schedules it trained on (both measured),
+    # unless it has not run.
+    measured = json.loads(transfer.read_text()) if transfer.is_file() else {}
+    options = measured.get("chosen_options")
+    schedules = measured.get("schedules", list(DEFAULT_SCHEDULES))
     card = train_default(args.store, Path(args.out) if args.out else DEFAULT_DIRECTORY, classifier=args.classifier,
                          feature_options=options, transfer_results=transfer,
                          sweep=",".join(os.path.relpath(Path(path).resolve(), REPO) for path in paths),
-                         runs={spec.run_id for sweep in sweeps for spec in sweep.expand()})
+                         runs={spec.run_id for sweep in sweeps for spec in sweep.expand()}, schedules=schedules)
     print("\n".join(describe_card(card)))
 
 

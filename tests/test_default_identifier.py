@@ -39,12 +39,19 @@ def built(tiny_store, tmp_path_factory):
     bands = [{"naming": "all", "classifier": "linear", "at_least": level, "networks": n, "coverage": n / 10,
               "accuracy": accuracy} for level, n, accuracy in ((0.0, 10, 0.7), (0.5, 6, 0.8), (0.7, 3, 1.0))]
     bands.append({"naming": "all", "classifier": "rf", "at_least": 0.9, "networks": 1, "coverage": 0.1, "accuracy": 0.0})
+    by_schedule = [{"classifier": "linear", "schedule": schedule, "points": points, "trained_on": trained_on,
+                    "accuracy_all": accuracy}
+                   for schedule, points, trained_on, accuracy in (
+                       ("as recorded", 6, "+ even4,log3", 0.8), ("even4", 4, "as recorded", 0.4),
+                       ("even4", 4, "+ even4,log3", 0.65), ("log4", 4, "+ even4,log3", 0.7), ("even3", 3, "+ even4,log3", 0.6))]
     foreign = {"confidence": bands, "summary": [{"classifier": "linear", "networks": 10, "accuracy_all": 0.7, "accuracy_paper_rules": 0.5,
-                            "accuracy_paper_candidates": 0.75}], "zoo_draws": draws}
+                            "accuracy_paper_candidates": 0.75}], "zoo_draws": draws, "by_schedule": by_schedule}
     transfer.write_text(json.dumps({"quick": False, "finished_at": "2026-11-26T00:00:00Z", "chosen_features": "x",
+                                    "schedules": ["even4", "log3"],
                                     "targets": [{"target": "foreign sgdm/adam/fa/ia >= 0.95", "measured": 0.5}],
                                     "foreign": foreign, "in_distribution": within}))
-    card = train_default(str(tiny_store), directory / "model", transfer_results=transfer, sweep="tiny.yaml")
+    card = train_default(str(tiny_store), directory / "model", transfer_results=transfer, sweep="tiny.yaml",
+                         schedules=["even4", "log3"])
     return directory / "model", card
 
 
@@ -87,6 +94,9 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     bands = [measured_band(card, p) for p in (0.2, 0.5, 0.69, 0.95)]
     assert [(band["accuracy"], band["networks"]) for band in bands] == [(0.7, 10), (0.8, 6), (0.8, 6), (1.0, 3)]
     assert measured_band(card, 0.95, ["adam", "fa", "ia", "sgdm"]) is None
+    # trained on every run as recorded and re-recorded at fewer checkpoints, and measured so
+    assert card["training"]["schedules"] == ["even4", "log3"] and "re-recorded at the checkpoint schedules even4, log3" in text
+    assert "re-recorded at fewer checkpoints, named right over all rules: even4 0.65; log4 0.70; even3 0.60" in text
     assert "3 random zoos of 0.67 of its runs" in text and "all rules 0.55-0.65" in text and "fa,ia 0.60-0.80" in text
     assert "0.70 of foreign networks" in reliability_note(card)
     assert "among sgdm, adam, fa and ia, 0.75 of foreign" in reliability_note(card, ["ia", "sgdm", "fa", "adam"])
@@ -100,10 +110,12 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
                                                                                             **two_sets["transfer"]}}))
 
 
-def test_quick_transfer_results_stay_off_the_card(tiny_store, tmp_path):
+@pytest.mark.parametrize("result", [{"quick": True}, {"quick": False, "schedules": ["even6"]}])
+def test_quick_or_other_schedules_transfer_results_stay_off_the_card(tiny_store, tmp_path, result):
+    # a smoke run, or a measurement of an identifier trained on other checkpoint schedules than this one
     transfer = tmp_path / "transfer.json"
-    transfer.write_text(json.dumps({"quick": True, "targets": [{"target": "t", "measured": 1.0}]}))
-    card = train_default(str(tiny_store), tmp_path / "model", transfer_results=transfer)
+    transfer.write_text(json.dumps({**result, "targets": [{"target": "t", "measured": 1.0}]}))
+    card = train_default(str(tiny_store), tmp_path / "model", transfer_results=transfer, schedules=["even4"])
     assert card["transfer"] is None
     assert "not measured" in "\n".join(describe_card(card))
 
@@ -143,9 +155,27 @@ def test_identify_without_a_model_from_the_command_line(built, recordings, tmp_p
     assert "benchmark" in result.stdout and "named at least as confidently, the share named right" in result.stdout
     assert any(cell in result.stdout for cell in ("0.70 of 10", "0.80 of 6", "1.00 of 3"))
     assert sorted(output.read_text().splitlines()[1:]) and len(output.read_text().splitlines()) == 3
+    assert "recorded points per network" not in result.stdout  # recorded as the zoo was
     about = subprocess.run([sys.executable, "-m", "lrid.cli", "identify", "--about"], capture_output=True, text=True,
                            env=environment, timeout=120)
     assert about.returncode == 0 and "rules (4): adam, fa, ia, sgdm" in about.stdout, about.stderr
+
+
+def test_a_recording_with_few_checkpoints_is_identified_with_what_the_benchmark_measured_at_as_few(built, recordings,
+                                                                                                  tmp_path):
+    directory, _ = built
+    folder, _ = recordings
+    arrays = dict(np.load(folder / "sgdm.npz"))
+    kept = [0, 2, 5]  # 3 of the 6 recorded points
+    sparse = {key: value[kept] if key in ("steps", "epoch") or key.startswith(("weight/", "act/", "actchange/"))
+              else value for key, value in arrays.items()}
+    np.savez(tmp_path / "sparse.npz", **sparse)
+    environment = {**__import__("os").environ, DIRECTORY_VARIABLE: str(directory)}
+    result = subprocess.run([sys.executable, "-m", "lrid.cli", "identify", str(tmp_path / "sparse.npz")],
+                            capture_output=True, text=True, env=environment, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "this input has 3 recorded points per network (its zoo 6)" in result.stdout
+    assert "even3 were named 0.60 right" in result.stdout
 
 
 def test_identify_among_candidate_rules_from_the_command_line(built, recordings):
@@ -220,3 +250,17 @@ def test_identify_table_keeps_every_cell_whole_at_any_terminal_width(width, monk
         assert "runner-up" in text and "ia 0.340" in text and "sgd 0.240" in text and "0.500" in text
     else:
         assert "runner-up" not in text and all(rule in text for rule in rules) and "0.340" in text
+
+
+def test_an_input_with_fewer_checkpoints_than_the_zoo_is_told_what_the_benchmark_measured_at_as_few(built, tiny_store):
+    from lrid.identify.default_identifier import schedule_note
+    from lrid.identify.schedules import at_schedule
+
+    _, card = built
+    observables = Store(tiny_store).read_observables()
+    assert card["training"]["points"] == 6 and schedule_note(card, observables) is None
+    note = schedule_note(card, at_schedule(observables, "log4"))
+    assert note.startswith("default identifier: this input has 4 recorded points per network (its zoo 6)")
+    assert "even4 were named 0.65 right and log4 were named 0.70 right" in note and "0.40" not in note
+    assert "even3 were named 0.60 right" in schedule_note(card, at_schedule(observables, "even2"))
+    assert schedule_note({**card, "transfer": None}, at_schedule(observables, "even2")) is None

@@ -110,3 +110,22 @@ def test_every_foreign_set_is_named_and_scored_per_rule(tiny_store):
     every_answer = next(band for band in bands if band["naming"] == "all" and band["at_least"] == 0.0)
     right = sum(summary["accuracy_all"] * summary["networks"] for summary in summaries)
     assert np.isclose(every_answer["accuracy"] * 24, right)
+
+
+def test_foreign_networks_are_scored_re_recorded_at_fewer_checkpoints(tiny_store):
+    from benchmarks.transfer import CONFIGS, TEST_SCHEDULES, ForeignSet, by_schedule, foreign, load_zoo
+
+    observables, metadata = load_zoo(str(tiny_store))  # 6 points per run
+    sets = [ForeignSet(name, metadata.loc[runs, ["rule"]].assign(final_test_accuracy=1.0),
+                       observables[observables["run_id"].isin(runs)], 0.0)
+            for name, runs in (("first", metadata.index[::2]), ("second", metadata.index[1::2]))]
+    rows = by_schedule(observables, CONFIGS[3], "linear", sets, 1, ["even4", "log3"])
+    assert [(row["schedule"], row["trained_on"]) for row in rows] == [
+        (schedule, trained_on) for schedule in ("as recorded", *TEST_SCHEDULES)
+        for trained_on in ("as recorded", "+ even4,log3")]
+    points = {row["schedule"]: row["points"] for row in rows}
+    assert points["as recorded"] == 6 and points["even11"] == 6 and points["even4"] == 4 and points["even3"] == 3
+    assert all(0.0 <= row["accuracy_all"] <= 1.0 and set(row["by_set"]) == {"first", "second"} for row in rows)
+    # As recorded, the identifier trained as recorded is the one the foreign table scores.
+    summaries = foreign(observables, CONFIGS[3], "linear", sets, 1)[1]
+    assert np.isclose(rows[0]["accuracy_all"], np.mean([summary["accuracy_all"] for summary in summaries]))

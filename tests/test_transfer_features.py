@@ -156,3 +156,44 @@ def test_classify_and_identify_carry_the_progress_clock(tiny_store, tmp_path):
     assert scores.n_features == len(OBSERVABLES) * 4 + 3 + len(OBSERVABLES) + 3
     predictions = identify(tmp_path / "r" / "models" / "rf", Store(tiny_store).read_observables())
     assert len(predictions) == scores.n_runs
+
+
+def test_checkpoint_schedules_keep_the_points_a_lab_would_have_recorded():
+    from lrid.identify.schedules import schedule_points
+
+    steps = list(range(0, 2001, 100))  # 21 evenly spaced points, as lrid records
+    assert list(schedule_points(steps, "even6")) == [0, 4, 8, 12, 16, 20]
+    assert list(schedule_points(steps, "even2")) == [0, 20]
+    # geometric in steps from the second point (100) to the last (2000): 100, 211, 447, 946, 2000
+    assert list(schedule_points(steps, "log6")) == [0, 1, 2, 4, 9, 20]
+    # a run recorded at fewer points than asked keeps them all; targets that meet are kept once
+    assert list(schedule_points([0, 5, 10], "even6")) == [0, 1, 2]
+    assert list(schedule_points(list(range(8)), "log7")) == [0, 1, 2, 3, 5, 7]
+
+
+@pytest.mark.parametrize("name", ["even1", "odd6", "log", "even6x", "6"])
+def test_an_unknown_checkpoint_schedule_is_a_one_line_error(name):
+    from lrid.identify.schedules import schedule_points
+
+    with pytest.raises(LridError, match=r"unknown checkpoint schedule .*even<k>.*log<k>") as error:
+        schedule_points([0, 1, 2], name)
+    assert "\n" not in str(error.value)
+
+
+def test_rerecorded_runs_are_copies_at_each_schedule_that_identify_as_their_run():
+    from lrid.identify.schedules import rerecorded
+
+    table = _long_table({"a": list(range(0, 2001, 100)), "b": list(range(0, 601, 30))})
+    copies = rerecorded(table, ["even6", "log6"])
+    assert list(copies.columns) == list(table.columns)
+    pd.testing.assert_frame_equal(copies.iloc[: len(table)], table)
+    by_run = copies.groupby("run_id")["step"].unique().map(sorted)
+    assert by_run["a@even6"] == [0, 400, 800, 1200, 1600, 2000] and by_run["b@even6"] == [0, 120, 240, 360, 480, 600]
+    assert by_run["a@log6"] == [0, 100, 200, 400, 900, 2000]
+    # every layer of a kept point is kept, with its values
+    kept = copies[copies["run_id"] == "a@log6"].drop(columns="run_id").reset_index(drop=True)
+    original = table[(table["run_id"] == "a") & table["step"].isin(by_run["a@log6"])].drop(columns="run_id")
+    pd.testing.assert_frame_equal(kept, original.reset_index(drop=True))
+    # the progress features give each copy the layout of a fully recorded run
+    features = build_features(copies, unit="run", time="progress", baseline="relative")
+    assert sorted(features.groups) == sorted(by_run.index) and not np.isnan(features.X).any()

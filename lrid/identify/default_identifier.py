@@ -34,6 +34,10 @@ KINDS = ("weight", "act", "actchange")
 # The features that transferred best in benchmarks/transfer.py (README, "Identifying rules in networks lrid
 # did not train").
 DEFAULT_FEATURES = {"unit": "run", "time": "progress", "baseline": "relative"}
+# The checkpoint schedules every zoo run is also trained on (lrid.identify.schedules): a few evenly spaced
+# points and denser-early ones, the schedules of labs that record a network a handful of times. Set before
+# any measurement; benchmarks/transfer.py measures the identifier on these and on schedules it never saw.
+DEFAULT_SCHEDULES = ("even11", "even6", "even4", "log11", "log6")
 # Observable subsets by the measures a recording carries, most complete first; an input uses the first
 # whose measures it all carries (actchange alone is too little to go on, and rarely recorded without both
 # weights and activations, so it comes only with both).
@@ -116,16 +120,20 @@ def train_default(
     transfer_results: Path | None = None,
     sweep: str = "pipelines/zoo.yaml",
     runs: Collection[str] | None = None,
+    schedules: Sequence[str] = DEFAULT_SCHEDULES,
 ) -> dict:
     """Fit every variant on the store's complete runs, save them under ``directory``, write and return the card.
 
     ``feature_options`` are :func:`lrid.identify.features.build_features` keywords other than ``subset``
     (default: :data:`DEFAULT_FEATURES`). ``runs``, when given, are the only runs trained on (a sweep's, out
-    of a store that also holds others); ``sweep`` names them on the card.
+    of a store that also holds others); ``sweep`` names them on the card. Every run is also trained on as
+    re-recorded at each checkpoint schedule of ``schedules`` (:mod:`lrid.identify.schedules`), so that
+    recordings with fewer or other checkpoints than the zoo's are read as well.
     """
     from lrid.identify.classifiers import make_classifier
     from lrid.identify.features import build_features
     from lrid.identify.model_files import save_model
+    from lrid.identify.schedules import rerecorded
     from lrid.identify.splits import run_metadata
     from lrid.store import Store
 
@@ -140,6 +148,8 @@ def train_default(
     if observables.empty:
         raise LridError(f"{store} holds no complete runs of {sweep}; generate it first (make default-identifier does)")
     directory.mkdir(parents=True, exist_ok=True)
+    recorded_points = float(observables.groupby("run_id")["step"].nunique().median())
+    observables = rerecorded(observables, schedules)
     variants = {}
     for variant in VARIANTS:
         features = build_features(observables, subset=variant, **options)
@@ -157,8 +167,8 @@ def train_default(
         "features": options,
         "rules": sorted(metadata["rule"].unique().tolist()),
         "variants": variants,
-        "training": _training_summary(metadata, sweep),
-        "transfer": _transfer_summary(transfer_results, classifier, options),
+        "training": {**_training_summary(metadata, sweep), "points": recorded_points, "schedules": list(schedules)},
+        "transfer": _transfer_summary(transfer_results, classifier, options, list(schedules)),
     }
     (directory / "card.json").write_text(json.dumps(card, indent=2))
     return card
@@ -210,13 +220,19 @@ def _spread_of(values: pd.Series) -> dict | None:
     )
 
 
-def _transfer_summary(path: Path | None, classifier: str, options: dict) -> dict | None:
-    """What the transfer benchmark measured for this classifier and these features, or None."""
+def _transfer_summary(path: Path | None, classifier: str, options: dict, schedules: list[str]) -> dict | None:
+    """What the transfer benchmark measured for this classifier, these features and schedules, or None."""
     if path is None or not Path(path).is_file():
         return None
     result = json.loads(Path(path).read_text())
-    if result.get("quick") or result.get("chosen_options") not in (None, options):
-        return None  # a smoke run, or a measurement of other features, says nothing about this identifier
+    if (
+        result.get("quick")
+        or result.get("chosen_options") not in (None, options)
+        or result.get("schedules", []) != schedules
+    ):
+        # a smoke run, or a measurement of other features or of an identifier trained on other schedules, says
+        # nothing about this identifier
+        return None
     foreign = result.get("foreign", {})
     mine = [row for row in foreign.get("summary", []) if row.get("classifier") == classifier]
     # The targets are judged with one classifier: quote them only if it is this identifier's.
@@ -229,6 +245,7 @@ def _transfer_summary(path: Path | None, classifier: str, options: dict) -> dict
         "targets": targets,
         "foreign": mine,
         "confidence": [row for row in foreign.get("confidence", []) if row.get("classifier") == classifier],
+        "by_schedule": [row for row in foreign.get("by_schedule", []) if row.get("classifier") == classifier],
         "in_distribution": [
             {key: row[key] for key in ("rules", "splits", "mean", "sem", "recall", "most_mistaken_for") if key in row}
             for row in result.get("in_distribution", [])
@@ -287,6 +304,38 @@ def reliability_note(card: dict, candidates: Sequence[str] | None = None) -> str
     )
 
 
+def _measured_schedules(card: dict) -> list[dict]:
+    """The benchmark's rows for an identifier trained as this one was (on its schedules, in the benchmark's
+    naming) on foreign networks re-recorded at fewer checkpoints."""
+    from lrid.identify.schedules import training_label
+
+    trained_as_this = training_label((card.get("training") or {}).get("schedules") or [])
+    return [
+        row
+        for row in (card.get("transfer") or {}).get("by_schedule") or []
+        if row["trained_on"] == trained_as_this and row["schedule"] != "as recorded"
+    ]
+
+
+def schedule_note(card: dict, observables: pd.DataFrame) -> str | None:
+    """One line for inputs recorded at fewer checkpoints than the zoo was: how well the benchmark named
+    foreign networks re-recorded at about as few (the schedules with the nearest number of points), or None
+    when the input has as many points as the zoo or nothing was measured."""
+    points = float(observables.groupby("run_id")["step"].nunique().median())
+    zoo_points = (card.get("training") or {}).get("points")
+    rows = _measured_schedules(card)
+    if zoo_points is None or points >= zoo_points or not rows:
+        return None
+    nearest = min(abs(row["points"] - points) for row in rows)
+    measured = [row for row in rows if abs(row["points"] - points) == nearest]
+    return (
+        f"default identifier: this input has {points:g} recorded points per network (its zoo {zoo_points:g}); "
+        "foreign networks re-recorded at "
+        + " and ".join(f"{row['schedule']} were named {row['accuracy_all']:.2f} right" for row in measured)
+        + " in its benchmark (even<k>: evenly spaced, log<k>: denser early)"
+    )
+
+
 def describe_card(card: dict) -> list[str]:
     """The model card as lines of text, for ``lrid identify --about``."""
     training = card.get("training") or {}
@@ -308,6 +357,9 @@ def describe_card(card: dict) -> list[str]:
         f"  optimizers {training.get('optimizers')}; init scale {spread('init_scale')}",
         f"  initialisations {training.get('initialisations', '-')}; inputs {training.get('inputs', '-')}",
         f"  final test accuracy {spread('final_test_accuracy')}",
+        "  every run as recorded and re-recorded at the checkpoint schedules "
+        + (", ".join(training["schedules"]) if training.get("schedules") else "-")
+        + " (fewer points: even<k> evenly spaced, log<k> denser early)",
     ]
     transfer = card.get("transfer")
     if not transfer:
@@ -340,6 +392,12 @@ def describe_card(card: dict) -> list[str]:
                         if row["accuracy"] is not None
                     )
                 )
+        schedules = _measured_schedules(card)
+        if schedules:
+            lines.append(
+                "  foreign networks re-recorded at fewer checkpoints, named right over all rules: "
+                + "; ".join(f"{row['schedule']} {row['accuracy_all']:.2f}" for row in schedules)
+            )
         for within in transfer.get("in_distribution") or []:
             rules = "trained on the paper's four rules only" if within.get("rules") == "paper 4" else "all its rules"
             weakest = sorted((within.get("recall") or {}).items(), key=lambda item: item[1])[:2]
