@@ -1,11 +1,12 @@
 """Build lrid's default identifier (lrid/identify/default_model/) from a zoo store: `make default-identifier`.
 
     python scripts/build_default_identifier.py --store OUT/zoo/store [--sweep A.yaml,B.yaml] [--generate]
-        [--transfer benchmarks/results/transfer.json] [--classifier xgb]
+        [--transfer benchmarks/results/transfer.json] [--classifier xgb] [--schedules even11,even6,...]
 
 The identifier is trained on the store's runs of --sweep (the zoo; default pipelines/zoo.yaml and zoo_activations.yaml), which
 --generate generates into the store first (resumable). The model card records the transfer benchmark's
-targets when its results file exists (run benchmarks/transfer.py on the same store and sweeps first).
+targets when its results file exists (run benchmarks/transfer.py on the same store and sweeps first), if
+it measured the same features and checkpoint schedules.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def main() -> None:
     parser.add_argument("--generate", action="store_true", help="generate --sweep into --store first")
     parser.add_argument("--transfer", default=str(REPO / "benchmarks" / "results" / "transfer.json"))
     parser.add_argument("--classifier", default="xgb")
+    parser.add_argument("--schedules", default=None, help="checkpoint schedules every run is also trained on, "
+                        "comma-separated ('' for none; default: those --transfer measured, else the default identifier's)")
     parser.add_argument("--out", default=None, help="where to write the identifier (default: the one lrid ships)")
     args = parser.parse_args()
 
@@ -49,6 +52,8 @@ def main() -> None:
     measured = json.loads(transfer.read_text()) if transfer.is_file() else {}
     options = measured.get("chosen_options")
     schedules = measured.get("schedules", list(DEFAULT_SCHEDULES))
+    if args.schedules is not None:
+        schedules = [name for name in args.schedules.split(",") if name]
     card = train_default(args.store, Path(args.out) if args.out else DEFAULT_DIRECTORY, classifier=args.classifier,
                          feature_options=options, transfer_results=transfer,
                          sweep=",".join(os.path.relpath(Path(path).resolve(), REPO) for path in paths),
@@ -57,4 +62,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from lrid.errors import LridError
+
+    try:
+        main()
+    except LridError as error:  # a bad option or an empty store: one line, as lrid's commands say it
+        raise SystemExit(f"build_default_identifier: {error}") from None

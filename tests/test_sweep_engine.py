@@ -49,6 +49,12 @@ def sequential_store(small_sweep, tmp_path_factory):
     return root
 
 
+def written_manifests(store_root) -> list[Path]:
+    """The manifests in place: a kill can leave a half-written ``.tmp-*.json`` beside them, which is not one
+    (pathlib's glob, unlike a shell's, matches names that start with a dot)."""
+    return [path for path in (Path(store_root) / "runs").glob("*.json") if not path.name.startswith(".")]
+
+
 def assert_same_store(reference_root, other_root):
     reference, other = observables_by_run(reference_root), observables_by_run(other_root)
     assert reference.keys() == other.keys() and len(reference) == 8
@@ -74,18 +80,18 @@ def test_sigkill_mid_sweep_then_resume_leaves_every_run_once_and_every_file_read
     command = [sys.executable, "-m", "lrid.cli", "generate", str(small_sweep), "--store", str(store), "--workers", "2"]
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list((store / "runs").glob("*.json"))) < 3:
+    while time.monotonic() < deadline and len(written_manifests(store)) < 3:
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)  # the CLI and its workers, mid-run
     process.wait()
-    killed_with = len(list((store / "runs").glob("*.json")))
+    killed_with = len(written_manifests(store))
     assert 3 <= killed_with < 8, "the sweep should be killed part-way through"
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{killed_with} already in" in resumed.stdout
 
-    manifests = [json.loads(p.read_text()) for p in (store / "runs").glob("*.json")]
+    manifests = [json.loads(p.read_text()) for p in written_manifests(store)]
     assert sorted(m["run_id"] for m in manifests) == sorted(observables_by_run(sequential_store))
     visible = [p for p in store.rglob("*") if p.is_file() and not p.name.startswith(".")]
     for path in visible:
