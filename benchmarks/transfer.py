@@ -47,8 +47,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.harness import REPO, load_average, print_table, write_result  # noqa: E402
-from lrid.identify.default_identifier import DEFAULT_SCHEDULES, PAPER_RULES  # noqa: E402
 from lrid.errors import LridError  # noqa: E402
+from lrid.identify.default_identifier import DEFAULT_SCHEDULES, PAPER_RULES  # noqa: E402
 from lrid.identify.schedules import parse_schedule  # noqa: E402
 from lrid.identify.splits import spec_field  # noqa: E402
 
