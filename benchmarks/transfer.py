@@ -302,7 +302,7 @@ def _run_probabilities(fitted, test) -> pd.DataFrame:
 
 
 def foreign_predictions(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],
-                        n_jobs: int, schedules=()) -> dict[str, pd.DataFrame]:
+                        n_jobs: int, schedules=(), everything=None) -> dict[str, pd.DataFrame]:
     """For each foreign set, its networks' rules as named three ways, one column each, indexed by network:
 
     * ``all``: the identifier trained on every rule of the zoo (what ``lrid identify`` answers);
@@ -311,9 +311,11 @@ def foreign_predictions(observables, config: FeatureConfig, classifier: str, for
     * ``paper identifier``: an identifier trained on the paper's four rules only, the setting of the
       held-out levels' "paper 4" rows.
 
-    Each identifier is fitted once (on ``schedules`` too, as :func:`_fit_all`) and names every set.
+    Each identifier is fitted once (on ``schedules`` too, as :func:`_fit_all`) and names every set;
+    ``everything``, the all-rule identifier's :func:`_fit_all` if the caller has it already, is not refitted.
     """
-    everything = _fit_all(observables, config, classifier, n_jobs, schedules)
+    if everything is None:
+        everything = _fit_all(observables, config, classifier, n_jobs, schedules)
     paper = _fit_all(_restrict(observables, PAPER_RULES), config, classifier, n_jobs, schedules)
     named = {}
     for foreign_set in foreign_sets:
@@ -383,11 +385,11 @@ def mean_over_sets(rows: list[dict]) -> dict:
 
 
 def foreign(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],
-            n_jobs: int, schedules=()) -> tuple[list[dict], list[dict], list[dict]]:
+            n_jobs: int, schedules=(), everything=None) -> tuple[list[dict], list[dict], list[dict]]:
     """The zoo-trained identifier on each set of foreign recordings: accuracy per rule, overall per set, and
-    by the probability of its answers (:func:`confidence_bands`)."""
+    by the probability of its answers (:func:`confidence_bands`); ``everything`` as :func:`foreign_predictions`."""
     rows, summaries = [], []
-    named = foreign_predictions(observables, config, classifier, foreign_sets, n_jobs, schedules)
+    named = foreign_predictions(observables, config, classifier, foreign_sets, n_jobs, schedules, everything)
     for foreign_set in foreign_sets:
         predictions = named[foreign_set.name]
         truth = foreign_set.labels.loc[predictions.index, "rule"]
@@ -413,22 +415,25 @@ TEST_SCHEDULES = ("even11", "even6", "even4", "even3", "log11", "log6", "log4")
 
 
 def by_schedule(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet], n_jobs: int,
-                schedules) -> list[dict]:
+                schedules, trained=None) -> list[dict]:
     """The all-rule identifier on the foreign recordings as recorded and re-recorded at each of
     :data:`TEST_SCHEDULES`, trained on the zoo as recorded and also on ``schedules``: accuracy over every
-    rule and among the paper's four (``--rules``), meaned over the sets (each set's beside it)."""
+    rule and among the paper's four (``--rules``), meaned over the sets (each set's beside it). ``trained``,
+    the identifier trained on ``schedules`` (:func:`_fit_all`) if the caller has it already, is not refitted."""
     from lrid.identify.features import build_features
-    from lrid.identify.schedules import at_schedule, training_label
+    from lrid.identify.schedules import AS_RECORDED, at_schedule, recorded_points, training_label
 
-    identifiers = {training_label(()): _fit_all(observables, config, classifier, n_jobs)}
+    if trained is None:
+        trained = _fit_all(observables, config, classifier, n_jobs, schedules)
+    identifiers = {training_label(()): _fit_all(observables, config, classifier, n_jobs) if schedules else trained}
     if schedules:
-        identifiers[training_label(schedules)] = _fit_all(observables, config, classifier, n_jobs, schedules)
+        identifiers[training_label(schedules)] = trained
     rows = []
-    for schedule in ("as recorded", *TEST_SCHEDULES):
-        recordings = {foreign_set.name: foreign_set.recordings if schedule == "as recorded"
+    for schedule in (AS_RECORDED, *TEST_SCHEDULES):
+        recordings = {foreign_set.name: foreign_set.recordings if schedule == AS_RECORDED
                       else at_schedule(foreign_set.recordings, schedule) for foreign_set in foreign_sets}
         tests = {name: build_features(frame, **config.options()) for name, frame in recordings.items()}
-        points = float(np.median(pd.concat([frame.groupby("run_id")["step"].nunique() for frame in recordings.values()])))
+        points = recorded_points(pd.concat(recordings.values()))
         for trained_on, fitted in identifiers.items():
             right, right_among_paper = {}, {}
             for foreign_set in foreign_sets:
@@ -591,8 +596,11 @@ def main() -> None:
         raise SystemExit("transfer: foreign sets are named by their directories; give directories with distinct names")
     foreign_sets = [read_foreign(directory) for directory in directories]
     foreign_rows, foreign_summary, confidence = [], [], []
+    identifiers = {}  # each classifier's all-rule identifier, fitted once for the foreign and schedule tables
     for classifier in classifiers:
-        rows, summaries, bands = foreign(observables, chosen, classifier, foreign_sets, args.jobs, schedules)
+        identifiers[classifier] = _fit_all(observables, chosen, classifier, args.jobs, schedules)
+        rows, summaries, bands = foreign(observables, chosen, classifier, foreign_sets, args.jobs, schedules,
+                                         identifiers[classifier])
         foreign_rows += rows
         foreign_summary += summaries
         confidence += bands
@@ -604,7 +612,8 @@ def main() -> None:
     print_table(confidence, ["naming", "classifier", "at_least", "networks", "coverage", "accuracy"],
                 "Foreign networks by the probability of their answer (pooled over the sets)")
     foreign_mean = mean_over_sets([row for row in foreign_summary if row["classifier"] == classifiers[0]])
-    schedule_rows = by_schedule(observables, chosen, classifiers[0], foreign_sets, args.jobs, schedules)
+    schedule_rows = by_schedule(observables, chosen, classifiers[0], foreign_sets, args.jobs, schedules,
+                                identifiers[classifiers[0]])
     print_table(schedule_rows, ["schedule", "points", "trained_on", "accuracy_all", "accuracy_paper_candidates", "by_set"],
                 f"Foreign networks re-recorded at fewer checkpoints ({classifiers[0]}, all-rule identifier; mean of the sets)")
     draws = None

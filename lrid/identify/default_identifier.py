@@ -133,7 +133,7 @@ def train_default(
     from lrid.identify.classifiers import make_classifier
     from lrid.identify.features import build_features
     from lrid.identify.model_files import save_model
-    from lrid.identify.schedules import rerecorded
+    from lrid.identify.schedules import recorded_points, rerecorded
     from lrid.identify.splits import run_metadata
     from lrid.store import Store
 
@@ -148,7 +148,7 @@ def train_default(
     if observables.empty:
         raise LridError(f"{store} holds no complete runs of {sweep}; generate it first (make default-identifier does)")
     directory.mkdir(parents=True, exist_ok=True)
-    recorded_points = float(observables.groupby("run_id")["step"].nunique().median())
+    points = recorded_points(observables)
     observables = rerecorded(observables, schedules)
     variants = {}
     for variant in VARIANTS:
@@ -167,7 +167,7 @@ def train_default(
         "features": options,
         "rules": sorted(metadata["rule"].unique().tolist()),
         "variants": variants,
-        "training": {**_training_summary(metadata, sweep), "points": recorded_points, "schedules": list(schedules)},
+        "training": {**_training_summary(metadata, sweep), "points": points, "schedules": list(schedules)},
         "transfer": _transfer_summary(transfer_results, classifier, options, list(schedules)),
     }
     (directory / "card.json").write_text(json.dumps(card, indent=2))
@@ -307,13 +307,13 @@ def reliability_note(card: dict, candidates: Sequence[str] | None = None) -> str
 def _measured_schedules(card: dict) -> list[dict]:
     """The benchmark's rows for an identifier trained as this one was (on its schedules, in the benchmark's
     naming) on foreign networks re-recorded at fewer checkpoints."""
-    from lrid.identify.schedules import training_label
+    from lrid.identify.schedules import AS_RECORDED, training_label
 
     trained_as_this = training_label((card.get("training") or {}).get("schedules") or [])
     return [
         row
         for row in (card.get("transfer") or {}).get("by_schedule") or []
-        if row["trained_on"] == trained_as_this and row["schedule"] != "as recorded"
+        if row["trained_on"] == trained_as_this and row["schedule"] != AS_RECORDED
     ]
 
 
@@ -321,7 +321,9 @@ def schedule_note(card: dict, observables: pd.DataFrame) -> str | None:
     """One line for inputs recorded at fewer checkpoints than the zoo was: how well the benchmark named
     foreign networks re-recorded at about as few (the schedules with the nearest number of points), or None
     when the input has as many points as the zoo or nothing was measured."""
-    points = float(observables.groupby("run_id")["step"].nunique().median())
+    from lrid.identify.schedules import recorded_points
+
+    points = recorded_points(observables)
     zoo_points = (card.get("training") or {}).get("points")
     rows = _measured_schedules(card)
     if zoo_points is None or points >= zoo_points or not rows:

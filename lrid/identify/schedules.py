@@ -31,12 +31,19 @@ from lrid.errors import LridError
 _NAME = re.compile(r"^(even|log)(\d+)$")
 # Appended to a run's id for each re-recorded copy: the copies are other samples of the same run.
 COPY_SEPARATOR = "@"
+# What benchmarks and model cards call runs at the points they were recorded at, re-recorded at none.
+AS_RECORDED = "as recorded"
 
 
 def training_label(schedules: Sequence[str]) -> str:
-    """How benchmarks and model cards name what an identifier was trained on: ``as recorded``, or
+    """How benchmarks and model cards name what an identifier was trained on: :data:`AS_RECORDED`, or
     ``+ even6,log6`` for runs also re-recorded at those schedules."""
-    return "+ " + ",".join(schedules) if schedules else "as recorded"
+    return "+ " + ",".join(schedules) if schedules else AS_RECORDED
+
+
+def recorded_points(observables: pd.DataFrame) -> float:
+    """The median number of recorded points per run of ``observables`` (the store's long format)."""
+    return float(observables.groupby("run_id")["step"].nunique().median())
 
 
 def parse_schedule(name: str) -> tuple[str, int]:
