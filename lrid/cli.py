@@ -194,6 +194,13 @@ def _classify(store: str, results: Path, classifiers: str, splits: int, jobs: in
                 f"{result.balanced_accuracy_mean:.3f}",
             )
     console.print(table)
+    for name, result in scores.classifiers.items():
+        by_schedule = result.schedule_summary()
+        if by_schedule:
+            measured = ", ".join(f"{schedule} {mean:.3f} ± {sem:.3f}" for schedule, (mean, sem) in by_schedule.items())
+            console.print(
+                f"{name} on the test runs re-recorded ({scores.settings.observables.split(';')[0]}): {measured}"
+            )
     control = scores.control
     if control is not None:
         baseline = ", ".join(
@@ -426,6 +433,15 @@ def classify(
             "--keep-collapsed", help="also use runs that trained to the end but learned nothing (status collapsed)"
         ),
     ] = False,
+    schedules: Annotated[
+        str | None,
+        typer.Option(
+            "--schedules",
+            help="also train on every run re-recorded at these checkpoint schedules, e.g. even6,log6 (even<k>: k "
+            "evenly spaced points; log<k>: denser early), to read networks recorded a few times; test runs are "
+            "scored as recorded and at each schedule. Needs --time fraction or progress",
+        ),
+    ] = None,
 ) -> None:
     """Score classifiers that identify the rule from trajectories, on balanced splits grouped by run."""
     _classify(
@@ -448,6 +464,7 @@ def classify(
         control=control,
         seed=seed,
         keep_collapsed=keep_collapsed,
+        schedules=tuple(name.strip() for name in (schedules or "").split(",") if name.strip()),
     )
 
 

@@ -199,6 +199,9 @@ class ClassifySpec(BaseModel):
         control: also compute the performance-matched control (:mod:`lrid.identify.control`), in ``n_bins``
             quantile bins of final test accuracy.
         keep_collapsed: also use runs with status ``collapsed`` (trained to the end, learned nothing).
+        schedules: checkpoint schedules (:mod:`lrid.identify.schedules`, e.g. ``("even6", "log6")``) at which
+            every training run is also re-recorded, so the classifiers learn to read networks recorded at few
+            checkpoints; test runs are scored as recorded and at each schedule (``accuracy_by_schedule``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -224,6 +227,7 @@ class ClassifySpec(BaseModel):
     control: bool = True
     n_bins: int = Field(4, ge=1)
     keep_collapsed: bool = False
+    schedules: tuple[str, ...] = ()
 
     @field_validator("store", mode="before")
     @classmethod
@@ -263,6 +267,17 @@ class ClassifierScores(SubsetScores):
     d_prime: dict[str, float | None] = Field(default_factory=dict)  # written since the identification stage
     best_params_per_split: list[dict[str, Any] | None] | None = None  # with search only
     best_params_final: dict[str, Any] | None = None
+    # With schedules: per schedule (and "as recorded"), the accuracy per split on the test runs re-recorded so.
+    accuracy_by_schedule: dict[str, list[float]] | None = None
+
+    def schedule_summary(self) -> dict[str, tuple[float, float]]:
+        """Per schedule of ``accuracy_by_schedule``: the accuracy's mean over the splits and its s.e.m."""
+        summary = {}
+        for schedule, values in (self.accuracy_by_schedule or {}).items():
+            mean = sum(values) / len(values)
+            spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+            summary[schedule] = (mean, spread / math.sqrt(len(values)))
+        return summary
 
     def summary(self) -> SubsetScores:
         """The part that ``by_subset`` keeps: mean and s.e.m. of the accuracy, and the balanced accuracy."""
@@ -290,6 +305,7 @@ class ScoreSettings(_Kept):
     search: bool = False
     view: str | None = None
     keep_collapsed: bool = False
+    schedules: list[str] = Field(default_factory=list)
 
     def feature_options(self) -> dict[str, Any]:
         """The :func:`lrid.identify.features.build_features` keywords of the first observable subset."""

@@ -44,6 +44,21 @@ def test_report_can_be_rerun_from_the_results_alone(tiny_store, tmp_path):
     assert (tmp_path / "report.md").is_file() and (tmp_path / "figures" / "confusion.png").stat().st_size > 0
 
 
+def test_classify_with_checkpoint_schedules_then_report_and_identify(tiny_store, tmp_path):
+    results = tmp_path / "results"
+    classified = lrid("classify", "--store", tiny_store, "--out", results, "--classifiers", "rf", "--splits", "2",
+                      "--unit", "run", "--time", "progress", "--baseline", "relative", "--schedules", "even3,log4")
+    assert classified.returncode == 0, classified.stderr
+    assert "rf on the test runs re-recorded (all): as recorded " in classified.stdout and ", log4 " in classified.stdout
+    scores = json.loads((results / "scores.json").read_text())
+    assert scores["settings"]["schedules"] == ["even3", "log4"]
+    assert set(scores["classifiers"]["rf"]["accuracy_by_schedule"]) == {"as recorded", "even3", "log4"}
+    reported = lrid("report", results)
+    assert reported.returncode == 0, reported.stderr
+    identified = lrid("identify", results / "models" / "rf", tiny_store)
+    assert identified.returncode == 0, identified.stderr
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -197,3 +197,54 @@ def test_rerecorded_runs_are_copies_at_each_schedule_that_identify_as_their_run(
     # the progress features give each copy the layout of a fully recorded run
     features = build_features(copies, unit="run", time="progress", baseline="relative")
     assert sorted(features.groups) == sorted(by_run.index) and not np.isnan(features.X).any()
+
+
+def test_copy_origins_reads_only_the_suffixes_of_the_schedules_given():
+    from lrid.identify.schedules import AS_RECORDED, copy_origins
+
+    origins, labels = copy_origins(["a", "a@even6", "b@log3", "lab@run7", "c@log3@even6"], ["even6", "log3"])
+    assert list(origins) == ["a", "a", "b", "lab@run7", "c@log3"]
+    assert list(labels) == [AS_RECORDED, "even6", "log3", AS_RECORDED, "even6"]
+
+
+def test_classify_trains_on_rerecorded_copies_kept_on_their_runs_side(tiny_store, tmp_path, monkeypatch):
+    import lrid.identify.evaluate as evaluate
+    from lrid.identify import classify
+    from lrid.identify.schedules import AS_RECORDED
+
+    fitted_groups = []
+    fit = evaluate.fit_classifier
+
+    def recording_fit(name, X, y, groups, **options):
+        fitted_groups.append(list(groups))
+        return fit(name, X, y, groups, **options)
+
+    monkeypatch.setattr(evaluate, "fit_classifier", recording_fit)
+    scores = classify(tiny_store, tmp_path / "r", classifiers=("rf",), n_splits=2, control=False, progress=False,
+                      unit="run", time="progress", baseline="relative", points=5, schedules=("even3", "log3"))
+    # the runs, their splits and their predictions are the store's own; the copies only add training samples
+    assert scores.n_runs == 24 and scores.n_samples == 24 and scores.settings.schedules == ["even3", "log3"]
+    predictions = pd.read_parquet(tmp_path / "r" / "predictions.parquet")
+    assert "@" not in "".join(predictions["run_id"]) and len(predictions) == sum(len(s.test) for s in scores.splits)
+    for split, groups in zip(scores.splits, fitted_groups):
+        # every training run three times (as recorded, even3, log3), no test run at any schedule
+        assert sorted(groups) == sorted(split.train * 3)
+        assert not set(groups) & set(split.test)
+    every_run = scores.splits[0].train + scores.splits[0].test
+    assert len(fitted_groups) == 3 and sorted(fitted_groups[-1]) == sorted(every_run * 3)  # the final model: all runs
+    result = scores.classifiers["rf"]
+    assert list(result.accuracy_by_schedule) == [AS_RECORDED, "even3", "log3"]
+    assert result.accuracy_by_schedule[AS_RECORDED] == result.accuracy_per_split
+    assert all(len(values) == 2 and all(0 <= v <= 1 for v in values) for values in result.accuracy_by_schedule.values())
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"schedules": ("even3",)}, r"--schedules re-records .* add --time fraction or --time progress"),
+    ({"schedules": ("every3",), "time": "fraction"}, r"unknown checkpoint schedule 'every3'"),
+])
+def test_classify_refuses_schedules_it_cannot_use_in_one_line(tiny_store, tmp_path, options, message):
+    from lrid.identify import classify
+
+    with pytest.raises(LridError, match=message) as error:
+        classify(tiny_store, tmp_path / "r", classifiers=("rf",), n_splits=2, control=False, progress=False, **options)
+    assert "\n" not in str(error.value) and not (tmp_path / "r").exists()

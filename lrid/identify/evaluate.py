@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,9 @@ import lrid
 from lrid.errors import LridError
 from lrid.identify.classifiers import get_classifier
 from lrid.identify.control import curve_features, matched_bins
-from lrid.identify.features import build_features, subset_columns
+from lrid.identify.features import FeatureSet, build_features, subset_columns
 from lrid.identify.model_files import save_model
+from lrid.identify.schedules import AS_RECORDED, copy_origins, parse_schedule, rerecorded
 from lrid.identify.splits import balanced_run_splits, inner_cv, run_metadata, select_runs
 from lrid.schema import (
     TRAINED_STATUSES,
@@ -159,10 +161,18 @@ def classify(
         "time": spec.time,
         "baseline": spec.baseline,
     }
+    schedules = _checked_schedules(spec)
     long_table = store.read_observables(classified_statuses(spec.keep_collapsed))
-    first = build_features(long_table, subset=subsets[0], **feature_options)
+    if schedules:
+        long_table = rerecorded(long_table, schedules)
+
+    def features_of(subset: str):
+        return _with_origins(build_features(long_table, subset=subset, **feature_options), schedules)
+
+    first = features_of(subsets[0])
     classes = sorted(set(first.y))
-    run_rules = dict(zip(first.samples["run_id"], first.samples["rule"]))
+    as_recorded = (first.samples["schedule"] == AS_RECORDED).to_numpy()
+    run_rules = dict(zip(first.samples["run_id"][as_recorded], first.samples["rule"][as_recorded]))
     manifests = [m for m in store.manifests() if m["run_id"] in run_rules]
     metadata = run_metadata(manifests)
     train_runs = select_runs(metadata, spec.train_where, "--train-where") if spec.train_where else None
@@ -180,7 +190,7 @@ def classify(
     bar = tqdm(total=n_fits, desc="classify", unit="fit", disable=None if progress is None else not progress)
     by_subset, main, predictions = {}, {}, None
     for subset_index, subset in enumerate(subsets):
-        features = first if subset_index == 0 else build_features(long_table, subset=subset, **feature_options)
+        features = first if subset_index == 0 else features_of(subset)
         summaries, subset_predictions = _score_subset(
             spec,
             features,
@@ -201,7 +211,7 @@ def classify(
     scores = Scores(
         classifiers=main,
         classes=classes,
-        n_samples=int(len(first.y)),
+        n_samples=int(as_recorded.sum()),
         n_runs=len(run_rules),
         n_features=int(first.X.shape[1]),
         n_splits=spec.n_splits,
@@ -220,6 +230,7 @@ def classify(
             search=spec.search,
             view=store.view,
             keep_collapsed=spec.keep_collapsed,
+            schedules=list(schedules),
         ),
         by_subset=by_subset,
         splits=[RunSplit(train=sorted(map(str, train)), test=sorted(map(str, test))) for train, test in splits],
@@ -233,6 +244,29 @@ def classify(
     return scores
 
 
+def _checked_schedules(spec: ClassifySpec) -> tuple[str, ...]:
+    """The spec's checkpoint schedules, each a valid name, once each; they need a time axis whose columns do
+    not depend on how many points a run has."""
+    schedules = tuple(dict.fromkeys(spec.schedules))
+    for name in schedules:
+        parse_schedule(name)
+    if schedules and spec.time == "index":
+        raise LridError(
+            "--schedules re-records runs at fewer points, which time=index cannot compare; "
+            "add --time fraction or --time progress"
+        )
+    return schedules
+
+
+def _with_origins(features: FeatureSet, schedules: tuple[str, ...]) -> FeatureSet:
+    """``features`` of :func:`rerecorded` observables with every copy grouped with its original run, so that
+    splits and inner folds keep a run and its copies on one side, and ``samples["schedule"]`` saying which
+    schedule each sample was re-recorded at (:data:`AS_RECORDED` for the runs themselves)."""
+    origins, labels = copy_origins(features.samples["run_id"], schedules)
+    samples = features.samples.assign(run_id=origins, schedule=labels)
+    return replace(features, groups=origins, samples=samples)
+
+
 def _score_subset(
     spec: ClassifySpec, features, classes, entries, splits, train_runs, results_dir: Path, save_models, bar
 ):
@@ -241,15 +275,20 @@ def _score_subset(
     y = np.searchsorted(classes, features.y.astype(str))
     layout = {"n_points": features.n_points, "n_static": features.n_static}
     fit_options = {"search": spec.search, "n_jobs": spec.n_jobs, **layout}
+    schedule_of = features.samples["schedule"].to_numpy()
+    schedules = list(dict.fromkeys(schedule_of))
+    as_recorded = schedule_of == AS_RECORDED
     summaries, frames = {}, []
     for entry in entries:
         name = entry.name
         if save_models:  # a model of an earlier classify into this folder must not pass for one of this run's splits
             shutil.rmtree(split_model_path(results_dir, name, 0).parent, ignore_errors=True)
         accuracies, balanced, confusions, chosen = [], [], [], []
+        by_schedule: dict[str, list[float]] = {schedule: [] for schedule in schedules}
         for split_index, (split_train, split_test) in enumerate(splits):
             train = np.isin(features.groups, split_train)
-            test = np.isin(features.groups, split_test)
+            tested = np.isin(features.groups, split_test)
+            test = tested & as_recorded
             model, best = fit_classifier(
                 name,
                 features.X[train],
@@ -261,8 +300,13 @@ def _score_subset(
             if save_models:
                 split_path = split_model_path(results_dir, name, split_index)
                 save_model(model, split_path.parent, split_path.name, classes, features)
-            probabilities = _probabilities(model, features.X[test], len(classes))
-            predicted = np.argmax(probabilities, axis=1)
+            tested_probabilities = _probabilities(model, features.X[tested], len(classes))
+            tested_predicted = np.argmax(tested_probabilities, axis=1)
+            for schedule in schedules:
+                at = schedule_of[tested] == schedule
+                by_schedule[schedule].append(float(np.mean(tested_predicted[at] == y[tested][at])))
+            probabilities = tested_probabilities[as_recorded[tested]]
+            predicted = tested_predicted[as_recorded[tested]]
             accuracies.append(float(np.mean(predicted == y[test])))
             balanced.append(float(balanced_accuracy_score(y[test], predicted)))
             confusions.append(confusion_matrix(y[test], predicted, labels=range(len(classes))).tolist())
@@ -277,6 +321,8 @@ def _score_subset(
         summary = _summary(accuracies, balanced, confusions, classes)
         if spec.search:
             summary["best_params_per_split"] = chosen
+        if len(schedules) > 1:
+            summary["accuracy_by_schedule"] = by_schedule
         if save_models:
             eligible = np.ones(len(y), bool) if train_runs is None else np.isin(features.groups, list(train_runs))
             final, best = fit_classifier(

@@ -93,3 +93,20 @@ def rerecorded(observables: pd.DataFrame, schedules: Sequence[str]) -> pd.DataFr
         copy = at_schedule(observables, name)
         copies.append(copy.assign(run_id=copy["run_id"].astype(str) + f"{COPY_SEPARATOR}{name}"))
     return pd.concat(copies, ignore_index=True)
+
+
+def copy_origins(run_ids: Sequence[str] | np.ndarray, schedules: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """For run ids of :func:`rerecorded` rows: each one's original run id, and the schedule it was
+    re-recorded at (:data:`AS_RECORDED` for the original), as two object arrays.
+
+    Only the suffixes of ``schedules`` are read as copies, so a run id that itself contains the separator
+    stays whole.
+    """
+    suffixes = {f"{COPY_SEPARATOR}{name}": name for name in schedules}
+    origins, labels = [], []
+    for run_id in map(str, run_ids):
+        head, separator, tail = run_id.rpartition(COPY_SEPARATOR)
+        name = suffixes.get(separator + tail) if separator else None
+        origins.append(head if name else run_id)
+        labels.append(name or AS_RECORDED)
+    return np.asarray(origins, dtype=object), np.asarray(labels, dtype=object)
