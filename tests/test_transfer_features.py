@@ -221,19 +221,19 @@ def test_classify_trains_on_rerecorded_copies_kept_on_their_runs_side(tiny_store
 
     monkeypatch.setattr(evaluate, "fit_classifier", recording_fit)
     scores = classify(tiny_store, tmp_path / "r", classifiers=("rf",), n_splits=2, control=False, progress=False,
-                      unit="run", time="progress", baseline="relative", points=5, schedules=("even3", "log3"))
+                      unit="run", time="progress", baseline="relative", points=5, schedules=("log3", "even3"))
     # the runs, their splits and their predictions are the store's own; the copies only add training samples
-    assert scores.n_runs == 24 and scores.n_samples == 24 and scores.settings.schedules == ["even3", "log3"]
+    assert scores.n_runs == 24 and scores.n_samples == 24 and scores.settings.schedules == ["log3", "even3"]
     predictions = pd.read_parquet(tmp_path / "r" / "predictions.parquet")
     assert "@" not in "".join(predictions["run_id"]) and len(predictions) == sum(len(s.test) for s in scores.splits)
     for split, groups in zip(scores.splits, fitted_groups):
-        # every training run three times (as recorded, even3, log3), no test run at any schedule
+        # every training run three times (as recorded, log3, even3), no test run at any schedule
         assert sorted(groups) == sorted(split.train * 3)
         assert not set(groups) & set(split.test)
     every_run = scores.splits[0].train + scores.splits[0].test
     assert len(fitted_groups) == 3 and sorted(fitted_groups[-1]) == sorted(every_run * 3)  # the final model: all runs
     result = scores.classifiers["rf"]
-    assert list(result.accuracy_by_schedule) == [AS_RECORDED, "even3", "log3"]
+    assert list(result.accuracy_by_schedule) == [AS_RECORDED, "log3", "even3"]  # in the order asked
     assert result.accuracy_by_schedule[AS_RECORDED] == result.accuracy_per_split
     assert all(len(values) == 2 and all(0 <= v <= 1 for v in values) for values in result.accuracy_by_schedule.values())
 

@@ -276,7 +276,7 @@ def _score_subset(
     layout = {"n_points": features.n_points, "n_static": features.n_static}
     fit_options = {"search": spec.search, "n_jobs": spec.n_jobs, **layout}
     schedule_of = features.samples["schedule"].to_numpy()
-    schedules = list(dict.fromkeys(schedule_of))
+    schedules = [AS_RECORDED, *dict.fromkeys(spec.schedules)]
     as_recorded = schedule_of == AS_RECORDED
     summaries, frames = {}, []
     for entry in entries:
