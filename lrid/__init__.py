@@ -26,3 +26,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # worker or Ray task sharing that GPU (`--num-gpus 0.5`) would fail to allocate; growing on demand lets
 # several processes share one device.
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+
+# TensorFlow logs as it loads before it reads TF_CPP_MIN_LOG_LEVEL; lrid makes that import honour it.
+from lrid.lazy_import import filter_tensorflow_load_logs  # noqa: E402 - after the environment it reads
+
+filter_tensorflow_load_logs()

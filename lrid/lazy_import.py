@@ -3,9 +3,16 @@ and the check that the optional heavy dependencies are installed before a comman
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.abc
 import importlib.util
+import os
+import re
+import sys
+import tempfile
 import types
+from collections.abc import Iterator
 from typing import Any
 
 from lrid.errors import LridError
@@ -43,3 +50,105 @@ def require_extra(*modules: str, purpose: str) -> None:
             f"{purpose} needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed; "
             "install lrid with its extra: pip install -e '.[cpu]' (or '.[gpu]' on a GPU machine)"
         )
+
+
+# TensorFlow's C++ libraries log as they load, before they read TF_CPP_MIN_LOG_LEVEL: every process that
+# imports TensorFlow (each pool worker too) printed absl's preface and oneDNN's and the CPU features' notices
+# even when the user had asked for none. lrid applies the user's level to what the import itself logs.
+_SEVERITIES = "IWEF"  # absl's INFO, WARNING, ERROR, FATAL: TF_CPP_MIN_LOG_LEVEL 0..3 hides those below it
+_LOG_LINE = re.compile(r"^([IWEF])\d{4} ")
+_ABSL_PREFACE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+
+
+def hidden_log_lines(text: str, min_level: int) -> str:
+    """``text`` without the C++ log messages below ``min_level`` (TF_CPP_MIN_LOG_LEVEL: 1 hides INFO, 2 also
+    WARNING, ...), the lines that continue them, and, from level 1, absl's preface to early messages.
+
+    Anything else (Python warnings, errors) is kept as it is.
+    """
+    kept, dropping = [], False
+    for line in text.splitlines(keepends=True):
+        match = _LOG_LINE.match(line)
+        if match:
+            dropping = _SEVERITIES.index(match.group(1)) < min_level
+        elif line.startswith(_ABSL_PREFACE):
+            dropping = min_level >= 1
+        elif line.startswith(("WARNING:", "ERROR:", "Traceback")):
+            dropping = False  # a new message of another logger
+        if not dropping:
+            kept.append(line)
+    return "".join(kept)
+
+
+def _min_log_level() -> int:
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
+
+
+@contextlib.contextmanager
+def _stderr_filtered(min_level: int) -> Iterator[None]:
+    """Collect what is written to file descriptor 2 (where C++ logs go) and pass on what
+    :func:`hidden_log_lines` keeps."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()  # Python's own writes during the import, in order
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = hidden_log_lines(captured.read().decode(errors="replace"), min_level)
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+class _FilteredLoader(importlib.abc.Loader):
+    """The TensorFlow package's loader, running its import with :func:`_stderr_filtered`."""
+
+    def __init__(self, loader: Any, min_level: int) -> None:
+        self._loader, self._min_level = loader, min_level
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        with _stderr_filtered(self._min_level):
+            self._loader.exec_module(module)
+
+    def __getattr__(self, name: str) -> Any:  # resources, source, is_package: the real loader's
+        return getattr(self._loader, name)
+
+
+class _TensorFlowImportFilter(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` as the other finders do, with a loader that filters its load-time logs."""
+
+    _finding = False
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        min_level = _min_log_level()
+        if fullname != "tensorflow" or min_level < 1 or self._finding or "tensorflow" in sys.modules:
+            return None
+        # Asked again from inside, the other finders answer. A spec found only to check that TensorFlow is
+        # installed (lazy_import.require_extra) is never loaded, so this finder stays for the real import.
+        self._finding = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._finding = False
+        if spec is not None and spec.loader is not None:
+            spec.loader = _FilteredLoader(spec.loader, min_level)
+        return spec
+
+
+def filter_tensorflow_load_logs() -> None:
+    """Make the first import of TensorFlow in this process honour TF_CPP_MIN_LOG_LEVEL for what it logs while
+    loading (read at that import; unset or 0 leaves everything). Imports nothing itself."""
+    if not any(isinstance(finder, _TensorFlowImportFilter) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _TensorFlowImportFilter())

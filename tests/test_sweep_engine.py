@@ -1,6 +1,7 @@
 """The sweep engine: executors agree, a killed sweep resumes cleanly, compiled steps are reused safely."""
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -219,3 +220,35 @@ def test_workers_sharing_a_gpu_let_tensorflow_grow_its_memory_unless_the_user_sa
     probe = "import os, lrid; print(os.environ['TF_FORCE_GPU_ALLOW_GROWTH'])"
     printed = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True)
     assert printed.stdout.strip() == expected
+
+
+def test_tensorflow_load_logs_are_hidden_at_the_users_log_level():
+    # TensorFlow's C++ libraries log oneDNN's and the CPU features' notices as they load, before they read
+    # TF_CPP_MIN_LOG_LEVEL; every pool worker printed them. lrid applies the level to that import.
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    probe = "import lrid, tensorflow as tf; tf.constant(1); print(tf.__version__)"
+    printed = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True)
+    assert printed.stdout.strip()
+    assert "absl::InitializeLog" not in printed.stderr
+    assert not [line for line in printed.stderr.splitlines() if re.match(r"[IW]\d{4} ", line)], printed.stderr
+
+
+def test_hidden_log_lines_drop_messages_below_the_level_with_their_continuations_and_keep_the_rest(capfd):
+    from lrid.lazy_import import _stderr_filtered, hidden_log_lines
+
+    logged = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:17.1 9 cpu_feature_guard.cc:227] This binary is optimized\n"
+        "To enable the following instructions: AVX2\n"
+        "W0000 00:00:17.2 9 gpu.cc:1] no GPU found\n"
+        "E0000 00:00:17.3 9 file.cc:2] could not open\n"
+        "UserWarning: something a user should see\n"
+    )
+    assert hidden_log_lines(logged, 0) == logged
+    assert hidden_log_lines(logged, 1) == "".join(logged.splitlines(keepends=True)[3:])
+    assert hidden_log_lines(logged, 2) == "E0000 00:00:17.3 9 file.cc:2] could not open\nUserWarning: something a user should see\n"
+    # What is written to the descriptor while TensorFlow loads (where C++ logs go) is filtered as it ends.
+    with _stderr_filtered(1):
+        os.write(2, logged.encode())
+        os.write(2, b"Traceback (most recent call last):\n")
+    assert capfd.readouterr().err == "".join(logged.splitlines(keepends=True)[3:]) + "Traceback (most recent call last):\n"
