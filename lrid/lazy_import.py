@@ -91,7 +91,8 @@ def _min_log_level() -> int:
 def _stderr_filtered(min_level: int) -> Iterator[None]:
     """Collect what is written to file descriptor 2 (where C++ logs go) and pass on what
     :func:`hidden_log_lines` keeps."""
-    sys.stderr.flush()
+    with contextlib.suppress(Exception):  # no sys.stderr (pythonw) or a closed one: nothing to flush
+        sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
@@ -105,8 +106,7 @@ def _stderr_filtered(min_level: int) -> Iterator[None]:
             captured.seek(0)
             kept = hidden_log_lines(captured.read().decode(errors="replace"), min_level)
             if kept:
-                sys.stderr.write(kept)
-                sys.stderr.flush()
+                os.write(2, kept.encode())
 
 
 class _FilteredLoader(importlib.abc.Loader):
