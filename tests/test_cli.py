@@ -55,6 +55,8 @@ def test_classify_with_checkpoint_schedules_then_report_and_identify(tiny_store,
     assert set(scores["classifiers"]["rf"]["accuracy_by_schedule"]) == {"as recorded", "even3", "log4"}
     reported = lrid("report", results)
     assert reported.returncode == 0, reported.stderr
+    report = (tmp_path / "report.md").read_text()
+    assert "## Checkpoint schedules" in report and "| classifier | as recorded | even3 | log4 |" in report
     identified = lrid("identify", results / "models" / "rf", tiny_store)
     assert identified.returncode == 0, identified.stderr
 

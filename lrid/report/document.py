@@ -94,7 +94,7 @@ def write_report(
     sections = [_overview(scores, chance)]
     sections.append(_accuracy_section(scores, chance, figure_dir, out_dir))
     sections.append(_confusion_section(scores, figure_dir, out_dir))
-    for optional in (_d_prime_section(scores), _held_out_section(scores)):
+    for optional in (_d_prime_section(scores), _held_out_section(scores), _schedules_section(scores)):
         if optional:
             sections.append(optional)
     if importance:
@@ -190,6 +190,27 @@ def _held_out_section(scores: Scores) -> str | None:
         + (
             "\n\nClassifiers trained on one part of the store and tested on another it never saw: accuracy well "
             "above chance means the signature of the rule transfers across the held-out factor."
+        )
+    )
+
+
+def _schedules_section(scores: Scores) -> str | None:
+    by_classifier = {name: result.schedule_summary() for name, result in scores.classifiers.items()}
+    schedules = next((list(summary) for summary in by_classifier.values() if summary), None)
+    if not schedules:
+        return None
+    lines = ["| classifier | " + " | ".join(schedules) + " |", "|---|" + "---|" * len(schedules)]
+    for name, summary in by_classifier.items():
+        cells = (f"{summary[s][0]:.3f} ± {summary[s][1]:.3f}" if s in summary else "-" for s in schedules)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return (
+        "## Checkpoint schedules\n\n"
+        + "\n".join(lines)
+        + (
+            f"\n\nThe classifiers were also trained on every training run re-recorded at the checkpoint schedules "
+            f"{', '.join(scores.settings.schedules)} (even<k>: k evenly spaced recorded points; log<k>: denser "
+            "early), and each column is their accuracy (mean ± s.e.m. over splits) on the test runs recorded so: "
+            "how well they read networks recorded a few times."
         )
     )
 
