@@ -132,8 +132,11 @@ class _TensorFlowImportFilter(importlib.abc.MetaPathFinder):
     _finding = False
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        # Consulted first for every module any code imports: the name alone turns all but one away.
+        if fullname != "tensorflow" or self._finding or "tensorflow" in sys.modules:
+            return None
         min_level = _min_log_level()
-        if fullname != "tensorflow" or min_level < 1 or self._finding or "tensorflow" in sys.modules:
+        if min_level < 1:
             return None
         # Asked again from inside, the other finders answer. A spec found only to check that TensorFlow is
         # installed (lazy_import.require_extra) is never loaded, so this finder stays for the real import.

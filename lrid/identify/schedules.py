@@ -102,6 +102,9 @@ def copy_origins(run_ids: Sequence[str] | np.ndarray, schedules: Sequence[str]) 
     Only the suffixes of ``schedules`` are read as copies, so a run id that itself contains the separator
     stays whole.
     """
+    if not schedules:  # nothing was re-recorded: every id is its own run
+        ids = np.asarray(list(map(str, run_ids)), dtype=object)
+        return ids, np.full(len(ids), AS_RECORDED, dtype=object)
     suffixes = {f"{COPY_SEPARATOR}{name}": name for name in schedules}
     origins, labels = [], []
     for run_id in map(str, run_ids):
