@@ -19,7 +19,9 @@ makes it), one table each:
    The networks of the paper's four rules are also named among those four (``lrid identify --rules``)
    and by an identifier trained on those four only, as the held-out levels' "paper 4" rows are. Several
    foreign sets (``--foreign A,B`` or ``--foreign-seeds``) are scored each and judged by their mean; then
-   ``--zoo-draws`` identifiers trained on random parts of the zoo give foreign accuracy its spread.
+   ``--zoo-draws`` identifiers trained on random parts of the zoo give foreign accuracy its spread. The
+   all-rule identifier's prediction sets at 90 %, calibrated on the zoo as the default identifier's are (the
+   rules ``lrid identify`` says an answer cannot rule out), are scored by how often they held the true rule.
    The identifiers that name foreign networks are trained, as the default identifier is, on every zoo run
    as recorded and re-recorded at each of ``--schedules`` (:mod:`lrid.identify.schedules`).
 4. **Checkpoint schedules**: the foreign recordings re-recorded at fewer checkpoints (evenly spaced, or
@@ -35,6 +37,7 @@ Every number is a held-out accuracy; nothing is tuned on the held-out levels or 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -49,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.harness import REPO, load_average, print_table, write_result  # noqa: E402
 from lrid.errors import LridError  # noqa: E402
 from lrid.identify.default_identifier import DEFAULT_SCHEDULES, PAPER_RULES  # noqa: E402
+from lrid.identify.prediction_sets import CALIBRATION_FOLDS, DEFAULT_COVERAGE  # noqa: E402
 from lrid.identify.schedules import parse_schedule  # noqa: E402
 from lrid.identify.splits import spec_field  # noqa: E402
 
@@ -361,6 +365,49 @@ def confidence_bands(named: dict[str, pd.DataFrame], foreign_sets: list[ForeignS
     return rows
 
 
+def prediction_set_coverage(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],
+                            n_jobs: int, schedules=(), everything=None, coverage: float = DEFAULT_COVERAGE,
+                            folds: int = CALIBRATION_FOLDS) -> list[dict]:
+    """The all-rule identifier's prediction sets at ``coverage`` (the column ``lrid identify`` prints), calibrated
+    on the zoo as the default identifier's are (:func:`lrid.identify.prediction_sets.calibrated_threshold`, which
+    fits the identifier once per fold), on each foreign set and pooled: how often they held the true rule and how
+    many rules they held, over every rule and among the paper's four (``--rules``, renormalised, the same
+    threshold). ``everything`` as :func:`foreign_predictions`."""
+    from lrid.identify.classifiers import make_classifier
+    from lrid.identify.features import build_features
+    from lrid.identify.prediction_sets import coverage_and_size, cross_fitted_calibration, prediction_sets
+    from lrid.identify.schedules import rerecorded
+
+    train = build_features(rerecorded(observables, schedules), **config.options())
+    classes = sorted(set(train.y))
+    if everything is None:
+        everything = _fit_all(observables, config, classifier, n_jobs, schedules)
+    make_model = functools.partial(make_classifier, classifier, n_jobs, 0, n_points=train.n_points, n_static=train.n_static)
+    threshold = cross_fitted_calibration(train, classes, schedules, make_model, coverage, folds).threshold
+    rows, pooled = [], {"all": ([], []), "paper candidates": ([], [])}
+    for foreign_set in foreign_sets:
+        every_rule = _run_probabilities(everything, foreign_set.features(config))
+        truth = foreign_set.labels.loc[every_rule.index, "rule"]
+        paper = truth.isin(PAPER_RULES)
+        among = every_rule.loc[paper, list(PAPER_RULES)]
+        among = among.div(among.sum(axis=1), axis=0)
+        for naming, probabilities, true_rules in (("all", every_rule, truth), ("paper candidates", among, truth[paper])):
+            if probabilities.empty:
+                continue
+            sets = prediction_sets(probabilities, threshold)
+            pooled[naming][0].extend(sets)
+            pooled[naming][1].extend(true_rules)
+            held, size = coverage_and_size(sets, list(true_rules))
+            rows.append({"set": foreign_set.name, "naming": naming, "classifier": classifier, "coverage_asked": coverage,
+                         "threshold": threshold, "networks": len(sets), "coverage": held, "mean_size": size})
+    for naming, (sets, true_rules) in pooled.items():
+        if sets:
+            held, size = coverage_and_size(sets, true_rules)
+            rows.append({"set": "pooled", "naming": naming, "classifier": classifier, "coverage_asked": coverage,
+                         "threshold": threshold, "networks": len(sets), "coverage": held, "mean_size": size})
+    return rows
+
+
 FOREIGN_MEASURES = ("accuracy_all", "accuracy_paper_rules", "accuracy_paper_candidates", "accuracy_paper_identifier")
 
 
@@ -611,6 +658,11 @@ def main() -> None:
                 "Foreign, overall (paper rules: by the all-rule identifier, by it among the paper's 4, by a paper's-4 identifier)")
     print_table(confidence, ["naming", "classifier", "at_least", "networks", "coverage", "accuracy"],
                 "Foreign networks by the probability of their answer (pooled over the sets)")
+    set_rows = prediction_set_coverage(observables, chosen, classifiers[0], foreign_sets, args.jobs, schedules,
+                                       identifiers[classifiers[0]])
+    print_table(set_rows, ["set", "naming", "classifier", "threshold", "networks", "coverage", "mean_size"],
+                f"Foreign networks' prediction sets at {DEFAULT_COVERAGE:.0%}, calibrated on the zoo "
+                f"({CALIBRATION_FOLDS} folds): share holding the true rule, and rules per set")
     foreign_mean = mean_over_sets([row for row in foreign_summary if row["classifier"] == classifiers[0]])
     schedule_rows = by_schedule(observables, chosen, classifiers[0], foreign_sets, args.jobs, schedules,
                                 identifiers[classifiers[0]])
@@ -651,6 +703,7 @@ def main() -> None:
         "leave_one_level_out": matrix, "activations_only": activations, "in_distribution": within,
         "foreign": {"directories": [str(directory) for directory in directories], "per_rule": foreign_rows,
                     "summary": foreign_summary, "mean_over_sets": foreign_mean, "confidence": confidence, "by_schedule": schedule_rows,
+                    "prediction_sets": set_rows,
                     "zoo_draws": draws}, "targets": targets,
     }, load_before, quick=args.quick)
 

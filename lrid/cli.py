@@ -521,10 +521,12 @@ def identify(
         read_card,
         reliability_note,
         schedule_note,
+        set_note,
     )
     from lrid.identify.inference import check_candidates, read_input
     from lrid.identify.inference import identify as predict_rules
     from lrid.identify.model_files import PickleWarning
+    from lrid.identify.prediction_sets import SET_COLUMNS
 
     if about:
         for line in describe_card(read_card()):
@@ -557,15 +559,21 @@ def identify(
             error_console.print(f"warning: {warning.message}", markup=False, highlight=False, soft_wrap=True)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
-    classes = [c for c in predictions.columns if c not in ("run_id", "predicted", "n_samples", "rule")]
+    classes = [c for c in predictions.columns if c not in ("run_id", "predicted", "n_samples", "rule", *SET_COLUMNS)]
     benchmark = None
     if card is not None and measured_band(card, 1.0, candidates) is not None:
         # What the benchmark measured for answers this confident: the column a scientist reads each answer by.
         bands = [measured_band(card, float(row[row["predicted"]]), candidates) for _, row in predictions.iterrows()]
         benchmark = [f"{band['accuracy']:.2f} of {band['networks']}" if band else "-" for band in bands]
-    every_rule = _every_probability_fits(predictions, classes, benchmark)
+    sets, set_column = None, None
+    if "prediction_set" in predictions and len(predictions):
+        coverage = float(predictions["set_coverage"].iloc[0])
+        sets, set_column = predictions["prediction_set"].tolist(), f"at {coverage:.0%}"
+    every_rule = _every_probability_fits(predictions, classes, benchmark, sets)
     title = f"{title}: predicted rule per run ({len(predictions)} runs)"
-    console.print(_prediction_table(predictions, classes, title, every_rule, benchmark))
+    console.print(_prediction_table(predictions, classes, title, every_rule, benchmark, set_column))
+    if set_column is not None:
+        console.print(set_note(coverage, card, candidates))
     if benchmark is not None:
         console.print(
             "benchmark: of the foreign networks (trained by another implementation) its transfer benchmark named "
@@ -591,31 +599,49 @@ def identify(
         console.print(f"identify: predictions in {output}")
 
 
-def _every_probability_fits(predictions: pd.DataFrame, classes: list[str], benchmark: list[str] | None) -> bool:
+def _every_probability_fits(
+    predictions: pd.DataFrame, classes: list[str], benchmark: list[str] | None, sets: list[str] | None = None
+) -> bool:
     """Whether a column per rule fits the terminal beside the run names (each cell ``0.123``)."""
     run_width = max((len(str(run)) for run in predictions["run_id"]), default=3)
     needed = run_width + max(len("predicted"), *(len(c) for c in classes)) + sum(max(len(c), 5) + 3 for c in classes)
     needed += max(len("benchmark"), *map(len, benchmark)) + 3 if benchmark else 0
+    needed += max(len("at 90%"), *map(len, sets)) + 3 if sets else 0
     return needed + 10 <= console.width
 
 
 def _prediction_table(
-    predictions: pd.DataFrame, classes: list[str], title: str, every_rule: bool, benchmark: list[str] | None = None
+    predictions: pd.DataFrame,
+    classes: list[str],
+    title: str,
+    every_rule: bool,
+    benchmark: list[str] | None = None,
+    set_column: str | None = None,
 ) -> Table:
     """Each run's predicted rule with a column per rule's probability (``every_rule``) or, where those would not
-    fit the terminal (ten rules in 80 columns), its probability and the runner-up's, so no cell is cut short;
-    then the ``benchmark`` cells, if given."""
-    columns = ["run", "predicted", *(classes if every_rule else ["probability", "runner-up"])]
+    fit the terminal (ten rules in 80 columns), its probability and the runner-up's (or, with prediction sets,
+    which name the other rules in play, its probability alone), so no cell is cut short; then its prediction
+    set under ``set_column`` and the ``benchmark`` cells, if given."""
+    narrow = ["probability"] if set_column is not None else ["probability", "runner-up"]
+    columns = ["run", "predicted", *(classes if every_rule else narrow)]
+    columns += [set_column] if set_column is not None else []
     columns += ["benchmark"] if benchmark is not None else []
     table = Table(title=title)
     for column in [*columns, *(["true rule"] if "rule" in predictions else [])]:
-        table.add_column(column, justify="right" if column in (*classes, "probability", "benchmark") else "left")
+        # A run's name is what the row is read by: never folded or cut, whatever else has to wrap.
+        table.add_column(
+            column,
+            justify="right" if column in (*classes, "probability", "benchmark") else "left",
+            no_wrap=column in ("run", "predicted"),
+        )
     for row, values in enumerate(predictions.to_dict("records")):
         if every_rule:
             cells = [f"{values[c]:.3f}" for c in classes]
         else:
             ranked = sorted(classes, key=lambda c: -values[c])
-            cells = [f"{values[values['predicted']]:.3f}", f"{ranked[1]} {values[ranked[1]]:.3f}"]
+            cells = [f"{values[values['predicted']]:.3f}"]
+            cells += [f"{ranked[1]} {values[ranked[1]]:.3f}"] if set_column is None else []
+        cells += [values["prediction_set"].replace(",", ", ")] if set_column is not None else []
         cells += [benchmark[row]] if benchmark is not None else []
         table.add_row(
             str(values["run_id"]), values["predicted"], *cells, *([str(values["rule"])] if "rule" in values else [])

@@ -59,6 +59,10 @@ def test_classify_with_checkpoint_schedules_then_report_and_identify(tiny_store,
     assert "## Checkpoint schedules" in report and "| classifier | as recorded | even3 | log4 |" in report
     identified = lrid("identify", results / "models" / "rf", tiny_store)
     assert identified.returncode == 0, identified.stderr
+    # The saved model's prediction sets, calibrated on the splits' test runs, are a column of every answer.
+    calibration = json.loads((results / "models" / "rf.json").read_text())["prediction_sets"]
+    assert calibration["coverage"] == 0.9 and "2 balanced splits" in calibration["method"]
+    assert "at 90%" in identified.stdout and "the rules it cannot rule out" in identified.stdout
 
 
 @pytest.mark.parametrize(

@@ -44,8 +44,13 @@ def built(tiny_store, tmp_path_factory):
                    for schedule, points, trained_on, accuracy in (
                        ("as recorded", 6, "+ even4,log3", 0.8), ("even4", 4, "as recorded", 0.4),
                        ("even4", 4, "+ even4,log3", 0.65), ("log4", 4, "+ even4,log3", 0.7), ("even3", 3, "+ even4,log3", 0.6))]
+    sets = [{"set": "pooled", "naming": "all", "classifier": "linear", "coverage_asked": 0.9, "threshold": 0.2,
+             "networks": 10, "coverage": 0.8, "mean_size": 1.7},
+            {"set": "pooled", "naming": "all", "classifier": "rf", "coverage_asked": 0.9, "threshold": 0.2,
+             "networks": 10, "coverage": 0.1, "mean_size": 9.0}]
     foreign = {"confidence": bands, "summary": [{"classifier": "linear", "networks": 10, "accuracy_all": 0.7, "accuracy_paper_rules": 0.5,
-                            "accuracy_paper_candidates": 0.75}], "zoo_draws": draws, "by_schedule": by_schedule}
+                            "accuracy_paper_candidates": 0.75}], "zoo_draws": draws, "by_schedule": by_schedule,
+               "prediction_sets": sets}
     transfer.write_text(json.dumps({"quick": False, "finished_at": "2026-11-26T00:00:00Z", "chosen_features": "x",
                                     "schedules": ["even4", "log3"],
                                     "targets": [{"target": "foreign sgdm/adam/fa/ia >= 0.95", "measured": 0.5}],
@@ -72,7 +77,13 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     directory, card = built
     assert set(card["variants"]) == set(VARIANTS)
     for variant in card["variants"].values():
-        assert (directory / f"{variant['model']}.json").is_file()
+        sidecar = json.loads((directory / f"{variant['model']}.json").read_text())
+        # Each variant's sets, calibrated on the tiny zoo's runs by fits in folds without them.
+        assert sidecar["prediction_sets"]["runs"] == 24 and sidecar["prediction_sets"]["coverage"] == 0.9
+        assert 0.0 <= sidecar["prediction_sets"]["threshold"] <= 1.0
+    assert card["prediction_sets"] == {"coverage": 0.9, "calibration_folds": 5}
+    # Only this classifier's measured set coverage is quoted.
+    assert [row["coverage"] for row in card["transfer"]["prediction_sets"]] == [0.8]
     assert card["rules"] == ["adam", "fa", "ia", "sgdm"]
     assert card["training"]["runs"] == len(Store(tiny_store).manifests())
     assert card["training"]["runs_per_rule"] == {"adam": 6, "fa": 6, "ia": 6, "sgdm": 6}
@@ -141,6 +152,14 @@ def test_default_identifier_names_the_rules_of_a_directory_of_recordings(built, 
     predictions, variant = identify_default(observables, directory)
     assert variant == "weight,act,actchange"
     assert len(predictions) == 2 and set(predictions["predicted"]) <= {"adam", "fa", "ia", "sgdm"}
+    # Each run's prediction set: its answer first, then every rule at or above the variant's threshold.
+    model = read_card(directory)["variants"][variant]["model"]
+    threshold = json.loads((directory / f"{model}.json").read_text())["prediction_sets"]["threshold"]
+    assert (predictions["set_coverage"] == 0.9).all()
+    for _, row in predictions.iterrows():
+        rules = row["prediction_set"].split(",")
+        assert rules[0] == row["predicted"]
+        assert set(rules[1:]) == {r for r in ("adam", "fa", "ia", "sgdm") if r != row["predicted"] and row[r] >= threshold}
 
 
 def test_identify_without_a_model_from_the_command_line(built, recordings, tmp_path):
@@ -155,10 +174,14 @@ def test_identify_without_a_model_from_the_command_line(built, recordings, tmp_p
     assert "benchmark" in result.stdout and "named at least as confidently, the share named right" in result.stdout
     assert any(cell in result.stdout for cell in ("0.70 of 10", "0.80 of 6", "1.00 of 3"))
     assert sorted(output.read_text().splitlines()[1:]) and len(output.read_text().splitlines()) == 3
+    assert "prediction_set" in output.read_text().splitlines()[0]
+    assert "at 90%" in result.stdout and "the rules it cannot rule out" in result.stdout
+    assert "of 10 foreign networks (another implementation), 0.80, with 1.7 rules on average" in result.stdout
     assert "recorded points per network" not in result.stdout  # recorded as the zoo was
     about = subprocess.run([sys.executable, "-m", "lrid.cli", "identify", "--about"], capture_output=True, text=True,
                            env=environment, timeout=120)
     assert about.returncode == 0 and "rules (4): adam, fa, ia, sgdm" in about.stdout, about.stderr
+    assert "prediction sets at 90%" in about.stdout and "held the true rule for 0.80 of 10" in about.stdout
 
 
 def test_a_recording_with_few_checkpoints_is_identified_with_what_the_benchmark_measured_at_as_few(built, recordings,
@@ -229,7 +252,8 @@ def test_card_ignores_transfer_results_for_other_features(tiny_store, tmp_path):
 
 
 @pytest.mark.parametrize("width", [80, 200])
-def test_identify_table_keeps_every_cell_whole_at_any_terminal_width(width, monkeypatch):
+@pytest.mark.parametrize("with_sets", [False, True])
+def test_identify_table_keeps_every_cell_whole_at_any_terminal_width(width, with_sets, monkeypatch):
     import pandas as pd
     from rich.console import Console
 
@@ -242,14 +266,23 @@ def test_identify_table_keeps_every_cell_whole_at_any_terminal_width(width, monk
     predictions = pd.DataFrame(probabilities, columns=rules).assign(
         run_id=["foreign-s1-0002", "foreign-s1-0003"], predicted=["fa", "sgdm"]
     )
+    sets = ["fa,ia", "sgdm,sgd,adam,ss"] if with_sets else None
+    benchmark = ["0.91 of 181", "0.75 of 327"] if with_sets else None
+    if with_sets:
+        predictions["prediction_set"] = sets
     monkeypatch.setattr(cli, "console", Console(width=width, record=True))
-    cli.console.print(cli._prediction_table(predictions, rules, "t", cli._every_probability_fits(predictions, rules, None)))
+    every_rule = cli._every_probability_fits(predictions, rules, benchmark, sets)
+    cli.console.print(cli._prediction_table(predictions, rules, "t", every_rule, benchmark,
+                                            "at 90%" if with_sets else None))
     text = cli.console.export_text()
-    assert "…" not in text and "foreign-s1-0002" in text
-    if width == 80:  # ten probability columns would be cut short: the winner's and the runner-up's instead
+    assert "…" not in text and "foreign-s1-0002" in text and "foreign-s1-0003" in text
+    if width == 80 and with_sets:  # the set names the other rules in play: no runner-up column beside it
+        assert "runner-up" not in text and "fa, ia" in text and "0.500" in text and "0.91 of 181" in text
+    elif width == 80:  # ten probability columns would be cut short: the winner's and the runner-up's instead
         assert "runner-up" in text and "ia 0.340" in text and "sgd 0.240" in text and "0.500" in text
     else:
         assert "runner-up" not in text and all(rule in text for rule in rules) and "0.340" in text
+        assert ("sgdm, sgd, adam, ss" in text) == with_sets
 
 
 def test_an_input_with_fewer_checkpoints_than_the_zoo_is_told_what_the_benchmark_measured_at_as_few(built, tiny_store):

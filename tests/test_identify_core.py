@@ -158,7 +158,7 @@ def test_grid_search_never_sees_test_runs(tiny_store, observables, tmp_path, mon
     entry = ClassifierEntry("recording", lambda **options: RecordingClassifier(), lambda: {"flag": [0, 1]})
     monkeypatch.setitem(classifiers.CLASSIFIERS._entries, "recording", entry)
     monkeypatch.setattr(evaluate, "fit_classifier", recording_fit)
-    monkeypatch.setattr(evaluate, "save_model", lambda *args: None)  # a test double has no safe file format
+    monkeypatch.setattr(evaluate, "save_model", lambda *args, **kwargs: None)  # a test double has no safe file format
     scores = classify(tiny_store, tmp_path, classifiers=("recording",), n_splits=3, progress=False, search=True, control=False)
     assert len(scores.classifiers["recording"].best_params_per_split) == 3
     predictions = pd.read_parquet(tmp_path / "predictions.parquet")
@@ -244,7 +244,13 @@ def test_identify_among_candidate_rules_renormalises_the_models_probabilities(li
     out, _ = linear_results
     full = identify(out / "models" / "linear", observables).set_index("run_id")
     among = identify(out / "models" / "linear", observables, candidates=["sgdm", "fa"]).set_index("run_id")
-    assert [c for c in among.columns if c not in ("predicted", "n_samples", "rule")] == ["fa", "sgdm"]
+    extra = ("predicted", "n_samples", "rule", "prediction_set", "set_coverage")
+    assert [c for c in among.columns if c not in extra] == ["fa", "sgdm"]
+    # Renormalised probabilities only grow, so a candidate in a run's full prediction set stays in its set
+    # among the candidates (which hold nothing else).
+    for run in among.index:
+        kept = set(among.loc[run, "prediction_set"].split(","))
+        assert kept <= {"fa", "sgdm"} and set(full.loc[run, "prediction_set"].split(",")) & {"fa", "sgdm"} <= kept
     expected = full[["fa", "sgdm"]].div(full[["fa", "sgdm"]].sum(axis=1), axis=0)
     assert np.allclose(among[["fa", "sgdm"]].to_numpy(), expected.loc[among.index].to_numpy())
     assert (among["predicted"] == expected.idxmax(axis=1).loc[among.index]).all()

@@ -129,3 +129,23 @@ def test_foreign_networks_are_scored_re_recorded_at_fewer_checkpoints(tiny_store
     # As recorded, the identifier trained as recorded is the one the foreign table scores.
     summaries = foreign(observables, CONFIGS[3], "linear", sets, 1)[1]
     assert np.isclose(rows[0]["accuracy_all"], np.mean([summary["accuracy_all"] for summary in summaries]))
+
+
+def test_foreign_prediction_sets_are_calibrated_on_the_zoo_and_scored_per_set_and_pooled(tiny_store):
+    from benchmarks.transfer import CONFIGS, ForeignSet, load_zoo, prediction_set_coverage
+
+    observables, metadata = load_zoo(str(tiny_store))
+    sets = [ForeignSet(name, metadata.loc[runs, ["rule"]].assign(final_test_accuracy=1.0),
+                       observables[observables["run_id"].isin(runs)], 0.0)
+            for name, runs in (("first", metadata.index[::2]), ("second", metadata.index[1::2]))]
+    rows = prediction_set_coverage(observables, CONFIGS[3], "linear", sets, 1, ["even4"], folds=3)
+    assert [(row["set"], row["naming"]) for row in rows] == [
+        ("first", "all"), ("first", "paper candidates"), ("second", "all"), ("second", "paper candidates"),
+        ("pooled", "all"), ("pooled", "paper candidates")]
+    assert len({row["threshold"] for row in rows}) == 1 and 0.0 <= rows[0]["threshold"] <= 1.0
+    for row in rows:
+        assert 0.0 <= row["coverage"] <= 1.0 and 1.0 <= row["mean_size"] <= 4.0  # the tiny zoo has 4 rules
+    pooled = next(row for row in rows if row["set"] == "pooled" and row["naming"] == "all")
+    assert pooled["networks"] == 24
+    first, second = (next(r for r in rows if r["set"] == name and r["naming"] == "all") for name in ("first", "second"))
+    assert np.isclose(pooled["coverage"], (first["coverage"] + second["coverage"]) / 2)  # 12 networks each

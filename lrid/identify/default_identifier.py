@@ -15,6 +15,7 @@ exists, its transfer accuracy.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -26,6 +27,11 @@ import pandas as pd
 
 import lrid
 from lrid.errors import LridError
+from lrid.identify.prediction_sets import (
+    CALIBRATION_FOLDS,
+    DEFAULT_COVERAGE,
+    cross_fitted_calibration,
+)
 from lrid.observables import OBSERVABLES
 
 DEFAULT_DIRECTORY = Path(__file__).resolve().parent / "default_model"
@@ -101,7 +107,8 @@ def identify_default(
 ) -> tuple[pd.DataFrame, str]:
     """The rule of each run of ``observables`` by the default identifier, and the variant that named it.
 
-    ``candidates`` restricts the answer to those of its rules (:func:`lrid.identify.inference.identify`).
+    ``candidates`` restricts the answer to those of its rules (:func:`lrid.identify.inference.identify`, which
+    also gives each run's prediction set).
     """
     from lrid.identify.inference import identify
 
@@ -121,6 +128,8 @@ def train_default(
     sweep: str = "pipelines/zoo.yaml",
     runs: Collection[str] | None = None,
     schedules: Sequence[str] = DEFAULT_SCHEDULES,
+    coverage: float = DEFAULT_COVERAGE,
+    calibration_folds: int = CALIBRATION_FOLDS,
 ) -> dict:
     """Fit every variant on the store's complete runs, save them under ``directory``, write and return the card.
 
@@ -129,6 +138,10 @@ def train_default(
     of a store that also holds others); ``sweep`` names them on the card. Every run is also trained on as
     re-recorded at each checkpoint schedule of ``schedules`` (:mod:`lrid.identify.schedules`), so that
     recordings with fewer or other checkpoints than the zoo's are read as well.
+
+    Each variant's prediction sets are calibrated at ``coverage`` on the zoo's runs as recorded, each named by
+    a model fitted in ``calibration_folds`` folds without it (:mod:`lrid.identify.prediction_sets`): every
+    fold fits the variant again, so calibration costs about as many fits as it has folds.
     """
     from lrid.identify.classifiers import make_classifier
     from lrid.identify.features import build_features
@@ -155,8 +168,12 @@ def train_default(
         features = build_features(observables, subset=variant, **options)
         classes = sorted(set(features.y))
         labels = np.array([classes.index(rule) for rule in features.y])
-        model = make_classifier(classifier, 1, 0, n_points=features.n_points, n_static=features.n_static)
-        save_model(model.fit(features.X, labels), directory, _model_name(variant), classes, features)
+        fresh_model = functools.partial(
+            make_classifier, classifier, 1, 0, n_points=features.n_points, n_static=features.n_static
+        )
+        calibration = cross_fitted_calibration(features, classes, schedules, fresh_model, coverage, calibration_folds)
+        model = fresh_model().fit(features.X, labels)
+        save_model(model, directory, _model_name(variant), classes, features, prediction_sets=calibration)
         variants[variant] = {"model": _model_name(variant), "n_features": int(features.X.shape[1])}
     metadata = run_metadata(manifests)
     card = {
@@ -168,6 +185,7 @@ def train_default(
         "rules": sorted(metadata["rule"].unique().tolist()),
         "variants": variants,
         "training": {**_training_summary(metadata, sweep), "points": points, "schedules": list(schedules)},
+        "prediction_sets": {"coverage": coverage, "calibration_folds": calibration_folds},
         "transfer": _transfer_summary(transfer_results, classifier, options, list(schedules)),
     }
     (directory / "card.json").write_text(json.dumps(card, indent=2))
@@ -246,6 +264,7 @@ def _transfer_summary(path: Path | None, classifier: str, options: dict, schedul
         "foreign": mine,
         "confidence": [row for row in foreign.get("confidence", []) if row.get("classifier") == classifier],
         "by_schedule": [row for row in foreign.get("by_schedule", []) if row.get("classifier") == classifier],
+        "prediction_sets": [row for row in foreign.get("prediction_sets", []) if row.get("classifier") == classifier],
         "in_distribution": [
             {key: row[key] for key in ("rules", "splits", "mean", "sem", "recall", "most_mistaken_for") if key in row}
             for row in result.get("in_distribution", [])
@@ -338,6 +357,29 @@ def schedule_note(card: dict, observables: pd.DataFrame) -> str | None:
     )
 
 
+def _measured_sets(card: dict, candidates: Sequence[str] | None) -> dict | None:
+    """The benchmark's pooled coverage of the foreign networks' prediction sets, for the question asked."""
+    naming = "all" if candidates is None else "paper candidates" if _is_paper_question(candidates) else None
+    rows = (card.get("transfer") or {}).get("prediction_sets") or []
+    return next((row for row in rows if row.get("naming") == naming and row.get("set") == "pooled"), None)
+
+
+def set_note(coverage: float, card: dict | None = None, candidates: Sequence[str] | None = None) -> str:
+    """One line on what the prediction-set column means and, for the default identifier's ``card``, how often
+    such sets held the true rule of foreign networks in its benchmark."""
+    note = (
+        f"at {coverage:.0%}: the rules it cannot rule out, most probable first; on runs it was not trained on, such "
+        f"sets held the true rule at least {coverage:.0%} of the time"
+    )
+    measured = _measured_sets(card, candidates) if card is not None else None
+    if measured is not None:
+        note += (
+            f"; of {measured['networks']} foreign networks (another implementation), {measured['coverage']:.2f}, "
+            f"with {measured['mean_size']:.1f} rules on average"
+        )
+    return note
+
+
 def describe_card(card: dict) -> list[str]:
     """The model card as lines of text, for ``lrid identify --about``."""
     training = card.get("training") or {}
@@ -363,6 +405,12 @@ def describe_card(card: dict) -> list[str]:
         + (", ".join(training["schedules"]) if training.get("schedules") else "-")
         + " (fewer points: even<k> evenly spaced, log<k> denser early)",
     ]
+    sets = card.get("prediction_sets")
+    if sets:
+        lines.append(
+            f"prediction sets at {sets['coverage']:.0%} (the rules an answer cannot rule out): calibrated on the zoo's "
+            f"runs as recorded, each named by a fit in {sets['calibration_folds']} folds without it"
+        )
     transfer = card.get("transfer")
     if not transfer:
         lines.append("transfer accuracy: not measured for this build (run benchmarks/transfer.py, then rebuild)")
@@ -393,6 +441,13 @@ def describe_card(card: dict) -> list[str]:
                         for row in bands
                         if row["accuracy"] is not None
                     )
+                )
+        for row in transfer.get("prediction_sets") or []:
+            if row.get("set") == "pooled":
+                question = "over all its rules" if row["naming"] == "all" else "with --rules sgdm,adam,fa,ia"
+                lines.append(
+                    f"  foreign networks' prediction sets at {row['coverage_asked']:.0%} {question}: held the true rule "
+                    f"for {row['coverage']:.2f} of {row['networks']}, {row['mean_size']:.1f} rules on average"
                 )
         schedules = _measured_schedules(card)
         if schedules:

@@ -43,6 +43,7 @@ from lrid.identify.classifiers import get_classifier
 from lrid.identify.control import curve_features, matched_bins
 from lrid.identify.features import FeatureSet, build_features, subset_columns
 from lrid.identify.model_files import save_model
+from lrid.identify.prediction_sets import DEFAULT_COVERAGE, SetCalibration, calibrate
 from lrid.identify.schedules import AS_RECORDED, copy_origins, parse_schedule, rerecorded
 from lrid.identify.splits import balanced_run_splits, inner_cv, run_metadata, select_runs
 from lrid.schema import (
@@ -283,7 +284,7 @@ def _score_subset(
         name = entry.name
         if save_models:  # a model of an earlier classify into this folder must not pass for one of this run's splits
             shutil.rmtree(split_model_path(results_dir, name, 0).parent, ignore_errors=True)
-        accuracies, balanced, confusions, chosen = [], [], [], []
+        accuracies, balanced, confusions, chosen, tested_frames = [], [], [], [], []
         by_schedule: dict[str, list[float]] = {schedule: [] for schedule in schedules}
         for split_index, (split_train, split_test) in enumerate(splits):
             train = np.isin(features.groups, split_train)
@@ -316,8 +317,9 @@ def _score_subset(
             )
             for index, rule in enumerate(classes):
                 frame[f"proba_{rule}"] = probabilities[:, index]
-            frames.append(frame)
+            tested_frames.append(frame)
             bar.update()
+        frames += tested_frames
         summary = _summary(accuracies, balanced, confusions, classes)
         if spec.search:
             summary["best_params_per_split"] = chosen
@@ -335,10 +337,27 @@ def _score_subset(
             )
             if spec.search:
                 summary["best_params_final"] = best
-            save_model(final, results_dir / "models", name, classes, features)
+            calibration = _split_calibration(pd.concat(tested_frames, ignore_index=True), len(splits))
+            save_model(final, results_dir / "models", name, classes, features, prediction_sets=calibration)
         summaries[name] = ClassifierScores(**summary)
         bar.update()
     return summaries, pd.concat(frames, ignore_index=True)
+
+
+def _split_calibration(tested: pd.DataFrame, n_splits: int) -> SetCalibration:
+    """The saved model's prediction sets, calibrated on the splits' test runs: each run's probability of its
+    true rule, averaged over its layers and over the splits that tested it, each from a model that never
+    trained on it (the splits overlap, so this is cross-conformal rather than exact split-conformal)."""
+    columns = [column for column in tested.columns if column.startswith("proba_")]
+    column_of_truth = pd.Index(columns).get_indexer("proba_" + tested["true"].astype(str))
+    true_probability = pd.Series(tested[columns].to_numpy()[np.arange(len(tested)), column_of_truth])
+    by_split_and_run = [tested["split"].to_numpy(), tested["run_id"].to_numpy()]
+    per_run = true_probability.groupby(by_split_and_run).mean().groupby(level=1).mean()
+    return calibrate(
+        per_run.to_numpy(),
+        DEFAULT_COVERAGE,
+        f"the test runs of {n_splits} balanced splits, each named by its split's model",
+    )
 
 
 def split_model_path(results_dir: Path, classifier: str, split_index: int) -> Path:

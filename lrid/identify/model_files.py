@@ -35,6 +35,7 @@ import lrid
 from lrid.errors import LridError
 from lrid.identify.classifiers import CLASSIFIERS
 from lrid.identify.features import FeatureSet
+from lrid.identify.prediction_sets import SetCalibration
 
 SUFFIXES = {"skops": (".skops",), "xgboost": (".ubj",), "keras": (".skops", ".keras"), "joblib": (".joblib",)}
 MODEL_SUFFIXES = frozenset(suffix for suffixes in SUFFIXES.values() for suffix in suffixes)
@@ -72,10 +73,22 @@ class Sidecar(BaseModel):
     feature_options: dict[str, Any]
     lrid_version: str
     format: Literal["skops", "xgboost", "keras", "joblib"]
+    # Absent from models saved before prediction sets, and from any saved without calibration.
+    prediction_sets: SetCalibration | None = None
 
 
-def save_model(estimator: Any, directory: Path, name: str, classes: list[str], features: FeatureSet) -> Path:
+def save_model(
+    estimator: Any,
+    directory: Path,
+    name: str,
+    classes: list[str],
+    features: FeatureSet,
+    prediction_sets: SetCalibration | None = None,
+) -> Path:
     """Save a fitted classifier as ``directory/name.*`` with its sidecar; return the sidecar's path.
+
+    ``prediction_sets``, the calibration of the model's prediction sets, goes into the sidecar, where
+    :func:`lrid.identify.inference.identify` reads it.
 
     The format follows the estimator's type: XGBoost's UBJSON for an ``XGBClassifier``, a ``.keras`` network
     plus a skops estimator for :class:`lrid.identify.conv1d.Conv1DClassifier`, skops for everything else.
@@ -110,6 +123,7 @@ def save_model(estimator: Any, directory: Path, name: str, classes: list[str], f
         feature_options=features.options,
         lrid_version=lrid.__version__,
         format=file_format,
+        prediction_sets=prediction_sets,
     )
     sidecar_path = stem.with_name(f"{name}.json")
     sidecar_path.write_text(json.dumps(sidecar.model_dump(), indent=2))  # last: a sidecar means a whole model

@@ -1,0 +1,152 @@
+"""Prediction sets: the rules an identifier cannot rule out for a run, at a stated coverage.
+
+One predicted rule hides what a scientist most needs to know when the answer is uncertain: which other rules
+are still in play (sgd or sgdm, fa or ia). A prediction set keeps every rule whose probability reaches a
+threshold, and the threshold is calibrated by split conformal prediction (the least-ambiguous set-valued
+classifier of Sadinle, Lei and Wasserman, 2019): on runs the identifier was not trained on, the set held the
+true rule for at least ``coverage`` of them. The guarantee holds for runs drawn like the calibration runs;
+on networks from elsewhere it is a measurement, which ``benchmarks/transfer.py`` makes on the foreign sets.
+
+The calibration runs here are the training zoo's own, held out by cross-fitting
+(:func:`cross_fitted_true_probabilities`), so no separate set of runs is spent on it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from lrid.errors import LridError
+
+# The coverage lrid calibrates its sets at, and names them by ("at 90 %").
+DEFAULT_COVERAGE = 0.9
+CALIBRATION_FOLDS = 5
+# The columns lrid.identify.inference.identify adds for a model with calibrated sets.
+SET_COLUMNS = ("prediction_set", "set_coverage")
+
+
+class SetCalibration(BaseModel):
+    """How a saved model's prediction sets were calibrated, kept in its sidecar: a rule stays in a run's set
+    at probability ``threshold`` or more, which held the true rule for at least ``coverage`` of ``runs``
+    calibration runs that the model (or the fit that named them) was not trained on, held out as ``method``
+    says."""
+
+    coverage: float
+    threshold: float
+    runs: int
+    method: str
+
+
+def calibrate(true_class_probabilities: Sequence[float] | np.ndarray, coverage: float, method: str) -> SetCalibration:
+    """The :class:`SetCalibration` of held-out runs' probabilities of their true rules (:func:`conformal_threshold`)."""
+    threshold = conformal_threshold(true_class_probabilities, coverage)
+    return SetCalibration(coverage=coverage, threshold=threshold, runs=len(true_class_probabilities), method=method)
+
+
+def conformal_threshold(true_class_probabilities: Sequence[float] | np.ndarray, coverage: float) -> float:
+    """The probability a rule needs to stay in a run's set so that sets hold the true rule at ``coverage``.
+
+    ``true_class_probabilities`` are what the identifier gave the true rule of each calibration run, on runs
+    it was not trained on. With n of them, the threshold is one minus the ceil((n + 1) coverage)-th smallest
+    nonconformity score ``1 - p(true rule)``: the finite-sample split-conformal quantile, so that a new run
+    exchangeable with the calibration runs has its true rule in its set with probability at least
+    ``coverage``. Too few runs for that rank give 0: every rule stays in every set.
+    """
+    if not 0.0 < coverage < 1.0:
+        raise LridError(f"coverage {coverage} must lie strictly between 0 and 1 (e.g. 0.9)")
+    probabilities = np.asarray(true_class_probabilities, dtype=float)
+    if probabilities.size == 0 or not np.isfinite(probabilities).all():
+        raise LridError("calibrating prediction sets needs finite probabilities of at least one held-out run")
+    rank = math.ceil((probabilities.size + 1) * coverage)
+    if rank > probabilities.size:
+        return 0.0
+    scores = np.sort(1.0 - probabilities)
+    return float(1.0 - scores[rank - 1])
+
+
+def prediction_sets(probabilities: pd.DataFrame, threshold: float) -> list[list[str]]:
+    """Per row of ``probabilities`` (one column per rule): the rules with probability at least ``threshold``,
+    most probable first. The most probable rule is always in, so no set is empty (which only widens them)."""
+    values = probabilities.to_numpy(dtype=float)
+    rules = np.asarray(probabilities.columns)
+    sets = []
+    for row in values:
+        order = np.argsort(-row, kind="stable")
+        sets.append([str(rules[i]) for k, i in enumerate(order) if k == 0 or row[i] >= threshold])
+    return sets
+
+
+def coverage_and_size(sets: Sequence[Sequence[str]], true_rules: Sequence[str]) -> tuple[float, float]:
+    """The share of sets that hold their run's true rule, and the sets' mean size."""
+    if len(sets) != len(true_rules) or not sets:
+        raise ValueError("one set per true rule, and at least one, are needed")
+    held = [rule in rules for rules, rule in zip(sets, true_rules)]
+    return float(np.mean(held)), float(np.mean([len(rules) for rules in sets]))
+
+
+def cross_fitted_true_probabilities(
+    X: np.ndarray,
+    labels: np.ndarray,
+    runs: np.ndarray,
+    scored: np.ndarray,
+    make_estimator: Callable[[], Any],
+    folds: int = CALIBRATION_FOLDS,
+    seed: int = 0,
+) -> np.ndarray:
+    """Each run's probability of its true rule from an estimator that did not train on it.
+
+    ``X`` and ``labels`` (class indices) are samples; ``runs`` names each sample's run, the groups kept whole
+    on one side of a fold (a run's layers, and its re-recorded copies, which must name the run they copy);
+    ``scored`` marks the samples whose probabilities count (the runs as recorded, not their copies). Folds
+    are stratified by rule; a run's probability is the mean over its scored samples, as
+    :func:`lrid.identify.inference.identify` averages a run's layers. Returns one value per run, in the order
+    of the runs' first scored samples.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = np.asarray(labels)
+    runs = np.asarray(runs).astype(str)
+    scored = np.asarray(scored, dtype=bool)
+    n_classes = int(labels.max()) + 1
+    smallest = min(len(set(runs[labels == label])) for label in range(n_classes))
+    if smallest < folds:
+        raise LridError(
+            f"calibrating prediction sets in {folds} folds needs at least {folds} runs of every rule "
+            f"(the rarest has {smallest}); generate more runs or ask for fewer folds"
+        )
+    true_probability = np.full(len(labels), np.nan)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(X, labels, groups=runs):
+        test = test[scored[test]]
+        estimator = make_estimator().fit(X[train], labels[train])
+        probabilities = np.zeros((len(test), n_classes))
+        probabilities[:, np.asarray(estimator.classes_).astype(int)] = estimator.predict_proba(X[test])
+        true_probability[test] = probabilities[np.arange(len(test)), labels[test]]
+    per_run = pd.Series(true_probability[scored]).groupby(runs[scored], sort=False).mean()
+    return per_run.to_numpy()
+
+
+def cross_fitted_calibration(
+    features: Any,
+    classes: Sequence[str],
+    schedules: Sequence[str],
+    make_estimator: Callable[[], Any],
+    coverage: float = DEFAULT_COVERAGE,
+    folds: int = CALIBRATION_FOLDS,
+) -> SetCalibration:
+    """The :class:`SetCalibration` at ``coverage`` of an identifier trained as ``make_estimator`` on ``features``
+    (:class:`lrid.identify.features.FeatureSet` of runs and their copies re-recorded at ``schedules``): each
+    run as recorded named by the fold's fit without it or its copies."""
+    from lrid.identify.schedules import AS_RECORDED, copy_origins
+
+    labels = np.array([list(classes).index(rule) for rule in features.y])
+    origins, copies = copy_origins(features.groups, schedules)
+    held_out = cross_fitted_true_probabilities(
+        features.X, labels, origins, copies == AS_RECORDED, make_estimator, folds
+    )
+    return calibrate(held_out, coverage, f"each training run as recorded, named by a fit in {folds} folds without it")

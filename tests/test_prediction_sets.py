@@ -1,0 +1,129 @@
+"""Prediction sets: the split-conformal threshold, the sets it makes, and cross-fitting that never leaks a run."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.neighbors import KNeighborsClassifier
+
+from lrid.errors import LridError
+from lrid.identify.prediction_sets import (
+    calibrate,
+    conformal_threshold,
+    coverage_and_size,
+    cross_fitted_calibration,
+    cross_fitted_true_probabilities,
+    prediction_sets,
+)
+
+
+def test_threshold_is_the_finite_sample_conformal_quantile():
+    # Scores 1 - p are 0.0, 0.1, ..., 0.9; at 0.8 the rank is ceil(11 * 0.8) = 9, the score 0.8.
+    probabilities = np.linspace(1.0, 0.1, 10)
+    assert conformal_threshold(probabilities, 0.8) == pytest.approx(0.2)
+    assert conformal_threshold(probabilities, 0.5) == pytest.approx(0.5)  # rank ceil(5.5) = 6: score 0.5
+    # Too few runs to reach the rank: no rule can be ruled out.
+    assert conformal_threshold(probabilities[:5], 0.9) == 0.0
+
+
+@pytest.mark.parametrize("coverage", [0.0, 1.0, 1.5, -0.1])
+def test_coverage_outside_zero_one_is_a_one_line_error(coverage):
+    with pytest.raises(LridError, match="strictly between 0 and 1"):
+        conformal_threshold([0.5, 0.6], coverage)
+
+
+def test_no_or_non_finite_probabilities_are_refused():
+    for bad in ([], [0.5, np.nan]):
+        with pytest.raises(LridError, match="finite probabilities"):
+            conformal_threshold(bad, 0.9)
+
+
+def test_sets_reach_the_asked_coverage_on_new_exchangeable_runs():
+    # A calibrated model of 5 rules: each run's rule is drawn from the probabilities the model gives it.
+    rng = np.random.default_rng(0)
+    rules = list("abcde")
+
+    def draw(n):
+        probabilities = rng.dirichlet(np.full(5, 0.7), size=n)
+        truth = [rules[rng.choice(5, p=p)] for p in probabilities]
+        return pd.DataFrame(probabilities, columns=rules), truth
+
+    calibration, calibration_truth = draw(3000)
+    true_probabilities = [calibration.loc[i, rule] for i, rule in enumerate(calibration_truth)]
+    for coverage in (0.8, 0.9):
+        threshold = conformal_threshold(true_probabilities, coverage)
+        test, test_truth = draw(3000)
+        held, size = coverage_and_size(prediction_sets(test, threshold), test_truth)
+        assert coverage - 0.025 <= held <= coverage + 0.025
+        assert 1.0 < size < 5.0  # neither the top rule alone nor every rule
+
+
+def test_sets_list_rules_most_probable_first_and_are_never_empty():
+    probabilities = pd.DataFrame({"fa": [0.5, 0.05], "ia": [0.4, 0.05], "sgd": [0.1, 0.9]})
+    assert prediction_sets(probabilities, 0.3) == [["fa", "ia"], ["sgd"]]
+    assert prediction_sets(probabilities, 0.95) == [["fa"], ["sgd"]]  # the most probable always stays
+    assert prediction_sets(probabilities, 0.0) == [["fa", "ia", "sgd"], ["sgd", "fa", "ia"]]
+    assert coverage_and_size([["fa", "ia"], ["sgd"]], ["ia", "fa"]) == (0.5, 1.5)
+
+
+def _copies_dataset(n_runs=60, copies=3, n_classes=3, seed=0):
+    """Runs whose copies share one point and whose rules are unrelated to it: only a leak can name them."""
+    rng = np.random.default_rng(seed)
+    run_labels = np.arange(n_runs) % n_classes
+    rng.shuffle(run_labels)
+    points = rng.normal(size=(n_runs, 4))
+    X = np.repeat(points, copies, axis=0)
+    labels = np.repeat(run_labels, copies)
+    runs = np.repeat([f"run{i}" for i in range(n_runs)], copies)
+    scored = np.tile([True] + [False] * (copies - 1), n_runs)
+    return X, labels, runs, scored
+
+
+def test_cross_fitting_keeps_every_run_and_its_copies_out_of_the_fit_that_names_it():
+    X, labels, runs, scored = _copies_dataset()
+    held_out = cross_fitted_true_probabilities(X, labels, runs, scored, lambda: KNeighborsClassifier(1), folds=5)
+    assert held_out.shape == (60,)
+    # A copy in the fit would be its run's nearest neighbour and name it with probability 1 every time.
+    assert held_out.mean() < 0.6
+    # Grouped by sample instead, the copies leak, which the same estimator shows at once.
+    leaked = cross_fitted_true_probabilities(X, labels, np.arange(len(X)).astype(str), scored,
+                                             lambda: KNeighborsClassifier(1), folds=5)
+    assert leaked.mean() > 0.9
+
+
+def test_too_few_runs_of_a_rule_for_the_folds_is_a_one_line_error():
+    X, labels, runs, scored = _copies_dataset(n_runs=9)  # 3 runs of each rule
+    with pytest.raises(LridError, match="at least 5 runs of every rule"):
+        cross_fitted_true_probabilities(X, labels, runs, scored, lambda: KNeighborsClassifier(1), folds=5)
+
+
+def test_cross_fitted_calibration_groups_re_recorded_copies_with_their_run():
+    class Features:  # what calibrated_threshold reads of a FeatureSet
+        def __init__(self, X, y, groups):
+            self.X, self.y, self.groups = X, y, groups
+
+    X, labels, runs, _ = _copies_dataset()
+    suffixes = np.tile(["", "@even4", "@log6"], 60)
+    features = Features(X, np.array(list("xyz"))[labels], np.char.add(runs.astype(str), suffixes))
+    grouped = cross_fitted_calibration(features, list("xyz"), ["even4", "log6"], lambda: KNeighborsClassifier(1), 0.9)
+    assert grouped.runs == 60 and grouped.coverage == 0.9 and "5 folds" in grouped.method
+    # Named without their copies, runs are named at chance (the nearest neighbour's rule, probability 0 or 1),
+    # so a 90 % set must keep every rule; had a copy leaked into a fit, every run would be named with 1.
+    assert grouped.threshold == 0.0
+
+
+def test_classify_calibrates_on_each_test_runs_layers_then_splits():
+    from lrid.identify.evaluate import _split_calibration
+
+    # Run a: tested in two splits (two layers each), run b: in one; p(true) per row.
+    tested = pd.DataFrame({
+        "run_id": ["a", "a", "a", "a", "b"],
+        "split": [0, 0, 1, 1, 1],
+        "true": ["fa", "fa", "fa", "fa", "ia"],
+        "proba_fa": [0.6, 0.8, 0.2, 0.4, 0.9],
+        "proba_ia": [0.4, 0.2, 0.8, 0.6, 0.1],
+    })
+    calibration = _split_calibration(tested, 2)
+    # a: layers 0.7 then 0.3, over splits 0.5; b: 0.1. Two runs are too few to rule anything out at 90 %.
+    assert calibration.runs == 2 and calibration.threshold == 0.0 and "2 balanced splits" in calibration.method
+    assert calibrate([0.5, 0.1] * 10, 0.9, "x").threshold == _split_calibration(
+        pd.concat([tested.assign(run_id=tested["run_id"] + str(k)) for k in range(10)]), 2).threshold
