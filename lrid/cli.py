@@ -201,6 +201,14 @@ def _classify(store: str, results: Path, classifiers: str, splits: int, jobs: in
             console.print(
                 f"{name} on the test runs re-recorded ({scores.settings.observables.split(';')[0]}): {measured}"
             )
+    for name, result in scores.classifiers.items():
+        sets = result.prediction_sets
+        if sets is not None and sets.held is not None and sets.mean_size is not None:
+            console.print(
+                f"{name}: its saved model's prediction sets at {sets.coverage:.0%} keep every rule of probability "
+                f"{sets.threshold:.3f} or more; on the {sets.runs} test runs they held the true rule for "
+                f"{sets.held:.2f}, with {sets.mean_size:.1f} rules on average"
+            )
     control = scores.control
     if control is not None:
         baseline = ", ".join(

@@ -258,6 +258,21 @@ class SubsetScores(_Kept):
     balanced_accuracy_mean: float | None = None  # lrid's first scores carried it; some hand-made ones do not
 
 
+class SetCalibration(_Kept):
+    """How a model's prediction sets were calibrated (:mod:`lrid.identify.prediction_sets`), in its sidecar and
+    its scores: a rule stays in a run's set at probability ``threshold`` or more, which held the true rule for
+    at least ``coverage`` of ``runs`` calibration runs that the model (or the fit that named them) was not
+    trained on, held out as ``method`` says; on those runs the sets held the true rule for ``held`` of them,
+    with ``mean_size`` rules on average."""
+
+    coverage: float
+    threshold: float
+    runs: int
+    method: str
+    held: float | None = None
+    mean_size: float | None = None
+
+
 class ClassifierScores(SubsetScores):
     """One classifier's full results on the first observable subset (see :mod:`lrid.identify.evaluate`)."""
 
@@ -269,6 +284,8 @@ class ClassifierScores(SubsetScores):
     best_params_final: dict[str, Any] | None = None
     # With schedules: per schedule (and "as recorded"), the accuracy per split on the test runs re-recorded so.
     accuracy_by_schedule: dict[str, list[float]] | None = None
+    # The saved model's prediction sets, calibrated on the splits' test runs (written since prediction sets).
+    prediction_sets: SetCalibration | None = None
 
     def schedule_summary(self) -> dict[str, tuple[float, float]]:
         """Per schedule of ``accuracy_by_schedule``: the accuracy's mean over the splits and its s.e.m."""

@@ -50,18 +50,23 @@ def test_classify_with_checkpoint_schedules_then_report_and_identify(tiny_store,
                       "--unit", "run", "--time", "progress", "--baseline", "relative", "--schedules", "even3,log4")
     assert classified.returncode == 0, classified.stderr
     assert "rf on the test runs re-recorded (all): as recorded " in classified.stdout and ", log4 " in classified.stdout
+    assert "rf: its saved model's prediction sets at 90% keep every rule of probability" in classified.stdout
     scores = json.loads((results / "scores.json").read_text())
+    sets = scores["classifiers"]["rf"]["prediction_sets"]
+    tested_runs = {run for split in scores["splits"] for run in split["test"]}  # each counted once
+    assert sets["runs"] == len(tested_runs) and sets["held"] >= 0.9 and 1.0 <= sets["mean_size"] <= 4.0
     assert scores["settings"]["schedules"] == ["even3", "log4"]
     assert set(scores["classifiers"]["rf"]["accuracy_by_schedule"]) == {"as recorded", "even3", "log4"}
     reported = lrid("report", results)
     assert reported.returncode == 0, reported.stderr
     report = (tmp_path / "report.md").read_text()
     assert "## Checkpoint schedules" in report and "| classifier | as recorded | even3 | log4 |" in report
+    assert "## Prediction sets at 90%" in report and f"| rf | {sets['threshold']:.3f} | {sets['runs']} |" in report
     identified = lrid("identify", results / "models" / "rf", tiny_store)
     assert identified.returncode == 0, identified.stderr
     # The saved model's prediction sets, calibrated on the splits' test runs, are a column of every answer.
     calibration = json.loads((results / "models" / "rf.json").read_text())["prediction_sets"]
-    assert calibration["coverage"] == 0.9 and "2 balanced splits" in calibration["method"]
+    assert calibration == sets and "2 balanced splits" in calibration["method"]
     assert "at 90%" in identified.stdout and "the rules it cannot rule out" in identified.stdout
 
 

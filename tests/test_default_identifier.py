@@ -81,7 +81,10 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
         # Each variant's sets, calibrated on the tiny zoo's runs by fits in folds without them.
         assert sidecar["prediction_sets"]["runs"] == 24 and sidecar["prediction_sets"]["coverage"] == 0.9
         assert 0.0 <= sidecar["prediction_sets"]["threshold"] <= 1.0
-    assert card["prediction_sets"] == {"coverage": 0.9, "calibration_folds": 5}
+    assert {key: card["prediction_sets"][key] for key in ("coverage", "calibration_folds")} == {
+        "coverage": 0.9, "calibration_folds": 5}
+    assert set(card["prediction_sets"]["in_zoo"]) == set(VARIANTS)
+    assert all(entry["held"] >= 0.9 and 1 <= entry["mean_size"] <= 4 for entry in card["prediction_sets"]["in_zoo"].values())
     # Only this classifier's measured set coverage is quoted.
     assert [row["coverage"] for row in card["transfer"]["prediction_sets"]] == [0.8]
     assert card["rules"] == ["adam", "fa", "ia", "sgdm"]

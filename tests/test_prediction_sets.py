@@ -11,7 +11,7 @@ from lrid.identify.prediction_sets import (
     conformal_threshold,
     coverage_and_size,
     cross_fitted_calibration,
-    cross_fitted_true_probabilities,
+    cross_fitted_probabilities,
     prediction_sets,
 )
 
@@ -23,6 +23,9 @@ def test_threshold_is_the_finite_sample_conformal_quantile():
     assert conformal_threshold(probabilities, 0.5) == pytest.approx(0.5)  # rank ceil(5.5) = 6: score 0.5
     # Too few runs to reach the rank: no rule can be ruled out.
     assert conformal_threshold(probabilities[:5], 0.9) == 0.0
+    # The threshold is a calibration run's own probability, so that run stays in its set: 1 - (1 - 0.3)
+    # would round to 0.30000000000000004 and drop it.
+    assert conformal_threshold([0.3] * 20, 0.9) == 0.3
 
 
 @pytest.mark.parametrize("coverage", [0.0, 1.0, 1.5, -0.1])
@@ -80,20 +83,22 @@ def _copies_dataset(n_runs=60, copies=3, n_classes=3, seed=0):
 
 def test_cross_fitting_keeps_every_run_and_its_copies_out_of_the_fit_that_names_it():
     X, labels, runs, scored = _copies_dataset()
-    held_out = cross_fitted_true_probabilities(X, labels, runs, scored, lambda: KNeighborsClassifier(1), folds=5)
-    assert held_out.shape == (60,)
+    held_out = cross_fitted_probabilities(X, labels, runs, scored, lambda: KNeighborsClassifier(1), folds=5)
+    assert held_out.shape == (60, 3) and list(held_out.index[:2]) == ["run0", "run1"]
+    assert np.allclose(held_out.sum(axis=1), 1.0)
+    true_probability = held_out.to_numpy()[np.arange(60), labels[scored]]
     # A copy in the fit would be its run's nearest neighbour and name it with probability 1 every time.
-    assert held_out.mean() < 0.6
+    assert true_probability.mean() < 0.6
     # Grouped by sample instead, the copies leak, which the same estimator shows at once.
-    leaked = cross_fitted_true_probabilities(X, labels, np.arange(len(X)).astype(str), scored,
-                                             lambda: KNeighborsClassifier(1), folds=5)
-    assert leaked.mean() > 0.9
+    leaked = cross_fitted_probabilities(X, labels, np.arange(len(X)).astype(str), scored,
+                                        lambda: KNeighborsClassifier(1), folds=5)
+    assert leaked.to_numpy()[np.arange(60), labels[scored]].mean() > 0.9
 
 
 def test_too_few_runs_of_a_rule_for_the_folds_is_a_one_line_error():
     X, labels, runs, scored = _copies_dataset(n_runs=9)  # 3 runs of each rule
     with pytest.raises(LridError, match="at least 5 runs of every rule"):
-        cross_fitted_true_probabilities(X, labels, runs, scored, lambda: KNeighborsClassifier(1), folds=5)
+        cross_fitted_probabilities(X, labels, runs, scored, lambda: KNeighborsClassifier(1), folds=5)
 
 
 def test_cross_fitted_calibration_groups_re_recorded_copies_with_their_run():
@@ -106,6 +111,7 @@ def test_cross_fitted_calibration_groups_re_recorded_copies_with_their_run():
     features = Features(X, np.array(list("xyz"))[labels], np.char.add(runs.astype(str), suffixes))
     grouped = cross_fitted_calibration(features, list("xyz"), ["even4", "log6"], lambda: KNeighborsClassifier(1), 0.9)
     assert grouped.runs == 60 and grouped.coverage == 0.9 and "5 folds" in grouped.method
+    assert grouped.held == 1.0 and grouped.mean_size == 3.0
     # Named without their copies, runs are named at chance (the nearest neighbour's rule, probability 0 or 1),
     # so a 90 % set must keep every rule; had a copy leaked into a fit, every run would be named with 1.
     assert grouped.threshold == 0.0
@@ -114,7 +120,7 @@ def test_cross_fitted_calibration_groups_re_recorded_copies_with_their_run():
 def test_classify_calibrates_on_each_test_runs_layers_then_splits():
     from lrid.identify.evaluate import _split_calibration
 
-    # Run a: tested in two splits (two layers each), run b: in one; p(true) per row.
+    # Run a: tested in two splits (two layers each), run b: in one.
     tested = pd.DataFrame({
         "run_id": ["a", "a", "a", "a", "b"],
         "split": [0, 0, 1, 1, 1],
@@ -123,7 +129,11 @@ def test_classify_calibrates_on_each_test_runs_layers_then_splits():
         "proba_ia": [0.4, 0.2, 0.8, 0.6, 0.1],
     })
     calibration = _split_calibration(tested, 2)
-    # a: layers 0.7 then 0.3, over splits 0.5; b: 0.1. Two runs are too few to rule anything out at 90 %.
+    # Two runs are too few to rule anything out at 90 %: both sets hold both rules.
     assert calibration.runs == 2 and calibration.threshold == 0.0 and "2 balanced splits" in calibration.method
-    assert calibrate([0.5, 0.1] * 10, 0.9, "x").threshold == _split_calibration(
-        pd.concat([tested.assign(run_id=tested["run_id"] + str(k)) for k in range(10)]), 2).threshold
+    assert calibration.held == 1.0 and calibration.mean_size == 2.0
+    # a: fa 0.7 then 0.3 over its layers, 0.5 over its splits; b: fa 0.9. Twenty of each make the threshold
+    # the conformal quantile of those runs' p(true) 0.5 and 0.1.
+    many = pd.concat([tested.assign(run_id=tested["run_id"] + str(k)) for k in range(20)], ignore_index=True)
+    per_run = pd.DataFrame({"fa": [0.5, 0.9] * 20, "ia": [0.5, 0.1] * 20})
+    assert _split_calibration(many, 2).threshold == calibrate(per_run, ["fa", "ia"] * 20, 0.9, "x").threshold == 0.1

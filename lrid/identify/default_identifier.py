@@ -163,7 +163,7 @@ def train_default(
     directory.mkdir(parents=True, exist_ok=True)
     points = recorded_points(observables)
     observables = rerecorded(observables, schedules)
-    variants = {}
+    variants, calibrations = {}, {}
     for variant in VARIANTS:
         features = build_features(observables, subset=variant, **options)
         classes = sorted(set(features.y))
@@ -172,6 +172,7 @@ def train_default(
             make_classifier, classifier, 1, 0, n_points=features.n_points, n_static=features.n_static
         )
         calibration = cross_fitted_calibration(features, classes, schedules, fresh_model, coverage, calibration_folds)
+        calibrations[variant] = {"held": calibration.held, "mean_size": calibration.mean_size}
         model = fresh_model().fit(features.X, labels)
         save_model(model, directory, _model_name(variant), classes, features, prediction_sets=calibration)
         variants[variant] = {"model": _model_name(variant), "n_features": int(features.X.shape[1])}
@@ -185,7 +186,7 @@ def train_default(
         "rules": sorted(metadata["rule"].unique().tolist()),
         "variants": variants,
         "training": {**_training_summary(metadata, sweep), "points": points, "schedules": list(schedules)},
-        "prediction_sets": {"coverage": coverage, "calibration_folds": calibration_folds},
+        "prediction_sets": {"coverage": coverage, "calibration_folds": calibration_folds, "in_zoo": calibrations},
         "transfer": _transfer_summary(transfer_results, classifier, options, list(schedules)),
     }
     (directory / "card.json").write_text(json.dumps(card, indent=2))
@@ -409,7 +410,9 @@ def describe_card(card: dict) -> list[str]:
     if sets:
         lines.append(
             f"prediction sets at {sets['coverage']:.0%} (the rules an answer cannot rule out): calibrated on the zoo's "
-            f"runs as recorded, each named by a fit in {sets['calibration_folds']} folds without it"
+            f"runs as recorded, each named by a fit in {sets['calibration_folds']} folds without it; rules per set "
+            "there, on average: "
+            + "; ".join(f"{variant} {entry['mean_size']:.1f}" for variant, entry in sets["in_zoo"].items())
         )
     transfer = card.get("transfer")
     if not transfer:

@@ -43,7 +43,7 @@ from lrid.identify.classifiers import get_classifier
 from lrid.identify.control import curve_features, matched_bins
 from lrid.identify.features import FeatureSet, build_features, subset_columns
 from lrid.identify.model_files import save_model
-from lrid.identify.prediction_sets import DEFAULT_COVERAGE, SetCalibration, calibrate
+from lrid.identify.prediction_sets import DEFAULT_COVERAGE, calibrate
 from lrid.identify.schedules import AS_RECORDED, copy_origins, parse_schedule, rerecorded
 from lrid.identify.splits import balanced_run_splits, inner_cv, run_metadata, select_runs
 from lrid.schema import (
@@ -55,6 +55,7 @@ from lrid.schema import (
     RunSplit,
     Scores,
     ScoreSettings,
+    SetCalibration,
     SubsetScores,
     TimeSettings,
 )
@@ -338,6 +339,7 @@ def _score_subset(
             if spec.search:
                 summary["best_params_final"] = best
             calibration = _split_calibration(pd.concat(tested_frames, ignore_index=True), len(splits))
+            summary["prediction_sets"] = calibration
             save_model(final, results_dir / "models", name, classes, features, prediction_sets=calibration)
         summaries[name] = ClassifierScores(**summary)
         bar.update()
@@ -345,19 +347,16 @@ def _score_subset(
 
 
 def _split_calibration(tested: pd.DataFrame, n_splits: int) -> SetCalibration:
-    """The saved model's prediction sets, calibrated on the splits' test runs: each run's probability of its
-    true rule, averaged over its layers and over the splits that tested it, each from a model that never
-    trained on it (the splits overlap, so this is cross-conformal rather than exact split-conformal)."""
+    """The saved model's prediction sets, calibrated on the splits' test runs: each run's class probabilities
+    averaged over its layers and over the splits that tested it, each from a model that never trained on it
+    (the splits overlap, so this is cross-conformal rather than exact split-conformal)."""
     columns = [column for column in tested.columns if column.startswith("proba_")]
-    column_of_truth = pd.Index(columns).get_indexer("proba_" + tested["true"].astype(str))
-    true_probability = pd.Series(tested[columns].to_numpy()[np.arange(len(tested)), column_of_truth])
     by_split_and_run = [tested["split"].to_numpy(), tested["run_id"].to_numpy()]
-    per_run = true_probability.groupby(by_split_and_run).mean().groupby(level=1).mean()
-    return calibrate(
-        per_run.to_numpy(),
-        DEFAULT_COVERAGE,
-        f"the test runs of {n_splits} balanced splits, each named by its split's model",
-    )
+    per_run = tested[columns].groupby(by_split_and_run).mean().groupby(level=1).mean()
+    per_run.columns = [column.removeprefix("proba_") for column in columns]
+    true_rules = tested.groupby("run_id")["true"].first().loc[per_run.index]
+    method = f"the test runs of {n_splits} balanced splits, each named by its split's model"
+    return calibrate(per_run, true_rules.astype(str).tolist(), DEFAULT_COVERAGE, method)
 
 
 def split_model_path(results_dir: Path, classifier: str, split_index: int) -> Path:

@@ -35,7 +35,7 @@ import lrid
 from lrid.errors import LridError
 from lrid.identify.classifiers import CLASSIFIERS
 from lrid.identify.features import FeatureSet
-from lrid.identify.prediction_sets import SetCalibration
+from lrid.schema import SetCalibration
 
 SUFFIXES = {"skops": (".skops",), "xgboost": (".ubj",), "keras": (".skops", ".keras"), "joblib": (".joblib",)}
 MODEL_SUFFIXES = frozenset(suffix for suffixes in SUFFIXES.values() for suffix in suffixes)

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
 
 from lrid.errors import LridError
+from lrid.schema import SetCalibration
 
 # The coverage lrid calibrates its sets at, and names them by ("at 90 %").
 DEFAULT_COVERAGE = 0.9
@@ -30,22 +30,18 @@ CALIBRATION_FOLDS = 5
 SET_COLUMNS = ("prediction_set", "set_coverage")
 
 
-class SetCalibration(BaseModel):
-    """How a saved model's prediction sets were calibrated, kept in its sidecar: a rule stays in a run's set
-    at probability ``threshold`` or more, which held the true rule for at least ``coverage`` of ``runs``
-    calibration runs that the model (or the fit that named them) was not trained on, held out as ``method``
-    says."""
-
-    coverage: float
-    threshold: float
-    runs: int
-    method: str
-
-
-def calibrate(true_class_probabilities: Sequence[float] | np.ndarray, coverage: float, method: str) -> SetCalibration:
-    """The :class:`SetCalibration` of held-out runs' probabilities of their true rules (:func:`conformal_threshold`)."""
-    threshold = conformal_threshold(true_class_probabilities, coverage)
-    return SetCalibration(coverage=coverage, threshold=threshold, runs=len(true_class_probabilities), method=method)
+def calibrate(probabilities: pd.DataFrame, true_rules: Sequence[str], coverage: float, method: str) -> SetCalibration:
+    """The :class:`~lrid.schema.SetCalibration` at ``coverage`` of held-out runs: ``probabilities`` (one row
+    per run, one column per rule) from models that did not train on them, ``true_rules`` their rules."""
+    columns = pd.Index(probabilities.columns)
+    true_probabilities = probabilities.to_numpy(dtype=float)[
+        np.arange(len(probabilities)), columns.get_indexer(true_rules)
+    ]
+    threshold = conformal_threshold(true_probabilities, coverage)
+    held, mean_size = coverage_and_size(prediction_sets(probabilities, threshold), list(true_rules))
+    return SetCalibration(
+        coverage=coverage, threshold=threshold, runs=len(probabilities), method=method, held=held, mean_size=mean_size
+    )
 
 
 def conformal_threshold(true_class_probabilities: Sequence[float] | np.ndarray, coverage: float) -> float:
@@ -65,8 +61,9 @@ def conformal_threshold(true_class_probabilities: Sequence[float] | np.ndarray, 
     rank = math.ceil((probabilities.size + 1) * coverage)
     if rank > probabilities.size:
         return 0.0
-    scores = np.sort(1.0 - probabilities)
-    return float(1.0 - scores[rank - 1])
+    # The rank-th smallest score 1 - p is the rank-th largest p, taken as it is: 1 - (1 - p) can round above
+    # p and drop the very run that sets the threshold.
+    return float(np.sort(probabilities)[::-1][rank - 1])
 
 
 def prediction_sets(probabilities: pd.DataFrame, threshold: float) -> list[list[str]]:
@@ -89,7 +86,7 @@ def coverage_and_size(sets: Sequence[Sequence[str]], true_rules: Sequence[str]) 
     return float(np.mean(held)), float(np.mean([len(rules) for rules in sets]))
 
 
-def cross_fitted_true_probabilities(
+def cross_fitted_probabilities(
     X: np.ndarray,
     labels: np.ndarray,
     runs: np.ndarray,
@@ -97,15 +94,15 @@ def cross_fitted_true_probabilities(
     make_estimator: Callable[[], Any],
     folds: int = CALIBRATION_FOLDS,
     seed: int = 0,
-) -> np.ndarray:
-    """Each run's probability of its true rule from an estimator that did not train on it.
+) -> pd.DataFrame:
+    """Each run's class probabilities from an estimator that did not train on it: one row per run (indexed by
+    run, in the order of its first scored sample), one column per class index.
 
     ``X`` and ``labels`` (class indices) are samples; ``runs`` names each sample's run, the groups kept whole
-    on one side of a fold (a run's layers, and its re-recorded copies, which must name the run they copy);
-    ``scored`` marks the samples whose probabilities count (the runs as recorded, not their copies). Folds
-    are stratified by rule; a run's probability is the mean over its scored samples, as
-    :func:`lrid.identify.inference.identify` averages a run's layers. Returns one value per run, in the order
-    of the runs' first scored samples.
+    on one side of a fold (a run's layers, and its re-recorded copies, which must not name the run they
+    copy); ``scored`` marks the samples whose probabilities count (the runs as recorded, not their copies).
+    Folds are stratified by rule; a run's probabilities are the mean over its scored samples, as
+    :func:`lrid.identify.inference.identify` averages a run's layers.
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -119,16 +116,14 @@ def cross_fitted_true_probabilities(
             f"calibrating prediction sets in {folds} folds needs at least {folds} runs of every rule "
             f"(the rarest has {smallest}); generate more runs or ask for fewer folds"
         )
-    true_probability = np.full(len(labels), np.nan)
+    probabilities = np.full((len(labels), n_classes), np.nan)
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, test in splitter.split(X, labels, groups=runs):
         test = test[scored[test]]
         estimator = make_estimator().fit(X[train], labels[train])
-        probabilities = np.zeros((len(test), n_classes))
-        probabilities[:, np.asarray(estimator.classes_).astype(int)] = estimator.predict_proba(X[test])
-        true_probability[test] = probabilities[np.arange(len(test)), labels[test]]
-    per_run = pd.Series(true_probability[scored]).groupby(runs[scored], sort=False).mean()
-    return per_run.to_numpy()
+        probabilities[test] = 0.0
+        probabilities[np.ix_(test, np.asarray(estimator.classes_).astype(int))] = estimator.predict_proba(X[test])
+    return pd.DataFrame(probabilities[scored]).groupby(runs[scored], sort=False).mean()
 
 
 def cross_fitted_calibration(
@@ -146,7 +141,8 @@ def cross_fitted_calibration(
 
     labels = np.array([list(classes).index(rule) for rule in features.y])
     origins, copies = copy_origins(features.groups, schedules)
-    held_out = cross_fitted_true_probabilities(
-        features.X, labels, origins, copies == AS_RECORDED, make_estimator, folds
-    )
-    return calibrate(held_out, coverage, f"each training run as recorded, named by a fit in {folds} folds without it")
+    held_out = cross_fitted_probabilities(features.X, labels, origins, copies == AS_RECORDED, make_estimator, folds)
+    rule_of_run = pd.Series(np.asarray(features.y), index=origins).groupby(level=0).first()
+    held_out.columns = list(classes)
+    method = f"each training run as recorded, named by a fit in {folds} folds without it"
+    return calibrate(held_out, rule_of_run.loc[held_out.index].tolist(), coverage, method)

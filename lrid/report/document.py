@@ -94,7 +94,13 @@ def write_report(
     sections = [_overview(scores, chance)]
     sections.append(_accuracy_section(scores, chance, figure_dir, out_dir))
     sections.append(_confusion_section(scores, figure_dir, out_dir))
-    for optional in (_d_prime_section(scores), _held_out_section(scores), _schedules_section(scores)):
+    optional_sections = (
+        _d_prime_section(scores),
+        _held_out_section(scores),
+        _schedules_section(scores),
+        _prediction_sets_section(scores),
+    )
+    for optional in optional_sections:
         if optional:
             sections.append(optional)
     if importance:
@@ -190,6 +196,28 @@ def _held_out_section(scores: Scores) -> str | None:
         + (
             "\n\nClassifiers trained on one part of the store and tested on another it never saw: accuracy well "
             "above chance means the signature of the rule transfers across the held-out factor."
+        )
+    )
+
+
+def _prediction_sets_section(scores: Scores) -> str | None:
+    calibrated = {name: result.prediction_sets for name, result in scores.classifiers.items() if result.prediction_sets}
+    if not calibrated:
+        return None
+    coverage = next(iter(calibrated.values())).coverage
+    lines = ["| classifier | threshold | test runs | held the true rule | rules per set |", "|---|---|---|---|---|"]
+    for name, sets in calibrated.items():
+        held = f"{sets.held:.2f}" if sets.held is not None else "-"
+        size = f"{sets.mean_size:.1f}" if sets.mean_size is not None else "-"
+        lines.append(f"| {name} | {sets.threshold:.3f} | {sets.runs} | {held} | {size} |")
+    return (
+        f"## Prediction sets at {coverage:.0%}\n\n"
+        + "\n".join(lines)
+        + (
+            f"\n\n`lrid identify` names, beside each answer of a saved model, the rules it cannot rule out: every "
+            f"rule whose probability reaches the threshold. The threshold is calibrated on the splits' test runs "
+            f"(split conformal), so that sets made this way hold the true rule of at least {coverage:.0%} of runs "
+            "like them; the fewer rules per set, the more decisive the model."
         )
     )
 
