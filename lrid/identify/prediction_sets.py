@@ -7,8 +7,8 @@ classifier of Sadinle, Lei and Wasserman, 2019): on runs the identifier was not 
 true rule for at least ``coverage`` of them. The guarantee holds for runs drawn like the calibration runs;
 on networks from elsewhere it is a measurement, which ``benchmarks/transfer.py`` makes on the foreign sets.
 
-The calibration runs here are the training zoo's own, held out by cross-fitting
-(:func:`cross_fitted_true_probabilities`), so no separate set of runs is spent on it.
+No separate runs are spent on calibration: ``lrid classify`` calibrates a saved model on its splits' test
+runs, and the default identifier is calibrated on its zoo by cross-fitting (:func:`cross_fitted_calibration`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lrid.errors import LridError
+from lrid.identify.schedules import AS_RECORDED, copy_origins
 from lrid.schema import SetCalibration
 
 # The coverage lrid calibrates its sets at, and names them by ("at 90 %").
@@ -137,8 +138,6 @@ def cross_fitted_calibration(
     """The :class:`SetCalibration` at ``coverage`` of an identifier trained as ``make_estimator`` on ``features``
     (:class:`lrid.identify.features.FeatureSet` of runs and their copies re-recorded at ``schedules``): each
     run as recorded named by the fold's fit without it or its copies."""
-    from lrid.identify.schedules import AS_RECORDED, copy_origins
-
     labels = np.array([list(classes).index(rule) for rule in features.y])
     origins, copies = copy_origins(features.groups, schedules)
     held_out = cross_fitted_probabilities(features.X, labels, origins, copies == AS_RECORDED, make_estimator, folds)
