@@ -306,6 +306,36 @@ def test_the_process_pool_hands_out_populations(solo_sweep, tmp_path):
     _assert_same_observables(tmp_path / "pool", solo_store)
 
 
+def test_ray_hands_out_population_chains_as_the_pool_does(solo_sweep, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    import ray
+
+    from lrid.generate import executors, generate
+    from lrid.generate.executors import make_executor
+    from lrid.store import Store
+
+    path, solo_store = solo_sweep
+    executor = make_executor("ray", num_cpus=1, population=8)
+    planned = []
+    plan = executors.worker_tasks
+    monkeypatch.setattr(executors, "worker_tasks",
+                        lambda specs, population, workers: planned.append(workers) or plan(specs, population, workers))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        summary = generate(load_sweep(path), tmp_path / "ray", executor=executor, progress=False)
+    finally:
+        ray.shutdown()
+    assert planned == [2]  # as many workers as the cluster runs one-CPU tasks at once
+    assert summary.failed == 0 and summary.complete + summary.collapsed == 6
+    sizes = sorted(m.get("population", {}).get("size", 1) for m in Store(tmp_path / "ray").manifests())
+    assert sizes == [2, 2, 4, 4, 4, 4]  # the pool's populations for two workers
+    _assert_same_observables(tmp_path / "ray", solo_store)
+    # A GPU task per GPU share: two GPUs of half a GPU each hold four tasks; none or no GPUs, one.
+    assert executors.RayExecutor(num_gpus=0.5)._slots({"CPU": 16, "GPU": 2}) == 4
+    assert executors.RayExecutor(num_cpus=4)._slots({"CPU": 16}) == 4
+    assert executors.RayExecutor(num_gpus=1)._slots({"CPU": 16}) == 1
+
+
 def test_population_size_below_one_is_a_one_line_error():
     from lrid.generate.executors import make_executor
 

@@ -51,6 +51,7 @@ def test_parquet_recording_matches_npz(exported, tmp_path):
 
 def test_recording_gets_the_runs_prediction(exported, tiny_store, tmp_path):
     from lrid.identify import classify, identify
+    from lrid.identify.prediction_sets import SET_COLUMNS
 
     path, stored, manifest = exported
     classify(tiny_store, tmp_path, classifiers=("linear",), n_splits=2, observables="weight,act", control=False,
@@ -59,8 +60,9 @@ def test_recording_gets_the_runs_prediction(exported, tiny_store, tmp_path):
     from_store = identify(model, stored)
     from_recording = identify(model, read_recording(path))
     assert from_recording["predicted"].tolist() == from_store["predicted"].tolist()
-    classes = [c for c in from_store.columns if c not in ("run_id", "predicted", "n_samples", "rule")]
+    classes = [c for c in from_store.columns if c not in ("run_id", "predicted", "n_samples", "rule", *SET_COLUMNS)]
     np.testing.assert_allclose(from_recording[classes], from_store[classes], atol=1e-4)
+    assert from_recording["prediction_set"].tolist() == from_store["prediction_set"].tolist()
 
     # A model that reads activity changes refuses a recording that carries none, rather than guessing.
     (recording,) = load_recordings(path)

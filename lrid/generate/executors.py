@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
@@ -113,6 +113,24 @@ def run_chunk_into_store(spec_jsons: list[str], store_location: str, retry_faile
     return [run_into_store(spec_json, store_location, retry_failed) for spec_json in spec_jsons]
 
 
+def worker_tasks(specs: list[RunSpec], population: int, workers: int) -> list[tuple[Callable, list[RunSpec]]]:
+    """(function, runs) per task for ``workers`` concurrent workers: populations of up to ``population`` runs in
+    chains that share traces (one task each), single runs in configuration chunks. Each function takes the
+    runs' spec JSON, the store location and ``retry_failed``, as :func:`run_chunk_into_store` does."""
+    from lrid.generate.population import population_chains
+
+    units = work_units(specs, population, workers)
+    singles = [unit[0] for unit in units if len(unit) == 1]
+    chains = population_chains([unit for unit in units if len(unit) > 1], workers)
+    return [
+        (
+            partial(run_population_chain_into_store, sizes=tuple(map(len, chain))),
+            [spec for population in chain for spec in population],
+        )
+        for chain in chains
+    ] + [(run_chunk_into_store, chunk) for chunk in configuration_chunks(singles, workers)]
+
+
 def configuration_chunks(specs: list[RunSpec], workers: int) -> list[list[RunSpec]]:
     """Runs grouped so that each group shares a compiled configuration, split into chunks small enough to
     keep ``workers`` busy (at least four chunks per worker when there are enough runs).
@@ -210,20 +228,7 @@ class LocalPoolExecutor:
         self.population = population
 
     def _tasks(self, specs: list[RunSpec]) -> list[tuple]:
-        """(function, runs) per pool task: populations in chains that share traces (one task each), single
-        runs in configuration chunks."""
-        from lrid.generate.population import population_chains
-
-        units = work_units(specs, self.population, self.workers)
-        singles = [unit[0] for unit in units if len(unit) == 1]
-        chains = population_chains([unit for unit in units if len(unit) > 1], self.workers)
-        return [
-            (
-                partial(run_population_chain_into_store, sizes=tuple(map(len, chain))),
-                [spec for population in chain for spec in population],
-            )
-            for chain in chains
-        ] + [(run_chunk_into_store, chunk) for chunk in configuration_chunks(singles, self.workers)]
+        return worker_tasks(specs, self.population, self.workers)
 
     def _pool(self, workers: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -296,7 +301,13 @@ class LocalPoolExecutor:
 
 
 class RayExecutor:
-    """Runs each run as a Ray task; the store must be reachable from every node (a shared path or a URI).
+    """Runs a sweep as Ray tasks; the store must be reachable from every node (a shared path or a URI).
+
+    Tasks are planned as the process pool plans them (:func:`worker_tasks`) for as many workers as the cluster
+    holds tasks of this size at once: populations that share a step in chains, one task each, and single
+    runs in configuration chunks, so a worker traces a step once for many runs. Ray starts a fresh worker
+    process for each GPU task by default (which frees TensorFlow's GPU memory), so without chains every
+    population on a GPU would pay TensorFlow's import and a trace of its own.
 
     Args:
         address: a cluster address (``ray://host:10001`` or ``auto``); None starts a local Ray instance.
@@ -322,10 +333,12 @@ class RayExecutor:
         if started_here:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
         try:
+            from lrid.store import Store
+
             task = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(_run_in_ray_worker)
             refs = {
-                task.remote([spec.model_dump_json() for spec in unit], store_location, retry_failed): unit
-                for unit in work_units(specs, self.population)
+                task.remote(function, [spec.model_dump_json() for spec in unit], store_location, retry_failed): unit
+                for function, unit in worker_tasks(specs, self.population, self._slots(ray.cluster_resources()))
             }
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1)
@@ -333,22 +346,35 @@ class RayExecutor:
                 try:
                     yield from ray.get(done[0])
                 except ray.exceptions.RayError as error:
+                    # A chain or chunk may have written some of its runs before it failed: those stand.
+                    store = Store(store_location)
                     for spec in unit:
-                        yield _outcome(
-                            spec, "failed", f"Ray task failed: {type(error).__name__}: {str(error).splitlines()[0]}"
-                        )
+                        manifest = store.read_manifest(spec.run_id)
+                        if manifest is not None and manifest.get("status") != "failed":
+                            yield _outcome(spec, manifest["status"], manifest.get("error"))
+                        else:
+                            failure = f"Ray task failed: {type(error).__name__}: {str(error).splitlines()[0]}"
+                            yield _outcome(spec, "failed", failure)
         finally:
             if started_here:
                 ray.shutdown()
 
+    def _slots(self, resources: dict) -> int:
+        """How many of this executor's tasks the cluster's ``resources`` run at once (at least one)."""
+        if self.num_gpus > 0:
+            return max(1, int(resources.get("GPU", 0) // self.num_gpus))
+        return max(1, int(resources.get("CPU", 1) // self.num_cpus) if self.num_cpus > 0 else 1)
 
-def _run_in_ray_worker(spec_jsons: list[str], store_location: str, retry_failed: bool) -> list[dict]:
-    """:func:`run_unit_into_store` in a Ray worker, which Ray may end without atexit: scratch files go to its
+
+def _run_in_ray_worker(
+    function: Callable, spec_jsons: list[str], store_location: str, retry_failed: bool
+) -> list[dict]:
+    """A task of :func:`worker_tasks` in a Ray worker, which Ray may end without atexit: scratch files go to its
     own directory, which the next lrid process of the host removes if so."""
     from lrid.generate.scratch import use_scratch_for_this_process
 
     use_scratch_for_this_process()
-    return run_unit_into_store(spec_jsons, store_location, retry_failed)
+    return function(spec_jsons, store_location, retry_failed)
 
 
 def make_executor(
