@@ -369,14 +369,16 @@ def prediction_set_coverage(observables, config: FeatureConfig, classifier: str,
                             n_jobs: int, schedules=(), everything=None, coverage: float = DEFAULT_COVERAGE,
                             folds: int = CALIBRATION_FOLDS) -> list[dict]:
     """The all-rule identifier's prediction sets at ``coverage`` (the column ``lrid identify`` prints), calibrated
-    on the zoo as the default identifier's are (:func:`lrid.identify.prediction_sets.calibrated_threshold`, which
-    fits the identifier once per fold), on each foreign set and pooled: how often they held the true rule and how
-    many rules they held, over every rule and among the paper's four (``--rules``, renormalised, the same
-    threshold). ``everything`` as :func:`foreign_predictions`."""
+    on the zoo as the default identifier's are (:func:`lrid.identify.prediction_sets.cross_fitted_calibration`,
+    which fits the identifier once per fold): how often they held the true rule of the foreign networks and how
+    many rules they held, over every rule and among the paper's four (``naming``; ``--rules``, renormalised, the
+    same threshold). Rows: each set and the sets pooled, as recorded; pooled, per true rule (``rule``); and
+    pooled, re-recorded at each of :data:`TEST_SCHEDULES` (``schedule``), since the sets are calibrated on runs
+    as recorded. ``everything`` as :func:`foreign_predictions`."""
     from lrid.identify.classifiers import make_classifier
     from lrid.identify.features import build_features
     from lrid.identify.prediction_sets import coverage_and_size, cross_fitted_calibration, prediction_sets
-    from lrid.identify.schedules import rerecorded
+    from lrid.identify.schedules import AS_RECORDED, at_schedule, rerecorded
 
     train = build_features(rerecorded(observables, schedules), **config.options())
     classes = sorted(set(train.y))
@@ -384,27 +386,40 @@ def prediction_set_coverage(observables, config: FeatureConfig, classifier: str,
         everything = _fit_all(observables, config, classifier, n_jobs, schedules)
     make_model = functools.partial(make_classifier, classifier, n_jobs, 0, n_points=train.n_points, n_static=train.n_static)
     threshold = cross_fitted_calibration(train, classes, schedules, make_model, coverage, folds).threshold
-    rows, pooled = [], {"all": ([], []), "paper candidates": ([], [])}
-    for foreign_set in foreign_sets:
-        every_rule = _run_probabilities(everything, foreign_set.features(config))
-        truth = foreign_set.labels.loc[every_rule.index, "rule"]
-        paper = truth.isin(PAPER_RULES)
-        among = every_rule.loc[paper, list(PAPER_RULES)]
-        among = among.div(among.sum(axis=1), axis=0)
-        for naming, probabilities, true_rules in (("all", every_rule, truth), ("paper candidates", among, truth[paper])):
-            if probabilities.empty:
-                continue
-            sets = prediction_sets(probabilities, threshold)
-            pooled[naming][0].extend(sets)
-            pooled[naming][1].extend(true_rules)
-            held, size = coverage_and_size(sets, list(true_rules))
-            rows.append({"set": foreign_set.name, "naming": naming, "classifier": classifier, "coverage_asked": coverage,
-                         "threshold": threshold, "networks": len(sets), "coverage": held, "mean_size": size})
-    for naming, (sets, true_rules) in pooled.items():
-        if sets:
-            held, size = coverage_and_size(sets, true_rules)
-            rows.append({"set": "pooled", "naming": naming, "classifier": classifier, "coverage_asked": coverage,
-                         "threshold": threshold, "networks": len(sets), "coverage": held, "mean_size": size})
+
+    def row(set_name, naming, sets, true_rules, schedule=AS_RECORDED, rule=None):
+        held, size = coverage_and_size(sets, list(true_rules))
+        return {"set": set_name, "naming": naming, "schedule": schedule, "rule": rule, "classifier": classifier,
+                "coverage_asked": coverage, "threshold": threshold, "networks": len(sets), "coverage": held,
+                "mean_size": size}
+
+    rows = []
+    for schedule in (AS_RECORDED, *TEST_SCHEDULES):
+        pooled = {"all": ([], []), "paper candidates": ([], [])}
+        for foreign_set in foreign_sets:
+            test = (foreign_set.features(config) if schedule == AS_RECORDED
+                    else build_features(at_schedule(foreign_set.recordings, schedule), **config.options()))
+            every_rule = _run_probabilities(everything, test)
+            truth = foreign_set.labels.loc[every_rule.index, "rule"]
+            paper = truth.isin(PAPER_RULES)
+            among = every_rule.loc[paper, list(PAPER_RULES)]
+            among = among.div(among.sum(axis=1), axis=0)
+            for naming, probabilities, true_rules in (("all", every_rule, truth), ("paper candidates", among, truth[paper])):
+                if probabilities.empty:
+                    continue
+                sets = prediction_sets(probabilities, threshold)
+                pooled[naming][0].extend(sets)
+                pooled[naming][1].extend(true_rules)
+                if schedule == AS_RECORDED:
+                    rows.append(row(foreign_set.name, naming, sets, true_rules))
+        for naming, (sets, true_rules) in pooled.items():
+            if sets:
+                rows.append(row("pooled", naming, sets, true_rules, schedule))
+        if schedule == AS_RECORDED:
+            sets, true_rules = pooled["all"]
+            for rule in sorted(set(true_rules)):
+                of_rule = [index for index, true_rule in enumerate(true_rules) if true_rule == rule]
+                rows.append(row("pooled", "all", [sets[index] for index in of_rule], [rule] * len(of_rule), rule=rule))
     return rows
 
 
@@ -660,7 +675,8 @@ def main() -> None:
                 "Foreign networks by the probability of their answer (pooled over the sets)")
     set_rows = prediction_set_coverage(observables, chosen, classifiers[0], foreign_sets, args.jobs, schedules,
                                        identifiers[classifiers[0]])
-    print_table(set_rows, ["set", "naming", "classifier", "threshold", "networks", "coverage", "mean_size"],
+    print_table(set_rows, ["set", "naming", "schedule", "rule", "classifier", "threshold", "networks", "coverage",
+                           "mean_size"],
                 f"Foreign networks' prediction sets at {DEFAULT_COVERAGE:.0%}, calibrated on the zoo "
                 f"({CALIBRATION_FOLDS} folds): share holding the true rule, and rules per set")
     foreign_mean = mean_over_sets([row for row in foreign_summary if row["classifier"] == classifiers[0]])

@@ -47,7 +47,12 @@ def built(tiny_store, tmp_path_factory):
     sets = [{"set": "pooled", "naming": "all", "classifier": "linear", "coverage_asked": 0.9, "threshold": 0.2,
              "networks": 10, "coverage": 0.8, "mean_size": 1.7},
             {"set": "pooled", "naming": "all", "classifier": "rf", "coverage_asked": 0.9, "threshold": 0.2,
-             "networks": 10, "coverage": 0.1, "mean_size": 9.0}]
+             "networks": 10, "coverage": 0.1, "mean_size": 9.0},
+            # the same networks broken down by rule and by schedule: not what a note or the card quotes
+            {"set": "pooled", "naming": "all", "schedule": "as recorded", "rule": "fa", "classifier": "linear",
+             "coverage_asked": 0.9, "threshold": 0.2, "networks": 3, "coverage": 0.33, "mean_size": 2.0},
+            {"set": "pooled", "naming": "all", "schedule": "even4", "rule": None, "classifier": "linear",
+             "coverage_asked": 0.9, "threshold": 0.2, "networks": 10, "coverage": 0.5, "mean_size": 2.0}]
     foreign = {"confidence": bands, "summary": [{"classifier": "linear", "networks": 10, "accuracy_all": 0.7, "accuracy_paper_rules": 0.5,
                             "accuracy_paper_candidates": 0.75}], "zoo_draws": draws, "by_schedule": by_schedule,
                "prediction_sets": sets}
@@ -86,7 +91,7 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert set(card["prediction_sets"]["in_zoo"]) == set(VARIANTS)
     assert all(entry["held"] >= 0.9 and 1 <= entry["mean_size"] <= 4 for entry in card["prediction_sets"]["in_zoo"].values())
     # Only this classifier's measured set coverage is quoted.
-    assert [row["coverage"] for row in card["transfer"]["prediction_sets"]] == [0.8]
+    assert [row["coverage"] for row in card["transfer"]["prediction_sets"]] == [0.8, 0.33, 0.5]
     assert card["rules"] == ["adam", "fa", "ia", "sgdm"]
     assert card["training"]["runs"] == len(Store(tiny_store).manifests())
     assert card["training"]["runs_per_rule"] == {"adam": 6, "fa": 6, "ia": 6, "sgdm": 6}
@@ -185,6 +190,7 @@ def test_identify_without_a_model_from_the_command_line(built, recordings, tmp_p
                            env=environment, timeout=120)
     assert about.returncode == 0 and "rules (4): adam, fa, ia, sgdm" in about.stdout, about.stderr
     assert "prediction sets at 90%" in about.stdout and "held the true rule for 0.80 of 10" in about.stdout
+    assert "0.33" not in about.stdout and "for 0.50 of" not in about.stdout
 
 
 def test_a_recording_with_few_checkpoints_is_identified_with_what_the_benchmark_measured_at_as_few(built, recordings,

@@ -131,21 +131,32 @@ def test_foreign_networks_are_scored_re_recorded_at_fewer_checkpoints(tiny_store
     assert np.isclose(rows[0]["accuracy_all"], np.mean([summary["accuracy_all"] for summary in summaries]))
 
 
-def test_foreign_prediction_sets_are_calibrated_on_the_zoo_and_scored_per_set_and_pooled(tiny_store):
-    from benchmarks.transfer import CONFIGS, ForeignSet, load_zoo, prediction_set_coverage
+def test_foreign_prediction_sets_are_calibrated_on_the_zoo_and_scored_per_set_rule_and_schedule(tiny_store):
+    from benchmarks.transfer import CONFIGS, TEST_SCHEDULES, ForeignSet, load_zoo, prediction_set_coverage
 
     observables, metadata = load_zoo(str(tiny_store))
     sets = [ForeignSet(name, metadata.loc[runs, ["rule"]].assign(final_test_accuracy=1.0),
                        observables[observables["run_id"].isin(runs)], 0.0)
             for name, runs in (("first", metadata.index[::2]), ("second", metadata.index[1::2]))]
     rows = prediction_set_coverage(observables, CONFIGS[3], "linear", sets, 1, ["even4"], folds=3)
-    assert [(row["set"], row["naming"]) for row in rows] == [
+    as_recorded = [row for row in rows if row["schedule"] == "as recorded" and row["rule"] is None]
+    assert [(row["set"], row["naming"]) for row in as_recorded] == [
         ("first", "all"), ("first", "paper candidates"), ("second", "all"), ("second", "paper candidates"),
         ("pooled", "all"), ("pooled", "paper candidates")]
     assert len({row["threshold"] for row in rows}) == 1 and 0.0 <= rows[0]["threshold"] <= 1.0
     for row in rows:
         assert 0.0 <= row["coverage"] <= 1.0 and 1.0 <= row["mean_size"] <= 4.0  # the tiny zoo has 4 rules
-    pooled = next(row for row in rows if row["set"] == "pooled" and row["naming"] == "all")
+    pooled = next(row for row in as_recorded if row["set"] == "pooled" and row["naming"] == "all")
     assert pooled["networks"] == 24
-    first, second = (next(r for r in rows if r["set"] == name and r["naming"] == "all") for name in ("first", "second"))
+    first, second = (next(r for r in as_recorded if r["set"] == name and r["naming"] == "all") for name in ("first", "second"))
     assert np.isclose(pooled["coverage"], (first["coverage"] + second["coverage"]) / 2)  # 12 networks each
+    # Per rule, the pooled networks split by their true rule: 6 of each, and their coverages average to it.
+    per_rule = [row for row in rows if row["rule"] is not None]
+    assert [row["rule"] for row in per_rule] == ["adam", "fa", "ia", "sgdm"]
+    assert all(row["networks"] == 6 for row in per_rule)
+    assert np.isclose(np.mean([row["coverage"] for row in per_rule]), pooled["coverage"])
+    # Re-recorded at each test schedule, the pooled networks again, over all rules and among the four.
+    by_schedule = [row for row in rows if row["schedule"] != "as recorded"]
+    assert [(row["schedule"], row["naming"]) for row in by_schedule] == [
+        (schedule, naming) for schedule in TEST_SCHEDULES for naming in ("all", "paper candidates")]
+    assert all(row["set"] == "pooled" and row["networks"] == 24 for row in by_schedule)

@@ -361,8 +361,19 @@ def schedule_note(card: dict, observables: pd.DataFrame) -> str | None:
 def _measured_sets(card: dict, candidates: Sequence[str] | None) -> dict | None:
     """The benchmark's pooled coverage of the foreign networks' prediction sets, for the question asked."""
     naming = "all" if candidates is None else "paper candidates" if _is_paper_question(candidates) else None
-    rows = (card.get("transfer") or {}).get("prediction_sets") or []
-    return next((row for row in rows if row.get("naming") == naming and row.get("set") == "pooled"), None)
+    return next((row for row in _pooled_set_rows(card) if row.get("naming") == naming), None)
+
+
+def _pooled_set_rows(card: dict) -> list[dict]:
+    """The benchmark's set coverage of every foreign network as recorded, per way of naming (its other rows break
+    it down by rule and by checkpoint schedule)."""
+    from lrid.identify.schedules import AS_RECORDED
+
+    return [
+        row
+        for row in (card.get("transfer") or {}).get("prediction_sets") or []
+        if row.get("set") == "pooled" and row.get("schedule", AS_RECORDED) == AS_RECORDED and row.get("rule") is None
+    ]
 
 
 def set_note(coverage: float, card: dict | None = None, candidates: Sequence[str] | None = None) -> str:
@@ -445,13 +456,12 @@ def describe_card(card: dict) -> list[str]:
                         if row["accuracy"] is not None
                     )
                 )
-        for row in transfer.get("prediction_sets") or []:
-            if row.get("set") == "pooled":
-                question = "over all its rules" if row["naming"] == "all" else "with --rules sgdm,adam,fa,ia"
-                lines.append(
-                    f"  foreign networks' prediction sets at {row['coverage_asked']:.0%} {question}: held the true rule "
-                    f"for {row['coverage']:.2f} of {row['networks']}, {row['mean_size']:.1f} rules on average"
-                )
+        for row in _pooled_set_rows(card):
+            question = "over all its rules" if row["naming"] == "all" else "with --rules sgdm,adam,fa,ia"
+            lines.append(
+                f"  foreign networks' prediction sets at {row['coverage_asked']:.0%} {question}: held the true rule "
+                f"for {row['coverage']:.2f} of {row['networks']}, {row['mean_size']:.1f} rules on average"
+            )
         schedules = _measured_schedules(card)
         if schedules:
             lines.append(
