@@ -33,10 +33,23 @@ def main() -> None:
     parser.add_argument("--schedules", default=None, help="checkpoint schedules every run is also trained on, "
                         "comma-separated ('' for none; default: those --transfer measured, else the default identifier's)")
     parser.add_argument("--out", default=None, help="where to write the identifier (default: the one lrid ships)")
+    parser.add_argument("--card-only", action="store_true", help="refit nothing: quote --transfer on the card of "
+                        "the identifier at --out (after a benchmark rerun of the same identifier)")
     args = parser.parse_args()
 
     from lrid.config import load_sweep
-    from lrid.identify.default_identifier import DEFAULT_DIRECTORY, DEFAULT_SCHEDULES, describe_card, train_default
+    from lrid.identify.default_identifier import (
+        DEFAULT_DIRECTORY,
+        DEFAULT_SCHEDULES,
+        describe_card,
+        refresh_transfer,
+        train_default,
+    )
+
+    if args.card_only:
+        print("\n".join(describe_card(refresh_transfer(Path(args.out) if args.out else DEFAULT_DIRECTORY,
+                                                        Path(args.transfer)))))
+        return
 
     paths = args.sweep.split(",")
     sweeps = [load_sweep(path) for path in paths]

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ from lrid.identify.default_identifier import (
 from lrid.identify.inference import read_input
 from lrid.generate.export import export_recording
 from lrid.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -258,6 +261,34 @@ def test_card_ignores_transfer_results_for_other_features(tiny_store, tmp_path):
                                     "targets": [], "foreign": {"summary": []}}))
     card = train_default(str(tiny_store), tmp_path / "model", transfer_results=transfer)
     assert card["transfer"] is None
+
+
+def test_a_newer_benchmark_is_quoted_on_the_card_without_refitting(built, tmp_path):
+    import shutil
+
+    directory, card = built
+    copy = tmp_path / "model"
+    shutil.copytree(directory, copy)
+    models = {path.name: path.read_bytes() for path in copy.iterdir() if path.name != "card.json"}
+    rerun = tmp_path / "transfer.json"
+    rerun.write_text(json.dumps({"quick": False, "finished_at": "2026-12-01T00:00:00Z", "schedules": ["even4", "log3"],
+                                 "targets": [{"target": "foreign, all its rules >= 0.85", "measured": 0.61}],
+                                 "foreign": {"summary": []}}))
+    command = [sys.executable, "scripts/build_default_identifier.py", "--card-only", "--out", str(copy),
+               "--transfer", str(rerun)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    refreshed = read_card(copy)
+    assert refreshed["transfer"]["finished_at"] == "2026-12-01T00:00:00Z"
+    assert refreshed["transfer"]["targets"] == [{"target": "foreign, all its rules >= 0.85", "measured": 0.61}]
+    assert {key: value for key, value in refreshed.items() if key != "transfer"} == {
+        key: value for key, value in card.items() if key != "transfer"}
+    assert {path.name: path.read_bytes() for path in copy.iterdir() if path.name != "card.json"} == models
+    assert "foreign, all its rules >= 0.85: 0.610" in result.stdout
+    # A benchmark of an identifier trained on other schedules says nothing about this one.
+    rerun.write_text(json.dumps({"quick": False, "schedules": ["even6"], "targets": [], "foreign": {}}))
+    assert subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO).returncode == 0
+    assert read_card(copy)["transfer"] is None
 
 
 @pytest.mark.parametrize("width", [80, 200])

@@ -193,6 +193,19 @@ def train_default(
     return card
 
 
+def refresh_transfer(directory: Path, transfer_results: Path) -> dict:
+    """Quote a newer transfer benchmark on the card of the identifier in ``directory``, without refitting it:
+    the card's ``transfer`` becomes what ``transfer_results`` measured for its classifier, features and
+    schedules (None if it measured another identifier). Writes and returns the card."""
+    card = read_card(directory)
+    training = card.get("training") or {}
+    card["transfer"] = _transfer_summary(
+        transfer_results, card["classifier"], card["features"], list(training.get("schedules") or [])
+    )
+    (directory / "card.json").write_text(json.dumps(card, indent=2))
+    return card
+
+
 def _training_summary(metadata: pd.DataFrame, sweep: str) -> dict:
     from lrid.identify.splits import spec_field
 
