@@ -305,6 +305,12 @@ def _run_probabilities(fitted, test) -> pd.DataFrame:
     return pd.DataFrame(model.predict_proba(test.X), columns=classes).groupby(test.groups).mean()
 
 
+def _among_paper_rules(every_rule: pd.DataFrame) -> pd.DataFrame:
+    """All-rule probabilities renormalised over the paper's four rules, as ``lrid identify --rules`` does."""
+    among = every_rule[list(PAPER_RULES)]
+    return among.div(among.sum(axis=1), axis=0)
+
+
 def foreign_predictions(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],
                         n_jobs: int, schedules=(), everything=None) -> dict[str, pd.DataFrame]:
     """For each foreign set, its networks' rules as named three ways, one column each, indexed by network:
@@ -325,8 +331,7 @@ def foreign_predictions(observables, config: FeatureConfig, classifier: str, for
     for foreign_set in foreign_sets:
         test = foreign_set.features(config)
         every_rule, paper_rules = _run_probabilities(everything, test), _run_probabilities(paper, test)
-        among = every_rule[list(PAPER_RULES)]
-        among = among.div(among.sum(axis=1), axis=0)  # renormalised over the candidates, as --rules does
+        among = _among_paper_rules(every_rule)
         named[foreign_set.name] = pd.DataFrame({"all": every_rule.idxmax(axis=1),
                                                 "paper candidates": among.idxmax(axis=1),
                                                 "paper identifier": paper_rules.idxmax(axis=1),
@@ -402,8 +407,7 @@ def prediction_set_coverage(observables, config: FeatureConfig, classifier: str,
             every_rule = _run_probabilities(everything, test)
             truth = foreign_set.labels.loc[every_rule.index, "rule"]
             paper = truth.isin(PAPER_RULES)
-            among = every_rule.loc[paper, list(PAPER_RULES)]
-            among = among.div(among.sum(axis=1), axis=0)
+            among = _among_paper_rules(every_rule[paper])
             for naming, probabilities, true_rules in (("all", every_rule, truth), ("paper candidates", among, truth[paper])):
                 if probabilities.empty:
                     continue

@@ -203,7 +203,7 @@ def _classify(store: str, results: Path, classifiers: str, splits: int, jobs: in
             )
     for name, result in scores.classifiers.items():
         sets = result.prediction_sets
-        if sets is not None and sets.held is not None and sets.mean_size is not None:
+        if sets is not None:
             console.print(
                 f"{name}: its saved model's prediction sets at {sets.coverage:.0%} keep every rule of probability "
                 f"{sets.threshold:.3f} or more; on the {sets.runs} test runs they held the true rule for "
@@ -573,11 +573,11 @@ def identify(
         # What the benchmark measured for answers this confident: the column a scientist reads each answer by.
         bands = [measured_band(card, float(row[row["predicted"]]), candidates) for _, row in predictions.iterrows()]
         benchmark = [f"{band['accuracy']:.2f} of {band['networks']}" if band else "-" for band in bands]
-    sets, set_column = None, None
+    set_column = None
     if "prediction_set" in predictions and len(predictions):
         coverage = float(predictions["set_coverage"].iloc[0])
-        sets, set_column = predictions["prediction_set"].tolist(), f"at {coverage:.0%}"
-    every_rule = _every_probability_fits(predictions, classes, benchmark, sets)
+        set_column = f"at {coverage:.0%}"
+    every_rule = _every_probability_fits(predictions, classes, benchmark, set_column)
     title = f"{title}: predicted rule per run ({len(predictions)} runs)"
     console.print(_prediction_table(predictions, classes, title, every_rule, benchmark, set_column))
     if set_column is not None:
@@ -608,13 +608,15 @@ def identify(
 
 
 def _every_probability_fits(
-    predictions: pd.DataFrame, classes: list[str], benchmark: list[str] | None, sets: list[str] | None = None
+    predictions: pd.DataFrame, classes: list[str], benchmark: list[str] | None, set_column: str | None = None
 ) -> bool:
-    """Whether a column per rule fits the terminal beside the run names (each cell ``0.123``)."""
+    """Whether a column per rule fits the terminal beside the run names (each cell ``0.123``), and beside the
+    prediction sets under ``set_column`` if given."""
     run_width = max((len(str(run)) for run in predictions["run_id"]), default=3)
     needed = run_width + max(len("predicted"), *(len(c) for c in classes)) + sum(max(len(c), 5) + 3 for c in classes)
     needed += max(len("benchmark"), *map(len, benchmark)) + 3 if benchmark else 0
-    needed += max(len("at 90%"), *map(len, sets)) + 3 if sets else 0
+    if set_column is not None:
+        needed += max(len(set_column), *(len(cell.replace(",", ", ")) for cell in predictions["prediction_set"])) + 3
     return needed + 10 <= console.width
 
 

@@ -269,8 +269,8 @@ class SetCalibration(_Kept):
     threshold: float
     runs: int
     method: str
-    held: float | None = None
-    mean_size: float | None = None
+    held: float
+    mean_size: float
 
 
 class ClassifierScores(SubsetScores):

@@ -311,9 +311,9 @@ def test_identify_table_keeps_every_cell_whole_at_any_terminal_width(width, with
     if with_sets:
         predictions["prediction_set"] = sets
     monkeypatch.setattr(cli, "console", Console(width=width, record=True))
-    every_rule = cli._every_probability_fits(predictions, rules, benchmark, sets)
-    cli.console.print(cli._prediction_table(predictions, rules, "t", every_rule, benchmark,
-                                            "at 90%" if with_sets else None))
+    set_column = "at 90%" if with_sets else None
+    every_rule = cli._every_probability_fits(predictions, rules, benchmark, set_column)
+    cli.console.print(cli._prediction_table(predictions, rules, "t", every_rule, benchmark, set_column))
     text = cli.console.export_text()
     assert "…" not in text and "foreign-s1-0002" in text and "foreign-s1-0003" in text
     if width == 80 and with_sets:  # the set names the other rules in play: no runner-up column beside it

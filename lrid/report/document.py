@@ -207,9 +207,7 @@ def _prediction_sets_section(scores: Scores) -> str | None:
     coverage = next(iter(calibrated.values())).coverage
     lines = ["| classifier | threshold | test runs | held the true rule | rules per set |", "|---|---|---|---|---|"]
     for name, sets in calibrated.items():
-        held = f"{sets.held:.2f}" if sets.held is not None else "-"
-        size = f"{sets.mean_size:.1f}" if sets.mean_size is not None else "-"
-        lines.append(f"| {name} | {sets.threshold:.3f} | {sets.runs} | {held} | {size} |")
+        lines.append(f"| {name} | {sets.threshold:.3f} | {sets.runs} | {sets.held:.2f} | {sets.mean_size:.1f} |")
     return (
         f"## Prediction sets at {coverage:.0%}\n\n"
         + "\n".join(lines)
