@@ -378,52 +378,65 @@ def prediction_set_coverage(observables, config: FeatureConfig, classifier: str,
     which fits the identifier once per fold): how often they held the true rule of the foreign networks and how
     many rules they held, over every rule and among the paper's four (``naming``; ``--rules``, renormalised, the
     same threshold). Rows: each set and the sets pooled, as recorded; pooled, per true rule (``rule``); and
-    pooled, re-recorded at each of :data:`TEST_SCHEDULES` (``schedule``), since the sets are calibrated on runs
-    as recorded. ``everything`` as :func:`foreign_predictions`."""
+    pooled, re-recorded at each of :data:`TEST_SCHEDULES` (``schedule``). Each network's threshold is the
+    one for its number of checkpoints (:func:`lrid.identify.prediction_sets.thresholds_for`); ``threshold`` is
+    their mean. ``everything`` as :func:`foreign_predictions`."""
     from lrid.identify.classifiers import make_classifier
     from lrid.identify.features import build_features
-    from lrid.identify.prediction_sets import coverage_and_size, cross_fitted_calibration, prediction_sets
-    from lrid.identify.schedules import AS_RECORDED, at_schedule, rerecorded
+    from lrid.identify.prediction_sets import (
+        coverage_and_size,
+        cross_fitted_calibration,
+        prediction_sets,
+        thresholds_for,
+    )
+    from lrid.identify.schedules import AS_RECORDED, at_schedule, recorded_points, rerecorded
 
     train = build_features(rerecorded(observables, schedules), **config.options())
     classes = sorted(set(train.y))
     if everything is None:
         everything = _fit_all(observables, config, classifier, n_jobs, schedules)
     make_model = functools.partial(make_classifier, classifier, n_jobs, 0, n_points=train.n_points, n_static=train.n_static)
-    threshold = cross_fitted_calibration(train, classes, schedules, make_model, coverage, folds).threshold
+    calibration = cross_fitted_calibration(train, classes, schedules, make_model, coverage, folds,
+                                           points=round(recorded_points(observables)))
 
-    def row(set_name, naming, sets, true_rules, schedule=AS_RECORDED, rule=None):
+    def row(set_name, naming, sets, true_rules, thresholds, schedule=AS_RECORDED, rule=None):
         held, size = coverage_and_size(sets, list(true_rules))
         return {"set": set_name, "naming": naming, "schedule": schedule, "rule": rule, "classifier": classifier,
-                "coverage_asked": coverage, "threshold": threshold, "networks": len(sets), "coverage": held,
-                "mean_size": size}
+                "coverage_asked": coverage, "threshold": float(np.mean(thresholds)), "networks": len(sets),
+                "coverage": held, "mean_size": size}
 
     rows = []
     for schedule in (AS_RECORDED, *TEST_SCHEDULES):
-        pooled = {"all": ([], []), "paper candidates": ([], [])}
+        pooled = {"all": ([], [], []), "paper candidates": ([], [], [])}
         for foreign_set in foreign_sets:
-            test = (foreign_set.features(config) if schedule == AS_RECORDED
-                    else build_features(at_schedule(foreign_set.recordings, schedule), **config.options()))
+            recordings = foreign_set.recordings if schedule == AS_RECORDED else at_schedule(foreign_set.recordings, schedule)
+            test = foreign_set.features(config) if schedule == AS_RECORDED else build_features(recordings, **config.options())
             every_rule = _run_probabilities(everything, test)
             truth = foreign_set.labels.loc[every_rule.index, "rule"]
+            # Each network's threshold by the checkpoints it was recorded at, as lrid identify chooses it.
+            points = recordings.groupby("run_id")["step"].nunique().reindex(every_rule.index)
+            thresholds = pd.Series(thresholds_for(calibration, points.to_numpy()), index=every_rule.index)
             paper = truth.isin(PAPER_RULES)
             among = _among_paper_rules(every_rule[paper])
             for naming, probabilities, true_rules in (("all", every_rule, truth), ("paper candidates", among, truth[paper])):
                 if probabilities.empty:
                     continue
-                sets = prediction_sets(probabilities, threshold)
+                chosen = thresholds.loc[probabilities.index].to_numpy()
+                sets = prediction_sets(probabilities, chosen)
                 pooled[naming][0].extend(sets)
                 pooled[naming][1].extend(true_rules)
+                pooled[naming][2].extend(chosen)
                 if schedule == AS_RECORDED:
-                    rows.append(row(foreign_set.name, naming, sets, true_rules))
-        for naming, (sets, true_rules) in pooled.items():
+                    rows.append(row(foreign_set.name, naming, sets, true_rules, chosen))
+        for naming, (sets, true_rules, chosen) in pooled.items():
             if sets:
-                rows.append(row("pooled", naming, sets, true_rules, schedule))
+                rows.append(row("pooled", naming, sets, true_rules, chosen, schedule))
         if schedule == AS_RECORDED:
-            sets, true_rules = pooled["all"]
+            sets, true_rules, chosen = pooled["all"]
             for rule in sorted(set(true_rules)):
                 of_rule = [index for index, true_rule in enumerate(true_rules) if true_rule == rule]
-                rows.append(row("pooled", "all", [sets[index] for index in of_rule], [rule] * len(of_rule), rule=rule))
+                rows.append(row("pooled", "all", [sets[index] for index in of_rule], [rule] * len(of_rule),
+                                [chosen[index] for index in of_rule], rule=rule))
     return rows
 
 

@@ -209,6 +209,12 @@ def _classify(store: str, results: Path, classifiers: str, splits: int, jobs: in
                 f"{sets.threshold:.3f} or more; on the {sets.runs} test runs they held the true rule for "
                 f"{sets.held:.2f}, with {sets.mean_size:.1f} rules on average"
             )
+            if sets.by_points:
+                sparse = "; ".join(
+                    f"{entry.points} points: {entry.threshold:.3f}, held {entry.held:.2f} with {entry.mean_size:.1f} rules"
+                    for entry in sets.by_points
+                )
+                console.print(f"{name}: for runs recorded at fewer checkpoints, re-recorded test runs set: {sparse}")
     control = scores.control
     if control is not None:
         baseline = ", ".join(

@@ -258,12 +258,31 @@ class SubsetScores(_Kept):
     balanced_accuracy_mean: float | None = None  # lrid's first scores carried it; some hand-made ones do not
 
 
+class PointsCalibration(_Kept):
+    """The prediction sets' threshold for runs recorded at ``points`` checkpoints, calibrated on ``runs``
+    calibration runs re-recorded at that many (:mod:`lrid.identify.schedules`); there the sets held the true
+    rule for ``held`` of them, with ``mean_size`` rules on average."""
+
+    points: int
+    threshold: float
+    runs: int
+    held: float
+    mean_size: float
+
+
 class SetCalibration(_Kept):
     """How a model's prediction sets were calibrated (:mod:`lrid.identify.prediction_sets`), in its sidecar and
     its scores: a rule stays in a run's set at probability ``threshold`` or more, which held the true rule for
     at least ``coverage`` of ``runs`` calibration runs that the model (or the fit that named them) was not
     trained on, held out as ``method`` says; on those runs the sets held the true rule for ``held`` of them,
-    with ``mean_size`` rules on average."""
+    with ``mean_size`` rules on average.
+
+    ``points`` is how many checkpoints those runs were recorded at (their median). A model trained on runs
+    also re-recorded at fewer checkpoints carries a threshold for each such number in ``by_points``, since a
+    run recorded at fewer points is read less surely and needs a lower threshold for its sets to hold as
+    often (:func:`lrid.identify.prediction_sets.thresholds_for`). Models calibrated before these fields
+    existed have neither, and use ``threshold`` for every run.
+    """
 
     coverage: float
     threshold: float
@@ -271,6 +290,8 @@ class SetCalibration(_Kept):
     method: str
     held: float
     mean_size: float
+    points: int | None = None
+    by_points: list[PointsCalibration] = Field(default_factory=list)
 
 
 class ClassifierScores(SubsetScores):

@@ -51,23 +51,47 @@ def test_classify_with_checkpoint_schedules_then_report_and_identify(tiny_store,
     assert classified.returncode == 0, classified.stderr
     assert "rf on the test runs re-recorded (all): as recorded " in classified.stdout and ", log4 " in classified.stdout
     assert "rf: its saved model's prediction sets at 90% keep every rule of probability" in classified.stdout
+    assert "rf: for runs recorded at fewer checkpoints, re-recorded test runs set: 3 points: " in classified.stdout
     scores = json.loads((results / "scores.json").read_text())
     sets = scores["classifiers"]["rf"]["prediction_sets"]
     tested_runs = {run for split in scores["splits"] for run in split["test"]}  # each counted once
     assert sets["runs"] == len(tested_runs) and sets["held"] >= 0.9 and 1.0 <= sets["mean_size"] <= 4.0
+    # A threshold per number of checkpoints the test runs were re-recorded at, each on every test run.
+    assert sets["points"] == 6 and [entry["points"] for entry in sets["by_points"]] == [3, 4]
+    assert all(entry["runs"] == len(tested_runs) and entry["held"] >= 0.9 for entry in sets["by_points"])
     assert scores["settings"]["schedules"] == ["even3", "log4"]
     assert set(scores["classifiers"]["rf"]["accuracy_by_schedule"]) == {"as recorded", "even3", "log4"}
     reported = lrid("report", results)
     assert reported.returncode == 0, reported.stderr
     report = (tmp_path / "report.md").read_text()
     assert "## Checkpoint schedules" in report and "| classifier | as recorded | even3 | log4 |" in report
-    assert "## Prediction sets at 90%" in report and f"| rf | {sets['threshold']:.3f} | {sets['runs']} |" in report
+    assert "## Prediction sets at 90%" in report
+    assert f"| rf | 6 points | {sets['threshold']:.3f} | {sets['runs']} |" in report
+    three = sets["by_points"][0]
+    assert f"| rf | 3 points | {three['threshold']:.3f} | {three['runs']} | {three['held']:.2f} |" in report
     identified = lrid("identify", results / "models" / "rf", tiny_store)
     assert identified.returncode == 0, identified.stderr
     # The saved model's prediction sets, calibrated on the splits' test runs, are a column of every answer.
     calibration = json.loads((results / "models" / "rf.json").read_text())["prediction_sets"]
     assert calibration == sets and "2 balanced splits" in calibration["method"]
     assert "at 90%" in identified.stdout and "the rules it cannot rule out" in identified.stdout
+    # A run recorded at 3 points gets the threshold calibrated at 3 points, not the one of runs as recorded:
+    # with those set apart (every rule as recorded, the top rule alone at 3 points), the sets show which.
+    from lrid.identify.inference import identify
+    from lrid.identify.schedules import at_schedule
+    from lrid.store import Store
+
+    sidecar_path = results / "models" / "rf.json"
+    sidecar = json.loads(sidecar_path.read_text())
+    sidecar["prediction_sets"]["threshold"] = 0.0
+    for entry in sidecar["prediction_sets"]["by_points"]:
+        entry["threshold"] = 1.0
+    sidecar_path.write_text(json.dumps(sidecar))
+    observables = Store(str(tiny_store)).read_observables()
+    as_recorded = identify(results / "models" / "rf", observables)
+    sparse = identify(results / "models" / "rf", at_schedule(observables, "even3"))
+    assert as_recorded["prediction_set"].str.count(",").eq(len(scores["classes"]) - 1).all()
+    assert sparse["prediction_set"].tolist() == sparse["predicted"].tolist()
 
 
 @pytest.mark.parametrize(

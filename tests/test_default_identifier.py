@@ -89,10 +89,14 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
         # Each variant's sets, calibrated on the tiny zoo's runs by fits in folds without them.
         assert sidecar["prediction_sets"]["runs"] == 24 and sidecar["prediction_sets"]["coverage"] == 0.9
         assert 0.0 <= sidecar["prediction_sets"]["threshold"] <= 1.0
+        # ... and one threshold for runs at 3 and at 4 points, on the runs' copies at log3 and even4.
+        assert sidecar["prediction_sets"]["points"] == 6
+        assert [(entry["points"], entry["runs"]) for entry in sidecar["prediction_sets"]["by_points"]] == [(3, 24), (4, 24)]
     assert {key: card["prediction_sets"][key] for key in ("coverage", "calibration_folds")} == {
         "coverage": 0.9, "calibration_folds": 5}
     assert set(card["prediction_sets"]["in_zoo"]) == set(VARIANTS)
     assert all(entry["held"] >= 0.9 and 1 <= entry["mean_size"] <= 4 for entry in card["prediction_sets"]["in_zoo"].values())
+    assert all([entry["points"] for entry in in_zoo["by_points"]] == [3, 4] for in_zoo in card["prediction_sets"]["in_zoo"].values())
     # Only this classifier's measured set coverage is quoted.
     assert [row["coverage"] for row in card["transfer"]["prediction_sets"]] == [0.8, 0.33, 0.5]
     assert card["rules"] == ["adam", "fa", "ia", "sgdm"]
@@ -193,6 +197,7 @@ def test_identify_without_a_model_from_the_command_line(built, recordings, tmp_p
                            env=environment, timeout=120)
     assert about.returncode == 0 and "rules (4): adam, fa, ia, sgdm" in about.stdout, about.stderr
     assert "prediction sets at 90%" in about.stdout and "held the true rule for 0.80 of 10" in about.stdout
+    assert "a threshold each) at fewer checkpoints" in about.stdout and " at 3, " in about.stdout and " at 4 points)" in about.stdout
     assert "0.33" not in about.stdout and "for 0.50 of" not in about.stdout
 
 

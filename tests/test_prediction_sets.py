@@ -13,7 +13,10 @@ from lrid.identify.prediction_sets import (
     cross_fitted_calibration,
     cross_fitted_probabilities,
     prediction_sets,
+    thresholds_for,
 )
+from lrid.identify.schedules import AS_RECORDED
+from lrid.schema import SetCalibration
 
 
 def test_threshold_is_the_finite_sample_conformal_quantile():
@@ -109,9 +112,14 @@ def test_cross_fitted_calibration_groups_re_recorded_copies_with_their_run():
     X, labels, runs, _ = _copies_dataset()
     suffixes = np.tile(["", "@even4", "@log6"], 60)
     features = Features(X, np.array(list("xyz"))[labels], np.char.add(runs.astype(str), suffixes))
-    grouped = cross_fitted_calibration(features, list("xyz"), ["even4", "log6"], lambda: KNeighborsClassifier(1), 0.9)
+    grouped = cross_fitted_calibration(
+        features, list("xyz"), ["even4", "log6"], lambda: KNeighborsClassifier(1), 0.9, points=21
+    )
     assert grouped.runs == 60 and grouped.coverage == 0.9 and "5 folds" in grouped.method
     assert grouped.held == 1.0 and grouped.mean_size == 3.0
+    # Each copy is named apart from its run, by the same fold's fit, and calibrates its number of points.
+    assert grouped.points == 21
+    assert [(entry.points, entry.runs, entry.threshold) for entry in grouped.by_points] == [(4, 60, 0.0), (6, 60, 0.0)]
     # Named without their copies, runs are named at chance (the nearest neighbour's rule, probability 0 or 1),
     # so a 90 % set must keep every rule; had a copy leaked into a fit, every run would be named with 1.
     assert grouped.threshold == 0.0
@@ -123,17 +131,72 @@ def test_classify_calibrates_on_each_test_runs_layers_then_splits():
     # Run a: tested in two splits (two layers each), run b: in one.
     tested = pd.DataFrame({
         "run_id": ["a", "a", "a", "a", "b"],
+        "schedule": AS_RECORDED,
         "split": [0, 0, 1, 1, 1],
         "true": ["fa", "fa", "fa", "fa", "ia"],
-        "proba_fa": [0.6, 0.8, 0.2, 0.4, 0.9],
-        "proba_ia": [0.4, 0.2, 0.8, 0.6, 0.1],
+        "fa": [0.6, 0.8, 0.2, 0.4, 0.9],
+        "ia": [0.4, 0.2, 0.8, 0.6, 0.1],
     })
-    calibration = _split_calibration(tested, 2)
+    calibration = _split_calibration(tested, ["fa", "ia"], 2, 21)
     # Two runs are too few to rule anything out at 90 %: both sets hold both rules.
     assert calibration.runs == 2 and calibration.threshold == 0.0 and "2 balanced splits" in calibration.method
     assert calibration.held == 1.0 and calibration.mean_size == 2.0
+    assert calibration.points == 21 and calibration.by_points == []
     # a: fa 0.7 then 0.3 over its layers, 0.5 over its splits; b: fa 0.9. Twenty of each make the threshold
     # the conformal quantile of those runs' p(true) 0.5 and 0.1.
     many = pd.concat([tested.assign(run_id=tested["run_id"] + str(k)) for k in range(20)], ignore_index=True)
     per_run = pd.DataFrame({"fa": [0.5, 0.9] * 20, "ia": [0.5, 0.1] * 20})
-    assert _split_calibration(many, 2).threshold == calibrate(per_run, ["fa", "ia"] * 20, 0.9, "x").threshold == 0.1
+    assert _split_calibration(many, ["fa", "ia"], 2, 21).threshold == calibrate(
+        per_run, ["fa", "ia"] * 20, 0.9, "x"
+    ).threshold == 0.1
+    # The same runs re-recorded at 6 points (even6 and log6 pooled), read otherwise: their own threshold,
+    # while the runs as recorded keep theirs.
+    sparse = [many.assign(schedule=name, fa=many["fa"] - shift, ia=many["ia"] + shift)
+              for name, shift in (("even6", 0.05), ("log6", 0.1))]
+    calibration = _split_calibration(pd.concat([many, *sparse], ignore_index=True), ["fa", "ia"], 2, 21)
+    assert calibration.threshold == 0.1 and calibration.runs == 40
+    [six] = calibration.by_points
+    assert six.points == 6 and six.runs == 80
+    # p(true): a's fa 0.5 less the shift, b's ia 0.1 plus it.
+    true_probabilities = [0.45, 0.15] * 20 + [0.4, 0.2] * 20
+    assert six.threshold == pytest.approx(conformal_threshold(true_probabilities, 0.9)) and six.threshold > 0.1
+
+
+def test_calibration_by_points_gives_each_number_of_points_its_threshold():
+    rng = np.random.default_rng(1)
+    truth = ["fa"] * 300
+    # p(fa) drops as fewer points are recorded, so the 90 % threshold drops with them.
+    rows, schedules = [], []
+    for schedule, centre in ((AS_RECORDED, 0.8), ("even11", 0.6), ("log11", 0.6), ("even4", 0.4)):
+        p = np.clip(rng.normal(centre, 0.1, 300), 0.0, 1.0)
+        rows.append(pd.DataFrame({"fa": p, "ia": 1.0 - p}))
+        schedules += [schedule] * 300
+    probabilities = pd.concat(rows, ignore_index=True)
+    calibration = calibrate(probabilities, truth * 4, 0.9, "x", schedule_of=schedules, points=21)
+    assert calibration.runs == 300 and [entry.points for entry in calibration.by_points] == [4, 11]
+    four, eleven = calibration.by_points
+    assert four.runs == 300 and eleven.runs == 600
+    assert four.threshold < eleven.threshold < calibration.threshold
+    for entry in (four, eleven):
+        assert entry.held >= 0.9
+    # Each calibration alone is what calibrate gives its rows.
+    at_four = np.array(schedules) == "even4"
+    assert four.threshold == calibrate(probabilities[at_four], truth, 0.9, "x").threshold
+    # A run gets the threshold of the most points it reaches; below every calibration, the fewest points'.
+    assert list(thresholds_for(calibration, [21, 40, 20, 11, 6, 4, 2])) == [
+        calibration.threshold,
+        calibration.threshold,
+        eleven.threshold,
+        eleven.threshold,
+        four.threshold,
+        four.threshold,
+        four.threshold,
+    ]
+    # A calibration without points (a model calibrated before them) uses one threshold for every run.
+    older = SetCalibration(**calibration.model_dump(exclude={"points", "by_points"}))
+    assert list(thresholds_for(older, [21, 4])) == [calibration.threshold] * 2
+
+
+def test_sets_take_one_threshold_per_row():
+    probabilities = pd.DataFrame({"fa": [0.6, 0.6], "ia": [0.3, 0.3], "sgd": [0.1, 0.1]})
+    assert prediction_sets(probabilities, [0.5, 0.2]) == [["fa"], ["fa", "ia"]]

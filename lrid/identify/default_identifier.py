@@ -139,9 +139,10 @@ def train_default(
     re-recorded at each checkpoint schedule of ``schedules`` (:mod:`lrid.identify.schedules`), so that
     recordings with fewer or other checkpoints than the zoo's are read as well.
 
-    Each variant's prediction sets are calibrated at ``coverage`` on the zoo's runs as recorded, each named by
-    a model fitted in ``calibration_folds`` folds without it (:mod:`lrid.identify.prediction_sets`): every
-    fold fits the variant again, so calibration costs about as many fits as it has folds.
+    Each variant's prediction sets are calibrated at ``coverage`` on the zoo's runs as recorded and, one
+    threshold per number of checkpoints, on their copies at ``schedules``, each named by a model fitted in
+    ``calibration_folds`` folds without the run (:mod:`lrid.identify.prediction_sets`): every fold fits the
+    variant again, so calibration costs about as many fits as it has folds.
     """
     from lrid.identify.classifiers import make_classifier
     from lrid.identify.features import build_features
@@ -171,8 +172,14 @@ def train_default(
         fresh_model = functools.partial(
             make_classifier, classifier, 1, 0, n_points=features.n_points, n_static=features.n_static
         )
-        calibration = cross_fitted_calibration(features, classes, schedules, fresh_model, coverage, calibration_folds)
-        calibrations[variant] = {"held": calibration.held, "mean_size": calibration.mean_size}
+        calibration = cross_fitted_calibration(
+            features, classes, schedules, fresh_model, coverage, calibration_folds, points=round(points)
+        )
+        calibrations[variant] = {
+            "held": calibration.held,
+            "mean_size": calibration.mean_size,
+            "by_points": [entry.model_dump(include={"points", "held", "mean_size"}) for entry in calibration.by_points],
+        }
         model = fresh_model().fit(features.X, labels)
         save_model(model, directory, _model_name(variant), classes, features, prediction_sets=calibration)
         variants[variant] = {"model": _model_name(variant), "n_features": int(features.X.shape[1])}
@@ -405,6 +412,12 @@ def set_note(coverage: float, card: dict | None = None, candidates: Sequence[str
     return note
 
 
+def _set_sizes(in_zoo: dict) -> str:
+    """A variant's mean set size in the zoo as recorded, then at each number of checkpoints it was calibrated at."""
+    sparse = ", ".join(f"{entry['mean_size']:.1f} at {entry['points']}" for entry in in_zoo.get("by_points", []))
+    return f"{in_zoo['mean_size']:.1f}" + (f" ({sparse} points)" if sparse else "")
+
+
 def describe_card(card: dict) -> list[str]:
     """The model card as lines of text, for ``lrid identify --about``."""
     training = card.get("training") or {}
@@ -434,9 +447,9 @@ def describe_card(card: dict) -> list[str]:
     if sets:
         lines.append(
             f"prediction sets at {sets['coverage']:.0%} (the rules an answer cannot rule out): calibrated on the zoo's "
-            f"runs as recorded, each named by a fit in {sets['calibration_folds']} folds without it; rules per set "
-            "there, on average: "
-            + "; ".join(f"{variant} {entry['mean_size']:.1f}" for variant, entry in sets["in_zoo"].items())
+            f"runs, each named by a fit in {sets['calibration_folds']} folds without it, as recorded and (a "
+            "threshold each) at fewer checkpoints; rules per set there, on average: "
+            + "; ".join(f"{variant} {_set_sizes(entry)}" for variant, entry in sets["in_zoo"].items())
         )
     transfer = card.get("transfer")
     if not transfer:

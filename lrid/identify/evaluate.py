@@ -44,7 +44,7 @@ from lrid.identify.control import curve_features, matched_bins
 from lrid.identify.features import FeatureSet, build_features, subset_columns
 from lrid.identify.model_files import save_model
 from lrid.identify.prediction_sets import DEFAULT_COVERAGE, calibrate
-from lrid.identify.schedules import AS_RECORDED, copy_origins, parse_schedule, rerecorded
+from lrid.identify.schedules import AS_RECORDED, copy_origins, parse_schedule, recorded_points, rerecorded
 from lrid.identify.splits import balanced_run_splits, inner_cv, run_metadata, select_runs
 from lrid.schema import (
     TRAINED_STATUSES,
@@ -165,6 +165,7 @@ def classify(
     }
     schedules = _checked_schedules(spec)
     long_table = store.read_observables(classified_statuses(spec.keep_collapsed))
+    points = round(recorded_points(long_table)) if not long_table.empty else None
     if schedules:
         long_table = rerecorded(long_table, schedules)
 
@@ -203,6 +204,7 @@ def classify(
             results_dir,
             save_models=subset_index == 0,
             bar=bar,
+            recorded=points,
         )
         by_subset[subset] = {name: summary.summary() for name, summary in summaries.items()}
         if subset_index == 0:
@@ -270,10 +272,20 @@ def _with_origins(features: FeatureSet, schedules: tuple[str, ...]) -> FeatureSe
 
 
 def _score_subset(
-    spec: ClassifySpec, features, classes, entries, splits, train_runs, results_dir: Path, save_models, bar
+    spec: ClassifySpec,
+    features,
+    classes,
+    entries,
+    splits,
+    train_runs,
+    results_dir: Path,
+    save_models,
+    bar,
+    recorded: int | None = None,
 ):
     """Each classifier's scores on one observable subset; with ``save_models``, each split's fitted model is
-    saved too (:func:`split_model_path`, read back by importance instead of refitting) and the final model."""
+    saved too (:func:`split_model_path`, read back by importance instead of refitting) and the final model,
+    with its prediction sets calibrated on the splits' test runs (recorded at ``recorded`` points)."""
     y = np.searchsorted(classes, features.y.astype(str))
     layout = {"n_points": features.n_points, "n_static": features.n_static}
     fit_options = {"search": spec.search, "n_jobs": spec.n_jobs, **layout}
@@ -285,7 +297,7 @@ def _score_subset(
         name = entry.name
         if save_models:  # a model of an earlier classify into this folder must not pass for one of this run's splits
             shutil.rmtree(split_model_path(results_dir, name, 0).parent, ignore_errors=True)
-        accuracies, balanced, confusions, chosen, tested_frames = [], [], [], [], []
+        accuracies, balanced, confusions, chosen, tested_frames, calibration_frames = [], [], [], [], [], []
         by_schedule: dict[str, list[float]] = {schedule: [] for schedule in schedules}
         for split_index, (split_train, split_test) in enumerate(splits):
             train = np.isin(features.groups, split_train)
@@ -319,6 +331,14 @@ def _score_subset(
             for index, rule in enumerate(classes):
                 frame[f"proba_{rule}"] = probabilities[:, index]
             tested_frames.append(frame)
+            calibration_frames.append(
+                pd.DataFrame(tested_probabilities, columns=classes).assign(
+                    split=split_index,
+                    run_id=features.groups[tested],
+                    schedule=schedule_of[tested],
+                    true=features.y[tested],
+                )
+            )
             bar.update()
         frames += tested_frames
         summary = _summary(accuracies, balanced, confusions, classes)
@@ -338,7 +358,9 @@ def _score_subset(
             )
             if spec.search:
                 summary["best_params_final"] = best
-            calibration = _split_calibration(pd.concat(tested_frames, ignore_index=True), len(splits))
+            calibration = _split_calibration(
+                pd.concat(calibration_frames, ignore_index=True), classes, len(splits), recorded
+            )
             summary["prediction_sets"] = calibration
             save_model(final, results_dir / "models", name, classes, features, prediction_sets=calibration)
         summaries[name] = ClassifierScores(**summary)
@@ -346,17 +368,26 @@ def _score_subset(
     return summaries, pd.concat(frames, ignore_index=True)
 
 
-def _split_calibration(tested: pd.DataFrame, n_splits: int) -> SetCalibration:
-    """The saved model's prediction sets, calibrated on the splits' test runs: each run's class probabilities
-    averaged over its layers and over the splits that tested it, each from a model that never trained on it
-    (the splits overlap, so this is cross-conformal rather than exact split-conformal)."""
-    columns = [column for column in tested.columns if column.startswith("proba_")]
-    by_split_and_run = [tested["split"].to_numpy(), tested["run_id"].to_numpy()]
-    per_run = tested[columns].groupby(by_split_and_run).mean().groupby(level=1).mean()
-    per_run.columns = [column.removeprefix("proba_") for column in columns]
-    true_rules = tested.groupby("run_id")["true"].first().loc[per_run.index]
+def _split_calibration(tested: pd.DataFrame, classes, n_splits: int, points: int | None) -> SetCalibration:
+    """The saved model's prediction sets, calibrated on the splits' test runs (``tested``: one row per test
+    sample, as recorded or re-recorded, with its split, run, schedule, true rule and a probability column per
+    class): each run's class probabilities averaged over its layers and over the splits that tested it, each
+    from a model that never trained on it (the splits overlap, so this is cross-conformal rather than exact
+    split-conformal). The runs as recorded calibrate the threshold; their copies at each number of points,
+    one threshold each."""
+    classes = list(classes)
+    per_split = tested.groupby(["split", "run_id", "schedule"], sort=False)[classes].mean()
+    per_run = per_split.groupby(level=["run_id", "schedule"], sort=False).mean()
+    true_rules = tested.groupby(["run_id", "schedule"], sort=False)["true"].first().loc[per_run.index]
     method = f"the test runs of {n_splits} balanced splits, each named by its split's model"
-    return calibrate(per_run, true_rules.astype(str).tolist(), DEFAULT_COVERAGE, method)
+    return calibrate(
+        per_run,
+        true_rules.astype(str).tolist(),
+        DEFAULT_COVERAGE,
+        method,
+        schedule_of=per_run.index.get_level_values("schedule").tolist(),
+        points=points,
+    )
 
 
 def split_model_path(results_dir: Path, classifier: str, split_index: int) -> Path:

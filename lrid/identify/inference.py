@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from lrid.errors import LridError
 from lrid.identify.features import build_features
 from lrid.identify.model_files import load_fitted
-from lrid.identify.prediction_sets import prediction_sets
+from lrid.identify.prediction_sets import prediction_sets, thresholds_for
+from lrid.schema import SetCalibration
 
 __all__ = ["check_candidates", "identify", "load_fitted", "read_input"]
 
@@ -116,7 +117,9 @@ def identify(
     A model saved with calibrated prediction sets (its sidecar's ``prediction_sets``) adds two columns:
     ``prediction_set``, the rules it cannot rule out for the run (:func:`lrid.identify.prediction_sets.prediction_sets`),
     most probable first and comma-separated, and ``set_coverage``, the share of held-out runs whose sets held
-    the true rule. Among ``candidates`` the same threshold applies to the renormalised probabilities, which
+    the true rule. A run recorded at fewer checkpoints than the model's calibration runs gets the threshold
+    calibrated at its number of points, where the model has one (:func:`lrid.identify.prediction_sets.thresholds_for`).
+    Among ``candidates`` the same threshold applies to the renormalised probabilities, which
     are at least the unrestricted ones, so a set among candidates holds the true rule whenever the full set
     would have.
     """
@@ -151,11 +154,12 @@ def identify(
     result = per_run.reset_index()
     result.insert(1, "predicted", np.asarray(classes)[np.argmax(per_run.to_numpy(), axis=1)])
     result["n_samples"] = per_sample.groupby("run_id", sort=True).size().to_numpy()
-    calibration = sidecar.get("prediction_sets")
-    if calibration is not None:
-        sets = prediction_sets(per_run, calibration["threshold"])
+    if sidecar.get("prediction_sets") is not None:
+        calibration = SetCalibration.model_validate(sidecar["prediction_sets"])
+        points = observables.groupby("run_id")["step"].nunique().reindex(per_run.index)
+        sets = prediction_sets(per_run, thresholds_for(calibration, points.to_numpy()))
         result["prediction_set"] = [",".join(rules) for rules in sets]
-        result["set_coverage"] = calibration["coverage"]
+        result["set_coverage"] = calibration.coverage
     true_rules = features.samples.drop_duplicates("run_id").set_index("run_id")["rule"]
     if true_rules.notna().all():
         result["rule"] = result["run_id"].map(true_rules)

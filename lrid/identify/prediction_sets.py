@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from lrid.errors import LridError
-from lrid.identify.schedules import AS_RECORDED, copy_origins
-from lrid.schema import SetCalibration
+from lrid.identify.schedules import AS_RECORDED, copy_origins, parse_schedule
+from lrid.schema import PointsCalibration, SetCalibration
 
 # The coverage lrid calibrates its sets at, and names them by ("at 90 %").
 DEFAULT_COVERAGE = 0.9
@@ -31,18 +31,63 @@ CALIBRATION_FOLDS = 5
 SET_COLUMNS = ("prediction_set", "set_coverage")
 
 
-def calibrate(probabilities: pd.DataFrame, true_rules: Sequence[str], coverage: float, method: str) -> SetCalibration:
+def calibrate(
+    probabilities: pd.DataFrame,
+    true_rules: Sequence[str],
+    coverage: float,
+    method: str,
+    *,
+    schedule_of: Sequence[str] | None = None,
+    points: int | None = None,
+) -> SetCalibration:
     """The :class:`~lrid.schema.SetCalibration` at ``coverage`` of held-out runs: ``probabilities`` (one row
-    per run, one column per rule) from models that did not train on them, ``true_rules`` their rules."""
-    columns = pd.Index(probabilities.columns)
-    true_probabilities = probabilities.to_numpy(dtype=float)[
-        np.arange(len(probabilities)), columns.get_indexer(true_rules)
+    per run, one column per rule) from models that did not train on them, ``true_rules`` their rules.
+
+    ``schedule_of`` says, per row, which checkpoint schedule the run was re-recorded at
+    (:data:`~lrid.identify.schedules.AS_RECORDED` for the runs themselves): the runs as recorded (at
+    ``points`` checkpoints) calibrate ``threshold``, and the copies at each number of points calibrate one
+    threshold of ``by_points`` (``even6`` and ``log6`` together), so a run recorded at few checkpoints gets
+    a threshold measured on runs like it (a Mondrian calibration, by number of points).
+    """
+    rules = np.asarray(true_rules).astype(str)
+    labels = np.full(len(rules), AS_RECORDED, dtype=object) if schedule_of is None else np.asarray(schedule_of)
+    n_points = np.array([0 if label == AS_RECORDED else parse_schedule(label)[1] for label in labels])
+
+    def calibrated(rows: np.ndarray) -> dict[str, Any]:
+        chosen = probabilities[rows]
+        columns = pd.Index(chosen.columns)
+        true_probabilities = chosen.to_numpy(dtype=float)[np.arange(len(chosen)), columns.get_indexer(rules[rows])]
+        threshold = conformal_threshold(true_probabilities, coverage)
+        held, mean_size = coverage_and_size(prediction_sets(chosen, threshold), list(rules[rows]))
+        return {"threshold": threshold, "runs": int(rows.sum()), "held": held, "mean_size": mean_size}
+
+    recorded = labels == AS_RECORDED
+    by_points = [
+        PointsCalibration(points=int(k), **calibrated(n_points == k)) for k in sorted(set(n_points[~recorded]))
     ]
-    threshold = conformal_threshold(true_probabilities, coverage)
-    held, mean_size = coverage_and_size(prediction_sets(probabilities, threshold), list(true_rules))
-    return SetCalibration(
-        coverage=coverage, threshold=threshold, runs=len(probabilities), method=method, held=held, mean_size=mean_size
-    )
+    return SetCalibration(coverage=coverage, method=method, points=points, by_points=by_points, **calibrated(recorded))
+
+
+def thresholds_for(calibration: SetCalibration, points_per_run: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Each run's threshold, by the number of checkpoints it was recorded at.
+
+    A run recorded at as many points as the calibration runs (or more) gets ``calibration.threshold``; one
+    recorded at fewer gets the threshold calibrated at the largest number of points in ``by_points`` that it
+    reaches, whose runs were read no more surely than it is; one below them all gets the fewest points' (the
+    nearest measured, though it may then hold the true rule less often than asked). Without ``by_points``
+    (or without ``points``) every run gets ``calibration.threshold``.
+    """
+    counts = np.asarray(points_per_run, dtype=int)
+    thresholds = np.full(len(counts), calibration.threshold, dtype=float)
+    if not calibration.by_points or calibration.points is None:
+        return thresholds
+    ascending = sorted(calibration.by_points, key=lambda entry: entry.points)
+    for index, count in enumerate(counts):
+        if count >= calibration.points:
+            continue
+        reached = [entry for entry in ascending if entry.points <= count]
+        thresholds[index] = (reached[-1] if reached else ascending[0]).threshold
+    return thresholds
 
 
 def conformal_threshold(true_class_probabilities: Sequence[float] | np.ndarray, coverage: float) -> float:
@@ -67,15 +112,17 @@ def conformal_threshold(true_class_probabilities: Sequence[float] | np.ndarray, 
     return float(np.sort(probabilities)[::-1][rank - 1])
 
 
-def prediction_sets(probabilities: pd.DataFrame, threshold: float) -> list[list[str]]:
-    """Per row of ``probabilities`` (one column per rule): the rules with probability at least ``threshold``,
-    most probable first. The most probable rule is always in, so no set is empty (which only widens them)."""
+def prediction_sets(probabilities: pd.DataFrame, threshold: float | Sequence[float] | np.ndarray) -> list[list[str]]:
+    """Per row of ``probabilities`` (one column per rule): the rules with probability at least ``threshold``
+    (one for all rows, or one per row), most probable first. The most probable rule is always in, so no set
+    is empty (which only widens them)."""
     values = probabilities.to_numpy(dtype=float)
     rules = np.asarray(probabilities.columns)
+    thresholds = np.broadcast_to(np.asarray(threshold, dtype=float), (len(values),))
     sets = []
-    for row in values:
+    for row, row_threshold in zip(values, thresholds):
         order = np.argsort(-row, kind="stable")
-        sets.append([str(rules[i]) for k, i in enumerate(order) if k == 0 or row[i] >= threshold])
+        sets.append([str(rules[i]) for k, i in enumerate(order) if k == 0 or row[i] >= row_threshold])
     return sets
 
 
@@ -95,15 +142,16 @@ def cross_fitted_probabilities(
     make_estimator: Callable[[], Any],
     folds: int = CALIBRATION_FOLDS,
     seed: int = 0,
+    named_by: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Each run's class probabilities from an estimator that did not train on it: one row per run (indexed by
     run, in the order of its first scored sample), one column per class index.
 
     ``X`` and ``labels`` (class indices) are samples; ``runs`` names each sample's run, the groups kept whole
     on one side of a fold (a run's layers, and its re-recorded copies, which must not name the run they
-    copy); ``scored`` marks the samples whose probabilities count (the runs as recorded, not their copies).
-    Folds are stratified by rule; a run's probabilities are the mean over its scored samples, as
-    :func:`lrid.identify.inference.identify` averages a run's layers.
+    copy); ``scored`` marks the samples whose probabilities count. Folds are stratified by rule; a run's
+    probabilities are the mean over its scored samples, as :func:`lrid.identify.inference.identify` averages
+    a run's layers. ``named_by``, when given, names the rows instead of ``runs`` (each copy of a run apart).
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -124,7 +172,8 @@ def cross_fitted_probabilities(
         estimator = make_estimator().fit(X[train], labels[train])
         probabilities[test] = 0.0
         probabilities[np.ix_(test, np.asarray(estimator.classes_).astype(int))] = estimator.predict_proba(X[test])
-    return pd.DataFrame(probabilities[scored]).groupby(runs[scored], sort=False).mean()
+    names = runs if named_by is None else np.asarray(named_by).astype(str)
+    return pd.DataFrame(probabilities[scored]).groupby(names[scored], sort=False).mean()
 
 
 def cross_fitted_calibration(
@@ -134,14 +183,22 @@ def cross_fitted_calibration(
     make_estimator: Callable[[], Any],
     coverage: float = DEFAULT_COVERAGE,
     folds: int = CALIBRATION_FOLDS,
+    points: int | None = None,
 ) -> SetCalibration:
     """The :class:`SetCalibration` at ``coverage`` of an identifier trained as ``make_estimator`` on ``features``
-    (:class:`lrid.identify.features.FeatureSet` of runs and their copies re-recorded at ``schedules``): each
-    run as recorded named by the fold's fit without it or its copies."""
+    (:class:`lrid.identify.features.FeatureSet` of runs, recorded at ``points`` checkpoints, and their copies
+    re-recorded at ``schedules``): each run and each copy named by the fold's fit without the run or any of
+    its copies. The runs as recorded calibrate the threshold, the copies one per number of points."""
     labels = np.array([list(classes).index(rule) for rule in features.y])
     origins, copies = copy_origins(features.groups, schedules)
-    held_out = cross_fitted_probabilities(features.X, labels, origins, copies == AS_RECORDED, make_estimator, folds)
-    rule_of_run = pd.Series(np.asarray(features.y), index=origins).groupby(level=0).first()
+    everything = np.ones(len(labels), dtype=bool)
+    held_out = cross_fitted_probabilities(
+        features.X, labels, origins, everything, make_estimator, folds, named_by=features.groups
+    )
     held_out.columns = list(classes)
-    method = f"each training run as recorded, named by a fit in {folds} folds without it"
-    return calibrate(held_out, rule_of_run.loc[held_out.index].tolist(), coverage, method)
+    by_copy = pd.DataFrame({"rule": np.asarray(features.y), "schedule": copies}, index=np.asarray(features.groups))
+    by_copy = by_copy.groupby(level=0).first().loc[held_out.index]
+    method = f"each training run, as recorded and re-recorded, named by a fit in {folds} folds without it"
+    return calibrate(
+        held_out, by_copy["rule"].tolist(), coverage, method, schedule_of=by_copy["schedule"].tolist(), points=points
+    )

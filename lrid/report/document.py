@@ -205,9 +205,20 @@ def _prediction_sets_section(scores: Scores) -> str | None:
     if not calibrated:
         return None
     coverage = next(iter(calibrated.values())).coverage
-    lines = ["| classifier | threshold | test runs | held the true rule | rules per set |", "|---|---|---|---|---|"]
+    lines = [
+        "| classifier | runs recorded at | threshold | test runs | held the true rule | rules per set |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, sets in calibrated.items():
-        lines.append(f"| {name} | {sets.threshold:.3f} | {sets.runs} | {sets.held:.2f} | {sets.mean_size:.1f} |")
+        recorded = f"{sets.points} points" if sets.points is not None else "as recorded"
+        lines.append(
+            f"| {name} | {recorded} | {sets.threshold:.3f} | {sets.runs} | {sets.held:.2f} | {sets.mean_size:.1f} |"
+        )
+        for entry in sets.by_points:
+            lines.append(
+                f"| {name} | {entry.points} points | {entry.threshold:.3f} | {entry.runs} | {entry.held:.2f} "
+                f"| {entry.mean_size:.1f} |"
+            )
     return (
         f"## Prediction sets at {coverage:.0%}\n\n"
         + "\n".join(lines)
@@ -215,7 +226,9 @@ def _prediction_sets_section(scores: Scores) -> str | None:
             f"\n\n`lrid identify` names, beside each answer of a saved model, the rules it cannot rule out: every "
             f"rule whose probability reaches the threshold. The threshold is calibrated on the splits' test runs "
             f"(split conformal), so that sets made this way hold the true rule of at least {coverage:.0%} of runs "
-            "like them; the fewer rules per set, the more decisive the model."
+            "like them; the fewer rules per set, the more decisive the model. A model trained with `--schedules` "
+            "has a threshold for each number of checkpoints, calibrated on the test runs re-recorded so: a run "
+            "recorded at fewer points gets the one of the most points it reaches."
         )
     )
 
