@@ -541,6 +541,7 @@ def identify(
     from lrid.identify.inference import identify as predict_rules
     from lrid.identify.model_files import PickleWarning
     from lrid.identify.prediction_sets import SET_COLUMNS
+    from lrid.identify.schedules import recorded_points
 
     if about:
         for line in describe_card(read_card()):
@@ -587,7 +588,7 @@ def identify(
     title = f"{title}: predicted rule per run ({len(predictions)} runs)"
     console.print(_prediction_table(predictions, classes, title, every_rule, benchmark, set_column))
     if set_column is not None:
-        console.print(set_note(coverage, card, candidates))
+        console.print(set_note(coverage, card, candidates, recorded_points(observables)))
     if benchmark is not None:
         console.print(
             "benchmark: of the foreign networks (trained by another implementation) its transfer benchmark named "

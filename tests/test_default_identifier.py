@@ -191,7 +191,7 @@ def test_identify_without_a_model_from_the_command_line(built, recordings, tmp_p
     assert sorted(output.read_text().splitlines()[1:]) and len(output.read_text().splitlines()) == 3
     assert "prediction_set" in output.read_text().splitlines()[0]
     assert "at 90%" in result.stdout and "the rules it cannot rule out" in result.stdout
-    assert "of 10 foreign networks (another implementation), 0.80, with 1.7 rules on average" in result.stdout
+    assert "of 10 foreign networks (another implementation), 0.80 with 1.7 rules on average" in result.stdout
     assert "recorded points per network" not in result.stdout  # recorded as the zoo was
     about = subprocess.run([sys.executable, "-m", "lrid.cli", "identify", "--about"], capture_output=True, text=True,
                            env=environment, timeout=120)
@@ -199,6 +199,7 @@ def test_identify_without_a_model_from_the_command_line(built, recordings, tmp_p
     assert "prediction sets at 90%" in about.stdout and "held the true rule for 0.80 of 10" in about.stdout
     assert "a threshold each) at fewer checkpoints" in about.stdout and " at 3, " in about.stdout and " at 4 points)" in about.stdout
     assert "0.33" not in about.stdout and "for 0.50 of" not in about.stdout
+    assert "their prediction sets re-recorded at fewer checkpoints, over all rules (held, rules on average): even4 0.50, 2.0" in about.stdout
 
 
 def test_a_recording_with_few_checkpoints_is_identified_with_what_the_benchmark_measured_at_as_few(built, recordings,
@@ -216,6 +217,9 @@ def test_a_recording_with_few_checkpoints_is_identified_with_what_the_benchmark_
     assert result.returncode == 0, result.stderr
     assert "this input has 3 recorded points per network (its zoo 6)" in result.stdout
     assert "even3 were named 0.60 right" in result.stdout
+    # The sets' note quotes the foreign networks re-recorded at the nearest number of points, not as recorded.
+    assert "of 10 foreign networks (another implementation), 0.50 with 2.0 rules on average re-recorded at even4" in (
+        result.stdout.replace("\n", " "))
 
 
 def test_identify_among_candidate_rules_from_the_command_line(built, recordings):

@@ -32,6 +32,7 @@ from lrid.identify.prediction_sets import (
     DEFAULT_COVERAGE,
     cross_fitted_calibration,
 )
+from lrid.identify.schedules import AS_RECORDED, parse_schedule, recorded_points, rerecorded, training_label
 from lrid.observables import OBSERVABLES
 
 DEFAULT_DIRECTORY = Path(__file__).resolve().parent / "default_model"
@@ -147,7 +148,6 @@ def train_default(
     from lrid.identify.classifiers import make_classifier
     from lrid.identify.features import build_features
     from lrid.identify.model_files import save_model
-    from lrid.identify.schedules import recorded_points, rerecorded
     from lrid.identify.splits import run_metadata
     from lrid.store import Store
 
@@ -347,7 +347,6 @@ def reliability_note(card: dict, candidates: Sequence[str] | None = None) -> str
 def _measured_schedules(card: dict) -> list[dict]:
     """The benchmark's rows for an identifier trained as this one was (on its schedules, in the benchmark's
     naming) on foreign networks re-recorded at fewer checkpoints."""
-    from lrid.identify.schedules import AS_RECORDED, training_label
 
     trained_as_this = training_label((card.get("training") or {}).get("schedules") or [])
     return [
@@ -361,8 +360,6 @@ def schedule_note(card: dict, observables: pd.DataFrame) -> str | None:
     """One line for inputs recorded at fewer checkpoints than the zoo was: how well the benchmark named
     foreign networks re-recorded at about as few (the schedules with the nearest number of points), or None
     when the input has as many points as the zoo or nothing was measured."""
-    from lrid.identify.schedules import recorded_points
-
     points = recorded_points(observables)
     zoo_points = (card.get("training") or {}).get("points")
     rows = _measured_schedules(card)
@@ -378,37 +375,48 @@ def schedule_note(card: dict, observables: pd.DataFrame) -> str | None:
     )
 
 
-def _measured_sets(card: dict, candidates: Sequence[str] | None) -> dict | None:
-    """The benchmark's pooled coverage of the foreign networks' prediction sets, for the question asked."""
+def _measured_sets(card: dict, candidates: Sequence[str] | None, points: float | None = None) -> list[dict]:
+    """The benchmark's pooled coverage of the foreign networks' prediction sets, for the question asked: as
+    recorded, or for an input recorded at fewer ``points`` than the zoo, re-recorded at the schedules with the
+    nearest number of points (as :func:`schedule_note` picks them)."""
     naming = "all" if candidates is None else "paper candidates" if _is_paper_question(candidates) else None
-    return next((row for row in _pooled_set_rows(card) if row.get("naming") == naming), None)
+    rows = [row for row in _pooled_set_rows(card) if row.get("naming") == naming]
+    zoo_points = (card.get("training") or {}).get("points")
+    sparse = [row for row in rows if row.get("schedule", AS_RECORDED) != AS_RECORDED]
+    if points is None or zoo_points is None or points >= zoo_points or not sparse:
+        return [row for row in rows if row.get("schedule", AS_RECORDED) == AS_RECORDED][:1]
+    nearest = min(abs(parse_schedule(row["schedule"])[1] - points) for row in sparse)
+    return [row for row in sparse if abs(parse_schedule(row["schedule"])[1] - points) == nearest]
 
 
 def _pooled_set_rows(card: dict) -> list[dict]:
-    """The benchmark's set coverage of every foreign network as recorded, per way of naming (its other rows break
-    it down by rule and by checkpoint schedule)."""
-    from lrid.identify.schedules import AS_RECORDED
-
+    """The benchmark's set coverage of every foreign network, as recorded and re-recorded at each schedule, per
+    way of naming (its other rows break it down by set and by true rule)."""
     return [
         row
         for row in (card.get("transfer") or {}).get("prediction_sets") or []
-        if row.get("set") == "pooled" and row.get("schedule", AS_RECORDED) == AS_RECORDED and row.get("rule") is None
+        if row.get("set") == "pooled" and row.get("rule") is None
     ]
 
 
-def set_note(coverage: float, card: dict | None = None, candidates: Sequence[str] | None = None) -> str:
+def set_note(
+    coverage: float, card: dict | None = None, candidates: Sequence[str] | None = None, points: float | None = None
+) -> str:
     """One line on what the prediction-set column means and, for the default identifier's ``card``, how often
-    such sets held the true rule of foreign networks in its benchmark."""
+    such sets held the true rule of foreign networks in its benchmark (re-recorded at about ``points``, the
+    input's recorded points per network, where those are fewer than the zoo's)."""
     note = (
         f"at {coverage:.0%}: the rules it cannot rule out, most probable first; on runs it was not trained on, such "
         f"sets held the true rule at least {coverage:.0%} of the time"
     )
-    measured = _measured_sets(card, candidates) if card is not None else None
-    if measured is not None:
-        note += (
-            f"; of {measured['networks']} foreign networks (another implementation), {measured['coverage']:.2f}, "
-            f"with {measured['mean_size']:.1f} rules on average"
+    measured = _measured_sets(card, candidates, points) if card is not None else []
+    if measured:
+        held = " and ".join(
+            f"{row['coverage']:.2f} with {row['mean_size']:.1f} rules on average"
+            + ("" if row.get("schedule", AS_RECORDED) == AS_RECORDED else f" re-recorded at {row['schedule']}")
+            for row in measured
         )
+        note += f"; of {measured[0]['networks']} foreign networks (another implementation), {held}"
     return note
 
 
@@ -482,11 +490,22 @@ def describe_card(card: dict) -> list[str]:
                         if row["accuracy"] is not None
                     )
                 )
-        for row in _pooled_set_rows(card):
+        set_rows = _pooled_set_rows(card)
+        for row in set_rows:
+            if row.get("schedule", AS_RECORDED) != AS_RECORDED:
+                continue
             question = "over all its rules" if row["naming"] == "all" else "with --rules sgdm,adam,fa,ia"
             lines.append(
                 f"  foreign networks' prediction sets at {row['coverage_asked']:.0%} {question}: held the true rule "
                 f"for {row['coverage']:.2f} of {row['networks']}, {row['mean_size']:.1f} rules on average"
+            )
+        sparse_sets = [
+            row for row in set_rows if row["naming"] == "all" and row.get("schedule", AS_RECORDED) != AS_RECORDED
+        ]
+        if sparse_sets:
+            lines.append(
+                "  their prediction sets re-recorded at fewer checkpoints, over all rules (held, rules on average): "
+                + "; ".join(f"{row['schedule']} {row['coverage']:.2f}, {row['mean_size']:.1f}" for row in sparse_sets)
             )
         schedules = _measured_schedules(card)
         if schedules:
