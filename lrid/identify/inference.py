@@ -118,10 +118,10 @@ def identify(
     ``prediction_set``, the rules it cannot rule out for the run (:func:`lrid.identify.prediction_sets.prediction_sets`),
     most probable first and comma-separated, and ``set_coverage``, the share of held-out runs whose sets held
     the true rule. A run recorded at fewer checkpoints than the model's calibration runs gets the threshold
-    calibrated at its number of points, where the model has one (:func:`lrid.identify.prediction_sets.thresholds_for`).
-    Among ``candidates`` the same threshold applies to the renormalised probabilities, which
-    are at least the unrestricted ones, so a set among candidates holds the true rule whenever the full set
-    would have.
+    calibrated at its number of points, where the model has one
+    (:func:`lrid.identify.prediction_sets.thresholds_for`). Among ``candidates`` the same threshold applies to
+    the renormalised probabilities, which are at least the unrestricted ones, so a set among candidates holds
+    the true rule whenever the full set would have.
     """
     from lrid.identify.recording import require_measures
 
