@@ -391,13 +391,15 @@ def prediction_set_coverage(observables, config: FeatureConfig, classifier: str,
     )
     from lrid.identify.schedules import AS_RECORDED, at_schedule, recorded_points, rerecorded
 
-    train = build_features(rerecorded(observables, schedules), **config.options())
+    copies = rerecorded(observables, schedules)
+    train = build_features(copies, **config.options())
     classes = sorted(set(train.y))
     if everything is None:
         everything = _fit_all(observables, config, classifier, n_jobs, schedules)
     make_model = functools.partial(make_classifier, classifier, n_jobs, 0, n_points=train.n_points, n_static=train.n_static)
     calibration = cross_fitted_calibration(train, classes, schedules, make_model, coverage, folds,
-                                           points=round(recorded_points(observables)))
+                                           round(recorded_points(observables)),
+                                           copies.groupby("run_id")["step"].nunique().to_dict())
 
     def row(set_name, naming, sets, true_rules, thresholds, schedule=AS_RECORDED, rule=None):
         held, size = coverage_and_size(sets, list(true_rules))

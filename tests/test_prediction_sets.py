@@ -120,6 +120,12 @@ def test_cross_fitted_calibration_groups_re_recorded_copies_with_their_run():
     # Each copy is named apart from its run, by the same fold's fit, and calibrates its number of points.
     assert grouped.points == 21
     assert [(entry.points, entry.runs, entry.threshold) for entry in grouped.by_points] == [(4, 60, 0.0), (6, 60, 0.0)]
+    # Counted as each copy was re-recorded (here log6 kept 5 points), not as its schedule's name says.
+    kept = {copy: 21 if "@" not in copy else 4 if copy.endswith("even4") else 5 for copy in features.groups}
+    counted = cross_fitted_calibration(
+        features, list("xyz"), ["even4", "log6"], lambda: KNeighborsClassifier(1), 0.9, points=21, points_of=kept
+    )
+    assert [(entry.points, entry.runs) for entry in counted.by_points] == [(4, 60), (5, 60)]
     # Named without their copies, runs are named at chance (the nearest neighbour's rule, probability 0 or 1),
     # so a 90 % set must keep every rule; had a copy leaked into a fit, every run would be named with 1.
     assert grouped.threshold == 0.0
@@ -132,6 +138,7 @@ def test_classify_calibrates_on_each_test_runs_layers_then_splits():
     tested = pd.DataFrame({
         "run_id": ["a", "a", "a", "a", "b"],
         "schedule": AS_RECORDED,
+        "points": 21,
         "split": [0, 0, 1, 1, 1],
         "true": ["fa", "fa", "fa", "fa", "ia"],
         "fa": [0.6, 0.8, 0.2, 0.4, 0.9],
@@ -151,7 +158,7 @@ def test_classify_calibrates_on_each_test_runs_layers_then_splits():
     ).threshold == 0.1
     # The same runs re-recorded at 6 points (even6 and log6 pooled), read otherwise: their own threshold,
     # while the runs as recorded keep theirs.
-    sparse = [many.assign(schedule=name, fa=many["fa"] - shift, ia=many["ia"] + shift)
+    sparse = [many.assign(schedule=name, points=6, fa=many["fa"] - shift, ia=many["ia"] + shift)
               for name, shift in (("even6", 0.05), ("log6", 0.1))]
     calibration = _split_calibration(pd.concat([many, *sparse], ignore_index=True), ["fa", "ia"], 2, 21)
     assert calibration.threshold == 0.1 and calibration.runs == 40
@@ -192,6 +199,14 @@ def test_calibration_by_points_gives_each_number_of_points_its_threshold():
         four.threshold,
         four.threshold,
     ]
+    # Counted by the points each copy kept (log11 keeps 10 of 21), the copies at 10 and 11 points calibrate
+    # apart, so an input at 10 points is read with the threshold of copies like it.
+    kept = [0 if schedule == AS_RECORDED else {"even11": 11, "log11": 10, "even4": 4}[schedule] for schedule in schedules]
+    counted = calibrate(probabilities, truth * 4, 0.9, "x", schedule_of=schedules, points=21, points_of=kept)
+    assert [(entry.points, entry.runs) for entry in counted.by_points] == [(4, 300), (10, 300), (11, 300)]
+    at_ten = np.array(schedules) == "log11"
+    assert counted.by_points[1].threshold == calibrate(probabilities[at_ten], truth, 0.9, "x").threshold
+    assert list(thresholds_for(counted, [10])) == [counted.by_points[1].threshold]
     # A calibration without points (a model calibrated before them) uses one threshold for every run.
     older = SetCalibration(**calibration.model_dump(exclude={"points", "by_points"}))
     assert list(thresholds_for(older, [21, 4])) == [calibration.threshold] * 2

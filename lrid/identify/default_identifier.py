@@ -164,6 +164,7 @@ def train_default(
     directory.mkdir(parents=True, exist_ok=True)
     points = recorded_points(observables)
     observables = rerecorded(observables, schedules)
+    points_of = observables.groupby("run_id")["step"].nunique().to_dict()
     variants, calibrations = {}, {}
     for variant in VARIANTS:
         features = build_features(observables, subset=variant, **options)
@@ -173,7 +174,7 @@ def train_default(
             make_classifier, classifier, 1, 0, n_points=features.n_points, n_static=features.n_static
         )
         calibration = cross_fitted_calibration(
-            features, classes, schedules, fresh_model, coverage, calibration_folds, points=round(points)
+            features, classes, schedules, fresh_model, coverage, calibration_folds, round(points), points_of
         )
         calibrations[variant] = {
             "held": calibration.held,

@@ -169,8 +169,10 @@ def classify(
     if schedules:
         long_table = rerecorded(long_table, schedules)
 
+    points_of = long_table.groupby("run_id")["step"].nunique()
+
     def features_of(subset: str):
-        return _with_origins(build_features(long_table, subset=subset, **feature_options), schedules)
+        return _with_origins(build_features(long_table, subset=subset, **feature_options), schedules, points_of)
 
     first = features_of(subsets[0])
     classes = sorted(set(first.y))
@@ -262,12 +264,14 @@ def _checked_schedules(spec: ClassifySpec) -> tuple[str, ...]:
     return schedules
 
 
-def _with_origins(features: FeatureSet, schedules: tuple[str, ...]) -> FeatureSet:
+def _with_origins(features: FeatureSet, schedules: tuple[str, ...], points_of: pd.Series) -> FeatureSet:
     """``features`` of :func:`rerecorded` observables with every copy grouped with its original run, so that
-    splits and inner folds keep a run and its copies on one side, and ``samples["schedule"]`` saying which
-    schedule each sample was re-recorded at (:data:`AS_RECORDED` for the runs themselves)."""
+    splits and inner folds keep a run and its copies on one side, ``samples["schedule"]`` saying which
+    schedule each sample was re-recorded at (:data:`AS_RECORDED` for the runs themselves) and
+    ``samples["points"]`` how many points it then has (``points_of``, by the copy's own run id)."""
     origins, labels = copy_origins(features.samples["run_id"], schedules)
-    samples = features.samples.assign(run_id=origins, schedule=labels)
+    points = points_of.reindex(features.samples["run_id"]).to_numpy()
+    samples = features.samples.assign(run_id=origins, schedule=labels, points=points)
     return replace(features, groups=origins, samples=samples)
 
 
@@ -336,6 +340,7 @@ def _score_subset(
                     split=split_index,
                     run_id=features.groups[tested],
                     schedule=schedule_of[tested],
+                    points=features.samples["points"].to_numpy()[tested],
                     true=features.y[tested],
                 )
             )
@@ -373,12 +378,13 @@ def _split_calibration(tested: pd.DataFrame, classes, n_splits: int, points: int
     sample, as recorded or re-recorded, with its split, run, schedule, true rule and a probability column per
     class): each run's class probabilities averaged over its layers and over the splits that tested it, each
     from a model that never trained on it (the splits overlap, so this is cross-conformal rather than exact
-    split-conformal). The runs as recorded calibrate the threshold; their copies at each number of points,
-    one threshold each."""
+    split-conformal). The runs as recorded calibrate the threshold; their copies at each number of points
+    (``tested["points"]``), one threshold each."""
     classes = list(classes)
     per_split = tested.groupby(["split", "run_id", "schedule"], sort=False)[classes].mean()
     per_run = per_split.groupby(level=["run_id", "schedule"], sort=False).mean()
-    true_rules = tested.groupby(["run_id", "schedule"], sort=False)["true"].first().loc[per_run.index]
+    first = tested.groupby(["run_id", "schedule"], sort=False)[["true", "points"]].first().loc[per_run.index]
+    true_rules = first["true"]
     method = f"the test runs of {n_splits} balanced splits, each named by its split's model"
     return calibrate(
         per_run,
@@ -387,6 +393,7 @@ def _split_calibration(tested: pd.DataFrame, classes, n_splits: int, points: int
         method,
         schedule_of=per_run.index.get_level_values("schedule").tolist(),
         points=points,
+        points_of=first["points"].astype(int).tolist(),
     )
 
 

@@ -14,7 +14,7 @@ runs, and the default identifier is calibrated on its zoo by cross-fitting (:fun
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ def calibrate(
     *,
     schedule_of: Sequence[str] | None = None,
     points: int | None = None,
+    points_of: Sequence[int] | None = None,
 ) -> SetCalibration:
     """The :class:`~lrid.schema.SetCalibration` at ``coverage`` of held-out runs: ``probabilities`` (one row
     per run, one column per rule) from models that did not train on them, ``true_rules`` their rules.
@@ -46,12 +47,17 @@ def calibrate(
     ``schedule_of`` says, per row, which checkpoint schedule the run was re-recorded at
     (:data:`~lrid.identify.schedules.AS_RECORDED` for the runs themselves): the runs as recorded (at
     ``points`` checkpoints) calibrate ``threshold``, and the copies at each number of points calibrate one
-    threshold of ``by_points`` (``even6`` and ``log6`` together), so a run recorded at few checkpoints gets
-    a threshold measured on runs like it (a Mondrian calibration, by number of points).
+    threshold of ``by_points``, so a run recorded at few checkpoints gets a threshold measured on runs like
+    it (a Mondrian calibration, by number of points). ``points_of`` gives each row's number of points as
+    re-recorded (``log11`` keeps 10 of 21 points, as :func:`thresholds_for` will count an input's); without
+    it, a schedule's name says it (``even6`` and ``log6``: 6).
     """
     rules = np.asarray(true_rules).astype(str)
     labels = np.full(len(rules), AS_RECORDED, dtype=object) if schedule_of is None else np.asarray(schedule_of)
-    n_points = np.array([0 if label == AS_RECORDED else parse_schedule(label)[1] for label in labels])
+    if points_of is not None:
+        n_points = np.asarray(points_of, dtype=int)
+    else:
+        n_points = np.array([0 if label == AS_RECORDED else parse_schedule(label)[1] for label in labels])
 
     def calibrated(rows: np.ndarray) -> dict[str, Any]:
         chosen = probabilities[rows]
@@ -184,11 +190,13 @@ def cross_fitted_calibration(
     coverage: float = DEFAULT_COVERAGE,
     folds: int = CALIBRATION_FOLDS,
     points: int | None = None,
+    points_of: Mapping[str, int] | None = None,
 ) -> SetCalibration:
     """The :class:`SetCalibration` at ``coverage`` of an identifier trained as ``make_estimator`` on ``features``
     (:class:`lrid.identify.features.FeatureSet` of runs, recorded at ``points`` checkpoints, and their copies
     re-recorded at ``schedules``): each run and each copy named by the fold's fit without the run or any of
-    its copies. The runs as recorded calibrate the threshold, the copies one per number of points."""
+    its copies. The runs as recorded calibrate the threshold, the copies one per number of points, as
+    ``points_of`` (a copy's id to its recorded points) counts them, else as their schedules name them."""
     labels = np.array([list(classes).index(rule) for rule in features.y])
     origins, copies = copy_origins(features.groups, schedules)
     everything = np.ones(len(labels), dtype=bool)
@@ -200,5 +208,11 @@ def cross_fitted_calibration(
     by_copy = by_copy.groupby(level=0).first().loc[held_out.index]
     method = f"each training run, as recorded and re-recorded, named by a fit in {folds} folds without it"
     return calibrate(
-        held_out, by_copy["rule"].tolist(), coverage, method, schedule_of=by_copy["schedule"].tolist(), points=points
+        held_out,
+        by_copy["rule"].tolist(),
+        coverage,
+        method,
+        schedule_of=by_copy["schedule"].tolist(),
+        points=points,
+        points_of=None if points_of is None else [points_of[copy] for copy in held_out.index],
     )
