@@ -207,6 +207,18 @@ def test_calibration_by_points_gives_each_number_of_points_its_threshold():
     at_ten = np.array(schedules) == "log11"
     assert counted.by_points[1].threshold == calibrate(probabilities[at_ten], truth, 0.9, "x").threshold
     assert list(thresholds_for(counted, [10])) == [counted.by_points[1].threshold]
+    # A number of points with too few copies to rule out any rule (8 at 90 %) gets no threshold of its own:
+    # its runs are read with that of fewer points rather than with 0, which would keep every rule.
+    few = np.array(schedules) != "log11"
+    few[np.flatnonzero(np.array(schedules) == "log11")[:8]] = True
+    thin = calibrate(probabilities[few], list(np.array(truth * 4)[few]), 0.9, "x",
+                     schedule_of=list(np.array(schedules)[few]), points=21, points_of=list(np.array(kept)[few]))
+    assert [entry.points for entry in thin.by_points] == [4, 11]
+    assert list(thresholds_for(thin, [10])) == [thin.by_points[0].threshold]
+    few[np.flatnonzero(np.array(schedules) == "log11")[8]] = True  # 9 copies are enough
+    assert [entry.points for entry in calibrate(
+        probabilities[few], list(np.array(truth * 4)[few]), 0.9, "x", schedule_of=list(np.array(schedules)[few]),
+        points=21, points_of=list(np.array(kept)[few])).by_points] == [4, 10, 11]
     # A calibration without points (a model calibrated before them) uses one threshold for every run.
     older = SetCalibration(**calibration.model_dump(exclude={"points", "by_points"}))
     assert list(thresholds_for(older, [21, 4])) == [calibration.threshold] * 2

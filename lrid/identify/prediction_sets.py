@@ -48,9 +48,11 @@ def calibrate(
     (:data:`~lrid.identify.schedules.AS_RECORDED` for the runs themselves): the runs as recorded (at
     ``points`` checkpoints) calibrate ``threshold``, and the copies at each number of points calibrate one
     threshold of ``by_points``, so a run recorded at few checkpoints gets a threshold measured on runs like
-    it (a Mondrian calibration, by number of points). ``points_of`` gives each row's number of points as
-    re-recorded (``log11`` keeps 10 of 21 points, as :func:`thresholds_for` will count an input's); without
-    it, a schedule's name says it (``even6`` and ``log6``: 6).
+    it (a Mondrian calibration, by number of points). A number of points with too few copies to rule out any
+    rule at ``coverage`` (fewer than 9 at 90 %) gets no threshold, and its runs that of fewer points.
+    ``points_of`` gives each row's number of points as re-recorded (``log11`` keeps 10 of 21 points, as
+    :func:`thresholds_for` will count an input's); without it, a schedule's name says it (``even6`` and
+    ``log6``: 6).
     """
     rules = np.asarray(true_rules).astype(str)
     labels = np.full(len(rules), AS_RECORDED, dtype=object) if schedule_of is None else np.asarray(schedule_of)
@@ -68,10 +70,19 @@ def calibrate(
         return {"threshold": threshold, "runs": int(rows.sum()), "held": held, "mean_size": mean_size}
 
     recorded = labels == AS_RECORDED
+    # A number of points with too few copies to rule anything out is left out: its runs are better served by
+    # the calibration of fewer points than by a threshold of 0, which keeps every rule.
     by_points = [
-        PointsCalibration(points=int(k), **calibrated(n_points == k)) for k in sorted(set(n_points[~recorded]))
+        PointsCalibration(points=int(k), **calibrated(n_points == k))
+        for k in sorted(set(n_points[~recorded]))
+        if _enough_runs(int(np.sum(n_points[~recorded] == k)), coverage)
     ]
     return SetCalibration(coverage=coverage, method=method, points=points, by_points=by_points, **calibrated(recorded))
+
+
+def _enough_runs(n_runs: int, coverage: float) -> bool:
+    """Whether ``n_runs`` calibration runs reach the rank :func:`conformal_threshold` takes at ``coverage``."""
+    return math.ceil((n_runs + 1) * coverage) <= n_runs
 
 
 def thresholds_for(calibration: SetCalibration, points_per_run: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -110,9 +121,9 @@ def conformal_threshold(true_class_probabilities: Sequence[float] | np.ndarray, 
     probabilities = np.asarray(true_class_probabilities, dtype=float)
     if probabilities.size == 0 or not np.isfinite(probabilities).all():
         raise LridError("calibrating prediction sets needs finite probabilities of at least one held-out run")
-    rank = math.ceil((probabilities.size + 1) * coverage)
-    if rank > probabilities.size:
+    if not _enough_runs(probabilities.size, coverage):
         return 0.0
+    rank = math.ceil((probabilities.size + 1) * coverage)
     # The rank-th smallest score 1 - p is the rank-th largest p, taken as it is: 1 - (1 - p) can round above
     # p and drop the very run that sets the threshold.
     return float(np.sort(probabilities)[::-1][rank - 1])
