@@ -389,7 +389,7 @@ def prediction_set_coverage(observables, config: FeatureConfig, classifier: str,
         prediction_sets,
         thresholds_for,
     )
-    from lrid.identify.schedules import AS_RECORDED, at_schedule, recorded_points, rerecorded
+    from lrid.identify.schedules import AS_RECORDED, at_schedule, points_per_run, recorded_points, rerecorded
 
     copies = rerecorded(observables, schedules)
     train = build_features(copies, **config.options())
@@ -399,7 +399,7 @@ def prediction_set_coverage(observables, config: FeatureConfig, classifier: str,
     make_model = functools.partial(make_classifier, classifier, n_jobs, 0, n_points=train.n_points, n_static=train.n_static)
     calibration = cross_fitted_calibration(train, classes, schedules, make_model, coverage, folds,
                                            round(recorded_points(observables)),
-                                           copies.groupby("run_id")["step"].nunique().to_dict())
+                                           points_per_run(copies).to_dict())
 
     def row(set_name, naming, sets, true_rules, thresholds, schedule=AS_RECORDED, rule=None):
         held, size = coverage_and_size(sets, list(true_rules))
@@ -416,7 +416,7 @@ def prediction_set_coverage(observables, config: FeatureConfig, classifier: str,
             every_rule = _run_probabilities(everything, test)
             truth = foreign_set.labels.loc[every_rule.index, "rule"]
             # Each network's threshold by the checkpoints it was recorded at, as lrid identify chooses it.
-            points = recordings.groupby("run_id")["step"].nunique().reindex(every_rule.index)
+            points = points_per_run(recordings).reindex(every_rule.index)
             thresholds = pd.Series(thresholds_for(calibration, points.to_numpy()), index=every_rule.index)
             paper = truth.isin(PAPER_RULES)
             among = _among_paper_rules(every_rule[paper])

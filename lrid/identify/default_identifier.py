@@ -32,7 +32,14 @@ from lrid.identify.prediction_sets import (
     DEFAULT_COVERAGE,
     cross_fitted_calibration,
 )
-from lrid.identify.schedules import AS_RECORDED, parse_schedule, recorded_points, rerecorded, training_label
+from lrid.identify.schedules import (
+    AS_RECORDED,
+    parse_schedule,
+    points_per_run,
+    recorded_points,
+    rerecorded,
+    training_label,
+)
 from lrid.observables import OBSERVABLES
 
 DEFAULT_DIRECTORY = Path(__file__).resolve().parent / "default_model"
@@ -164,7 +171,7 @@ def train_default(
     directory.mkdir(parents=True, exist_ok=True)
     points = recorded_points(observables)
     observables = rerecorded(observables, schedules)
-    points_of = observables.groupby("run_id")["step"].nunique().to_dict()
+    points_of = points_per_run(observables).to_dict()
     variants, calibrations = {}, {}
     for variant in VARIANTS:
         features = build_features(observables, subset=variant, **options)
@@ -383,11 +390,16 @@ def _measured_sets(card: dict, candidates: Sequence[str] | None, points: float |
     naming = "all" if candidates is None else "paper candidates" if _is_paper_question(candidates) else None
     rows = [row for row in _pooled_set_rows(card) if row.get("naming") == naming]
     zoo_points = (card.get("training") or {}).get("points")
-    sparse = [row for row in rows if row.get("schedule", AS_RECORDED) != AS_RECORDED]
+    sparse = [row for row in rows if not _as_recorded(row)]
     if points is None or zoo_points is None or points >= zoo_points or not sparse:
-        return [row for row in rows if row.get("schedule", AS_RECORDED) == AS_RECORDED][:1]
+        return [row for row in rows if _as_recorded(row)][:1]
     nearest = min(abs(parse_schedule(row["schedule"])[1] - points) for row in sparse)
     return [row for row in sparse if abs(parse_schedule(row["schedule"])[1] - points) == nearest]
+
+
+def _as_recorded(row: dict) -> bool:
+    """Whether a benchmark row measured networks as recorded (rows written before schedules have none)."""
+    return row.get("schedule", AS_RECORDED) == AS_RECORDED
 
 
 def _pooled_set_rows(card: dict) -> list[dict]:
@@ -414,7 +426,7 @@ def set_note(
     if measured:
         held = " and ".join(
             f"{row['coverage']:.2f} with {row['mean_size']:.1f} rules on average"
-            + ("" if row.get("schedule", AS_RECORDED) == AS_RECORDED else f" re-recorded at {row['schedule']}")
+            + ("" if _as_recorded(row) else f" re-recorded at {row['schedule']}")
             for row in measured
         )
         note += f"; of {measured[0]['networks']} foreign networks (another implementation), {held}"
@@ -492,17 +504,13 @@ def describe_card(card: dict) -> list[str]:
                     )
                 )
         set_rows = _pooled_set_rows(card)
-        for row in set_rows:
-            if row.get("schedule", AS_RECORDED) != AS_RECORDED:
-                continue
+        for row in filter(_as_recorded, set_rows):
             question = "over all its rules" if row["naming"] == "all" else "with --rules sgdm,adam,fa,ia"
             lines.append(
                 f"  foreign networks' prediction sets at {row['coverage_asked']:.0%} {question}: held the true rule "
                 f"for {row['coverage']:.2f} of {row['networks']}, {row['mean_size']:.1f} rules on average"
             )
-        sparse_sets = [
-            row for row in set_rows if row["naming"] == "all" and row.get("schedule", AS_RECORDED) != AS_RECORDED
-        ]
+        sparse_sets = [row for row in set_rows if row["naming"] == "all" and not _as_recorded(row)]
         if sparse_sets:
             lines.append(
                 "  their prediction sets re-recorded at fewer checkpoints, over all rules (held, rules on average): "

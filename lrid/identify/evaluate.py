@@ -44,7 +44,14 @@ from lrid.identify.control import curve_features, matched_bins
 from lrid.identify.features import FeatureSet, build_features, subset_columns
 from lrid.identify.model_files import save_model
 from lrid.identify.prediction_sets import DEFAULT_COVERAGE, calibrate
-from lrid.identify.schedules import AS_RECORDED, copy_origins, parse_schedule, recorded_points, rerecorded
+from lrid.identify.schedules import (
+    AS_RECORDED,
+    copy_origins,
+    parse_schedule,
+    points_per_run,
+    recorded_points,
+    rerecorded,
+)
 from lrid.identify.splits import balanced_run_splits, inner_cv, run_metadata, select_runs
 from lrid.schema import (
     TRAINED_STATUSES,
@@ -169,7 +176,7 @@ def classify(
     if schedules:
         long_table = rerecorded(long_table, schedules)
 
-    points_of = long_table.groupby("run_id")["step"].nunique()
+    points_of = points_per_run(long_table)
 
     def features_of(subset: str):
         return _with_origins(build_features(long_table, subset=subset, **feature_options), schedules, points_of)

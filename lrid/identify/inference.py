@@ -28,6 +28,7 @@ from lrid.errors import LridError
 from lrid.identify.features import build_features
 from lrid.identify.model_files import load_fitted
 from lrid.identify.prediction_sets import prediction_sets, thresholds_for
+from lrid.identify.schedules import points_per_run
 from lrid.schema import SetCalibration
 
 __all__ = ["check_candidates", "identify", "load_fitted", "read_input"]
@@ -156,7 +157,7 @@ def identify(
     result["n_samples"] = per_sample.groupby("run_id", sort=True).size().to_numpy()
     if sidecar.get("prediction_sets") is not None:
         calibration = SetCalibration.model_validate(sidecar["prediction_sets"])
-        points = observables.groupby("run_id")["step"].nunique().reindex(per_run.index)
+        points = points_per_run(observables).reindex(per_run.index)
         sets = prediction_sets(per_run, thresholds_for(calibration, points.to_numpy()))
         result["prediction_set"] = [",".join(rules) for rules in sets]
         result["set_coverage"] = calibration.coverage

@@ -41,9 +41,14 @@ def training_label(schedules: Sequence[str]) -> str:
     return "+ " + ",".join(schedules) if schedules else AS_RECORDED
 
 
+def points_per_run(observables: pd.DataFrame) -> pd.Series:
+    """How many points each run of ``observables`` (the store's long format) was recorded at, by run id."""
+    return observables.groupby("run_id")["step"].nunique()
+
+
 def recorded_points(observables: pd.DataFrame) -> float:
     """The median number of recorded points per run of ``observables`` (the store's long format)."""
-    return float(observables.groupby("run_id")["step"].nunique().median())
+    return float(points_per_run(observables).median())
 
 
 def parse_schedule(name: str) -> tuple[str, int]:

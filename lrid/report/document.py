@@ -16,7 +16,7 @@ import pandas as pd
 from lrid.errors import LridError
 from lrid.report import figures
 from lrid.report.results import as_scores, chance_level, load_robustness, load_scores
-from lrid.schema import ControlScores, Scores
+from lrid.schema import ControlScores, PointsCalibration, Scores, SetCalibration
 
 IMPORTANCE_LEVELS = ("measure", "statistic", "depth")
 TOP_TRAJECTORIES = 4
@@ -211,13 +211,11 @@ def _prediction_sets_section(scores: Scores) -> str | None:
     ]
     for name, sets in calibrated.items():
         recorded = f"{sets.points} points" if sets.points is not None else "as recorded"
-        lines.append(
-            f"| {name} | {recorded} | {sets.threshold:.3f} | {sets.runs} | {sets.held:.2f} | {sets.mean_size:.1f} |"
-        )
-        for entry in sets.by_points:
+        labelled: list[tuple[str, SetCalibration | PointsCalibration]] = [(recorded, sets)]
+        labelled += [(f"{entry.points} points", entry) for entry in sets.by_points]
+        for label, entry in labelled:
             lines.append(
-                f"| {name} | {entry.points} points | {entry.threshold:.3f} | {entry.runs} | {entry.held:.2f} "
-                f"| {entry.mean_size:.1f} |"
+                f"| {name} | {label} | {entry.threshold:.3f} | {entry.runs} | {entry.held:.2f} | {entry.mean_size:.1f} |"
             )
     return (
         f"## Prediction sets at {coverage:.0%}\n\n"
