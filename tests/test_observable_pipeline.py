@@ -43,10 +43,20 @@ def test_recorder_views_and_recordings_give_the_values_of_before_the_pipeline_wa
     views, recording, _, _ = compute()
     assert sorted(views) == sorted(golden["views"]) == ["full", "u0.5_n0.1"]
     for name, matrix in views.items():
-        np.testing.assert_allclose(matrix, np.array(golden["views"][name]), rtol=1e-6, atol=1e-7)
+        _assert_close_to_golden(matrix, np.array(golden["views"][name]))
     expected = np.array(golden["recording"], dtype=float)
     assert np.isnan(expected[:, -3:]).all()  # no actchange arrays: those columns are NaN
-    np.testing.assert_allclose(recording, expected, rtol=1e-6, atol=1e-7)
+    _assert_close_to_golden(recording, expected)
+
+
+def _assert_close_to_golden(computed, golden):
+    """Equal to float32 rounding. Skew, 3 (mean - median) / std, is a difference of close numbers: a last-bit
+    change in the mean's summation order moves it by ~1e-7 absolute, so its columns get that much more room."""
+    from lrid.observables import OBSERVABLES
+
+    skew = np.array([name.endswith("_skew") for name in OBSERVABLES])
+    np.testing.assert_allclose(computed[:, ~skew], golden[:, ~skew], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(computed[:, skew], golden[:, skew], rtol=1e-6, atol=1e-6)
 
 
 def test_a_recording_of_a_networks_arrays_gives_the_recorders_observables():

@@ -183,6 +183,52 @@ def test_a_population_that_fails_as_a_whole_falls_back_to_solo_runs(monkeypatch)
     assert "stacked step exploded" in failed[0].manifest["error"]
 
 
+@pytest.mark.parametrize(
+    ("feedback", "initialisation"),
+    [(None, {}), ("fixed", {"init": "he", "init_distribution": "truncated_normal", "init_scale": 0.5}), ("sign", {})],
+)
+def test_members_start_from_the_weights_a_built_solo_network_starts_from(feedback, initialisation):
+    """Populations draw their members' initial weights from the layers' initialisers, without building them."""
+    from lrid.config import ModelSpec
+    from lrid.models import ARCHITECTURES, build_model
+    from lrid.tasks import get_task
+
+    task = get_task("digits")
+    spec = ModelSpec(hidden=(24, 12), activation="relu", **initialisation)
+    built = build_model(spec, task, feedback, seed=5)
+    drawn = ARCHITECTURES["mlp"].builder(spec, task.n_classes, feedback, 5).initial_weights(task.input_shape)
+    assert [name for name, *_ in drawn] == [layer.name for layer in built.measured_layers]
+    for layer, (_, kernel, bias, feedback_kernel) in zip(built.measured_layers, drawn):
+        np.testing.assert_array_equal(kernel, layer.kernel.numpy())
+        np.testing.assert_array_equal(bias, layer.bias.numpy())
+        assert kernel.dtype == bias.dtype == np.float32
+        if layer.feedback_kernel is None:
+            assert feedback_kernel is None
+        else:
+            np.testing.assert_array_equal(feedback_kernel, layer.feedback_kernel.numpy())
+
+
+@pytest.mark.parametrize("augmented", [False, True])
+def test_a_populations_stacked_batches_are_each_members_own(augmented):
+    """Every member's batch of a step is the one its data seed gives a solo run, augmented or not."""
+    import dataclasses
+
+    from lrid.tasks import get_task
+
+    task = get_task("digits")
+    if augmented:  # an augmentation that draws from the seed's generator, as CIFAR-10's crops do
+        task = dataclasses.replace(task, augment=lambda batch, rng: batch + rng.normal(size=batch.shape))
+    seeds = [3, 1, 3, 0]
+    for epoch in (0, 1):
+        stacked = list(task.stacked_epoch_batches(epoch, 100, seeds))
+        assert len(stacked) == task.steps_per_epoch(100)
+        for member, seed in enumerate(seeds):
+            for (x, y), (solo_x, solo_y) in zip(stacked, task.epoch_batches(epoch, 100, seed), strict=True):
+                assert x.shape == (len(seeds), *solo_x.shape) and x.dtype == solo_x.dtype
+                np.testing.assert_array_equal(x[member], solo_x)
+                np.testing.assert_array_equal(y[member], solo_y)
+
+
 def test_populations_group_runs_that_share_a_step_and_keep_the_others_solo():
     fa = [_spec("fa", {"lr": lr}, seed) for seed, lr in enumerate((0.01, 0.02, 0.03))]
     fa_adam = _spec("fa", {"optimizer": "adam", "lr": 1e-3}, 0)

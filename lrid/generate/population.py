@@ -498,16 +498,20 @@ class PopulationStep:
         from lrid.observables.statistics import apply_function, describe_steps
 
         model = self.model
-        _, layer_inputs, layer_outputs = model.forward_with_activity(probe, exact_gradient=True)
+        projections: list = []
+        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+            tape.watch(probe)  # so that the tape records the forward pass, projections included
+            _, _, layer_outputs = model.forward_with_activity(probe, exact_gradient=True, projections=projections)
         rows = []
-        for index, (layer_input, layer_output) in enumerate(zip(layer_inputs, layer_outputs)):
-            with tf.GradientTape() as tape:
-                tape.watch(layer_input)
-                total_output = tf.reduce_sum(model.layer(index, layer_input, exact_gradient=True))
-            jacobian_row_sums = tape.gradient(total_output, layer_input)
-            n_outputs = tf.cast(tf.shape(layer_output)[2], tf.float32)
-            change = tf.reduce_sum(jacobian_row_sums, axis=2) / n_outputs  # [K, P]
+        for index, (projection, layer_output) in enumerate(zip(projections, layer_outputs)):
+            # The activity change (lrid.observables.measures.activity_change) of a dense layer y = f(x W + b):
+            # sum_ij dy_i/dx_j = sum_i f'(z_i) sum_j W_ji, so the kernel's column sums weigh f' at the
+            # forward pass's own pre-activations: no second pass through the layer and no [in, out] product.
             kernel = tf.convert_to_tensor(model.kernels[index])
+            column_sums = tf.broadcast_to(tf.reduce_sum(kernel, axis=1)[:, None, :], tf.shape(layer_output))
+            weighted = tape.gradient(layer_output, projection, output_gradients=column_sums)
+            n_outputs = tf.cast(tf.shape(layer_output)[2], tf.float32)
+            change = tf.reduce_sum(weighted, axis=2) / n_outputs  # [K, P]
             rows.append(
                 tf.concat(
                     [
@@ -518,6 +522,7 @@ class PopulationStep:
                     axis=1,
                 )
             )
+        del tape
         return tf.stack(rows, axis=1)
 
     def _angles(self, x, y):
@@ -543,15 +548,15 @@ class PopulationStep:
         return update, feedback
 
 
-# A solo build's initial weights per (model spec, task, feedback, seed): building a Keras model costs more
-# than a short run's steps, and sweeps repeat seeds across rules and hyperparameters. Bounded in floats.
+# A solo run's initial weights per (model spec, task, feedback, seed): sweeps repeat seeds across rules and
+# hyperparameters, and drawing a network's weights costs milliseconds. Bounded in floats.
 _INITIAL: dict[str, list] = {}
 _INITIAL_FLOATS_LIMIT = 16_000_000
 
 
 def _initial_weights(spec: RunSpec, task, feedback) -> list[tuple]:
     """``(name, kernel, bias, feedback kernel or None)`` per layer, as a solo run of ``spec`` starts."""
-    from lrid.models import build_model
+    from lrid.models import ARCHITECTURES
 
     key = json.dumps(
         [spec.model.model_dump(mode="json"), spec.task.model_dump(mode="json"), feedback, spec.train.model_seed],
@@ -559,16 +564,10 @@ def _initial_weights(spec: RunSpec, task, feedback) -> list[tuple]:
     )
     weights = _INITIAL.pop(key, None)
     if weights is None:
-        model = build_model(spec.model, task, feedback=feedback, seed=spec.train.model_seed)
-        weights = [
-            (
-                layer.name,
-                layer.kernel.numpy(),
-                layer.bias.numpy(),
-                None if layer.feedback_kernel is None else layer.feedback_kernel.numpy(),
-            )
-            for layer in model.measured_layers
-        ]
+        # The network's layers, unbuilt: their seeded initialisers give a built model's weights, and building
+        # one costs several times as much.
+        model = ARCHITECTURES[spec.model.arch].builder(spec.model, task.n_classes, feedback, spec.train.model_seed)
+        weights = model.initial_weights(task.input_shape)
     _INITIAL[key] = weights
 
     def floats(entry):
@@ -580,20 +579,14 @@ def _initial_weights(spec: RunSpec, task, feedback) -> list[tuple]:
 
 
 class _Batches:
-    """Each member's training batch of a step, stacked: members sharing a data seed share one iterator."""
+    """Each member's training batch of a step, stacked ([K, batch, ...]), as the task stacks them."""
 
     def __init__(self, task, batch_size: int, data_seeds: list[int]):
-        self.task, self.batch_size = task, batch_size
-        self.seeds = sorted(set(data_seeds))
-        self.index = np.array([self.seeds.index(seed) for seed in data_seeds])
+        self.task, self.batch_size, self.data_seeds = task, batch_size, data_seeds
 
     def epoch(self, epoch: int):
         """Yield (x [K, batch, ...], y [K, batch, ...]) for each step of ``epoch``."""
-        iterators = [self.task.epoch_batches(epoch, self.batch_size, seed) for seed in self.seeds]
-        for batches in zip(*iterators):
-            x = np.stack([b[0] for b in batches])[self.index]
-            y = np.stack([b[1] for b in batches])[self.index]
-            yield x, y
+        return self.task.stacked_epoch_batches(epoch, self.batch_size, self.data_seeds)
 
 
 def build_population(specs: list[RunSpec]) -> tuple[Task, list[LearningRule], PopulationStep, _Batches]:

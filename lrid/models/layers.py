@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from lrid.models.base import active_capture
@@ -106,25 +107,44 @@ class FeedbackLayer(keras.layers.Layer):
         """The local weight gradient: ``x^T dy`` or the convolution's filter gradient."""
         raise NotImplementedError
 
-    def build(self, input_shape: Any) -> None:
-        shape = self.kernel_shape(input_shape)
+    def _initializers(self) -> tuple[Any, Any]:
+        """The forward kernel's initialiser and the feedback kernel's (None without a feedback kernel)."""
         gain, mode = INIT_SCHEMES[self.init_scheme]
-        initializer = keras.initializers.VarianceScaling(
+        kernel = keras.initializers.VarianceScaling(
             scale=gain * self.init_scale**2, mode=mode, distribution=self.init_distribution, seed=self.seed
         )
-        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=initializer)
+        feedback = None
+        if self.feedback in ("fixed", "learned"):
+            feedback = keras.initializers.VarianceScaling(
+                scale=gain, mode=mode, distribution=self.init_distribution, seed=self.seed + 1
+            )
+        return kernel, feedback
+
+    def initial_values(self, input_shape: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """``(kernel, bias, feedback kernel)`` as :meth:`build` initialises them, without building the layer
+        (a bias or feedback kernel the layer lacks is None). The seeded initialisers draw the same values."""
+        shape = self.kernel_shape(input_shape)
+        kernel, feedback = self._initializers()
+        return (
+            np.asarray(kernel(shape)),
+            np.zeros(shape[-1], np.float32) if self.use_bias else None,
+            None if feedback is None else np.asarray(feedback(shape)),
+        )
+
+    def build(self, input_shape: Any) -> None:
+        shape = self.kernel_shape(input_shape)
+        kernel_initializer, feedback_initializer = self._initializers()
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=kernel_initializer)
         # Layers followed by batch normalisation go without a bias, which the normalisation would cancel.
         self.bias = self.add_weight(name="bias", shape=(shape[-1],), initializer="zeros") if self.use_bias else None
         # The scheme's standard deviation at scale 1: the magnitude sign-symmetric feedback carries.
         self.feedback_scale = scheme_std(shape, self.init_scheme)
         self.feedback_kernel = None
-        if self.feedback in ("fixed", "learned"):
+        if feedback_initializer is not None:
             self.feedback_kernel = self.add_weight(
                 name="feedback_kernel",
                 shape=shape,
-                initializer=keras.initializers.VarianceScaling(
-                    scale=gain, mode=mode, distribution=self.init_distribution, seed=self.seed + 1
-                ),
+                initializer=feedback_initializer,
                 trainable=self.feedback == "learned",
             )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from lrid.models.base import MeasuredModel
@@ -45,6 +46,17 @@ class MLP(MeasuredModel):
             )
             for index, width in enumerate(widths)
         ]
+
+    def initial_weights(self, input_shape: Any) -> list[tuple[str, Any, Any, Any]]:
+        """``(name, kernel, bias, feedback kernel or None)`` per layer, as building the model on inputs of
+        ``input_shape`` (one example's) initialises them, without building it: a population of networks
+        (lrid.generate.population) takes its members' starting weights from here."""
+        weights = []
+        width = int(np.prod(input_shape))
+        for layer in self.measured_layers:
+            weights.append((layer.name, *layer.initial_values((None, width))))
+            width = layer.units
+        return weights
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
         outputs = tf.reshape(inputs, [tf.shape(inputs)[0], -1])

@@ -154,8 +154,11 @@ def row_statistics(values: Any, ranked: Any = None) -> Any:
     var = tf.reduce_mean(squared_centred, axis=-1)
     ranked = ranked_entries(values) if ranked is None else ranked
     median, q3 = (_interpolate(q, values, ranked[:, 2 * i], ranked[:, 2 * i + 1]) for i, q in enumerate(QUANTILES))
+    n_entries = tf.cast(tf.shape(values)[-1], values.dtype)
     by_name = {
-        "norm": tf.norm(values, axis=-1),
+        # sum(x^2) = n (var + mean^2), two positive terms: no cancellation, and no pass over the entries of
+        # its own (a population's recording is bound by such passes; benchmarks/population.py).
+        "norm": tf.sqrt(n_entries * (var + tf.square(mean))),
         "mean": mean,
         "median": median,
         "q3": q3,
@@ -197,15 +200,34 @@ def describe_steps(values: Any) -> Any:
 
 def _function_row_statistics(values):
     """:func:`row_statistics` of each row under raw, abs and sq, stacked function-major: [3 * rows, statistics]."""
-    # The three functions are stacked as rows of one tensor, so each statistic is one op for all three: a
-    # recorder graph a third the size, which traces and runs faster (one recording is a few hundred ops).
-    # Squaring is monotonic on |x|, so the squares of the magnitudes' ranked entries are the squares' ranked
-    # entries, bit for bit: one selection over [raw; abs] serves the three functions.
+    # Each function's rows are reduced apart: stacking them into one tensor first would cost a copy of
+    # every entry, and the reductions are bound by passes over the entries on arrays as large as a
+    # population's. Squaring is monotonic on |x|, so the squares of the magnitudes' ranked entries are the
+    # squares' ranked entries, bit for bit: one selection over raw and abs serves the three functions.
     if FUNCTIONS != ("raw", "abs", "sq"):
         raise AssertionError("describe stacks the functions in the order raw, abs, sq")
-    n_rows = tf.shape(values)[0]
-    raw_and_abs = tf.concat([apply_function(values, "raw"), apply_function(values, "abs")], axis=0)
-    ranked_raw_and_abs = ranked_entries(raw_and_abs)
-    stacked = tf.concat([raw_and_abs, apply_function(values, "sq")], axis=0)
-    ranked = tf.concat([ranked_raw_and_abs, tf.square(ranked_raw_and_abs[n_rows:])], axis=0)
-    return row_statistics(stacked, ranked)
+    magnitudes = apply_function(values, "abs")
+    ranked_raw, ranked_abs = _ranked_entries_and_magnitudes(values, magnitudes)
+    return tf.concat(
+        [
+            row_statistics(values, ranked_raw),
+            row_statistics(magnitudes, ranked_abs),
+            row_statistics(apply_function(values, "sq"), tf.square(ranked_abs)),
+        ],
+        axis=0,
+    )
+
+
+def _numpy_select_ranks_and_magnitudes(values: np.ndarray) -> np.ndarray:
+    return np.stack([_numpy_select_ranks(values, QUANTILES), _numpy_select_ranks(np.abs(values), QUANTILES)])
+
+
+def _ranked_entries_and_magnitudes(values: Any, magnitudes: Any) -> tuple[Any, Any]:
+    """:func:`ranked_entries` of the rows of ``values`` and of their ``magnitudes`` (``|values|``), in one call."""
+    if not _sort_on_host():
+        ranked = ranked_entries(tf.concat([values, magnitudes], axis=0))
+        return ranked[: tf.shape(values)[0]], ranked[tf.shape(values)[0] :]
+    # On the host the magnitudes are taken there, rather than copied over beside the values.
+    ranked = tf.numpy_function(_numpy_select_ranks_and_magnitudes, [values], values.dtype, stateful=False)
+    ranked.set_shape([2, values.shape[0], 2 * len(QUANTILES)])
+    return ranked[0], ranked[1]

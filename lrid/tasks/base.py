@@ -41,6 +41,17 @@ class Task(ABC):
     def epoch_batches(self, epoch: int, batch_size: int, data_seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield the (augmented, shuffled) full training batches of one epoch as float32 inputs, int labels."""
 
+    def stacked_epoch_batches(
+        self, epoch: int, batch_size: int, data_seeds: list[int]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield, per step of one epoch, the batches of every seed in ``data_seeds`` stacked: ([seeds, batch,
+        ...], [seeds, batch, ...]), each seed's batch the one :meth:`epoch_batches` yields for it (the
+        training batches of a population of networks)."""
+        distinct = sorted(set(data_seeds))
+        index = [distinct.index(seed) for seed in data_seeds]
+        for batches in zip(*(self.epoch_batches(epoch, batch_size, seed) for seed in distinct)):
+            yield np.stack([b[0] for b in batches])[index], np.stack([b[1] for b in batches])[index]
+
     @abstractmethod
     def probe_batch(self, size: int, seed: int) -> np.ndarray:
         """A fixed batch of held-out inputs, without augmentation, on which activations are recorded."""
@@ -89,13 +100,30 @@ class ArrayTask(Task):
     def epoch_batches(self, epoch: int, batch_size: int, data_seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield the shuffled full batches of one epoch; the order depends only on (data_seed, epoch)."""
         rng = np.random.default_rng([data_seed, epoch])
-        order = rng.permutation(len(self.x_train))
-        for step in range(self.steps_per_epoch(batch_size)):
-            index = np.sort(order[step * batch_size : (step + 1) * batch_size])
+        for index in self._epoch_order(rng, batch_size):
             inputs = self._prepare(self.x_train[index])
             if self.augment is not None:
                 inputs = self.augment(inputs, rng)
             yield inputs, self.y_train[index]
+
+    def _epoch_order(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
+        """[steps, batch_size]: the training examples of each step of an epoch, each step's in ascending order."""
+        steps = self.steps_per_epoch(batch_size)
+        return np.sort(rng.permutation(len(self.x_train))[: steps * batch_size].reshape(steps, batch_size), axis=1)
+
+    def stacked_epoch_batches(
+        self, epoch: int, batch_size: int, data_seeds: list[int]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """As :meth:`Task.stacked_epoch_batches`; without augmentation, every seed's examples of a step are
+        gathered and prepared in one call rather than one per seed, so K networks' batches cost about one's."""
+        if self.augment is not None:  # augmentation draws from each seed's generator in turn
+            yield from super().stacked_epoch_batches(epoch, batch_size, data_seeds)
+            return
+        orders = np.stack([self._epoch_order(np.random.default_rng([seed, epoch]), batch_size) for seed in data_seeds])
+        for step in range(orders.shape[1]):
+            index = orders[:, step]
+            inputs = self._prepare(self.x_train[index.reshape(-1)])
+            yield inputs.reshape(*index.shape, *inputs.shape[1:]), self.y_train[index]
 
     def probe_batch(self, size: int, seed: int) -> np.ndarray:
         """A fixed batch of test inputs (capped at the test-set size), in test-set order."""
