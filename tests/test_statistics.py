@@ -88,3 +88,21 @@ def test_the_graph_for_any_shape_gives_the_eager_bits_and_traces_once():
         eager = layer_statistics(*(None if a is None else tf.constant(a) for a in arrays)).numpy()
         np.testing.assert_array_equal(any_shape_layer_statistics(*arrays).numpy(), eager)
     assert _layer_statistics_graph((True, True, True)).experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("shape", [(3, 40), (256, 300)])
+def test_describe_gives_the_same_bits_whether_its_size_is_known_when_traced_or_only_when_run(shape):
+    """Small arrays reduce the functions stacked, large ones apart; a graph traced for any shape makes the
+    same choice at run time, so the recorder and raw recordings agree to the bit on both sides."""
+    from lrid.observables.statistics import APART_MIN_ENTRIES
+
+    values = np.random.default_rng(3).standard_t(df=4, size=shape).astype(np.float32)
+    assert (values.size >= APART_MIN_ENTRIES) == (shape[0] == 256)
+    known = describe(tf.constant(values)).numpy()
+    any_shape = tf.function(describe, input_signature=[tf.TensorSpec([None, None], tf.float32)], autograph=False)
+    np.testing.assert_array_equal(any_shape(values).numpy(), known)
+    transforms = {"raw": values, "abs": np.abs(values), "sq": values**2}
+    expected = [
+        np.mean([reference_statistics(row)[s] for row in transforms[f]]) for f in FUNCTIONS for s in STATISTICS
+    ]
+    np.testing.assert_allclose(known, expected, rtol=2e-4, atol=1e-5)

@@ -534,6 +534,8 @@ class PopulationStep:
         true_gradients = tape.gradient(loss, model.kernels)
         if self.perturbing:
             signals = self._perturbation_gradients(x, y, self.health_generators)[0][: len(model.kernels)]
+        elif model.feedback is None:
+            signals = true_gradients  # backprop's signal is the gradient: the same pass again gives the same bits
         else:
             with tf.GradientTape() as tape:
                 logits, _, _ = model.forward_with_activity(x)

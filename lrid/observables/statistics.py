@@ -198,24 +198,35 @@ def describe_steps(values: Any) -> Any:
     return tf.reshape(tf.transpose(per_step, [1, 0, 2]), [n_steps, -1])
 
 
+# From this many entries on, the functions' rows are reduced apart rather than stacked into one tensor first:
+# stacking copies every entry, which costs more than it saves in ops on arrays as large as a population's
+# (benchmarks/population.py); below, as a single network's layers mostly are, one stacked reduction is cheaper.
+APART_MIN_ENTRIES = 65536
+
+
 def _function_row_statistics(values):
     """:func:`row_statistics` of each row under raw, abs and sq, stacked function-major: [3 * rows, statistics]."""
-    # Each function's rows are reduced apart: stacking them into one tensor first would cost a copy of
-    # every entry, and the reductions are bound by passes over the entries on arrays as large as a
-    # population's. Squaring is monotonic on |x|, so the squares of the magnitudes' ranked entries are the
-    # squares' ranked entries, bit for bit: one selection over raw and abs serves the three functions.
+    # Squaring is monotonic on |x|, so the squares of the magnitudes' ranked entries are the squares' ranked
+    # entries, bit for bit: one selection over raw and abs serves the three functions.
     if FUNCTIONS != ("raw", "abs", "sq"):
         raise AssertionError("describe stacks the functions in the order raw, abs, sq")
     magnitudes = apply_function(values, "abs")
     ranked_raw, ranked_abs = _ranked_entries_and_magnitudes(values, magnitudes)
-    return tf.concat(
-        [
-            row_statistics(values, ranked_raw),
-            row_statistics(magnitudes, ranked_abs),
-            row_statistics(apply_function(values, "sq"), tf.square(ranked_abs)),
-        ],
-        axis=0,
-    )
+    functions = (values, magnitudes, apply_function(values, "sq"))
+    ranked = (ranked_raw, ranked_abs, tf.square(ranked_abs))
+
+    def apart():
+        return tf.concat([row_statistics(v, r) for v, r in zip(functions, ranked)], axis=0)
+
+    def stacked():
+        return row_statistics(tf.concat(functions, axis=0), tf.concat(ranked, axis=0))
+
+    # The same choice for a size, whether the shape is known when traced or only when run, so the recorder
+    # and the graph for any shape (lrid.observables.measures) give the same bits.
+    entries = values.shape.num_elements()
+    if entries is not None:
+        return apart() if entries >= APART_MIN_ENTRIES else stacked()
+    return tf.cond(tf.size(values) >= APART_MIN_ENTRIES, apart, stacked)
 
 
 def _numpy_select_ranks_and_magnitudes(values: np.ndarray) -> np.ndarray:
