@@ -11,8 +11,10 @@ pass, weight, act and actchange statistics of every measured layer, and the heal
 bound what a faster implementation could save: the weight and act statistics of the same tensors, already
 computed, by lrid's compiled ``describe`` and by a vectorised plain-numpy version of the same definitions
 (checked to agree to 1e-4), so the statistics' own cost is separated from TensorFlow's per-op overhead.
-Last, the host's two ways to a row's median and q3 entries (a sort, or partitions) at several row lengths:
-the crossing sets ``PARTITION_MIN_ENTRIES``.
+Then the host's two ways to a row's median and q3 entries (a sort, or partitions) at several row lengths:
+the crossing sets ``PARTITION_MIN_ENTRIES``. Last, ``describe`` of arrays from a layer's size to a
+population's with the three functions' rows stacked into one tensor or reduced apart: the crossing sets
+``APART_MIN_ENTRIES``.
 
     python benchmarks/recording_overhead.py [--quick] [--threads 1] [--models mlp,knet]
 """
@@ -177,6 +179,45 @@ def selection_rows(rounds: int) -> list[dict]:
     return rows
 
 
+# [rows, entries] of the stacking table: a single network's layers (a probe batch of 256 examples of 10-512
+# units, a kernel of up to 16,384 entries) up to a population's (32 networks' probe activations).
+STACKING_SHAPES = ((256, 10), (256, 64), (256, 128), (1, 16384), (256, 256), (256, 512), (1024, 128), (8192, 128))
+
+
+def stacking_rows(rounds: int) -> list[dict]:
+    """:func:`lrid.observables.statistics.describe` of [rows, entries] arrays with the raw, abs and sq rows
+    stacked into one tensor, or reduced apart (forced here at every size): the crossing sets
+    ``APART_MIN_ENTRIES``."""
+    import tensorflow as tf
+
+    from lrid.observables import statistics
+
+    def traced(threshold):
+        def describe(values):
+            limit = statistics.APART_MIN_ENTRIES
+            statistics.APART_MIN_ENTRIES = threshold
+            try:
+                return statistics.describe(values)
+            finally:
+                statistics.APART_MIN_ENTRIES = limit
+
+        return tf.function(describe, autograph=False)
+
+    rows = []
+    for shape in STACKING_SHAPES:
+        values = tf.constant(np.tanh(np.random.default_rng(shape[1]).standard_normal(shape)).astype(np.float32))
+        stacked, apart = traced(2**62), traced(0)
+        np.testing.assert_allclose(stacked(values).numpy(), apart(values).numpy(), rtol=1e-4, atol=1e-6)
+        timings = interleaved({"stacked": lambda: stacked(values).numpy(), "apart": lambda: apart(values).numpy()},
+                              rounds * 5)
+        entries = shape[0] * shape[1]
+        rows.append({"shape": f"{shape[0]}x{shape[1]}", "entries": entries,
+                     "stacked_ms": round(1000 * timings["stacked"]["median_s"], 3),
+                     "apart_ms": round(1000 * timings["apart"]["median_s"], 3),
+                     "used": "apart" if entries >= statistics.APART_MIN_ENTRIES else "stacked"})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds (smoke run)")
@@ -211,8 +252,12 @@ def main() -> None:
     selection = selection_rows(rounds)
     print_table(selection, ["entries", "sort_ms", "partition_ms", "used"],
                 "Median and q3 entries of 64 rows on the host: sort or partition (medians)")
+    stacking = stacking_rows(rounds)
+    print_table(stacking, ["shape", "entries", "stacked_ms", "apart_ms", "used"],
+                "describe() of one array: raw, abs and sq rows stacked into one tensor, or reduced apart (medians)")
     write_result("recording_overhead", {"threads": args.threads, "rounds": rounds, "runs": run_rows,
-                                        "recording_parts": part_rows, "selection": selection}, load_before,
+                                        "recording_parts": part_rows, "selection": selection,
+                                        "stacking": stacking}, load_before,
                  quick=args.quick)
 
 

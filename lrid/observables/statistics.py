@@ -157,7 +157,7 @@ def row_statistics(values: Any, ranked: Any = None) -> Any:
     n_entries = tf.cast(tf.shape(values)[-1], values.dtype)
     by_name = {
         # sum(x^2) = n (var + mean^2), two positive terms: no cancellation, and no pass over the entries of
-        # its own (a population's recording is bound by such passes; benchmarks/population.py).
+        # its own (a population's recording is bound by such passes).
         "norm": tf.sqrt(n_entries * (var + tf.square(mean))),
         "mean": mean,
         "median": median,
@@ -199,8 +199,9 @@ def describe_steps(values: Any) -> Any:
 
 
 # From this many entries on, the functions' rows are reduced apart rather than stacked into one tensor first:
-# stacking copies every entry, which costs more than it saves in ops on arrays as large as a population's
-# (benchmarks/population.py); below, as a single network's layers mostly are, one stacked reduction is cheaper.
+# stacking copies every entry, which costs more than it saves in ops on arrays as large as a population's;
+# below, as a single network's layers mostly are, one stacked reduction is cheaper
+# (benchmarks/recording_overhead.py times both).
 APART_MIN_ENTRIES = 65536
 
 
