@@ -11,13 +11,18 @@ of a population run's wall time (the run with 21 points against the same with 2,
 signed, as ``recording_overhead.recording_cost`` gives it); the last row times
 ``lrid generate pipelines/demo.yaml`` with and without ``--population 32`` on the same workers.
 
+TensorFlow turns its oneDNN CPU kernels on by itself only on CPUs with AVX-512 VNNI and newer;
+``lrid generate --population`` asks for them everywhere, solo sweeps keep TensorFlow's choice. By default
+this process asks for them as populations do, so its solo rows run with them too (the title says which);
+``--onednn tensorflow`` leaves TensorFlow's choice. The demo row runs the command line as a user does.
+
 The conv table asks whether conv nets would pay as populations (lrid trains them solo): the digits conv
 net (8x8x1 images) trained by sgdm, solo through lrid's compiled step, against K networks stacked in plain
 TensorFlow four ways (grouped convolution, ``tf.vectorized_map``, patches times batched matmuls two ways),
 each checked against the solo networks' forward pass and first step before it is timed.
 
     python benchmarks/population.py [--quick] [--threads 1] [--sizes 1,8,32,128] [--rules sgdm,fa,ia,np]
-                                    [--conv-sizes 1,8,32] [--conv-batches 32,128]
+                                    [--conv-sizes 1,8,32] [--conv-batches 32,128] [--onednn population]
 """
 
 from __future__ import annotations
@@ -449,8 +454,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--end-to-end", type=int, default=None, help="K of the end-to-end comparison (0: skip)")
     parser.add_argument("--demo-workers", type=int, default=2, help="workers of the demo sweep comparison (0: skip)")
+    parser.add_argument("--onednn", choices=("population", "tensorflow"), default="population",
+                        help="TensorFlow's oneDNN kernels in this process: on, as `lrid generate --population` asks "
+                        "for them (lrid.lazy_import.prefer_onednn), or TensorFlow's own choice, as solo sweeps run")
     args = parser.parse_args()
+    if args.onednn == "population":
+        from lrid.lazy_import import prefer_onednn
+
+        prefer_onednn()
     configure_tensorflow(args.threads)
+    from tensorflow.python.util import _pywrap_util_port
+
+    onednn = "oneDNN on" if _pywrap_util_port.IsMklEnabled() else "oneDNN off"
     from lrid.generate.population import POPULATION_RULES
 
     load_before = load_average()
@@ -483,7 +498,8 @@ def main() -> None:
     if rows:
         print_table(rows, ["rule", "case", "network_steps_per_s", "vs_solo", "target", "met", "note"],
                     f"Population training, digits MLP 64-128-128-10 batch 32 (medians of {rounds} interleaved "
-                    f"rounds, {args.threads} thread(s), {steps} steps per network)")
+                    f"rounds, {args.threads} thread(s), {onednn} for solo and populations alike, {steps} steps per "
+                    "network)")
     conv_sizes = [int(k) for k in (args.conv_sizes or ("1,8" if args.quick else "1,8,32")).split(",") if int(k)]
     conv = []
     if conv_sizes:
@@ -491,7 +507,7 @@ def main() -> None:
                          args.conv_formulations.split(","), rounds)
         print_table(conv, ["batch", "case", "network_steps_per_s", "vs_solo", "note"],
                     f"Conv populations: digits conv net (8x8x1, 32-64-64 3x3/2, tanh), sgdm, solo against K stacked "
-                    f"in plain TensorFlow (medians of {rounds} interleaved rounds, {args.threads} thread(s))")
+                    f"in plain TensorFlow (medians of {rounds} interleaved rounds, {args.threads} thread(s), {onednn})")
     runs = []
     e2e_size = args.end_to_end if args.end_to_end is not None else (8 if args.quick else 32)
     if e2e_size:
@@ -507,7 +523,7 @@ def main() -> None:
     if runs:
         print_table(runs, ["rule", "case", "population_s", "solo_s", "speedup", "recording_share", "target", "met"],
                     "Whole runs with 21 recordings, one population against the same runs solo; and the demo sweep")
-    write_result("population", {"threads": args.threads, "rounds": rounds, "epochs": epochs, "rows": rows,
+    write_result("population", {"threads": args.threads, "onednn": onednn, "rounds": rounds, "epochs": epochs, "rows": rows,
                                 "runs": runs, "conv_rows": conv}, load_before, quick=args.quick)
 
 

@@ -38,6 +38,19 @@ tf = LazyModule("tensorflow")
 keras = LazyModule("keras")
 
 
+def prefer_onednn() -> None:
+    """Ask TensorFlow for its oneDNN CPU kernels, unless the user chose (``TF_ENABLE_ONEDNN_OPTS``) or
+    TensorFlow is already imported (it reads the choice once, on import; processes started from here
+    inherit it).
+
+    TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI and newer. A population's batched
+    matmuls ran 2.8x faster with them on an AVX2-only CPU, while the solo conv net ran slower
+    (benchmarks/population.py), so populations ask for them and solo runs keep TensorFlow's choice.
+    """
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
 def require_extra(*modules: str, purpose: str) -> None:
     """Raise a one-line :class:`LridError` naming the extra to install when any of ``modules`` is missing.
 

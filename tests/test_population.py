@@ -1,6 +1,7 @@
 """Population training: members equal solo runs, diverged members are masked, sweeps group and resume."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -440,3 +441,24 @@ def test_a_population_sweep_killed_mid_way_resumes_with_every_run_once(tmp_path)
     for path in (store / "observables").rglob("*.parquet"):
         pq.read_table(path)
     assert Store(store).orphan_observables() == []
+
+
+def test_populations_ask_for_onednn_unless_the_user_chose_or_tensorflow_is_loaded(monkeypatch):
+    """TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, on import: a population executor sets it for the
+    processes it starts, keeps a user's own choice, and solo executors leave TensorFlow's default."""
+    import sys
+
+    from lrid.generate.executors import make_executor
+
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    make_executor("sequential", population=1)
+    assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
+    monkeypatch.setitem(sys.modules, "tensorflow", sys.modules.get("tensorflow"))  # loaded: too late to ask
+    make_executor("sequential", population=8)
+    assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
+    monkeypatch.delitem(sys.modules, "tensorflow")
+    make_executor("sequential", population=8)
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    make_executor("sequential", population=8)
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"

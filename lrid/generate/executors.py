@@ -19,6 +19,7 @@ from multiprocessing import get_context
 
 from lrid.config import RunSpec
 from lrid.errors import LridError
+from lrid.lazy_import import prefer_onednn
 
 # The claims this process holds while it trains a run (or a population), so that a worker told to stop
 # can release them.
@@ -386,9 +387,12 @@ def make_executor(
     population: int = 1,
 ) -> SequentialExecutor | LocalPoolExecutor | RayExecutor:
     """An executor by name: ``sequential``, ``process`` (a local pool of ``workers``) or ``ray``; each trains
-    runs that can share a step in populations of up to ``population`` (1: every run alone)."""
+    runs that can share a step in populations of up to ``population`` (1: every run alone). Populations
+    ask TensorFlow for its oneDNN CPU kernels (:func:`lrid.lazy_import.prefer_onednn`)."""
     if population < 1:
         raise LridError(f"--population must be at least 1, got {population}; 1 trains every run alone")
+    if population > 1:
+        prefer_onednn()
     if backend == "sequential":
         return SequentialExecutor(population)
     if backend == "process":
