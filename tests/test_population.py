@@ -444,21 +444,25 @@ def test_a_population_sweep_killed_mid_way_resumes_with_every_run_once(tmp_path)
 
 
 def test_populations_ask_for_onednn_unless_the_user_chose_or_tensorflow_is_loaded(monkeypatch):
-    """TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, on import: a population executor sets it for the
-    processes it starts, keeps a user's own choice, and solo executors leave TensorFlow's default."""
+    """TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, on import: a process about to train populations asks for
+    oneDNN, keeps a user's own choice, and a pool of populations asks in its workers, not in this process."""
     import sys
 
-    from lrid.generate.executors import make_executor
+    from lrid.generate.executors import LocalPoolExecutor
+    from lrid.lazy_import import prefer_onednn
 
-    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
-    make_executor("sequential", population=1)
-    assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "unset")  # so that the teardown restores its absence
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
     monkeypatch.setitem(sys.modules, "tensorflow", sys.modules.get("tensorflow"))  # loaded: too late to ask
-    make_executor("sequential", population=8)
+    prefer_onednn()
     assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
     monkeypatch.delitem(sys.modules, "tensorflow")
-    make_executor("sequential", population=8)
+    prefer_onednn()
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-    make_executor("sequential", population=8)
+    prefer_onednn()
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    for population, in_workers in ((8, True), (1, False)):
+        pool = LocalPoolExecutor(2, population=population)._pool(1)  # workers start on the first task
+        assert pool._initargs[-1] is in_workers
+        pool.shutdown()

@@ -66,6 +66,7 @@ def run_population_into_store(spec_jsons: list[str], store_location: str, retry_
     Runs another process holds or has finished are left to it (status ``elsewhere``), as
     :func:`run_into_store` leaves them; every member is written when the population ends.
     """
+    prefer_onednn()  # before this process imports TensorFlow, if it has not (the sequential and Ray backends)
     from contextlib import ExitStack
 
     from lrid.generate.population import train_population
@@ -181,10 +182,12 @@ class SequentialExecutor:
             yield from run_unit_into_store([spec.model_dump_json() for spec in unit], store_location, retry_failed)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, onednn: bool = False) -> None:
     from lrid.generate.scratch import use_scratch_for_this_process
 
     use_scratch_for_this_process()  # before TensorFlow is imported
+    if onednn:  # a pool of populations: in the worker only, so that the parent's later pools keep the default
+        prefer_onednn()
     # A broken pool stops its other workers with SIGTERM: they give their runs back (see LocalPoolExecutor).
     signal.signal(signal.SIGTERM, _stop_worker)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -233,7 +236,10 @@ class LocalPoolExecutor:
 
     def _pool(self, workers: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(self.threads,)
+            max_workers=workers,
+            mp_context=get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self.threads, self.population > 1),
         )
 
     def map(self, specs: list[RunSpec], store_location: str, retry_failed: bool = False) -> Iterator[dict]:
@@ -387,12 +393,10 @@ def make_executor(
     population: int = 1,
 ) -> SequentialExecutor | LocalPoolExecutor | RayExecutor:
     """An executor by name: ``sequential``, ``process`` (a local pool of ``workers``) or ``ray``; each trains
-    runs that can share a step in populations of up to ``population`` (1: every run alone). Populations
-    ask TensorFlow for its oneDNN CPU kernels (:func:`lrid.lazy_import.prefer_onednn`)."""
+    runs that can share a step in populations of up to ``population`` (1: every run alone). Processes that
+    train populations ask TensorFlow for its oneDNN CPU kernels (:func:`lrid.lazy_import.prefer_onednn`)."""
     if population < 1:
         raise LridError(f"--population must be at least 1, got {population}; 1 trains every run alone")
-    if population > 1:
-        prefer_onednn()
     if backend == "sequential":
         return SequentialExecutor(population)
     if backend == "process":
