@@ -43,9 +43,9 @@ def prefer_onednn() -> None:
     TensorFlow is already imported (it reads the choice once, on import; processes started from here
     inherit it).
 
-    TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI and newer. A population's batched
-    matmuls ran 2.8x faster with them on an AVX2-only CPU, while the solo conv net ran slower
-    (benchmarks/population.py), so populations ask for them and solo runs keep TensorFlow's choice.
+    TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI and newer. On an AVX2-only CPU they
+    made a population's batched matmuls much faster while the solo conv net ran slower
+    (benchmarks/population.py, ``--onednn``), so populations ask for them and solo runs keep TensorFlow's choice.
     """
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
