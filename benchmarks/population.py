@@ -97,13 +97,13 @@ def population_block(rule: str, size: int, epochs: int):
     from lrid.generate.population import build_population
 
     _, _, population, batches = build_population(member_specs(rule, size, epochs))
-    x, y = next(batches.epoch(0))
+    x, y = next(batches(0))
     step = population.compiled("train_step", tf.constant(x), tf.constant(y))
 
     def block():
         loss = None
         for epoch in range(epochs):
-            for x, y in batches.epoch(epoch):
+            for x, y in batches(epoch):
                 loss = step(tf.constant(x), tf.constant(y))
         loss.numpy()
 
@@ -341,10 +341,7 @@ def stacked_step(name: str, initial: list[list], rates: list[float]):
 
 def stacked_batches(task, size: int, batch_size: int, epoch: int = 0):
     """Every member's batch of each step (member k shuffles with data seed k), stacked: ([K, B, ...], [K, B])."""
-    import numpy as np
-
-    for batches in zip(*(task.epoch_batches(epoch, batch_size, member) for member in range(size))):
-        yield np.stack([x for x, _ in batches]), np.stack([y for _, y in batches])
+    return task.stacked_epoch_batches(epoch, batch_size, list(range(size)))
 
 
 def checked_step(name: str, size: int, batch_size: int, reference: dict):

@@ -24,10 +24,12 @@ Populations that differ only in batch size and budget share one :func:`step_key`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -580,21 +582,10 @@ def _initial_weights(spec: RunSpec, task, feedback) -> list[tuple]:
     return weights
 
 
-class _Batches:
-    """Each member's training batch of a step, stacked ([K, batch, ...]), as the task stacks them."""
-
-    def __init__(self, task, batch_size: int, data_seeds: list[int]):
-        self.task, self.batch_size, self.data_seeds = task, batch_size, data_seeds
-
-    def epoch(self, epoch: int):
-        """Yield (x [K, batch, ...], y [K, batch, ...]) for each step of ``epoch``."""
-        return self.task.stacked_epoch_batches(epoch, self.batch_size, self.data_seeds)
-
-
-def build_population(specs: list[RunSpec]) -> tuple[Task, list[LearningRule], PopulationStep, _Batches]:
+def build_population(specs: list[RunSpec]) -> tuple[Task, list[LearningRule], PopulationStep, Callable[[int], Any]]:
     """``(task, rules, step, batches)`` for a population of ``specs`` (one :func:`population_key`): the
     members' rule objects, their :class:`PopulationStep` with each member's initial weights loaded, and
-    their stacked training batches."""
+    a function from an epoch to its steps' stacked training batches."""
     from lrid.generate.trainer import rule_seed
     from lrid.models.population import PopulationMLP
     from lrid.rules import get_rule
@@ -606,7 +597,10 @@ def build_population(specs: list[RunSpec]) -> tuple[Task, list[LearningRule], Po
     seeds = [rule_seed(spec) for spec in specs]
     rules = [rule_class(spec.rule.hparams, seed=seed, loss=task.loss) for spec, seed in zip(specs, seeds)]
     solo = [_initial_weights(spec, task, rule_class.feedback) for spec in specs]
-    batches = _Batches(task, first.train.batch_size, [spec.train.data_seed for spec in specs])
+    # epoch -> each step's (x [K, batch, ...], y [K, batch, ...]): every member's own batch, stacked
+    batches = functools.partial(
+        task.stacked_epoch_batches, batch_size=first.train.batch_size, data_seeds=[s.train.data_seed for s in specs]
+    )
     optimizer = rules[0].optimizer or rules[0].hparams.optimizer
     key = json.dumps(
         [step_key(first), len(specs), StackedOptimizer.trace_key(optimizer, [rule.hparams for rule in rules])]
@@ -694,7 +688,7 @@ def _train_population(specs: list[RunSpec]):
                 for k, (spec, rule) in enumerate(zip(specs, rules))
             ]
             step_fn.optimizer.learning_rate.assign(np.asarray(rates, dtype=np.float64).astype(np.float32))
-        for x, y in batches.epoch(epoch):
+        for x, y in batches(epoch):
             x, y = tf.constant(x), tf.constant(y)
             if train_step is None:
                 train_step, angles = (step_fn.compiled(name, x, y) for name in ("train_step", "angles"))
