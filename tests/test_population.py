@@ -137,6 +137,30 @@ def test_populations_differing_only_in_batch_size_and_budget_share_one_trace():
     assert step.angles.experimental_get_tracing_count() == 1
 
 
+def test_populations_of_different_rules_share_the_recorders_trace_and_record_their_own_weights():
+    from lrid.generate.population import _shared_traces, train_population
+    from lrid.generate.trainer import train_run
+
+    def population(rule):
+        return [_spec(rule, hparams, seed, hidden=(12, 10)) for seed, hparams in enumerate(HPARAMS[rule])]
+
+    train_population(population("sgdm"), fall_back=False)  # traces the recorder for this shape
+    observe, logits, _ = _shared_traces(tuple(_activations("tanh", layers=3)))
+    traced = observe.experimental_get_tracing_count(), logits.experimental_get_tracing_count()
+    assert min(traced) >= 1  # the populations' recorder and logits are the shared ones
+    for rule in ("fa", "ia"):
+        specs = population(rule)
+        for spec, member in zip(specs, train_population(specs, fall_back=False)):
+            _assert_member_equals_solo(member, train_run(spec))
+    assert (observe.experimental_get_tracing_count(), logits.experimental_get_tracing_count()) == traced
+
+
+def _activations(name, layers):
+    import keras
+
+    return [keras.activations.get(name)] * (layers - 1) + [keras.activations.get(None)]
+
+
 def test_members_of_a_regression_task_match_solo_runs():
     from lrid.generate.population import train_population
     from lrid.generate.trainer import train_run

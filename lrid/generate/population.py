@@ -19,7 +19,9 @@ perturbation draws each member's noise from the member's own generator, seeded a
 Conv nets and target propagation train solo (:func:`supports_population` says why for a spec).
 
 Populations that differ only in batch size and budget share one :func:`step_key`: they reuse one trace
-(traced for any batch size), and :func:`population_chains` sends them to one pool worker in turn.
+(traced for any batch size), and :func:`population_chains` sends them to one pool worker in turn. The
+recorder, the evaluation's logits and the finiteness check are functions of the stacked weights, traced once
+per shape for the populations of every rule in a process.
 """
 
 from __future__ import annotations
@@ -335,6 +337,56 @@ def _member_angles(a, b):
     return tf.where(norms > 0, degrees, tf.constant(float("nan")))
 
 
+def _observe_members(activations: tuple, kernels: list, biases: list, probe: Any) -> Any:
+    """Every member's [n_layers, 45] observables on ``probe`` [K, P, ...]: [K, n_layers, 45], for the MLPs
+    with these stacked weights and hidden ``activations``."""
+    from lrid.models.population import exact_forward
+    from lrid.observables import FUNCTIONS
+    from lrid.observables.statistics import apply_function, describe_steps
+
+    size = kernels[0].shape[0]
+    projections: list = []
+    with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+        tape.watch(probe)  # so that the tape records the forward pass, projections included
+        layer_outputs = exact_forward(kernels, biases, activations, probe, projections)
+    rows = []
+    for kernel, projection, layer_output in zip(kernels, projections, layer_outputs):
+        # The activity change (lrid.observables.measures.activity_change) of a dense layer y = f(x W + b):
+        # sum_ij dy_i/dx_j = sum_i f'(z_i) sum_j W_ji, so the kernel's column sums weigh f' at the
+        # forward pass's own pre-activations: no second pass through the layer and no [in, out] product.
+        kernel = tf.convert_to_tensor(kernel)
+        column_sums = tf.broadcast_to(tf.reduce_sum(kernel, axis=1)[:, None, :], tf.shape(layer_output))
+        weighted = tape.gradient(layer_output, projection, output_gradients=column_sums)
+        n_outputs = tf.cast(tf.shape(layer_output)[2], tf.float32)
+        change = tf.reduce_sum(weighted, axis=2) / n_outputs  # [K, P]
+        rows.append(
+            tf.concat(
+                [
+                    describe_steps(tf.reshape(kernel, [size, 1, -1])),
+                    describe_steps(layer_output),
+                    tf.stack([tf.reduce_mean(apply_function(change, f), axis=1) for f in FUNCTIONS], axis=1),
+                ],
+                axis=1,
+            )
+        )
+    del tape
+    return tf.stack(rows, axis=1)
+
+
+@functools.cache
+def _shared_traces(activations: tuple) -> tuple[Any, Any, Any]:
+    """The recorder, the logits and the finiteness check of populations whose layers use ``activations``, as
+    tf.functions of the stacked weights: the populations of every rule in a worker share one trace of each
+    per shape, where a trace per rule cost seconds of a sweep (the recorder's graph is large)."""
+    from lrid.models.population import members_finite, members_logits
+
+    return (
+        tf.function(functools.partial(_observe_members, activations), autograph=False),
+        tf.function(functools.partial(members_logits, activations), autograph=False),
+        tf.function(members_finite, autograph=False),
+    )
+
+
 class PopulationStep:
     """A population's compiled train step, recorder, health probe and evaluation, for one rule."""
 
@@ -371,10 +423,14 @@ class PopulationStep:
         # No AutoGraph: the steps have no tensor-dependent Python control flow, and converting their
         # source is most of what tracing them costs.
         self.train_step = tf.function(self._train_step, autograph=False)
-        self.observe = tf.function(self._observe, autograph=False)
         self.angles = tf.function(self._angles, autograph=False)
-        self.logits = tf.function(model.logits, autograph=False)
-        self.members_finite = tf.function(model.members_finite, autograph=False)
+        observe, logits, finite = _shared_traces(tuple(model.activations))
+        #: every member's [n_layers, 45] observables on a probe [K, P, ...]: [K, n_layers, 45]
+        self.observe = functools.partial(observe, model.kernels, model.biases)
+        #: every member's outputs [K, batch, outputs] for one batch [batch, ...] shared by all members
+        self.logits = functools.partial(logits, model.kernels, model.biases)
+        #: [K] booleans: whether each member's variables are all finite
+        self.members_finite = functools.partial(finite, model.variables)
 
     def compiled(self, name: str, x: Any, y: Any) -> Any:
         """The trace of ``train_step`` or ``angles`` for batches like ``x``, ``y`` of any batch size, called
@@ -493,39 +549,6 @@ class PopulationStep:
                 norms = tf.sqrt(tf.reduce_mean(tf.square(kernel), axis=1, keepdims=True))
                 kernel.assign(kernel * (rms / tf.maximum(norms, 1e-30)))
         return losses
-
-    def _observe(self, probe):
-        """Every member's [n_layers, 45] observables on ``probe`` [K, P, ...]: [K, n_layers, 45]."""
-        from lrid.observables import FUNCTIONS
-        from lrid.observables.statistics import apply_function, describe_steps
-
-        model = self.model
-        projections: list = []
-        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
-            tape.watch(probe)  # so that the tape records the forward pass, projections included
-            _, _, layer_outputs = model.forward_with_activity(probe, exact_gradient=True, projections=projections)
-        rows = []
-        for index, (projection, layer_output) in enumerate(zip(projections, layer_outputs)):
-            # The activity change (lrid.observables.measures.activity_change) of a dense layer y = f(x W + b):
-            # sum_ij dy_i/dx_j = sum_i f'(z_i) sum_j W_ji, so the kernel's column sums weigh f' at the
-            # forward pass's own pre-activations: no second pass through the layer and no [in, out] product.
-            kernel = tf.convert_to_tensor(model.kernels[index])
-            column_sums = tf.broadcast_to(tf.reduce_sum(kernel, axis=1)[:, None, :], tf.shape(layer_output))
-            weighted = tape.gradient(layer_output, projection, output_gradients=column_sums)
-            n_outputs = tf.cast(tf.shape(layer_output)[2], tf.float32)
-            change = tf.reduce_sum(weighted, axis=2) / n_outputs  # [K, P]
-            rows.append(
-                tf.concat(
-                    [
-                        describe_steps(tf.reshape(kernel, [model.size, 1, -1])),
-                        describe_steps(layer_output),
-                        tf.stack([tf.reduce_mean(apply_function(change, f), axis=1) for f in FUNCTIONS], axis=1),
-                    ],
-                    axis=1,
-                )
-            )
-        del tape
-        return tf.stack(rows, axis=1)
 
     def _angles(self, x, y):
         """Per member and layer: the update-vs-gradient angle, and the feedback-vs-weight angle ([K, L] each)."""

@@ -150,20 +150,47 @@ class PopulationMLP:
 
     def logits(self, inputs: tf.Tensor) -> tf.Tensor:
         """Every member's outputs [K, batch, outputs] for one batch [batch, ...] shared by all members."""
-        shared = tf.reshape(inputs, [1, tf.shape(inputs)[0], -1])
-        return self.forward_with_activity(tf.repeat(shared, self.size, axis=0))[0]
+        return members_logits(self.activations, self.kernels, self.biases, inputs)
 
     def members_finite(self) -> tf.Tensor:
         """[K] booleans: whether each member's variables are all finite."""
-        return tf.reduce_all(
-            tf.stack(
-                [
-                    tf.reduce_all(tf.reshape(tf.math.is_finite(variable), [self.size, -1]), axis=1)
-                    for variable in self.variables
-                ]
-            ),
-            axis=0,
-        )
+        return members_finite(self.variables)
+
+
+# Functions of the stacked weights rather than of a model, so that one trace serves the populations of every
+# rule and feedback kind that share the activations and shapes (a tf.function traces once per argument shape).
+
+
+def exact_forward(kernels: Any, biases: Any, activations: Any, inputs: tf.Tensor, projections: Any = None) -> list:
+    """Each layer's outputs [K, batch, units] of the MLPs with stacked ``kernels`` and ``biases`` (variables or
+    tensors) on inputs [K, batch, ...]: :meth:`PopulationMLP.forward_with_activity` with exact gradients of
+    a model holding these weights. Each layer's ``x W`` is appended to ``projections`` if given."""
+    outputs = tf.reshape(inputs, [kernels[0].shape[0], tf.shape(inputs)[1], -1])
+    layer_outputs = []
+    for kernel, bias, activation in zip(kernels, biases, activations, strict=True):
+        projection = tf.matmul(outputs, tf.convert_to_tensor(kernel))
+        if projections is not None:
+            projections.append(projection)
+        outputs = activation(projection + tf.convert_to_tensor(bias)[:, None, :])
+        layer_outputs.append(outputs)
+    return layer_outputs
+
+
+def members_logits(activations: Any, kernels: Any, biases: Any, inputs: tf.Tensor) -> tf.Tensor:
+    """Every member's outputs [K, batch, outputs] for one batch [batch, ...] shared by all members."""
+    shared = tf.reshape(inputs, [1, tf.shape(inputs)[0], -1])
+    return exact_forward(kernels, biases, activations, tf.repeat(shared, kernels[0].shape[0], axis=0))[-1]
+
+
+def members_finite(variables: list) -> tf.Tensor:
+    """[K] booleans: whether each member's slices of the stacked ``variables`` are all finite."""
+    size = variables[0].shape[0]
+    return tf.reduce_all(
+        tf.stack(
+            [tf.reduce_all(tf.reshape(tf.math.is_finite(variable), [size, -1]), axis=1) for variable in variables]
+        ),
+        axis=0,
+    )
 
 
 def _feedback_matmul(inputs, kernel, feedback):
