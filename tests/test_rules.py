@@ -8,7 +8,6 @@ from lrid.config import ModelSpec
 from lrid.models import build_model
 from lrid.observables.measures import activity_change
 from lrid.rules import RULES, get_rule
-from lrid.rules.base import restrict_weight_decay
 from lrid.tasks import get_task
 
 LOSS = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -76,9 +75,7 @@ def test_fa_feedback_kernels_never_change_during_training_even_with_weight_decay
         rule = get_rule("fa")({"optimizer": optimizer, "weight_decay": decay})
         model = make_model(rule.feedback)
         before = [layer.feedback_kernel.numpy().copy() for layer in model.measured_layers]
-        opt = rule.make_optimizer()
-        restrict_weight_decay(opt, model)
-        step = rule.make_train_step(model, opt)
+        step = rule.make_train_step(model, rule.optimizer_for(model))  # decays the forward kernels only
         for seed in range(10):
             step(*batch(seed=seed))
         for layer, initial in zip(model.measured_layers, before):
@@ -86,6 +83,20 @@ def test_fa_feedback_kernels_never_change_during_training_even_with_weight_decay
         kernels[decay] = model.measured_layers[0].kernel.numpy()
     # Decay does act, on the forward kernels: they end up smaller than without it.
     assert np.linalg.norm(kernels[0.5]) < 0.99 * np.linalg.norm(kernels[0.0])
+
+
+@pytest.mark.parametrize("name", ["adam", "fa", "ia", "np", "dtp"])
+def test_a_step_given_the_optimizer_set_up_for_its_model_is_traced_once(name):
+    rule = get_rule(name)({"weight_decay": 1e-3} if name != "dtp" else {}, seed=0)
+    model = make_model(rule.feedback)
+    step = rule.make_train_step(model, rule.optimizer_for(model))
+    for seed in range(2):
+        step(*batch(seed=seed))
+    assert step.experimental_get_tracing_count() == 1
+    # An optimizer left to create its slots in the first trace makes TensorFlow trace the step twice.
+    unbuilt = rule.make_train_step(model, rule.make_optimizer())
+    unbuilt(*batch(seed=0))
+    assert unbuilt.experimental_get_tracing_count() == 2
 
 
 def test_ia_local_loss_has_gradient_only_for_the_feedback_kernel():

@@ -330,5 +330,6 @@ def time_configuration(spec: RunSpec, batch: int, timing_seconds: float, record:
 
 
 def compiled_step(rule: LearningRule, model: MeasuredModel) -> Any:
-    """The rule's train step for ``model``: every step the estimate executes goes through it."""
-    return rule.make_train_step(model, rule.make_optimizer())
+    """The rule's train step for ``model``, set up as the trainer sets it up: every step the estimate
+    executes goes through it."""
+    return rule.make_train_step(model, rule.optimizer_for(model))

@@ -197,16 +197,13 @@ class _CompiledRun:
         from lrid.generate.health import HealthProbe
         from lrid.models import build_model
         from lrid.observables.recorder import Recorder
-        from lrid.rules.base import restrict_weight_decay
 
         self.model = build_model(spec.model, task, feedback=rule.feedback, seed=spec.train.model_seed)
         # Initial weights per model seed. A build is deterministic, so one per seed serves every later run
         # with that seed, which cuts a warm run's set-up (benchmarks/run_overhead.py measures it).
         self._initial_weights: dict[int, list[np.ndarray]] = {}
         self._keep_initial_weights(spec.train.model_seed, self.model)
-        self.optimizer = rule.make_optimizer()
-        restrict_weight_decay(self.optimizer, self.model)
-        self.optimizer.build(self.model.trainable_variables)
+        self.optimizer = rule.optimizer_for(self.model)
         self.train_step = rule.make_train_step(self.model, self.optimizer)
         self.rule = rule  # the step closes over this rule object: reseed() prepares it for later runs
         self.recorder = Recorder(

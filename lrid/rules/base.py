@@ -149,6 +149,16 @@ class LearningRule:
         """The Keras optimizer that applies this rule's updates."""
         return build_optimizer(self.optimizer or self.hparams.optimizer, self.hparams)
 
+    def optimizer_for(self, model: MeasuredModel) -> Any:
+        """:meth:`make_optimizer`'s optimizer set up for ``model`` as training uses it, to hand to
+        :meth:`make_train_step`: weight decay on the forward kernels only (:func:`restrict_weight_decay`), and
+        its slots built for the model's trainable variables. Slots created inside a step's first trace
+        instead make TensorFlow trace the step twice, which costs seconds on a large network."""
+        optimizer = self.make_optimizer()
+        restrict_weight_decay(optimizer, model)
+        optimizer.build(model.trainable_variables)
+        return optimizer
+
     def feedback_gradient(self, layer: Any, layer_input: Any) -> Any:
         """The update signal (a gradient, descended by the optimizer) for a learned feedback kernel.
 
