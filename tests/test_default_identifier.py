@@ -17,6 +17,7 @@ from lrid.identify.default_identifier import (
     identify_default,
     measured_band,
     read_card,
+    refresh_transfer,
     reliability_note,
     train_default,
     variant_for,
@@ -136,14 +137,23 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
                                                                                             **two_sets["transfer"]}}))
 
 
-@pytest.mark.parametrize("result", [{"quick": True}, {"quick": False, "schedules": ["even6"]}])
-def test_quick_or_other_schedules_transfer_results_stay_off_the_card(tiny_store, tmp_path, result):
-    # a smoke run, or a measurement of an identifier trained on other checkpoint schedules than this one
+@pytest.mark.parametrize("change", [{"quick": True}, {"schedules": ["even6"]},
+                                    {"chosen_options": {"unit": "layer", "time": "index", "baseline": "none"}}])
+def test_quick_or_other_schedules_or_other_features_transfer_results_stay_off_the_card(built, tmp_path, change):
+    # A smoke run, or a measurement of an identifier trained on other checkpoint schedules or with other
+    # features than this one: the built identifier's own result, with that one thing changed.
+    import shutil
+
+    directory, card = built
+    assert card["transfer"] is not None  # train_default quoted the result as planted
+    copy = tmp_path / "model"
+    shutil.copytree(directory, copy)
+    planted = json.loads((directory.parent / "transfer.json").read_text())
     transfer = tmp_path / "transfer.json"
-    transfer.write_text(json.dumps({**result, "targets": [{"target": "t", "measured": 1.0}]}))
-    card = train_default(str(tiny_store), tmp_path / "model", transfer_results=transfer, schedules=["even4"])
-    assert card["transfer"] is None
-    assert "not measured" in "\n".join(describe_card(card))
+    transfer.write_text(json.dumps({**planted, **change}))
+    refreshed = refresh_transfer(copy, transfer)
+    assert refreshed["transfer"] is None
+    assert "not measured" in "\n".join(describe_card(refreshed))
 
 
 def test_variant_follows_what_the_input_carries(tiny_store):
@@ -262,14 +272,6 @@ def test_reliability_note_quotes_the_measured_foreign_accuracy():
     card = {"transfer": {"foreign": [{"classifier": "rf", "accuracy_all": 0.625, "networks": 96}]}}
     assert "0.62 of foreign networks (96" in reliability_note(card)
     assert "not measured" in reliability_note({"transfer": None})
-
-
-def test_card_ignores_transfer_results_for_other_features(tiny_store, tmp_path):
-    transfer = tmp_path / "transfer.json"
-    transfer.write_text(json.dumps({"chosen_options": {"unit": "layer", "time": "index", "baseline": "none"},
-                                    "targets": [], "foreign": {"summary": []}}))
-    card = train_default(str(tiny_store), tmp_path / "model", transfer_results=transfer)
-    assert card["transfer"] is None
 
 
 def test_a_newer_benchmark_is_quoted_on_the_card_without_refitting(built, tmp_path):
