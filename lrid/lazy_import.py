@@ -45,7 +45,8 @@ def prefer_onednn() -> None:
 
     TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI and newer. On an AVX2-only CPU they
     made a population's batched matmuls much faster while the solo conv net ran slower
-    (benchmarks/population.py, ``--onednn``), so populations ask for them and solo runs keep TensorFlow's choice.
+    (benchmarks/population.py, ``--onednn``), so populations ask for them and solo runs keep TensorFlow's choice
+    (see :func:`lrid.generate.executors.pool_prefers_onednn`).
     """
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -486,7 +486,21 @@ def test_populations_ask_for_onednn_unless_the_user_chose_or_tensorflow_is_loade
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     prefer_onednn()
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
-    for population, in_workers in ((8, True), (1, False)):
-        pool = LocalPoolExecutor(2, population=population)._pool(1)  # workers start on the first task
-        assert pool._initargs[-1] is in_workers
+    for onednn in (True, False):
+        pool = LocalPoolExecutor(2, population=8)._pool(1, onednn)  # workers start on the first task
+        assert pool._initargs[-1] is onednn
         pool.shutdown()
+
+
+def test_a_pool_asks_for_onednn_only_for_populations_whose_solo_neighbours_are_mlps():
+    from lrid.generate.executors import pool_prefers_onednn, work_units
+
+    mlps = [_spec("sgdm", {"lr": lr}, seed) for seed, lr in enumerate((0.05, 0.02, 0.01))]
+    conv = RunSpec.model_validate({**mlps[0].model_dump(), "model": {"arch": "convnet"},
+                                   "task": {"name": "digits", "options": {"as_images": True}}})
+    other_shape = _spec("sgdm", {"lr": 0.05}, 0, hidden=(8,))
+    assert pool_prefers_onednn(work_units(mlps, 8))
+    assert pool_prefers_onednn(work_units([*mlps, other_shape], 8))  # an MLP left solo
+    assert not pool_prefers_onednn(work_units([*mlps, conv], 8))  # the conv net ran slower with oneDNN
+    assert not pool_prefers_onednn(work_units(mlps, 1))  # solo sweeps keep TensorFlow's choice
+    assert not pool_prefers_onednn(work_units([mlps[0], other_shape], 8))  # no population formed

@@ -160,6 +160,14 @@ def work_units(specs: list[RunSpec], population: int, workers: int = 1) -> list[
     return group_populations(specs, population, spread=workers)
 
 
+def pool_prefers_onednn(units: list[list[RunSpec]]) -> bool:
+    """Whether workers training these work units (:func:`work_units`) should ask TensorFlow for its oneDNN
+    kernels before importing it: they made stacked MLP steps several times faster on a CPU where TensorFlow
+    leaves them off, and the solo conv net slower, and a process has one setting. So only for populations
+    whose solo neighbours are MLPs too (``README``, "Populations")."""
+    return any(len(unit) > 1 for unit in units) and all(unit[0].model.arch == "mlp" for unit in units if len(unit) == 1)
+
+
 def run_unit_into_store(spec_jsons: list[str], store_location: str, retry_failed: bool = False) -> list[dict]:
     """One work unit into the store: a single run alone (:func:`run_into_store`), else a population."""
     if len(spec_jsons) == 1:
@@ -186,7 +194,7 @@ def _init_worker(threads: int, onednn: bool = False) -> None:
     from lrid.generate.scratch import use_scratch_for_this_process
 
     use_scratch_for_this_process()  # before TensorFlow is imported
-    if onednn:  # a pool of populations: in the worker only, so that the parent's later pools keep the default
+    if onednn:  # see pool_prefers_onednn; in the worker only, so that the parent's later pools keep the default
         prefer_onednn()
     # A broken pool stops its other workers with SIGTERM: they give their runs back (see LocalPoolExecutor).
     signal.signal(signal.SIGTERM, _stop_worker)
@@ -234,12 +242,12 @@ class LocalPoolExecutor:
     def _tasks(self, specs: list[RunSpec]) -> list[tuple]:
         return worker_tasks(specs, self.population, self.workers)
 
-    def _pool(self, workers: int) -> ProcessPoolExecutor:
+    def _pool(self, workers: int, onednn: bool) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=workers,
             mp_context=get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self.threads, self.population > 1),
+            initargs=(self.threads, onednn),
         )
 
     def map(self, specs: list[RunSpec], store_location: str, retry_failed: bool = False) -> Iterator[dict]:
@@ -250,7 +258,8 @@ class LocalPoolExecutor:
         remaining, blind_breaks = list(specs), 0
         while remaining:
             unfinished = []
-            with self._pool(self.workers) as pool:
+            onednn = pool_prefers_onednn(work_units(remaining, self.population, self.workers))
+            with self._pool(self.workers, onednn) as pool:
                 futures = {
                     pool.submit(
                         function, [spec.model_dump_json() for spec in chunk], store_location, retry_failed
