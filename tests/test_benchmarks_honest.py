@@ -86,6 +86,23 @@ def test_a_populations_recording_share_is_signed_as_measured(monkeypatch):
     assert row["recording_share"] == pytest.approx(-0.021) and row["speedup"] == pytest.approx(10.0)
 
 
+def test_the_demo_row_times_the_sweeps_fixed_cost_and_judges_the_whole_sweep(monkeypatch, tmp_path):
+    from lrid.config import load_sweep
+
+    fixed = population.fixed_cost_sweep(harness.REPO / "pipelines" / "demo.yaml", 2, tmp_path)
+    runs = load_sweep(fixed).expand()
+    assert len(runs) == 2 and {run.train.epochs for run in runs} == {1} and len({run.run_id for run in runs}) == 2
+
+    commands = []
+    monkeypatch.setattr("subprocess.run", lambda command, **kwargs: commands.append(command))
+    clock = iter([0.0, 30.0, 30.0, 50.0, 50.0, 60.0])  # solo 30 s, populations 20 s, the fixed sweep 10 s
+    monkeypatch.setattr(population.time, "perf_counter", lambda: next(clock))
+    row = population.demo_sweep(2, 32, None)
+    assert [command[-2:] for command in commands[:2]] == [["--workers", "2"], ["--population", "32"]]
+    assert commands[2][4].endswith("fixed.yaml")
+    assert (row["speedup"], row["fixed_s"], row["beyond_fixed"]) == (1.5, 10.0, 2.0)
+
+
 def lrid_row(accuracies, s_per_split=1.0, fits=13):
     return {"classifier": "lrid rf (search)", "accuracy_per_split": accuracies, "s_per_split": s_per_split,
             "fits_per_split": fits, "s_per_fit": s_per_split / fits}
