@@ -132,3 +132,22 @@ def test_usage_errors_print_click_s_message_without_a_traceback():
     assert result.returncode == 2
     assert "Missing option '--store'" in result.stderr
     assert "Traceback" not in result.stderr and "MissingParameter" not in result.stderr
+
+
+def test_ending_without_the_interpreters_teardown_still_joins_threads_runs_exit_handlers_and_flushes():
+    program = ("import atexit, threading, time; from lrid.lazy_import import exit_now; "
+               "atexit.register(print, 'handler ran'); "
+               "threading.Thread(target=lambda: (time.sleep(0.2), print('thread joined'))).start(); "
+               "print('unflushed', end=''); exit_now(3)")
+    ended = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert ended.returncode == 3
+    assert ended.stdout == "unflushedthread joined\nhandler ran\n"
+
+
+def test_a_command_that_loaded_tensorflow_keeps_its_exit_code_and_message(tmp_path):
+    # The console script ends such commands without the interpreter's teardown (lrid.cli.entry_point).
+    program = ("import sys, tensorflow; from lrid.cli import entry_point; "
+               f"sys.argv = ['lrid', 'identify', {str(tmp_path / 'missing.npz')!r}]; entry_point()")
+    ended = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert ended.returncode == 2
+    assert ended.stderr.startswith("error: ") and "missing.npz" in ended.stderr

@@ -20,7 +20,7 @@ from multiprocessing import get_context
 
 from lrid.config import RunSpec
 from lrid.errors import LridError
-from lrid.lazy_import import prefer_onednn
+from lrid.lazy_import import exit_now, prefer_onednn
 
 # The claims this process holds while it trains a run (or a population), so that a worker told to stop
 # can release them.
@@ -213,19 +213,11 @@ def _init_worker(threads: int, onednn: bool = False) -> None:
 
 
 def _end_worker_now() -> None:
-    """End a worker that has finished its tasks at once, skipping the interpreter's teardown of TensorFlow.
-
-    Everything a worker trains is in the store before it returns its task, and that teardown takes
-    about 2 s: ``lrid generate`` would wait that long for every worker at the end of each sweep.
-    """
-    import sys
-
-    from lrid.generate.scratch import remove_scratch
-
-    remove_scratch()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(0)
+    """End a worker whose pool shut down without the interpreter's teardown of TensorFlow (its other exit
+    handlers still run, the scratch directory's removal among them): everything it trained is in the store
+    by then, and ``lrid generate`` would wait about 2 s for every worker at the end of each sweep."""
+    atexit.unregister(_end_worker_now)  # exit_now runs the remaining handlers, once
+    exit_now(0)
 
 
 def _stop_worker(signum, frame) -> None:
