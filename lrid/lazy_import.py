@@ -63,9 +63,10 @@ def exit_now(code: int = 0) -> NoReturn:
     import atexit
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter's exit does first, in its order: threading's exit hooks (which stop the worker
+    # threads of executors left running, as joblib's are) and the joins of every non-daemon thread, then the
+    # exit handlers. Both functions are the interpreter's own and are safe to call again.
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a closed or broken stream has nothing left to flush

@@ -135,7 +135,10 @@ def test_usage_errors_print_click_s_message_without_a_traceback():
 
 
 def test_ending_without_the_interpreters_teardown_still_joins_threads_runs_exit_handlers_and_flushes():
-    program = ("import atexit, threading, time; from lrid.lazy_import import exit_now; "
+    # An executor left running (as joblib leaves its workers) is stopped by threading's exit hooks, as at any
+    # exit; joining its idle threads without them would hang.
+    program = ("import atexit, threading, time; from concurrent.futures import ThreadPoolExecutor; "
+               "from lrid.lazy_import import exit_now; pool = ThreadPoolExecutor(1); pool.submit(int); "
                "atexit.register(print, 'handler ran'); "
                "threading.Thread(target=lambda: (time.sleep(0.2), print('thread joined'))).start(); "
                "print('unflushed', end=''); exit_now(3)")
