@@ -390,7 +390,7 @@ def test_ray_hands_out_population_chains_as_the_pool_does(solo_sweep, tmp_path, 
     planned = []
     plan = executors.worker_tasks
     monkeypatch.setattr(executors, "worker_tasks",
-                        lambda specs, population, workers: planned.append(workers) or plan(specs, population, workers))
+                        lambda units, workers: planned.append(workers) or plan(units, workers))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         summary = generate(load_sweep(path), tmp_path / "ray", executor=executor, progress=False)

@@ -116,13 +116,13 @@ def run_chunk_into_store(spec_jsons: list[str], store_location: str, retry_faile
     return [run_into_store(spec_json, store_location, retry_failed) for spec_json in spec_jsons]
 
 
-def worker_tasks(specs: list[RunSpec], population: int, workers: int) -> list[tuple[Callable, list[RunSpec]]]:
-    """(function, runs) per task for ``workers`` concurrent workers: populations of up to ``population`` runs in
-    chains that share traces (one task each), single runs in configuration chunks. Each function takes the
-    runs' spec JSON, the store location and ``retry_failed``, as :func:`run_chunk_into_store` does."""
+def worker_tasks(units: list[list[RunSpec]], workers: int) -> list[tuple[Callable, list[RunSpec]]]:
+    """(function, runs) per task for ``workers`` concurrent workers, from the sweep's :func:`work_units`:
+    populations in chains that share traces (one task each), single runs in configuration chunks. Each
+    function takes the runs' spec JSON, the store location and ``retry_failed``, as :func:`run_chunk_into_store`
+    does."""
     from lrid.generate.population import population_chains
 
-    units = work_units(specs, population, workers)
     singles = [unit[0] for unit in units if len(unit) == 1]
     chains = population_chains([unit for unit in units if len(unit) > 1], workers)
     return [
@@ -250,9 +250,6 @@ class LocalPoolExecutor:
         self.threads = max(1, (os.cpu_count() or 1) // self.workers)
         self.population = population
 
-    def _tasks(self, specs: list[RunSpec]) -> list[tuple]:
-        return worker_tasks(specs, self.population, self.workers)
-
     def _pool(self, workers: int, onednn: bool) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=workers,
@@ -269,13 +266,13 @@ class LocalPoolExecutor:
         remaining, blind_breaks = list(specs), 0
         while remaining:
             unfinished = []
-            onednn = pool_prefers_onednn(work_units(remaining, self.population, self.workers))
-            with self._pool(self.workers, onednn) as pool:
+            units = work_units(remaining, self.population, self.workers)
+            with self._pool(self.workers, pool_prefers_onednn(units)) as pool:
                 futures = {
                     pool.submit(
                         function, [spec.model_dump_json() for spec in chunk], store_location, retry_failed
                     ): chunk
-                    for function, chunk in self._tasks(remaining)
+                    for function, chunk in worker_tasks(units, self.workers)
                 }
                 while futures:
                     done, _ = wait(futures, return_when=FIRST_COMPLETED)
@@ -363,9 +360,10 @@ class RayExecutor:
             from lrid.store import Store
 
             task = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(_run_in_ray_worker)
+            slots = self._slots(ray.cluster_resources())
             refs = {
                 task.remote(function, [spec.model_dump_json() for spec in unit], store_location, retry_failed): unit
-                for function, unit in worker_tasks(specs, self.population, self._slots(ray.cluster_resources()))
+                for function, unit in worker_tasks(work_units(specs, self.population, slots), slots)
             }
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1)

@@ -7,8 +7,8 @@ weights go non-finite leaves the others untouched.
 
 The backward signal follows :class:`~lrid.models.layers.FeedbackDense`: exact backprop, or a feedback
 kernel B (fixed, learned or ``s * sign(W)``) carrying the error to the input while the weight gradient
-stays local. Initial weights are copied from solo models built by :func:`lrid.models.build_network`, so a
-member starts exactly where a solo run of the same spec starts.
+stays local. Initial weights are those a solo network's layers draw (:meth:`lrid.models.mlp.MLP.initial_weights`,
+loaded with :meth:`PopulationMLP.load`), so a member starts exactly where a solo run of the same spec starts.
 """
 
 from __future__ import annotations
@@ -147,10 +147,6 @@ class PopulationMLP:
             )
             layer_outputs.append(outputs)
         return outputs, layer_inputs, layer_outputs
-
-    def logits(self, inputs: tf.Tensor) -> tf.Tensor:
-        """Every member's outputs [K, batch, outputs] for one batch [batch, ...] shared by all members."""
-        return members_logits(self.activations, self.kernels, self.biases, inputs)
 
     def members_finite(self) -> tf.Tensor:
         """[K] booleans: whether each member's variables are all finite."""
