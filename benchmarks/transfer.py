@@ -70,10 +70,13 @@ class FeatureConfig:
     time: str
     baseline: str
     subset: str
+    depth_contrasts: bool = False
 
     def options(self) -> dict:
-        """Keyword arguments for :func:`lrid.identify.features.build_features`."""
-        return {"unit": self.unit, "time": self.time, "baseline": self.baseline, "subset": self.subset}
+        """Keyword arguments for :func:`lrid.identify.features.build_features` (``depth_contrasts`` only when on,
+        as the features' own options record it, so that results and identifiers from before it still match)."""
+        options = {"unit": self.unit, "time": self.time, "baseline": self.baseline, "subset": self.subset}
+        return {**options, "depth_contrasts": True} if self.depth_contrasts else options
 
 
 CONFIGS = [
@@ -85,6 +88,7 @@ CONFIGS = [
     FeatureConfig("run, fraction, relative, act", "run", "fraction", "relative", "act"),
     FeatureConfig("run, fraction, relative, weight", "run", "fraction", "relative", "weight"),
     FeatureConfig("run, progress, relative, all", "run", "progress", "relative", "all"),
+    FeatureConfig("run, progress, relative, depth contrasts, all", "run", "progress", "relative", "all", True),
 ]
 
 
@@ -647,7 +651,8 @@ def main() -> None:
     print_table(matrix, ["rules", "factor", "level", "classifier", "n_test_runs", "run_accuracy", "sample_accuracy"],
                 f"Leave one level out ({chosen.name}): accuracy per run and per sample")
     activations = []
-    act_config = FeatureConfig(chosen.name.rsplit(",", 1)[0] + ", act", chosen.unit, chosen.time, chosen.baseline, "act")
+    act_config = FeatureConfig(chosen.name.rsplit(",", 1)[0] + ", act", chosen.unit, chosen.time, chosen.baseline, "act",
+                               chosen.depth_contrasts)
     features = build_features(_restrict(observables, PAPER_RULES), **act_config.options())
     for factor in factors:
         activations += leave_one_level_out(features, metadata, factor, classifiers[0], args.jobs)

@@ -414,6 +414,13 @@ def classify(
             help="none: values as recorded; relative: from each trajectory's start (log ratios for scales, differences otherwise)",
         ),
     ] = "none",
+    depth_contrasts: Annotated[
+        bool,
+        typer.Option(
+            "--depth-contrasts",
+            help="with --unit run: also each trajectory's differences between adjacent depth groups (deep - middle, middle - early)",
+        ),
+    ] = False,
     train_where: Annotated[
         str | None,
         typer.Option(
@@ -473,6 +480,7 @@ def classify(
         unit=unit,
         time=time_axis,
         baseline=baseline,
+        depth_contrasts=depth_contrasts,
         train_where=train_where,
         test_where=test_where,
         search=search,

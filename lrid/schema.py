@@ -193,7 +193,8 @@ class ClassifySpec(BaseModel):
         n_jobs: parallel jobs for the classifiers and the search.
         observables: observable subsets (``;`` separates subsets scored in turn); the first one's models
             are saved.
-        points, window, stride, unit, time, baseline: the features (:func:`lrid.identify.features.build_features`).
+        points, window, stride, unit, time, baseline, depth_contrasts: the features
+            (:func:`lrid.identify.features.build_features`).
         train_where, test_where: held-out filters over run metadata (:func:`lrid.identify.splits.select_runs`).
         search: choose hyperparameters per split by grouped inner cross-validation.
         control: also compute the performance-matched control (:mod:`lrid.identify.control`), in ``n_bins``
@@ -221,6 +222,7 @@ class ClassifySpec(BaseModel):
     unit: str = "layer"
     time: str = "index"
     baseline: str = "none"
+    depth_contrasts: bool = False
     train_where: str | None = None
     test_where: str | None = None
     search: bool = False
@@ -330,7 +332,8 @@ class TimeSettings(_Kept):
 
 class ScoreSettings(_Kept):
     """How the scores were made. Files from before a setting existed read as that setting's old behaviour:
-    ``keep_collapsed`` false, ``time_axis`` index, ``baseline`` none (all added after the first release)."""
+    ``keep_collapsed`` false, ``time_axis`` index, ``baseline`` none, ``depth_contrasts`` false (all added after
+    the first release)."""
 
     store: str | None = None
     observables: str = "all"
@@ -338,6 +341,7 @@ class ScoreSettings(_Kept):
     unit: str = "layer"
     time_axis: str = "index"
     baseline: str = "none"
+    depth_contrasts: bool = False
     train_where: str | None = None
     test_where: str | None = None
     search: bool = False
@@ -352,6 +356,7 @@ class ScoreSettings(_Kept):
             "unit": self.unit,
             "time": self.time_axis,
             "baseline": self.baseline,
+            "depth_contrasts": self.depth_contrasts,
             "points": self.time.points,
             "window": self.time.window,
             "stride": self.time.stride,

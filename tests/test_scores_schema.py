@@ -50,8 +50,9 @@ def test_identification_stage_scores_load_with_their_settings_and_older_bins(tmp
     settings = scores.settings
     assert (settings.unit, settings.time.points, settings.train_where, settings.search) == ("run", 6, "data_seed=0", True)
     assert (settings.time_axis, settings.baseline, settings.keep_collapsed) == ("index", "none", False)
+    # Files from before depth contrasts read as without them.
     assert settings.feature_options() == {"subset": "all", "unit": "run", "time": "index", "baseline": "none",
-                                          "points": 6, "window": None, "stride": None}
+                                          "depth_contrasts": False, "points": 6, "window": None, "stride": None}
     assert scores.classifiers["rf"].d_prime == {"fa": 1.2, "sgdm": None}
     assert scores.classifiers["rf"].best_params_per_split == [{"max_depth": 2}, None]
     assert set(scores.by_subset) == {"all", "weight"} and scores.by_subset["weight"]["rf"].accuracy_mean == 0.6

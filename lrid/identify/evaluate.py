@@ -169,6 +169,7 @@ def classify(
         "unit": spec.unit,
         "time": spec.time,
         "baseline": spec.baseline,
+        "depth_contrasts": spec.depth_contrasts,
     }
     schedules = _checked_schedules(spec)
     long_table = store.read_observables(classified_statuses(spec.keep_collapsed))
@@ -238,6 +239,7 @@ def classify(
             unit=spec.unit,
             time_axis=spec.time,
             baseline=spec.baseline,
+            depth_contrasts=spec.depth_contrasts,
             train_where=spec.train_where,
             test_where=spec.test_where,
             search=spec.search,

@@ -48,6 +48,13 @@ Three transforms aim at transfer, at identifying the rule of networks trained un
   columns: each trajectory's log scale (``{observable}@scale``) and the progress reached at each
   fraction of training (``progress@t{k}``). A trajectory multiplied by a constant, or played faster or
   slower, gives the same trajectory columns.
+
+``depth_contrasts`` (run unit) adds, for every trajectory point and, with ``time="progress"``, every log
+scale, the difference between adjacent depth groups: ``{column}@deep-middle`` and ``{column}@middle-early``.
+How a rule moves the layers near the output against those further from it is what sets the rules apart
+(FA's hidden layers follow fixed random feedback while its readout follows the gradient; momentum and
+Adam shape every layer's steps alike); a tree sees such a difference only through several splits, and
+with nuisance moving both groups together, it reads it better given directly.
 """
 
 from __future__ import annotations
@@ -173,6 +180,7 @@ def build_features(
     unit: str = "layer",
     time: str = "index",
     baseline: str = "none",
+    depth_contrasts: bool = False,
 ) -> FeatureSet:
     """Pivot long observable rows into one feature row per (run, layer), or per run with ``unit="run"``.
 
@@ -185,6 +193,8 @@ def build_features(
         time: ``index`` (recorded point k), ``fraction`` (resampled onto fractions of training) or
             ``progress`` (normalised trajectories resampled onto the run's own progress; module docstring).
         baseline: ``none`` (values as recorded) or ``relative`` (from the initial value; see the module docstring).
+        depth_contrasts: with ``unit="run"``, also the differences between adjacent depth groups (see the
+            module docstring).
 
     Every run must have been recorded at the same number of points; runs that stopped early (diverged)
     should be filtered out before, since a shorter trajectory is not comparable point by point.
@@ -198,6 +208,8 @@ def build_features(
         )
     if baseline not in BASELINES:
         raise LridError(f"unknown baseline {baseline!r}; choose none or relative (from each trajectory's start)")
+    if depth_contrasts and unit != "run":
+        raise LridError("depth contrasts compare a run's depth groups; use them with unit=run (--unit run)")
     if time != "index" and (window is not None or stride is not None):
         raise LridError(f"window and stride select recorded points; with time={time} choose the resolution with points")
     columns = list(observable_columns) if observable_columns else subset_columns(subset or "all")
@@ -246,6 +258,8 @@ def build_features(
         "time": time,
         "baseline": baseline,
     }
+    if depth_contrasts:  # only when on, so that the options of models saved before it existed still match
+        options["depth_contrasts"] = True
     if observable_columns:
         options = {**options, "observable_columns": list(columns)}
     trajectory_names = [f"{column}@t{point}" for column in columns for point in kept[first:]]
@@ -286,11 +300,20 @@ def build_features(
         static_names = [f"{column}@scale@{group}" for group in DEPTH_GROUPS for column in columns] + _progress_names(
             kept
         )
+    trajectories = pooled[..., first:].reshape(len(run_ids), len(DEPTH_GROUPS), -1)
+    names = [f"{name}@{group}" for group in DEPTH_GROUPS for name in trajectory_names]
+    if depth_contrasts:
+        trajectories = np.concatenate([trajectories, _depth_contrasts(trajectories)], axis=1)
+        names += [f"{name}@{pair}" for pair in DEPTH_CONTRASTS for name in trajectory_names]
+        if time == "progress":
+            scales = static[:, : len(DEPTH_GROUPS) * len(columns)].reshape(len(run_ids), len(DEPTH_GROUPS), -1)
+            static = np.concatenate([static, _depth_contrasts(scales).reshape(len(run_ids), -1)], axis=1)
+            static_names += [f"{column}@scale@{pair}" for pair in DEPTH_CONTRASTS for column in columns]
     return FeatureSet(
-        X=np.concatenate([pooled[..., first:].reshape(len(run_ids), -1), static], axis=1),
+        X=np.concatenate([trajectories.reshape(len(run_ids), -1), static], axis=1),
         y=run_samples["rule"].to_numpy(dtype=object),
         groups=run_samples["run_id"].to_numpy(dtype=object),
-        feature_names=[f"{name}@{group}" for group in DEPTH_GROUPS for name in trajectory_names] + static_names,
+        feature_names=names + static_names,
         samples=run_samples,
         n_points=len(kept) - first,
         n_static=len(static_names),
@@ -336,6 +359,17 @@ def _relative_to_start(values: np.ndarray, columns: list[str]) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log(np.maximum(values, _LOG_FLOOR) / np.maximum(start, _LOG_FLOOR))
     return np.where(scale, ratio, values - start)
+
+
+#: The depth-group differences ``depth_contrasts`` adds, deeper group first.
+DEPTH_CONTRASTS = ("deep-middle", "middle-early")
+
+
+def _depth_contrasts(grouped: np.ndarray) -> np.ndarray:
+    """[runs, 2, ...] from [runs, 3 depth groups, ...]: deep - middle and middle - early (NaN where a group
+    is empty, as the early group of a network with fewer than three layers is)."""
+    early, middle, deep = (grouped[:, DEPTH_GROUPS.index(group)] for group in ("early", "middle", "deep"))
+    return np.stack([deep - middle, middle - early], axis=1)
 
 
 def _progress_names(kept: list[int]) -> list[str]:

@@ -36,7 +36,7 @@ import pandas as pd
 from lrid.errors import LridError
 from lrid.identify.classifiers import CLASSIFIERS, coefficient_importance, feature_importances
 from lrid.identify.evaluate import classified_statuses, fit_classifier, split_model_path
-from lrid.identify.features import build_features
+from lrid.identify.features import DEPTH_CONTRASTS, build_features
 from lrid.identify.model_files import load_fitted, read_sidecar
 from lrid.identify.scores import load_scores
 from lrid.identify.splits import balanced_run_splits, run_metadata, select_runs
@@ -65,12 +65,13 @@ def column_levels(name: str) -> ColumnLevels:
     """Parse a feature column name into its observable, measure, function, statistic, time and depth.
 
     ``depth`` is the depth group a column itself describes: ``DEPTH_ONE_HOT`` for the one-hot columns,
-    the tag of a run-level ``...@deep@t3`` column, or ``None`` for a layer-level trajectory column.
+    the tag of a run-level ``...@deep@t3`` column (or of a depth contrast, ``...@t3@deep-middle``), or
+    ``None`` for a layer-level trajectory column.
     """
     if name.startswith("depth_") and name[len("depth_") :] in DEPTH_GROUPS:
         return ColumnLevels(*(DEPTH_ONE_HOT,) * 5, depth=DEPTH_ONE_HOT)
     observable, *tags = name.split("@")
-    depth = next((tag for tag in tags if tag in DEPTH_GROUPS), None)
+    depth = next((tag for tag in tags if tag in DEPTH_GROUPS or tag in DEPTH_CONTRASTS), None)
     time = next((tag for tag in tags if _TIME.fullmatch(tag)), "all")
     parts = observable.split("_", 2)
     if len(parts) != 3 or parts[0] not in MEASURES:
