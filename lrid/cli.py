@@ -418,7 +418,7 @@ def classify(
         bool,
         typer.Option(
             "--depth-contrasts",
-            help="with --unit run: also each trajectory's differences between adjacent depth groups (deep - middle, middle - early)",
+            help="with --unit run --time progress: also each observable's log scale differences between adjacent depth groups (deep - middle, middle - early)",
         ),
     ] = False,
     train_where: Annotated[

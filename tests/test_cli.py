@@ -44,17 +44,18 @@ def test_report_can_be_rerun_from_the_results_alone(tiny_store, tmp_path):
     assert (tmp_path / "report.md").is_file() and (tmp_path / "figures" / "confusion.png").stat().st_size > 0
 
 
-def test_classify_takes_depth_contrasts_with_the_run_unit_and_refuses_them_without(tiny_store, tmp_path):
+def test_classify_takes_depth_contrasts_with_the_run_unit_and_progress_and_refuses_them_without(tiny_store, tmp_path):
     refused = lrid("classify", "--store", tiny_store, "--out", tmp_path / "layer", "--depth-contrasts")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "depth contrasts compare a run's depth groups; use them with unit=run (--unit run)" in refused.stderr
+    assert "depth contrasts compare the log scales of a run's depth groups; use them with unit=run and time=progress" \
+        in refused.stderr
     assert not (tmp_path / "layer" / "scores.json").exists()
     classified = lrid("classify", "--store", tiny_store, "--out", tmp_path / "run", "--classifiers", "linear",
-                      "--splits", "2", "--unit", "run", "--time", "fraction", "--points", "5", "--depth-contrasts")
+                      "--splits", "2", "--unit", "run", "--time", "progress", "--points", "5", "--depth-contrasts")
     assert classified.returncode == 0, classified.stderr
     scores = json.loads((tmp_path / "run" / "scores.json").read_text())
     assert scores["settings"]["depth_contrasts"] is True
-    assert any(name.endswith("@deep-middle") for name in json.loads(
+    assert any(name.endswith("@scale@deep-middle") for name in json.loads(
         (tmp_path / "run" / "models" / "linear.json").read_text())["feature_names"])
 
 

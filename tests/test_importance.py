@@ -51,9 +51,8 @@ def test_column_names_parse_into_every_level():
         "weight_abs_kurtosis", "weight", "abs", "kurtosis", "t12", None)
     assert column_levels("act_raw_norm@t0@deep").depth == "deep"  # run-level columns name their depth
     assert column_levels("act_raw_norm@t0@deep").time == "t0"
-    contrast = column_levels("act_raw_norm@t3@deep-middle")  # a depth contrast is its own depth label
-    assert (contrast.observable, contrast.time, contrast.depth) == ("act_raw_norm", "t3", "deep-middle")
-    assert column_levels("weight_raw_norm@scale@middle-early").depth == "middle-early"
+    contrast = column_levels("act_raw_norm@scale@deep-middle")  # a depth contrast is its own depth label
+    assert (contrast.observable, contrast.time, contrast.depth) == ("act_raw_norm", "all", "deep-middle")
     assert column_levels("depth_middle").measure == DEPTH_ONE_HOT
     assert column_levels("loss_curve_slope").measure == "other"
     groups = column_groups(["weight_abs_mean@t0", "act_raw_norm@t0", "weight_sq_var@t1", "depth_early"], "measure")

@@ -254,45 +254,41 @@ def _grouped(features, name: str, group: str) -> np.ndarray:
     return features.X[:, features.feature_names.index(f"{name}@{group}")]
 
 
-@pytest.mark.parametrize("time", ["fraction", "progress"])
-def test_depth_contrasts_are_the_differences_between_adjacent_depth_groups(time):
+def test_depth_contrasts_are_the_log_scale_differences_between_adjacent_depth_groups():
     # Three-layer runs have every group; a two-layer one (middle, deep) has no early group.
     table = pd.concat([_long_table({"a": list(range(0, 110, 10)), "b": list(range(0, 220, 20))}),
                        _long_table({"c": list(range(0, 110, 10))}, n_layers=2, seed=3).assign(
                            depth_group=lambda rows: rows["layer_index"].map({0: "middle", 1: "deep"}))])
-    # Deeper layers change faster, so the groups' trajectories differ in shape as well as in scale.
+    # Deeper layers change more, so the groups' scales differ.
     fraction = table["step"] / table.groupby("run_id")["step"].transform("max")
     table[list(OBSERVABLES)] = table[list(OBSERVABLES)].mul(1.0 + table["layer_index"] * fraction**3, axis=0)
-    plain = build_features(table, unit="run", time=time, baseline="relative", points=6)
-    features = build_features(table, unit="run", time=time, baseline="relative", points=6, depth_contrasts=True)
+    options = {"unit": "run", "time": "progress", "baseline": "relative", "points": 6}
+    plain = build_features(table, **options)
+    features = build_features(table, **options, depth_contrasts=True)
     n_channels = len(OBSERVABLES)
-    added_static = n_channels * 2 if time == "progress" else 0  # each log scale's contrasts
-    assert features.n_points == plain.n_points == 5 and features.n_static == plain.n_static + added_static
-    assert features.X.shape[1] == plain.X.shape[1] + 2 * n_channels * 5 + added_static == len(features.feature_names)
-    # The plain columns are kept as they were; the trajectories (the added contrasts among them) come before
-    # every static column, the layout conv1d reads.
-    np.testing.assert_array_equal(features.X[:, [features.feature_names.index(n) for n in plain.feature_names]], plain.X)
-    assert all("@scale" not in name and not name.startswith("progress@")
-               for name in features.feature_names[: features.X.shape[1] - features.n_static])
-    names = ["weight_raw_norm@t4", "act_abs_kurtosis@t2", "actchange_raw_mean@t1"]
-    names += [f"{column}@scale" for column in ("weight_sq_var", "act_raw_median")] if time == "progress" else []
-    for name in names:
-        np.testing.assert_allclose(_grouped(features, name, "deep-middle"),
-                                   _grouped(plain, name, "deep") - _grouped(plain, name, "middle"))
+    # Static columns only: the trajectories, the layout conv1d reads, are the plain ones.
+    assert (features.n_points, features.n_static) == (plain.n_points, plain.n_static + 2 * n_channels)
+    assert features.X.shape[1] == plain.X.shape[1] + 2 * n_channels == len(features.feature_names)
+    np.testing.assert_array_equal(features.X[:, : plain.X.shape[1]], plain.X)
+    assert features.feature_names[: plain.X.shape[1]] == plain.feature_names
+    c = list(features.groups).index("c")
+    for column in ("weight_raw_norm", "act_abs_kurtosis", "actchange_raw_mean", "weight_sq_var"):
+        name = f"{column}@scale"
+        deep_middle = _grouped(features, name, "deep-middle")
+        np.testing.assert_allclose(deep_middle, _grouped(plain, name, "deep") - _grouped(plain, name, "middle"))
         np.testing.assert_allclose(_grouped(features, name, "middle-early"),
                                    _grouped(plain, name, "middle") - _grouped(plain, name, "early"))
-        c = list(features.groups).index("c")
         assert np.isnan(_grouped(features, name, "middle-early")[c])  # no early group: no contrast
-        assert np.isfinite(_grouped(features, name, "deep-middle")[c])
-        assert np.abs(_grouped(features, name, "deep-middle")).max() > 0  # planted layers differ: a real signal
+        assert np.isfinite(deep_middle[c]) and np.abs(deep_middle).min() > 0.01  # the planted layers differ
     # A saved model rebuilds its columns from the options; models saved before the option keep theirs.
     assert features.options["depth_contrasts"] is True and "depth_contrasts" not in plain.options
     np.testing.assert_array_equal(build_features(table, **features.options).X, features.X)
 
 
-def test_depth_contrasts_need_the_run_unit():
-    with pytest.raises(LridError, match="depth contrasts compare a run's depth groups.*--unit run"):
-        build_features(_long_table({"a": [0, 5, 10]}), depth_contrasts=True)
+@pytest.mark.parametrize("unit, time", [("layer", "progress"), ("run", "fraction"), ("run", "index")])
+def test_depth_contrasts_need_the_run_unit_and_the_progress_clock(unit, time):
+    with pytest.raises(LridError, match="depth contrasts compare the log scales.*--unit run --time progress"):
+        build_features(_long_table({"a": [0, 5, 10]}), unit=unit, time=time, depth_contrasts=True)
 
 
 def test_classify_and_identify_carry_the_depth_contrasts(tiny_store, tmp_path):
@@ -300,8 +296,9 @@ def test_classify_and_identify_carry_the_depth_contrasts(tiny_store, tmp_path):
     from lrid.store import Store
 
     scores = classify(tiny_store, tmp_path / "r", classifiers=("linear",), n_splits=2, control=False, progress=False,
-                      unit="run", time="fraction", baseline="relative", points=5, depth_contrasts=True)
+                      unit="run", time="progress", baseline="relative", points=5, depth_contrasts=True)
     assert scores.settings.depth_contrasts and scores.settings.feature_options()["depth_contrasts"]
-    assert scores.n_features == (3 + 2) * len(OBSERVABLES) * 4
+    # Per run: 3 depth groups x 4 progress levels per observable, 3 + 2 log scales per observable, progress at t1..t3.
+    assert scores.n_features == 3 * len(OBSERVABLES) * 4 + 5 * len(OBSERVABLES) + 3
     predictions = identify(tmp_path / "r" / "models" / "linear", Store(tiny_store).read_observables())
     assert len(predictions) == scores.n_runs

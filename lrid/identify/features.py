@@ -49,12 +49,11 @@ Three transforms aim at transfer, at identifying the rule of networks trained un
   fraction of training (``progress@t{k}``). A trajectory multiplied by a constant, or played faster or
   slower, gives the same trajectory columns.
 
-``depth_contrasts`` (run unit) adds, for every trajectory point and, with ``time="progress"``, every log
-scale, the difference between adjacent depth groups: ``{column}@deep-middle`` and ``{column}@middle-early``.
-How a rule moves the layers near the output against those further from it is what sets the rules apart
-(FA's hidden layers follow fixed random feedback while its readout follows the gradient; momentum and
-Adam shape every layer's steps alike); a tree sees such a difference only through several splits, and
-with nuisance moving both groups together, it reads it better given directly.
+``depth_contrasts`` (run unit, progress time) adds the differences of those log scales between adjacent
+depth groups, ``{column}@scale@deep-middle`` and ``{column}@scale@middle-early``: how much more a rule
+changed the layers nearer the output than those further in, which a width, a learning rate or a budget
+shifts for every group alike. A tree reads a difference of two columns only through several splits, so it
+is given directly. Differences of the trajectories themselves, measured beside them, added nothing more.
 """
 
 from __future__ import annotations
@@ -193,8 +192,8 @@ def build_features(
         time: ``index`` (recorded point k), ``fraction`` (resampled onto fractions of training) or
             ``progress`` (normalised trajectories resampled onto the run's own progress; module docstring).
         baseline: ``none`` (values as recorded) or ``relative`` (from the initial value; see the module docstring).
-        depth_contrasts: with ``unit="run"``, also the differences between adjacent depth groups (see the
-            module docstring).
+        depth_contrasts: with ``unit="run"`` and ``time="progress"``, also the log scales' differences between
+            adjacent depth groups (see the module docstring).
 
     Every run must have been recorded at the same number of points; runs that stopped early (diverged)
     should be filtered out before, since a shorter trajectory is not comparable point by point.
@@ -208,8 +207,11 @@ def build_features(
         )
     if baseline not in BASELINES:
         raise LridError(f"unknown baseline {baseline!r}; choose none or relative (from each trajectory's start)")
-    if depth_contrasts and unit != "run":
-        raise LridError("depth contrasts compare a run's depth groups; use them with unit=run (--unit run)")
+    if depth_contrasts and (unit, time) != ("run", "progress"):
+        raise LridError(
+            "depth contrasts compare the log scales of a run's depth groups; use them with unit=run and "
+            "time=progress (--unit run --time progress)"
+        )
     if time != "index" and (window is not None or stride is not None):
         raise LridError(f"window and stride select recorded points; with time={time} choose the resolution with points")
     columns = list(observable_columns) if observable_columns else subset_columns(subset or "all")
@@ -300,20 +302,15 @@ def build_features(
         static_names = [f"{column}@scale@{group}" for group in DEPTH_GROUPS for column in columns] + _progress_names(
             kept
         )
-    trajectories = pooled[..., first:].reshape(len(run_ids), len(DEPTH_GROUPS), -1)
-    names = [f"{name}@{group}" for group in DEPTH_GROUPS for name in trajectory_names]
     if depth_contrasts:
-        trajectories = np.concatenate([trajectories, _depth_contrasts(trajectories)], axis=1)
-        names += [f"{name}@{pair}" for pair in DEPTH_CONTRASTS for name in trajectory_names]
-        if time == "progress":
-            scales = static[:, : len(DEPTH_GROUPS) * len(columns)].reshape(len(run_ids), len(DEPTH_GROUPS), -1)
-            static = np.concatenate([static, _depth_contrasts(scales).reshape(len(run_ids), -1)], axis=1)
-            static_names += [f"{column}@scale@{pair}" for pair in DEPTH_CONTRASTS for column in columns]
+        scales = static[:, : len(DEPTH_GROUPS) * len(columns)].reshape(len(run_ids), len(DEPTH_GROUPS), -1)
+        static = np.concatenate([static, _depth_contrasts(scales).reshape(len(run_ids), -1)], axis=1)
+        static_names += [f"{column}@scale@{pair}" for pair in DEPTH_CONTRASTS for column in columns]
     return FeatureSet(
-        X=np.concatenate([trajectories.reshape(len(run_ids), -1), static], axis=1),
+        X=np.concatenate([pooled[..., first:].reshape(len(run_ids), -1), static], axis=1),
         y=run_samples["rule"].to_numpy(dtype=object),
         groups=run_samples["run_id"].to_numpy(dtype=object),
-        feature_names=names + static_names,
+        feature_names=[f"{name}@{group}" for group in DEPTH_GROUPS for name in trajectory_names] + static_names,
         samples=run_samples,
         n_points=len(kept) - first,
         n_static=len(static_names),
@@ -366,8 +363,8 @@ DEPTH_CONTRASTS = ("deep-middle", "middle-early")
 
 
 def _depth_contrasts(grouped: np.ndarray) -> np.ndarray:
-    """[runs, 2, ...] from [runs, 3 depth groups, ...]: deep - middle and middle - early (NaN where a group
-    is empty, as the early group of a network with fewer than three layers is)."""
+    """[runs, 2, channels] from [runs, 3 depth groups, channels]: deep - middle and middle - early (NaN where
+    a group is empty, as the early group of a network with fewer than three layers is)."""
     early, middle, deep = (grouped[:, DEPTH_GROUPS.index(group)] for group in ("early", "middle", "deep"))
     return np.stack([deep - middle, middle - early], axis=1)
 

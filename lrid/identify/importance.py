@@ -65,7 +65,7 @@ def column_levels(name: str) -> ColumnLevels:
     """Parse a feature column name into its observable, measure, function, statistic, time and depth.
 
     ``depth`` is the depth group a column itself describes: ``DEPTH_ONE_HOT`` for the one-hot columns,
-    the tag of a run-level ``...@deep@t3`` column (or of a depth contrast, ``...@t3@deep-middle``), or
+    the tag of a run-level ``...@deep@t3`` column (or of a depth contrast, ``...@scale@deep-middle``), or
     ``None`` for a layer-level trajectory column.
     """
     if name.startswith("depth_") and name[len("depth_") :] in DEPTH_GROUPS:
