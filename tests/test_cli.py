@@ -51,7 +51,7 @@ def test_classify_takes_depth_contrasts_with_the_run_unit_and_progress_and_refus
         in refused.stderr
     assert not (tmp_path / "layer" / "scores.json").exists()
     classified = lrid("classify", "--store", tiny_store, "--out", tmp_path / "run", "--classifiers", "linear",
-                      "--splits", "2", "--unit", "run", "--time", "progress", "--points", "5", "--depth-contrasts")
+                      "--splits", "2", "--no-control", "--unit", "run", "--time", "progress", "--points", "5", "--depth-contrasts")
     assert classified.returncode == 0, classified.stderr
     scores = json.loads((tmp_path / "run" / "scores.json").read_text())
     assert scores["settings"]["depth_contrasts"] is True
