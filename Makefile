@@ -43,15 +43,15 @@ sample-store: install
 	rm -rf data/sample_store
 	$(BIN)/lrid generate pipelines/sample.yaml --store data/sample_store
 
-# lrid's default identifier (lrid/identify/default_model/): generates the zoo into $(ZOO) (resumable, about
-# an hour on 2 cores), measures transfer on it, and fits the identifier with its model card. Zoo draws hold 969
+# lrid's default identifier (lrid/identify/default_model/): generates the zoo into $(ZOO) (resumable; about
+# two hours on 2 cores), measures transfer on it, and fits the identifier with its model card. Zoo draws hold 969
 # runs, two thirds of zoo.yaml's learned runs, so zoo designs compare at one size.
 ZOO ?= $(OUT)/zoo/store
 ZOO_SWEEPS = pipelines/zoo.yaml,pipelines/zoo_activations.yaml
 default-identifier: install
 	$(BIN)/lrid generate pipelines/zoo.yaml --store $(ZOO)
 	$(BIN)/lrid generate pipelines/zoo_activations.yaml --store $(ZOO)
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python benchmarks/transfer.py --store $(ZOO) --sweep $(ZOO_SWEEPS) --classifiers xgb --configs 7 \
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python benchmarks/transfer.py --store $(ZOO) --sweep $(ZOO_SWEEPS) --classifiers xgb --configs 8 \
 		--zoo-draws 5 --zoo-draw-runs 969
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/build_default_identifier.py --store $(ZOO) --sweep $(ZOO_SWEEPS) --classifier xgb
 

@@ -46,8 +46,8 @@ DEFAULT_DIRECTORY = Path(__file__).resolve().parent / "default_model"
 DIRECTORY_VARIABLE = "LRID_DEFAULT_IDENTIFIER"  # points lrid at another build (a lab's own zoo, a test's)
 KINDS = ("weight", "act", "actchange")
 # The features that transferred best in benchmarks/transfer.py (README, "Identifying rules in networks lrid
-# did not train").
-DEFAULT_FEATURES = {"unit": "run", "time": "progress", "baseline": "relative"}
+# did not train"): its configuration 8.
+DEFAULT_FEATURES = {"unit": "run", "time": "progress", "baseline": "relative", "depth_contrasts": True}
 # The checkpoint schedules every zoo run is also trained on (lrid.identify.schedules): a few evenly spaced
 # points and denser-early ones, the schedules of labs that record a network a handful of times. Set before
 # any measurement; benchmarks/transfer.py measures the identifier on these and on schedules it never saw.
