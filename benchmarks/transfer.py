@@ -184,8 +184,14 @@ def _scores(model, features, test: np.ndarray, classes: list[str]) -> dict:
             "n_test_runs": len(by_run), "predicted": dict(zip(by_run.index, predicted))}
 
 
+def _read_as(names: pd.Series) -> str:
+    """What a group of networks was named, most often first: ``"fa 10, ia 3"``."""
+    return ", ".join(f"{name} {count}" for name, count in names.value_counts().items())
+
+
 def leave_one_level_out(features, metadata: pd.DataFrame, factor: str, classifier: str, n_jobs: int) -> list[dict]:
-    """One row per scorable level of ``factor``: train on the other levels, test on it."""
+    """One row per scorable level of ``factor``: train on the other levels, test on it. ``read_as`` gives, for
+    each rule of the level's runs, what those runs were named (:func:`_read_as`)."""
     level = metadata.loc[features.groups, f"factor.{factor}"].to_numpy(dtype=object)
     known = pd.notna(level)
     classes = sorted(set(features.y))
@@ -198,9 +204,23 @@ def leave_one_level_out(features, metadata: pd.DataFrame, factor: str, classifie
             continue
         model = _fit(classifier, features, train, classes, n_jobs)
         result = _scores(model, features, test, classes)
-        result.pop("predicted")
-        rows.append({"factor": factor, "level": held, "classifier": classifier, **result})
+        predicted = pd.Series(result.pop("predicted"))
+        truth = pd.Series(features.y[test], index=features.groups[test]).groupby(level=0).first().loc[predicted.index]
+        read_as = {rule: _read_as(predicted[truth == rule]) for rule in sorted(set(truth))}
+        rows.append({"factor": factor, "level": held, "classifier": classifier, **result, "read_as": read_as})
     return rows
+
+
+def worst_level_readings(matrix: list[dict]) -> list[dict]:
+    """For each rule set and classifier of a leave-one-level-out matrix, its worst level's runs by true rule:
+    how many were named right and what they were read as (where a target is missed, which rules are confused)."""
+    worst: dict[tuple, dict] = {}
+    for row in matrix:
+        key = (row.get("rules"), row["classifier"])
+        if key not in worst or row["run_accuracy"] < worst[key]["run_accuracy"]:
+            worst[key] = row
+    return [{"rules": rules, "classifier": classifier, "level": f"{row['factor']}={row['level']}", "rule": rule,
+             "read_as": read_as} for (rules, classifier), row in worst.items() for rule, read_as in row["read_as"].items()]
 
 
 def _restrict(observables: pd.DataFrame, rules) -> pd.DataFrame:
@@ -482,11 +502,10 @@ def foreign(observables, config: FeatureConfig, classifier: str, foreign_sets: l
             of_rule = predictions[truth == rule]
             row = {"set": foreign_set.name, "rule": rule, "classifier": classifier, "networks": len(of_rule),
                    "accuracy": float((of_rule["all"] == rule).mean()),
-                   "read_as": ", ".join(f"{name} {count}" for name, count in of_rule["all"].value_counts().items())}
+                   "read_as": _read_as(of_rule["all"])}
             if rule in PAPER_RULES:
                 row["paper_identifier_accuracy"] = float((of_rule["paper identifier"] == rule).mean())
-                row["paper_identifier_read_as"] = ", ".join(
-                    f"{name} {count}" for name, count in of_rule["paper identifier"].value_counts().items())
+                row["paper_identifier_read_as"] = _read_as(of_rule["paper identifier"])
             rows.append(row)
         summaries.append({"set": foreign_set.name, "classifier": classifier,
                           **foreign_accuracies(predictions, foreign_set.labels), "networks": len(truth),
@@ -650,6 +669,8 @@ def main() -> None:
                 matrix += [{"rules": rule_set, **row} for row in leave_one_level_out(features, metadata, factor, classifier, args.jobs)]
     print_table(matrix, ["rules", "factor", "level", "classifier", "n_test_runs", "run_accuracy", "sample_accuracy"],
                 f"Leave one level out ({chosen.name}): accuracy per run and per sample")
+    print_table(worst_level_readings(matrix), ["rules", "classifier", "level", "rule", "read_as"],
+                "Worst held-out level: what its runs were read as")
     activations = []
     act_config = FeatureConfig(chosen.name.rsplit(",", 1)[0] + ", act", chosen.unit, chosen.time, chosen.baseline, "act",
                                chosen.depth_contrasts)

@@ -83,6 +83,29 @@ def test_in_distribution_reports_each_rules_recall_over_balanced_splits(tiny_sto
     assert all(within["most_mistaken_for"][rule] != rule for rule in within["most_mistaken_for"])
 
 
+def test_each_held_out_level_says_what_its_runs_were_read_as_and_the_worst_level_is_listed(tiny_store):
+    from benchmarks.transfer import CONFIGS, leave_one_level_out, load_zoo, worst_level_readings
+    from lrid.identify.features import build_features
+
+    observables, metadata = load_zoo(str(tiny_store))
+    # The tiny sweep varies only seeds: hold out each model seed in turn (every level holds every rule).
+    metadata = metadata.assign(**{"factor.seed": metadata["train.model_seed"]})
+    features = build_features(observables, **CONFIGS[3].options())
+    rows = leave_one_level_out(features, metadata, "seed", "linear", 1)
+    assert [row["level"] for row in rows] == ["0", "1", "2"]
+    for row in rows:
+        assert set(row["read_as"]) == {"adam", "fa", "ia", "sgdm"}
+        counts = {rule: dict((name, int(n)) for name, n in (part.rsplit(" ", 1) for part in text.split(", ")))
+                  for rule, text in row["read_as"].items()}
+        assert sum(sum(named.values()) for named in counts.values()) == row["n_test_runs"] == 8
+        named_right = sum(named.get(rule, 0) for rule, named in counts.items())
+        assert named_right == round(row["run_accuracy"] * row["n_test_runs"])
+    worst = min(rows, key=lambda row: row["run_accuracy"])
+    readings = worst_level_readings([{"rules": "paper 4", **row} for row in rows])
+    assert {reading["level"] for reading in readings} == {f"seed={worst['level']}"}
+    assert {reading["rule"]: reading["read_as"] for reading in readings} == worst["read_as"]
+
+
 def test_every_foreign_set_is_named_and_scored_per_rule(tiny_store):
     from benchmarks.transfer import CONFIGS, ForeignSet, foreign, load_zoo
 
