@@ -212,8 +212,8 @@ def leave_one_level_out(features, metadata: pd.DataFrame, factor: str, classifie
 
 
 def worst_level_readings(matrix: list[dict]) -> list[dict]:
-    """For each rule set and classifier of a leave-one-level-out matrix, its worst level's runs by true rule:
-    how many were named right and what they were read as (where a target is missed, which rules are confused)."""
+    """For each rule set and classifier of a leave-one-level-out matrix, its worst level's runs by true rule and
+    what they were read as, the true rule among them: where a target is missed, which rules are confused."""
     worst: dict[tuple, dict] = {}
     for row in matrix:
         key = (row.get("rules"), row["classifier"])
