@@ -266,6 +266,17 @@ def test_directory_with_two_recordings_of_one_run_name_is_refused(recordings, tm
         read_input(twice)
 
 
+def test_the_shipped_identifier_was_built_with_the_default_features_in_every_variant():
+    # DEFAULT_FEATURES changed without `make default-identifier` would leave a shipped model of other features.
+    from lrid.identify.default_identifier import DEFAULT_DIRECTORY, DEFAULT_FEATURES, model_path
+
+    assert read_card(DEFAULT_DIRECTORY)["features"] == DEFAULT_FEATURES
+    for variant in VARIANTS:
+        options = json.loads(model_path(variant).with_suffix(".json").read_text())["feature_options"]
+        assert options["subset"] == variant
+        assert {key: options.get(key) for key in DEFAULT_FEATURES} == DEFAULT_FEATURES, variant
+
+
 def test_reliability_note_quotes_the_measured_foreign_accuracy():
     from lrid.identify.default_identifier import reliability_note
 
