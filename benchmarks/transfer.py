@@ -173,7 +173,8 @@ def _fit(name: str, features, train: np.ndarray, classes: list[str], n_jobs: int
 
 
 def _scores(model, features, test: np.ndarray, classes: list[str]) -> dict:
-    """Per-run accuracy (a run's layers' probabilities averaged) and per-sample accuracy."""
+    """Per-run accuracy (a run's layers' probabilities averaged) and per-sample accuracy; ``named``: each test
+    run's true ``rule`` and the rule it was ``predicted`` to be, indexed by run."""
     probabilities = model.predict_proba(features.X[test])
     truth = features.y[test]
     per_sample = float(np.mean(np.array(classes)[probabilities.argmax(1)] == truth))
@@ -181,7 +182,7 @@ def _scores(model, features, test: np.ndarray, classes: list[str]) -> dict:
     run_truth = pd.Series(truth, index=features.groups[test]).groupby(level=0).first().loc[by_run.index]
     predicted = np.array(classes)[by_run.to_numpy().argmax(1)]
     return {"run_accuracy": float(np.mean(predicted == run_truth.to_numpy())), "sample_accuracy": per_sample,
-            "n_test_runs": len(by_run), "predicted": dict(zip(by_run.index, predicted))}
+            "n_test_runs": len(by_run), "named": pd.DataFrame({"rule": run_truth, "predicted": predicted})}
 
 
 def _read_as(names: pd.Series) -> str:
@@ -204,9 +205,7 @@ def leave_one_level_out(features, metadata: pd.DataFrame, factor: str, classifie
             continue
         model = _fit(classifier, features, train, classes, n_jobs)
         result = _scores(model, features, test, classes)
-        predicted = pd.Series(result.pop("predicted"))
-        truth = pd.Series(features.y[test], index=features.groups[test]).groupby(level=0).first().loc[predicted.index]
-        read_as = {rule: _read_as(predicted[truth == rule]) for rule in sorted(set(truth))}
+        read_as = {rule: _read_as(runs["predicted"]) for rule, runs in result.pop("named").groupby("rule")}
         rows.append({"factor": factor, "level": held, "classifier": classifier, **result, "read_as": read_as})
     return rows
 
@@ -265,8 +264,8 @@ def in_distribution(observables, config: FeatureConfig, classifier: str, n_split
         train, test = np.isin(features.groups, train_runs), np.isin(features.groups, test_runs)
         scores = _scores(_fit(classifier, features, train, classes, n_jobs), features, test, classes)
         accuracies.append(scores["run_accuracy"])
-        named += [(run_rules[run], predicted) for run, predicted in scores["predicted"].items()]
-    pairs = pd.DataFrame(named, columns=["rule", "predicted"])
+        named.append(scores["named"])
+    pairs = pd.concat(named, ignore_index=True)
     recall = pairs.assign(right=pairs["rule"] == pairs["predicted"]).groupby("rule")["right"].mean()
     mistaken = pairs[pairs["rule"] != pairs["predicted"]].groupby("rule")["predicted"].agg(lambda p: p.value_counts().index[0])
     return {"rules": rule_set, "classifier": classifier, "features": config.name, "splits": n_splits,
