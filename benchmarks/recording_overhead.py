@@ -152,30 +152,30 @@ SELECTION_LENGTHS = (128, 1024, 2048, 3072, 4096, 16384)  # an activation row ..
 
 def selection_rows(rounds: int) -> list[dict]:
     """The host's two ways to the entries a row's median and q3 need, on 64 rows of each length: a full numpy
-    sort, or the partitions :func:`lrid.observables.statistics._numpy_select_ranks` makes past
+    sort, or the partitions :func:`lrid.observables.host_statistics.select_ranks` makes past
     ``PARTITION_MIN_ENTRIES`` (forced here at every length)."""
-    from lrid.observables import statistics
+    from lrid.observables import host_statistics
 
     rows = []
     for n_entries in SELECTION_LENGTHS:
         values = np.random.default_rng(n_entries).standard_normal((64, n_entries)).astype(np.float32)
-        ranks = statistics._rank_list(statistics.QUANTILES, n_entries)
+        ranks = host_statistics.rank_list(host_statistics.QUANTILES, n_entries)
         sort = lambda: np.sort(values, axis=-1)[:, ranks]  # noqa: E731
 
         def partition():
-            limit = statistics.PARTITION_MIN_ENTRIES
-            statistics.PARTITION_MIN_ENTRIES = 0
+            limit = host_statistics.PARTITION_MIN_ENTRIES
+            host_statistics.PARTITION_MIN_ENTRIES = 0
             try:
-                return statistics._numpy_select_ranks(values, statistics.QUANTILES)
+                return host_statistics.select_ranks(values, host_statistics.QUANTILES)
             finally:
-                statistics.PARTITION_MIN_ENTRIES = limit
+                host_statistics.PARTITION_MIN_ENTRIES = limit
 
         if not np.array_equal(sort(), partition()):
             raise AssertionError(f"partition and sort select different entries at length {n_entries}")
         timings = interleaved({"sort": sort, "partition": partition}, rounds * 5)
         rows.append({"entries": n_entries, "sort_ms": round(1000 * timings["sort"]["median_s"], 3),
                      "partition_ms": round(1000 * timings["partition"]["median_s"], 3),
-                     "used": "partition" if n_entries >= statistics.PARTITION_MIN_ENTRIES else "sort"})
+                     "used": "partition" if n_entries >= host_statistics.PARTITION_MIN_ENTRIES else "sort"})
     return rows
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from lrid.config import ModelSpec, ObserveSpec, RuleSpec, RunSpec, TrainSpec
-from lrid.observables import statistics
+from lrid.observables import host_statistics, statistics
 
 # The benchmark scripts import their helpers as siblings, so their folder goes on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -104,7 +104,7 @@ def test_long_rows_select_by_partition_the_entries_a_sort_would_place(monkeypatc
     """Past PARTITION_MIN_ENTRIES the host partitions instead of sorting; the ranked entries, and so every
     statistic, must be the device sort's bit for bit, ties and NaN (which sorts last) included."""
     rng = np.random.default_rng(3)
-    n_even, n_odd = statistics.PARTITION_MIN_ENTRIES * 2, statistics.PARTITION_MIN_ENTRIES + 1
+    n_even, n_odd = host_statistics.PARTITION_MIN_ENTRIES * 2, host_statistics.PARTITION_MIN_ENTRIES + 1
     for n_entries in (n_even, n_odd):
         values = rng.standard_t(df=3, size=(6, n_entries)).astype(np.float32)
         values[1] = np.round(values[1])  # many ties
@@ -113,7 +113,7 @@ def test_long_rows_select_by_partition_the_entries_a_sort_would_place(monkeypatc
         values[4, ::7] = np.inf
         quantiles = (0.0, 25.0, 50.0, 75.0, 100.0)
         host = tf.function(lambda rows: statistics.ranked_entries(rows, quantiles))(values).numpy()
-        expected = np.sort(values, axis=-1)[:, [r for q in quantiles for r in statistics._ranks(q, n_entries)[:2]]]
+        expected = np.sort(values, axis=-1)[:, [r for q in quantiles for r in host_statistics.ranks(q, n_entries)[:2]]]
         np.testing.assert_array_equal(host, expected)
         rows_without_nan = [0, 1, 4]  # TensorFlow's sort places NaN elsewhere than numpy's, as it always has
         described = tf.function(statistics.describe)(values[rows_without_nan]).numpy()

@@ -1,5 +1,8 @@
 """Raw recordings: an lrid run exported as arrays reads back as the observables the store holds for it."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,6 +115,21 @@ def test_synthetic_recording_gets_its_layers_in_order_and_nan_actchange(tmp_path
     assert observables["run_id"].unique().tolist() == ["synthetic"]
     assert observables.filter(like="actchange_").isna().all().all()
     assert observables.filter(like="act_").notna().all().all()
+
+
+def test_identifying_a_raw_recording_never_imports_tensorflow(tmp_path):
+    """A recording's arrays are reduced in numpy and the default identifier is xgb: `lrid identify` of a
+    recording needs no TensorFlow, whose import would cost more CPU time than the whole identification."""
+    program = (
+        "import sys; from typer.testing import CliRunner; from lrid.cli import app; "
+        f"result = CliRunner().invoke(app, ['identify', {str(_synthetic(tmp_path))!r}]); "
+        "print(result.exit_code, 'tensorflow' in sys.modules); print(result.output)"
+    )
+    ended = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    exit_code, imported = ended.stdout.splitlines()[0].split()
+    assert exit_code == "0", ended.stdout + ended.stderr
+    assert "synthetic" in ended.stdout  # the run was named
+    assert imported == "False"
 
 
 @pytest.mark.parametrize(

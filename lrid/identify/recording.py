@@ -46,6 +46,7 @@ import pandas as pd
 
 from lrid.errors import LridError
 from lrid.observables import OBSERVABLES
+from lrid.observables.host_statistics import layer_statistics
 from lrid.observables.raw import KINDS, Recording, write_recording  # noqa: F401 - part of this module's API
 from lrid.schema import ID_COLUMNS, depth_groups
 
@@ -312,8 +313,7 @@ _ENTRIES_PER_CALL = 1 << 24
 
 
 def recording_observables(recording: Recording) -> pd.DataFrame:
-    """The observables of a validated recording, computed with lrid's own statistics."""
-    from lrid.observables.measures import any_shape_layer_statistics
+    """The observables of a validated recording, computed with lrid's own statistics (in numpy, on the host)."""
 
     n_steps, n_layers = len(recording.steps), len(recording.layers)
     values = np.full((n_steps, n_layers, len(OBSERVABLES)), np.nan)
@@ -323,9 +323,9 @@ def recording_observables(recording: Recording) -> pd.DataFrame:
         chunk = max(1, _ENTRIES_PER_CALL // per_step)  # bounds the memory of one call on large layers
         for start in range(0, n_steps, chunk):
             part = {kind: array[start : start + chunk] for kind, array in arrays.items()}
-            values[start : start + chunk, layer_index] = any_shape_layer_statistics(
+            values[start : start + chunk, layer_index] = layer_statistics(
                 part.get("weight"), part.get("act"), part.get("actchange")
-            ).numpy()
+            )
     values[~np.isfinite(values)] = np.nan
     frame = pd.DataFrame(values.reshape(n_steps * n_layers, -1), columns=list(OBSERVABLES))
     epochs = recording.epochs if recording.epochs is not None else np.full(n_steps, np.nan)

@@ -1,17 +1,15 @@
 """The one observable pipeline: a layer's (kernel, output, activity change) arrays reduced to its 45 statistics.
 
-Everything that produces observables prepares these arrays and calls :func:`layer_statistics`: the recorder
-from a network on its probe batch, the degraded views from the units and noise they keep
-(:mod:`lrid.observables.degrade`), and raw recordings from arrays another framework wrote. The activity
-change itself, the one Jacobian reduction, is :func:`activity_change`.
+Everything lrid trains reduces its arrays with :func:`layer_statistics`: the recorder from a network on its
+probe batch, and the degraded views from the units and noise they keep (:mod:`lrid.observables.degrade`).
+Raw recordings, arrays another framework wrote, are already on the host and reduced there by
+:func:`lrid.observables.host_statistics.layer_statistics`, the same arithmetic in numpy. The activity change
+itself, the one Jacobian reduction, is :func:`activity_change`.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
-
-import numpy as np
 
 from lrid.lazy_import import tf
 from lrid.observables import FUNCTIONS, OBSERVABLES
@@ -61,38 +59,6 @@ def layer_statistics(kernels: Any = None, outputs: Any = None, changes: Any = No
 
 
 _WIDTH = {kind: sum(name.startswith(f"{kind}_") for name in OBSERVABLES) for kind in ("weight", "act", "actchange")}
-
-
-def any_shape_layer_statistics(kernels: Any = None, outputs: Any = None, changes: Any = None) -> Any:
-    """:func:`layer_statistics` of host arrays, run as one TensorFlow graph that serves arrays of every size.
-
-    Eager TensorFlow dispatches each op from Python, which costs more than the arithmetic on a layer's
-    arrays; a graph traced per shape would trace once per layer width. This graph is traced once per set of
-    measures given, with every dimension unknown, and gives the same bits as the eager call.
-    """
-    given = tuple(values is not None for values in (kernels, outputs, changes))
-    arrays = []
-    if kernels is not None:
-        arrays.append(np.reshape(np.asarray(kernels, np.float32), (len(kernels), 1, -1)))
-    if outputs is not None:
-        arrays.append(np.reshape(np.asarray(outputs, np.float32), (*np.shape(outputs)[:2], -1)))
-    if changes is not None:
-        arrays.append(np.asarray(changes, np.float32))
-    return _layer_statistics_graph(given)(*arrays)
-
-
-@functools.cache
-def _layer_statistics_graph(given: tuple[bool, bool, bool]) -> Any:
-    """The graph of :func:`layer_statistics` for the measures ``given`` (kernels, outputs, changes) as rank-3, 3, 2 arrays."""
-    specs = [tf.TensorSpec([None] * rank, tf.float32) for rank, present in zip((3, 3, 2), given) if present]
-
-    def reduce(*arrays: Any) -> Any:
-        supplied = iter(arrays)
-        return layer_statistics(*(next(supplied) if present else None for present in given))
-
-    # No Python control flow here depends on a tensor, so AutoGraph, which costs most of the trace, has
-    # nothing to convert.
-    return tf.function(reduce, input_signature=specs, autograph=False)
 
 
 def activity_change(layer: Any, layer_input: Any, output_units: Any = None, input_units: Any = None) -> Any:

@@ -6,7 +6,9 @@ For a matrix of values [rows, entries], each statistic reduces over the entries 
 * var: population variance;  skew: Pearson's second coefficient ``3 (mean - median) / std``;
 * kurtosis: ``E[(x - mean)^4] / var^2``.
 
-Constant rows give NaN skew and kurtosis (0/0); callers store non-finite values as NaN.
+Constant rows give NaN skew and kurtosis (0/0); callers store non-finite values as NaN. Arrays already on the
+host (a recording made outside lrid) are reduced by :mod:`lrid.observables.host_statistics`, the same
+arithmetic in numpy, without importing TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from lrid.lazy_import import tf
 from lrid.observables import FUNCTIONS, STATISTICS
+from lrid.observables.host_statistics import QUANTILES, rank_list, ranks, select_ranks, select_ranks_and_magnitudes
 
 
 def apply_function(values: Any, function: str) -> Any:
@@ -38,13 +41,6 @@ def _sort_on_host() -> bool:
     return not tf.config.list_logical_devices("GPU")
 
 
-# The percentiles the statistics take (median, q3). Each interpolates between two ranks of its row.
-QUANTILES = (50.0, 75.0)
-# From this row length on, numpy selects a row's few ranked entries by partitioning it faster than it sorts
-# the row (benchmarks/recording_overhead.py); shorter rows, as activations' are, sort faster.
-PARTITION_MIN_ENTRIES = 3072
-
-
 def _numpy_sort_rows(values: np.ndarray) -> np.ndarray:
     return np.sort(values, axis=-1)
 
@@ -58,42 +54,6 @@ def sorted_rows(values: Any) -> Any:
     return ordered
 
 
-def _ranks(q: float, n_entries: int) -> tuple[int, int, float]:
-    """The two ranks the q-th percentile of n entries interpolates between, and the upper one's weight."""
-    position = q / 100.0 * (n_entries - 1)
-    lower = int(position)
-    return lower, min(lower + 1, n_entries - 1), position - lower
-
-
-def _rank_list(quantiles: tuple[float, ...], n_entries: int) -> list[int]:
-    """The lower and upper rank of each quantile, quantile by quantile."""
-    return [rank for q in quantiles for rank in _ranks(q, n_entries)[:2]]
-
-
-def _numpy_select_ranks(values: np.ndarray, quantiles: tuple[float, ...]) -> np.ndarray:
-    """[rows, 2 * len(quantiles)]: each row's entries at the lower and upper rank of each quantile (ascending),
-    as a sort would place them (NaN last)."""
-    n_entries = values.shape[-1]
-    ranks = _rank_list(quantiles, n_entries)
-    if n_entries < PARTITION_MIN_ENTRIES:
-        return np.sort(values, axis=-1)[:, ranks]
-    selected = np.empty((values.shape[0], len(ranks)), values.dtype)
-    # Partition at each rank in turn, keeping only the entries above it (those of the next ranks, in some
-    # order). The entry just above a partitioned rank is the smallest of those, which fmin finds without
-    # another partition (and, like a sort, reads NaN only if nothing else is left).
-    segment, offset = values, 0
-    for column, rank in enumerate(ranks):
-        if column and rank == ranks[column - 1]:
-            selected[:, column] = selected[:, column - 1]
-        elif rank == offset:
-            selected[:, column] = np.fmin.reduce(segment, axis=-1)
-        else:
-            segment = np.partition(segment, rank - offset, axis=-1)
-            selected[:, column] = segment[:, rank - offset]
-            segment, offset = segment[:, rank - offset + 1 :], rank + 1
-    return selected
-
-
 def ranked_entries(values: Any, quantiles: tuple[float, ...] = QUANTILES) -> Any:
     """[rows, 2 * len(quantiles)]: each row's entries at the two ranks each quantile (0..100, ascending)
     interpolates between, lower then upper, quantile by quantile.
@@ -104,37 +64,26 @@ def ranked_entries(values: Any, quantiles: tuple[float, ...] = QUANTILES) -> Any
     if list(quantiles) != sorted(quantiles):
         raise ValueError(f"quantiles {quantiles} must be ascending")
     if not _sort_on_host():
-        n_entries = values.shape[-1]
-        if n_entries is not None:
-            ranks = _rank_list(quantiles, n_entries)
-        else:
-            ranks = tf.stack([rank for q in quantiles for rank in _dynamic_ranks(q, values)[:2]])
-        return tf.gather(sorted_rows(values), ranks, axis=-1)
-    select = functools.partial(_numpy_select_ranks, quantiles=tuple(quantiles))
+        return tf.gather(sorted_rows(values), rank_list(quantiles, _row_length(values)), axis=-1)
+    select = functools.partial(select_ranks, quantiles=tuple(quantiles))
     selected = tf.numpy_function(select, [values], values.dtype, stateful=False)
     selected.set_shape([values.shape[0], 2 * len(quantiles)])
     return selected
 
 
-def _dynamic_ranks(q: float, values: Any) -> tuple[Any, Any, Any]:
-    # A graph traced for rows of any length (lrid.observables.measures.any_shape_layer_statistics) reads the
-    # length at run time, in the float64 arithmetic of the static branch: both weigh the same entries alike.
-    n_entries = tf.shape(values, out_type=tf.int64)[-1]
-    position = tf.constant(q / 100.0, tf.float64) * tf.cast(n_entries - 1, tf.float64)
-    lower = tf.cast(position, tf.int64)
-    return lower, tf.minimum(lower + 1, n_entries - 1), position - tf.cast(lower, tf.float64)
+def _row_length(values: Any) -> int:
+    # The ranks a percentile interpolates between, and their weights, are Python numbers of the row length,
+    # so every graph that reduces rows is traced for rows of a known length.
+    n_entries = values.shape[-1]
+    if n_entries is None:
+        raise ValueError("the statistics reduce rows whose length is known when traced; this tensor's is not")
+    return n_entries
 
 
 def _interpolate(q: float, values: Any, lower_entries: Any, upper_entries: Any) -> Any:
     """The q-th percentile from each row's entries at its two ranks (numpy's linear interpolation)."""
-    n_entries = values.shape[-1]
-    if n_entries is not None:
-        fraction = _ranks(q, n_entries)[2]
-        lower_weight, upper_weight = 1.0 - fraction, fraction
-    else:
-        fraction = _dynamic_ranks(q, values)[2]
-        lower_weight, upper_weight = tf.cast(1.0 - fraction, values.dtype), tf.cast(fraction, values.dtype)
-    return lower_entries * lower_weight + upper_entries * upper_weight
+    fraction = ranks(q, _row_length(values))[2]
+    return lower_entries * (1.0 - fraction) + upper_entries * fraction
 
 
 def percentile(values: Any, q: float) -> Any:
@@ -222,16 +171,7 @@ def _function_row_statistics(values):
     def stacked():
         return row_statistics(tf.concat(functions, axis=0), tf.concat(ranked, axis=0))
 
-    # The same choice for a size, whether the shape is known when traced or only when run, so the recorder
-    # and the graph for any shape (lrid.observables.measures) give the same bits.
-    entries = values.shape.num_elements()
-    if entries is not None:
-        return apart() if entries >= APART_MIN_ENTRIES else stacked()
-    return tf.cond(tf.size(values) >= APART_MIN_ENTRIES, apart, stacked)
-
-
-def _numpy_select_ranks_and_magnitudes(values: np.ndarray) -> np.ndarray:
-    return np.stack([_numpy_select_ranks(values, QUANTILES), _numpy_select_ranks(np.abs(values), QUANTILES)])
+    return apart() if values.shape.num_elements() >= APART_MIN_ENTRIES else stacked()
 
 
 def _ranked_entries_and_magnitudes(values: Any, magnitudes: Any) -> tuple[Any, Any]:
@@ -240,6 +180,6 @@ def _ranked_entries_and_magnitudes(values: Any, magnitudes: Any) -> tuple[Any, A
         ranked = ranked_entries(tf.concat([values, magnitudes], axis=0))
         return ranked[: tf.shape(values)[0]], ranked[tf.shape(values)[0] :]
     # On the host the magnitudes are taken there, rather than copied over beside the values.
-    ranked = tf.numpy_function(_numpy_select_ranks_and_magnitudes, [values], values.dtype, stateful=False)
+    ranked = tf.numpy_function(select_ranks_and_magnitudes, [values], values.dtype, stateful=False)
     ranked.set_shape([2, values.shape[0], 2 * len(QUANTILES)])
     return ranked[0], ranked[1]
