@@ -117,19 +117,18 @@ def test_synthetic_recording_gets_its_layers_in_order_and_nan_actchange(tmp_path
     assert observables.filter(like="act_").notna().all().all()
 
 
-def test_identifying_a_raw_recording_never_imports_tensorflow(tmp_path):
+def test_identifying_a_raw_recording_needs_no_tensorflow(tmp_path):
     """A recording's arrays are reduced in numpy and the default identifier is xgb: `lrid identify` of a
-    recording needs no TensorFlow, whose import would cost more CPU time than the whole identification."""
+    recording works where TensorFlow cannot be imported, and never pays for its import where it can."""
     program = (
-        "import sys; from typer.testing import CliRunner; from lrid.cli import app; "
+        "import sys; sys.modules['tensorflow'] = None; "  # any import of it now fails
+        "from typer.testing import CliRunner; from lrid.cli import app; "
         f"result = CliRunner().invoke(app, ['identify', {str(_synthetic(tmp_path))!r}]); "
-        "print(result.exit_code, 'tensorflow' in sys.modules); print(result.output)"
+        "print(result.exit_code); print(result.output)"
     )
     ended = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
-    exit_code, imported = ended.stdout.splitlines()[0].split()
-    assert exit_code == "0", ended.stdout + ended.stderr
-    assert "synthetic" in ended.stdout  # the run was named
-    assert imported == "False"
+    assert ended.stdout.splitlines()[0] == "0", ended.stdout + ended.stderr
+    assert "synthetic" in ended.stdout and "predicted rule per run" in ended.stdout  # the run was named
 
 
 @pytest.mark.parametrize(

@@ -56,10 +56,7 @@ def read_input(location: str | Path) -> pd.DataFrame:
     if not Path(text).exists():
         raise LridError(f"input {text} does not exist; give an lrid store directory or a recording file")
     from lrid.identify.recording import read_recording
-    from lrid.lazy_import import require_extra
 
-    # The recording's statistics are computed with the TensorFlow code that computes a store's.
-    require_extra("tensorflow", purpose=f"computing the observables of recording {text}")
     if not Path(text).is_dir():
         return read_recording(text)
     frames = [read_recording(path) for path in tqdm(recordings, desc="read recordings", unit="file", disable=None)]
