@@ -550,6 +550,7 @@ def identify(
     from lrid.identify.inference import identify as predict_rules
     from lrid.identify.model_files import PickleWarning
     from lrid.identify.prediction_sets import SET_COLUMNS
+    from lrid.identify.recording import CoarseWeightsWarning
     from lrid.identify.schedules import recorded_points
 
     if about:
@@ -569,6 +570,7 @@ def identify(
         check_candidates(candidates, card["rules"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PickleWarning)
+        warnings.simplefilter("always", CoarseWeightsWarning)
         observables = read_input(source)
         if model is None:
             predictions, variant = identify_default(observables, candidates=candidates)
@@ -578,7 +580,20 @@ def identify(
             title = model.stem
         if candidates is not None:
             title += f", among {', '.join(c for c in predictions.columns if c in candidates)}"
+    coarse = [warning.message.run for warning in caught if isinstance(warning.message, CoarseWeightsWarning)]
+    if coarse:
+        error_console.print(
+            f"warning: the weights of {len(coarse)} of {observables['run_id'].nunique()} networks ({coarse[0]}"
+            f"{', ...' if len(coarse) > 1 else ''}) hold bfloat16 values, and lrid's identifiers learned from "
+            "float32 ones: where learning leaves a statistic unchanged, it records bfloat16's coarser rounding, "
+            "and such networks are named less reliably (README, 'Raw recordings'); save weights in float32",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     for warning in caught:
+        if issubclass(warning.category, CoarseWeightsWarning):
+            continue
         if issubclass(warning.category, PickleWarning):
             error_console.print(f"warning: {warning.message}", markup=False, highlight=False, soft_wrap=True)
         else:

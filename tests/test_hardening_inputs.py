@@ -357,13 +357,6 @@ def test_classify_without_the_classifier_s_library_names_the_extra(monkeypatch, 
     assert not (tmp_path / "results").exists()
 
 
-def test_identify_of_a_recording_without_tensorflow_names_the_extra(monkeypatch, capsys, tmp_path, without):
-    without("tensorflow")
-    path = write_recording(recording(), tmp_path / "rec.npz")
-    code, _, err = lrid(monkeypatch, capsys, "identify", tmp_path / "model.joblib", path)
-    assert_one_line_error(code, err, "needs TensorFlow", EXTRA)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Raw recordings
 
@@ -379,6 +372,35 @@ def recording(act_batches=(8, 8), run="net", actchange=False):
     if actchange:
         arrays["actchange"] = {layer: rng.normal(size=(3, batch)) for layer, batch in zip(layers, act_batches)}
     return Recording(run, steps, layers, arrays)
+
+
+def _as_bfloat16(values):
+    """``values`` rounded to bfloat16 (to nearest, ties to even), kept as float32: what a lab saving weights
+    in bfloat16 and converting them back would hand over."""
+    bits = np.asarray(values, np.float32).view(np.uint32).astype(np.uint64)
+    return (((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32)
+
+
+def test_identify_warns_in_one_line_when_a_recordings_weights_hold_bfloat16_values(monkeypatch, capsys, tmp_path):
+    fine, coarse = recording(run="fine"), recording(run="coarse")
+    coarse.arrays["weight"] = {layer: _as_bfloat16(w) for layer, w in coarse.arrays["weight"].items()}
+    for network in (fine, coarse):
+        write_recording(network, tmp_path / "recordings" / f"{network.run}.npz")
+    monkeypatch.setattr(sys, "argv", ["lrid", "identify", str(tmp_path / "recordings")])
+    cli.main()  # returns: the command succeeded
+    out, err = capsys.readouterr()
+    assert "fine" in out and "coarse" in out  # both are still named
+    warning = [line for line in err.splitlines() if "bfloat16" in line]
+    assert len(warning) == 1 and "1 of 2 networks (coarse)" in warning[0] and "save weights in float32" in warning[0]
+    # Activations in bfloat16 cost nothing measurable, and float16 weights keep 11 significant bits: no warning.
+    half = recording(run="half")
+    half.arrays["weight"] = {layer: w.astype(np.float16) for layer, w in half.arrays["weight"].items()}
+    half.arrays["act"] = {layer: _as_bfloat16(a) for layer, a in half.arrays["act"].items()}
+    write_recording(half, tmp_path / "half.npz")
+    monkeypatch.setattr(sys, "argv", ["lrid", "identify", str(tmp_path / "half.npz")])
+    cli.main()
+    out, err = capsys.readouterr()
+    assert "half" in out and "bfloat16" not in err, err
 
 
 def test_empty_parquet_recording_is_a_one_line_error(tmp_path):

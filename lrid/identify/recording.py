@@ -37,6 +37,7 @@ from its spec, so ``lrid export-recording STORE RUN_ID OUT.npz`` shows the forma
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -312,6 +313,34 @@ def _validated(recording: Recording, where: str) -> Recording:
 _ENTRIES_PER_CALL = 1 << 24
 
 
+class CoarseWeightsWarning(UserWarning):
+    """A recording's weights hold bfloat16 values: 8 significant bits, where lrid's runs record float32's 24.
+
+    Statistics that learning leaves unchanged (the readout kernel's mean under every rule that hands it
+    cross-entropy's error, a weight-normalised layer's norms) record rounding; bfloat16's is 2^16 times
+    float32's, which no identifier trained on lrid's runs has seen. ``run`` names the recording.
+    """
+
+    def __init__(self, run: str) -> None:
+        super().__init__(
+            f"{run}: its weights hold bfloat16 values, and lrid's identifiers learned from float32 ones; such "
+            "networks are named less reliably (README, 'Raw recordings'); save weights in float32"
+        )
+        self.run = run
+
+
+def holds_bfloat16_values(arrays: list[np.ndarray]) -> bool:
+    """Whether every entry of these float32 arrays has at most bfloat16's 8 significant bits (the low 16 bits
+    of its float32 pattern are zero), and some entry is not zero: rounded to bfloat16 before it was saved."""
+    nonzero = False
+    for array in arrays:
+        bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32)
+        if (bits & 0xFFFF).any():
+            return False
+        nonzero = nonzero or bool(bits.any())
+    return nonzero
+
+
 def recording_observables(recording: Recording) -> pd.DataFrame:
     """The observables of a validated recording, computed with lrid's own statistics (in numpy, on the host)."""
 
@@ -327,6 +356,8 @@ def recording_observables(recording: Recording) -> pd.DataFrame:
                 part.get("weight"), part.get("act"), part.get("actchange")
             )
     values[~np.isfinite(values)] = np.nan
+    if "weight" in recording.arrays and holds_bfloat16_values(list(recording.arrays["weight"].values())):
+        warnings.warn(CoarseWeightsWarning(recording.run), stacklevel=2)
     frame = pd.DataFrame(values.reshape(n_steps * n_layers, -1), columns=list(OBSERVABLES))
     epochs = recording.epochs if recording.epochs is not None else np.full(n_steps, np.nan)
     identity = {
