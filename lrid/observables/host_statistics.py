@@ -110,7 +110,10 @@ def describe_steps(values: np.ndarray) -> np.ndarray:
     return np.concatenate(per_function, axis=1)
 
 
-_WIDTH = {kind: sum(name.startswith(f"{kind}_") for name in OBSERVABLES) for kind in ("weight", "act", "actchange")}
+#: How many of the 45 observables each measure has, in :data:`OBSERVABLES` order.
+MEASURE_WIDTHS = {
+    kind: sum(name.startswith(f"{kind}_") for name in OBSERVABLES) for kind in ("weight", "act", "actchange")
+}
 
 
 def layer_statistics(
@@ -127,7 +130,7 @@ def layer_statistics(
     parts = []
     for kind, values in (("weight", kernels), ("act", outputs), ("actchange", changes)):
         if values is None:
-            parts.append(np.full((n_steps, _WIDTH[kind]), np.nan, np.float32))
+            parts.append(np.full((n_steps, MEASURE_WIDTHS[kind]), np.nan, np.float32))
         elif kind == "weight":
             parts.append(describe_steps(np.reshape(values, (n_steps, 1, -1))))
         elif kind == "act":

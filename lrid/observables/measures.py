@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from lrid.lazy_import import tf
-from lrid.observables import FUNCTIONS, OBSERVABLES
+from lrid.observables import FUNCTIONS
+from lrid.observables.host_statistics import MEASURE_WIDTHS
 from lrid.observables.statistics import apply_function, describe_steps
 
 
@@ -50,15 +51,12 @@ def layer_statistics(kernels: Any = None, outputs: Any = None, changes: Any = No
     n_steps = tf.shape(given)[0]
     parts = []
     for values, reduce, width in (
-        (kernels, weight_statistics, _WIDTH["weight"]),
-        (outputs, activation_statistics, _WIDTH["act"]),
-        (changes, activity_change_statistics, _WIDTH["actchange"]),
+        (kernels, weight_statistics, MEASURE_WIDTHS["weight"]),
+        (outputs, activation_statistics, MEASURE_WIDTHS["act"]),
+        (changes, activity_change_statistics, MEASURE_WIDTHS["actchange"]),
     ):
         parts.append(tf.fill([n_steps, width], float("nan")) if values is None else reduce(values))
     return tf.concat(parts, axis=1)
-
-
-_WIDTH = {kind: sum(name.startswith(f"{kind}_") for name in OBSERVABLES) for kind in ("weight", "act", "actchange")}
 
 
 def activity_change(layer: Any, layer_input: Any, output_units: Any = None, input_units: Any = None) -> Any:
