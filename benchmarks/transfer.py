@@ -330,8 +330,9 @@ def _run_probabilities(fitted, test) -> pd.DataFrame:
 
 def _among_paper_rules(every_rule: pd.DataFrame) -> pd.DataFrame:
     """All-rule probabilities renormalised over the paper's four rules, as ``lrid identify --rules`` does."""
-    among = every_rule[list(PAPER_RULES)]
-    return among.div(among.sum(axis=1), axis=0)
+    from lrid.identify.inference import among_candidates
+
+    return among_candidates(every_rule, PAPER_RULES)
 
 
 def foreign_predictions(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],

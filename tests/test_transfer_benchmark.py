@@ -190,3 +190,17 @@ def test_foreign_prediction_sets_are_calibrated_on_the_zoo_and_scored_per_set_ru
     assert [(row["schedule"], row["naming"]) for row in by_schedule] == [
         (schedule, naming) for schedule in TEST_SCHEDULES for naming in ("all", "paper candidates")]
     assert all(row["set"] == "pooled" and row["networks"] == 24 for row in by_schedule)
+
+
+def test_a_network_given_no_paper_rule_any_probability_is_named_among_them_as_lrid_identify_names_it():
+    """A random forest can give a network all its votes outside the paper's four rules (np, say): asked among
+    those four, lrid identify gives each a quarter, and the benchmark must name it the same way, not fail."""
+    from benchmarks.transfer import PAPER_RULES, _among_paper_rules
+
+    every_rule = pd.DataFrame({"np": [1.0, 0.2], "sgdm": [0.0, 0.4], "adam": [0.0, 0.4], "fa": [0.0, 0.0],
+                               "ia": [0.0, 0.0]}, index=["all votes np", "some paper votes"])
+    among = _among_paper_rules(every_rule)
+    assert list(among.columns) == list(PAPER_RULES)
+    np.testing.assert_allclose(among.loc["all votes np"], 0.25)
+    np.testing.assert_allclose(among.loc["some paper votes", ["sgdm", "adam"]], 0.5)
+    assert among.notna().all().all() and among.idxmax(axis=1).notna().all()

@@ -31,7 +31,7 @@ from lrid.identify.prediction_sets import prediction_sets, thresholds_for
 from lrid.identify.schedules import points_per_run
 from lrid.schema import SetCalibration
 
-__all__ = ["check_candidates", "identify", "load_fitted", "read_input"]
+__all__ = ["among_candidates", "check_candidates", "identify", "load_fitted", "read_input"]
 
 
 def read_input(location: str | Path) -> pd.DataFrame:
@@ -69,6 +69,13 @@ def read_input(location: str | Path) -> pd.DataFrame:
                 )
             first_file[run] = path
     return pd.concat(frames, ignore_index=True)
+
+
+def among_candidates(probabilities: pd.DataFrame, candidates: Sequence[str]) -> pd.DataFrame:
+    """Each row's probabilities of the ``candidates`` columns, renormalised to sum to one: conditioned on one of
+    them being the rule. A row that gives none of them any probability gets them all equally."""
+    kept = probabilities[list(candidates)]
+    return kept.div(kept.sum(axis=1).where(lambda total: total > 0), axis=0).fillna(1.0 / len(candidates))
 
 
 def check_candidates(candidates: Sequence[str], classes: Sequence[str]) -> list[str]:
@@ -146,8 +153,7 @@ def identify(
     if kept != classes:
         # Renormalising the run's averaged probabilities, not each layer's, keeps the average over layers what
         # it is without candidates: one posterior per run, then conditioned on the candidate set.
-        per_run = per_run[kept]
-        per_run = per_run.div(per_run.sum(axis=1).where(lambda total: total > 0), axis=0).fillna(1.0 / len(kept))
+        per_run = among_candidates(per_run, kept)
         classes = kept
     result = per_run.reset_index()
     result.insert(1, "predicted", np.asarray(classes)[np.argmax(per_run.to_numpy(), axis=1)])
