@@ -343,7 +343,6 @@ def holds_bfloat16_values(arrays: list[np.ndarray]) -> bool:
 
 def recording_observables(recording: Recording) -> pd.DataFrame:
     """The observables of a validated recording, computed with lrid's own statistics (in numpy, on the host)."""
-
     n_steps, n_layers = len(recording.steps), len(recording.layers)
     values = np.full((n_steps, n_layers, len(OBSERVABLES)), np.nan)
     for layer_index, layer in enumerate(recording.layers):
