@@ -96,8 +96,8 @@ def describe_steps(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float32)
     n_steps, n_rows = values.shape[:2]
     rows = values.reshape(n_steps * n_rows, -1)
-    ranked_raw, ranked_abs = select_ranks_and_magnitudes(rows)
     magnitudes = np.abs(rows)
+    ranked_raw, ranked_abs = select_ranks(rows), select_ranks(magnitudes)
     # Squaring is monotonic on |x|, so the squared magnitudes' ranked entries are the squares' ranked entries.
     per_function = [
         row_statistics(function_rows, ranked).reshape(n_steps, n_rows, len(STATISTICS)).mean(axis=1, dtype=np.float32)
