@@ -554,6 +554,70 @@ def by_schedule(observables, config: FeatureConfig, classifier: str, foreign_set
     return rows
 
 
+def _at_layers(recordings: pd.DataFrame, layers: str) -> pd.DataFrame:
+    """Foreign recordings as a lab that recorded some of the layers would give them, each layer placed in its
+    network: ``whole``, ``hidden`` (the readout left out) or ``single:k`` (hidden layer k alone, of the networks
+    that have it)."""
+    from lrid.identify.partial_layers import at_partial
+
+    if layers == "whole":
+        return recordings
+    if layers == "hidden":
+        return at_partial(recordings, "hidden")
+    hidden = at_partial(recordings, "hidden")
+    return hidden[hidden["layer_index"] == int(layers.split(":")[1])]
+
+
+# How the foreign recordings are cut into recordings of some layers: whole, without the readout, and each of
+# the (up to three) hidden layers of the foreign networks alone.
+TEST_LAYERS = ("whole", "hidden", "single:0", "single:1", "single:2")
+
+
+def by_layers(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet], n_jobs: int,
+              schedules) -> list[dict]:
+    """The foreign recordings at some of their layers (:data:`TEST_LAYERS`), named by identifiers of the
+    default identifier's partial measures (weights and activations; activations alone) trained as its whole
+    variants are (the zoo and ``schedules``) and as its partial ones are (also every run at its hidden layers
+    and at one hidden layer, :mod:`lrid.identify.partial_layers`): accuracy over every rule and among the
+    paper's four, meaned over the sets (each set's beside it)."""
+    from dataclasses import replace
+
+    from lrid.identify.default_identifier import PARTIAL, PARTIAL_VARIANTS
+    from lrid.identify.features import build_features
+    from lrid.identify.partial_layers import PARTIAL_LAYERS, partial_copies
+    from lrid.identify.schedules import rerecorded
+
+    whole = rerecorded(observables, schedules)
+    partial = pd.concat([whole, partial_copies(observables, PARTIAL_LAYERS)], ignore_index=True)
+    rows = []
+    for measures in (variant.removeprefix(f"{PARTIAL}:") for variant in PARTIAL_VARIANTS):
+        measured = replace(config, subset=measures)
+        for trained_on, training in (("whole networks", whole), ("+ " + ",".join(PARTIAL_LAYERS), partial)):
+            train = build_features(training, **measured.options())
+            classes = sorted(set(train.y))
+            fitted = _fit(classifier, train, np.ones(len(train.y), bool), classes, n_jobs), classes
+            for layers in TEST_LAYERS:
+                right, right_among_paper, networks = {}, {}, 0
+                for foreign_set in foreign_sets:
+                    recordings = _at_layers(foreign_set.recordings, layers)
+                    if recordings.empty:
+                        continue
+                    every_rule = _run_probabilities(fitted, build_features(recordings, **measured.options()))
+                    truth = foreign_set.labels.loc[every_rule.index, "rule"]
+                    paper = truth.isin(PAPER_RULES)
+                    right[foreign_set.name] = float((every_rule.idxmax(axis=1) == truth).mean())
+                    among = _among_paper_rules(every_rule)[paper]
+                    right_among_paper[foreign_set.name] = float((among.idxmax(axis=1) == truth[paper]).mean())
+                    networks += len(truth)
+                if right:
+                    rows.append({"classifier": classifier, "measures": measures, "layers": layers,
+                                 "trained_on": trained_on, "networks": networks,
+                                 "accuracy_all": float(np.mean(list(right.values()))),
+                                 "accuracy_paper_candidates": float(np.nanmean(list(right_among_paper.values()))),
+                                 "by_set": {name: round(value, 3) for name, value in right.items()}})
+    return rows
+
+
 def zoo_draws(observables, metadata: pd.DataFrame, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],
               draws: int, fraction: float, n_jobs: int, schedules=()) -> dict:
     """Foreign accuracy of identifiers trained on ``draws`` random zoos: ``fraction`` of each rule's runs.
@@ -729,6 +793,10 @@ def main() -> None:
                                 identifiers[classifiers[0]])
     print_table(schedule_rows, ["schedule", "points", "trained_on", "accuracy_all", "accuracy_paper_candidates", "by_set"],
                 f"Foreign networks re-recorded at fewer checkpoints ({classifiers[0]}, all-rule identifier; mean of the sets)")
+    layer_rows = by_layers(observables, chosen, classifiers[0], foreign_sets, args.jobs, schedules)
+    print_table(layer_rows, ["measures", "layers", "trained_on", "networks", "accuracy_all", "accuracy_paper_candidates",
+                             "by_set"],
+                f"Foreign networks recorded at some of their layers ({classifiers[0]}, all-rule identifiers; mean of the sets)")
     draws = None
     if args.zoo_draws and not args.quick:
         fraction = min(1.0, args.zoo_draw_runs / len(metadata)) if args.zoo_draw_runs else args.zoo_fraction
@@ -764,7 +832,7 @@ def main() -> None:
         "leave_one_level_out": matrix, "activations_only": activations, "in_distribution": within,
         "foreign": {"directories": [str(directory) for directory in directories], "per_rule": foreign_rows,
                     "summary": foreign_summary, "mean_over_sets": foreign_mean, "confidence": confidence, "by_schedule": schedule_rows,
-                    "prediction_sets": set_rows,
+                    "by_layers": layer_rows, "prediction_sets": set_rows,
                     "zoo_draws": draws}, "targets": targets,
     }, load_before, quick=args.quick)
 

@@ -464,6 +464,15 @@ def classify(
             "scored as recorded and at each schedule. Needs --time fraction or progress",
         ),
     ] = None,
+    partial_layers: Annotated[
+        str | None,
+        typer.Option(
+            "--partial-layers",
+            help="also train on every run seen at some of its layers, to read networks recorded at a few areas: "
+            "hidden (every layer but the readout), single (one hidden layer), or hidden,single; test runs are "
+            "scored at each too. Needs --unit run",
+        ),
+    ] = None,
 ) -> None:
     """Score classifiers that identify the rule from trajectories, on balanced splits grouped by run."""
     _classify(
@@ -488,6 +497,7 @@ def classify(
         seed=seed,
         keep_collapsed=keep_collapsed,
         schedules=tuple(name.strip() for name in (schedules or "").split(",") if name.strip()),
+        partial_layers=tuple(name.strip() for name in (partial_layers or "").split(",") if name.strip()),
     )
 
 
@@ -538,9 +548,11 @@ def identify(
     import warnings
 
     from lrid.identify.default_identifier import (
+        PARTIAL_VARIANTS,
         describe_card,
         identify_default,
         measured_band,
+        partial_note,
         read_card,
         reliability_note,
         schedule_note,
@@ -550,7 +562,7 @@ def identify(
     from lrid.identify.inference import identify as predict_rules
     from lrid.identify.model_files import PickleWarning
     from lrid.identify.prediction_sets import SET_COLUMNS
-    from lrid.identify.recording import CoarseWeightsWarning
+    from lrid.identify.recording import CoarseWeightsWarning, PartialLayersWarning
     from lrid.identify.schedules import recorded_points
 
     if about:
@@ -571,6 +583,7 @@ def identify(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PickleWarning)
         warnings.simplefilter("always", CoarseWeightsWarning)
+        warnings.simplefilter("always", PartialLayersWarning)
         observables = read_input(source)
         if model is None:
             predictions, variant = identify_default(observables, candidates=candidates)
@@ -580,6 +593,9 @@ def identify(
             title = model.stem
         if candidates is not None:
             title += f", among {', '.join(c for c in predictions.columns if c in candidates)}"
+    # The card's measured figures are quoted beside the answers, except for recordings of some layers: its
+    # transfer benchmark measured whole networks.
+    quoted = None if model is not None or variant in PARTIAL_VARIANTS else card
     coarse = [warning.message.run for warning in caught if isinstance(warning.message, CoarseWeightsWarning)]
     if coarse:
         error_console.print(
@@ -594,15 +610,15 @@ def identify(
     for warning in caught:
         if issubclass(warning.category, CoarseWeightsWarning):
             continue
-        if issubclass(warning.category, PickleWarning):
+        if issubclass(warning.category, (PickleWarning, PartialLayersWarning)):
             error_console.print(f"warning: {warning.message}", markup=False, highlight=False, soft_wrap=True)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     classes = [c for c in predictions.columns if c not in ("run_id", "predicted", "n_samples", "rule", *SET_COLUMNS)]
     benchmark = None
-    if card is not None and measured_band(card, 1.0, candidates) is not None:
+    if quoted is not None and measured_band(quoted, 1.0, candidates) is not None:
         # What the benchmark measured for answers this confident: the column a scientist reads each answer by.
-        bands = [measured_band(card, float(row[row["predicted"]]), candidates) for _, row in predictions.iterrows()]
+        bands = [measured_band(quoted, float(row[row["predicted"]]), candidates) for _, row in predictions.iterrows()]
         benchmark = [f"{band['accuracy']:.2f} of {band['networks']}" if band else "-" for band in bands]
     set_column = None
     if "prediction_set" in predictions and len(predictions):
@@ -612,7 +628,7 @@ def identify(
     title = f"{title}: predicted rule per run ({len(predictions)} runs)"
     console.print(_prediction_table(predictions, classes, title, every_rule, benchmark, set_column))
     if set_column is not None:
-        console.print(set_note(coverage, card, candidates, recorded_points(observables)))
+        console.print(set_note(coverage, quoted, candidates, recorded_points(observables)))
     if benchmark is not None:
         console.print(
             "benchmark: of the foreign networks (trained by another implementation) its transfer benchmark named "
@@ -624,9 +640,11 @@ def identify(
         console.print(
             f"accuracy against the true rules: {(predictions['rule'] == predictions['predicted']).mean():.3f}"
         )
-    if card is not None:
-        console.print(reliability_note(card, candidates))
-        fewer_points = schedule_note(card, observables)
+    if model is None and quoted is None:
+        console.print(partial_note(variant))
+    if quoted is not None:
+        console.print(reliability_note(quoted, candidates))
+        fewer_points = schedule_note(quoted, observables)
         if fewer_points is not None:
             console.print(fewer_points)
     if output is not None:

@@ -203,6 +203,10 @@ class ClassifySpec(BaseModel):
         schedules: checkpoint schedules (:mod:`lrid.identify.schedules`, e.g. ``("even6", "log6")``) at which
             every training run is also re-recorded, so the classifiers learn to read networks recorded at few
             checkpoints; test runs are scored as recorded and at each schedule (``accuracy_by_schedule``).
+        partial_layers: choices of layers (:mod:`lrid.identify.partial_layers`, ``("hidden", "single")``)
+            at which every training run is also seen, so the classifiers learn to read networks recorded at
+            some of their layers; test runs are scored at each too (``accuracy_by_schedule``). Needs the run
+            unit.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -230,6 +234,7 @@ class ClassifySpec(BaseModel):
     n_bins: int = Field(4, ge=1)
     keep_collapsed: bool = False
     schedules: tuple[str, ...] = ()
+    partial_layers: tuple[str, ...] = ()
 
     @field_validator("store", mode="before")
     @classmethod
@@ -348,6 +353,7 @@ class ScoreSettings(_Kept):
     view: str | None = None
     keep_collapsed: bool = False
     schedules: list[str] = Field(default_factory=list)
+    partial_layers: list[str] = Field(default_factory=list)
 
     def feature_options(self) -> dict[str, Any]:
         """The :func:`lrid.identify.features.build_features` keywords of the first observable subset."""

@@ -2,6 +2,7 @@
 
     python scripts/build_default_identifier.py --store OUT/zoo/store [--sweep A.yaml,B.yaml] [--generate]
         [--transfer benchmarks/results/transfer.json] [--classifier xgb] [--schedules even11,even6,...]
+        [--variants partial:weight,act partial:act]
 
 The identifier is trained on the store's runs of --sweep (the zoo; default pipelines/zoo.yaml and zoo_activations.yaml), which
 --generate generates into the store first (resumable). The model card records the transfer benchmark's
@@ -33,6 +34,9 @@ def main() -> None:
     parser.add_argument("--schedules", default=None, help="checkpoint schedules every run is also trained on, "
                         "comma-separated ('' for none; default: those --transfer measured, else the default identifier's)")
     parser.add_argument("--out", default=None, help="where to write the identifier (default: the one lrid ships)")
+    parser.add_argument("--variants", nargs="+", default=None, metavar="VARIANT",
+                        help="refit only these variants (e.g. partial:act), keeping the others of the identifier at "
+                        "--out, which must have been built from the same zoo")
     parser.add_argument("--card-only", action="store_true", help="refit nothing: quote --transfer on the card of "
                         "the identifier at --out (after a benchmark rerun of the same identifier)")
     args = parser.parse_args()
@@ -70,7 +74,8 @@ def main() -> None:
     card = train_default(args.store, Path(args.out) if args.out else DEFAULT_DIRECTORY, classifier=args.classifier,
                          feature_options=options, transfer_results=transfer,
                          sweep=",".join(os.path.relpath(Path(path).resolve(), REPO) for path in paths),
-                         runs={spec.run_id for sweep in sweeps for spec in sweep.expand()}, schedules=schedules)
+                         runs={spec.run_id for sweep in sweeps for spec in sweep.expand()}, schedules=schedules,
+                         only=args.variants)
     print("\n".join(describe_card(card)))
 
 

@@ -11,6 +11,7 @@ import pytest
 from lrid.errors import LridError
 from lrid.identify.default_identifier import (
     DIRECTORY_VARIABLE,
+    PARTIAL_VARIANTS,
     VARIANTS,
     carried_measures,
     describe_card,
@@ -84,20 +85,27 @@ def recordings(tiny_store, tmp_path_factory):
 
 def test_build_writes_every_variant_and_a_card(built, tiny_store):
     directory, card = built
-    assert set(card["variants"]) == set(VARIANTS)
-    for variant in card["variants"].values():
+    assert list(card["variants"]) == list(VARIANTS + PARTIAL_VARIANTS)
+    for name, variant in card["variants"].items():
         sidecar = json.loads((directory / f"{variant['model']}.json").read_text())
-        # Each variant's sets, calibrated on the tiny zoo's runs by fits in folds without them.
-        assert sidecar["prediction_sets"]["runs"] == 24 and sidecar["prediction_sets"]["coverage"] == 0.9
-        assert 0.0 <= sidecar["prediction_sets"]["threshold"] <= 1.0
-        # ... and one threshold for runs at 3 and at 4 points, on the runs' copies at log3 and even4.
+        assert sidecar["feature_options"]["subset"] == name.removeprefix("partial:")
+        assert 0.0 <= sidecar["prediction_sets"]["threshold"] <= 1.0 and sidecar["prediction_sets"]["coverage"] == 0.9
         assert sidecar["prediction_sets"]["points"] == 6
+        if name in PARTIAL_VARIANTS:
+            # trained on every run also seen at its hidden layers and at one of them, and calibrated on those
+            # 2 x 24 copies alone, by fits in folds without their run
+            assert sidecar["partial_layers"] == variant["partial_layers"] == ["hidden", "single"]
+            assert sidecar["prediction_sets"]["runs"] == 48 and sidecar["prediction_sets"]["by_points"] == []
+            continue
+        # Each variant's sets, calibrated on the tiny zoo's runs by fits in folds without them.
+        assert sidecar["prediction_sets"]["runs"] == 24 and sidecar["partial_layers"] == []
+        # ... and one threshold for runs at 3 and at 4 points, on the runs' copies at log3 and even4.
         assert [(entry["points"], entry["runs"]) for entry in sidecar["prediction_sets"]["by_points"]] == [(3, 24), (4, 24)]
+        assert [entry["points"] for entry in card["prediction_sets"]["in_zoo"][name]["by_points"]] == [3, 4]
     assert {key: card["prediction_sets"][key] for key in ("coverage", "calibration_folds")} == {
         "coverage": 0.9, "calibration_folds": 5}
-    assert set(card["prediction_sets"]["in_zoo"]) == set(VARIANTS)
+    assert list(card["prediction_sets"]["in_zoo"]) == list(card["variants"])
     assert all(entry["held"] >= 0.9 and 1 <= entry["mean_size"] <= 4 for entry in card["prediction_sets"]["in_zoo"].values())
-    assert all([entry["points"] for entry in in_zoo["by_points"]] == [3, 4] for in_zoo in card["prediction_sets"]["in_zoo"].values())
     # Only this classifier's measured set coverage is quoted.
     assert [row["coverage"] for row in card["transfer"]["prediction_sets"]] == [0.8, 0.33, 0.5]
     assert card["rules"] == ["adam", "fa", "ia", "sgdm"]
@@ -110,6 +118,7 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert card["transfer"]["targets"][0]["measured"] == 0.5
     text = "\n".join(describe_card(card))
     assert "adam, fa, ia, sgdm" in text and "foreign sgdm/adam/fa/ia >= 0.95: 0.500" in text
+    assert "partial: for recordings of some of a network's layers, trained on every run also seen at hidden and at single layers" in text
     assert "0.700 named right, 0.500 of those trained by sgdm/adam/fa/ia (0.750 with --rules sgdm,adam,fa,ia)" in text
     # The zoo's own held-out splits are the ceiling the foreign figures are read against; other classifiers' rows stay off.
     assert "in its own zoo (10 held-out splits), trained on the paper's four rules only: 0.730 +- 0.010 named right; ia 0.55 (else read as fa)" \
@@ -167,6 +176,57 @@ def test_variant_follows_what_the_input_carries(tiny_store):
     nothing[[c for c in observables if c.startswith(("weight_", "act_"))]] = np.nan
     with pytest.raises(LridError, match="needs weight or act"):
         variant_for(nothing)
+
+
+def test_a_recording_of_some_layers_goes_to_the_partial_variant_of_its_measures(built, recordings, tmp_path, monkeypatch):
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from lrid.cli import app
+    from lrid.identify.recording import Recording, load_recordings, write_recording
+
+    directory, card = built
+    folder, truth = recordings
+    (whole,) = load_recordings(folder / "adam.npz")
+    layers = whole.layers[:2]  # the hidden layers, not the readout
+    arrays = {kind: {layer: whole.arrays[kind][layer] for layer in layers} for kind in ("weight", "act")}
+    path = write_recording(Recording("lab", whole.steps, layers, arrays, None, [0, 1], 3), tmp_path / "lab.npz")
+    observables = read_input(path)
+    assert variant_for(observables, card["variants"]) == "partial:weight,act"
+    assert variant_for(observables) == "weight,act"  # an identifier without partial variants
+    acts = observables.copy()
+    acts[[c for c in acts if c.startswith("weight_")]] = np.nan
+    assert variant_for(acts, card["variants"]) == "partial:act"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a partial variant has seen such recordings: nothing to warn of
+        named, variant = identify_default(observables, directory)
+    assert variant == "partial:weight,act" and named["run_id"].tolist() == ["lab"] and "prediction_set" in named
+    monkeypatch.setenv(DIRECTORY_VARIABLE, str(directory))
+    result = CliRunner().invoke(app, ["identify", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "default identifier (partial:weight,act)" in result.output and "warning" not in result.output
+    # the card's foreign figures were measured on whole networks: not quoted for this one
+    assert "transfer benchmark measured whole networks" in " ".join(result.output.split())
+    assert "benchmark 0." not in result.output and "of foreign networks" not in result.output
+
+
+def test_only_the_named_variants_are_refitted_and_the_rest_kept(built, tiny_store, tmp_path):
+    import shutil
+
+    directory, card = built
+    copy = tmp_path / "model"
+    shutil.copytree(directory, copy)
+    kept = next(path for path in copy.glob("act.*") if path.suffix != ".json")
+    kept.unlink()  # a kept variant is not refitted, nor rewritten
+    (copy / "partial-act.json").write_text("{}")
+    refitted = train_default(str(tiny_store), copy, sweep="tiny.yaml", schedules=["even4", "log3"],
+                             only=["partial:act"])
+    assert refitted["variants"] == card["variants"] and refitted["prediction_sets"] == card["prediction_sets"]
+    assert not kept.exists()
+    assert (copy / "partial-act.json").read_text() == (directory / "partial-act.json").read_text()
+    with pytest.raises(LridError, match="unknown variant 'partial:weight'; variants are weight,act,actchange"):
+        train_default(str(tiny_store), copy, sweep="tiny.yaml", only=["partial:weight"])
 
 
 def test_default_identifier_names_the_rules_of_a_directory_of_recordings(built, recordings):
@@ -270,11 +330,14 @@ def test_the_shipped_identifier_was_built_with_the_default_features_in_every_var
     # DEFAULT_FEATURES changed without `make default-identifier` would leave a shipped model of other features.
     from lrid.identify.default_identifier import DEFAULT_DIRECTORY, DEFAULT_FEATURES, model_path
 
-    assert read_card(DEFAULT_DIRECTORY)["features"] == DEFAULT_FEATURES
-    for variant in VARIANTS:
-        options = json.loads(model_path(variant).with_suffix(".json").read_text())["feature_options"]
-        assert options["subset"] == variant
+    card = read_card(DEFAULT_DIRECTORY)
+    assert card["features"] == DEFAULT_FEATURES and list(card["variants"]) == list(VARIANTS + PARTIAL_VARIANTS)
+    for variant in VARIANTS + PARTIAL_VARIANTS:
+        sidecar = json.loads(model_path(variant).with_suffix(".json").read_text())
+        options = sidecar["feature_options"]
+        assert options["subset"] == variant.removeprefix("partial:")
         assert {key: options.get(key) for key in DEFAULT_FEATURES} == DEFAULT_FEATURES, variant
+        assert sidecar.get("partial_layers", []) == (["hidden", "single"] if variant in PARTIAL_VARIANTS else [])
 
 
 def test_reliability_note_quotes_the_measured_foreign_accuracy():

@@ -205,6 +205,7 @@ def test_scores_hold_settings_subsets_d_prime_and_control(linear_results, tiny_s
         "time": {"points": None, "window": None, "stride": None}, "unit": "layer",
         "train_where": None, "test_where": None, "search": False, "view": None,
         "time_axis": "index", "baseline": "none", "depth_contrasts": False, "keep_collapsed": False, "schedules": [],
+        "partial_layers": [],
     }
     assert set(scores.by_subset) == {"all", "weight"}
     assert scores.by_subset["all"]["linear"].accuracy_mean == scores.classifiers["linear"].accuracy_mean

@@ -12,6 +12,7 @@ from lrid.generate.export import export_recording
 from lrid.identify.recording import (
     Recording,
     load_recordings,
+    partial_runs,
     read_recording,
     recording_observables,
     require_measures,
@@ -108,6 +109,23 @@ def _synthetic(tmp_path, **changes):
     return path
 
 
+@pytest.mark.parametrize("suffix", [".npz", ".parquet"])
+def test_a_recording_of_some_layers_reads_back_as_the_stored_rows_of_those_layers(exported, tmp_path, suffix):
+    """Placed by their positions, the layers a lab kept keep the index and depth group they have in the network."""
+    path, stored, _ = exported
+    (whole,) = load_recordings(path)
+    kept = [index for index in range(len(whole.layers)) if index != 1]  # a middle layer was not recorded
+    layers = [whole.layers[index] for index in kept]
+    arrays = {kind: {layer: by_layer[layer] for layer in layers} for kind, by_layer in whole.arrays.items()}
+    part = Recording(whole.run, whole.steps, layers, arrays, whole.epochs, kept, len(whole.layers))
+    read = read_recording(write_recording(part, tmp_path / f"part{suffix}"))
+    expected = stored[stored["layer_index"].isin(kept)].reset_index(drop=True)
+    assert read[["layer", "layer_index", "depth_group"]].equals(expected[["layer", "layer_index", "depth_group"]])
+    np.testing.assert_allclose(read[list(OBSERVABLES)], expected[list(OBSERVABLES)], rtol=1e-5, atol=1e-6)
+    assert partial_runs(read).to_dict() == {whole.run: f"{len(kept)} of {len(whole.layers)}"}
+    assert partial_runs(read_recording(path)).empty and partial_runs(stored).empty
+
+
 def test_synthetic_recording_gets_its_layers_in_order_and_nan_actchange(tmp_path):
     observables = read_recording(_synthetic(tmp_path))
     assert observables["layer"].tolist() == ["dense", "dense_1"] * 3
@@ -144,6 +162,13 @@ def test_identifying_a_raw_recording_needs_no_tensorflow(tmp_path):
         ({"layers": np.array(["dense", "dense_1", "dense_2"])}, "dense_2 have no weight array"),
         ({"act__dense": np.zeros((3, 5))}, "expected \\[T, batch, ...units\\]"),
         ({"steps": None}, "no `steps` array"),
+        ({"network_layers": np.array(4)}, "2 of the network's 4 layers are recorded; say which with `layer_positions`"),
+        ({"layer_positions": np.array([0, 2])}, "`layer_positions` without `network_layers`"),
+        ({"network_layers": np.array(4), "layer_positions": np.array([2, 1])}, "increasing, from 0 .* to 3"),
+        ({"network_layers": np.array(3), "layer_positions": np.array([1, 3])}, "`layer_positions` is \\[1, 3\\]"),
+        ({"network_layers": np.array(4), "layer_positions": np.array([0.0, 2.0])}, "`layer_positions` is"),
+        ({"network_layers": np.array(1), "layer_positions": np.array([0, 1])}, "`layer_positions` is \\[0, 1\\]"),
+        ({"network_layers": np.array(2.5), "layer_positions": np.array([0, 1])}, "must be a positive integer"),
     ],
 )
 def test_malformed_npz_is_one_clear_error(tmp_path, changes, message):
@@ -171,6 +196,18 @@ def test_malformed_parquet_is_one_clear_error(tmp_path):
         read_recording(text)
     with pytest.raises(LridError, match="does not exist"):
         read_recording(tmp_path / "missing.npz")
+    placed = tmp_path / "placed.parquet"
+    uneven = [{**row, "network_layers": 4, "layer_position": {"a": 1, "b": 3}[row["layer"]]} for row in rows]
+    pd.DataFrame(uneven).to_parquet(placed)
+    assert read_recording(placed)["depth_group"].tolist() == ["middle", "deep"] * 2  # positions 1 and 3 of 4
+    uneven[0]["network_layers"] = 5
+    pd.DataFrame(uneven).to_parquet(placed)
+    with pytest.raises(LridError, match="`network_layers` holds \\[4, 5\\]; give the run one value"):
+        read_recording(placed)
+    uneven[0].update(network_layers=4, layer_position=2)
+    pd.DataFrame(uneven).to_parquet(placed)
+    with pytest.raises(LridError, match="layer a has several `layer_position` values"):
+        read_recording(placed)
 
 
 def test_parquet_runs_read_in_row_groups_and_interleaved_are_each_runs_arrays(tmp_path):

@@ -154,6 +154,26 @@ def test_foreign_networks_are_scored_re_recorded_at_fewer_checkpoints(tiny_store
     assert np.isclose(rows[0]["accuracy_all"], np.mean([summary["accuracy_all"] for summary in summaries]))
 
 
+def test_foreign_networks_are_scored_at_some_of_their_layers_by_identifiers_trained_whole_and_partially(tiny_store):
+    from benchmarks.transfer import CONFIGS, ForeignSet, _at_layers, by_layers, load_zoo
+
+    observables, metadata = load_zoo(str(tiny_store))  # 3 layers per network: 2 hidden, the readout
+    sets = [ForeignSet(name, metadata.loc[runs, ["rule"]].assign(final_test_accuracy=1.0),
+                       observables[observables["run_id"].isin(runs)], 0.0)
+            for name, runs in (("first", metadata.index[::2]), ("second", metadata.index[1::2]))]
+    hidden = _at_layers(sets[0].recordings, "hidden")
+    assert sorted(hidden["layer_index"].unique()) == [0, 1] and set(hidden["depth_group"]) == {"early", "middle"}
+    assert sorted(_at_layers(sets[0].recordings, "single:1")["layer_index"].unique()) == [1]
+    assert _at_layers(sets[0].recordings, "single:2").empty
+    rows = by_layers(observables, CONFIGS[8], "linear", sets, 1, ["even4"])
+    # no network has a third hidden layer: its row is left out
+    assert [(row["measures"], row["trained_on"], row["layers"]) for row in rows] == [
+        (measures, trained_on, layers) for measures in ("weight,act", "act")
+        for trained_on in ("whole networks", "+ hidden,single") for layers in ("whole", "hidden", "single:0", "single:1")]
+    assert all(row["networks"] == 24 and set(row["by_set"]) == {"first", "second"} for row in rows)
+    assert all(0.0 <= row["accuracy_all"] <= 1.0 and 0.0 <= row["accuracy_paper_candidates"] <= 1.0 for row in rows)
+
+
 def test_foreign_prediction_sets_are_calibrated_on_the_zoo_and_scored_per_set_rule_and_schedule(tiny_store):
     from benchmarks.transfer import CONFIGS, TEST_SCHEDULES, ForeignSet, load_zoo, prediction_set_coverage
 

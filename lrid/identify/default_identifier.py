@@ -6,6 +6,9 @@ best in ``benchmarks/transfer.py``, and saved in formats that load without runni
 (:mod:`lrid.identify.model_files`). A recording carries what its experimenter could measure, so there is
 one model per combination of measures (:data:`VARIANTS`: weights only, activations only, both, and all
 three with the activity change); :func:`identify_default` picks the one that uses the most of what the input has.
+A lab may record some of a network's layers only: recordings that say so (:mod:`lrid.identify.recording`)
+go to a partial variant (:data:`PARTIAL_VARIANTS`), trained on the zoo's runs also seen at their hidden
+layers and at one hidden layer alone (:mod:`lrid.identify.partial_layers`).
 
 ``make default-identifier`` regenerates it: it generates the zoo if needed, fits every variant on all of
 the zoo's runs that learned (collapsed runs left out), and writes ``card.json`` (the model card that
@@ -56,6 +59,11 @@ DEFAULT_SCHEDULES = ("even11", "even6", "even4", "log11", "log6")
 # whose measures it all carries (actchange alone is too little to go on, and rarely recorded without both
 # weights and activations, so it comes only with both).
 VARIANTS = ("weight,act,actchange", "weight,act", "weight", "act")
+# For recordings of some of a network's layers: the measures of a lab that records a few areas' activity
+# (electrophysiology, imaging), or their weights too (a network of its own). Each is trained on every zoo
+# run as its whole variant is, and also seen at each choice of PARTIAL_LAYERS.
+PARTIAL = "partial"
+PARTIAL_VARIANTS = tuple(f"{PARTIAL}:{measures}" for measures in ("weight,act", "act"))
 
 
 def carried_measures(observables: pd.DataFrame) -> tuple[str, ...]:
@@ -69,11 +77,17 @@ def carried_measures(observables: pd.DataFrame) -> tuple[str, ...]:
     return tuple(carried)
 
 
-def variant_for(observables: pd.DataFrame) -> str:
-    """The variant that uses every measure the input carries; a one-line error if none fits."""
+def variant_for(observables: pd.DataFrame, available: Collection[str] = VARIANTS) -> str:
+    """The variant of ``available`` that uses every measure the input carries, a partial one when some run
+    was recorded at some of its network's layers (if one fits); a one-line error if none fits."""
+    from lrid.identify.recording import partial_runs
+
     carried = set(carried_measures(observables))
-    for variant in VARIANTS:
-        if set(variant.split(",")) <= carried:
+    candidates = list(VARIANTS)
+    if len(partial_runs(observables)):
+        candidates = [variant for variant in PARTIAL_VARIANTS if variant in available] + candidates
+    for variant in candidates:
+        if set(variant.removeprefix(f"{PARTIAL}:").split(",")) <= carried:
             return variant
     raise LridError(
         f"the input carries {','.join(sorted(carried)) or 'no measure'} for every run; the default identifier needs "
@@ -82,7 +96,7 @@ def variant_for(observables: pd.DataFrame) -> str:
 
 
 def _model_name(variant: str) -> str:
-    return variant.replace(",", "+")
+    return variant.replace(",", "+").replace(":", "-")
 
 
 def default_directory() -> Path:
@@ -121,8 +135,8 @@ def identify_default(
     from lrid.identify.inference import identify
 
     directory = default_directory() if directory is None else directory
-    read_card(directory)
-    variant = variant_for(observables)
+    card = read_card(directory)
+    variant = variant_for(observables, card.get("variants", VARIANTS))
     return identify(model_path(variant, directory), observables, candidates=candidates), variant
 
 
@@ -138,6 +152,7 @@ def train_default(
     schedules: Sequence[str] = DEFAULT_SCHEDULES,
     coverage: float = DEFAULT_COVERAGE,
     calibration_folds: int = CALIBRATION_FOLDS,
+    only: Collection[str] | None = None,
 ) -> dict:
     """Fit every variant on the store's complete runs, save them under ``directory``, write and return the card.
 
@@ -145,7 +160,12 @@ def train_default(
     (default: :data:`DEFAULT_FEATURES`). ``runs``, when given, are the only runs trained on (a sweep's, out
     of a store that also holds others); ``sweep`` names them on the card. Every run is also trained on as
     re-recorded at each checkpoint schedule of ``schedules`` (:mod:`lrid.identify.schedules`), so that
-    recordings with fewer or other checkpoints than the zoo's are read as well.
+    recordings with fewer or other checkpoints than the zoo's are read as well. The partial variants
+    (:data:`PARTIAL_VARIANTS`) are also trained on every run seen at each choice of
+    :data:`lrid.identify.partial_layers.PARTIAL_LAYERS`, and calibrated on those copies alone.
+
+    ``only`` refits just those variants and keeps every other one, model and card entry, from the identifier
+    already in ``directory``, which must have been built from the same runs.
 
     Each variant's prediction sets are calibrated at ``coverage`` on the zoo's runs as recorded and, one
     threshold per number of checkpoints, on their copies at ``schedules``, each named by a model fitted in
@@ -155,6 +175,7 @@ def train_default(
     from lrid.identify.classifiers import make_classifier
     from lrid.identify.features import build_features
     from lrid.identify.model_files import save_model
+    from lrid.identify.partial_layers import PARTIAL_LAYERS, partial_copies
     from lrid.identify.splits import run_metadata
     from lrid.store import Store
 
@@ -168,20 +189,43 @@ def train_default(
         manifests = [m for m in manifests if m["run_id"] in kept]
     if observables.empty:
         raise LridError(f"{store} holds no complete runs of {sweep}; generate it first (make default-identifier does)")
+    unknown = sorted(set(only or ()) - set(VARIANTS + PARTIAL_VARIANTS))
+    if unknown:
+        raise LridError(f"unknown variant {unknown[0]!r}; variants are {', '.join(VARIANTS + PARTIAL_VARIANTS)}")
+    variants, calibrations = {}, {}
+    if only is not None:
+        previous = read_card(directory)
+        variants = {name: entry for name, entry in previous["variants"].items() if name not in only}
+        calibrations = {
+            name: entry for name, entry in previous["prediction_sets"]["in_zoo"].items() if name in variants
+        }
     directory.mkdir(parents=True, exist_ok=True)
     points = recorded_points(observables)
-    observables = rerecorded(observables, schedules)
-    points_of = points_per_run(observables).to_dict()
-    variants, calibrations = {}, {}
-    for variant in VARIANTS:
-        features = build_features(observables, subset=variant, **options)
+    whole = rerecorded(observables, schedules)
+    partial = pd.concat([whole, partial_copies(observables, PARTIAL_LAYERS)], ignore_index=True)
+    points_of = points_per_run(partial).to_dict()
+    for variant in VARIANTS + PARTIAL_VARIANTS:
+        if only is not None and variant not in only:
+            continue
+        seen_partially = variant in PARTIAL_VARIANTS
+        copies = [*schedules, *PARTIAL_LAYERS] if seen_partially else list(schedules)
+        measures = variant.removeprefix(f"{PARTIAL}:")
+        features = build_features(partial if seen_partially else whole, subset=measures, **options)
         classes = sorted(set(features.y))
         labels = np.array([classes.index(rule) for rule in features.y])
         fresh_model = functools.partial(
             make_classifier, classifier, 1, 0, n_points=features.n_points, n_static=features.n_static
         )
         calibration = cross_fitted_calibration(
-            features, classes, schedules, fresh_model, coverage, calibration_folds, round(points), points_of
+            features,
+            classes,
+            copies,
+            fresh_model,
+            coverage,
+            calibration_folds,
+            round(points),
+            points_of,
+            calibrate_on=PARTIAL_LAYERS if seen_partially else (),
         )
         calibrations[variant] = {
             "held": calibration.held,
@@ -189,8 +233,14 @@ def train_default(
             "by_points": [entry.model_dump(include={"points", "held", "mean_size"}) for entry in calibration.by_points],
         }
         model = fresh_model().fit(features.X, labels)
-        save_model(model, directory, _model_name(variant), classes, features, prediction_sets=calibration)
+        trained_partially = PARTIAL_LAYERS if seen_partially else ()
+        save_model(model, directory, _model_name(variant), classes, features, trained_partially, calibration)
         variants[variant] = {"model": _model_name(variant), "n_features": int(features.X.shape[1])}
+        if seen_partially:
+            variants[variant]["partial_layers"] = list(PARTIAL_LAYERS)
+    order = VARIANTS + PARTIAL_VARIANTS
+    variants = dict(sorted(variants.items(), key=lambda item: order.index(item[0])))
+    calibrations = dict(sorted(calibrations.items(), key=lambda item: order.index(item[0])))
     metadata = run_metadata(manifests)
     card = {
         "name": "lrid default identifier",
@@ -352,6 +402,15 @@ def reliability_note(card: dict, candidates: Sequence[str] | None = None) -> str
     )
 
 
+def partial_note(variant: str) -> str:
+    """One line, in place of the transfer figures, for inputs named by the partial ``variant``."""
+    return (
+        f"default identifier: networks recorded at some of their layers are named by its {variant} model, trained "
+        "on its zoo's runs also seen at their hidden layers and at one hidden layer alone; its transfer benchmark "
+        "measured whole networks, and README, 'Recorded at some layers', says what it names of foreign ones recorded so"
+    )
+
+
 def _measured_schedules(card: dict) -> list[dict]:
     """The benchmark's rows for an identifier trained as this one was (on its schedules, in the benchmark's
     naming) on foreign networks re-recorded at fewer checkpoints."""
@@ -439,6 +498,13 @@ def _set_sizes(in_zoo: dict) -> str:
     return f"{in_zoo['mean_size']:.1f}" + (f" ({sparse} points)" if sparse else "")
 
 
+def _partial_layers(card: dict) -> list[str]:
+    """The partial layers the card's partial variants were trained on (none in builds from before them)."""
+    return next(
+        (entry["partial_layers"] for entry in card.get("variants", {}).values() if "partial_layers" in entry), []
+    )
+
+
 def describe_card(card: dict) -> list[str]:
     """The model card as lines of text, for ``lrid identify --about``."""
     training = card.get("training") or {}
@@ -452,6 +518,15 @@ def describe_card(card: dict) -> list[str]:
         f"classifier: {card.get('classifier')}; features: {card.get('features')}",
         f"rules ({len(card.get('rules', []))}): {', '.join(card.get('rules', []))}",
         f"variants (chosen by the measures a recording carries): {', '.join(card.get('variants', {}))}",
+        *(
+            [
+                f"  {PARTIAL}: for recordings of some of a network's layers, trained on every run also seen at "
+                + " and at ".join(partial_layers)
+                + " layers (README, 'Recorded at some layers'); their prediction sets are calibrated on those"
+            ]
+            if (partial_layers := _partial_layers(card))
+            else []
+        ),
         f"trained on {training.get('runs')} runs of {training.get('sweep')}: "
         + ", ".join(f"{rule} {n}" for rule, n in (training.get("runs_per_rule") or {}).items()),
         f"  architectures {training.get('architectures')}; activations {training.get('activations')}",

@@ -43,6 +43,7 @@ from lrid.identify.classifiers import get_classifier
 from lrid.identify.control import curve_features, matched_bins
 from lrid.identify.features import FeatureSet, build_features, subset_columns
 from lrid.identify.model_files import save_model
+from lrid.identify.partial_layers import check_partial, partial_copies
 from lrid.identify.prediction_sets import DEFAULT_COVERAGE, calibrate
 from lrid.identify.schedules import (
     AS_RECORDED,
@@ -172,15 +173,18 @@ def classify(
         "depth_contrasts": spec.depth_contrasts,
     }
     schedules = _checked_schedules(spec)
-    long_table = store.read_observables(classified_statuses(spec.keep_collapsed))
-    points = round(recorded_points(long_table)) if not long_table.empty else None
-    if schedules:
-        long_table = rerecorded(long_table, schedules)
+    partial = _checked_partial(spec)
+    recorded_table = store.read_observables(classified_statuses(spec.keep_collapsed))
+    points = round(recorded_points(recorded_table)) if not recorded_table.empty else None
+    long_table = rerecorded(recorded_table, schedules) if schedules else recorded_table
+    if partial:  # of the runs as recorded only: a copy is one run at one schedule or one choice of layers
+        long_table = pd.concat([long_table, partial_copies(recorded_table, partial)], ignore_index=True)
 
     points_of = points_per_run(long_table)
+    copies = schedules + partial
 
     def features_of(subset: str):
-        return _with_origins(build_features(long_table, subset=subset, **feature_options), schedules, points_of)
+        return _with_origins(build_features(long_table, subset=subset, **feature_options), copies, points_of)
 
     first = features_of(subsets[0])
     classes = sorted(set(first.y))
@@ -246,6 +250,7 @@ def classify(
             view=store.view,
             keep_collapsed=spec.keep_collapsed,
             schedules=list(schedules),
+            partial_layers=list(partial),
         ),
         by_subset=by_subset,
         splits=[RunSplit(train=sorted(map(str, train)), test=sorted(map(str, test))) for train, test in splits],
@@ -257,6 +262,15 @@ def classify(
     predictions.to_parquet(results_dir / "predictions.parquet", index=False)
     (results_dir / "scores.json").write_text(scores.to_json())
     return scores
+
+
+def _checked_partial(spec: ClassifySpec) -> tuple[str, ...]:
+    """The spec's partial layers, each a valid name, once each; they need the run unit, where a run's
+    layers make one sample (with the layer unit every layer is its own sample already)."""
+    partial = check_partial(spec.partial_layers)
+    if partial and spec.unit != "run":
+        raise LridError("--partial-layers trains on runs seen at some of their layers, which needs --unit run")
+    return partial
 
 
 def _checked_schedules(spec: ClassifySpec) -> tuple[str, ...]:
@@ -303,8 +317,11 @@ def _score_subset(
     layout = {"n_points": features.n_points, "n_static": features.n_static}
     fit_options = {"search": spec.search, "n_jobs": spec.n_jobs, **layout}
     schedule_of = features.samples["schedule"].to_numpy()
-    schedules = [AS_RECORDED, *dict.fromkeys(spec.schedules)]
+    schedules = [AS_RECORDED, *dict.fromkeys(spec.schedules), *dict.fromkeys(spec.partial_layers)]
     as_recorded = schedule_of == AS_RECORDED
+    # Prediction sets are calibrated on whole networks, by their number of points; runs seen at some of their
+    # layers are scored, not calibrated on.
+    calibrated = ~np.isin(schedule_of, list(spec.partial_layers))
     summaries, frames = {}, []
     for entry in entries:
         name = entry.name
@@ -326,7 +343,7 @@ def _score_subset(
             )
             if save_models:
                 split_path = split_model_path(results_dir, name, split_index)
-                save_model(model, split_path.parent, split_path.name, classes, features)
+                save_model(model, split_path.parent, split_path.name, classes, features, spec.partial_layers)
             tested_probabilities = _probabilities(model, features.X[tested], len(classes))
             tested_predicted = np.argmax(tested_probabilities, axis=1)
             for schedule in schedules:
@@ -351,7 +368,7 @@ def _score_subset(
                     schedule=schedule_of[tested],
                     points=features.samples["points"].to_numpy()[tested],
                     true=features.y[tested],
-                )
+                )[calibrated[tested]]
             )
             bar.update()
         frames += tested_frames
@@ -376,7 +393,9 @@ def _score_subset(
                 pd.concat(calibration_frames, ignore_index=True), classes, len(splits), recorded
             )
             summary["prediction_sets"] = calibration
-            save_model(final, results_dir / "models", name, classes, features, prediction_sets=calibration)
+            save_model(
+                final, results_dir / "models", name, classes, features, spec.partial_layers, prediction_sets=calibration
+            )
         summaries[name] = ClassifierScores(**summary)
         bar.update()
     return summaries, pd.concat(frames, ignore_index=True)

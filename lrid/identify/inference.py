@@ -17,6 +17,7 @@ older lrid versions load only with ``trust_pickle=True`` (``lrid identify --trus
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -128,9 +129,12 @@ def identify(
     the renormalised probabilities, which are at least the unrestricted ones, so a set among candidates holds
     the true rule whenever the full set would have.
     """
-    from lrid.identify.recording import require_measures
+    from lrid.identify.recording import PartialLayersWarning, partial_runs, require_measures
 
     estimator, sidecar = load_fitted(model_path, trust_pickle=trust_pickle)
+    partial = partial_runs(observables)
+    if len(partial) and not sidecar.get("partial_layers"):
+        warnings.warn(PartialLayersWarning(partial.to_dict()), stacklevel=2)
     # A recording without, say, activity-change arrays would otherwise be classified from NaN features.
     require_measures(observables, sidecar["feature_names"])
     features = build_features(observables, **sidecar["feature_options"])

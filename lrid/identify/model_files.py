@@ -26,10 +26,11 @@ from __future__ import annotations
 import json
 import warnings
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 import lrid
 from lrid.errors import LridError
@@ -75,6 +76,8 @@ class Sidecar(BaseModel):
     format: Literal["skops", "xgboost", "keras", "joblib"]
     # Absent from models saved before prediction sets, and from any saved without calibration.
     prediction_sets: SetCalibration | None = None
+    # The partial layers (lrid.identify.partial_layers) it was also trained on; none before they existed.
+    partial_layers: list[str] = Field(default_factory=list)
 
 
 def save_model(
@@ -83,12 +86,14 @@ def save_model(
     name: str,
     classes: list[str],
     features: FeatureSet,
+    partial_layers: Sequence[str] = (),
     prediction_sets: SetCalibration | None = None,
 ) -> Path:
     """Save a fitted classifier as ``directory/name.*`` with its sidecar; return the sidecar's path.
 
     ``prediction_sets``, the calibration of the model's prediction sets, goes into the sidecar, where
-    :func:`lrid.identify.inference.identify` reads it.
+    :func:`lrid.identify.inference.identify` reads it; so do ``partial_layers``, the choices of layers it was
+    also trained on (:mod:`lrid.identify.partial_layers`).
 
     The format follows the estimator's type: XGBoost's UBJSON for an ``XGBClassifier``, a ``.keras`` network
     plus a skops estimator for :class:`lrid.identify.conv1d.Conv1DClassifier`, skops for everything else.
@@ -124,6 +129,7 @@ def save_model(
         lrid_version=lrid.__version__,
         format=file_format,
         prediction_sets=prediction_sets,
+        partial_layers=list(partial_layers),
     )
     sidecar_path = stem.with_name(f"{name}.json")
     sidecar_path.write_text(json.dumps(sidecar.model_dump(), indent=2))  # last: a sidecar means a whole model

@@ -14,6 +14,10 @@ NPZ format (``numpy.savez``; read with ``allow_pickle=False``, so plain arrays o
     layers              str [L]                  optional: the layers in depth order (default: key order)
     epoch               float [T]                optional: the epoch of each step
     run                 str []                   optional: the network's name (default: the file's stem)
+    network_layers      int []                   optional: the whole network's number of layers, readout
+                                                 included, when the recording holds only some of them
+    layer_positions     int [L]                  with network_layers: where each recorded layer sits in the
+                                                 network, 0 its first layer, network_layers - 1 its readout
 
 Parquet format: a long table, one row per (run, step, layer, kind)::
 
@@ -24,11 +28,19 @@ Parquet format: a long table, one row per (run, step, layer, kind)::
     shape    list<int>   the array's shape at this step
     values   list<float> the array's values, flattened in C order
     epoch    float       optional
+    network_layers  int  optional, one value per run: as in the NPZ
+    layer_position  int  with network_layers, one value per layer: as the NPZ's layer_positions
 
 Every layer must carry the same kinds, every array the same steps, and every value must be finite. Either
 ``weight`` or ``act`` (or both) may be missing altogether: their observables are then NaN, and a
 classifier that needs them refuses the recording. The activity change needs the layer's Jacobian, which
 raw arrays do not carry; record it as ``actchange/<layer>`` or its observables are NaN.
+
+A recording of some of a network's layers (a lab's few areas) says so with ``network_layers`` and the
+layers' positions: each layer is then read in the depth group it has in the whole network (early, middle
+and deep thirds, :func:`lrid.schema.depth_groups`), where without them the recorded layers would be taken
+for the whole network, the deepest for its readout. The observables then carry a ``network_layers``
+column, by which :func:`partial_runs` finds such recordings.
 
 :func:`write_recording` (from :mod:`lrid.observables.raw`, which holds :class:`Recording`) writes either
 format; :func:`lrid.generate.export.export_recording` writes it from an lrid run, re-trained bit-identically
@@ -53,15 +65,16 @@ from lrid.schema import ID_COLUMNS, depth_groups
 
 _MIN_NDIM = {"weight": 2, "act": 3, "actchange": 2}  # with the leading step axis
 _SHAPE_HINT = {"weight": "[T, ..., units]", "act": "[T, batch, ...units]", "actchange": "[T, batch]"}
-_NPZ_METADATA = ("steps", "layers", "epoch", "run")
+_NPZ_METADATA = ("steps", "layers", "epoch", "run", "network_layers", "layer_positions")
 
 
 def read_recording(path: str | Path) -> pd.DataFrame:
     """The observables of a raw recording (``.npz`` or ``.parquet``), in the store's long format.
 
     Columns: :data:`lrid.schema.ID_COLUMNS`, then :data:`lrid.observables.OBSERVABLES` (NaN for kinds the
-    recording lacks), then ``rule``, ``task`` and ``arch`` (unknown: None). Any problem with the file is a
-    :class:`LridError` naming it.
+    recording lacks), then ``rule``, ``task`` and ``arch`` (unknown: None) and ``network_layers`` (the whole
+    network's number of layers; ``layer_index`` is each layer's position in it). Any problem with the file
+    is a :class:`LridError` naming it.
     """
     return pd.concat([recording_observables(r) for r in iter_recordings(path)], ignore_index=True)
 
@@ -121,7 +134,18 @@ def _load_npz(path: Path) -> Recording:
         layers = listed
     run = str(contents["run"]) if "run" in contents else path.stem
     epochs = contents.get("epoch")
-    return _validated(Recording(run, contents["steps"], layers, arrays, epochs), str(path))
+    positions = contents.get("layer_positions")
+    network_layers = contents.get("network_layers")
+    recording = Recording(
+        run,
+        contents["steps"],
+        layers,
+        arrays,
+        epochs,
+        None if positions is None else np.atleast_1d(positions).tolist(),
+        None if network_layers is None else network_layers.tolist(),
+    )
+    return _validated(recording, str(path))
 
 
 def _load_parquet(path: Path) -> Iterator[Recording]:
@@ -142,7 +166,8 @@ def _load_parquet(path: Path) -> Iterator[Recording]:
             raise LridError(
                 f"{path}: missing column(s) {', '.join(missing)}; a recording has step, layer, kind, shape, values"
             )
-        index = parquet.read(columns=[c for c in ("run", "step", "layer", "kind", "shape", "epoch") if c in names])
+        wanted = ("run", "step", "layer", "kind", "shape", "epoch", "network_layers", "layer_position")
+        index = parquet.read(columns=[c for c in wanted if c in names])
     except (OSError, pa.ArrowException) as error:
         raise LridError(f"{path} is not a readable Parquet file ({type(error).__name__}); rewrite it") from None
     if index.num_rows == 0:
@@ -201,6 +226,8 @@ class _RunPlan:
 
     def __init__(self, run: str, steps: np.ndarray, layers: list[str], epochs: np.ndarray | None, where: str) -> None:
         self.run, self.steps, self.layers, self.epochs, self.where = run, steps, layers, epochs, where
+        self.positions: list[int] | None = None
+        self.network_layers: int | None = None
         self.rows: dict[tuple[str, str], tuple[list[int], tuple[int, ...]]] = {}
         self.arrays: dict[tuple[str, str], np.ndarray] = {}
         self.last_row = -1
@@ -223,7 +250,10 @@ class _RunPlan:
         for (kind, layer), array in self.arrays.items():
             arrays.setdefault(kind, {})[layer] = array
         self.arrays = {}  # the recording's consumer alone holds them now, and frees them when done
-        return _validated(Recording(self.run, self.steps, self.layers, arrays, self.epochs), self.where)
+        recording = Recording(
+            self.run, self.steps, self.layers, arrays, self.epochs, self.positions, self.network_layers
+        )
+        return _validated(recording, self.where)
 
 
 def _plan_run(run: str, rows: pd.DataFrame, shapes: list, where: str) -> _RunPlan:
@@ -233,6 +263,8 @@ def _plan_run(run: str, rows: pd.DataFrame, shapes: list, where: str) -> _RunPla
     if "epoch" in rows:
         epochs = rows.drop_duplicates("step").set_index("step").loc[steps, "epoch"].to_numpy(np.float64)
     plan = _RunPlan(run, steps, list(dict.fromkeys(rows["layer"])), epochs, where)
+    if "network_layers" in rows or "layer_position" in rows:
+        plan.network_layers, plan.positions = _parquet_placement(rows, plan.layers, where)
     for (kind, layer), series in rows.groupby(["kind", "layer"], sort=False):
         if sorted(series["step"]) != steps.tolist():
             raise LridError(
@@ -249,6 +281,62 @@ def _plan_run(run: str, rows: pd.DataFrame, shapes: list, where: str) -> _RunPla
         plan.rows[(kind, layer)] = (ordered, row_shapes.pop())
     plan.last_row = int(rows.index.max())
     return plan
+
+
+def _parquet_placement(rows: pd.DataFrame, layers: list[str], where: str) -> tuple[int | None, list[int] | None]:
+    """A Parquet run's ``network_layers`` (one value) and each layer's ``layer_position`` (one value per layer)."""
+    network_layers, positions = None, None
+    if "network_layers" in rows:
+        values = rows["network_layers"].dropna().unique()
+        if len(values) != 1:
+            raise LridError(
+                f"{where}: `network_layers` holds {sorted(values.tolist())}; give the run one value, the whole "
+                "network's number of layers"
+            )
+        network_layers = values[0]
+    if "layer_position" in rows:
+        by_layer = rows.groupby("layer", sort=False)["layer_position"].unique()
+        uneven = [layer for layer in layers if len(by_layer[layer]) != 1]
+        if uneven:
+            raise LridError(f"{where}: layer {uneven[0]} has several `layer_position` values; give each layer one")
+        positions = [by_layer[layer][0] for layer in layers]
+    return network_layers, positions
+
+
+def _validated_placement(recording: Recording, where: str) -> None:
+    """Check ``network_layers`` and ``positions`` against the recorded layers (one-line errors naming the fix)."""
+    n_recorded = len(recording.layers)
+    if recording.positions is None and recording.network_layers is None:
+        return
+    if recording.network_layers is None:
+        raise LridError(
+            f"{where}: `layer_positions` without `network_layers`; add the whole network's number of layers, "
+            "its readout included"
+        )
+    network_layers = recording.network_layers
+    if not isinstance(network_layers, (int, np.integer)) or isinstance(network_layers, bool) or network_layers < 1:
+        raise LridError(f"{where}: `network_layers` is {network_layers!r}; it must be a positive integer")
+    if recording.positions is None:
+        if network_layers != n_recorded:
+            raise LridError(
+                f"{where}: {n_recorded} of the network's {network_layers} layers are recorded; say which with "
+                "`layer_positions` (0 the first layer, the readout last)"
+            )
+        return
+    positions = np.asarray(recording.positions)
+    if (
+        positions.shape != (n_recorded,)
+        or not np.issubdtype(positions.dtype, np.integer)
+        or np.any(np.diff(positions) <= 0)
+        or positions[0] < 0
+        or positions[-1] >= network_layers
+    ):
+        raise LridError(
+            f"{where}: `layer_positions` is {positions.tolist()}; give each of the {n_recorded} recorded layers its "
+            f"position in the network, increasing, from 0 (its first layer) to {network_layers - 1} (its readout)"
+        )
+    recording.positions = positions.astype(int).tolist()
+    recording.network_layers = int(network_layers)
 
 
 def _validated(recording: Recording, where: str) -> Recording:
@@ -306,6 +394,7 @@ def _validated(recording: Recording, where: str) -> Recording:
                 )
     if recording.epochs is not None and np.shape(recording.epochs) != steps.shape:
         raise LridError(f"{where}: `epoch` has shape {np.shape(recording.epochs)}; it needs one value per step")
+    _validated_placement(recording, where)
     recording.steps = steps.astype(np.int64)
     return recording
 
@@ -329,6 +418,24 @@ class CoarseWeightsWarning(UserWarning):
         self.run = run
 
 
+class PartialLayersWarning(UserWarning):
+    """Networks recorded at some of their layers are identified by a model trained on whole networks only.
+
+    Their features lack the depth groups they did not record, which such a model never saw without; a model
+    trained with ``lrid classify --partial-layers`` has (:mod:`lrid.identify.partial_layers`). ``runs`` maps
+    each such run to how many of its network's layers it holds (``"2 of 4"``).
+    """
+
+    def __init__(self, runs: dict[str, str]) -> None:
+        first, count = next(iter(runs.items()))
+        super().__init__(
+            f"{len(runs)} network(s) ({first}: {count} layers) were recorded at some of their layers, and "
+            "the model was trained on whole networks only, so they are named far less reliably (README, 'Recorded "
+            "at some layers'); record every layer, or use a model trained with `lrid classify --partial-layers`"
+        )
+        self.runs = runs
+
+
 def holds_bfloat16_values(arrays: list[np.ndarray]) -> bool:
     """Whether every entry of these float32 arrays has at most bfloat16's 8 significant bits (the low 16 bits
     of its float32 pattern are zero), and some entry is not zero: rounded to bfloat16 before it was saved."""
@@ -344,6 +451,7 @@ def holds_bfloat16_values(arrays: list[np.ndarray]) -> bool:
 def recording_observables(recording: Recording) -> pd.DataFrame:
     """The observables of a validated recording, computed with lrid's own statistics (in numpy, on the host)."""
     n_steps, n_layers = len(recording.steps), len(recording.layers)
+    positions, network_layers = recording.placement
     values = np.full((n_steps, n_layers, len(OBSERVABLES)), np.nan)
     for layer_index, layer in enumerate(recording.layers):
         arrays = {kind: np.asarray(by_layer[layer], dtype=np.float32) for kind, by_layer in recording.arrays.items()}
@@ -364,11 +472,23 @@ def recording_observables(recording: Recording) -> pd.DataFrame:
         "step": np.repeat(recording.steps, n_layers),
         "epoch": np.repeat(np.asarray(epochs, dtype=np.float64), n_layers),
         "layer": np.tile(recording.layers, n_steps),
-        "layer_index": np.tile(np.arange(n_layers, dtype=np.int32), n_steps),
-        "depth_group": np.tile(depth_groups(n_layers), n_steps),
+        "layer_index": np.tile(np.asarray(positions, dtype=np.int32), n_steps),
+        "depth_group": np.tile([depth_groups(network_layers)[p] for p in positions], n_steps),
     }
     frame = pd.concat([pd.DataFrame(identity), frame], axis=1)[ID_COLUMNS + list(OBSERVABLES)]
-    return frame.assign(rule=None, task=None, arch=None)
+    return frame.assign(rule=None, task=None, arch=None, network_layers=network_layers)
+
+
+def partial_runs(observables: pd.DataFrame) -> pd.Series:
+    """For each run recorded at some of its network's layers, how many of how many: ``"2 of 4"``, by run id.
+
+    Runs of an lrid store and whole-network recordings are not listed.
+    """
+    if "network_layers" not in observables:
+        return pd.Series(dtype=object)
+    counts = observables.groupby("run_id").agg(recorded=("layer_index", "nunique"), of=("network_layers", "first"))
+    partial = counts[counts["recorded"] < counts["of"]]
+    return partial["recorded"].astype(str) + " of " + partial["of"].astype(int).astype(str)
 
 
 def require_measures(observables: pd.DataFrame, feature_names: list[str]) -> None:

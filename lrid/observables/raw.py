@@ -21,13 +21,32 @@ KINDS = ("weight", "act", "actchange")
 
 @dataclass
 class Recording:
-    """One network's raw arrays: ``arrays[kind][layer]`` is [T, ...] over ``steps``, layers in depth order."""
+    """One network's raw arrays: ``arrays[kind][layer]`` is [T, ...] over ``steps``, layers in depth order.
+
+    A recording may hold some of the network's layers only (a lab records a few areas): ``network_layers``
+    is then the whole network's number of layers, its readout included, and ``positions`` says where each
+    recorded layer sits in it (0 the first layer, ``network_layers - 1`` the readout), so that every layer
+    is read in the depth group it has in the network. Left None, the recording is the whole network.
+    """
 
     run: str
     steps: np.ndarray
     layers: list[str]
     arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     epochs: np.ndarray | None = None
+    positions: list[int] | None = None
+    network_layers: int | None = None
+
+    @property
+    def placement(self) -> tuple[list[int], int]:
+        """Each recorded layer's position in the network, and the network's number of layers."""
+        positions = list(range(len(self.layers))) if self.positions is None else [int(p) for p in self.positions]
+        return positions, len(self.layers) if self.network_layers is None else int(self.network_layers)
+
+    @property
+    def partial(self) -> bool:
+        """Whether the recording holds fewer layers than its network has."""
+        return self.placement[1] > len(self.layers)
 
 
 def write_recording(recording: Recording, path: str | Path) -> Path:
@@ -44,13 +63,17 @@ def write_recording(recording: Recording, path: str | Path) -> Path:
         }
         if recording.epochs is not None:
             contents["epoch"] = np.asarray(recording.epochs)
+        if recording.partial:
+            positions, contents["network_layers"] = recording.placement
+            contents["layer_positions"] = np.asarray(positions, np.int64)
         for kind, by_layer in recording.arrays.items():
             contents.update({f"{kind}/{layer}": by_layer[layer] for layer in recording.layers})
         np.savez_compressed(path, **contents)
         return path
     rows = []
+    positions, network_layers = recording.placement
     for step_index, step in enumerate(recording.steps):
-        for layer in recording.layers:
+        for layer, position in zip(recording.layers, positions):
             for kind, by_layer in recording.arrays.items():
                 array = by_layer[layer][step_index]
                 rows.append(
@@ -62,6 +85,7 @@ def write_recording(recording: Recording, path: str | Path) -> Path:
                         "shape": list(array.shape),
                         "values": array.ravel().tolist(),
                         **({"epoch": float(recording.epochs[step_index])} if recording.epochs is not None else {}),
+                        **({"layer_position": position, "network_layers": network_layers} if recording.partial else {}),
                     }
                 )
     pd.DataFrame(rows).to_parquet(path, index=False)

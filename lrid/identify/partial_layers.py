@@ -1,0 +1,67 @@
+"""Partial layers: a network seen at some of its layers, as a lab that records a few areas sees it.
+
+A recording may hold some of a network's layers only, each placed at its position in the network
+(:mod:`lrid.identify.recording`). Its features then lack the depth groups it did not record (NaN), and an
+identifier that only ever saw whole networks reads what is left far less reliably (README, "Recorded at
+some layers"). :func:`with_partial_copies` adds to a store's runs a copy of each run per choice of
+layers, so that one identifier learns whole networks and partial ones at once:
+
+* ``hidden``: every layer but the readout (the network's deepest layer), as a lab records a network's
+  areas and not its output;
+* ``single``: one hidden layer alone, drawn for each run from its id (the same draw in every process).
+
+Every layer keeps the depth group it has in the whole network. A copy's run id is ``{run_id}@{name}``, the
+separator of the checkpoint schedules' copies (:mod:`lrid.identify.schedules`), so that splits keep a run
+and its copies on one side.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import pandas as pd
+
+from lrid.errors import LridError
+from lrid.identify.schedules import COPY_SEPARATOR
+
+PARTIAL_LAYERS = ("hidden", "single")
+
+
+def check_partial(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` once each, in order; a name not in :data:`PARTIAL_LAYERS` is an error."""
+    unknown = [name for name in names if name not in PARTIAL_LAYERS]
+    if unknown:
+        raise LridError(
+            f"unknown partial layers {unknown[0]!r}; use {' or '.join(PARTIAL_LAYERS)} (comma-separated for both)"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def at_partial(observables: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The rows of ``observables`` (the store's long format) that the partial layers ``name`` keep of each
+    run; runs without a hidden layer keep none."""
+    check_partial([name])
+    deepest = observables.groupby("run_id", sort=False)["layer_index"].transform("max")
+    hidden = observables[observables["layer_index"] < deepest]
+    if name == "hidden":
+        return hidden
+    positions = hidden.groupby("run_id", sort=False)["layer_index"].unique()
+    # crc32, not hash(): Python salts string hashes per process, and a copy must be the same in every one.
+    chosen = {run: sorted(kept)[zlib.crc32(str(run).encode()) % len(kept)] for run, kept in positions.items()}
+    return hidden[hidden["layer_index"].to_numpy() == hidden["run_id"].map(chosen).to_numpy()]
+
+
+def partial_copies(observables: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """A copy of every run of ``observables`` per name of ``names`` (:func:`at_partial`), each copy's
+    ``run_id`` being ``{run_id}@{name}``."""
+    copies = [observables.iloc[:0]]
+    for name in check_partial(names):
+        copy = at_partial(observables, name)
+        copies.append(copy.assign(run_id=copy["run_id"].astype(str) + f"{COPY_SEPARATOR}{name}"))
+    return pd.concat(copies, ignore_index=True)
+
+
+def with_partial_copies(observables: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """``observables`` followed by their :func:`partial_copies`."""
+    return pd.concat([observables, partial_copies(observables, names)], ignore_index=True)

@@ -1,0 +1,133 @@
+"""Networks recorded at some of their layers: the copies an identifier learns them from, and what identify says."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lrid.errors import LridError
+from lrid.identify.partial_layers import at_partial, partial_copies, with_partial_copies
+from lrid.identify.recording import PartialLayersWarning, Recording, write_recording
+from lrid.schema import depth_groups
+
+
+def _long_table(layers_per_run: dict[str, int]) -> pd.DataFrame:
+    """Two steps of each run, a row per layer, as a store's long format lays them out."""
+    rows = [
+        {"run_id": run, "step": step, "layer": f"l{index}", "layer_index": index,
+         "depth_group": depth_groups(n_layers)[index], "w": 10.0 * index + step}
+        for run, n_layers in layers_per_run.items() for step in (0, 1) for index in range(n_layers)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_hidden_drops_each_runs_readout_and_single_keeps_one_hidden_layer_in_its_depth_group():
+    table = _long_table({"a": 3, "b": 5, "c": 2, "lone": 1})
+    hidden = at_partial(table, "hidden")
+    assert hidden.groupby("run_id")["layer_index"].max().to_dict() == {"a": 1, "b": 3, "c": 0}  # "lone" has none
+    single = at_partial(table, "single")
+    kept = single.groupby("run_id")["layer_index"].unique()
+    assert all(len(indices) == 1 for indices in kept) and set(kept.index) == {"a", "b", "c"}
+    assert kept["c"][0] == 0 and kept["a"][0] in (0, 1) and kept["b"][0] in (0, 1, 2, 3)
+    # the kept rows are the whole network's rows: same depth group, same values, both steps
+    merged = single.merge(table, on=["run_id", "step", "layer_index"], suffixes=("", "_whole"))
+    assert len(merged) == len(single) == 6 and (merged["depth_group"] == merged["depth_group_whole"]).all()
+    assert (merged["w"] == merged["w_whole"]).all()
+    # the same layer in another process: the draw depends on the run's id alone, not on Python's hash salt
+    program = (
+        "import json, pandas as pd; from lrid.identify.partial_layers import at_partial; "
+        f"table = pd.DataFrame(json.loads({table.to_json(orient='records')!r})); "
+        "print(at_partial(table, 'single').groupby('run_id')['layer_index'].first().to_json())"
+    )
+    again = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert json.loads(again.stdout) == {run: int(indices[0]) for run, indices in kept.items()}
+
+
+def test_copies_are_named_after_their_run_and_follow_the_runs():
+    table = _long_table({"a": 3, "b": 4})
+    copies = partial_copies(table, ["hidden", "single", "hidden"])
+    assert sorted(copies["run_id"].unique()) == ["a@hidden", "a@single", "b@hidden", "b@single"]
+    both = with_partial_copies(table, ["single"])
+    assert both.iloc[: len(table)].equals(table) and set(both["run_id"].iloc[len(table):]) == {"a@single", "b@single"}
+    with pytest.raises(LridError, match="unknown partial layers 'readout'; use hidden or single"):
+        partial_copies(table, ["readout"])
+
+
+def test_partial_layers_need_the_run_unit(tiny_store, tmp_path):
+    from lrid.identify import classify
+
+    with pytest.raises(LridError, match="--partial-layers .* needs --unit run"):
+        classify(tiny_store, tmp_path / "l", classifiers=("rf",), n_splits=2, control=False, progress=False,
+                 partial_layers=("hidden",))
+
+
+@pytest.fixture(scope="module")
+def partial_recording(tiny_store, tmp_path_factory):
+    """An lrid run's recording with its first layer left out, placed in its three-layer network."""
+    from lrid.generate.export import export_recording
+    from lrid.identify.recording import load_recordings
+    from lrid.store import Store
+
+    store = Store(tiny_store)
+    manifest = next(m for m in store.manifests() if m["spec"]["rule"]["name"] == "adam")
+    folder = tmp_path_factory.mktemp("partial")
+    (whole,) = load_recordings(export_recording(store, folder / "whole.npz", run_id=manifest["run_id"]))
+    layers = whole.layers[1:]
+    arrays = {kind: {layer: by_layer[layer] for layer in layers} for kind, by_layer in whole.arrays.items()}
+    part = Recording("lab-net", whole.steps, layers, arrays, whole.epochs, [1, 2], len(whole.layers))
+    return write_recording(part, folder / "part.npz")
+
+
+def test_classify_learns_partial_copies_and_identify_warns_only_where_a_model_never_saw_them(
+    tiny_store, partial_recording, tmp_path
+):
+    from lrid.identify import classify
+    from lrid.identify.inference import identify, read_input
+
+    options = dict(classifiers=("rf",), n_splits=2, control=False, progress=False, observables="weight,act",
+                   unit="run", time="progress", baseline="relative")
+    from lrid.identify.model_files import load_fitted
+
+    classify(tiny_store, tmp_path / "whole", **options)
+    scores = classify(tiny_store, tmp_path / "partial", partial_layers=("hidden", "single"), **options)
+    assert scores.n_runs == 24 and scores.n_samples == 24 and scores.settings.partial_layers == ["hidden", "single"]
+    result = scores.classifiers["rf"]
+    assert list(result.accuracy_by_schedule) == ["as recorded", "hidden", "single"]
+    # the prediction sets are calibrated on whole networks only: one threshold, from the runs the splits tested
+    tested = set().union(*(split.test for split in scores.splits))
+    assert result.prediction_sets.by_points == [] and result.prediction_sets.runs == len(tested)
+    assert load_fitted(tmp_path / "partial" / "models" / "rf")[1]["partial_layers"] == ["hidden", "single"]
+    observables = read_input(partial_recording)
+    assert set(observables["depth_group"]) == {"middle", "deep"}  # layers 1 and 2 of 3
+    with pytest.warns(PartialLayersWarning, match="1 network\\(s\\) \\(lab-net: 2 of 3 layers\\)"):
+        named = identify(tmp_path / "whole" / "models" / "rf", observables)
+    assert named["run_id"].tolist() == ["lab-net"]
+    with warnings_as_errors():
+        identify(tmp_path / "partial" / "models" / "rf", observables)
+
+    from typer.testing import CliRunner
+
+    from lrid.cli import app
+
+    result = CliRunner().invoke(app, ["identify", str(tmp_path / "whole" / "models" / "rf"), str(partial_recording)])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "some of their layers" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: 1 network(s) (lab-net: 2 of 3 layers)")
+    assert "--partial-layers" in lines[0]
+
+
+class warnings_as_errors:
+    """Within it, any warning fails the test."""
+
+    def __enter__(self):
+        import warnings
+
+        self._context = warnings.catch_warnings()
+        self._context.__enter__()
+        warnings.simplefilter("error")
+
+    def __exit__(self, *exc):
+        return self._context.__exit__(*exc)
