@@ -66,7 +66,7 @@ def built(tiny_store, tmp_path_factory):
                                     "targets": [{"target": "foreign sgdm/adam/fa/ia >= 0.95", "measured": 0.5}],
                                     "foreign": foreign, "in_distribution": within}))
     card = train_default(str(tiny_store), directory / "model", transfer_results=transfer, sweep="tiny.yaml",
-                         schedules=["even4", "log3"])
+                         schedules=["even4", "log3"], calibration_folds=3)
     return directory / "model", card
 
 
@@ -103,7 +103,7 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
         assert [(entry["points"], entry["runs"]) for entry in sidecar["prediction_sets"]["by_points"]] == [(3, 24), (4, 24)]
         assert [entry["points"] for entry in card["prediction_sets"]["in_zoo"][name]["by_points"]] == [3, 4]
     assert {key: card["prediction_sets"][key] for key in ("coverage", "calibration_folds")} == {
-        "coverage": 0.9, "calibration_folds": 5}
+        "coverage": 0.9, "calibration_folds": 3}
     assert list(card["prediction_sets"]["in_zoo"]) == list(card["variants"])
     assert all(entry["held"] >= 0.9 and 1 <= entry["mean_size"] <= 4 for entry in card["prediction_sets"]["in_zoo"].values())
     # Only this classifier's measured set coverage is quoted.
@@ -118,7 +118,8 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert card["transfer"]["targets"][0]["measured"] == 0.5
     text = "\n".join(describe_card(card))
     assert "adam, fa, ia, sgdm" in text and "foreign sgdm/adam/fa/ia >= 0.95: 0.500" in text
-    assert "partial: for recordings of some of a network's layers, trained on every run also seen at hidden and at single layers" in text
+    assert ("partial: for recordings of some of a network's layers, trained on every run also seen at its hidden layers "
+            "(no readout) and at one hidden layer alone") in text
     assert "0.700 named right, 0.500 of those trained by sgdm/adam/fa/ia (0.750 with --rules sgdm,adam,fa,ia)" in text
     # The zoo's own held-out splits are the ceiling the foreign figures are read against; other classifiers' rows stay off.
     assert "in its own zoo (10 held-out splits), trained on the paper's four rules only: 0.730 +- 0.010 named right; ia 0.55 (else read as fa)" \
@@ -220,7 +221,7 @@ def test_only_the_named_variants_are_refitted_and_the_rest_kept(built, tiny_stor
     kept = next(path for path in copy.glob("act.*") if path.suffix != ".json")
     kept.unlink()  # a kept variant is not refitted, nor rewritten
     (copy / "partial-act.json").write_text("{}")
-    refitted = train_default(str(tiny_store), copy, sweep="tiny.yaml", schedules=["even4", "log3"],
+    refitted = train_default(str(tiny_store), copy, sweep="tiny.yaml", schedules=["even4", "log3"], calibration_folds=3,
                              only=["partial:act"])
     assert refitted["variants"] == card["variants"] and refitted["prediction_sets"] == card["prediction_sets"]
     assert not kept.exists()

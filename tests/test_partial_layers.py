@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lrid.errors import LridError
-from lrid.identify.partial_layers import at_partial, partial_copies, with_partial_copies
+from lrid.identify.partial_layers import at_partial, partial_copies
 from lrid.identify.recording import PartialLayersWarning, Recording, write_recording
 from lrid.schema import depth_groups
 
@@ -50,8 +50,8 @@ def test_copies_are_named_after_their_run_and_follow_the_runs():
     table = _long_table({"a": 3, "b": 4})
     copies = partial_copies(table, ["hidden", "single", "hidden"])
     assert sorted(copies["run_id"].unique()) == ["a@hidden", "a@single", "b@hidden", "b@single"]
-    both = with_partial_copies(table, ["single"])
-    assert both.iloc[: len(table)].equals(table) and set(both["run_id"].iloc[len(table):]) == {"a@single", "b@single"}
+    single = partial_copies(table, ["single"])
+    assert set(single["run_id"]) == {"a@single", "b@single"} and len(single) == 4  # one layer, two steps, each run
     with pytest.raises(LridError, match="unknown partial layers 'readout'; use hidden or single"):
         partial_copies(table, ["readout"])
 
@@ -64,35 +64,31 @@ def test_partial_layers_need_the_run_unit(tiny_store, tmp_path):
                  partial_layers=("hidden",))
 
 
-@pytest.fixture(scope="module")
-def partial_recording(tiny_store, tmp_path_factory):
-    """An lrid run's recording with its first layer left out, placed in its three-layer network."""
-    from lrid.generate.export import export_recording
-    from lrid.identify.recording import load_recordings
-    from lrid.store import Store
-
-    store = Store(tiny_store)
-    manifest = next(m for m in store.manifests() if m["spec"]["rule"]["name"] == "adam")
-    folder = tmp_path_factory.mktemp("partial")
-    (whole,) = load_recordings(export_recording(store, folder / "whole.npz", run_id=manifest["run_id"]))
-    layers = whole.layers[1:]
-    arrays = {kind: {layer: by_layer[layer] for layer in layers} for kind, by_layer in whole.arrays.items()}
-    part = Recording("lab-net", whole.steps, layers, arrays, whole.epochs, [1, 2], len(whole.layers))
-    return write_recording(part, folder / "part.npz")
+def _partial_recording(path):
+    """A network's last hidden layer and readout (positions 1 and 2 of 3), recorded at 6 steps: random
+    weights and activations that drift, as learning moves them."""
+    rng = np.random.default_rng(0)
+    shapes = {"hidden2": (32, 32), "readout": (32, 10)}
+    arrays = {"weight": {}, "act": {}}
+    for layer, (fan_in, units) in shapes.items():
+        arrays["weight"][layer] = np.cumsum(rng.normal(0, 0.1, (6, fan_in, units)), axis=0).astype(np.float32)
+        arrays["act"][layer] = np.cumsum(rng.normal(0, 0.1, (6, 16, units)), axis=0).astype(np.float32)
+    recording = Recording("lab-net", np.arange(0, 60, 10), list(shapes), arrays, None, [1, 2], 3)
+    return write_recording(recording, path)
 
 
-def test_classify_learns_partial_copies_and_identify_warns_only_where_a_model_never_saw_them(
-    tiny_store, partial_recording, tmp_path
-):
+def test_classify_learns_partial_copies_and_identify_warns_only_where_a_model_never_saw_them(tiny_store, tmp_path):
+    from typer.testing import CliRunner
+
+    from lrid.cli import app
     from lrid.identify import classify
+    from lrid.identify.default_identifier import model_path
     from lrid.identify.inference import identify, read_input
-
-    options = dict(classifiers=("rf",), n_splits=2, control=False, progress=False, observables="weight,act",
-                   unit="run", time="progress", baseline="relative")
     from lrid.identify.model_files import load_fitted
 
-    classify(tiny_store, tmp_path / "whole", **options)
-    scores = classify(tiny_store, tmp_path / "partial", partial_layers=("hidden", "single"), **options)
+    scores = classify(tiny_store, tmp_path / "partial", classifiers=("rf",), n_splits=2, control=False,
+                      progress=False, observables="weight,act", unit="run", time="progress", baseline="relative",
+                      partial_layers=("hidden", "single"))
     assert scores.n_runs == 24 and scores.n_samples == 24 and scores.settings.partial_layers == ["hidden", "single"]
     result = scores.classifiers["rf"]
     assert list(result.accuracy_by_schedule) == ["as recorded", "hidden", "single"]
@@ -100,19 +96,16 @@ def test_classify_learns_partial_copies_and_identify_warns_only_where_a_model_ne
     tested = set().union(*(split.test for split in scores.splits))
     assert result.prediction_sets.by_points == [] and result.prediction_sets.runs == len(tested)
     assert load_fitted(tmp_path / "partial" / "models" / "rf")[1]["partial_layers"] == ["hidden", "single"]
-    observables = read_input(partial_recording)
+
+    path = _partial_recording(tmp_path / "lab.npz")
+    observables = read_input(path)
     assert set(observables["depth_group"]) == {"middle", "deep"}  # layers 1 and 2 of 3
+    with warnings_as_errors():  # trained on partial copies: nothing to warn of
+        assert identify(tmp_path / "partial" / "models" / "rf", observables)["run_id"].tolist() == ["lab-net"]
+    whole = model_path("weight,act")  # the shipped identifier's whole-network model of these measures
     with pytest.warns(PartialLayersWarning, match="1 network\\(s\\) \\(lab-net: 2 of 3 layers\\)"):
-        named = identify(tmp_path / "whole" / "models" / "rf", observables)
-    assert named["run_id"].tolist() == ["lab-net"]
-    with warnings_as_errors():
-        identify(tmp_path / "partial" / "models" / "rf", observables)
-
-    from typer.testing import CliRunner
-
-    from lrid.cli import app
-
-    result = CliRunner().invoke(app, ["identify", str(tmp_path / "whole" / "models" / "rf"), str(partial_recording)])
+        identify(whole, observables)
+    result = CliRunner().invoke(app, ["identify", str(whole), str(path)])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if "some of their layers" in line]
     assert len(lines) == 1 and lines[0].startswith("warning: 1 network(s) (lab-net: 2 of 3 layers)")

@@ -200,6 +200,8 @@ def test_malformed_parquet_is_one_clear_error(tmp_path):
     uneven = [{**row, "network_layers": 4, "layer_position": {"a": 1, "b": 3}[row["layer"]]} for row in rows]
     pd.DataFrame(uneven).to_parquet(placed)
     assert read_recording(placed)["depth_group"].tolist() == ["middle", "deep"] * 2  # positions 1 and 3 of 4
+    pd.DataFrame([{**row, "network_layers": None} if index == 1 else row for index, row in enumerate(uneven)]).to_parquet(placed)
+    assert read_recording(placed)["network_layers"].unique().tolist() == [4]  # a column with a gap holds floats
     uneven[0]["network_layers"] = 5
     pd.DataFrame(uneven).to_parquet(placed)
     with pytest.raises(LridError, match="`network_layers` holds \\[4, 5\\]; give the run one value"):

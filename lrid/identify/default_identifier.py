@@ -30,6 +30,7 @@ import pandas as pd
 
 import lrid
 from lrid.errors import LridError
+from lrid.identify.partial_layers import DESCRIPTIONS, PARTIAL_LAYERS, partial_copies
 from lrid.identify.prediction_sets import (
     CALIBRATION_FOLDS,
     DEFAULT_COVERAGE,
@@ -175,7 +176,6 @@ def train_default(
     from lrid.identify.classifiers import make_classifier
     from lrid.identify.features import build_features
     from lrid.identify.model_files import save_model
-    from lrid.identify.partial_layers import PARTIAL_LAYERS, partial_copies
     from lrid.identify.splits import run_metadata
     from lrid.store import Store
 
@@ -520,9 +520,9 @@ def describe_card(card: dict) -> list[str]:
         f"variants (chosen by the measures a recording carries): {', '.join(card.get('variants', {}))}",
         *(
             [
-                f"  {PARTIAL}: for recordings of some of a network's layers, trained on every run also seen at "
-                + " and at ".join(partial_layers)
-                + " layers (README, 'Recorded at some layers'); their prediction sets are calibrated on those"
+                f"  {PARTIAL}: for recordings of some of a network's layers, trained on every run also seen "
+                + " and ".join(DESCRIPTIONS.get(name, name) for name in partial_layers)
+                + " (README, 'Recorded at some layers'); their prediction sets are calibrated on those copies"
             ]
             if (partial_layers := _partial_layers(card))
             else []

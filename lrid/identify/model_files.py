@@ -129,7 +129,7 @@ def save_model(
         lrid_version=lrid.__version__,
         format=file_format,
         prediction_sets=prediction_sets,
-        partial_layers=list(partial_layers),
+        partial_layers=list(dict.fromkeys(partial_layers)),
     )
     sidecar_path = stem.with_name(f"{name}.json")
     sidecar_path.write_text(json.dumps(sidecar.model_dump(), indent=2))  # last: a sidecar means a whole model

@@ -3,8 +3,8 @@
 A recording may hold some of a network's layers only, each placed at its position in the network
 (:mod:`lrid.identify.recording`). Its features then lack the depth groups it did not record (NaN), and an
 identifier that only ever saw whole networks reads what is left far less reliably (README, "Recorded at
-some layers"). :func:`with_partial_copies` adds to a store's runs a copy of each run per choice of
-layers, so that one identifier learns whole networks and partial ones at once:
+some layers"). :func:`partial_copies` makes a copy of each of a store's runs per choice of layers; trained
+on the runs and their copies, one identifier learns whole networks and partial ones at once:
 
 * ``hidden``: every layer but the readout (the network's deepest layer), as a lab records a network's
   areas and not its output;
@@ -26,6 +26,8 @@ from lrid.errors import LridError
 from lrid.identify.schedules import COPY_SEPARATOR
 
 PARTIAL_LAYERS = ("hidden", "single")
+# What each choice keeps, in words, for model cards.
+DESCRIPTIONS = {"hidden": "at its hidden layers (no readout)", "single": "at one hidden layer alone"}
 
 
 def check_partial(names: Sequence[str]) -> tuple[str, ...]:
@@ -60,8 +62,3 @@ def partial_copies(observables: pd.DataFrame, names: Sequence[str]) -> pd.DataFr
         copy = at_partial(observables, name)
         copies.append(copy.assign(run_id=copy["run_id"].astype(str) + f"{COPY_SEPARATOR}{name}"))
     return pd.concat(copies, ignore_index=True)
-
-
-def with_partial_copies(observables: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
-    """``observables`` followed by their :func:`partial_copies`."""
-    return pd.concat([observables, partial_copies(observables, names)], ignore_index=True)

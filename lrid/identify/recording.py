@@ -53,6 +53,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -293,14 +294,19 @@ def _parquet_placement(rows: pd.DataFrame, layers: list[str], where: str) -> tup
                 f"{where}: `network_layers` holds {sorted(values.tolist())}; give the run one value, the whole "
                 "network's number of layers"
             )
-        network_layers = values[0]
+        network_layers = _whole(values[0])
     if "layer_position" in rows:
         by_layer = rows.groupby("layer", sort=False)["layer_position"].unique()
         uneven = [layer for layer in layers if len(by_layer[layer]) != 1]
         if uneven:
             raise LridError(f"{where}: layer {uneven[0]} has several `layer_position` values; give each layer one")
-        positions = [by_layer[layer][0] for layer in layers]
+        positions = [_whole(by_layer[layer][0]) for layer in layers]
     return network_layers, positions
+
+
+def _whole(value: Any) -> Any:
+    """A whole number as an int: a column with a missing value holds its integers as floats."""
+    return int(value) if isinstance(value, float | np.floating) and float(value).is_integer() else value
 
 
 def _validated_placement(recording: Recording, where: str) -> None:
