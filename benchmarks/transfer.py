@@ -582,15 +582,14 @@ def by_layers(observables, config: FeatureConfig, classifier: str, foreign_sets:
     paper's four, meaned over the sets (each set's beside it)."""
     from dataclasses import replace
 
-    from lrid.identify.default_identifier import PARTIAL, PARTIAL_VARIANTS
+    from lrid.identify.default_identifier import PARTIAL_VARIANTS, measures_of
     from lrid.identify.features import build_features
-    from lrid.identify.partial_layers import PARTIAL_LAYERS, partial_copies
-    from lrid.identify.schedules import rerecorded
+    from lrid.identify.partial_layers import PARTIAL_LAYERS, with_copies
 
-    whole = rerecorded(observables, schedules)
-    partial = pd.concat([whole, partial_copies(observables, PARTIAL_LAYERS)], ignore_index=True)
+    whole = with_copies(observables, schedules)
+    partial = with_copies(observables, schedules, PARTIAL_LAYERS)
     rows = []
-    for measures in (variant.removeprefix(f"{PARTIAL}:") for variant in PARTIAL_VARIANTS):
+    for measures in map(measures_of, PARTIAL_VARIANTS):
         measured = replace(config, subset=measures)
         for trained_on, training in (("whole networks", whole), ("+ " + ",".join(PARTIAL_LAYERS), partial)):
             train = build_features(training, **measured.options())

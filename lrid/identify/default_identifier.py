@@ -30,7 +30,7 @@ import pandas as pd
 
 import lrid
 from lrid.errors import LridError
-from lrid.identify.partial_layers import DESCRIPTIONS, PARTIAL_LAYERS, partial_copies
+from lrid.identify.partial_layers import DESCRIPTIONS, PARTIAL_LAYERS, with_copies
 from lrid.identify.prediction_sets import (
     CALIBRATION_FOLDS,
     DEFAULT_COVERAGE,
@@ -41,7 +41,6 @@ from lrid.identify.schedules import (
     parse_schedule,
     points_per_run,
     recorded_points,
-    rerecorded,
     training_label,
 )
 from lrid.observables import OBSERVABLES
@@ -67,6 +66,11 @@ PARTIAL = "partial"
 PARTIAL_VARIANTS = tuple(f"{PARTIAL}:{measures}" for measures in ("weight,act", "act"))
 
 
+def measures_of(variant: str) -> str:
+    """The observable subset a variant's model reads: ``partial:act`` reads ``act``."""
+    return variant.removeprefix(f"{PARTIAL}:")
+
+
 def carried_measures(observables: pd.DataFrame) -> tuple[str, ...]:
     """The measures every run of ``observables`` carries (a measure is missing where all its columns are NaN)."""
     carried = []
@@ -88,7 +92,7 @@ def variant_for(observables: pd.DataFrame, available: Collection[str] = VARIANTS
     if len(partial_runs(observables)):
         candidates = [variant for variant in PARTIAL_VARIANTS if variant in available] + candidates
     for variant in candidates:
-        if set(variant.removeprefix(f"{PARTIAL}:").split(",")) <= carried:
+        if set(measures_of(variant).split(",")) <= carried:
             return variant
     raise LridError(
         f"the input carries {','.join(sorted(carried)) or 'no measure'} for every run; the default identifier needs "
@@ -201,16 +205,17 @@ def train_default(
         }
     directory.mkdir(parents=True, exist_ok=True)
     points = recorded_points(observables)
-    whole = rerecorded(observables, schedules)
-    partial = pd.concat([whole, partial_copies(observables, PARTIAL_LAYERS)], ignore_index=True)
-    points_of = points_per_run(partial).to_dict()
-    for variant in VARIANTS + PARTIAL_VARIANTS:
-        if only is not None and variant not in only:
-            continue
+    building = [variant for variant in VARIANTS + PARTIAL_VARIANTS if only is None or variant in only]
+    # The runs with their copies: at the checkpoint schedules, and for the partial variants at some layers too.
+    trained_on = {
+        seen_partially: with_copies(observables, schedules, PARTIAL_LAYERS if seen_partially else ())
+        for seen_partially in {variant in PARTIAL_VARIANTS for variant in building}
+    }
+    points_of = {copy: n for table in trained_on.values() for copy, n in points_per_run(table).items()}
+    for variant in building:
         seen_partially = variant in PARTIAL_VARIANTS
         copies = [*schedules, *PARTIAL_LAYERS] if seen_partially else list(schedules)
-        measures = variant.removeprefix(f"{PARTIAL}:")
-        features = build_features(partial if seen_partially else whole, subset=measures, **options)
+        features = build_features(trained_on[seen_partially], subset=measures_of(variant), **options)
         classes = sorted(set(features.y))
         labels = np.array([classes.index(rule) for rule in features.y])
         fresh_model = functools.partial(
@@ -406,8 +411,9 @@ def partial_note(variant: str) -> str:
     """One line, in place of the transfer figures, for inputs named by the partial ``variant``."""
     return (
         f"default identifier: networks recorded at some of their layers are named by its {variant} model, trained "
-        "on its zoo's runs also seen at their hidden layers and at one hidden layer alone; its transfer benchmark "
-        "measured whole networks, and README, 'Recorded at some layers', says what it names of foreign ones recorded so"
+        f"on every run of its zoo also seen {' and '.join(DESCRIPTIONS[name] for name in PARTIAL_LAYERS)}; its transfer "
+        "benchmark measured whole networks, and README, 'Recorded at some layers', says what it names of foreign "
+        "ones recorded so"
     )
 
 

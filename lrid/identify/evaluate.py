@@ -43,7 +43,7 @@ from lrid.identify.classifiers import get_classifier
 from lrid.identify.control import curve_features, matched_bins
 from lrid.identify.features import FeatureSet, build_features, subset_columns
 from lrid.identify.model_files import save_model
-from lrid.identify.partial_layers import check_partial, partial_copies
+from lrid.identify.partial_layers import check_partial, with_copies
 from lrid.identify.prediction_sets import DEFAULT_COVERAGE, calibrate
 from lrid.identify.schedules import (
     AS_RECORDED,
@@ -51,7 +51,6 @@ from lrid.identify.schedules import (
     parse_schedule,
     points_per_run,
     recorded_points,
-    rerecorded,
 )
 from lrid.identify.splits import balanced_run_splits, inner_cv, run_metadata, select_runs
 from lrid.schema import (
@@ -176,9 +175,7 @@ def classify(
     partial = _checked_partial(spec)
     recorded_table = store.read_observables(classified_statuses(spec.keep_collapsed))
     points = round(recorded_points(recorded_table)) if not recorded_table.empty else None
-    long_table = rerecorded(recorded_table, schedules) if schedules else recorded_table
-    if partial:  # of the runs as recorded only: a copy is one run at one schedule or one choice of layers
-        long_table = pd.concat([long_table, partial_copies(recorded_table, partial)], ignore_index=True)
+    long_table = with_copies(recorded_table, schedules, partial)
 
     points_of = points_per_run(long_table)
     copies = schedules + partial

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from lrid.errors import LridError
-from lrid.identify.schedules import COPY_SEPARATOR
+from lrid.identify.schedules import COPY_SEPARATOR, rerecorded
 
 PARTIAL_LAYERS = ("hidden", "single")
 # What each choice keeps, in words, for model cards.
@@ -52,6 +52,14 @@ def at_partial(observables: pd.DataFrame, name: str) -> pd.DataFrame:
     # crc32, not hash(): Python salts string hashes per process, and a copy must be the same in every one.
     chosen = {run: sorted(kept)[zlib.crc32(str(run).encode()) % len(kept)] for run, kept in positions.items()}
     return hidden[hidden["layer_index"].to_numpy() == hidden["run_id"].map(chosen).to_numpy()]
+
+
+def with_copies(observables: pd.DataFrame, schedules: Sequence[str], names: Sequence[str] = ()) -> pd.DataFrame:
+    """``observables`` with the copies an identifier also trains on: every run re-recorded at each checkpoint
+    schedule (:func:`lrid.identify.schedules.rerecorded`), then every run as recorded at each of ``names``
+    (:func:`partial_copies`). A copy is one run at one schedule or one choice of layers, never both."""
+    whole = rerecorded(observables, schedules) if schedules else observables
+    return pd.concat([whole, partial_copies(observables, names)], ignore_index=True) if names else whole
 
 
 def partial_copies(observables: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:

@@ -72,6 +72,7 @@ def write_recording(recording: Recording, path: str | Path) -> Path:
         return path
     rows = []
     positions, network_layers = recording.placement
+    placement = recording.partial
     for step_index, step in enumerate(recording.steps):
         for layer, position in zip(recording.layers, positions):
             for kind, by_layer in recording.arrays.items():
@@ -85,7 +86,7 @@ def write_recording(recording: Recording, path: str | Path) -> Path:
                         "shape": list(array.shape),
                         "values": array.ravel().tolist(),
                         **({"epoch": float(recording.epochs[step_index])} if recording.epochs is not None else {}),
-                        **({"layer_position": position, "network_layers": network_layers} if recording.partial else {}),
+                        **({"layer_position": position, "network_layers": network_layers} if placement else {}),
                     }
                 )
     pd.DataFrame(rows).to_parquet(path, index=False)
