@@ -582,7 +582,7 @@ def by_layers(observables, config: FeatureConfig, classifier: str, foreign_sets:
     paper's four, meaned over the sets (each set's beside it)."""
     from dataclasses import replace
 
-    from lrid.identify.default_identifier import PARTIAL_VARIANTS, measures_of
+    from lrid.identify.default_identifier import PARTIAL_VARIANTS, PARTIALLY_TRAINED, measures_of
     from lrid.identify.features import build_features
     from lrid.identify.partial_layers import PARTIAL_LAYERS, with_copies
 
@@ -591,7 +591,7 @@ def by_layers(observables, config: FeatureConfig, classifier: str, foreign_sets:
     rows = []
     for measures in map(measures_of, PARTIAL_VARIANTS):
         measured = replace(config, subset=measures)
-        for trained_on, training in (("whole networks", whole), ("+ " + ",".join(PARTIAL_LAYERS), partial)):
+        for trained_on, training in (("whole networks", whole), (PARTIALLY_TRAINED, partial)):
             train = build_features(training, **measured.options())
             classes = sorted(set(train.y))
             fitted = _fit(classifier, train, np.ones(len(train.y), bool), classes, n_jobs), classes

@@ -216,6 +216,12 @@ def _classify(store: str, results: Path, classifiers: str, splits: int, jobs: in
                     for entry in sets.by_points
                 )
                 console.print(f"{name}: for runs recorded at fewer checkpoints, re-recorded test runs set: {sparse}")
+            if sets.by_layers:
+                partial = "; ".join(
+                    f"{entry.layers}: {entry.threshold:.3f}, held {entry.held:.2f} with {entry.mean_size:.1f} rules"
+                    for entry in sets.by_layers
+                )
+                console.print(f"{name}: for runs recorded at some of their layers, test runs seen so set: {partial}")
     control = scores.control
     if control is not None:
         baseline = ", ".join(
@@ -641,7 +647,7 @@ def identify(
             f"accuracy against the true rules: {(predictions['rule'] == predictions['predicted']).mean():.3f}"
         )
     if model is None and quoted is None:
-        console.print(partial_note(variant))
+        console.print(partial_note(variant, card))
     if quoted is not None:
         console.print(reliability_note(quoted, candidates))
         fewer_points = schedule_note(quoted, observables)

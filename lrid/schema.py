@@ -277,6 +277,19 @@ class PointsCalibration(_Kept):
     mean_size: float
 
 
+class LayersCalibration(_Kept):
+    """The prediction sets' threshold for runs recorded at some of their network's layers, calibrated on
+    ``runs`` calibration runs seen at the partial layers ``layers`` (``hidden`` or ``single``,
+    :mod:`lrid.identify.partial_layers`); there the sets held the true rule for ``held`` of them, with
+    ``mean_size`` rules on average."""
+
+    layers: str
+    threshold: float
+    runs: int
+    held: float
+    mean_size: float
+
+
 class SetCalibration(_Kept):
     """How a model's prediction sets were calibrated (:mod:`lrid.identify.prediction_sets`), in its sidecar and
     its scores: a rule stays in a run's set at probability ``threshold`` or more, which held the true rule for
@@ -288,7 +301,9 @@ class SetCalibration(_Kept):
     also re-recorded at fewer checkpoints carries a threshold for each such number in ``by_points``, since a
     run recorded at fewer points is read less surely and needs a lower threshold for its sets to hold as
     often (:func:`lrid.identify.prediction_sets.thresholds_for`). Models calibrated before these fields
-    existed have neither, and use ``threshold`` for every run.
+    existed have neither, and use ``threshold`` for every run. A model trained on runs also seen at some of
+    their layers (``lrid classify --partial-layers``) carries a threshold for each such choice in
+    ``by_layers``, for recordings of some layers, which are read less surely still.
     """
 
     coverage: float
@@ -299,6 +314,7 @@ class SetCalibration(_Kept):
     mean_size: float
     points: int | None = None
     by_points: list[PointsCalibration] = Field(default_factory=list)
+    by_layers: list[LayersCalibration] = Field(default_factory=list)
 
 
 class ClassifierScores(SubsetScores):

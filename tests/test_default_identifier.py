@@ -17,6 +17,7 @@ from lrid.identify.default_identifier import (
     describe_card,
     identify_default,
     measured_band,
+    partial_note,
     read_card,
     refresh_transfer,
     reliability_note,
@@ -58,9 +59,21 @@ def built(tiny_store, tmp_path_factory):
              "coverage_asked": 0.9, "threshold": 0.2, "networks": 3, "coverage": 0.33, "mean_size": 2.0},
             {"set": "pooled", "naming": "all", "schedule": "even4", "rule": None, "classifier": "linear",
              "coverage_asked": 0.9, "threshold": 0.2, "networks": 10, "coverage": 0.5, "mean_size": 2.0}]
+    # foreign networks at some layers: only the rows of identifiers trained as the partial variants are quoted
+    at_layers = [{"classifier": classifier, "measures": measures, "layers": layers, "trained_on": trained_on,
+                  "networks": 20 if layers != "single:2" else 9, "accuracy_all": accuracy}
+                 for classifier, measures, layers, trained_on, accuracy in (
+                     ("linear", "weight,act", "whole", "+ hidden,single", 0.7),
+                     ("linear", "weight,act", "hidden", "+ hidden,single", 0.55),
+                     ("linear", "weight,act", "single:0", "+ hidden,single", 0.4),
+                     ("linear", "weight,act", "single:2", "+ hidden,single", 0.3),
+                     ("linear", "weight,act", "hidden", "whole networks", 0.1),
+                     ("rf", "weight,act", "hidden", "+ hidden,single", 0.05),
+                     ("linear", "act", "hidden", "+ hidden,single", 0.45),
+                     ("linear", "act", "single:0", "+ hidden,single", 0.35))]
     foreign = {"confidence": bands, "summary": [{"classifier": "linear", "networks": 10, "accuracy_all": 0.7, "accuracy_paper_rules": 0.5,
                             "accuracy_paper_candidates": 0.75}], "zoo_draws": draws, "by_schedule": by_schedule,
-               "prediction_sets": sets}
+               "prediction_sets": sets, "by_layers": at_layers}
     transfer.write_text(json.dumps({"quick": False, "finished_at": "2026-11-26T00:00:00Z", "chosen_features": "x",
                                     "schedules": ["even4", "log3"],
                                     "targets": [{"target": "foreign sgdm/adam/fa/ia >= 0.95", "measured": 0.5}],
@@ -207,9 +220,18 @@ def test_a_recording_of_some_layers_goes_to_the_partial_variant_of_its_measures(
     result = CliRunner().invoke(app, ["identify", str(path)])
     assert result.exit_code == 0, result.output
     assert "default identifier (partial:weight,act)" in result.output and "warning" not in result.output
-    # the card's foreign figures were measured on whole networks: not quoted for this one
-    assert "transfer benchmark measured whole networks" in " ".join(result.output.split())
+    # the card's foreign figures of whole networks are not quoted for this one; those of networks recorded at
+    # some layers, by identifiers trained as this model is, are
+    said = " ".join(result.output.split())
+    assert ("its transfer benchmark named foreign networks recorded so right over all their rules: 0.55 at their "
+            "hidden layers, 0.30-0.40 at one hidden layer alone (20 networks)") in said
     assert "benchmark 0." not in result.output and "of foreign networks" not in result.output
+    about = " ".join(CliRunner().invoke(app, ["identify", "--about"]).output.split())
+    assert ("foreign networks recorded at some of their layers, named right over all rules by identifiers trained as "
+            "the partial models are: partial:weight,act 0.55 at their hidden layers, 0.30-0.40 at one hidden layer "
+            "alone (20 networks); partial:act 0.45 at their hidden layers, 0.35 at one hidden layer alone") in about
+    # a card without such figures (a build from before them) says the benchmark measured whole networks
+    assert "transfer benchmark measured whole networks" in partial_note("partial:act", {"transfer": None})
 
 
 def test_only_the_named_variants_are_refitted_and_the_rest_kept(built, tiny_store, tmp_path):

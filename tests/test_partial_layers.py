@@ -11,7 +11,7 @@ import pytest
 from lrid.errors import LridError
 from lrid.identify.partial_layers import at_partial, partial_copies
 from lrid.identify.recording import PartialLayersWarning, Recording, write_recording
-from lrid.schema import depth_groups
+from lrid.schema import Scores, depth_groups
 
 
 def _long_table(layers_per_run: dict[str, int]) -> pd.DataFrame:
@@ -81,27 +81,46 @@ def test_classify_learns_partial_copies_and_identify_warns_only_where_a_model_ne
     from typer.testing import CliRunner
 
     from lrid.cli import app
-    from lrid.identify import classify
     from lrid.identify.default_identifier import model_path
     from lrid.identify.inference import identify, read_input
     from lrid.identify.model_files import load_fitted
 
-    scores = classify(tiny_store, tmp_path / "partial", classifiers=("rf",), n_splits=2, control=False,
-                      progress=False, observables="weight,act", unit="run", time="progress", baseline="relative",
-                      partial_layers=("hidden", "single"))
+    classified = CliRunner().invoke(app, [
+        "classify", "--store", str(tiny_store), "--out", str(tmp_path / "partial"), "--classifiers", "rf",
+        "--splits", "2", "--no-control", "--observables", "weight,act", "--unit", "run", "--time", "progress",
+        "--baseline", "relative", "--partial-layers", "hidden,single"])
+    assert classified.exit_code == 0, classified.output
+    scores = Scores.model_validate_json((tmp_path / "partial" / "scores.json").read_text())
     assert scores.n_runs == 24 and scores.n_samples == 24 and scores.settings.partial_layers == ["hidden", "single"]
     result = scores.classifiers["rf"]
     assert list(result.accuracy_by_schedule) == ["as recorded", "hidden", "single"]
-    # the prediction sets are calibrated on whole networks only: one threshold, from the runs the splits tested
+    # the prediction sets: one threshold from the whole runs the splits tested, and one per choice of layers
+    # from those runs seen so
     tested = set().union(*(split.test for split in scores.splits))
-    assert result.prediction_sets.by_points == [] and result.prediction_sets.runs == len(tested)
+    sets = result.prediction_sets
+    assert sets.by_points == [] and sets.runs == len(tested)
+    assert [(entry.layers, entry.runs) for entry in sets.by_layers] == [("hidden", len(tested)), ("single", len(tested))]
+    said = " ".join(classified.output.split())
+    assert f"rf: for runs recorded at some of their layers, test runs seen so set: hidden: {sets.by_layers[0].threshold:.3f}" in said
     assert load_fitted(tmp_path / "partial" / "models" / "rf")[1]["partial_layers"] == ["hidden", "single"]
 
     path = _partial_recording(tmp_path / "lab.npz")
     observables = read_input(path)
     assert set(observables["depth_group"]) == {"middle", "deep"}  # layers 1 and 2 of 3
     with warnings_as_errors():  # trained on partial copies: nothing to warn of
-        assert identify(tmp_path / "partial" / "models" / "rf", observables)["run_id"].tolist() == ["lab-net"]
+        named = identify(tmp_path / "partial" / "models" / "rf", observables)
+    assert named["run_id"].tolist() == ["lab-net"]
+    # two layers recorded: the set is drawn at the hidden-layer copies' threshold, not the whole runs' nor the
+    # single layers' (set apart here so that each would give another set)
+    sidecar_path = tmp_path / "partial" / "models" / "rf.json"
+    sidecar = json.loads(sidecar_path.read_text())
+    calibration = sidecar["prediction_sets"]
+    for threshold, expected in ((0.0, len(scores.classes)), (1.01, 1)):
+        calibration["threshold"], calibration["by_layers"][1]["threshold"] = 1.01 - threshold, 1.01 - threshold
+        calibration["by_layers"][0]["threshold"] = threshold
+        sidecar_path.write_text(json.dumps(sidecar))
+        named = identify(tmp_path / "partial" / "models" / "rf", observables)
+        assert len(named.iloc[0]["prediction_set"].split(",")) == expected
     whole = model_path("weight,act")  # the shipped identifier's whole-network model of these measures
     with pytest.warns(PartialLayersWarning, match="1 network\\(s\\) \\(lab-net: 2 of 3 layers\\)"):
         identify(whole, observables)

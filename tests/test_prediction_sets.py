@@ -227,3 +227,37 @@ def test_calibration_by_points_gives_each_number_of_points_its_threshold():
 def test_sets_take_one_threshold_per_row():
     probabilities = pd.DataFrame({"fa": [0.6, 0.6], "ia": [0.3, 0.3], "sgd": [0.1, 0.1]})
     assert prediction_sets(probabilities, [0.5, 0.2]) == [["fa"], ["fa", "ia"]]
+
+
+def test_calibration_by_layers_gives_runs_seen_at_some_layers_their_own_threshold():
+    rng = np.random.default_rng(2)
+    # p(fa) drops as fewer layers are seen: whole runs, their hidden layers, one hidden layer.
+    rows, labels = [], []
+    for label, centre in ((AS_RECORDED, 0.8), ("even6", 0.6), ("hidden", 0.55), ("single", 0.35)):
+        p = np.clip(rng.normal(centre, 0.1, 200), 0.0, 1.0)
+        rows.append(pd.DataFrame({"fa": p, "ia": 1.0 - p}))
+        labels += [label] * 200
+    probabilities = pd.concat(rows, ignore_index=True)
+    truth = ["fa"] * len(labels)
+    calibration = calibrate(probabilities, truth, 0.9, "x", schedule_of=labels, points=21, layers=("hidden", "single"))
+    # the partial copies calibrate by_layers alone: not the runs' threshold, nor one of points
+    assert calibration.runs == 200 and [entry.points for entry in calibration.by_points] == [6]
+    assert [(entry.layers, entry.runs) for entry in calibration.by_layers] == [("hidden", 200), ("single", 200)]
+    hidden, single = calibration.by_layers
+    assert hidden.threshold == calibrate(probabilities[np.array(labels) == "hidden"], truth[:200], 0.9, "x").threshold
+    assert single.threshold < hidden.threshold < calibration.threshold and min(hidden.held, single.held) >= 0.9
+    # a run of one recorded layer gets single's threshold, of several hidden's, whatever its points; a whole
+    # network (0) the threshold of its points
+    assert list(thresholds_for(calibration, [21, 6, 21, 6, 21], [0, 0, 1, 1, 3])) == [
+        calibration.threshold, calibration.by_points[0].threshold, single.threshold, single.threshold, hidden.threshold
+    ]
+    # with one choice calibrated, a partial run gets it; without layers_per_run, partial runs are not told apart
+    only_hidden = calibration.model_copy(update={"by_layers": [hidden]})
+    assert list(thresholds_for(only_hidden, [21], [1])) == [hidden.threshold]
+    assert list(thresholds_for(calibration, [21])) == [calibration.threshold]
+    # too few copies of a choice to rule anything out: no threshold of its own
+    few = np.array(labels) != "single"
+    few[np.flatnonzero(np.array(labels) == "single")[:8]] = True
+    thin = calibrate(probabilities[few], list(np.array(truth)[few]), 0.9, "x", schedule_of=list(np.array(labels)[few]),
+                     points=21, layers=("hidden", "single"))
+    assert [entry.layers for entry in thin.by_layers] == ["hidden"]

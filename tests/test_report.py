@@ -38,6 +38,13 @@ def full_scores():
                            for subset, a in (("all", 0.8), ("weight", 0.7), ("act", 0.6))}
     for name in scores["classifiers"]:
         scores["classifiers"][name]["d_prime"] = dict(zip(CLASSES, [2.1, 1.5, 1.7, 2.5]))
+    calibrated = {"threshold": 0.3, "runs": 18, "held": 0.94, "mean_size": 1.6}
+    scores["classifiers"]["rf"]["prediction_sets"] = {
+        "coverage": 0.9, "method": "the test runs of 3 balanced splits", "points": 21, **calibrated,
+        "by_points": [{"points": 6, **calibrated, "threshold": 0.2}],
+        "by_layers": [{"layers": "hidden", **calibrated, "threshold": 0.15},
+                      {"layers": "single", **calibrated, "threshold": 0.1, "mean_size": 2.5}],
+    }
     scores["control"] = {
         "curve_baseline": {"rf": {"accuracy_mean": 0.4, "accuracy_sem": 0.03}},
         "matched_bins": [{"bin": [0.8, 0.9], "n_test": 12, "accuracy": 0.7}, {"bin": [0.9, 1.0], "n_test": 20, "accuracy": 0.85}],
@@ -100,6 +107,12 @@ def test_every_optional_section_renders_when_present(tmp_path):
     assert "## Held-out generalisation" in text and "| rf | arch=mlp | arch=knet |" in text
     assert "## Discriminability (d')" in text and "| rf | 2.100 | 1.500 | 1.700 | 2.500 |" in text
     assert "## Robustness" in text and "## Performance-matched control" in text and "| rf | 0.400 ± 0.030 |" in text
+    # one row per threshold of the saved model's prediction sets: as recorded, by points, by layers
+    rows = [line for line in text.splitlines() if line.startswith("| rf | ") and " | 18 | 0.94 | " in line]
+    assert [row.split(" | ")[1:3] for row in rows] == [
+        ["21 points", "0.300"], ["6 points", "0.200"], ["its hidden layers (no readout)", "0.150"],
+        ["one hidden layer alone", "0.100"],
+    ]
     assert "Observable importance" not in text
     # Each figure comes with a sentence saying what it shows.
     for name in figures:

@@ -63,6 +63,8 @@ VARIANTS = ("weight,act,actchange", "weight,act", "weight", "act")
 # (electrophysiology, imaging), or their weights too (a network of its own). Each is trained on every zoo
 # run as its whole variant is, and also seen at each choice of PARTIAL_LAYERS.
 PARTIAL = "partial"
+# How the transfer benchmark's ``by_layers`` names the identifiers trained as the partial variants are.
+PARTIALLY_TRAINED = "+ " + ",".join(PARTIAL_LAYERS)
 PARTIAL_VARIANTS = tuple(f"{PARTIAL}:{measures}" for measures in ("weight,act", "act"))
 
 
@@ -349,6 +351,12 @@ def _transfer_summary(path: Path | None, classifier: str, options: dict, schedul
         "confidence": [row for row in foreign.get("confidence", []) if row.get("classifier") == classifier],
         "by_schedule": [row for row in foreign.get("by_schedule", []) if row.get("classifier") == classifier],
         "prediction_sets": [row for row in foreign.get("prediction_sets", []) if row.get("classifier") == classifier],
+        # The foreign networks at some of their layers, named by identifiers trained as the partial variants are.
+        "by_layers": [
+            row
+            for row in foreign.get("by_layers", [])
+            if row.get("classifier") == classifier and row.get("trained_on") == PARTIALLY_TRAINED
+        ],
         "in_distribution": [
             {key: row[key] for key in ("rules", "splits", "mean", "sem", "recall", "most_mistaken_for") if key in row}
             for row in result.get("in_distribution", [])
@@ -407,14 +415,37 @@ def reliability_note(card: dict, candidates: Sequence[str] | None = None) -> str
     )
 
 
-def partial_note(variant: str) -> str:
-    """One line, in place of the transfer figures, for inputs named by the partial ``variant``."""
-    return (
+def partial_note(variant: str, card: dict | None = None) -> str:
+    """One line, in place of the whole networks' transfer figures, for inputs named by the partial ``variant``:
+    what its benchmark measured of foreign networks recorded at some layers, where ``card`` quotes it."""
+    measured = _measured_layers(card or {}, measures_of(variant))
+    said = (
         f"default identifier: networks recorded at some of their layers are named by its {variant} model, trained "
-        f"on every run of its zoo also seen {' and '.join(DESCRIPTIONS[name] for name in PARTIAL_LAYERS)}; its transfer "
-        "benchmark measured whole networks, and README, 'Recorded at some layers', says what it names of foreign "
-        "ones recorded so"
+        f"on every run of its zoo also seen {' and '.join(DESCRIPTIONS[name] for name in PARTIAL_LAYERS)}; "
     )
+    if not measured:
+        return said + (
+            "its transfer benchmark measured whole networks, and README, 'Recorded at some layers', says what it "
+            "names of foreign ones recorded so"
+        )
+    return said + "its transfer benchmark named foreign networks recorded so right over all their rules: " + measured
+
+
+def _measured_layers(card: dict, measures: str) -> str | None:
+    """The card's foreign accuracy at some layers for identifiers reading ``measures``, in words, or None."""
+    rows = {
+        row["layers"]: row
+        for row in (card.get("transfer") or {}).get("by_layers") or []
+        if row["measures"] == measures and row["layers"] != "whole"
+    }
+    if "hidden" not in rows:
+        return None
+    single = [row["accuracy_all"] for layers, row in rows.items() if layers.startswith("single:")]
+    words = f"{rows['hidden']['accuracy_all']:.2f} at their hidden layers"
+    if single:
+        spread = f"{min(single):.2f}" + (f"-{max(single):.2f}" if max(single) > min(single) else "")
+        words += f", {spread} at one hidden layer alone"
+    return words + f" ({rows['hidden']['networks']} networks)"
 
 
 def _measured_schedules(card: dict) -> list[dict]:
@@ -596,6 +627,17 @@ def describe_card(card: dict) -> list[str]:
             lines.append(
                 "  their prediction sets re-recorded at fewer checkpoints, over all rules (held, rules on average): "
                 + "; ".join(f"{row['schedule']} {row['coverage']:.2f}, {row['mean_size']:.1f}" for row in sparse_sets)
+            )
+        at_layers = {
+            variant: measured
+            for variant in PARTIAL_VARIANTS
+            if (measured := _measured_layers(card, measures_of(variant))) is not None
+        }
+        if at_layers:
+            lines.append(
+                "  foreign networks recorded at some of their layers, named right over all rules by identifiers "
+                "trained as the partial models are: "
+                + "; ".join(f"{variant} {measured}" for variant, measured in at_layers.items())
             )
         schedules = _measured_schedules(card)
         if schedules:

@@ -316,9 +316,6 @@ def _score_subset(
     schedule_of = features.samples["schedule"].to_numpy()
     schedules = [AS_RECORDED, *dict.fromkeys(spec.schedules), *dict.fromkeys(spec.partial_layers)]
     as_recorded = schedule_of == AS_RECORDED
-    # Prediction sets are calibrated on whole networks, by their number of points; runs seen at some of their
-    # layers are scored, not calibrated on.
-    calibrated = ~np.isin(schedule_of, list(spec.partial_layers))
     summaries, frames = {}, []
     for entry in entries:
         name = entry.name
@@ -365,7 +362,7 @@ def _score_subset(
                     schedule=schedule_of[tested],
                     points=features.samples["points"].to_numpy()[tested],
                     true=features.y[tested],
-                )[calibrated[tested]]
+                )
             )
             bar.update()
         frames += tested_frames
@@ -387,7 +384,7 @@ def _score_subset(
             if spec.search:
                 summary["best_params_final"] = best
             calibration = _split_calibration(
-                pd.concat(calibration_frames, ignore_index=True), classes, len(splits), recorded
+                pd.concat(calibration_frames, ignore_index=True), classes, len(splits), recorded, spec.partial_layers
             )
             summary["prediction_sets"] = calibration
             save_model(
@@ -398,13 +395,15 @@ def _score_subset(
     return summaries, pd.concat(frames, ignore_index=True)
 
 
-def _split_calibration(tested: pd.DataFrame, classes, n_splits: int, points: int | None) -> SetCalibration:
+def _split_calibration(
+    tested: pd.DataFrame, classes, n_splits: int, points: int | None, partial_layers=()
+) -> SetCalibration:
     """The saved model's prediction sets, calibrated on the splits' test runs (``tested``: one row per test
     sample, as recorded or re-recorded, with its split, run, schedule, true rule and a probability column per
     class): each run's class probabilities averaged over its layers and over the splits that tested it, each
     from a model that never trained on it (the splits overlap, so this is cross-conformal rather than exact
     split-conformal). The runs as recorded calibrate the threshold; their copies at each number of points
-    (``tested["points"]``), one threshold each."""
+    (``tested["points"]``), one threshold each, and their copies at each of ``partial_layers``, one each."""
     classes = list(classes)
     per_split = tested.groupby(["split", "run_id", "schedule"], sort=False)[classes].mean()
     per_run = per_split.groupby(level=["run_id", "schedule"], sort=False).mean()
@@ -419,6 +418,7 @@ def _split_calibration(tested: pd.DataFrame, classes, n_splits: int, points: int
         schedule_of=per_run.index.get_level_values("schedule").tolist(),
         points=points,
         points_of=first["points"].astype(int).tolist(),
+        layers=partial_layers,
     )
 
 

@@ -124,8 +124,9 @@ def identify(
     ``prediction_set``, the rules it cannot rule out for the run (:func:`lrid.identify.prediction_sets.prediction_sets`),
     most probable first and comma-separated, and ``set_coverage``, the share of held-out runs whose sets held
     the true rule. A run recorded at fewer checkpoints than the model's calibration runs gets the threshold
-    calibrated at its number of points, where the model has one
-    (:func:`lrid.identify.prediction_sets.thresholds_for`). Among ``candidates`` the same threshold applies to
+    calibrated at its number of points, where the model has one, and a run recorded at some of its network's
+    layers that calibrated on runs seen so, where the model was trained on them (``lrid classify
+    --partial-layers``; :func:`lrid.identify.prediction_sets.thresholds_for`). Among ``candidates`` the same threshold applies to
     the renormalised probabilities, which are at least the unrestricted ones, so a set among candidates holds
     the true rule whenever the full set would have.
     """
@@ -165,7 +166,9 @@ def identify(
     if sidecar.get("prediction_sets") is not None:
         calibration = SetCalibration.model_validate(sidecar["prediction_sets"])
         points = points_per_run(observables).reindex(per_run.index)
-        sets = prediction_sets(per_run, thresholds_for(calibration, points.to_numpy()))
+        recorded_layers = observables.groupby("run_id")["layer_index"].nunique()
+        partial_layers = recorded_layers.where(recorded_layers.index.isin(partial.index), 0).reindex(per_run.index)
+        sets = prediction_sets(per_run, thresholds_for(calibration, points.to_numpy(), partial_layers.to_numpy()))
         result["prediction_set"] = [",".join(rules) for rules in sets]
         result["set_coverage"] = calibration.coverage
     true_rules = features.samples.drop_duplicates("run_id").set_index("run_id")["rule"]

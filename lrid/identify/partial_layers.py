@@ -40,6 +40,12 @@ def check_partial(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def nearest_partial(recorded_layers: int) -> str:
+    """The choice of :data:`PARTIAL_LAYERS` a recording of ``recorded_layers`` of its network's layers is most
+    like: ``single`` for one layer, ``hidden`` for more."""
+    return "single" if recorded_layers <= 1 else "hidden"
+
+
 def at_partial(observables: pd.DataFrame, name: str) -> pd.DataFrame:
     """The rows of ``observables`` (the store's long format) that the partial layers ``name`` keep of each
     run; runs without a hidden layer keep none."""

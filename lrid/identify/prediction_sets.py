@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from lrid.errors import LridError
+from lrid.identify.partial_layers import nearest_partial
 from lrid.identify.schedules import AS_RECORDED, copy_origins, parse_schedule
-from lrid.schema import PointsCalibration, SetCalibration
+from lrid.schema import LayersCalibration, PointsCalibration, SetCalibration
 
 # The coverage lrid calibrates its sets at, and names them by ("at 90 %").
 DEFAULT_COVERAGE = 0.9
@@ -40,6 +41,7 @@ def calibrate(
     schedule_of: Sequence[str] | None = None,
     points: int | None = None,
     points_of: Sequence[int] | None = None,
+    layers: Sequence[str] = (),
 ) -> SetCalibration:
     """The :class:`~lrid.schema.SetCalibration` at ``coverage`` of held-out runs: ``probabilities`` (one row
     per run, one column per rule) from models that did not train on them, ``true_rules`` their rules.
@@ -53,13 +55,20 @@ def calibrate(
     ``points_of`` gives each row's number of points as re-recorded (``log11`` keeps 10 of 21 points, as
     :func:`thresholds_for` will count an input's); without it, a schedule's name says it (``even6`` and
     ``log6``: 6).
+
+    Rows whose ``schedule_of`` is one of ``layers`` (partial-layer choices, :mod:`lrid.identify.partial_layers`)
+    are runs seen at some of their layers: each choice calibrates one threshold of ``by_layers``, and none of
+    them a threshold by points.
     """
     rules = np.asarray(true_rules).astype(str)
     labels = np.full(len(rules), AS_RECORDED, dtype=object) if schedule_of is None else np.asarray(schedule_of)
+    partial = np.isin(labels, list(layers))
     if points_of is not None:
         n_points = np.asarray(points_of, dtype=int)
     else:
-        n_points = np.array([0 if label == AS_RECORDED else parse_schedule(label)[1] for label in labels])
+        n_points = np.array(
+            [0 if label == AS_RECORDED or seen else parse_schedule(label)[1] for label, seen in zip(labels, partial)]
+        )
 
     def calibrated(rows: np.ndarray) -> dict[str, Any]:
         chosen = probabilities[rows]
@@ -70,14 +79,27 @@ def calibrate(
         return {"threshold": threshold, "runs": int(rows.sum()), "held": held, "mean_size": mean_size}
 
     recorded = labels == AS_RECORDED
-    # A number of points with too few copies to rule anything out is left out: its runs are better served by
-    # the calibration of fewer points than by a threshold of 0, which keeps every rule.
+    rerecorded = ~recorded & ~partial
+    # A number of points (or a choice of layers) with too few copies to rule anything out is left out: its runs
+    # are better served by another calibration than by a threshold of 0, which keeps every rule.
     by_points = [
-        PointsCalibration(points=int(k), **calibrated(n_points == k))
-        for k in sorted(set(n_points[~recorded]))
-        if _enough_runs(int(np.sum(n_points[~recorded] == k)), coverage)
+        PointsCalibration(points=int(k), **calibrated(rerecorded & (n_points == k)))
+        for k in sorted(set(n_points[rerecorded]))
+        if _enough_runs(int(np.sum(rerecorded & (n_points == k))), coverage)
     ]
-    return SetCalibration(coverage=coverage, method=method, points=points, by_points=by_points, **calibrated(recorded))
+    by_layers = [
+        LayersCalibration(layers=name, **calibrated(labels == name))
+        for name in dict.fromkeys(layers)
+        if _enough_runs(int(np.sum(labels == name)), coverage)
+    ]
+    return SetCalibration(
+        coverage=coverage,
+        method=method,
+        points=points,
+        by_points=by_points,
+        by_layers=by_layers,
+        **calibrated(recorded),
+    )
 
 
 def _enough_runs(n_runs: int, coverage: float) -> bool:
@@ -85,25 +107,39 @@ def _enough_runs(n_runs: int, coverage: float) -> bool:
     return math.ceil((n_runs + 1) * coverage) <= n_runs
 
 
-def thresholds_for(calibration: SetCalibration, points_per_run: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Each run's threshold, by the number of checkpoints it was recorded at.
+def thresholds_for(
+    calibration: SetCalibration,
+    points_per_run: Sequence[int] | np.ndarray,
+    layers_per_run: Sequence[int] | np.ndarray | None = None,
+) -> np.ndarray:
+    """Each run's threshold, by the number of checkpoints it was recorded at, and for a run recorded at some
+    of its network's layers, by how many.
 
     A run recorded at as many points as the calibration runs (or more) gets ``calibration.threshold``; one
     recorded at fewer gets the threshold calibrated at the largest number of points in ``by_points`` that it
     reaches, whose runs were read no more surely than it is; one below them all gets the fewest points' (the
     nearest measured, though it may then hold the true rule less often than asked). Without ``by_points``
     (or without ``points``) every run gets ``calibration.threshold``.
+
+    ``layers_per_run`` gives, per run, how many layers it was recorded at when it holds some of its network's
+    layers, and 0 for a whole network. Such a run gets the threshold of ``by_layers`` calibrated on runs seen
+    most like it (:func:`lrid.identify.partial_layers.nearest_partial`: one layer alone, or several), or
+    the lowest of the others where that one is missing; without ``by_layers``, the threshold its points give.
     """
     counts = np.asarray(points_per_run, dtype=int)
     thresholds = np.full(len(counts), calibration.threshold, dtype=float)
-    if not calibration.by_points or calibration.points is None:
-        return thresholds
-    ascending = sorted(calibration.by_points, key=lambda entry: entry.points)
-    for index, count in enumerate(counts):
-        if count >= calibration.points:
-            continue
-        reached = [entry for entry in ascending if entry.points <= count]
-        thresholds[index] = (reached[-1] if reached else ascending[0]).threshold
+    if calibration.by_points and calibration.points is not None:
+        ascending = sorted(calibration.by_points, key=lambda entry: entry.points)
+        for index, count in enumerate(counts):
+            if count >= calibration.points:
+                continue
+            reached = [entry for entry in ascending if entry.points <= count]
+            thresholds[index] = (reached[-1] if reached else ascending[0]).threshold
+    if layers_per_run is not None and calibration.by_layers:
+        by_name = {entry.layers: entry.threshold for entry in calibration.by_layers}
+        for index, recorded in enumerate(np.asarray(layers_per_run, dtype=int)):
+            if recorded > 0:
+                thresholds[index] = by_name.get(nearest_partial(int(recorded)), min(by_name.values()))
     return thresholds
 
 

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from lrid.errors import LridError
+from lrid.identify.partial_layers import DESCRIPTIONS
 from lrid.report import figures
 from lrid.report.results import as_scores, chance_level, load_robustness, load_scores
-from lrid.schema import ControlScores, PointsCalibration, Scores, SetCalibration
+from lrid.schema import ControlScores, LayersCalibration, PointsCalibration, Scores, SetCalibration
 
 IMPORTANCE_LEVELS = ("measure", "statistic", "depth")
 TOP_TRAJECTORIES = 4
@@ -211,8 +212,9 @@ def _prediction_sets_section(scores: Scores) -> str | None:
     ]
     for name, sets in calibrated.items():
         recorded = f"{sets.points} points" if sets.points is not None else "as recorded"
-        labelled: list[tuple[str, SetCalibration | PointsCalibration]] = [(recorded, sets)]
+        labelled: list[tuple[str, SetCalibration | PointsCalibration | LayersCalibration]] = [(recorded, sets)]
         labelled += [(f"{entry.points} points", entry) for entry in sets.by_points]
+        labelled += [(DESCRIPTIONS[entry.layers].removeprefix("at "), entry) for entry in sets.by_layers]
         for label, entry in labelled:
             lines.append(
                 f"| {name} | {label} | {entry.threshold:.3f} | {entry.runs} | {entry.held:.2f} | {entry.mean_size:.1f} |"
@@ -226,7 +228,9 @@ def _prediction_sets_section(scores: Scores) -> str | None:
             f"(split conformal), so that sets made this way hold the true rule of at least {coverage:.0%} of runs "
             "like them; the fewer rules per set, the more decisive the model. A model trained with `--schedules` "
             "has a threshold for each number of checkpoints, calibrated on the test runs re-recorded so: a run "
-            "recorded at fewer points gets the one of the most points it reaches."
+            "recorded at fewer points gets the one of the most points it reaches. A model trained with "
+            "`--partial-layers` has one for each choice of layers, calibrated on the test runs seen so: a recording "
+            "of one layer gets the `single` one, of several the `hidden` one."
         )
     )
 
