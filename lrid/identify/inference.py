@@ -125,10 +125,10 @@ def identify(
     most probable first and comma-separated, and ``set_coverage``, the share of held-out runs whose sets held
     the true rule. A run recorded at fewer checkpoints than the model's calibration runs gets the threshold
     calibrated at its number of points, where the model has one, and a run recorded at some of its network's
-    layers that calibrated on runs seen so, where the model was trained on them (``lrid classify
-    --partial-layers``; :func:`lrid.identify.prediction_sets.thresholds_for`). Among ``candidates`` the same threshold applies to
-    the renormalised probabilities, which are at least the unrestricted ones, so a set among candidates holds
-    the true rule whenever the full set would have.
+    layers the one calibrated on runs seen so, where the model was trained on them (``lrid classify
+    --partial-layers``; :func:`lrid.identify.prediction_sets.thresholds_for`). Among ``candidates`` the same
+    threshold applies to the renormalised probabilities, which are at least the unrestricted ones, so a set
+    among candidates holds the true rule whenever the full set would have.
     """
     from lrid.identify.recording import PartialLayersWarning, partial_runs, require_measures
 
