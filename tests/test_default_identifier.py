@@ -1,6 +1,7 @@
 """The default identifier: variants by the measures a recording carries, the model card, `lrid identify INPUT`."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -104,17 +105,20 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
         assert sidecar["feature_options"]["subset"] == name.removeprefix("partial:")
         assert 0.0 <= sidecar["prediction_sets"]["threshold"] <= 1.0 and sidecar["prediction_sets"]["coverage"] == 0.9
         assert sidecar["prediction_sets"]["points"] == 6
-        if name in PARTIAL_VARIANTS:
-            # trained on every run also seen at its hidden layers and at one of them, and calibrated on those
-            # 2 x 24 copies alone, by fits in folds without their run
-            assert sidecar["partial_layers"] == variant["partial_layers"] == ["hidden", "single"]
-            assert sidecar["prediction_sets"]["runs"] == 48 and sidecar["prediction_sets"]["by_points"] == []
-            continue
-        # Each variant's sets, calibrated on the tiny zoo's runs by fits in folds without them.
-        assert sidecar["prediction_sets"]["runs"] == 24 and sidecar["partial_layers"] == []
+        # Each variant's sets, calibrated on the tiny zoo's runs by fits in folds without them ...
+        assert sidecar["prediction_sets"]["runs"] == 24
         # ... and one threshold for runs at 3 and at 4 points, on the runs' copies at log3 and even4.
         assert [(entry["points"], entry["runs"]) for entry in sidecar["prediction_sets"]["by_points"]] == [(3, 24), (4, 24)]
         assert [entry["points"] for entry in card["prediction_sets"]["in_zoo"][name]["by_points"]] == [3, 4]
+        at_layers = [(entry["layers"], entry["runs"]) for entry in sidecar["prediction_sets"]["by_layers"]]
+        if name in PARTIAL_VARIANTS:
+            # trained on every run also seen at its hidden layers and at one of them, and a threshold for each,
+            # calibrated on those 24 copies by fits in folds without their run
+            assert sidecar["partial_layers"] == variant["partial_layers"] == ["hidden", "single"]
+            assert at_layers == [("hidden", 24), ("single", 24)]
+            assert [entry["layers"] for entry in card["prediction_sets"]["in_zoo"][name]["by_layers"]] == ["hidden", "single"]
+        else:
+            assert sidecar["partial_layers"] == [] and at_layers == []
     assert {key: card["prediction_sets"][key] for key in ("coverage", "calibration_folds")} == {
         "coverage": 0.9, "calibration_folds": 3}
     assert list(card["prediction_sets"]["in_zoo"]) == list(card["variants"])
@@ -133,6 +137,9 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert "adam, fa, ia, sgdm" in text and "foreign sgdm/adam/fa/ia >= 0.95: 0.500" in text
     assert ("partial: for recordings of some of a network's layers, trained on every run also seen at its hidden layers "
             "(no readout) and at one hidden layer alone") in text
+    # the sets' sizes in the zoo: as recorded, at fewer points, and for the partial variants at some layers
+    assert re.search(r"partial:act \d\.\d \(\d\.\d at 3, \d\.\d at 4 points; \d\.\d hidden, \d\.\d single layers\)", text)
+    assert re.search(r"; act \d\.\d \(\d\.\d at 3, \d\.\d at 4 points\);", text)
     assert "0.700 named right, 0.500 of those trained by sgdm/adam/fa/ia (0.750 with --rules sgdm,adam,fa,ia)" in text
     # The zoo's own held-out splits are the ceiling the foreign figures are read against; other classifiers' rows stay off.
     assert "in its own zoo (10 held-out splits), trained on the paper's four rules only: 0.730 +- 0.010 named right; ia 0.55 (else read as fa)" \

@@ -169,7 +169,8 @@ def train_default(
     re-recorded at each checkpoint schedule of ``schedules`` (:mod:`lrid.identify.schedules`), so that
     recordings with fewer or other checkpoints than the zoo's are read as well. The partial variants
     (:data:`PARTIAL_VARIANTS`) are also trained on every run seen at each choice of
-    :data:`lrid.identify.partial_layers.PARTIAL_LAYERS`, and calibrated on those copies alone.
+    :data:`lrid.identify.partial_layers.PARTIAL_LAYERS`, and their prediction sets get a threshold per choice,
+    calibrated on those copies (``by_layers``).
 
     ``only`` refits just those variants and keeps every other one, model and card entry, from the identifier
     already in ``directory``, which must have been built from the same runs.
@@ -232,12 +233,13 @@ def train_default(
             calibration_folds,
             round(points),
             points_of,
-            calibrate_on=PARTIAL_LAYERS if seen_partially else (),
+            layers=PARTIAL_LAYERS if seen_partially else (),
         )
         calibrations[variant] = {
             "held": calibration.held,
             "mean_size": calibration.mean_size,
             "by_points": [entry.model_dump(include={"points", "held", "mean_size"}) for entry in calibration.by_points],
+            "by_layers": [entry.model_dump(include={"layers", "held", "mean_size"}) for entry in calibration.by_layers],
         }
         model = fresh_model().fit(features.X, labels)
         trained_partially = PARTIAL_LAYERS if seen_partially else ()
@@ -530,9 +532,12 @@ def set_note(
 
 
 def _set_sizes(in_zoo: dict) -> str:
-    """A variant's mean set size in the zoo as recorded, then at each number of checkpoints it was calibrated at."""
+    """A variant's mean set size in the zoo as recorded, then at each number of checkpoints and each choice of
+    partial layers it was calibrated at."""
     sparse = ", ".join(f"{entry['mean_size']:.1f} at {entry['points']}" for entry in in_zoo.get("by_points", []))
-    return f"{in_zoo['mean_size']:.1f}" + (f" ({sparse} points)" if sparse else "")
+    partial = ", ".join(f"{entry['mean_size']:.1f} {entry['layers']}" for entry in in_zoo.get("by_layers", []))
+    details = [part for part in (sparse and f"{sparse} points", partial and f"{partial} layers") if part]
+    return f"{in_zoo['mean_size']:.1f}" + (f" ({'; '.join(details)})" if details else "")
 
 
 def _partial_layers(card: dict) -> list[str]:
@@ -559,7 +564,8 @@ def describe_card(card: dict) -> list[str]:
             [
                 f"  {PARTIAL}: for recordings of some of a network's layers, trained on every run also seen "
                 + " and ".join(DESCRIPTIONS.get(name, name) for name in partial_layers)
-                + " (README, 'Recorded at some layers'); their prediction sets are calibrated on those copies"
+                + " (README, 'Recorded at some layers'); their prediction sets have a threshold for recordings of "
+                "one layer and one for several, calibrated on those copies"
             ]
             if (partial_layers := _partial_layers(card))
             else []

@@ -238,7 +238,7 @@ def cross_fitted_calibration(
     folds: int = CALIBRATION_FOLDS,
     points: int | None = None,
     points_of: Mapping[str, int] | None = None,
-    calibrate_on: Sequence[str] = (),
+    layers: Sequence[str] = (),
 ) -> SetCalibration:
     """The :class:`SetCalibration` at ``coverage`` of an identifier trained as ``make_estimator`` on ``features``
     (:class:`lrid.identify.features.FeatureSet` of runs, recorded at ``points`` checkpoints, and their copies
@@ -246,9 +246,9 @@ def cross_fitted_calibration(
     its copies. The runs as recorded calibrate the threshold, the copies one per number of points, as
     ``points_of`` (a copy's id to its recorded points) counts them, else as their schedules name them.
 
-    ``calibrate_on``, copy names among ``schedules``, makes those copies alone calibrate the threshold, in
-    place of the runs as recorded: an identifier of networks recorded at some of their layers is calibrated
-    on the zoo's runs seen so (:mod:`lrid.identify.partial_layers`), not on whole ones."""
+    ``layers``, copy names among ``schedules`` that are choices of partial layers
+    (:mod:`lrid.identify.partial_layers`), calibrate one threshold each (``by_layers``), for networks recorded
+    at some of their layers."""
     labels = np.array([list(classes).index(rule) for rule in features.y])
     origins, copies = copy_origins(features.groups, schedules)
     everything = np.ones(len(labels), dtype=bool)
@@ -258,18 +258,13 @@ def cross_fitted_calibration(
     held_out.columns = list(classes)
     by_copy = pd.DataFrame({"rule": np.asarray(features.y), "schedule": copies}, index=np.asarray(features.groups))
     by_copy = by_copy.groupby(level=0).first().loc[held_out.index]
-    method = f"each training run, as recorded and re-recorded, named by a fit in {folds} folds without it"
-    if calibrate_on:
-        chosen = by_copy["schedule"].isin(list(calibrate_on)).to_numpy()
-        held_out, by_copy = held_out[chosen], by_copy[chosen].assign(schedule=AS_RECORDED)
-        method = f"each training run seen at {' and at '.join(calibrate_on)} layers, named by a fit in {folds} folds without it"
-        points_of = None
     return calibrate(
         held_out,
         by_copy["rule"].tolist(),
         coverage,
-        method,
+        f"each training run, as recorded and re-recorded, named by a fit in {folds} folds without it",
         schedule_of=by_copy["schedule"].tolist(),
         points=points,
         points_of=None if points_of is None else [points_of[copy] for copy in held_out.index],
+        layers=layers,
     )
