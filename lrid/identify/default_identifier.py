@@ -87,11 +87,11 @@ def carried_measures(observables: pd.DataFrame) -> tuple[str, ...]:
 def variant_for(observables: pd.DataFrame, available: Collection[str] = VARIANTS) -> str:
     """The variant of ``available`` that uses every measure the input carries, a partial one when some run
     was recorded at some of its network's layers (if one fits); a one-line error if none fits."""
-    from lrid.identify.recording import partial_runs
+    from lrid.identify.recording import partial_layer_counts
 
     carried = set(carried_measures(observables))
     candidates = list(VARIANTS)
-    if len(partial_runs(observables)):
+    if len(partial_layer_counts(observables)):
         candidates = [variant for variant in PARTIAL_VARIANTS if variant in available] + candidates
     for variant in candidates:
         if set(measures_of(variant).split(",")) <= carried:
@@ -217,7 +217,7 @@ def train_default(
     points_of = {copy: n for table in trained_on.values() for copy, n in points_per_run(table).items()}
     for variant in building:
         seen_partially = variant in PARTIAL_VARIANTS
-        copies = [*schedules, *PARTIAL_LAYERS] if seen_partially else list(schedules)
+        partial_layers = PARTIAL_LAYERS if seen_partially else ()
         features = build_features(trained_on[seen_partially], subset=measures_of(variant), **options)
         classes = sorted(set(features.y))
         labels = np.array([classes.index(rule) for rule in features.y])
@@ -227,13 +227,13 @@ def train_default(
         calibration = cross_fitted_calibration(
             features,
             classes,
-            copies,
+            [*schedules, *partial_layers],
             fresh_model,
             coverage,
             calibration_folds,
             round(points),
             points_of,
-            layers=PARTIAL_LAYERS if seen_partially else (),
+            layers=partial_layers,
         )
         calibrations[variant] = {
             "held": calibration.held,
@@ -242,11 +242,10 @@ def train_default(
             "by_layers": [entry.model_dump(include={"layers", "held", "mean_size"}) for entry in calibration.by_layers],
         }
         model = fresh_model().fit(features.X, labels)
-        trained_partially = PARTIAL_LAYERS if seen_partially else ()
-        save_model(model, directory, _model_name(variant), classes, features, trained_partially, calibration)
+        save_model(model, directory, _model_name(variant), classes, features, partial_layers, calibration)
         variants[variant] = {"model": _model_name(variant), "n_features": int(features.X.shape[1])}
-        if seen_partially:
-            variants[variant]["partial_layers"] = list(PARTIAL_LAYERS)
+        if partial_layers:
+            variants[variant]["partial_layers"] = list(partial_layers)
     order = VARIANTS + PARTIAL_VARIANTS
     variants = dict(sorted(variants.items(), key=lambda item: order.index(item[0])))
     calibrations = dict(sorted(calibrations.items(), key=lambda item: order.index(item[0])))

@@ -130,12 +130,12 @@ def identify(
     threshold applies to the renormalised probabilities, which are at least the unrestricted ones, so a set
     among candidates holds the true rule whenever the full set would have.
     """
-    from lrid.identify.recording import PartialLayersWarning, partial_runs, require_measures
+    from lrid.identify.recording import PartialLayersWarning, partial_layer_counts, require_measures
 
     estimator, sidecar = load_fitted(model_path, trust_pickle=trust_pickle)
-    partial = partial_runs(observables)
+    partial = partial_layer_counts(observables)
     if len(partial) and not sidecar.get("partial_layers"):
-        warnings.warn(PartialLayersWarning(partial.to_dict()), stacklevel=2)
+        warnings.warn(PartialLayersWarning(partial), stacklevel=2)
     # A recording without, say, activity-change arrays would otherwise be classified from NaN features.
     require_measures(observables, sidecar["feature_names"])
     features = build_features(observables, **sidecar["feature_options"])
@@ -166,8 +166,7 @@ def identify(
     if sidecar.get("prediction_sets") is not None:
         calibration = SetCalibration.model_validate(sidecar["prediction_sets"])
         points = points_per_run(observables).reindex(per_run.index)
-        recorded_layers = observables.groupby("run_id")["layer_index"].nunique()
-        partial_layers = recorded_layers.where(recorded_layers.index.isin(partial.index), 0).reindex(per_run.index)
+        partial_layers = partial["recorded"].reindex(per_run.index, fill_value=0)
         sets = prediction_sets(per_run, thresholds_for(calibration, points.to_numpy(), partial_layers.to_numpy()))
         result["prediction_set"] = [",".join(rules) for rules in sets]
         result["set_coverage"] = calibration.coverage

@@ -40,7 +40,7 @@ A recording of some of a network's layers (a lab's few areas) says so with ``net
 layers' positions: each layer is then read in the depth group it has in the whole network (early, middle
 and deep thirds, :func:`lrid.schema.depth_groups`), where without them the recorded layers would be taken
 for the whole network, the deepest for its readout. The observables then carry a ``network_layers``
-column, by which :func:`partial_runs` finds such recordings.
+column, by which :func:`partial_layer_counts` finds such recordings.
 
 :func:`write_recording` (from :mod:`lrid.observables.raw`, which holds :class:`Recording`) writes either
 format; :func:`lrid.generate.export.export_recording` writes it from an lrid run, re-trained bit-identically
@@ -428,11 +428,13 @@ class PartialLayersWarning(UserWarning):
     """Networks recorded at some of their layers are identified by a model trained on whole networks only.
 
     Their features lack the depth groups they did not record, which such a model never saw without; a model
-    trained with ``lrid classify --partial-layers`` has (:mod:`lrid.identify.partial_layers`). ``runs`` maps
-    each such run to how many of its network's layers it holds (``"2 of 4"``).
+    trained with ``lrid classify --partial-layers`` has (:mod:`lrid.identify.partial_layers`). ``counts`` are
+    :func:`partial_layer_counts`; ``runs`` maps each such run to how many of its network's layers it holds
+    (``"2 of 4"``).
     """
 
-    def __init__(self, runs: dict[str, str]) -> None:
+    def __init__(self, counts: pd.DataFrame) -> None:
+        runs = _in_words(counts).to_dict()
         first, count = next(iter(runs.items()))
         super().__init__(
             f"{len(runs)} network(s) ({first}: {count} layers) were recorded at some of their layers, and "
@@ -485,16 +487,24 @@ def recording_observables(recording: Recording) -> pd.DataFrame:
     return frame.assign(rule=None, task=None, arch=None, network_layers=network_layers)
 
 
-def partial_runs(observables: pd.DataFrame) -> pd.Series:
-    """For each run recorded at some of its network's layers, how many of how many: ``"2 of 4"``, by run id.
-
-    Runs of an lrid store and whole-network recordings are not listed.
+def partial_layer_counts(observables: pd.DataFrame) -> pd.DataFrame:
+    """For each run recorded at some of its network's layers, by run id: how many layers it holds
+    (``recorded``) of the network's (``of``). Runs of an lrid store and whole-network recordings are not listed.
     """
     if "network_layers" not in observables:
-        return pd.Series(dtype=object)
+        return pd.DataFrame({"recorded": pd.Series(dtype=int), "of": pd.Series(dtype=int)})
     counts = observables.groupby("run_id").agg(recorded=("layer_index", "nunique"), of=("network_layers", "first"))
-    partial = counts[counts["recorded"] < counts["of"]]
-    return partial["recorded"].astype(str) + " of " + partial["of"].astype(int).astype(str)
+    return counts[counts["recorded"] < counts["of"]].astype(int)
+
+
+def partial_runs(observables: pd.DataFrame) -> pd.Series:
+    """For each run recorded at some of its network's layers, how many of how many: ``"2 of 4"``, by run id
+    (:func:`partial_layer_counts` in words)."""
+    return _in_words(partial_layer_counts(observables))
+
+
+def _in_words(counts: pd.DataFrame) -> pd.Series:
+    return counts["recorded"].astype(str) + " of " + counts["of"].astype(str)
 
 
 def require_measures(observables: pd.DataFrame, feature_names: list[str]) -> None:
