@@ -293,18 +293,23 @@ class ForeignSet:
         return self._features[config.name]
 
 
-def read_foreign(directory: Path) -> ForeignSet:
-    """The recordings in ``directory`` (with its ``labels.csv``) of networks that learned, read as a user's would be."""
+def learned_networks(labels: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The rows of a foreign set's ``labels`` (indexed by run) whose networks learned, saying how many did not."""
     from lrid.generate.trainer import COLLAPSE_GAP_FRACTION
-    from lrid.identify.recording import read_recording
 
-    labels = pd.read_csv(directory / "labels.csv").set_index("run")
     # As lrid leaves out its own runs that learned nothing, so here: chance on digits is 1/10.
     threshold = 0.1 + COLLAPSE_GAP_FRACTION * 0.9
     learned = labels.index[labels["final_test_accuracy"] >= threshold]
-    print(f"foreign {directory.name}: {len(labels) - len(learned)} of {len(labels)} networks ended below test accuracy "
+    print(f"foreign {name}: {len(labels) - len(learned)} of {len(labels)} networks ended below test accuracy "
           f"{threshold:.2f} (they learned nothing) and are left out")
-    labels = labels.loc[learned]
+    return labels.loc[learned]
+
+
+def read_foreign(directory: Path) -> ForeignSet:
+    """The recordings in ``directory`` (with its ``labels.csv``) of networks that learned, read as a user's would be."""
+    from lrid.identify.recording import read_recording
+
+    labels = learned_networks(pd.read_csv(directory / "labels.csv").set_index("run"), directory.name)
     started = time.perf_counter()
     recordings = pd.concat([read_recording(directory / f"{run}.npz") for run in labels.index], ignore_index=True)
     read_seconds = time.perf_counter() - started

@@ -1,9 +1,10 @@
 """The foreign (independent numpy) learning-rule implementation: its maths against oracles, its recordings
 against lrid's reader.
 
-Tiers by oracle: finite differences (backprop, IA's local loss, the activity change), exact identities (FA
-with B = W is backprop, SS's feedback), closed forms (Adam, SGD with momentum), a statistical estimate (NP),
-then end-to-end behaviour (learning, alignment, reproducibility, lrid compatibility, independence).
+Tiers by oracle: finite differences (backprop, IA's local loss, the activity change; dense and conv nets, and
+the patches' fold as their adjoint), exact identities (FA with B = W is backprop, SS's feedback), closed forms
+(Adam, SGD with momentum), a statistical estimate (NP), then end-to-end behaviour (learning, alignment,
+reproducibility, lrid compatibility, independence).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from benchmarks.foreign import generate as foreign
+from benchmarks.foreign.conv import fold_patches, image_patches, init_conv_net
 from benchmarks.foreign.data import load
 from benchmarks.foreign.network import activity_change, backward, cross_entropy, forward, init_net, softmax
 from benchmarks.foreign.rules import (
@@ -113,6 +115,92 @@ def test_activity_change_matches_a_finite_difference_jacobian():
             jacobian = np.stack([(layer(point + e) - layer(point - e)) / 2e-6 for e in np.eye(len(point)) * 1e-6], axis=1)
             expected = jacobian.sum() / jacobian.shape[0]
             assert changes[index][n] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
+def tiny_conv_net(activation="tanh", seed=0, strides=(1, 2)):
+    """A float64 conv net on 5x5x2 images (3 and 2 channels, then 3 classes), with nonzero biases."""
+    rng = np.random.default_rng(seed)
+    net = init_conv_net(rng, (5, 5, 2), [3, 2], list(strides), 3, activation, "lecun", 1.0, dtype=np.float64)
+    for b in net.biases:
+        b += rng.normal(0, 0.3, b.shape)
+    return net, rng
+
+
+@pytest.mark.parametrize("activation,strides", [("tanh", (1, 2)), ("relu", (2, 2))])
+def test_conv_backprop_gradients_match_central_differences(activation, strides):
+    net, rng = tiny_conv_net(activation, strides=strides)
+    x, y = rng.standard_normal((4, 5, 5, 2)), rng.integers(0, 3, 4)
+    inputs, pre, outputs = net.forward(x)
+    assert [o.shape for o in outputs] == [(4, 5 if strides[0] == 1 else 3, 5 if strides[0] == 1 else 3, 3),
+                                          (4, 3 if strides[0] == 1 else 2, 3 if strides[0] == 1 else 2, 2), (4, 3)]
+    grads_w, grads_b = net.backward(inputs, pre, outputs, cross_entropy(outputs[-1], y)[1])
+    loss = lambda: cross_entropy(net.forward(x)[2][-1], y)[0]  # noqa: E731
+    for param, grad in zip(net.weights + net.biases, grads_w + grads_b):
+        np.testing.assert_allclose(grad, numeric_gradient(loss, param), rtol=1e-5, atol=1e-8)
+
+
+def test_folding_patches_is_the_adjoint_of_taking_them():
+    rng = np.random.default_rng(4)
+    for shape, stride in (((2, 5, 5, 3), 1), ((2, 8, 8, 1), 2), ((1, 7, 6, 2), 2)):
+        images = rng.standard_normal(shape)
+        rows = image_patches(images, 3, stride)
+        other = rng.standard_normal(rows.shape)
+        assert np.sum(rows * other) == pytest.approx(np.sum(images * fold_patches(other, shape, 3, stride)), rel=1e-12)
+    # A 3x3 patch of a stride-1 'same' conv is the pixel's neighbourhood, zero outside the image.
+    image = np.arange(9.0).reshape(1, 3, 3, 1)
+    np.testing.assert_array_equal(image_patches(image, 3, 1)[4], np.arange(9.0))
+    np.testing.assert_array_equal(image_patches(image, 3, 1)[0], [0, 0, 0, 0, 0, 1, 0, 3, 4])
+
+
+def test_conv_ia_feedback_update_is_the_gradient_of_its_local_loss():
+    net, rng = tiny_conv_net()
+    rule = InformationAlignment(net, Optimizer("sgd", 0.1), rng, alpha=0.7, beta=0.4, gamma=0.2, feedback_lr=0.05)
+    inputs = net.forward(rng.standard_normal((3, 5, 5, 2)))[0]
+    for index in range(1, net.depth):  # a conv layer (its reconstruction a transposed convolution), the readout
+        analytic = rule.local_gradient(index, inputs[index])
+        local_loss = lambda index=index: rule.local_loss(index, inputs[index])  # noqa: E731
+        numeric = numeric_gradient(local_loss, rule.matrices[index])
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_conv_activity_change_matches_a_finite_difference_jacobian():
+    net, rng = tiny_conv_net("softplus")
+    x = rng.standard_normal((2, 5, 5, 2))
+    inputs, pre, outputs = net.forward(x)
+    changes = net.activity_change(pre, outputs)
+    for index in range(net.depth):
+        last = index == net.depth - 1
+
+        def layer(v, index=index, last=last):
+            w = net.weights[index]
+            z = net.patches(index, v[None]) @ w.reshape(len(w), -1).T + net.biases[index]
+            return z if last else np.logaddexp(0, z)
+
+        for n in range(len(x)):
+            point = inputs[index][n]
+            steps = np.eye(point.size).reshape(point.size, *point.shape) * 1e-6
+            total = sum(np.sum(layer(point + e) - layer(point - e)) / 2e-6 for e in steps)
+            assert changes[index][n] == pytest.approx(total / layer(point).size, rel=1e-6, abs=1e-9)
+
+
+def test_conv_feedback_rules_follow_their_kernels():
+    net, rng = tiny_conv_net("relu")
+    x, y = rng.standard_normal((4, 5, 5, 2)), rng.integers(0, 3, 4)
+    fa = FeedbackAlignment(net, Optimizer("sgd", 0.1), rng)
+    assert [b.shape for b in fa.matrices] == [w.shape for w in net.weights]
+    _, bp_w, _ = Rule(net, Optimizer("sgd", 0.1), rng).gradients(x, y)
+    fa.matrices = [w.copy() for w in net.weights]
+    for got, want in zip(fa.gradients(x, y)[1], bp_w):
+        np.testing.assert_array_equal(got, want)
+    ss = SignSymmetry(net, Optimizer("sgd", 0.1), rng)
+    for feedback, w, std in zip(ss.feedback(), net.weights, net.init_std):
+        np.testing.assert_array_equal(feedback, np.sign(w) * std)
+    # Weight-normalised node perturbation keeps each output channel's whole kernel at its initial RMS.
+    rule = NodePerturbation(net, Optimizer("sgd", 0.5), rng, sigma=1e-2, weight_norm=True)
+    for _ in range(3):
+        rule.step(x, y)
+    for w, std in zip(net.weights, net.init_std):
+        np.testing.assert_allclose(np.sqrt(np.mean(w * w, axis=tuple(range(1, w.ndim)))), std, rtol=1e-10)
 
 
 # --- exact identities -----------------------------------------------------------------------------------
@@ -278,6 +366,34 @@ def test_recordings_are_read_by_lrid(tmp_path):
     assert not observables.filter(regex="^(weight|act|actchange)_").isna().any().any()
 
 
+def test_conv_nets_learn_and_their_recordings_are_read_by_lrid(tmp_path, digits):
+    from lrid.identify.recording import read_recording
+
+    for rule in ("fa", "ia"):  # the rules whose error reaches the conv layers through their own kernels
+        rng = np.random.default_rng([5, RULES.index(rule)])
+        settings = foreign.sample_settings(rule, rng, len(digits.y_train), arch="conv")
+        trained = foreign.train_network(rule, settings, digits, rng)
+        assert trained is not None and trained.accuracy > 0.5, (rule, settings)
+    written = foreign.generate_networks(tmp_path, 1, seed=3, rules=("ss",), arch="conv")
+    (path, rule), = written
+    assert path.name == "foreign-conv-s3-0000.npz" and rule == "ss"
+    labels = (tmp_path / "labels.csv").read_text().splitlines()
+    assert labels[0].endswith(",arch,strides") and ",conv," in labels[1]
+    with np.load(path, allow_pickle=False) as archive:
+        layers = list(archive["layers"])
+        assert layers[0] == "conv1" and layers[-1] == "readout"
+        kernel, act = archive["weight/conv1"], archive["act/conv1"]
+        assert kernel.shape[1:4] == (3, 3, 1)  # [T, k, k, in, out]: one input channel
+        first_stride = int(labels[1].rsplit(",", 1)[1].split("-")[0])
+        side = 8 if first_stride == 1 else 4  # 8x8 digits, 'same' padding
+        assert act.shape[1:] == (200, side, side, kernel.shape[4])
+    again = foreign.generate_networks(tmp_path / "again", 1, seed=3, rules=("ss",), arch="conv")
+    assert again[0][0].read_bytes() == path.read_bytes()
+    observables = read_recording(path)
+    assert sorted(set(observables["layer"])) == sorted(layers)
+    assert not observables.filter(regex="^(weight|act|actchange)_").isna().any().any()
+
+
 def test_cli_writes_recordings_and_rejects_an_unknown_rule(tmp_path, capsys):
     foreign.main(["--out", str(tmp_path), "--networks", "2", "--seed", "1", "--rules", "adam,np_wn"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign-s1-0000.npz", "foreign-s1-0001.npz", "labels.csv"]
@@ -286,6 +402,11 @@ def test_cli_writes_recordings_and_rejects_an_unknown_rule(tmp_path, capsys):
         foreign.main(["--out", str(tmp_path / "x"), "--rules", "sgdm,bogus"])
     assert exit_info.value.code == 2
     assert "unknown rule(s) bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        foreign.main(["--out", str(tmp_path / "y"), "--arch", "resnet"])
+    assert "invalid choice: 'resnet'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
+        foreign.generate_networks(tmp_path / "z", 1, arch="resnet")
 
 
 def test_the_implementation_imports_nothing_from_lrid():

@@ -1,7 +1,10 @@
 """The transfer benchmark's nuisance factors: every run gets a level, specs that omit a field read as its default."""
 
+import json
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from benchmarks.transfer import FACTORS
 
@@ -224,3 +227,32 @@ def test_a_network_given_no_paper_rule_any_probability_is_named_among_them_as_lr
     np.testing.assert_allclose(among.loc["all votes np"], 0.25)
     np.testing.assert_allclose(among.loc["some paper votes", ["sgdm", "adam"]], 0.5)
     assert among.notna().all().all() and among.idxmax(axis=1).notna().all()
+
+
+def test_the_shipped_identifier_is_scored_on_foreign_conv_nets_whole_and_cut_as_a_lab_records(tmp_path, monkeypatch,
+                                                                                              capsys):
+    from benchmarks import harness, shipped_identifier
+    from benchmarks.foreign import generate_networks
+
+    assert shipped_identifier.cuts(["conv1", "conv2", "readout"]) == {
+        "whole": [0, 1, 2], "hidden": [0, 1], "hidden 1 alone": [0], "hidden 2 alone": [1]}
+    monkeypatch.setattr(harness, "RESULTS", tmp_path / "results")
+    with pytest.raises(SystemExit, match="no labels.csv in"):
+        shipped_identifier.main(["--foreign", str(tmp_path)])
+    generate_networks(tmp_path / "conv", 2, seed=1, rules="sgdm,adam", arch="conv")
+    shipped_identifier.main(["--foreign", str(tmp_path / "conv")])
+    result = json.loads((tmp_path / "results/shipped_identifier.json").read_text())
+    rows = {(row["cut"], row["measures"]): row for row in result["rows"]}
+    # Each cut meets the model lrid identify would pick for it: whole networks the whole-network models,
+    # layers placed in their networks the partial ones.
+    assert rows["whole", "weight,act,actchange"]["variant"] == "weight,act,actchange"
+    assert rows["whole", "act"]["variant"] == "act"
+    assert rows["hidden", "weight,act"]["variant"] == "partial:weight,act"
+    assert rows["hidden 1 alone", "act"]["variant"] == "partial:act"
+    assert result["networks"] == 2 and all(row["networks"] == 2 for (cut, _), row in rows.items() if cut != "hidden 3 alone")
+    for row in rows.values():
+        assert set(row["recall"]) <= {"sgdm", "adam"} and 0 <= row["named_right"] <= 1
+        assert row["paper_networks"] == row["networks"] and 1 <= row["mean_set_size"] <= 10
+    whole = rows["whole", "weight,act"]
+    assert whole["named_right"] == pytest.approx(np.mean(list(whole["recall"].values())))  # one network per rule
+    assert "The shipped identifier on foreign networks" in capsys.readouterr().out

@@ -9,6 +9,7 @@ import numpy as np
 SPLIT_SEED = 20161
 HELD_OUT = 500
 PROBE = 200
+IMAGE_SHAPE = (8, 8, 1)  # digits' pixels as an image: height, width, channels
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,11 @@ class Digits:
     def probe(self) -> np.ndarray:
         """The fixed probe batch the activations are recorded on."""
         return self.x_test[:PROBE]
+
+    def as_images(self) -> Digits:
+        """The same examples shaped [N, 8, 8, 1] for a conv net (rows of the 8 x 8 image in order)."""
+        shape = (-1, *IMAGE_SHAPE)
+        return Digits(self.x_train.reshape(shape), self.y_train, self.x_test.reshape(shape), self.y_test)
 
 
 def load(dtype=np.float32) -> Digits:

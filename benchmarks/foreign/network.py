@@ -51,6 +51,38 @@ class Net:
         """The number of weight layers, readout included."""
         return len(self.weights)
 
+    # The interface the rules train through, shared with benchmarks.foreign.conv.ConvNet.
+
+    def forward(self, x: np.ndarray, noise: list[np.ndarray] | None = None):
+        """:func:`forward` of this net."""
+        return forward(self, x, noise)
+
+    def backward(self, inputs, pre, outputs, grad_logits: np.ndarray, feedback: list[np.ndarray] | None = None):
+        """:func:`backward` of this net."""
+        return backward(self, inputs, pre, outputs, grad_logits, feedback)
+
+    def activity_change(self, pre, outputs) -> list[np.ndarray]:
+        """:func:`activity_change` of this net."""
+        return activity_change(self, pre, outputs)
+
+    def perturbation_gradients(self, coefficient: np.ndarray, noise: list[np.ndarray], inputs):
+        """Node perturbation's updates: per layer, ``sum_n c_n xi_n h_n`` and ``sum_n c_n xi_n``."""
+        grads_w = [(coefficient[:, None] * xi).T @ h for xi, h in zip(noise, inputs)]
+        grads_b = [coefficient @ xi for xi in noise]
+        return grads_w, grads_b
+
+    def patches(self, index: int, layer_input: np.ndarray) -> np.ndarray:
+        """The rows layer ``index``'s weights multiply: its input itself (a dense layer has no patches)."""
+        return layer_input
+
+    def fold(self, index: int, rows: np.ndarray, layer_input: np.ndarray) -> np.ndarray:
+        """The adjoint of :meth:`patches`: the rows themselves."""
+        return rows
+
+    def overlaps(self, index: int) -> int:
+        """How many rows of :meth:`patches` one input entry lies in: 1."""
+        return 1
+
 
 def init_net(rng: np.random.Generator, sizes: list[int], activation: str, scheme: str, gain: float,
              dtype=np.float32) -> Net:

@@ -1,14 +1,16 @@
 """Learning rules written from their papers' equations (see ``shared/research/rules.md``), in plain numpy.
 
-A rule turns one batch into updates for a :class:`Net` through an optimizer. The optimizers follow PyTorch's
-forms (momentum buffer of gradients; Adam's epsilon added to the bias-corrected root), not Keras's.
+A rule turns one batch into updates for a network through an optimizer: a dense
+:class:`~benchmarks.foreign.network.Net` or a :class:`~benchmarks.foreign.conv.ConvNet`, through the methods
+they share. The optimizers follow PyTorch's forms (momentum buffer of gradients; Adam's epsilon added to the
+bias-corrected root), not Keras's.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.foreign.network import Net, backward, cross_entropy, forward, softmax
+from benchmarks.foreign.network import Net, cross_entropy, softmax
 
 RULES = ("sgdm", "adam", "fa", "ss", "ia", "np", "np_wn")
 OPTIMIZERS = ("sgd", "sgdm", "adam")
@@ -59,9 +61,9 @@ class Rule:
 
     def gradients(self, x: np.ndarray, y: np.ndarray):
         """(loss, weight updates, bias updates) that the optimizer descends."""
-        inputs, pre, outputs = forward(self.net, x)
+        inputs, pre, outputs = self.net.forward(x)
         loss, grad_logits = cross_entropy(outputs[-1], y)
-        grads_w, grads_b = backward(self.net, inputs, pre, outputs, grad_logits, self.feedback())
+        grads_w, grads_b = self.net.backward(inputs, pre, outputs, grad_logits, self.feedback())
         self.after_forward(inputs, pre)
         return loss, grads_w, grads_b
 
@@ -98,7 +100,9 @@ class InformationAlignment(FeedbackAlignment):
 
     With x the layer input, P_f = x W^T + b, P_b = x B^T + b and R_f = P_f B (NA's defaults add the forward
     bias to both projections): amp = -mean_n sum P_f P_b, null = mean_n |R_f|^2, decay = |W|^2 + |B|^2. W,
-    b and x are constants in R, so R moves B alone; B takes plain SGD steps of ``feedback_lr``.
+    b and x are constants in R, so R moves B alone; B takes plain SGD steps of ``feedback_lr``. In a conv
+    layer the projections are convolutions (products with the input's patches, summed over positions) and
+    R_f the transposed convolution of P_f with B (the patches folded back onto the input).
     """
 
     def __init__(self, net, optimizer, rng, alpha: float, beta: float, gamma: float, feedback_lr: float):
@@ -108,8 +112,9 @@ class InformationAlignment(FeedbackAlignment):
     def local_loss(self, index: int, x: np.ndarray) -> float:
         """R for layer ``index`` on layer input ``x`` (the oracle the gradient is tested against)."""
         w, b, feedback = self.net.weights[index], self.net.biases[index], self.matrices[index]
-        forward_projection, backward_projection = x @ w.T + b, x @ feedback.T + b
-        reconstruction = forward_projection @ feedback
+        rows, w_matrix, feedback_matrix = self.net.patches(index, x), w.reshape(len(w), -1), feedback.reshape(len(w), -1)
+        forward_projection, backward_projection = rows @ w_matrix.T + b, rows @ feedback_matrix.T + b
+        reconstruction = self.net.fold(index, forward_projection @ feedback_matrix, x)
         n = len(x)
         amp = -np.sum(forward_projection * backward_projection) / n
         null = np.sum(reconstruction**2) / n
@@ -117,20 +122,25 @@ class InformationAlignment(FeedbackAlignment):
         return float(self.alpha * amp + self.beta * null + self.gamma * decay)
 
     def local_gradient(self, index: int, x: np.ndarray) -> np.ndarray:
-        """dR/dB for layer ``index``: -alpha P_f^T x / N + 2 beta P_f^T R_f / N + 2 gamma B."""
+        """dR/dB for layer ``index``: -alpha P_f^T x / N + 2 beta P_f^T R_f / N + 2 gamma B (x and R_f as the
+        patches a conv layer reads)."""
         w, b, feedback = self.net.weights[index], self.net.biases[index], self.matrices[index]
-        forward_projection = x @ w.T + b
-        reconstruction = forward_projection @ feedback
+        rows, feedback_matrix = self.net.patches(index, x), feedback.reshape(len(w), -1)
+        forward_projection = rows @ w.reshape(len(w), -1).T + b
+        reconstruction = self.net.patches(index, self.net.fold(index, forward_projection @ feedback_matrix, x))
         n = len(x)
-        return (forward_projection.T @ (2 * self.beta * reconstruction - self.alpha * x)) / n + 2 * self.gamma * feedback
+        gradient = (forward_projection.T @ (2 * self.beta * reconstruction - self.alpha * rows)) / n
+        return gradient.reshape(feedback.shape) + 2 * self.gamma * feedback
 
     def after_forward(self, inputs, pre) -> None:
         # Layer 0's B never carries an error (nothing lies below), so only the upper layers learn theirs.
         for index in range(1, self.net.depth):
             x = inputs[index]
-            # R's curvature in B is at most 2 beta tr(P_f^T P_f)/N + 2 gamma (pre[index] is P_f); a larger step
-            # than its inverse would overshoot, so the step is capped there (a bound, cheaper than an eigenvalue).
-            curvature = 2 * self.beta * float(np.sum(pre[index] ** 2)) / len(x) + 2 * self.gamma
+            # R's curvature in B is at most 2 beta tr(P_f^T P_f)/N + 2 gamma (pre[index] is P_f), times the
+            # patches an input entry lies in for a conv layer; a larger step than its inverse would overshoot, so
+            # the step is capped there (a bound, cheaper than an eigenvalue).
+            overlaps = self.net.overlaps(index)
+            curvature = 2 * self.beta * overlaps * float(np.sum(pre[index] ** 2)) / len(x) + 2 * self.gamma
             step = min(self.feedback_lr, 1 / curvature)
             self.matrices[index] -= step * self.local_gradient(index, x)
 
@@ -150,22 +160,22 @@ class NodePerturbation(Rule):
 
     def gradients(self, x: np.ndarray, y: np.ndarray):
         """(clean squared error, weight updates, bias updates) from one noise draw per example."""
-        inputs, _, outputs = forward(self.net, x)
+        inputs, _, outputs = self.net.forward(x)
         noise = [(self.rng.standard_normal(o.shape) * self.sigma).astype(o.dtype) for o in outputs]
-        _, _, noisy = forward(self.net, x, noise)
+        _, _, noisy = self.net.forward(x, noise)
         target = np.eye(outputs[-1].shape[1], dtype=x.dtype)[y]
         clean_error = np.sum((softmax(outputs[-1]) - target) ** 2, axis=1)
         noisy_error = np.sum((softmax(noisy[-1]) - target) ** 2, axis=1)
         coefficient = (noisy_error - clean_error) / (2 * self.sigma**2) / len(x)
-        grads_w = [(coefficient[:, None] * xi).T @ h for xi, h in zip(noise, inputs)]
-        grads_b = [coefficient @ xi for xi in noise]
+        grads_w, grads_b = self.net.perturbation_gradients(coefficient, noise, inputs)
         return float(clean_error.mean()), grads_w, grads_b
 
     def step(self, x, y):
         loss = super().step(x, y)
         if self.weight_norm:
             for w, std in zip(self.net.weights, self.net.init_std):
-                w *= std / np.sqrt(np.mean(w * w, axis=1, keepdims=True))
+                # A unit's incoming weights: a row of a dense W, an output channel's whole kernel.
+                w *= std / np.sqrt(np.mean(w * w, axis=tuple(range(1, w.ndim)), keepdims=True))
         return loss
 
 
