@@ -74,8 +74,10 @@ def row_statistics(values: np.ndarray, ranked: np.ndarray) -> np.ndarray:
         ranked[:, 2 * i] * np.float32(1.0 - fraction) + ranked[:, 2 * i + 1] * np.float32(fraction)
         for i, fraction in enumerate(ranks(q, n_entries)[2] for q in QUANTILES)
     )
-    # Constant rows divide zero by zero, to NaN as in TensorFlow; the caller stores non-finite values as NaN.
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # Constant rows divide zero by zero, to NaN as in TensorFlow, and the squares of entries of ~1e5 (a network's
+    # grown logits) overflow a float32 fourth moment, to inf as in TensorFlow; the caller stores non-finite
+    # values as NaN, so neither is worth a warning to whoever reads a recording.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         by_name = {
             "norm": np.sqrt(np.float32(n_entries) * (var + np.square(mean))),
             "mean": mean,
