@@ -13,7 +13,8 @@ Each cut goes through :func:`lrid.identify.recording.recording_observables` and
 Per cut: networks, share named right over all their rules, the paper's four named among those four
 (``--rules sgdm,adam,fa,ia``), how often the prediction set held the true rule and its mean size; per rule for
 whole networks, with what each rule is most often mistaken for. Prints the tables and writes
-``benchmarks/results/shipped_identifier.json``.
+``benchmarks/results/shipped_identifier.json``; ``scripts/build_default_identifier.py --foreign-conv`` quotes a
+conv run of it on the model card, which ``lrid identify`` then quotes for recordings with conv layers.
 """
 
 from __future__ import annotations
@@ -48,17 +49,20 @@ def cuts(layers: list[str]) -> dict[str, list[int]]:
     return chosen
 
 
-def cut_observables(directories: list[Path]) -> tuple[dict[tuple[str, str], pd.DataFrame], pd.Series]:
-    """Every learned network's observables per (cut, measures), and each network's true rule."""
-    from lrid.identify.recording import Recording, load_recordings, recording_observables
+def cut_observables(directories: list[Path]) -> tuple[dict[tuple[str, str], pd.DataFrame], pd.Series, Counter]:
+    """Every learned network's observables per (cut, measures), each network's true rule, and how many networks
+    are of each architecture a recording shows (``conv`` or ``dense``)."""
+    from lrid.identify.recording import Recording, load_recordings, recording_arch, recording_observables
 
     frames: dict[tuple[str, str], list[pd.DataFrame]] = {}
     truth = {}
+    architectures: Counter = Counter()
     for directory in directories:
         labels = learned_networks(pd.read_csv(directory / "labels.csv").set_index("run"), directory.name)
         for run, rule in labels["rule"].items():
             (recording,) = load_recordings(directory / f"{run}.npz")
             truth[recording.run] = rule
+            architectures[recording_arch(recording)] += 1
             for cut, kept in cuts(list(recording.layers)).items():
                 names = [recording.layers[k] for k in kept]
                 placed = len(kept) < len(recording.layers)
@@ -67,7 +71,7 @@ def cut_observables(directories: list[Path]) -> tuple[dict[tuple[str, str], pd.D
                     part = Recording(recording.run, recording.steps, names, arrays, recording.epochs,
                                      kept if placed else None, len(recording.layers) if placed else None)
                     frames.setdefault((cut, measures), []).append(recording_observables(part))
-    return {key: pd.concat(parts, ignore_index=True) for key, parts in frames.items()}, pd.Series(truth)
+    return {key: pd.concat(parts, ignore_index=True) for key, parts in frames.items()}, pd.Series(truth), architectures
 
 
 def score(observables: pd.DataFrame, truth: pd.Series) -> dict:
@@ -123,7 +127,7 @@ def main(argv=None) -> None:
     if missing:
         raise SystemExit(f"shipped_identifier: no labels.csv in {', '.join(missing)}; write the sets with "
                          "`python -m benchmarks.foreign.generate`")
-    observables, truth = cut_observables(directories)
+    observables, truth, architectures = cut_observables(directories)
     rows = [{"cut": cut, "measures": measures, **score(frame, truth)} for (cut, measures), frame in observables.items()]
     print_table(rows, ["cut", "measures", "variant", "networks", "named_right", "paper_among_four", "sets_held",
                        "mean_set_size"], "The shipped identifier on foreign networks (prediction sets at 90 %)")
@@ -133,7 +137,8 @@ def main(argv=None) -> None:
                 ["measures", "rule", "recall", "read_as"], "Whole networks, per rule (read_as: the commonest mistakes)")
     seconds = round(time.perf_counter() - started, 1)
     path = write_result("shipped_identifier", {"sets": [str(directory) for directory in directories],
-                                               "networks": int(len(truth)), "seconds": seconds, "rows": rows},
+                                               "networks": int(len(truth)), "architectures": dict(architectures),
+                                               "seconds": seconds, "rows": rows},
                         load_before)
     print(f"shipped_identifier: {len(truth)} networks in {seconds} s; results in {path}")
 

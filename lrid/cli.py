@@ -555,6 +555,7 @@ def identify(
 
     from lrid.identify.default_identifier import (
         PARTIAL_VARIANTS,
+        conv_note,
         describe_card,
         identify_default,
         measured_band,
@@ -568,7 +569,7 @@ def identify(
     from lrid.identify.inference import identify as predict_rules
     from lrid.identify.model_files import PickleWarning
     from lrid.identify.prediction_sets import SET_COLUMNS
-    from lrid.identify.recording import CoarseWeightsWarning, PartialLayersWarning
+    from lrid.identify.recording import CONV_RECORDING, CoarseWeightsWarning, PartialLayersWarning
     from lrid.identify.schedules import recorded_points
 
     if about:
@@ -650,6 +651,12 @@ def identify(
         console.print(partial_note(variant, card))
     if quoted is not None:
         console.print(reliability_note(quoted, candidates))
+        conv_runs = (
+            int(observables.groupby("run_id")["arch"].first().eq(CONV_RECORDING).sum()) if "arch" in observables else 0
+        )
+        on_conv_nets = conv_note(variant, quoted, conv_runs)
+        if on_conv_nets is not None:
+            console.print(on_conv_nets)
         fewer_points = schedule_note(quoted, observables)
         if fewer_points is not None:
             console.print(fewer_points)

@@ -39,6 +39,8 @@ def main() -> None:
                         "--out, which must have been built from the same zoo")
     parser.add_argument("--card-only", action="store_true", help="refit nothing: quote --transfer on the card of "
                         "the identifier at --out (after a benchmark rerun of the same identifier)")
+    parser.add_argument("--foreign-conv", default=None, metavar="RESULTS", help="refit nothing: quote RESULTS (the JSON "
+                        "of `benchmarks/shipped_identifier.py --arch conv` run on the identifier at --out) on its card")
     args = parser.parse_args()
 
     from lrid.config import load_sweep
@@ -46,10 +48,15 @@ def main() -> None:
         DEFAULT_DIRECTORY,
         DEFAULT_SCHEDULES,
         describe_card,
+        quote_foreign_conv,
         refresh_transfer,
         train_default,
     )
 
+    if args.foreign_conv:
+        print("\n".join(describe_card(quote_foreign_conv(Path(args.out) if args.out else DEFAULT_DIRECTORY,
+                                                          Path(args.foreign_conv)))))
+        return
     if args.card_only:
         print("\n".join(describe_card(refresh_transfer(Path(args.out) if args.out else DEFAULT_DIRECTORY,
                                                         Path(args.transfer)))))

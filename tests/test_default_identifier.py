@@ -452,3 +452,57 @@ def test_an_input_with_fewer_checkpoints_than_the_zoo_is_told_what_the_benchmark
     assert "even4 were named 0.65 right and log4 were named 0.70 right" in note and "0.40" not in note
     assert "even3 were named 0.60 right" in schedule_note(card, at_schedule(observables, "even2"))
     assert schedule_note({**card, "transfer": None}, at_schedule(observables, "even2")) is None
+
+
+def test_foreign_conv_figures_are_quoted_on_the_card_and_told_to_a_recording_with_conv_layers(built, tmp_path):
+    import shutil
+
+    from lrid.identify.default_identifier import conv_note, quote_foreign_conv
+
+    directory, card = built
+    copy = tmp_path / "model"
+    shutil.copytree(directory, copy)
+    models = {path.name: path.read_bytes() for path in copy.iterdir() if path.name != "card.json"}
+    rows = [{"cut": "whole", "measures": variant, "variant": variant, "networks": 200, "named_right": named,
+             "paper_among_four": 0.7, "sets_held": 0.85, "mean_set_size": 2.2}
+            for variant, named in (("weight,act,actchange", 0.64), ("weight,act", 0.65), ("act", 0.55))]
+    rows.append({**rows[0], "cut": "hidden", "variant": "partial:weight,act"})  # cuts are not quoted
+    results = tmp_path / "shipped_identifier.json"
+    results.write_text(json.dumps({"sets": ["a", "b"], "architectures": {"dense": 200}, "rows": rows}))
+    with pytest.raises(LridError, match="measurement on conv nets alone"):  # MLPs' figures are the card's own
+        quote_foreign_conv(copy, results)
+    results.write_text(json.dumps({"sets": ["a", "b"], "architectures": {"conv": 200},
+                                   "finished_at": "2026-11-28T00:00:00Z", "rows": rows}))
+    command = [sys.executable, "scripts/build_default_identifier.py", "--foreign-conv", str(results), "--out", str(copy)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "foreign conv nets (2 sets of another implementation" in result.stdout
+    assert "weight,act,actchange 0.640 named right (0.700 with --rules), sets held 0.85 with 2.2 rules (200 networks)" in result.stdout
+    quoted = read_card(copy)
+    assert list(quoted["foreign_conv"]["by_variant"]) == ["weight,act,actchange", "weight,act", "act"]
+    assert {key: value for key, value in quoted.items() if key != "foreign_conv"} == card
+    assert {path.name: path.read_bytes() for path in copy.iterdir() if path.name != "card.json"} == models
+    note = conv_note("weight,act", quoted, 3)
+    assert "this input has 3 networks with conv layers" in note and "named 0.65 correctly (0.70 among sgdm" in note
+    assert "held the true rule for 0.85 of them" in note
+    assert conv_note("weight,act", quoted, 0) is None and conv_note("partial:act", quoted, 3) is None
+    assert conv_note("weight,act", card, 3) is None  # a card without the measurement says nothing
+
+    # lrid identify on a recording with a conv layer (weights and activations) tells it.
+    rng = np.random.default_rng(0)
+    steps = 4
+    recording = tmp_path / "conv.npz"
+    np.savez(recording, steps=np.arange(steps) * 10, layers=np.array(["conv1", "readout"]),
+             **{"weight/conv1": rng.normal(size=(steps, 3, 3, 1, 4)), "act/conv1": rng.normal(size=(steps, 16, 8, 8, 4)),
+                "weight/readout": rng.normal(size=(steps, 256, 10)), "act/readout": rng.normal(size=(steps, 16, 10))})
+    environment = {**__import__("os").environ, DIRECTORY_VARIABLE: str(copy)}
+    identified = subprocess.run([sys.executable, "-m", "lrid.cli", "identify", str(recording)], capture_output=True,
+                                text=True, env=environment, timeout=300)
+    assert identified.returncode == 0, identified.stderr
+    assert "default identifier (weight,act)" in identified.stdout
+    assert "this input has 1 network with conv layers" in " ".join(identified.stdout.split())
+    assert read_input(recording)["arch"].unique().tolist() == ["conv"]
+    dense = tmp_path / "dense.npz"
+    np.savez(dense, steps=np.arange(steps), **{"weight/readout": rng.normal(size=(steps, 64, 10)),
+                                                "act/readout": rng.normal(size=(steps, 16, 10))})
+    assert read_input(dense)["arch"].unique().tolist() == ["dense"]

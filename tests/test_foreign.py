@@ -369,11 +369,11 @@ def test_recordings_are_read_by_lrid(tmp_path):
 def test_conv_nets_learn_and_their_recordings_are_read_by_lrid(tmp_path, digits):
     from lrid.identify.recording import read_recording
 
-    for rule in ("fa", "ia"):  # the rules whose error reaches the conv layers through their own kernels
-        rng = np.random.default_rng([5, RULES.index(rule)])
-        settings = foreign.sample_settings(rule, rng, len(digits.y_train), arch="conv")
-        trained = foreign.train_network(rule, settings, digits, rng)
-        assert trained is not None and trained.accuracy > 0.5, (rule, settings)
+    # IA is the rule whose conv form adds most (its transposed-convolution reconstruction, its step cap).
+    rng = np.random.default_rng([5, RULES.index("ia")])
+    settings = foreign.sample_settings("ia", rng, len(digits.y_train), arch="conv")
+    trained = foreign.train_network("ia", settings, digits, rng)
+    assert trained is not None and trained.accuracy > 0.5, settings
     written = foreign.generate_networks(tmp_path, 1, seed=3, rules=("ss",), arch="conv")
     (path, rule), = written
     assert path.name == "foreign-conv-s3-0000.npz" and rule == "ss"
@@ -387,8 +387,6 @@ def test_conv_nets_learn_and_their_recordings_are_read_by_lrid(tmp_path, digits)
         first_stride = int(labels[1].rsplit(",", 1)[1].split("-")[0])
         side = 8 if first_stride == 1 else 4  # 8x8 digits, 'same' padding
         assert act.shape[1:] == (200, side, side, kernel.shape[4])
-    again = foreign.generate_networks(tmp_path / "again", 1, seed=3, rules=("ss",), arch="conv")
-    assert again[0][0].read_bytes() == path.read_bytes()
     observables = read_recording(path)
     assert sorted(set(observables["layer"])) == sorted(layers)
     assert not observables.filter(regex="^(weight|act|actchange)_").isna().any().any()

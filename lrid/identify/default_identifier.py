@@ -279,6 +279,57 @@ def refresh_transfer(directory: Path, transfer_results: Path) -> dict:
     return card
 
 
+# The measures of a foreign network the card quotes for conv nets, from benchmarks/shipped_identifier.py.
+_CONV_MEASURES = ("networks", "named_right", "paper_among_four", "sets_held", "mean_set_size")
+
+
+def quote_foreign_conv(directory: Path, results_path: Path) -> dict:
+    """Quote on the card of the identifier in ``directory`` what ``benchmarks/shipped_identifier.py --arch conv``
+    (its JSON, ``results_path``) measured of that identifier on foreign conv nets, whole, per variant, as
+    ``foreign_conv``. The card's other figures come from MLPs; this is what ``lrid identify`` says beside them
+    for a recording with conv layers. A refit writes a new card without it. Writes and returns the card."""
+    from lrid.identify.recording import CONV_RECORDING
+
+    card = read_card(directory)
+    try:
+        results = json.loads(results_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise LridError(
+            f"cannot read {results_path}; write it with `python benchmarks/shipped_identifier.py --arch conv`"
+        ) from None
+    whole = [row for row in results.get("rows", []) if row.get("cut") == "whole"]
+    if not whole or set(results.get("architectures") or {}) != {CONV_RECORDING}:
+        raise LridError(
+            f"{results_path} does not hold the shipped identifier's measurement on conv nets alone; run "
+            "`python benchmarks/shipped_identifier.py --arch conv`"
+        )
+    card["foreign_conv"] = {
+        "sets": len(results.get("sets", [])),
+        "finished_at": results.get("finished_at"),
+        "by_variant": {row["variant"]: {name: row[name] for name in _CONV_MEASURES} for row in whole},
+    }
+    (directory / "card.json").write_text(json.dumps(card, indent=2))
+    return card
+
+
+def conv_note(variant: str, card: dict, conv_runs: int) -> str | None:
+    """One line for an input of which ``conv_runs`` networks have conv layers: what ``variant`` did on foreign
+    conv nets (the card's other figures come from MLPs), where the card quotes it."""
+    conv = card.get("foreign_conv") or {}
+    measured = (conv.get("by_variant") or {}).get(variant)
+    if not conv_runs or measured is None:
+        return None
+    among = measured.get("paper_among_four")
+    return (
+        f"default identifier: of foreign conv nets ({measured['networks']} in {conv['sets']} sets, another "
+        f"implementation) this model named {measured['named_right']:.2f} correctly"
+        + (f" ({among:.2f} among sgdm, adam, fa and ia)" if among is not None else "")
+        + f" and its prediction sets held the true rule for {measured['sets_held']:.2f} of them, where the figures "
+        f"above come from MLPs; this input has {conv_runs} network{'s' if conv_runs > 1 else ''} with conv layers "
+        "(README, 'Foreign conv nets')"
+    )
+
+
 def _training_summary(metadata: pd.DataFrame, sweep: str) -> dict:
     from lrid.identify.splits import spec_field
 
@@ -608,6 +659,22 @@ def describe_card(card: dict) -> list[str]:
                 f"{foreign['accuracy_all']:.3f} named right"
                 + (f", {paper:.3f} of those trained by sgdm/adam/fa/ia" if paper is not None else "")
                 + (f" ({among:.3f} with --rules sgdm,adam,fa,ia)" if among is not None else "")
+            )
+        conv = card.get("foreign_conv")
+        if conv:
+            lines.append(
+                f"  foreign conv nets ({conv['sets']} sets of another implementation, benchmarks/shipped_identifier.py "
+                f"--arch conv, {conv.get('finished_at')}), this build as shipped: "
+                + "; ".join(
+                    f"{variant} {row['named_right']:.3f} named right"
+                    + (
+                        f" ({row['paper_among_four']:.3f} with --rules)"
+                        if row.get("paper_among_four") is not None
+                        else ""
+                    )
+                    + f", sets held {row['sets_held']:.2f} with {row['mean_set_size']:.1f} rules ({row['networks']} networks)"
+                    for variant, row in conv["by_variant"].items()
+                )
             )
         for naming, question in (("all", "over all its rules"), ("paper candidates", "with --rules sgdm,adam,fa,ia")):
             bands = [row for row in transfer.get("confidence") or [] if row["naming"] == naming and row["at_least"] > 0]

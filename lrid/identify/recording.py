@@ -67,6 +67,8 @@ from lrid.schema import ID_COLUMNS, depth_groups
 _MIN_NDIM = {"weight": 2, "act": 3, "actchange": 2}  # with the leading step axis
 _SHAPE_HINT = {"weight": "[T, ..., units]", "act": "[T, batch, ...units]", "actchange": "[T, batch]"}
 _NPZ_METADATA = ("steps", "layers", "epoch", "run", "network_layers", "layer_positions")
+# The ``arch`` of a recording with a convolutional layer (:func:`recording_arch`); others are ``dense``.
+CONV_RECORDING = "conv"
 
 
 def read_recording(path: str | Path) -> pd.DataFrame:
@@ -484,7 +486,14 @@ def recording_observables(recording: Recording) -> pd.DataFrame:
         "depth_group": np.tile([depth_groups(network_layers)[p] for p in positions], n_steps),
     }
     frame = pd.concat([pd.DataFrame(identity), frame], axis=1)[ID_COLUMNS + list(OBSERVABLES)]
-    return frame.assign(rule=None, task=None, arch=None, network_layers=network_layers)
+    return frame.assign(rule=None, task=None, arch=recording_arch(recording), network_layers=network_layers)
+
+
+def recording_arch(recording: Recording) -> str:
+    """``conv`` if a layer of ``recording`` is convolutional (its kernel or its output has spatial axes), else
+    ``dense``: what a recording says of its architecture, which lrid's benchmarks measured apart."""
+    spatial = any(np.ndim(array) > 3 for kind in ("weight", "act") for array in recording.arrays.get(kind, {}).values())
+    return CONV_RECORDING if spatial else "dense"
 
 
 def partial_layer_counts(observables: pd.DataFrame) -> pd.DataFrame:
