@@ -553,6 +553,8 @@ def identify(
     `lrid classify`, or with lrid's default identifier when no model is given."""
     import warnings
 
+    import pandas as pd
+
     from lrid.identify.default_identifier import (
         PARTIAL_VARIANTS,
         conv_note,
@@ -600,9 +602,12 @@ def identify(
             title = model.stem
         if candidates is not None:
             title += f", among {', '.join(c for c in predictions.columns if c in candidates)}"
-    # The card's measured figures are quoted beside the answers, except for recordings of some layers: its
-    # transfer benchmark measured whole networks.
-    quoted = None if model is not None or variant in PARTIAL_VARIANTS else card
+    # The card's measured figures are quoted beside the answers of whole networks; recordings of some layers
+    # (named by a partial variant, even in an input that mixes both) get what was measured of such cuts.
+    named_by = predictions["variant"] if model is None else pd.Series("", index=predictions.index)
+    partial_rows = named_by.isin(PARTIAL_VARIANTS)
+    whole_variant = next(iter(named_by[~partial_rows]), None) if model is None else None
+    quoted = card if whole_variant is not None else None
     coarse = [warning.message.run for warning in caught if isinstance(warning.message, CoarseWeightsWarning)]
     if coarse:
         error_console.print(
@@ -621,11 +626,16 @@ def identify(
             error_console.print(f"warning: {warning.message}", markup=False, highlight=False, soft_wrap=True)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
-    classes = [c for c in predictions.columns if c not in ("run_id", "predicted", "n_samples", "rule", *SET_COLUMNS)]
+    classes = [
+        c for c in predictions.columns if c not in ("run_id", "predicted", "n_samples", "rule", "variant", *SET_COLUMNS)
+    ]
     benchmark = None
     if quoted is not None and measured_band(quoted, 1.0, candidates) is not None:
         # What the benchmark measured for answers this confident: the column a scientist reads each answer by.
-        bands = [measured_band(quoted, float(row[row["predicted"]]), candidates) for _, row in predictions.iterrows()]
+        bands = [
+            None if partial else measured_band(quoted, float(row[row["predicted"]]), candidates)
+            for (_, row), partial in zip(predictions.iterrows(), partial_rows)
+        ]
         benchmark = [f"{band['accuracy']:.2f} of {band['networks']}" if band else "-" for band in bands]
     set_column = None
     if "prediction_set" in predictions and len(predictions):
@@ -647,14 +657,15 @@ def identify(
         console.print(
             f"accuracy against the true rules: {(predictions['rule'] == predictions['predicted']).mean():.3f}"
         )
-    if model is None and quoted is None:
-        console.print(partial_note(variant, card))
-    if quoted is not None:
+    if partial_rows.any():
+        console.print(partial_note(named_by[partial_rows].iloc[0], card))
+    if quoted is not None and whole_variant is not None:
         console.print(reliability_note(quoted, candidates))
+        whole_runs = observables[observables["run_id"].isin(predictions.loc[~partial_rows, "run_id"])]
         conv_runs = (
-            int(observables.groupby("run_id")["arch"].first().eq(CONV_RECORDING).sum()) if "arch" in observables else 0
+            int(whole_runs.groupby("run_id")["arch"].first().eq(CONV_RECORDING).sum()) if "arch" in observables else 0
         )
-        on_conv_nets = conv_note(variant, quoted, conv_runs)
+        on_conv_nets = conv_note(whole_variant, quoted, conv_runs)
         if on_conv_nets is not None:
             console.print(on_conv_nets)
         fewer_points = schedule_note(quoted, observables)

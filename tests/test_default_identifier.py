@@ -506,3 +506,37 @@ def test_foreign_conv_figures_are_quoted_on_the_card_and_told_to_a_recording_wit
     np.savez(dense, steps=np.arange(steps), **{"weight/readout": rng.normal(size=(steps, 64, 10)),
                                                 "act/readout": rng.normal(size=(steps, 16, 10))})
     assert read_input(dense)["arch"].unique().tolist() == ["dense"]
+
+
+def test_an_input_of_whole_and_partial_recordings_names_each_run_by_the_model_for_what_it_holds(built, recordings,
+                                                                                                 tmp_path, monkeypatch):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from lrid.cli import app
+    from lrid.identify.recording import Recording, load_recordings, write_recording
+
+    directory, _ = built
+    folder, _ = recordings
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(folder / "sgdm.npz", mixed / "whole.npz")
+    (adam,) = load_recordings(folder / "adam.npz")
+    arrays = {kind: {layer: adam.arrays[kind][layer] for layer in adam.layers[:2]} for kind in ("weight", "act")}
+    write_recording(Recording("lab", adam.steps, adam.layers[:2], arrays, None, [0, 1], 3), mixed / "lab.npz")
+    named, variant = identify_default(read_input(mixed), directory)
+    assert variant == "weight,act,actchange for 1 run; partial:weight,act for 1 run"
+    by_run = named.set_index("run_id")
+    assert by_run.loc["lab", "variant"] == "partial:weight,act"
+    # Each run is named as it would be alone: the whole network by the whole-network model.
+    for path in (mixed / "whole.npz", mixed / "lab.npz"):
+        alone, alone_variant = identify_default(read_input(path), directory)
+        (run,) = alone["run_id"]
+        assert by_run.loc[run, "variant"] == alone_variant
+        assert by_run.loc[run].drop("variant").equals(alone.set_index("run_id").loc[run].drop("variant"))
+    monkeypatch.setenv(DIRECTORY_VARIABLE, str(directory))
+    said = " ".join(CliRunner().invoke(app, ["identify", str(mixed)]).output.split())
+    assert "default identifier (weight,act,actchange for 1 run; partial:weight,act for 1 run)" in said
+    assert "were named correctly in its benchmark" in said  # the whole network's figures
+    assert "named foreign networks recorded so right over all their rules: 0.55 at their hidden layers" in said

@@ -134,17 +134,29 @@ def read_card(directory: Path | None = None) -> dict:
 def identify_default(
     observables: pd.DataFrame, directory: Path | None = None, candidates: Sequence[str] | None = None
 ) -> tuple[pd.DataFrame, str]:
-    """The rule of each run of ``observables`` by the default identifier, and the variant that named it.
+    """The rule of each run of ``observables`` by the default identifier, and the variant that named them.
 
-    ``candidates`` restricts the answer to those of its rules (:func:`lrid.identify.inference.identify`, which
-    also gives each run's prediction set).
+    Runs recorded at some of their network's layers and whole networks in one input are named apart, each by
+    the variant for what it holds (:func:`variant_for`); each run's is in the ``variant`` column, and the
+    returned description names both (``weight,act for 3 runs; partial:act for 2 runs``). ``candidates`` restricts the
+    answer to those of its rules (:func:`lrid.identify.inference.identify`, which also gives each run's
+    prediction set).
     """
     from lrid.identify.inference import identify
+    from lrid.identify.recording import partial_layer_counts
 
     directory = default_directory() if directory is None else directory
-    card = read_card(directory)
-    variant = variant_for(observables, card.get("variants", VARIANTS))
-    return identify(model_path(variant, directory), observables, candidates=candidates), variant
+    available = read_card(directory).get("variants", VARIANTS)
+    partial = observables["run_id"].isin(partial_layer_counts(observables).index)
+    parts = [observables[~partial], observables[partial]] if partial.any() and not partial.all() else [observables]
+    named, used = [], {}
+    for part in parts:
+        variant = variant_for(part, available)
+        named.append(identify(model_path(variant, directory), part, candidates=candidates).assign(variant=variant))
+        used[variant] = part["run_id"].nunique()
+    predictions = pd.concat(named, ignore_index=True).sort_values("run_id", ignore_index=True)
+    described = "; ".join(f"{name} for {n} run{'s' if n > 1 else ''}" for name, n in used.items())
+    return predictions, variant if len(used) == 1 else described
 
 
 def train_default(
