@@ -138,9 +138,9 @@ def identify_default(
 
     Runs recorded at some of their network's layers and whole networks in one input are named apart, each by
     the variant for what it holds (:func:`variant_for`); each run's is in the ``variant`` column, and the
-    returned description names both (``weight,act for 3 runs; partial:act for 2 runs``). ``candidates`` restricts the
-    answer to those of its rules (:func:`lrid.identify.inference.identify`, which also gives each run's
-    prediction set).
+    returned description names both (``weight,act for 3 runs; partial:act for 2 runs``). ``candidates``
+    restricts the answer to those of its rules (:func:`lrid.identify.inference.identify`, which also gives
+    each run's prediction set).
     """
     from lrid.identify.inference import identify
     from lrid.identify.recording import partial_layer_counts
