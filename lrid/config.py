@@ -102,6 +102,11 @@ class ModelSpec(StrictModel):
     (Keras: glorot/uniform, PyTorch's ReLU nets: he, JAX/Flax: lecun/truncated_normal). All three are left
     out of the serialised spec at their defaults, so specs without them keep the run ids they had before
     they existed.
+
+    ``conv_filters`` and ``conv_strides`` (one entry per conv layer, convnet only) change the conv net's
+    layers: its channels before ``width`` scales them, and each layer's stride (1 keeps the map's size). Unset,
+    it is its three stride-2 layers of 32, 64 and 64 channels; unset, they are left out of the serialised spec
+    too.
     """
 
     arch: str = "mlp"
@@ -113,6 +118,8 @@ class ModelSpec(StrictModel):
     init_distribution: Literal["uniform", "truncated_normal", "untruncated_normal"] = Field(
         "uniform", description="the shape of the initial kernel entries"
     )
+    conv_filters: tuple[int, ...] | None = Field(None, description="convnet: each conv layer's channels")
+    conv_strides: tuple[int, ...] | None = Field(None, description="convnet: each conv layer's stride")
 
     @field_validator("arch")
     @classmethod
@@ -142,6 +149,36 @@ class ModelSpec(StrictModel):
                 raise ValueError(f"{name}: architecture {self.arch!r} has no {name}; it is implemented for {supported}")
         return self
 
+    @model_validator(mode="after")
+    def _conv_layers_of_the_convnet(self) -> ModelSpec:
+        given = self.conv_layers
+        if not given:
+            return self
+        if self.arch != "convnet":
+            raise ValueError(
+                f"conv_filters and conv_strides set the convnet's layers; architecture {self.arch!r} has none"
+            )
+        if not all(given.values()) or any(value < 1 for values in given.values() for value in values):
+            raise ValueError("conv_filters and conv_strides must be non-empty lists of positive integers")
+        filters = self.conv_filters or CONVNET_FILTERS
+        if self.conv_strides is not None and len(self.conv_strides) != len(filters):
+            raise ValueError(
+                f"conv_strides needs one stride per conv layer: {len(filters)} layers ("
+                f"{'conv_filters' if self.conv_filters else 'conv_filters unset is'} {list(filters)}), "
+                f"{len(self.conv_strides)} strides"
+            )
+        return self
+
+    @property
+    def conv_layers(self) -> dict:
+        """The convnet builder's ``filters`` and ``strides`` keywords, where set."""
+        layers: dict = {}
+        if self.conv_filters is not None:
+            layers["filters"] = self.conv_filters
+        if self.conv_strides is not None:
+            layers["strides"] = self.conv_strides
+        return layers
+
     @property
     def initialisation(self) -> dict:
         """The builder keywords of the initialisation: ``init_scale``, ``init_scheme``, ``init_distribution``."""
@@ -153,11 +190,17 @@ class ModelSpec(StrictModel):
         for name, default in _INIT_DEFAULTS.items():
             if getattr(self, name) == default:
                 data.pop(name, None)
+        for name in ("conv_filters", "conv_strides"):
+            if getattr(self, name) is None:
+                data.pop(name, None)
         return data
 
 
 #: the initialisation fields and their defaults, omitted from serialised specs at these values
 _INIT_DEFAULTS = {"init_scale": 1.0, "init": "glorot", "init_distribution": "uniform"}
+#: the convnet's channels when ``conv_filters`` is unset (lrid.models.convnet builds them)
+CONVNET_FILTERS = (32, 64, 64)
+_CONV_LAYER_PARTNER = {"conv_filters": "conv_strides", "conv_strides": "conv_filters"}
 
 
 class TrainSpec(StrictModel):
@@ -381,9 +424,13 @@ def _check_sample_value(path: str, value: Any) -> None:
             raise ValueError(f"{path}: {value!r} is not a positive integer")
         return
     if section == "task" and field.startswith("options.") and len(field) > len("options."):
-        arguments = {"options": {field.removeprefix("options."): value}}
+        arguments: dict[str, Any] = {"options": {field.removeprefix("options."): value}}
     elif field in SAMPLE_FIELDS.get(section, ()):
         arguments = {field: value}
+        if section == "model" and field in _CONV_LAYER_PARTNER and isinstance(value, (list, tuple)):
+            # Checked as a convnet's, beside a partner of its length: whether the drawn architecture and the
+            # other field fit it is checked when the sweep expands.
+            arguments.update({"arch": "convnet", _CONV_LAYER_PARTNER[field]: [1] * len(value)})
     else:
         known = [f"{s}.{f}" for s, fields in SAMPLE_FIELDS.items() for f in fields]
         raise ValueError(

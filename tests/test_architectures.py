@@ -92,3 +92,31 @@ def test_every_rule_trains_a_step_and_records_on_every_architecture_or_refuses_c
         values = Recorder(model, x.numpy()).record()
         assert values.shape == (len(model.measured_layers), len(OBSERVABLES)), (name, arch)
         assert np.isfinite(values[:, OBSERVABLES.index("weight_raw_norm")]).all(), (name, arch)
+
+
+def test_the_convnets_layers_are_set_by_conv_filters_and_strides_and_its_default_keeps_its_run_ids():
+    default = RunSpec(rule=RuleSpec(name="fa"), model=ModelSpec(arch="convnet"), task={"name": "digits", "options": {"as_images": True}})
+    spelled = default.model_copy(update={"model": ModelSpec(arch="convnet", conv_filters=None)})
+    assert spelled.run_id == default.run_id
+    assert not {"conv_filters", "conv_strides"} & set(default.model_dump()["model"])
+    two_layers = ModelSpec(arch="convnet", conv_filters=(6, 8), conv_strides=(1, 2))
+    assert default.model_copy(update={"model": two_layers}).run_id != default.run_id
+    # The layers built: a stride-1 layer keeps the 8x8 image's size, a stride-2 one halves it.
+    model = build_network(two_layers, (8, 8, 1), 10, "fixed", 0)
+    x = tf.constant(np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype(np.float32))
+    _, _, outputs = model.forward_with_activity(x)
+    assert [tuple(o.shape) for o in outputs] == [(4, 8, 8, 6), (4, 4, 4, 8), (4, 10)]
+    default_model = build_network(ModelSpec(arch="convnet"), (8, 8, 1), 10, None, 0)
+    assert [layer.kernel.shape[-1] for layer in default_model.measured_layers] == [32, 64, 64, 10]
+    assert [layer.strides for layer in default_model.convs] == [2, 2, 2]
+    # DTP, whose inverses follow each layer's stride, trains a step on it too.
+    rule = get_rule("dtp")({}, seed=0)
+    model = build_network(two_layers, (8, 8, 1), 10, rule.feedback, 0)
+    step = rule.make_train_step(model, rule.optimizer_for(model))
+    assert np.isfinite(float(step(x, tf.constant([0, 1, 2, 3], dtype=tf.int32))))
+    for bad, message in ((dict(arch="mlp", conv_filters=(4,)), "architecture 'mlp' has none"),
+                         (dict(arch="convnet", conv_strides=(1, 2)), r"3 layers \(conv_filters unset is \[32, 64, 64\]\), 2 strides"),
+                         (dict(arch="convnet", conv_filters=(4, 0)), "non-empty lists of positive integers"),
+                         (dict(arch="convnet", conv_filters=()), "non-empty lists of positive integers")):
+        with pytest.raises(ValueError, match=message):
+            ModelSpec(**bad)

@@ -412,3 +412,28 @@ def test_dry_run_of_an_imagenet_grid_times_few_small_steps(tmp_path, monkeypatch
     for arch in ("alexnet", "resnet18"):  # a 224 px step costs far more than the timed 32 px ones
         assert by_key[(arch, "fa", 256)].step_s == pytest.approx(2 * by_key[(arch, "fa", 128)].step_s)
     assert by_key[("resnet18", "fa", 128)].step_s > by_key[("alexnet", "fa", 128)].step_s
+
+
+def test_a_sampled_space_draws_the_convnets_layers_together_and_a_mismatch_is_one_line(tmp_path):
+    path = tmp_path / "convs.yaml"
+    sweep = textwrap.dedent("""\
+        name: convs
+        task: {name: digits, options: {as_images: true}}
+        model: {arch: convnet}
+        sample:
+          n: 12
+          seed: 0
+          space:
+            layers:
+              choice:
+                - {model.conv_filters: {choice: [[8, 16]]}, model.conv_strides: {choice: [[1, 2]]}}
+                - {model.conv_strides: {choice: [STRIDES]}}
+        rules: {sgdm: {lr: 0.01}}
+    """)
+    path.write_text(sweep.replace("STRIDES", "[1, 2, 2]"))
+    drawn = {(spec.model.conv_filters, spec.model.conv_strides) for spec in load_sweep(path).expand()}
+    assert drawn == {((8, 16), (1, 2)), (None, (1, 2, 2))}
+    path.write_text(sweep.replace("STRIDES", "[1, 2]"))  # two strides for the default three conv layers
+    with pytest.raises(LridError, match=r"conv_strides needs one stride per conv layer: 3 layers") as error:
+        load_sweep(path).expand()
+    assert "\n" not in str(error.value)

@@ -31,6 +31,8 @@ class ModelSettings(Protocol):
     def width(self) -> float: ...
     @property
     def initialisation(self) -> dict[str, Any]: ...
+    @property
+    def conv_layers(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,13 @@ def _convnet(spec, n_classes, feedback, seed):
     from lrid.models.convnet import ConvNet
 
     return ConvNet(
-        n_classes, activation=spec.activation, feedback=feedback, seed=seed, width=spec.width, **spec.initialisation
+        n_classes,
+        activation=spec.activation,
+        feedback=feedback,
+        seed=seed,
+        width=spec.width,
+        **spec.initialisation,
+        **spec.conv_layers,
     )
 
 
@@ -105,7 +113,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         ),
         Architecture(
             "convnet",
-            "all-convolutional net, 3 stride-2 conv + 1 dense, no pooling or norm (any rule, DTP included)",
+            "all-convolutional net, 3 stride-2 conv + 1 dense (model.conv_filters, conv_strides), no pooling or norm (any rule, DTP included)",
             _convnet,
             (32, 32, 3),
             10,

@@ -4,6 +4,8 @@ can train (every layer is a learned-invertible map of the one below).
 conv 32@3x3/2 -> conv 64@3x3/2 -> conv 64@3x3/2 (``activation``, SAME padding) -> dense n_classes: 4
 measured layers (grouped 1 / 1 / 2). Striding replaces pooling, as in Springenberg et al.'s
 all-convolutional nets; ``width`` scales the filters, ``init_scale`` the forward kernels' initial std.
+``filters`` and ``strides`` (one per conv layer) change the layers themselves: ``filters=(32, 64),
+strides=(1, 2)`` is two conv layers, the first keeping the image's size.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ from typing import Any
 
 import tensorflow as tf
 
+from lrid.config import CONVNET_FILTERS as FILTERS
 from lrid.models.base import MeasuredModel
 from lrid.models.layers import FeedbackConv2D, FeedbackDense
 
-FILTERS = (32, 64, 64)
+STRIDE = 2
 
 
 class ConvNet(MeasuredModel):
-    """Three stride-2 conv layers and a dense readout (see the module docstring)."""
+    """Conv layers (by default three of stride 2) and a dense readout (see the module docstring)."""
 
     def __init__(
         self,
@@ -31,6 +34,8 @@ class ConvNet(MeasuredModel):
         init_scale: float = 1.0,
         init_scheme: str = "glorot",
         init_distribution: str = "uniform",
+        filters: tuple[int, ...] = FILTERS,
+        strides: tuple[int, ...] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -39,21 +44,24 @@ class ConvNet(MeasuredModel):
             "init_scheme": init_scheme,
             "init_distribution": init_distribution,
         }
+        strides = (STRIDE,) * len(filters) if strides is None else strides
+        if not filters or len(strides) != len(filters):
+            raise ValueError(f"give one stride per conv layer: {len(filters)} filters, {len(strides)} strides")
         self.convs = [
             FeedbackConv2D(
-                max(1, int(filters * width)),
+                max(1, int(layer_filters * width)),
                 3,
-                strides=2,
+                strides=layer_stride,
                 activation=activation,
                 feedback=feedback,
                 seed=seed * 1000 + 2 * index,
                 **init,
                 name=f"conv{index + 1}",
             )
-            for index, filters in enumerate(FILTERS)
+            for index, (layer_filters, layer_stride) in enumerate(zip(filters, strides, strict=True))
         ]
         self.classifier = FeedbackDense(
-            n_classes, feedback=feedback, seed=seed * 1000 + 2 * len(FILTERS), **init, name=f"fc{len(FILTERS) + 1}"
+            n_classes, feedback=feedback, seed=seed * 1000 + 2 * len(filters), **init, name=f"fc{len(filters) + 1}"
         )
         self.measured_layers = [*self.convs, self.classifier]
 
