@@ -103,10 +103,10 @@ class ModelSpec(StrictModel):
     out of the serialised spec at their defaults, so specs without them keep the run ids they had before
     they existed.
 
-    ``conv_filters`` and ``conv_strides`` (one entry per conv layer, convnet only) change the conv net's
-    layers: its channels before ``width`` scales them, and each layer's stride (1 keeps the map's size). Unset,
-    it is its three stride-2 layers of 32, 64 and 64 channels; unset, they are left out of the serialised spec
-    too.
+    ``conv_filters`` (convnet only) sets the conv net's layers, one entry of channels (before ``width`` scales
+    them) per conv layer, and ``conv_strides``, with it, each layer's stride (1 keeps the map's size; unset,
+    2). Unset, it has three stride-2 layers of 32, 64 and 64 channels, and both are left out of the serialised
+    spec.
     """
 
     arch: str = "mlp"
@@ -160,11 +160,9 @@ class ModelSpec(StrictModel):
             )
         if not all(given.values()) or any(value < 1 for values in given.values() for value in values):
             raise ValueError("conv_filters and conv_strides must be non-empty lists of positive integers")
-        filters = self.conv_filters or CONVNET_FILTERS
-        if self.conv_strides is not None and len(self.conv_strides) != len(filters):
+        if self.conv_strides is not None and len(self.conv_strides) != len(self.conv_filters or ()):
             raise ValueError(
-                f"conv_strides needs one stride per conv layer: {len(filters)} layers ("
-                f"{'conv_filters' if self.conv_filters else 'conv_filters unset is'} {list(filters)}), "
+                f"conv_strides needs conv_filters of as many conv layers: {len(self.conv_filters or ())} filters, "
                 f"{len(self.conv_strides)} strides"
             )
         return self
@@ -198,8 +196,6 @@ class ModelSpec(StrictModel):
 
 #: the initialisation fields and their defaults, omitted from serialised specs at these values
 _INIT_DEFAULTS = {"init_scale": 1.0, "init": "glorot", "init_distribution": "uniform"}
-#: the convnet's channels when ``conv_filters`` is unset (lrid.models.convnet builds them)
-CONVNET_FILTERS = (32, 64, 64)
 _CONV_LAYER_PARTNER = {"conv_filters": "conv_strides", "conv_strides": "conv_filters"}
 
 

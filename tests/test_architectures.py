@@ -115,7 +115,8 @@ def test_the_convnets_layers_are_set_by_conv_filters_and_strides_and_its_default
     step = rule.make_train_step(model, rule.optimizer_for(model))
     assert np.isfinite(float(step(x, tf.constant([0, 1, 2, 3], dtype=tf.int32))))
     for bad, message in ((dict(arch="mlp", conv_filters=(4,)), "architecture 'mlp' has none"),
-                         (dict(arch="convnet", conv_strides=(1, 2)), r"3 layers \(conv_filters unset is \[32, 64, 64\]\), 2 strides"),
+                         (dict(arch="convnet", conv_strides=(2, 2, 2)), "needs conv_filters of as many conv layers: 0 filters"),
+                         (dict(arch="convnet", conv_filters=(4, 4, 4), conv_strides=(1, 2)), "3 filters, 2 strides"),
                          (dict(arch="convnet", conv_filters=(4, 0)), "non-empty lists of positive integers"),
                          (dict(arch="convnet", conv_filters=()), "non-empty lists of positive integers")):
         with pytest.raises(ValueError, match=message):

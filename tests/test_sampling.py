@@ -427,13 +427,13 @@ def test_a_sampled_space_draws_the_convnets_layers_together_and_a_mismatch_is_on
             layers:
               choice:
                 - {model.conv_filters: {choice: [[8, 16]]}, model.conv_strides: {choice: [[1, 2]]}}
-                - {model.conv_strides: {choice: [STRIDES]}}
+                - {model.conv_filters: {choice: [[8, 8, 8]]}, model.conv_strides: {choice: [STRIDES]}}
         rules: {sgdm: {lr: 0.01}}
     """)
     path.write_text(sweep.replace("STRIDES", "[1, 2, 2]"))
     drawn = {(spec.model.conv_filters, spec.model.conv_strides) for spec in load_sweep(path).expand()}
-    assert drawn == {((8, 16), (1, 2)), (None, (1, 2, 2))}
-    path.write_text(sweep.replace("STRIDES", "[1, 2]"))  # two strides for the default three conv layers
-    with pytest.raises(LridError, match=r"conv_strides needs one stride per conv layer: 3 layers") as error:
+    assert drawn == {((8, 16), (1, 2)), ((8, 8, 8), (1, 2, 2))}
+    path.write_text(sweep.replace("STRIDES", "[1, 2]"))  # two strides for three conv layers
+    with pytest.raises(LridError, match=r"conv_strides needs conv_filters of as many conv layers: 3 filters, 2 strides") as error:
         load_sweep(path).expand()
     assert "\n" not in str(error.value)

@@ -14,10 +14,10 @@ from typing import Any
 
 import tensorflow as tf
 
-from lrid.config import CONVNET_FILTERS as FILTERS
 from lrid.models.base import MeasuredModel
 from lrid.models.layers import FeedbackConv2D, FeedbackDense
 
+FILTERS = (32, 64, 64)
 STRIDE = 2
 
 
