@@ -196,6 +196,7 @@ class ModelSpec(StrictModel):
 
 #: the initialisation fields and their defaults, omitted from serialised specs at these values
 _INIT_DEFAULTS = {"init_scale": 1.0, "init": "glorot", "init_distribution": "uniform"}
+#: the convnet's two layer fields: a sweep's drawn value of one is checked beside a stand-in for the other
 _CONV_LAYER_PARTNER = {"conv_filters": "conv_strides", "conv_strides": "conv_filters"}
 
 
