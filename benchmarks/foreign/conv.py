@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.foreign.network import activate, activation_slope
+from benchmarks.foreign.network import activation_slope, forward
 
 
 def _padding(kernel_size: int) -> int:
@@ -90,23 +90,19 @@ class ConvNet:
     def _matrix(self, kernel: np.ndarray) -> np.ndarray:
         return kernel.reshape(len(kernel), -1)
 
+    def linear(self, index: int, layer_input: np.ndarray) -> np.ndarray:
+        """Layer ``index``'s pre-activation: the convolution of its input map with W plus b (a map), or the
+        readout's ``x W^T + b`` on the flattened map."""
+        w = self.weights[index]
+        z = self.patches(index, layer_input) @ self._matrix(w).T + self.biases[index]
+        if not self.is_conv(index):
+            return z
+        stride, (n, height, width) = self.strides[index], layer_input.shape[:3]
+        return z.reshape(n, (height - 1) // stride + 1, (width - 1) // stride + 1, len(w))
+
     def forward(self, x: np.ndarray, noise: list[np.ndarray] | None = None):
-        """Inputs of every layer (maps), pre-activations and outputs: ``(inputs, pre, outputs)``; ``outputs[-1]``
-        are the logits. ``noise[l]``, when given, is added to layer l's pre-activation."""
-        inputs, pre, outputs = [], [], []
-        h = x
-        for index, (w, b) in enumerate(zip(self.weights, self.biases)):
-            inputs.append(h)
-            z = self.patches(index, h) @ self._matrix(w).T + b
-            if self.is_conv(index):
-                stride = self.strides[index]
-                z = z.reshape(len(h), (h.shape[1] - 1) // stride + 1, (h.shape[2] - 1) // stride + 1, len(w))
-            if noise is not None:
-                z = z + noise[index]
-            h = z if index == self.depth - 1 else activate(self.activation, z)
-            pre.append(z)
-            outputs.append(h)
-        return inputs, pre, outputs
+        """Inputs of every layer (maps), pre-activations and outputs, as :func:`benchmarks.foreign.network.forward`."""
+        return forward(self, x, noise)
 
     def backward(self, inputs, pre, outputs, grad_logits: np.ndarray, feedback: list[np.ndarray] | None = None):
         """Weight and bias gradients, the error carried down through ``feedback[l]`` (default: the weights)."""

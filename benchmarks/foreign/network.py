@@ -53,6 +53,10 @@ class Net:
 
     # The interface the rules train through, shared with benchmarks.foreign.conv.ConvNet.
 
+    def linear(self, index: int, layer_input: np.ndarray) -> np.ndarray:
+        """Layer ``index``'s pre-activation: ``x W^T + b``."""
+        return layer_input @ self.weights[index].T + self.biases[index]
+
     def forward(self, x: np.ndarray, noise: list[np.ndarray] | None = None):
         """:func:`forward` of this net."""
         return forward(self, x, noise)
@@ -97,16 +101,18 @@ def init_net(rng: np.random.Generator, sizes: list[int], activation: str, scheme
     return Net(weights, biases, activation, stds)
 
 
-def forward(net: Net, x: np.ndarray, noise: list[np.ndarray] | None = None):
+def forward(net, x: np.ndarray, noise: list[np.ndarray] | None = None):
     """Inputs of every layer, pre-activations and outputs: ``(inputs, pre, outputs)``; ``outputs[-1]`` are logits.
 
-    ``noise[l]``, when given, is added to layer l's pre-activation (node perturbation's noisy pass).
+    ``net`` is a :class:`Net` or a :class:`~benchmarks.foreign.conv.ConvNet`: its ``linear`` gives a layer's
+    pre-activation. ``noise[l]``, when given, is added to layer l's pre-activation (node perturbation's noisy
+    pass).
     """
     inputs, pre, outputs = [], [], []
     h = x
-    for index, (w, b) in enumerate(zip(net.weights, net.biases)):
+    for index in range(net.depth):
         inputs.append(h)
-        z = h @ w.T + b
+        z = net.linear(index, h)
         if noise is not None:
             z = z + noise[index]
         h = z if index == net.depth - 1 else activate(net.activation, z)
