@@ -1,0 +1,235 @@
+"""Update reach as evidence of the rule: does it add to lrid's features, in the zoo and on foreign networks?
+
+:mod:`lrid.observables.update_reach` measures whether a layer's weight updates point where the layer above
+reads, which backprop's errors do and feedback alignment's and node perturbation's do not. No observable lrid
+records today can show it: it needs two layers' kernels at consecutive checkpoints, and the store keeps their
+statistics. This measures what it would add before it is recorded.
+
+A stratified sample of the zoo's learned runs (``--per-rule`` of each rule) is re-trained, deterministically
+(:func:`lrid.generate.export.export_recording`), and their kernels are kept in ``--cache`` (resumable: a killed
+run picks up where it stopped). Each run's reach is summarised as its mean over each quarter of training, for
+the layer below the top and for the layers below that (8 features). XGBoost identifiers on lrid's default
+features (``benchmarks/transfer.py``'s chosen configuration) are trained on the same runs with and without
+them: in the zoo over 10 stratified 75/25 splits of runs (mean and spread), and on every sampled run to name
+the foreign networks of ``--foreign`` (one classifier seed per ``--seeds``), per set and per rule.
+
+    python benchmarks/update_reach.py --store ZOO/store --foreign DIR1,DIR2 [--per-rule 70] [--cache DIR]
+
+Re-training costs about 5 s a run on one core, with ``--workers`` processes; 70 per rule take about half an
+hour on 2 cores. ``--quick`` (5 per rule, 2 splits, one seed) checks the plumbing and judges nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.harness import load_average, print_table, write_result  # noqa: E402
+from benchmarks.transfer import CONFIGS, ZOO_SWEEPS, learned_networks, load_zoo  # noqa: E402
+
+# The configuration the default identifier uses (run unit, progress clock, relative, depth contrasts).
+CONFIG = CONFIGS[8]
+# Each arm's name, whether it adds the reach, and whether the foreign networks' flattened conv maps are read
+# channels-last (benchmarks/foreign flattens them so; the zoo's conv nets end at one position, where the
+# order does not matter).
+ARMS = (("lrid features", False, False), ("lrid features + reach", True, False),
+        ("lrid features + reach, maps channels-last", True, True))
+QUARTERS = 4
+REACH_FEATURES = [f"reach_{part}_q{quarter}" for part in ("top", "lower") for quarter in range(1, QUARTERS + 1)]
+FOREIGN_RULES = ("sgdm", "adam", "fa", "ia", "ss", "np")
+
+
+def reach_features(kernels: list[np.ndarray], channels_last: bool = False) -> list[float]:
+    """A network's update reach as :data:`REACH_FEATURES`: the mean over each quarter of training of the layer
+    below the top (``top``) and of the mean of the layers below it (``lower``; NaN for one hidden layer).
+    ``channels_last``: see :func:`lrid.observables.update_reach.update_reach`."""
+    from lrid.observables.update_reach import update_reach
+
+    reach = update_reach(kernels, channels_last)
+
+    def quarters(values: np.ndarray) -> list[float]:
+        return [float(np.nanmean(part)) if np.isfinite(part).any() else np.nan
+                for part in np.array_split(values, QUARTERS)]
+
+    lower = reach[:-1]
+    lower_mean = np.array([np.nanmean(column) if np.isfinite(column).any() else np.nan for column in lower.T])
+    return quarters(reach[-1]) + (quarters(lower_mean) if len(lower) else [np.nan] * QUARTERS)
+
+
+def sample_runs(metadata: pd.DataFrame, per_rule: int, seed: int = 0) -> list[str]:
+    """Up to ``per_rule`` learned runs of each rule of the zoo, drawn with ``seed``."""
+    from lrid.generate.trainer import COLLAPSE_GAP_FRACTION
+
+    learned = metadata[metadata["final_test_accuracy"] >= 0.1 + COLLAPSE_GAP_FRACTION * 0.9].sort_index()
+    drawn = [group.sample(min(len(group), per_rule), random_state=seed) for _, group in learned.groupby("rule")]
+    return sorted(pd.concat(drawn).index)
+
+
+def _cache_kernels(job: tuple[str, str, str]) -> str:
+    """Re-train one zoo run and keep its kernels in the cache (a worker's task)."""
+    store_location, run_id, cache = job
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from lrid.generate.export import export_recording
+    from lrid.identify.recording import load_recordings
+
+    target = Path(cache) / f"{run_id}.npz"
+    with tempfile.TemporaryDirectory() as scratch:
+        (recording,) = load_recordings(export_recording(store_location, Path(scratch) / "run.npz", run_id))
+        partial = target.with_suffix(".partial.npz")
+        np.savez(partial, layers=np.array(recording.layers),
+                 **{f"weight/{layer}": recording.arrays["weight"][layer] for layer in recording.layers})
+        partial.replace(target)  # only whole files count as cached
+    return run_id
+
+
+def zoo_reach(store_location: str, run_ids: list[str], cache: Path, workers: int) -> pd.DataFrame:
+    """:func:`reach_features` of each run, re-training those not yet in ``cache``."""
+    from tqdm import tqdm
+
+    cache.mkdir(parents=True, exist_ok=True)
+    missing = [run_id for run_id in run_ids if not (cache / f"{run_id}.npz").is_file()]
+    if missing:
+        jobs = [(store_location, run_id, str(cache)) for run_id in missing]
+        # Spawned, not forked: a fork of a process that has loaded TensorFlow can hang.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for _ in tqdm(pool.map(_cache_kernels, jobs), total=len(jobs), desc="re-training zoo runs", unit="run"):
+                pass
+    rows = {}
+    for run_id in run_ids:
+        with np.load(cache / f"{run_id}.npz") as arrays:
+            rows[run_id] = reach_features([arrays[f"weight/{layer}"] for layer in arrays["layers"]])
+    return pd.DataFrame.from_dict(rows, orient="index", columns=REACH_FEATURES)
+
+
+def foreign_set(directory: Path):
+    """A foreign set's features (:data:`CONFIG`), its reach features in the same row order (as
+    :data:`ARMS` reads them), and its labels."""
+    from lrid.identify.features import build_features
+    from lrid.identify.recording import load_recordings, read_recording
+
+    labels = learned_networks(pd.read_csv(directory / "labels.csv").set_index("run"), directory.name)
+    observables = pd.concat([read_recording(directory / f"{run}.npz") for run in labels.index], ignore_index=True)
+    features = build_features(observables, **CONFIG.options())
+    reach: dict[bool, dict] = {False: {}, True: {}}
+    for run in labels.index:
+        (recording,) = load_recordings(directory / f"{run}.npz")
+        kernels = [recording.arrays["weight"][layer] for layer in recording.layers]
+        for channels_last in reach:
+            reach[channels_last][recording.run] = reach_features(kernels, channels_last)
+    frames = {channels_last: pd.DataFrame.from_dict(rows, orient="index", columns=REACH_FEATURES).loc[features.groups]
+              for channels_last, rows in reach.items()}
+    return features, frames, labels
+
+
+def _classifier(features, seed: int):
+    from lrid.identify.classifiers import make_classifier
+
+    return make_classifier("xgb", 2, seed, n_points=features.n_points, n_static=features.n_static)
+
+
+def _design(base: np.ndarray, reach: np.ndarray, with_reach: bool) -> np.ndarray:
+    return np.hstack([base, reach]) if with_reach else base
+
+
+def compare(train, train_reach: np.ndarray, foreign: dict, splits: int, seeds: list[int]) -> list[dict]:
+    """One row per arm of :data:`ARMS`: zoo accuracy over ``splits`` and each foreign set's accuracy and
+    per-rule recall, averaged over classifier ``seeds``."""
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    classes = sorted(set(train.y))
+    labels = np.array([classes.index(rule) for rule in train.y])
+    rows = []
+    zoo_scores: dict[bool, list[float]] = {}
+    models: dict[tuple[bool, int], object] = {}
+    for arm, with_reach, channels_last in ARMS:
+        X = _design(train.X, train_reach, with_reach)
+        if with_reach not in zoo_scores:  # the zoo reads the same with either map order (its maps end at 1x1)
+            splitter = StratifiedShuffleSplit(splits, test_size=0.25, random_state=0)
+            zoo_scores[with_reach] = [
+                float(np.mean(_classifier(train, 0).fit(X[fit], labels[fit]).predict(X[held]) == labels[held]))
+                for fit, held in splitter.split(X, labels)]
+            for seed in seeds:
+                models[with_reach, seed] = _classifier(train, seed).fit(X, labels)
+        zoo = zoo_scores[with_reach]
+        row = {"arm": arm, "zoo_runs": len(labels), "zoo_mean": float(np.mean(zoo)), "zoo_std": float(np.std(zoo)),
+               "zoo_min": float(np.min(zoo))}
+        recalls: dict[str, list[float]] = {}
+        for seed in seeds:
+            model = models[with_reach, seed]
+            for name, (features, reach, truth) in foreign.items():
+                design = _design(features.X, reach[channels_last].to_numpy(), with_reach)
+                probabilities = pd.DataFrame(model.predict_proba(design), columns=classes)
+                named = probabilities.groupby(features.groups).mean().idxmax(axis=1)
+                true_rules = truth.loc[named.index, "rule"]
+                row.setdefault(name, []).append(float(np.mean(named == true_rules)))
+                for rule in sorted(set(true_rules)):
+                    kind = "conv" if "conv" in name else "mlp"
+                    recalls.setdefault(f"{kind} {rule}", []).append(float(np.mean(named[true_rules == rule] == rule)))
+        for name in foreign:
+            row[f"{name} per seed"], row[name] = row[name], float(np.mean(row[name]))
+        row["recall"] = {key: float(np.mean(values)) for key, values in sorted(recalls.items())}
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> None:
+    """Measure what update reach adds to the identifier; print the tables and write the JSON result."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", default=str(REPO / "OUT" / "zoo" / "store"), help="the zoo store")
+    parser.add_argument("--sweep", default=ZOO_SWEEPS, help="the sweeps whose runs count as the zoo")
+    parser.add_argument("--foreign", required=True, help="directories of foreign recordings with labels.csv, "
+                        "comma-separated (written by `python -m benchmarks.foreign.generate`); a set whose "
+                        "path holds 'conv' counts as conv nets in the per-rule table")
+    parser.add_argument("--per-rule", type=int, default=70, help="zoo runs re-trained per rule")
+    parser.add_argument("--cache", default=str(REPO / "OUT" / "update_reach_kernels"),
+                        help="where re-trained runs' kernels are kept between invocations")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--splits", type=int, default=10)
+    parser.add_argument("--seeds", default="0,1,2", help="classifier seeds for the foreign sets")
+    parser.add_argument("--quick", action="store_true", help="5 runs per rule, 2 splits, one seed: plumbing only")
+    args = parser.parse_args(argv)
+    load_before = load_average()
+    started = time.perf_counter()
+    per_rule, splits, seeds = (5, 2, [0]) if args.quick else (args.per_rule, args.splits,
+                                                              [int(s) for s in args.seeds.split(",")])
+    directories = [Path(directory) for directory in args.foreign.split(",")]
+    missing = [str(directory) for directory in directories if not (directory / "labels.csv").is_file()]
+    if missing:
+        raise SystemExit(f"update_reach: no labels.csv in {', '.join(missing)}; write the sets with "
+                         "`python -m benchmarks.foreign.generate`")
+    from lrid.identify.features import build_features
+
+    observables, metadata = load_zoo(args.store, sweep=args.sweep)
+    run_ids = sample_runs(metadata, per_rule)
+    reach = zoo_reach(args.store, run_ids, Path(args.cache), args.workers)
+    train = build_features(observables[observables["run_id"].isin(run_ids)], **CONFIG.options())
+    # Named with their parent folder, which tells conv sets apart ("foreign_conv/seed1").
+    foreign = {f"{directory.parent.name}/{directory.name}": foreign_set(directory) for directory in directories}
+    rows = compare(train, reach.loc[train.groups].to_numpy(), foreign, splits, seeds)
+    print_table(rows, ["arm", "zoo_runs", "zoo_mean", "zoo_std", "zoo_min", *foreign],
+                f"Named right per run: the zoo over {splits} splits, foreign sets averaged over {len(seeds)} "
+                "classifier seeds")
+    print_table([{"rule": key, **{row["arm"]: row["recall"][key] for row in rows}} for key in rows[0]["recall"]],
+                ["rule", *(row["arm"] for row in rows)], "Foreign recall per rule")
+    seconds = round(time.perf_counter() - started, 1)
+    path = write_result("update_reach", {"store": args.store, "sets": [str(d) for d in directories],
+                                         "per_rule": per_rule, "splits": splits, "seeds": seeds,
+                                         "seconds": seconds, "rows": rows}, load_before, quick=args.quick)
+    print(f"update_reach: {len(run_ids)} zoo runs in {seconds} s; results in {path}")
+
+
+if __name__ == "__main__":
+    main()
