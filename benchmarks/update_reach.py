@@ -10,13 +10,15 @@ A stratified sample of the zoo's learned runs (``--per-rule`` of each rule) is r
 run picks up where it stopped). Each run's reach is summarised as its mean over each quarter of training, for
 the layer below the top and for the layers below that (8 features). XGBoost identifiers on lrid's default
 features (``benchmarks/transfer.py``'s chosen configuration) are trained on the same runs with and without
-them: in the zoo over 10 stratified 75/25 splits of runs (mean and spread), and on every sampled run to name
-the foreign networks of ``--foreign`` (one classifier seed per ``--seeds``), per set and per rule.
+them (:data:`ARMS`): in the zoo over 10 stratified 75/25 splits of runs (mean and spread), and on every
+sampled run to name the foreign networks of ``--foreign`` (one classifier seed per ``--seeds``), per set and
+per rule. A foreign conv net whose readout reads its last map over several positions has no top reach unless
+the map is read channels-last; one arm does so (the foreign nets flatten channels-last), and one trains on
+each zoo conv net also without its top reach, so that a missing one is a value it has seen.
 
     python benchmarks/update_reach.py --store ZOO/store --foreign DIR1,DIR2 [--per-rule 70] [--cache DIR]
 
-Re-training costs about 5 s a run on one core, with ``--workers`` processes; 70 per rule take about half an
-hour on 2 cores. ``--quick`` (5 per rule, 2 splits, one seed) checks the plumbing and judges nothing.
+Re-training takes a few seconds a run, in ``--workers`` processes, and is paid once per cache. ``--quick`` (5 per rule, 2 splits, one seed) checks the plumbing and judges nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +45,30 @@ from benchmarks.transfer import CONFIGS, ZOO_SWEEPS, learned_networks, load_zoo 
 
 # The configuration the default identifier uses (run unit, progress clock, relative, depth contrasts).
 CONFIG = CONFIGS[8]
-# Each arm's name, whether it adds the reach, and whether the foreign networks' flattened conv maps are read
-# channels-last (benchmarks/foreign flattens them so; the zoo's conv nets end at one position, where the
-# order does not matter).
-ARMS = (("lrid features", False, False), ("lrid features + reach", True, False),
-        ("lrid features + reach, maps channels-last", True, True))
 QUARTERS = 4
 REACH_FEATURES = [f"reach_{part}_q{quarter}" for part in ("top", "lower") for quarter in range(1, QUARTERS + 1)]
-FOREIGN_RULES = ("sgdm", "adam", "fa", "ia", "ss", "np")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One identifier design: lrid's features alone or with the reach, how foreign maps are read, how it trains."""
+
+    name: str
+    reach: bool = False
+    # Read the foreign networks' flattened conv maps channels-last (benchmarks/foreign flattens them so; the
+    # zoo's conv nets end at one position, where the order does not matter).
+    channels_last: bool = False
+    # Train on every conv run twice, the second time without its top layer's reach, as a recording whose
+    # flatten order is unknown gives it: trees never trained on a missing value send it down arbitrary branches.
+    blank_conv_copies: bool = False
+
+
+ARMS = (
+    Arm("lrid features"),
+    Arm("lrid features + reach", reach=True),
+    Arm("lrid features + reach, maps channels-last", reach=True, channels_last=True),
+    Arm("lrid features + reach, conv runs also without top reach", reach=True, blank_conv_copies=True),
+)
 
 
 def reach_features(kernels: list[np.ndarray], channels_last: bool = False) -> list[float]:
@@ -144,39 +163,54 @@ def _design(base: np.ndarray, reach: np.ndarray, with_reach: bool) -> np.ndarray
     return np.hstack([base, reach]) if with_reach else base
 
 
-def compare(train, train_reach: np.ndarray, foreign: dict, splits: int, seeds: list[int]) -> list[dict]:
-    """One row per arm of :data:`ARMS`: zoo accuracy over ``splits`` and each foreign set's accuracy and
-    per-rule recall, averaged over classifier ``seeds``."""
+def _training_rows(X: np.ndarray, labels: np.ndarray, conv_runs: np.ndarray, arm: Arm, rows: np.ndarray):
+    """The design rows ``rows`` an arm trains on, and their labels: with ``blank_conv_copies``, each conv run
+    among them once more without its top layer's reach."""
+    if not arm.blank_conv_copies:
+        return X[rows], labels[rows]
+    copies = X[rows[conv_runs[rows]]].copy()
+    copies[:, -len(REACH_FEATURES) : -len(REACH_FEATURES) + QUARTERS] = np.nan
+    return np.vstack([X[rows], copies]), np.concatenate([labels[rows], labels[rows[conv_runs[rows]]]])
+
+
+def compare(train, train_reach: np.ndarray, conv_runs: np.ndarray, foreign: dict, splits: int,
+            seeds: list[int]) -> list[dict]:
+    """One row per arm of :data:`ARMS`: zoo accuracy over ``splits`` (held-out runs as recorded) and each
+    foreign set's accuracy and per-rule recall, averaged over classifier ``seeds``. ``conv_runs`` marks the
+    training runs that are conv nets."""
     from sklearn.model_selection import StratifiedShuffleSplit
 
     classes = sorted(set(train.y))
     labels = np.array([classes.index(rule) for rule in train.y])
     rows = []
-    zoo_scores: dict[bool, list[float]] = {}
-    models: dict[tuple[bool, int], object] = {}
-    for arm, with_reach, channels_last in ARMS:
-        X = _design(train.X, train_reach, with_reach)
-        if with_reach not in zoo_scores:  # the zoo reads the same with either map order (its maps end at 1x1)
+    trained: dict[tuple[bool, bool], tuple[list[float], dict]] = {}
+    for arm in ARMS:
+        X = _design(train.X, train_reach, arm.reach)
+        # Arms that differ only in how they read foreign maps share their classifiers.
+        key = (arm.reach, arm.blank_conv_copies)
+        if key not in trained:
             splitter = StratifiedShuffleSplit(splits, test_size=0.25, random_state=0)
-            zoo_scores[with_reach] = [
-                float(np.mean(_classifier(train, 0).fit(X[fit], labels[fit]).predict(X[held]) == labels[held]))
-                for fit, held in splitter.split(X, labels)]
-            for seed in seeds:
-                models[with_reach, seed] = _classifier(train, seed).fit(X, labels)
-        zoo = zoo_scores[with_reach]
-        row = {"arm": arm, "zoo_runs": len(labels), "zoo_mean": float(np.mean(zoo)), "zoo_std": float(np.std(zoo)),
-               "zoo_min": float(np.min(zoo))}
+            zoo_scores = []
+            for fit, held in splitter.split(X, labels):
+                model = _classifier(train, 0).fit(*_training_rows(X, labels, conv_runs, arm, fit))
+                zoo_scores.append(float(np.mean(model.predict(X[held]) == labels[held])))
+            everything = np.arange(len(labels))
+            models = {seed: _classifier(train, seed).fit(*_training_rows(X, labels, conv_runs, arm, everything))
+                      for seed in seeds}
+            trained[key] = zoo_scores, models
+        zoo, models = trained[key]
+        row = {"arm": arm.name, "zoo_runs": len(labels), "zoo_mean": float(np.mean(zoo)),
+               "zoo_std": float(np.std(zoo)), "zoo_min": float(np.min(zoo))}
         recalls: dict[str, list[float]] = {}
         for seed in seeds:
-            model = models[with_reach, seed]
             for name, (features, reach, truth) in foreign.items():
-                design = _design(features.X, reach[channels_last].to_numpy(), with_reach)
-                probabilities = pd.DataFrame(model.predict_proba(design), columns=classes)
+                design = _design(features.X, reach[arm.channels_last].to_numpy(), arm.reach)
+                probabilities = pd.DataFrame(models[seed].predict_proba(design), columns=classes)
                 named = probabilities.groupby(features.groups).mean().idxmax(axis=1)
                 true_rules = truth.loc[named.index, "rule"]
                 row.setdefault(name, []).append(float(np.mean(named == true_rules)))
+                kind = "conv" if "conv" in name else "mlp"
                 for rule in sorted(set(true_rules)):
-                    kind = "conv" if "conv" in name else "mlp"
                     recalls.setdefault(f"{kind} {rule}", []).append(float(np.mean(named[true_rules == rule] == rule)))
         for name in foreign:
             row[f"{name} per seed"], row[name] = row[name], float(np.mean(row[name]))
@@ -218,7 +252,8 @@ def main(argv=None) -> None:
     train = build_features(observables[observables["run_id"].isin(run_ids)], **CONFIG.options())
     # Named with their parent folder, which tells conv sets apart ("foreign_conv/seed1").
     foreign = {f"{directory.parent.name}/{directory.name}": foreign_set(directory) for directory in directories}
-    rows = compare(train, reach.loc[train.groups].to_numpy(), foreign, splits, seeds)
+    conv_runs = (metadata.loc[train.groups, "arch"] != "mlp").to_numpy()
+    rows = compare(train, reach.loc[train.groups].to_numpy(), conv_runs, foreign, splits, seeds)
     print_table(rows, ["arm", "zoo_runs", "zoo_mean", "zoo_std", "zoo_min", *foreign],
                 f"Named right per run: the zoo over {splits} splits, foreign sets averaged over {len(seeds)} "
                 "classifier seeds")

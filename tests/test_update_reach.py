@@ -165,7 +165,7 @@ def test_the_benchmark_compares_the_identifier_with_and_without_reach_on_zoo_and
     update_reach.main(arguments)
     result = json.loads((tmp_path / "results" / "update_reach_quick.json").read_text())
     assert result["quick"] is True and result["per_rule"] == 5
-    assert [row["arm"] for row in result["rows"]] == [arm for arm, _, _ in update_reach.ARMS]
+    assert [row["arm"] for row in result["rows"]] == [arm.name for arm in update_reach.ARMS]
     for row in result["rows"]:
         assert row["zoo_runs"] == 20 and 0 <= row["zoo_min"] <= row["zoo_mean"] <= 1
         assert 0 <= row["foreign/seed1"] <= 1 and len(row["foreign/seed1 per seed"]) == 1
@@ -179,3 +179,17 @@ def test_the_benchmark_compares_the_identifier_with_and_without_reach_on_zoo_and
     again = update_reach.zoo_reach(str(tiny_store), run_ids, cache, workers=1)
     assert [os.stat(path).st_mtime_ns for path in cached] == stamps
     assert list(again.index) == run_ids and list(again.columns) == update_reach.REACH_FEATURES
+
+
+def test_an_arm_can_train_on_conv_runs_once_more_without_their_top_reach():
+    from benchmarks.update_reach import QUARTERS, REACH_FEATURES, Arm, _training_rows
+
+    X = np.arange(4 * 12, dtype=float).reshape(4, 12)  # 4 features of lrid's, then the 8 of the reach
+    labels, conv_runs, rows = np.array([0, 1, 2, 3]), np.array([False, True, False, True]), np.array([0, 1, 3])
+    plain_X, plain_labels = _training_rows(X, labels, conv_runs, Arm("plain", reach=True), rows)
+    np.testing.assert_array_equal(plain_X, X[rows])
+    doubled_X, doubled_labels = _training_rows(X, labels, conv_runs, Arm("copies", reach=True, blank_conv_copies=True), rows)
+    np.testing.assert_array_equal(doubled_labels, [0, 1, 3, 1, 3])
+    np.testing.assert_array_equal(doubled_X[:3], X[rows])
+    top = slice(12 - len(REACH_FEATURES), 12 - len(REACH_FEATURES) + QUARTERS)
+    assert np.isnan(doubled_X[3:, top]).all() and not np.isnan(np.delete(doubled_X[3:], np.r_[top], axis=1)).any()
