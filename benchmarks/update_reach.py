@@ -137,17 +137,17 @@ def foreign_set(directory: Path):
     """A foreign set's features (:data:`CONFIG`), its reach features in the same row order (as
     :data:`ARMS` reads them), and its labels."""
     from lrid.identify.features import build_features
-    from lrid.identify.recording import load_recordings, read_recording
+    from lrid.identify.recording import load_recordings, recording_observables
 
     labels = learned_networks(pd.read_csv(directory / "labels.csv").set_index("run"), directory.name)
-    observables = pd.concat([read_recording(directory / f"{run}.npz") for run in labels.index], ignore_index=True)
-    features = build_features(observables, **CONFIG.options())
-    reach: dict[bool, dict] = {False: {}, True: {}}
+    observables, reach = [], {False: {}, True: {}}
     for run in labels.index:
         (recording,) = load_recordings(directory / f"{run}.npz")
+        observables.append(recording_observables(recording))
         kernels = [recording.arrays["weight"][layer] for layer in recording.layers]
         for channels_last in reach:
             reach[channels_last][recording.run] = reach_features(kernels, channels_last)
+    features = build_features(pd.concat(observables, ignore_index=True), **CONFIG.options())
     frames = {channels_last: pd.DataFrame.from_dict(rows, orient="index", columns=REACH_FEATURES).loc[features.groups]
               for channels_last, rows in reach.items()}
     return features, frames, labels
@@ -168,9 +168,10 @@ def _training_rows(X: np.ndarray, labels: np.ndarray, conv_runs: np.ndarray, arm
     among them once more without its top layer's reach."""
     if not arm.blank_conv_copies:
         return X[rows], labels[rows]
-    copies = X[rows[conv_runs[rows]]].copy()
+    copied = rows[conv_runs[rows]]
+    copies = X[copied].copy()
     copies[:, -len(REACH_FEATURES) : -len(REACH_FEATURES) + QUARTERS] = np.nan
-    return np.vstack([X[rows], copies]), np.concatenate([labels[rows], labels[rows[conv_runs[rows]]]])
+    return np.vstack([X[rows], copies]), np.concatenate([labels[rows], labels[copied]])
 
 
 def compare(train, train_reach: np.ndarray, conv_runs: np.ndarray, foreign: dict, splits: int,

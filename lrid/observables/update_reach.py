@@ -52,14 +52,11 @@ def read_gram(kernel_above: np.ndarray, units: int, channels_last: bool = False)
     ``channels_last`` says the map was flattened with the channel varying fastest (NHWC), and gives None
     otherwise (see the module notes).
     """
-    if kernel_above.ndim == 4 and kernel_above.shape[2] == units:
-        blocks = kernel_above.reshape(-1, units, kernel_above.shape[-1])
-        return np.einsum("pco,pdo->cd", blocks, blocks)
-    if kernel_above.ndim == 2 and kernel_above.shape[0] == units:
-        return kernel_above @ kernel_above.T
-    if kernel_above.ndim == 2 and kernel_above.shape[0] % units == 0:
-        if not channels_last:
+    conv, dense = kernel_above.ndim == 4 and kernel_above.shape[2] == units, kernel_above.ndim == 2
+    if conv or (dense and kernel_above.shape[0] % units == 0):
+        if dense and kernel_above.shape[0] != units and not channels_last:
             return None
+        # Taps of a conv kernel, positions of a flattened map (channel fastest), or one block for a dense kernel.
         blocks = kernel_above.reshape(-1, units, kernel_above.shape[-1])
         return np.einsum("pco,pdo->cd", blocks, blocks)
     raise LridError(
