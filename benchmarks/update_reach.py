@@ -42,11 +42,24 @@ if str(REPO) not in sys.path:
 
 from benchmarks.harness import load_average, print_table, write_result  # noqa: E402
 from benchmarks.transfer import CONFIGS, ZOO_SWEEPS, learned_networks, load_zoo  # noqa: E402
+from lrid.identify.features import reach_names  # noqa: E402
 
 # The configuration the default identifier uses (run unit, progress clock, relative, depth contrasts).
 CONFIG = CONFIGS[8]
-QUARTERS = 4
-REACH_FEATURES = [f"reach_{part}_q{quarter}" for part in ("top", "lower") for quarter in range(1, QUARTERS + 1)]
+
+
+def _reach_rows(reach: np.ndarray) -> pd.DataFrame:
+    """One network's rows as the store keeps its reach, from :func:`update_reach`'s [layers - 1, intervals]: a
+    point's value is the update since the point before it, and the readout has none."""
+    n_layers, n_points = len(reach) + 1, reach.shape[1] + 1
+    by_point = np.full((n_points, n_layers), np.nan)
+    by_point[1:, :-1] = reach.T
+    return pd.DataFrame({"run_id": "network", "step": np.repeat(np.arange(n_points), n_layers),
+                         "layer_index": np.tile(np.arange(n_layers), n_points), "reach": by_point.ravel()})
+
+
+REACH_FEATURES = reach_names("run")  # lrid's run-unit reach summary: the layer under the top, then those below
+QUARTERS = len(REACH_FEATURES) // 2
 
 
 @dataclass(frozen=True)
@@ -72,20 +85,14 @@ ARMS = (
 
 
 def reach_features(kernels: list[np.ndarray], channels_last: bool = False) -> list[float]:
-    """A network's update reach as :data:`REACH_FEATURES`: the mean over each quarter of training of the layer
-    below the top (``top``) and of the mean of the layers below it (``lower``; NaN for one hidden layer).
-    ``channels_last``: see :func:`lrid.observables.update_reach.update_reach`."""
+    """A network's update reach as lrid's features summarise it (``--observables reach --unit run``,
+    :data:`REACH_FEATURES`): its mean over each quarter of training for the layer below the top, then for the
+    layers below that (NaN for one hidden layer). ``channels_last``: see
+    :func:`lrid.observables.update_reach.update_reach`."""
+    from lrid.identify.features import build_features
     from lrid.observables.update_reach import update_reach
 
-    reach = update_reach(kernels, channels_last)
-
-    def quarters(values: np.ndarray) -> list[float]:
-        return [float(np.nanmean(part)) if np.isfinite(part).any() else np.nan
-                for part in np.array_split(values, QUARTERS)]
-
-    lower = reach[:-1]
-    lower_mean = np.array([np.nanmean(column) if np.isfinite(column).any() else np.nan for column in lower.T])
-    return quarters(reach[-1]) + (quarters(lower_mean) if len(lower) else [np.nan] * QUARTERS)
+    return build_features(_reach_rows(update_reach(kernels, channels_last)), subset="reach", unit="run").X[0].tolist()
 
 
 def sample_runs(metadata: pd.DataFrame, per_rule: int, seed: int = 0) -> list[str]:

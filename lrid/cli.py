@@ -396,8 +396,9 @@ def classify(
         list[str] | None,
         typer.Option(
             "--observables",
-            help="observable subset: weight, act, actchange, admissible, all, or a comma list combining "
-            "them; separate subsets to score each with ';' or repeat the option (the first one's models are saved)",
+            help="observable subset: weight, act, actchange, admissible, all (the 45 statistics), reach (update "
+            "reach), or a comma list combining them; separate subsets to score each with ';' or repeat the option "
+            "(the first one's models are saved)",
         ),
     ] = None,
     points: Annotated[int | None, typer.Option("--points", help="keep N evenly spaced recorded points")] = None,

@@ -40,7 +40,13 @@ def observable_names() -> list[str]:
 
 OBSERVABLES = tuple(observable_names())
 
-# A store's observables table: one row per (run, step, measured layer), these columns, then OBSERVABLES.
+# Cross-layer observables: one value per layer and recorded point that needs the layer's reader as well as
+# the layer (lrid.observables.update_reach), so no statistic of one layer's arrays gives it. Stored after
+# OBSERVABLES; a store written before they existed reads them as NaN.
+CROSS_LAYER_OBSERVABLES = ("reach",)
+STORED_OBSERVABLES = (*OBSERVABLES, *CROSS_LAYER_OBSERVABLES)
+
+# A store's observables table: one row per (run, step, measured layer), these columns, then STORED_OBSERVABLES.
 ID_COLUMNS = ["run_id", "step", "epoch", "layer", "layer_index", "depth_group"]
 FULL_VIEW = "full"  # the name of the undegraded observables among a run's views
 

@@ -7,6 +7,10 @@ Layout under the store root (a local path, ``file://`` URI, or any URI pyarrow's
     views/<view>/task=T/arch=A/rule=R/<run_id>.parquet  the same rows for a degraded view (optional)
     runs/<run_id>.json                                   the run's manifest, written last
 
+A row holds the run, step and layer (:data:`lrid.schema.ID_COLUMNS`), then the layer's observables
+(:data:`lrid.schema.STORED_OBSERVABLES`). Files written before the cross-layer observables (update reach)
+existed lack their columns, and read as NaN there.
+
 Degraded views (``observe.views`` in a sweep, see :mod:`lrid.observables.degrade`) are named like
 ``u0.5_n0.1`` and live outside ``observables/``, so stores and readers from before views are unchanged;
 the manifest lists them under ``"views"`` (name to path). ``Store(location, view="u0.5_n0.1")`` reads that
@@ -34,6 +38,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -41,7 +46,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from lrid.errors import LridError
-from lrid.schema import FULL_VIEW, ID_COLUMNS, OBSERVABLES, json_safe, parse_manifest
+from lrid.schema import CROSS_LAYER_OBSERVABLES, FULL_VIEW, ID_COLUMNS, STORED_OBSERVABLES, json_safe, parse_manifest
 
 SCHEMA = pa.schema(
     [
@@ -51,7 +56,7 @@ SCHEMA = pa.schema(
         ("layer", pa.string()),
         ("layer_index", pa.int32()),
         ("depth_group", pa.string()),
-        *[(name, pa.float64()) for name in OBSERVABLES],
+        *[(name, pa.float64()) for name in STORED_OBSERVABLES],
     ]
 )
 
@@ -137,7 +142,11 @@ class Store:
             temporary.unlink(missing_ok=True)
 
     def _write_table(self, relative: str, rows: pd.DataFrame) -> None:
-        table = pa.Table.from_pandas(rows[ID_COLUMNS + list(OBSERVABLES)], schema=SCHEMA, preserve_index=False)
+        # Rows without the cross-layer observables (written by callers from before them) store them as NaN.
+        missing = {name: np.nan for name in CROSS_LAYER_OBSERVABLES if name not in rows}
+        table = pa.Table.from_pandas(
+            rows.assign(**missing)[ID_COLUMNS + list(STORED_OBSERVABLES)], schema=SCHEMA, preserve_index=False
+        )
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         self._write_bytes(self.path(relative), sink.getvalue().to_pybytes())
@@ -274,7 +283,7 @@ class Store:
             relative = manifest["observables"] if self.view is None else manifest.get("views", {}).get(self.view)
             if relative is not None:
                 owners[self.path(relative)] = manifest["run_id"]
-        columns = [*ID_COLUMNS, *OBSERVABLES, "rule", "task", "arch"]
+        columns = [*ID_COLUMNS, *STORED_OBSERVABLES, "rule", "task", "arch"]
         if not owners:
             return pd.DataFrame(columns=columns)
         dataset = ds.dataset(

@@ -9,6 +9,7 @@ from lrid.config import ModelSpec, RuleSpec, RunSpec
 from lrid.models import build_network, depth_groups
 from lrid.observables import OBSERVABLES
 from lrid.observables.recorder import Recorder
+from lrid.observables.update_reach import checkpoint_reach, read_gram
 from lrid.rules import RULES, get_rule
 
 # Nayebi et al.'s table: (measured layers, early, middle, deep).
@@ -79,11 +80,22 @@ def test_every_rule_trains_a_step_and_records_on_every_architecture_or_refuses_c
         rule = rule_class({}, seed=0)
         model = build_network(model_spec, input_shape, 10, rule.feedback, seed=0)
         before = [v.numpy().copy() for v in model.trainable_variables]
+        kernels_before = [layer.kernel.numpy() for layer in model.measured_layers]
         step = rule.make_train_step(model, rule.optimizer_for(model))  # as the trainer builds it
         loss = float(step(x, y))
         assert np.isfinite(loss), (name, arch)
         changed = sum(not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
         assert changed > 0, (name, arch)
+        # Each layer's reader, as the trainer records update reach through it, takes the layer's units.
+        readers = model.measured_readers()
+        for layer, reader in enumerate(readers):
+            if reader is not None:
+                units = model.measured_layers[layer].kernel.shape[-1]
+                assert read_gram(model.measured_layers[reader].kernel.numpy(), units, True) is not None, (name, arch)
+        if arch.startswith("resnet"):  # only a block's first conv is read alone, by the block's second
+            assert sum(reader is not None for reader in readers) == len(model.blocks), (name, arch)
+        reach = checkpoint_reach(kernels_before, [layer.kernel.numpy() for layer in model.measured_layers], readers, True)
+        assert reach.shape == (len(readers),) and np.isnan(reach[[r is None for r in readers]]).all(), (name, arch)
         # The recorder's graph depends only on the layers' feedback kind; on the ResNets, whose traces take
         # seconds, one recording per kind covers every rule.
         if arch.startswith("resnet") and rule.feedback in recorded_feedback_kinds:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lrid.errors import LridError
-from lrid.observables.update_reach import MIN_CEILING, read_gram, update_reach
+from lrid.observables.update_reach import MIN_CEILING, ReachRecorder, checkpoint_reach, read_gram, update_reach
 
 UNITS, READOUT = 40, 10
 
@@ -103,6 +103,34 @@ def test_kernels_that_do_not_stack_are_refused_in_one_line(kernels, message):
     with pytest.raises(LridError, match=message) as error:
         update_reach(kernels)
     assert "\n" not in str(error.value)
+
+
+def test_one_intervals_reach_is_the_trajectorys_column_and_layers_without_a_reader_are_nan():
+    kernels = _train("backprop", steps=20, every=5)
+    trajectory = update_reach(kernels)
+    for step in range(trajectory.shape[1]):
+        interval = checkpoint_reach([k[step] for k in kernels], [k[step + 1] for k in kernels])
+        assert np.isnan(interval[-1])  # the readout: nothing reads its output
+        assert interval[0] == trajectory[0, step]
+        # Told that nothing reads the hidden layer alone (a residual branch), it has no reach either.
+        assert np.isnan(checkpoint_reach([k[step] for k in kernels], [k[step + 1] for k in kernels], [None, None])).all()
+    # A "reader" whose kernel does not take the layer's units gives NaN rather than an error: lrid records
+    # whatever layers a model lists, and only a chain's neighbours read each other.
+    mismatched = [np.zeros((20, 50)), np.zeros((7, 10))], [np.ones((20, 50)), np.zeros((7, 10))]
+    assert np.isnan(checkpoint_reach(*mismatched)).all()
+
+
+def test_the_recorder_reports_each_checkpoints_reach_from_its_own_copy_of_the_last_kernels():
+    kernels = _train("backprop", steps=20, every=5)
+    recorder = ReachRecorder()
+    live = [k[0].copy() for k in kernels]  # a network's weights, changed in place as it trains
+    recorded = [recorder.record(live)]
+    for step in range(1, len(kernels[0])):
+        for layer, kernel in zip(live, kernels):
+            layer[...] = kernel[step]
+        recorded.append(recorder.record(live))
+    assert np.isnan(recorded[0]).all()
+    np.testing.assert_array_equal(np.array(recorded[1:])[:, :-1].T, update_reach(kernels))
 
 
 def _train(feedback: str, steps: int = 40, every: int = 5) -> list[np.ndarray]:

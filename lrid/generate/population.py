@@ -660,7 +660,9 @@ _STEPS_LIMIT = 4
 def _train_population(specs: list[RunSpec]):
     """The training loop of :func:`train_population`: each member's outcome dict and observable rows."""
     from lrid.generate.trainer import _rows, _seed_global_generators, collapse_reason, recording_steps
-    from lrid.schema import depth_groups
+    from lrid.observables.recorder import with_reach
+    from lrid.observables.update_reach import ReachRecorder
+    from lrid.schema import FULL_VIEW, depth_groups
 
     tf.config.experimental.enable_op_determinism()
     first = specs[0]
@@ -689,11 +691,16 @@ def _train_population(specs: list[RunSpec]):
     health: list[dict[str, list]] = [{"update_gradient_angle_deg": [], "feedback_weight_angle_deg": []} for _ in specs]
     interval_losses: list = []
 
+    # Each member's own reach, as its solo run records it (the MLPs are chains).
+    reach = [ReachRecorder() for _ in specs]
+
     def record(step):
         values = step_fn.observe(probes).numpy().astype(np.float64)
         values[~np.isfinite(values)] = np.nan
+        kernels = [kernel.numpy() for kernel in model.kernels]
         for member in np.flatnonzero(active):
-            records[member].append((step, {"full": values[member]}))
+            member_reach = reach[member].record([kernel[member] for kernel in kernels])
+            records[member].append((step, with_reach({FULL_VIEW: values[member]}, member_reach)))
 
     def log_health(angles, x, y):
         update, feedback = (t.numpy() for t in angles(x, y))

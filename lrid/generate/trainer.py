@@ -16,8 +16,7 @@ import pandas as pd
 import lrid
 from lrid.config import RunSpec
 from lrid.lazy_import import tf
-from lrid.observables import OBSERVABLES
-from lrid.schema import depth_groups
+from lrid.schema import STORED_OBSERVABLES, depth_groups
 
 
 @dataclass
@@ -93,6 +92,8 @@ def train_run(spec: RunSpec, on_record: Callable[[int, Any, np.ndarray], object]
 
 def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict]:
     from lrid.observables.degrade import run_seed
+    from lrid.observables.recorder import with_reach
+    from lrid.observables.update_reach import ReachRecorder
     from lrid.rules import get_rule
     from lrid.tasks import get_task
 
@@ -115,7 +116,7 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
     schedule = recording_steps(total_steps, spec.observe.points)
     layer_names = [layer.name for layer in model.measured_layers]
     groups = depth_groups(len(layer_names))
-    records: list[tuple[int, dict[str, np.ndarray]]] = []  # per step, each view's [layers, observables]
+    records: list[tuple[int, dict[str, np.ndarray]]] = []  # per step, each view's [layers, stored observables]
     status, diverged_at, loss = "complete", None, float("nan")
     # Training losses since the last recording, kept as tensors: reading each one would sync every step.
     interval_losses: list = []
@@ -128,8 +129,13 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
         health_log["update_gradient_angle_deg"].append(update_angles)
         health_log["feedback_weight_angle_deg"].append(feedback_angles)
 
+    # lrid's models flatten a map channels-last (TensorFlow's NHWC), so a readout over a map has a reach too.
+    reach = ReachRecorder(model.measured_readers(), channels_last=True)
+
     def record(step):
-        records.append((step, recorder.record_all(step, run_seed(spec.run_id))))
+        observed = recorder.record_all(step, run_seed(spec.run_id))
+        kernels = [layer.kernel.numpy() for layer in model.measured_layers]
+        records.append((step, with_reach(observed, reach.record(kernels))))
         if on_record is not None:
             on_record(step, model, recorder.probe)
 
@@ -342,7 +348,7 @@ def _rows(run_id, records, layer_names, groups, steps_per_epoch) -> pd.DataFrame
         }
     )
     values = np.concatenate([values for _, _, values in blocks])  # a run always has its step-0 recording
-    frame = pd.concat([identifiers, pd.DataFrame(values, columns=list(OBSERVABLES))], axis=1)
+    frame = pd.concat([identifiers, pd.DataFrame(values, columns=list(STORED_OBSERVABLES))], axis=1)
     if len(records[0][1]) > 1:  # degraded views: Store.write_run files them apart from the full rows
         frame["view"] = np.repeat(np.array([view for _, view, _ in blocks], dtype=object), n_layers)
     return frame

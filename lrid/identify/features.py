@@ -18,7 +18,14 @@ Observable subsets (:data:`OBSERVABLE_SUBSETS`), combined with commas (``"weight
   (``ADMISSIBLE_OBS`` in their code; /work/shared/research/papers.md 1.4): weight raw/abs {norm, mean,
   median, q3, var} and sq {mean, median, q3}; act raw/abs {norm, mean, median, q3}; actchange raw/abs/sq
   mean. All skews and kurtoses, activation variances, activation squares and weight sq norm/var are out;
-* ``all``: the 45 observables.
+* ``all``: the 45 observables;
+* ``reach``: update reach (:mod:`lrid.observables.update_reach`), the one cross-layer observable: whether a
+  layer's updates point where the layer above reads, as backprop's do and feedback alignment's and node
+  perturbation's do not. It is summarised rather than kept as a trajectory: its mean over each quarter of
+  training (each recorded interval weighted by its overlap with the quarter, so any schedule gives the four
+  values), ``reach@q1`` .. ``reach@q4`` for the layer unit, and for the run unit those of the layer under
+  the readout (``reach@top@q1`` ..) and the mean of the layers below it (``reach@lower@q1`` ..), after the
+  other static columns. ``all`` leaves it out, so models saved before it existed still match their inputs.
 
 Time selection models limited access to the trajectory. Indices refer to the recorded points (0..T-1) and
 apply in this order: ``window`` keeps the first k points, ``stride`` every s-th point from the first, and
@@ -67,7 +74,7 @@ import pandas as pd
 
 from lrid.errors import LridError
 from lrid.observables import OBSERVABLES
-from lrid.schema import DEPTH_GROUPS
+from lrid.schema import CROSS_LAYER_OBSERVABLES, DEPTH_GROUPS, STORED_OBSERVABLES
 
 _ADMISSIBLE = (
     [f"weight_{f}_{s}" for f in ("raw", "abs") for s in ("norm", "mean", "median", "q3", "var")]
@@ -81,7 +88,11 @@ OBSERVABLE_SUBSETS: dict[str, tuple[str, ...]] = {
     "actchange": tuple(name for name in OBSERVABLES if name.startswith("actchange_")),
     "admissible": tuple(name for name in OBSERVABLES if name in _ADMISSIBLE),
     "all": tuple(OBSERVABLES),
+    "reach": ("reach",),
 }
+REACH_QUARTERS = 4
+# The run unit's reach parts: the layer under the readout, and the mean of the layers below it.
+REACH_PARTS = ("top", "lower")
 UNITS = ("layer", "run")
 TIMES = ("index", "fraction", "progress")
 BASELINES = ("none", "relative")
@@ -138,7 +149,7 @@ def subset_columns(subset: str) -> list[str]:
             f"{', '.join(OBSERVABLE_SUBSETS)}, or a comma list of them"
         )
     wanted = {column for name in names for column in OBSERVABLE_SUBSETS[name]}
-    return [column for column in OBSERVABLES if column in wanted]
+    return [column for column in STORED_OBSERVABLES if column in wanted]
 
 
 def select_points(
@@ -215,6 +226,7 @@ def build_features(
     if time != "index" and (window is not None or stride is not None):
         raise LridError(f"window and stride select recorded points; with time={time} choose the resolution with points")
     columns = list(observable_columns) if observable_columns else subset_columns(subset or "all")
+    summarised = [column for column in columns if column in CROSS_LAYER_OBSERVABLES]
     if observables.empty:
         raise LridError("the store holds no complete runs; run `lrid generate SPEC --store DIR` first")
     missing = [column for column in ["run_id", "step", "layer_index", *columns] if column not in observables]
@@ -244,6 +256,11 @@ def build_features(
         values = ordered[columns].to_numpy(dtype=np.float64).reshape(len(points_per_sample), n_recorded, len(columns))
         values = values[:, kept, :]
         samples = ordered.iloc[::n_recorded][SAMPLE_COLUMNS].reset_index(drop=True)
+    if summarised:  # summarised apart (module docstring), not a trajectory
+        reach = _reach_quarters(ordered, points_per_sample, kept if time == "index" else None)
+        trajectory_columns = [column for column in columns if column not in summarised]
+        values = values[..., [columns.index(column) for column in trajectory_columns]]
+        columns = trajectory_columns
     if baseline == "relative":
         values = _relative_to_start(values, columns)
     n_samples = len(samples)
@@ -273,6 +290,9 @@ def build_features(
             values, clock_static = _progress_clock(values, samples["run_id"].to_numpy(dtype=object))
             static = np.concatenate([static, clock_static], axis=1)
             static_names += [f"{column}@scale" for column in columns] + _progress_names(kept)
+        if summarised:
+            static = np.concatenate([static, reach], axis=1)
+            static_names += reach_names("layer")
         return FeatureSet(
             X=np.concatenate([values[..., first:].reshape(n_samples, -1), static], axis=1),
             y=samples["rule"].to_numpy(dtype=object),
@@ -306,6 +326,9 @@ def build_features(
         scales = static[:, : len(DEPTH_GROUPS) * len(columns)].reshape(len(run_ids), len(DEPTH_GROUPS), -1)
         static = np.concatenate([static, _depth_contrasts(scales).reshape(len(run_ids), -1)], axis=1)
         static_names += [f"{column}@scale@{pair}" for pair in DEPTH_CONTRASTS for column in columns]
+    if summarised:
+        static = np.concatenate([static, _run_reach(reach, samples, row_of_run)], axis=1)
+        static_names += reach_names("run")
     return FeatureSet(
         X=np.concatenate([pooled[..., first:].reshape(len(run_ids), -1), static], axis=1),
         y=run_samples["rule"].to_numpy(dtype=object),
@@ -339,6 +362,56 @@ def _resample_fractions(
         values[sample] = _at_positions(raw[start:stop], position)
     samples = ordered.iloc[starts[:-1]][SAMPLE_COLUMNS].reset_index(drop=True)
     return values, samples
+
+
+def reach_names(unit: str) -> list[str]:
+    """The columns the ``reach`` subset adds, after the other static columns, for ``unit`` (module docstring)."""
+    parts = [""] if unit == "layer" else [f"@{part}" for part in REACH_PARTS]
+    return [f"reach{part}@q{quarter}" for part in parts for quarter in range(1, REACH_QUARTERS + 1)]
+
+
+def _reach_quarters(ordered: pd.DataFrame, points_per_sample: pd.Series, kept: list[int] | None) -> np.ndarray:
+    """[samples, REACH_QUARTERS]: each sample's reach averaged over each quarter of its recorded span (of the
+    ``kept`` points, if given), each interval weighted by its overlap with the quarter; NaN where no interval
+    of a quarter has a value.
+
+    A recorded point's reach is that of the update since the point recorded before it; where a time selection
+    dropped that point, the value stands for the whole interval since the last point kept.
+    """
+    steps = ordered["step"].to_numpy(dtype=np.float64)
+    reach = ordered["reach"].to_numpy(dtype=np.float64)
+    starts = np.concatenate([[0], np.cumsum(points_per_sample.to_numpy())])
+    bounds = np.linspace(0.0, 1.0, REACH_QUARTERS + 1)
+    quarters = np.full((len(points_per_sample), REACH_QUARTERS), np.nan)
+    for sample, (start, stop) in enumerate(zip(starts[:-1], starts[1:])):
+        sample_steps, sample_reach = steps[start:stop], reach[start:stop]
+        if kept is not None:
+            sample_steps, sample_reach = sample_steps[kept], sample_reach[kept]
+        if len(sample_steps) < 2 or sample_steps[-1] <= sample_steps[0]:
+            continue
+        fraction = (sample_steps - sample_steps[0]) / (sample_steps[-1] - sample_steps[0])
+        overlap = np.minimum(fraction[1:, None], bounds[None, 1:]) - np.maximum(fraction[:-1, None], bounds[None, :-1])
+        weight = np.clip(overlap, 0.0, None) * np.isfinite(sample_reach[1:, None])
+        total = weight.sum(axis=0)
+        weighted = (weight * np.nan_to_num(sample_reach[1:, None])).sum(axis=0)
+        quarters[sample] = np.where(total > 0, weighted / np.where(total > 0, total, 1.0), np.nan)
+    return quarters
+
+
+def _run_reach(reach: np.ndarray, samples: pd.DataFrame, row_of_run: dict) -> np.ndarray:
+    """[runs, parts * quarters]: the reach quarters of each run's layer under its readout, then the mean of
+    those of the layers below it (:data:`REACH_PARTS`; NaN where a run has no such layer)."""
+    pooled = np.full((len(row_of_run), len(REACH_PARTS), REACH_QUARTERS), np.nan)
+    positions = samples["layer_index"].to_numpy(dtype=np.int64)
+    for run_id, index in samples.groupby("run_id", sort=False).groups.items():
+        rows = np.asarray(index)
+        below_readout = positions[rows].max() - 1
+        with warnings.catch_warnings():  # a part without values stays NaN, without a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for part, chosen in enumerate((positions[rows] == below_readout, positions[rows] < below_readout)):
+                if chosen.any():
+                    pooled[row_of_run[run_id], part] = np.nanmean(reach[rows[chosen]], axis=0)
+    return pooled.reshape(len(row_of_run), -1)
 
 
 def _at_positions(rows: np.ndarray, position: np.ndarray) -> np.ndarray:

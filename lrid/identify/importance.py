@@ -40,7 +40,7 @@ from lrid.identify.features import DEPTH_CONTRASTS, build_features
 from lrid.identify.model_files import load_fitted, read_sidecar
 from lrid.identify.scores import load_scores
 from lrid.identify.splits import balanced_run_splits, run_metadata, select_runs
-from lrid.schema import DEPTH_GROUPS, MEASURES, Scores
+from lrid.schema import CROSS_LAYER_OBSERVABLES, DEPTH_GROUPS, MEASURES, Scores
 from lrid.store import Store
 
 LEVELS = ("observable", "measure", "function", "statistic", "depth", "time")
@@ -73,6 +73,8 @@ def column_levels(name: str) -> ColumnLevels:
     observable, *tags = name.split("@")
     depth = next((tag for tag in tags if tag in DEPTH_GROUPS or tag in DEPTH_CONTRASTS), None)
     time = next((tag for tag in tags if _TIME.fullmatch(tag)), "all")
+    if observable in CROSS_LAYER_OBSERVABLES:  # one value per layer: its own measure, no function or statistic
+        return ColumnLevels(observable, observable, "other", "other", time, depth)
     parts = observable.split("_", 2)
     if len(parts) != 3 or parts[0] not in MEASURES:
         # A column outside the observable grid (a summary feature, say) stands alone.

@@ -59,10 +59,10 @@ import numpy as np
 import pandas as pd
 
 from lrid.errors import LridError
-from lrid.observables import OBSERVABLES
 from lrid.observables.host_statistics import layer_statistics
 from lrid.observables.raw import KINDS, Recording, write_recording  # noqa: F401 - part of this module's API
-from lrid.schema import ID_COLUMNS, depth_groups
+from lrid.observables.update_reach import checkpoint_reach
+from lrid.schema import ID_COLUMNS, OBSERVABLES, STORED_OBSERVABLES, depth_groups
 
 _MIN_NDIM = {"weight": 2, "act": 3, "actchange": 2}  # with the leading step axis
 _SHAPE_HINT = {"weight": "[T, ..., units]", "act": "[T, batch, ...units]", "actchange": "[T, batch]"}
@@ -74,7 +74,7 @@ CONV_RECORDING = "conv"
 def read_recording(path: str | Path) -> pd.DataFrame:
     """The observables of a raw recording (``.npz`` or ``.parquet``), in the store's long format.
 
-    Columns: :data:`lrid.schema.ID_COLUMNS`, then :data:`lrid.observables.OBSERVABLES` (NaN for kinds the
+    Columns: :data:`lrid.schema.ID_COLUMNS`, then :data:`lrid.schema.STORED_OBSERVABLES` (NaN for kinds the
     recording lacks), then ``rule``, ``task`` and ``arch`` (unknown: None) and ``network_layers`` (the whole
     network's number of layers; ``layer_index`` is each layer's position in it). Any problem with the file
     is a :class:`LridError` naming it.
@@ -462,20 +462,21 @@ def recording_observables(recording: Recording) -> pd.DataFrame:
     """The observables of a validated recording, computed with lrid's own statistics (in numpy, on the host)."""
     n_steps, n_layers = len(recording.steps), len(recording.layers)
     positions, network_layers = recording.placement
-    values = np.full((n_steps, n_layers, len(OBSERVABLES)), np.nan)
+    values = np.full((n_steps, n_layers, len(STORED_OBSERVABLES)), np.nan)
     for layer_index, layer in enumerate(recording.layers):
         arrays = {kind: np.asarray(by_layer[layer], dtype=np.float32) for kind, by_layer in recording.arrays.items()}
         per_step = max(array[0].size for array in arrays.values())
         chunk = max(1, _ENTRIES_PER_CALL // per_step)  # bounds the memory of one call on large layers
         for start in range(0, n_steps, chunk):
             part = {kind: array[start : start + chunk] for kind, array in arrays.items()}
-            values[start : start + chunk, layer_index] = layer_statistics(
+            values[start : start + chunk, layer_index, : len(OBSERVABLES)] = layer_statistics(
                 part.get("weight"), part.get("act"), part.get("actchange")
             )
+    values[:, :, STORED_OBSERVABLES.index("reach")] = recording_reach(recording)
     values[~np.isfinite(values)] = np.nan
     if "weight" in recording.arrays and holds_bfloat16_values(list(recording.arrays["weight"].values())):
         warnings.warn(CoarseWeightsWarning(recording.run), stacklevel=2)
-    frame = pd.DataFrame(values.reshape(n_steps * n_layers, -1), columns=list(OBSERVABLES))
+    frame = pd.DataFrame(values.reshape(n_steps * n_layers, -1), columns=list(STORED_OBSERVABLES))
     epochs = recording.epochs if recording.epochs is not None else np.full(n_steps, np.nan)
     identity = {
         "run_id": recording.run,
@@ -485,8 +486,26 @@ def recording_observables(recording: Recording) -> pd.DataFrame:
         "layer_index": np.tile(np.asarray(positions, dtype=np.int32), n_steps),
         "depth_group": np.tile([depth_groups(network_layers)[p] for p in positions], n_steps),
     }
-    frame = pd.concat([pd.DataFrame(identity), frame], axis=1)[ID_COLUMNS + list(OBSERVABLES)]
+    frame = pd.concat([pd.DataFrame(identity), frame], axis=1)[ID_COLUMNS + list(STORED_OBSERVABLES)]
     return frame.assign(rule=None, task=None, arch=recording_arch(recording), network_layers=network_layers)
+
+
+def recording_reach(recording: Recording) -> np.ndarray:
+    """[T, L]: each layer's update reach (:mod:`lrid.observables.update_reach`) from the previous recorded step,
+    read by the next recorded layer; NaN at the first step, for the readout, and where it is undefined.
+
+    A recording of some of a network's layers, or without weights, has none: the layer above a recorded one
+    may not be recorded. A layer whose next layer does not take its units as inputs (a skip, a branch) has
+    none either. A dense layer reading a conv map over several positions has none, since the recording does
+    not say in which order the map was flattened.
+    """
+    reach = np.full((len(recording.steps), len(recording.layers)), np.nan)
+    if "weight" not in recording.arrays or recording.partial:
+        return reach
+    kernels = [recording.arrays["weight"][layer] for layer in recording.layers]
+    for step in range(1, len(recording.steps)):
+        reach[step] = checkpoint_reach([k[step - 1] for k in kernels], [k[step] for k in kernels])
+    return reach
 
 
 def recording_arch(recording: Recording) -> str:
@@ -522,8 +541,11 @@ def require_measures(observables: pd.DataFrame, feature_names: list[str]) -> Non
     A measure is missing for a run when every one of its observables is NaN there, which is how
     :func:`read_recording` marks kinds the recording does not carry.
     """
+    reach_used = any(name.split("@")[0] == "reach" for name in feature_names)
     for kind in KINDS:
         used = sorted({name.split("@")[0] for name in feature_names if name.startswith(f"{kind}_")})
+        if kind == "weight" and reach_used and not used:  # update reach is computed from the weights
+            used = [name for name in STORED_OBSERVABLES if name.startswith("weight_")]
         if not used or not set(used) <= set(observables.columns):
             continue
         empty = observables[used].isna().all(axis=1).groupby(observables["run_id"]).all()

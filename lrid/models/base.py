@@ -81,6 +81,12 @@ class MeasuredModel(keras.Model):
         pairs = [by_layer[id(layer)] for layer in self.measured_layers]
         return logits, [p[0] for p in pairs], [p[1] for p in pairs]
 
+    def measured_readers(self) -> list[int | None]:
+        """For each measured layer, the index of the measured layer that reads its output, None where none
+        does alone (the readout; a branch summed with another): what update reach
+        (:mod:`lrid.observables.update_reach`) reads a layer's update through. A chain by default."""
+        return [*range(1, len(self.measured_layers)), None]
+
     def predict_logits(self, inputs: tf.Tensor) -> Any:
         """Logits for a batch of inputs, through a compiled inference-mode forward pass (for evaluation)."""
         if not hasattr(self, "_compiled_call"):

@@ -78,6 +78,15 @@ class ResNet(MeasuredModel):
         self.classifier = FeedbackDense(n_classes, feedback=feedback, seed=seed * 1000 + 2 * next(counter), name="fc")
         self.measured_layers = [*measured, self.classifier]
 
+    def measured_readers(self) -> list[int | None]:
+        """Only a block's first conv has a layer that reads its output alone (the block's second conv); every
+        other output is summed with a shortcut before the next layer reads it."""
+        index = {id(layer): position for position, layer in enumerate(self.measured_layers)}
+        readers: list[int | None] = [None] * len(self.measured_layers)
+        for block in self.blocks:
+            readers[index[id(block["conv_a"])]] = index[id(block["conv_b"])]
+        return readers
+
     def _block_v1(self, block, x, training):
         shortcut = x
         if block["projection"] is not None:

@@ -84,6 +84,19 @@ class Recorder:
         return _finite_or_nan(self._full())
 
 
+def with_reach(observed: dict[str, np.ndarray], reach: np.ndarray) -> dict[str, np.ndarray]:
+    """Each view's [n_layers, 45] observables with the cross-layer column appended: [n_layers, 46].
+
+    The full observables get ``reach`` (:class:`lrid.observables.update_reach.ReachRecorder`); a degraded
+    view gets NaN, since which of a layer's updates its reader reads through units the view does not keep
+    is not something the view measures.
+    """
+    return {
+        name: np.column_stack([values, reach if name == FULL_VIEW else np.full(len(values), np.nan)])
+        for name, values in observed.items()
+    }
+
+
 def _finite_or_nan(values: np.ndarray) -> np.ndarray:
     values = values.astype(np.float64)
     values[~np.isfinite(values)] = np.nan

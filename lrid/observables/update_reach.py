@@ -58,22 +58,79 @@ def read_gram(kernel_above: np.ndarray, units: int, channels_last: bool = False)
             return None
         # Taps of a conv kernel, positions of a flattened map (channel fastest), or one block for a dense kernel.
         blocks = kernel_above.reshape(-1, units, kernel_above.shape[-1])
-        return np.einsum("pco,pdo->cd", blocks, blocks)
+        side_by_side = blocks.transpose(1, 0, 2).reshape(units, -1)
+        return side_by_side @ side_by_side.T  # a matrix product, which BLAS runs, where einsum would loop
     raise LridError(
         f"a kernel of shape {kernel_above.shape} cannot read a layer of {units} output units; give the kernels in "
         "depth order, dense as [inputs, outputs] and conv as [height, width, inputs, outputs]"
     )
 
 
+def _working_dtype(*arrays: np.ndarray) -> np.dtype:
+    """float32 for kernels of float32 or narrower, as networks keep them, float64 for float64 ones: a reader of
+    4096 units costs seconds a checkpoint in float64, and the reach needs no more than float32's precision."""
+    return np.result_type(*(np.asarray(array).dtype for array in arrays), np.float32)
+
+
+def layer_reach(update: np.ndarray, kernel_above: np.ndarray, channels_last: bool = False) -> float:
+    """The reach of one layer's update (its kernel's change, any layout with the output units last) read by
+    ``kernel_above``: NaN where it is undefined (see :func:`update_reach`)."""
+    units = update.shape[-1]
+    dtype = _working_dtype(update, kernel_above)
+    gram = read_gram(np.asarray(kernel_above, dtype), units, channels_last)
+    update = np.asarray(update, dtype).reshape(-1, units)
+    if gram is None:
+        return np.nan
+    read_total, update_total = np.trace(gram), np.sum(update**2)
+    if read_total <= 0 or update_total <= 0:
+        return np.nan
+    ceiling = units * np.sum(gram * gram) / read_total**2
+    if ceiling < MIN_CEILING:
+        return np.nan
+    rho = np.sum((update @ gram) * update) / (update_total * read_total / units)
+    return float((rho - 1) / (ceiling - 1))
+
+
+def checkpoint_reach(
+    before: Sequence[np.ndarray],
+    after: Sequence[np.ndarray],
+    readers: Sequence[int | None] | None = None,
+    channels_last: bool = False,
+) -> np.ndarray:
+    """Every layer's reach over one interval, [n_layers]: layer l's update from ``before[l]`` to ``after[l]``
+    read by its reader's kernel at ``before``.
+
+    ``readers[l]`` is the index of the layer that reads layer l's output (None: none reads it alone, as the
+    readout's output or a residual branch summed with a shortcut); by default the next layer, as in a chain.
+    A layer without a reader, or whose reader's kernel does not read its units, is NaN.
+    """
+    if len(before) != len(after):
+        raise LridError("checkpoint reach needs the same layers' kernels at both checkpoints")
+    if readers is None:
+        readers = [*range(1, len(before)), None]
+    reach = np.full(len(before), np.nan)
+    for layer, reader in enumerate(readers):
+        if reader is None:
+            continue
+        dtype = _working_dtype(after[layer], before[layer])
+        update = np.asarray(after[layer], dtype) - np.asarray(before[layer], dtype)
+        try:
+            reach[layer] = layer_reach(update, before[reader], channels_last)
+        except LridError:
+            continue  # the reader's kernel does not take this layer's units as its inputs
+    return reach
+
+
 def update_reach(kernels: Sequence[np.ndarray], channels_last: bool = False) -> np.ndarray:
     """Each layer's update reach between consecutive checkpoints: [n_layers - 1, n_checkpoints - 1].
 
     ``kernels`` are a network's forward kernels in depth order, each [T, *shape] at the same T checkpoints,
-    dense as ``[inputs, outputs]`` and conv as ``[kh, kw, inputs, outputs]``. Row l is layer l's reach through layer l + 1, its entry t the update
-    from checkpoint t to t + 1 read by layer l + 1's kernel at checkpoint t. The top layer has no row. NaN
-    where the layer did not change, the layer above reads too evenly to tell (:data:`MIN_CEILING`), or
-    it reads a map flattened over several positions in an order ``channels_last`` does not vouch for
-    (:func:`read_gram`).
+    dense as ``[inputs, outputs]`` and conv as ``[kh, kw, inputs, outputs]``. Row l is layer l's reach through
+    layer l + 1, its entry t the update from checkpoint t to t + 1 read by layer l + 1's kernel at checkpoint
+    t. The top layer has no row. NaN where the layer did not change, the layer above reads too evenly to tell
+    (:data:`MIN_CEILING`), or it reads a map flattened over several positions in an order ``channels_last``
+    does not vouch for (:func:`read_gram`). Kernels that do not chain (a layer above that does not read the
+    layer's units) are refused with a one-line error.
     """
     if len(kernels) < 2:
         raise LridError("update reach needs the kernels of at least two consecutive layers")
@@ -82,19 +139,31 @@ def update_reach(kernels: Sequence[np.ndarray], channels_last: bool = False) -> 
         raise LridError("update reach needs every kernel at the same two or more checkpoints")
     reach = np.full((len(kernels) - 1, len(kernels[0]) - 1), np.nan)
     for layer, (kernel, above) in enumerate(zip(kernels[:-1], kernels[1:])):
-        kernel, above = np.asarray(kernel, np.float64), np.asarray(above, np.float64)
-        units = kernel.shape[-1]
-        updates = np.diff(kernel, axis=0).reshape(len(kernel) - 1, -1, units)
+        updates = np.diff(np.asarray(kernel, _working_dtype(kernel)), axis=0)
         for step, update in enumerate(updates):
-            gram = read_gram(above[step], units, channels_last)
-            if gram is None:
-                break
-            read_total, update_total = np.trace(gram), np.sum(update**2)
-            if read_total <= 0 or update_total <= 0:
-                continue
-            ceiling = units * np.sum(gram * gram) / read_total**2
-            if ceiling < MIN_CEILING:
-                continue
-            rho = np.einsum("ic,cd,id->", update, gram, update) / (update_total * read_total / units)
-            reach[layer, step] = (rho - 1) / (ceiling - 1)
+            reach[layer, step] = layer_reach(update, above[step], channels_last)
     return reach
+
+
+class ReachRecorder:
+    """Each layer's reach since the previous recording, for a network recorded checkpoint by checkpoint.
+
+    It keeps the kernels of the last checkpoint it saw (a copy of the network's weights on the host, the
+    memory update reach costs while training). The first checkpoint has no update before it: NaN.
+    ``readers`` and ``channels_last`` are :func:`checkpoint_reach`'s.
+    """
+
+    def __init__(self, readers: Sequence[int | None] | None = None, channels_last: bool = False) -> None:
+        self.readers = None if readers is None else list(readers)
+        self.channels_last = channels_last
+        self._previous: list[np.ndarray] | None = None
+
+    def record(self, kernels: Sequence[np.ndarray]) -> np.ndarray:
+        """[n_layers]: each layer's reach from the previous checkpoint's ``kernels`` to these."""
+        kernels = [np.array(kernel, copy=True) for kernel in kernels]
+        if self._previous is None:
+            reach = np.full(len(kernels), np.nan)
+        else:
+            reach = checkpoint_reach(self._previous, kernels, self.readers, self.channels_last)
+        self._previous = kernels
+        return reach
