@@ -84,15 +84,15 @@ ARMS = (
 )
 
 
-def reach_features(kernels: list[np.ndarray], channels_last: bool = False) -> list[float]:
+def reach_features(kernels: list[np.ndarray], flatten: str | None = None) -> list[float]:
     """A network's update reach as lrid's features summarise it (``--observables reach --unit run``,
     :data:`REACH_FEATURES`): its mean over each quarter of training for the layer below the top, then for the
-    layers below that (NaN for one hidden layer). ``channels_last``: see
+    layers below that (NaN for one hidden layer). ``flatten``: see
     :func:`lrid.observables.update_reach.update_reach`."""
     from lrid.identify.features import build_features
     from lrid.observables.update_reach import update_reach
 
-    return build_features(_reach_rows(update_reach(kernels, channels_last)), subset="reach", unit="run").X[0].tolist()
+    return build_features(_reach_rows(update_reach(kernels, flatten)), subset="reach", unit="run").X[0].tolist()
 
 
 def sample_runs(metadata: pd.DataFrame, per_rule: int, seed: int = 0) -> list[str]:
@@ -153,7 +153,7 @@ def foreign_set(directory: Path):
         observables.append(recording_observables(recording))
         kernels = [recording.arrays["weight"][layer] for layer in recording.layers]
         for channels_last in reach:
-            reach[channels_last][recording.run] = reach_features(kernels, channels_last)
+            reach[channels_last][recording.run] = reach_features(kernels, "channels_last" if channels_last else None)
     features = build_features(pd.concat(observables, ignore_index=True), **CONFIG.options())
     frames = {channels_last: pd.DataFrame.from_dict(rows, orient="index", columns=REACH_FEATURES).loc[features.groups]
               for channels_last, rows in reach.items()}

@@ -91,10 +91,10 @@ def test_every_rule_trains_a_step_and_records_on_every_architecture_or_refuses_c
         for layer, reader in enumerate(readers):
             if reader is not None:
                 units = model.measured_layers[layer].kernel.shape[-1]
-                assert read_gram(model.measured_layers[reader].kernel.numpy(), units, True) is not None, (name, arch)
+                assert read_gram(model.measured_layers[reader].kernel.numpy(), units, "channels_last") is not None, (name, arch)
         if arch.startswith("resnet"):  # only a block's first conv is read alone, by the block's second
             assert sum(reader is not None for reader in readers) == len(model.blocks), (name, arch)
-        reach = checkpoint_reach(kernels_before, [layer.kernel.numpy() for layer in model.measured_layers], readers, True)
+        reach = checkpoint_reach(kernels_before, [layer.kernel.numpy() for layer in model.measured_layers], readers, "channels_last")
         assert reach.shape == (len(readers),) and np.isnan(reach[[r is None for r in readers]]).all(), (name, arch)
         # The recorder's graph depends only on the layers' feedback kind; on the ResNets, whose traces take
         # seconds, one recording per kind covers every rule.

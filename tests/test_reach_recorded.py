@@ -14,7 +14,14 @@ from lrid.errors import LridError
 from lrid.generate.export import export_recording
 from lrid.identify.features import build_features
 from lrid.identify.importance import column_levels
-from lrid.identify.recording import load_recordings, read_recording, recording_observables, require_measures
+from lrid.identify.recording import (
+    Recording,
+    load_recordings,
+    read_recording,
+    recording_observables,
+    require_measures,
+    write_recording,
+)
 from lrid.observables.recorder import with_reach
 from lrid.schema import OBSERVABLES, STORED_OBSERVABLES
 from lrid.store import Store
@@ -139,3 +146,57 @@ def test_classify_reads_reach_from_the_cli_and_identify_names_a_recording_with_i
     assert named.exit_code == 0, named.output
     predictions = pd.read_csv(output)
     assert predictions["predicted"].tolist() == ["fa"]
+
+
+def _conv_recording(flatten: str | None, order: str = "channels_last") -> Recording:
+    """A conv layer of 8 channels under a dense readout of its 2x2 map that reads one channel direction only,
+    the readout's kernel flattened in ``order``; the conv layer's update is shaped like what the readout reads,
+    so its reach is exactly 1 where the order is known."""
+    rng = np.random.default_rng(0)
+    direction = rng.standard_normal(8)
+    direction /= np.linalg.norm(direction)
+    blocks = np.stack([np.outer(direction, rng.standard_normal(10)) for _ in range(4)])  # [position, channel, out]
+    readout = blocks.reshape(32, 10) if order == "channels_last" else blocks.transpose(1, 0, 2).reshape(32, 10)
+    conv = rng.standard_normal((3, 3, 1, 8))
+    update = np.outer(rng.standard_normal(9), direction).reshape(3, 3, 1, 8)
+    weights = {"conv": np.stack([conv, conv + update, conv + 3 * update]), "readout": np.stack([readout] * 3)}
+    return Recording("conv", np.array([0, 10, 20]), ["conv", "readout"], {"weight": weights}, flatten=flatten)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".parquet"])
+def test_a_recording_that_says_how_its_maps_were_flattened_gets_its_readouts_reach(tmp_path, suffix):
+    for order in ("channels_last", "channels_first"):
+        said = read_recording(write_recording(_conv_recording(order, order), tmp_path / f"{order}{suffix}"))
+        under_readout = said.loc[(said["layer"] == "conv") & (said["step"] > 0), "reach"]
+        np.testing.assert_allclose(under_readout, 1.0, rtol=1e-5)
+    (unsaid,) = load_recordings(write_recording(_conv_recording(None), tmp_path / f"unsaid{suffix}"))
+    assert unsaid.flatten is None and recording_observables(unsaid)["reach"].isna().all()
+
+
+def test_an_unknown_flatten_order_is_one_line_naming_the_choices(tmp_path):
+    path = write_recording(_conv_recording(None), tmp_path / "run.npz")
+    with np.load(path) as archive:
+        contents = dict(archive)
+    np.savez(path, **contents, flatten=np.asarray("NHWC"))
+    with pytest.raises(LridError, match="`flatten` is 'NHWC'; say channels_last .NHWC. or channels_first") as error:
+        load_recordings(path)
+    assert "\n" not in str(error.value)
+
+
+def test_an_exported_conv_run_says_its_maps_are_channels_last_and_reads_back_its_runs_reach(tmp_path):
+    from lrid.config import ModelSpec, RuleSpec, RunSpec, TrainSpec
+    from lrid.generate.trainer import train_run
+
+    spec = RunSpec(rule=RuleSpec(name="sgdm"), task={"name": "digits", "options": {"as_images": True}},
+                   model=ModelSpec(arch="convnet", conv_filters=(4, 32), conv_strides=(2, 2)),
+                   train=TrainSpec(epochs=1, batch_size=128), observe={"points": 3, "probe_size": 16})
+    (recording,) = load_recordings(export_recording(spec, tmp_path / "conv.npz"))
+    assert recording.flatten == "channels_last"
+    # The 8x8 image strided twice leaves a 2x2 map, which the readout reads over its 4 positions.
+    assert recording.arrays["weight"][recording.layers[-1]].shape[1:] == (4 * 32, 10)
+    read = recording_observables(recording)["reach"].to_numpy()
+    stored = train_run(spec).observables["reach"].to_numpy()
+    np.testing.assert_array_equal(read, stored)
+    # The layer under the readout, at both points after the first: the readout reads it over its 4 positions.
+    # (The first conv layer, read through 9 taps of 32 channels, is read too evenly to tell.)
+    assert np.isfinite(read).sum() == 2

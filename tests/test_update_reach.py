@@ -81,14 +81,28 @@ def test_a_map_flattened_channels_last_is_read_as_the_sum_over_its_positions():
     flattened = rng.standard_normal((4 * UNITS, READOUT))  # rows (position, channel), the channel fastest
     per_position = flattened.reshape(4, UNITS, READOUT)
     expected = sum(block @ block.T for block in per_position)
-    np.testing.assert_allclose(read_gram(flattened, UNITS, channels_last=True), expected, rtol=1e-12)
+    np.testing.assert_allclose(read_gram(flattened, UNITS, "channels_last"), expected, rtol=1e-12)
     assert read_gram(flattened, UNITS) is None
     # Read so, it is the conv kernel over the same positions as taps.
     update = rng.standard_normal((30, UNITS))
     as_conv = per_position.reshape(2, 2, UNITS, READOUT)
     np.testing.assert_allclose(
-        update_reach(_pair(update, flattened, rng), channels_last=True), update_reach(_pair(update, as_conv, rng))
+        update_reach(_pair(update, flattened, rng), "channels_last"), update_reach(_pair(update, as_conv, rng))
     )
+
+
+def test_the_same_map_flattened_channels_first_reads_the_same_and_an_unknown_order_is_refused():
+    rng = np.random.default_rng(7)
+    channels_last = rng.standard_normal((4 * UNITS, READOUT))  # rows (position, channel)
+    # PyTorch's NCHW flatten: rows (channel, position), the same weights in another order.
+    channels_first = channels_last.reshape(4, UNITS, READOUT).transpose(1, 0, 2).reshape(4 * UNITS, READOUT)
+    np.testing.assert_allclose(
+        read_gram(channels_first, UNITS, "channels_first"), read_gram(channels_last, UNITS, "channels_last"), rtol=1e-12
+    )
+    assert not np.allclose(read_gram(channels_first, UNITS, "channels_last"), read_gram(channels_last, UNITS, "channels_last"))
+    update = rng.standard_normal((30, UNITS))
+    with pytest.raises(LridError, match="unknown flatten order 'NHWC'; choose channels_last or channels_first"):
+        checkpoint_reach([np.zeros((30, UNITS)), channels_last], [update, channels_last], flatten="NHWC")
 
 
 @pytest.mark.parametrize(

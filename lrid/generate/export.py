@@ -51,4 +51,6 @@ def export_recording(source: RunSpec | Store | str | Path, path: str | Path, run
     layers = list(captured["weight"])
     epochs = result.observables.drop_duplicates("step").set_index("step").loc[steps, "epoch"].to_numpy()
     arrays = {kind: {layer: np.stack(captured[kind][layer]) for layer in layers} for kind in KINDS}
-    return write_recording(Recording(spec.run_id, np.asarray(steps, np.int64), layers, arrays, epochs), path)
+    # TensorFlow's maps are NHWC, and lrid's models flatten them so.
+    recording = Recording(spec.run_id, np.asarray(steps, np.int64), layers, arrays, epochs, flatten="channels_last")
+    return write_recording(recording, path)

@@ -130,7 +130,7 @@ def _train_and_record(spec: RunSpec, on_record=None) -> tuple[pd.DataFrame, dict
         health_log["feedback_weight_angle_deg"].append(feedback_angles)
 
     # lrid's models flatten a map channels-last (TensorFlow's NHWC), so a readout over a map has a reach too.
-    reach = ReachRecorder(model.measured_readers(), channels_last=True)
+    reach = ReachRecorder(model.measured_readers(), flatten="channels_last")
 
     def record(step):
         observed = recorder.record_all(step, run_seed(spec.run_id))

@@ -18,6 +18,10 @@ NPZ format (``numpy.savez``; read with ``allow_pickle=False``, so plain arrays o
                                                  included, when the recording holds only some of them
     layer_positions     int [L]                  with network_layers: where each recorded layer sits in the
                                                  network, 0 its first layer, network_layers - 1 its readout
+    flatten             str []                   optional: how a dense layer after a conv layer flattened
+                                                 its map, channels_last (NHWC, TensorFlow's) or
+                                                 channels_first (NCHW, PyTorch's); without it, such a
+                                                 layer's update reach is unknown (NaN) over several positions
 
 Parquet format: a long table, one row per (run, step, layer, kind)::
 
@@ -30,6 +34,7 @@ Parquet format: a long table, one row per (run, step, layer, kind)::
     epoch    float       optional
     network_layers  int  optional, one value per run: as in the NPZ
     layer_position  int  with network_layers, one value per layer: as the NPZ's layer_positions
+    flatten  string      optional, one value per run: as in the NPZ
 
 Every layer must carry the same kinds, every array the same steps, and every value must be finite. Either
 ``weight`` or ``act`` (or both) may be missing altogether: their observables are then NaN, and a
@@ -61,12 +66,12 @@ import pandas as pd
 from lrid.errors import LridError
 from lrid.observables.host_statistics import layer_statistics
 from lrid.observables.raw import KINDS, Recording, write_recording  # noqa: F401 - part of this module's API
-from lrid.observables.update_reach import checkpoint_reach
+from lrid.observables.update_reach import FLATTEN_ORDERS, checkpoint_reach
 from lrid.schema import ID_COLUMNS, OBSERVABLES, STORED_OBSERVABLES, depth_groups
 
 _MIN_NDIM = {"weight": 2, "act": 3, "actchange": 2}  # with the leading step axis
 _SHAPE_HINT = {"weight": "[T, ..., units]", "act": "[T, batch, ...units]", "actchange": "[T, batch]"}
-_NPZ_METADATA = ("steps", "layers", "epoch", "run", "network_layers", "layer_positions")
+_NPZ_METADATA = ("steps", "layers", "epoch", "run", "network_layers", "layer_positions", "flatten")
 # The ``arch`` of a recording with a convolutional layer (:func:`recording_arch`); others are ``dense``.
 CONV_RECORDING = "conv"
 
@@ -139,6 +144,7 @@ def _load_npz(path: Path) -> Recording:
     epochs = contents.get("epoch")
     positions = contents.get("layer_positions")
     network_layers = contents.get("network_layers")
+    flatten = contents.get("flatten")
     recording = Recording(
         run,
         contents["steps"],
@@ -147,6 +153,7 @@ def _load_npz(path: Path) -> Recording:
         epochs,
         None if positions is None else np.atleast_1d(positions).tolist(),
         None if network_layers is None else network_layers.tolist(),
+        None if flatten is None else flatten.tolist(),
     )
     return _validated(recording, str(path))
 
@@ -169,7 +176,7 @@ def _load_parquet(path: Path) -> Iterator[Recording]:
             raise LridError(
                 f"{path}: missing column(s) {', '.join(missing)}; a recording has step, layer, kind, shape, values"
             )
-        wanted = ("run", "step", "layer", "kind", "shape", "epoch", "network_layers", "layer_position")
+        wanted = ("run", "step", "layer", "kind", "shape", "epoch", "network_layers", "layer_position", "flatten")
         index = parquet.read(columns=[c for c in wanted if c in names])
     except (OSError, pa.ArrowException) as error:
         raise LridError(f"{path} is not a readable Parquet file ({type(error).__name__}); rewrite it") from None
@@ -231,6 +238,7 @@ class _RunPlan:
         self.run, self.steps, self.layers, self.epochs, self.where = run, steps, layers, epochs, where
         self.positions: list[int] | None = None
         self.network_layers: int | None = None
+        self.flatten: str | None = None
         self.rows: dict[tuple[str, str], tuple[list[int], tuple[int, ...]]] = {}
         self.arrays: dict[tuple[str, str], np.ndarray] = {}
         self.last_row = -1
@@ -254,7 +262,7 @@ class _RunPlan:
             arrays.setdefault(kind, {})[layer] = array
         self.arrays = {}  # the recording's consumer alone holds them now, and frees them when done
         recording = Recording(
-            self.run, self.steps, self.layers, arrays, self.epochs, self.positions, self.network_layers
+            self.run, self.steps, self.layers, arrays, self.epochs, self.positions, self.network_layers, self.flatten
         )
         return _validated(recording, self.where)
 
@@ -268,6 +276,11 @@ def _plan_run(run: str, rows: pd.DataFrame, shapes: list, where: str) -> _RunPla
     plan = _RunPlan(run, steps, list(dict.fromkeys(rows["layer"])), epochs, where)
     if "network_layers" in rows or "layer_position" in rows:
         plan.network_layers, plan.positions = _parquet_placement(rows, plan.layers, where)
+    if "flatten" in rows:
+        orders = rows["flatten"].dropna().unique()
+        if len(orders) > 1:
+            raise LridError(f"{where}: `flatten` holds {sorted(map(str, orders))}; give the run one value")
+        plan.flatten = orders[0] if len(orders) else None
     for (kind, layer), series in rows.groupby(["kind", "layer"], sort=False):
         if sorted(series["step"]) != steps.tolist():
             raise LridError(
@@ -403,6 +416,11 @@ def _validated(recording: Recording, where: str) -> Recording:
     if recording.epochs is not None and np.shape(recording.epochs) != steps.shape:
         raise LridError(f"{where}: `epoch` has shape {np.shape(recording.epochs)}; it needs one value per step")
     _validated_placement(recording, where)
+    if recording.flatten is not None and recording.flatten not in FLATTEN_ORDERS:
+        raise LridError(
+            f"{where}: `flatten` is {recording.flatten!r}; say channels_last (NHWC) or channels_first (NCHW), or "
+            "leave it out"
+        )
     recording.steps = steps.astype(np.int64)
     return recording
 
@@ -496,15 +514,17 @@ def recording_reach(recording: Recording) -> np.ndarray:
 
     A recording of some of a network's layers, or without weights, has none: the layer above a recorded one
     may not be recorded. A layer whose next layer does not take its units as inputs (a skip, a branch) has
-    none either. A dense layer reading a conv map over several positions has none, since the recording does
-    not say in which order the map was flattened.
+    none either, and a dense layer reading a conv map over several positions has one only if the recording
+    says how the map was flattened (``flatten``).
     """
     reach = np.full((len(recording.steps), len(recording.layers)), np.nan)
     if "weight" not in recording.arrays or recording.partial:
         return reach
     kernels = [recording.arrays["weight"][layer] for layer in recording.layers]
     for step in range(1, len(recording.steps)):
-        reach[step] = checkpoint_reach([k[step - 1] for k in kernels], [k[step] for k in kernels])
+        reach[step] = checkpoint_reach(
+            [k[step - 1] for k in kernels], [k[step] for k in kernels], None, recording.flatten
+        )
     return reach
 
 

@@ -27,6 +27,9 @@ class Recording:
     is then the whole network's number of layers, its readout included, and ``positions`` says where each
     recorded layer sits in it (0 the first layer, ``network_layers - 1`` the readout), so that every layer
     is read in the depth group it has in the network. Left None, the recording is the whole network.
+
+    ``flatten`` says how a dense layer reading a conv layer's map flattened it (one of
+    :data:`lrid.observables.update_reach.FLATTEN_ORDERS`); left None, such a layer's update reach is unknown.
     """
 
     run: str
@@ -36,6 +39,7 @@ class Recording:
     epochs: np.ndarray | None = None
     positions: list[int] | None = None
     network_layers: int | None = None
+    flatten: str | None = None
 
     @property
     def placement(self) -> tuple[list[int], int]:
@@ -66,6 +70,8 @@ def write_recording(recording: Recording, path: str | Path) -> Path:
         if recording.partial:
             positions, contents["network_layers"] = recording.placement
             contents["layer_positions"] = np.asarray(positions, np.int64)
+        if recording.flatten is not None:
+            contents["flatten"] = np.asarray(recording.flatten)
         for kind, by_layer in recording.arrays.items():
             contents.update({f"{kind}/{layer}": by_layer[layer] for layer in recording.layers})
         np.savez_compressed(path, **contents)
@@ -87,6 +93,7 @@ def write_recording(recording: Recording, path: str | Path) -> Path:
                         "values": array.ravel().tolist(),
                         **({"epoch": float(recording.epochs[step_index])} if recording.epochs is not None else {}),
                         **({"layer_position": position, "network_layers": network_layers} if placement else {}),
+                        **({"flatten": recording.flatten} if recording.flatten is not None else {}),
                     }
                 )
     pd.DataFrame(rows).to_parquet(path, index=False)

@@ -25,8 +25,9 @@ reads almost every direction alike (``c / PR(M) < MIN_CEILING``) there is nothin
 the reach is NaN, as it is for a layer that did not change.
 
 A dense layer that reads a conv layer's map flattened over several positions gets no reach unless the
-caller says the map was flattened channels-last: which of its inputs belong to which channel depends on
-that order (TensorFlow's NHWC or PyTorch's NCHW), which a recording does not say. Over one position (a map
+caller says in which order the map was flattened (``flatten``, one of :data:`FLATTEN_ORDERS`): which of its
+inputs belong to which channel depends on it, TensorFlow's NHWC (``channels_last``, the channel varying
+fastest) or PyTorch's NCHW (``channels_first``, the position varying fastest). Over one position (a map
 pooled or strided down to 1x1) the order does not matter.
 """
 
@@ -41,29 +42,42 @@ from lrid.errors import LridError
 # Below this ceiling (c / PR(M)) the layer above reads nearly every direction alike, and (rho - 1) divided
 # by (ceiling - 1) would blow measurement noise up into a number.
 MIN_CEILING = 1.5
+#: How a conv map may have been flattened into a dense layer's inputs: channel fastest (TensorFlow's NHWC
+#: maps) or position fastest (PyTorch's NCHW maps).
+FLATTEN_ORDERS = ("channels_last", "channels_first")
 
 
-def read_gram(kernel_above: np.ndarray, units: int, channels_last: bool = False) -> np.ndarray | None:
+def check_flatten(flatten: str | None) -> None:
+    """A one-line error unless ``flatten`` is one of :data:`FLATTEN_ORDERS` or None (unsaid)."""
+    if flatten is not None and flatten not in FLATTEN_ORDERS:
+        raise LridError(f"unknown flatten order {flatten!r}; choose {' or '.join(FLATTEN_ORDERS)}, or leave it unsaid")
+
+
+def read_gram(kernel_above: np.ndarray, units: int, flatten: str | None = None) -> np.ndarray | None:
     """The [units, units] Gram of what ``kernel_above`` reads from a layer of ``units`` outputs, or None.
 
     ``kernel_above`` is in TensorFlow's layouts: dense ``[inputs, outputs]``, conv ``[kh, kw, inputs,
     outputs]``, its inputs the layer's units; a conv kernel's taps are summed over. A dense kernel reading a
-    map of several positions flattened into ``positions * units`` inputs is summed over the positions if
-    ``channels_last`` says the map was flattened with the channel varying fastest (NHWC), and gives None
-    otherwise (see the module notes).
+    map of several positions flattened into ``positions * units`` inputs is summed over the positions in the
+    order ``flatten`` names (:data:`FLATTEN_ORDERS`), and gives None when it names none (see the module notes).
     """
+    check_flatten(flatten)
     conv, dense = kernel_above.ndim == 4 and kernel_above.shape[2] == units, kernel_above.ndim == 2
-    if conv or (dense and kernel_above.shape[0] % units == 0):
-        if dense and kernel_above.shape[0] != units and not channels_last:
-            return None
-        # Taps of a conv kernel, positions of a flattened map (channel fastest), or one block for a dense kernel.
-        blocks = kernel_above.reshape(-1, units, kernel_above.shape[-1])
-        side_by_side = blocks.transpose(1, 0, 2).reshape(units, -1)
-        return side_by_side @ side_by_side.T  # a matrix product, which BLAS runs, where einsum would loop
-    raise LridError(
-        f"a kernel of shape {kernel_above.shape} cannot read a layer of {units} output units; give the kernels in "
-        "depth order, dense as [inputs, outputs] and conv as [height, width, inputs, outputs]"
-    )
+    if not (conv or (dense and kernel_above.shape[0] % units == 0)):
+        raise LridError(
+            f"a kernel of shape {kernel_above.shape} cannot read a layer of {units} output units; give the kernels "
+            "in depth order, dense as [inputs, outputs] and conv as [height, width, inputs, outputs]"
+        )
+    outputs = kernel_above.shape[-1]
+    if conv or kernel_above.shape[0] == units or flatten == "channels_last":
+        # Taps of a conv kernel, positions of a map flattened channel fastest, or a dense kernel's one block.
+        blocks = kernel_above.reshape(-1, units, outputs)
+    elif flatten == "channels_first":
+        blocks = kernel_above.reshape(units, -1, outputs).transpose(1, 0, 2)
+    else:
+        return None
+    side_by_side = blocks.transpose(1, 0, 2).reshape(units, -1)
+    return side_by_side @ side_by_side.T  # a matrix product, which BLAS runs, where einsum would loop
 
 
 def _working_dtype(*arrays: np.ndarray) -> np.dtype:
@@ -72,12 +86,12 @@ def _working_dtype(*arrays: np.ndarray) -> np.dtype:
     return np.result_type(*(np.asarray(array).dtype for array in arrays), np.float32)
 
 
-def layer_reach(update: np.ndarray, kernel_above: np.ndarray, channels_last: bool = False) -> float:
+def layer_reach(update: np.ndarray, kernel_above: np.ndarray, flatten: str | None = None) -> float:
     """The reach of one layer's update (its kernel's change, any layout with the output units last) read by
     ``kernel_above``: NaN where it is undefined (see :func:`update_reach`)."""
     units = update.shape[-1]
     dtype = _working_dtype(update, kernel_above)
-    gram = read_gram(np.asarray(kernel_above, dtype), units, channels_last)
+    gram = read_gram(np.asarray(kernel_above, dtype), units, flatten)
     update = np.asarray(update, dtype).reshape(-1, units)
     if gram is None:
         return np.nan
@@ -95,7 +109,7 @@ def checkpoint_reach(
     before: Sequence[np.ndarray],
     after: Sequence[np.ndarray],
     readers: Sequence[int | None] | None = None,
-    channels_last: bool = False,
+    flatten: str | None = None,
 ) -> np.ndarray:
     """Every layer's reach over one interval, [n_layers]: layer l's update from ``before[l]`` to ``after[l]``
     read by its reader's kernel at ``before``.
@@ -106,6 +120,7 @@ def checkpoint_reach(
     """
     if len(before) != len(after):
         raise LridError("checkpoint reach needs the same layers' kernels at both checkpoints")
+    check_flatten(flatten)  # before the loop, which reads a kernel that does not chain as NaN
     if readers is None:
         readers = [*range(1, len(before)), None]
     reach = np.full(len(before), np.nan)
@@ -115,21 +130,21 @@ def checkpoint_reach(
         dtype = _working_dtype(after[layer], before[layer])
         update = np.asarray(after[layer], dtype) - np.asarray(before[layer], dtype)
         try:
-            reach[layer] = layer_reach(update, before[reader], channels_last)
+            reach[layer] = layer_reach(update, before[reader], flatten)
         except LridError:
             continue  # the reader's kernel does not take this layer's units as its inputs
     return reach
 
 
-def update_reach(kernels: Sequence[np.ndarray], channels_last: bool = False) -> np.ndarray:
+def update_reach(kernels: Sequence[np.ndarray], flatten: str | None = None) -> np.ndarray:
     """Each layer's update reach between consecutive checkpoints: [n_layers - 1, n_checkpoints - 1].
 
     ``kernels`` are a network's forward kernels in depth order, each [T, *shape] at the same T checkpoints,
     dense as ``[inputs, outputs]`` and conv as ``[kh, kw, inputs, outputs]``. Row l is layer l's reach through
     layer l + 1, its entry t the update from checkpoint t to t + 1 read by layer l + 1's kernel at checkpoint
     t. The top layer has no row. NaN where the layer did not change, the layer above reads too evenly to tell
-    (:data:`MIN_CEILING`), or it reads a map flattened over several positions in an order ``channels_last``
-    does not vouch for (:func:`read_gram`). Kernels that do not chain (a layer above that does not read the
+    (:data:`MIN_CEILING`), or it reads a map flattened over several positions in an order ``flatten`` does not
+    name (:func:`read_gram`). Kernels that do not chain (a layer above that does not read the
     layer's units) are refused with a one-line error.
     """
     if len(kernels) < 2:
@@ -141,7 +156,7 @@ def update_reach(kernels: Sequence[np.ndarray], channels_last: bool = False) -> 
     for layer, (kernel, above) in enumerate(zip(kernels[:-1], kernels[1:])):
         updates = np.diff(np.asarray(kernel, _working_dtype(kernel)), axis=0)
         for step, update in enumerate(updates):
-            reach[layer, step] = layer_reach(update, above[step], channels_last)
+            reach[layer, step] = layer_reach(update, above[step], flatten)
     return reach
 
 
@@ -150,12 +165,12 @@ class ReachRecorder:
 
     It keeps the kernels of the last checkpoint it saw (a copy of the network's weights on the host, the
     memory update reach costs while training). The first checkpoint has no update before it: NaN.
-    ``readers`` and ``channels_last`` are :func:`checkpoint_reach`'s.
+    ``readers`` and ``flatten`` are :func:`checkpoint_reach`'s.
     """
 
-    def __init__(self, readers: Sequence[int | None] | None = None, channels_last: bool = False) -> None:
+    def __init__(self, readers: Sequence[int | None] | None = None, flatten: str | None = None) -> None:
         self.readers = None if readers is None else list(readers)
-        self.channels_last = channels_last
+        self.flatten = flatten
         self._previous: list[np.ndarray] | None = None
 
     def record(self, kernels: Sequence[np.ndarray]) -> np.ndarray:
@@ -164,6 +179,6 @@ class ReachRecorder:
         if self._previous is None:
             reach = np.full(len(kernels), np.nan)
         else:
-            reach = checkpoint_reach(self._previous, kernels, self.readers, self.channels_last)
+            reach = checkpoint_reach(self._previous, kernels, self.readers, self.flatten)
         self._previous = kernels
         return reach
