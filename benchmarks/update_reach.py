@@ -1,24 +1,27 @@
 """Update reach as evidence of the rule: does it add to lrid's features, in the zoo and on foreign networks?
 
 :mod:`lrid.observables.update_reach` measures whether a layer's weight updates point where the layer above
-reads, which backprop's errors do and feedback alignment's and node perturbation's do not. No observable lrid
-records today can show it: it needs two layers' kernels at consecutive checkpoints, and the store keeps their
-statistics. This measures what it would add before it is recorded.
+reads, which backprop's errors do and feedback alignment's and node perturbation's do not. No statistic of
+one layer can show it: it needs two layers' kernels at consecutive checkpoints.
 
-A stratified sample of the zoo's learned runs (``--per-rule`` of each rule) is re-trained, deterministically
-(:func:`lrid.generate.export.export_recording`), and their kernels are kept in ``--cache`` (resumable: a killed
-run picks up where it stopped). Each run's reach is summarised as its mean over each quarter of training, for
-the layer below the top and for the layers below that (8 features). XGBoost identifiers on lrid's default
-features (``benchmarks/transfer.py``'s chosen configuration) are trained on the same runs with and without
-them (:data:`ARMS`): in the zoo over 10 stratified 75/25 splits of runs (mean and spread), and on every
-sampled run to name the foreign networks of ``--foreign`` (one classifier seed per ``--seeds``), per set and
-per rule. A foreign conv net whose readout reads its last map over several positions has no top reach unless
-the map is read channels-last; one arm does so (the foreign nets flatten channels-last), and one trains on
-each zoo conv net also without its top reach, so that a missing one is a value it has seen.
+The zoo's learned runs (``--per-rule`` of each rule, stratified; 0 for all) give their reach either as the
+store recorded it (``--recorded``: a zoo generated since lrid records the reach) or re-trained,
+deterministically (:func:`lrid.generate.export.export_recording`), their kernels kept in ``--cache``
+(resumable: a killed run picks up where it stopped). Each run's reach is summarised as lrid's features
+summarise it (``--observables reach --unit run``): its mean over each quarter of training, for the layer below
+the top and for the layers below that (8 features). XGBoost identifiers on lrid's default features
+(``benchmarks/transfer.py``'s chosen configuration) are trained on the same runs with and without them
+(:data:`ARMS`): in the zoo over 10 stratified 75/25 splits of runs (mean and spread), and on every sampled
+run to name the foreign networks of ``--foreign`` (one classifier seed per ``--seeds``), per set and per
+rule. A foreign conv net whose readout reads its last map over several positions has no top reach unless
+the map is read channels-last (its recording does not say so); one arm does so (the foreign nets flatten
+channels-last), one trains on each zoo conv net also without its top reach, so that a missing one is a
+value it has seen, and one names such a network with the identifier trained without the reach.
 
-    python benchmarks/update_reach.py --store ZOO/store --foreign DIR1,DIR2 [--per-rule 70] [--cache DIR]
+    python benchmarks/update_reach.py --store ZOO/store --foreign DIR1,DIR2 [--recorded] [--per-rule 70] [--cache DIR]
 
-Re-training takes a few seconds a run, in ``--workers`` processes, and is paid once per cache. ``--quick`` (5 per rule, 2 splits, one seed) checks the plumbing and judges nothing.
+Re-training takes a few seconds a run, in ``--workers`` processes, and is paid once per cache. ``--quick``
+(5 per rule, 2 splits, one seed) checks the plumbing and judges nothing.
 """
 
 from __future__ import annotations
@@ -48,13 +51,15 @@ from lrid.identify.features import reach_names  # noqa: E402
 CONFIG = CONFIGS[8]
 
 
-def _reach_rows(reach: np.ndarray) -> pd.DataFrame:
+def _reach_rows(reach: np.ndarray, steps: np.ndarray | None = None) -> pd.DataFrame:
     """One network's rows as the store keeps its reach, from :func:`update_reach`'s [layers - 1, intervals]: a
-    point's value is the update since the point before it, and the readout has none."""
+    point's value is the update since the point before it, and the readout has none. ``steps``: the recorded
+    steps (default: evenly spaced)."""
     n_layers, n_points = len(reach) + 1, reach.shape[1] + 1
     by_point = np.full((n_points, n_layers), np.nan)
     by_point[1:, :-1] = reach.T
-    return pd.DataFrame({"run_id": "network", "step": np.repeat(np.arange(n_points), n_layers),
+    steps = np.arange(n_points) if steps is None else np.asarray(steps)
+    return pd.DataFrame({"run_id": "network", "step": np.repeat(steps, n_layers),
                          "layer_index": np.tile(np.arange(n_layers), n_points), "reach": by_point.ravel()})
 
 
@@ -74,6 +79,9 @@ class Arm:
     # Train on every conv run twice, the second time without its top layer's reach, as a recording whose
     # flatten order is unknown gives it: trees never trained on a missing value send it down arbitrary branches.
     blank_conv_copies: bool = False
+    # Name a network whose top reach is missing with the identifier trained without the reach (two models, as
+    # the default identifier has one per set of measures a recording carries): no model meets a missing value.
+    fall_back: bool = False
 
 
 ARMS = (
@@ -81,25 +89,29 @@ ARMS = (
     Arm("lrid features + reach", reach=True),
     Arm("lrid features + reach, maps channels-last", reach=True, channels_last=True),
     Arm("lrid features + reach, conv runs also without top reach", reach=True, blank_conv_copies=True),
+    Arm("lrid features + reach, lrid features where the top reach is missing", reach=True, fall_back=True),
 )
 
 
-def reach_features(kernels: list[np.ndarray], flatten: str | None = None) -> list[float]:
+def reach_features(kernels: list[np.ndarray], flatten: str | None = None, steps: np.ndarray | None = None) -> list[float]:
     """A network's update reach as lrid's features summarise it (``--observables reach --unit run``,
     :data:`REACH_FEATURES`): its mean over each quarter of training for the layer below the top, then for the
     layers below that (NaN for one hidden layer). ``flatten``: see
-    :func:`lrid.observables.update_reach.update_reach`."""
+    :func:`lrid.observables.update_reach.update_reach`; ``steps``: the checkpoints' (default: evenly spaced)."""
     from lrid.identify.features import build_features
     from lrid.observables.update_reach import update_reach
 
-    return build_features(_reach_rows(update_reach(kernels, flatten)), subset="reach", unit="run").X[0].tolist()
+    rows = _reach_rows(update_reach(kernels, flatten), steps)
+    return build_features(rows, subset="reach", unit="run").X[0].tolist()
 
 
 def sample_runs(metadata: pd.DataFrame, per_rule: int, seed: int = 0) -> list[str]:
-    """Up to ``per_rule`` learned runs of each rule of the zoo, drawn with ``seed``."""
+    """Up to ``per_rule`` learned runs of each rule of the zoo, drawn with ``seed`` (all of them for 0)."""
     from lrid.generate.trainer import COLLAPSE_GAP_FRACTION
 
     learned = metadata[metadata["final_test_accuracy"] >= 0.1 + COLLAPSE_GAP_FRACTION * 0.9].sort_index()
+    if per_rule <= 0:
+        return sorted(learned.index)
     drawn = [group.sample(min(len(group), per_rule), random_state=seed) for _, group in learned.groupby("rule")]
     return sorted(pd.concat(drawn).index)
 
@@ -115,7 +127,7 @@ def _cache_kernels(job: tuple[str, str, str]) -> str:
     with tempfile.TemporaryDirectory() as scratch:
         (recording,) = load_recordings(export_recording(store_location, Path(scratch) / "run.npz", run_id))
         partial = target.with_suffix(".partial.npz")
-        np.savez(partial, layers=np.array(recording.layers),
+        np.savez(partial, layers=np.array(recording.layers), steps=recording.steps,
                  **{f"weight/{layer}": recording.arrays["weight"][layer] for layer in recording.layers})
         partial.replace(target)  # only whole files count as cached
     return run_id
@@ -136,8 +148,22 @@ def zoo_reach(store_location: str, run_ids: list[str], cache: Path, workers: int
     rows = {}
     for run_id in run_ids:
         with np.load(cache / f"{run_id}.npz") as arrays:
-            rows[run_id] = reach_features([arrays[f"weight/{layer}"] for layer in arrays["layers"]])
+            kernels = [arrays[f"weight/{layer}"] for layer in arrays["layers"]]
+            # Caches written before they kept the steps read the checkpoints as evenly spaced.
+            rows[run_id] = reach_features(kernels, steps=arrays["steps"] if "steps" in arrays else None)
     return pd.DataFrame.from_dict(rows, orient="index", columns=REACH_FEATURES)
+
+
+def recorded_reach(observables: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
+    """The runs' reach as the store recorded it (a zoo generated since lrid records it), as :data:`REACH_FEATURES`."""
+    from lrid.identify.features import build_features
+
+    kept = observables[observables["run_id"].isin(run_ids)]
+    if kept["reach"].isna().all():
+        raise SystemExit("update_reach: the store's runs recorded no update reach; regenerate the zoo with this lrid, "
+                         "or leave out --recorded to re-train the runs")
+    features = build_features(kept, subset="reach", unit="run", time="fraction")
+    return pd.DataFrame(features.X, index=features.groups, columns=REACH_FEATURES)
 
 
 def foreign_set(directory: Path):
@@ -153,7 +179,8 @@ def foreign_set(directory: Path):
         observables.append(recording_observables(recording))
         kernels = [recording.arrays["weight"][layer] for layer in recording.layers]
         for channels_last in reach:
-            reach[channels_last][recording.run] = reach_features(kernels, "channels_last" if channels_last else None)
+            flatten = "channels_last" if channels_last else None
+            reach[channels_last][recording.run] = reach_features(kernels, flatten, recording.steps)
     features = build_features(pd.concat(observables, ignore_index=True), **CONFIG.options())
     frames = {channels_last: pd.DataFrame.from_dict(rows, orient="index", columns=REACH_FEATURES).loc[features.groups]
               for channels_last, rows in reach.items()}
@@ -212,8 +239,13 @@ def compare(train, train_reach: np.ndarray, conv_runs: np.ndarray, foreign: dict
         recalls: dict[str, list[float]] = {}
         for seed in seeds:
             for name, (features, reach, truth) in foreign.items():
-                design = _design(features.X, reach[arm.channels_last].to_numpy(), arm.reach)
-                probabilities = pd.DataFrame(models[seed].predict_proba(design), columns=classes)
+                foreign_reach = reach[arm.channels_last].to_numpy()
+                probabilities = pd.DataFrame(
+                    models[seed].predict_proba(_design(features.X, foreign_reach, arm.reach)), columns=classes
+                )
+                missing = np.isnan(foreign_reach[:, :QUARTERS]).all(axis=1)
+                if arm.fall_back and missing.any():
+                    probabilities.loc[missing, :] = trained[(False, False)][1][seed].predict_proba(features.X[missing])
                 named = probabilities.groupby(features.groups).mean().idxmax(axis=1)
                 true_rules = truth.loc[named.index, "rule"]
                 row.setdefault(name, []).append(float(np.mean(named == true_rules)))
@@ -235,7 +267,9 @@ def main(argv=None) -> None:
     parser.add_argument("--foreign", required=True, help="directories of foreign recordings with labels.csv, "
                         "comma-separated (written by `python -m benchmarks.foreign.generate`); a set whose "
                         "path holds 'conv' counts as conv nets in the per-rule table")
-    parser.add_argument("--per-rule", type=int, default=70, help="zoo runs re-trained per rule")
+    parser.add_argument("--per-rule", type=int, default=70, help="zoo runs per rule (0: every learned run)")
+    parser.add_argument("--recorded", action="store_true", help="read the zoo's reach from the store, which recorded "
+                        "it, instead of re-training the runs")
     parser.add_argument("--cache", default=str(REPO / "OUT" / "update_reach_kernels"),
                         help="where re-trained runs' kernels are kept between invocations")
     parser.add_argument("--workers", type=int, default=2)
@@ -256,7 +290,10 @@ def main(argv=None) -> None:
 
     observables, metadata = load_zoo(args.store, sweep=args.sweep)
     run_ids = sample_runs(metadata, per_rule)
-    reach = zoo_reach(args.store, run_ids, Path(args.cache), args.workers)
+    if args.recorded:
+        reach = recorded_reach(observables, run_ids)
+    else:
+        reach = zoo_reach(args.store, run_ids, Path(args.cache), args.workers)
     train = build_features(observables[observables["run_id"].isin(run_ids)], **CONFIG.options())
     # Named with their parent folder, which tells conv sets apart ("foreign_conv/seed1").
     foreign = {f"{directory.parent.name}/{directory.name}": foreign_set(directory) for directory in directories}
@@ -269,7 +306,7 @@ def main(argv=None) -> None:
                 ["rule", *(row["arm"] for row in rows)], "Foreign recall per rule")
     seconds = round(time.perf_counter() - started, 1)
     path = write_result("update_reach", {"store": args.store, "sets": [str(d) for d in directories],
-                                         "per_rule": per_rule, "splits": splits, "seeds": seeds,
+                                         "recorded": args.recorded, "per_rule": per_rule, "splits": splits, "seeds": seeds,
                                          "seconds": seconds, "rows": rows}, load_before, quick=args.quick)
     print(f"update_reach: {len(run_ids)} zoo runs in {seconds} s; results in {path}")
 

@@ -221,6 +221,17 @@ def test_the_benchmark_compares_the_identifier_with_and_without_reach_on_zoo_and
     again = update_reach.zoo_reach(str(tiny_store), run_ids, cache, workers=1)
     assert [os.stat(path).st_mtime_ns for path in cached] == stamps
     assert list(again.index) == run_ids and list(again.columns) == update_reach.REACH_FEATURES
+    # The store records the reach itself now: read from it, it is the re-trained kernels' (to the float32
+    # rounding by which a population's sums differ from a solo re-run's), and the benchmark runs on it.
+    from lrid.store import Store
+
+    recorded = update_reach.recorded_reach(Store(tiny_store).read_observables(), run_ids)
+    np.testing.assert_allclose(recorded.loc[run_ids].to_numpy(), again.to_numpy(), rtol=1e-3, atol=1e-4)
+    update_reach.main([*arguments, "--recorded"])
+    from_store = json.loads((tmp_path / "results" / "update_reach_quick.json").read_text())
+    assert from_store["recorded"] is True and [row["zoo_runs"] for row in from_store["rows"]] == [20] * 5
+    _, metadata = update_reach.load_zoo(str(tiny_store), sweep=str(tiny_sweep_file))
+    assert len(update_reach.sample_runs(metadata, 0)) == 24  # --per-rule 0: every learned run
 
 
 def test_an_arm_can_train_on_conv_runs_once_more_without_their_top_reach():
