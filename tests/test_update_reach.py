@@ -51,6 +51,17 @@ def test_a_random_update_has_reach_near_zero_and_scale_does_not_matter():
     assert rescaled == pytest.approx(reach, rel=1e-9)
 
 
+def test_kernels_grown_far_beyond_float32s_squares_read_as_their_unit_scale(recwarn):
+    rng = np.random.default_rng(8)
+    above = rng.standard_normal((UNITS, READOUT)).astype(np.float32)
+    update = rng.standard_normal((30, UNITS)).astype(np.float32) + above[:, 0]
+    kernels = [kernel.astype(np.float32) for kernel in _pair(update, above, rng)]  # as networks keep them
+    reach = update_reach(kernels)
+    grown = update_reach([np.float32(1e15) * kernel for kernel in kernels])  # squared sums beyond float32's range
+    np.testing.assert_allclose(grown, reach, rtol=1e-4)
+    assert np.isfinite(reach).all() and not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_conv_kernels_read_as_their_taps_side_by_side():
     rng = np.random.default_rng(3)
     below = rng.standard_normal((3, 3, 3, 4, 12))  # [T, kh, kw, in, out]

@@ -86,15 +86,24 @@ def _working_dtype(*arrays: np.ndarray) -> np.dtype:
     return np.result_type(*(np.asarray(array).dtype for array in arrays), np.float32)
 
 
+def _unit_scaled(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``values`` as ``dtype``, divided by their largest magnitude (unchanged if all zero)."""
+    values = np.asarray(values, dtype)
+    largest = np.max(np.abs(values)) if values.size else 0
+    return values / largest if largest > 0 else values
+
+
 def layer_reach(update: np.ndarray, kernel_above: np.ndarray, flatten: str | None = None) -> float:
     """The reach of one layer's update (its kernel's change, any layout with the output units last) read by
     ``kernel_above``: NaN where it is undefined (see :func:`update_reach`)."""
     units = update.shape[-1]
     dtype = _working_dtype(update, kernel_above)
-    gram = read_gram(np.asarray(kernel_above, dtype), units, flatten)
-    update = np.asarray(update, dtype).reshape(-1, units)
+    # The reach is scale-free in both: rescaled to entries of at most 1, a grown kernel's squares and fourth
+    # powers stay finite in float32.
+    gram = read_gram(_unit_scaled(kernel_above, dtype), units, flatten)
     if gram is None:
         return np.nan
+    update = _unit_scaled(update, dtype).reshape(-1, units)
     read_total, update_total = np.trace(gram), np.sum(update**2)
     if read_total <= 0 or update_total <= 0:
         return np.nan
