@@ -89,27 +89,7 @@ CONFIGS = [
     FeatureConfig("run, fraction, relative, weight", "run", "fraction", "relative", "weight"),
     FeatureConfig("run, progress, relative, all", "run", "progress", "relative", "all"),
     FeatureConfig("run, progress, relative, depth contrasts, all", "run", "progress", "relative", "all", True),
-    FeatureConfig("run, progress, relative, depth contrasts, all + reach", "run", "progress", "relative", "all,reach",
-                  True),
 ]
-
-
-def reads_reach(config: FeatureConfig) -> bool:
-    """Whether ``config``'s features read update reach (:mod:`lrid.observables.update_reach`)."""
-    from lrid.identify.features import subset_columns
-
-    return "reach" in subset_columns(config.subset)
-
-
-def training_runs(observables, config: FeatureConfig, schedules=()) -> pd.DataFrame:
-    """The zoo's runs as an identifier of ``config`` trains on them, as the default identifier does: re-recorded
-    at each of ``schedules`` too, and when it reads update reach, every conv run once more without the reach
-    under its readout (:mod:`lrid.identify.unflattened`)."""
-    from lrid.identify.schedules import rerecorded
-    from lrid.identify.unflattened import unflattened_copies
-
-    runs = rerecorded(observables, schedules)
-    return pd.concat([runs, unflattened_copies(observables)], ignore_index=True) if reads_reach(config) else runs
 
 
 def _widths(hidden) -> list[int]:
@@ -341,8 +321,9 @@ def _fit_all(observables, config: FeatureConfig, classifier: str, n_jobs: int, s
     """An identifier trained on all of ``observables`` and on their runs re-recorded at each checkpoint
     schedule of ``schedules`` (as the default identifier is), and its classes."""
     from lrid.identify.features import build_features
+    from lrid.identify.schedules import rerecorded
 
-    train = build_features(training_runs(observables, config, schedules), **config.options())
+    train = build_features(rerecorded(observables, schedules), **config.options())
     classes = sorted(set(train.y))
     return _fit(classifier, train, np.ones(len(train.y), bool), classes, n_jobs), classes
 
@@ -437,19 +418,17 @@ def prediction_set_coverage(observables, config: FeatureConfig, classifier: str,
         prediction_sets,
         thresholds_for,
     )
-    from lrid.identify.schedules import AS_RECORDED, at_schedule, points_per_run, recorded_points
-    from lrid.identify.unflattened import UNFLATTENED
+    from lrid.identify.schedules import AS_RECORDED, at_schedule, points_per_run, recorded_points, rerecorded
 
-    copies = training_runs(observables, config, schedules)
+    copies = rerecorded(observables, schedules)
     train = build_features(copies, **config.options())
     classes = sorted(set(train.y))
     if everything is None:
         everything = _fit_all(observables, config, classifier, n_jobs, schedules)
     make_model = functools.partial(make_classifier, classifier, n_jobs, 0, n_points=train.n_points, n_static=train.n_static)
-    unflattened = [UNFLATTENED] if reads_reach(config) else []
-    calibration = cross_fitted_calibration(train, classes, [*schedules, *unflattened], make_model, coverage, folds,
+    calibration = cross_fitted_calibration(train, classes, schedules, make_model, coverage, folds,
                                            round(recorded_points(observables)),
-                                           points_per_run(copies).to_dict(), as_recorded=unflattened)
+                                           points_per_run(copies).to_dict())
 
     def row(set_name, naming, sets, true_rules, thresholds, schedule=AS_RECORDED, rule=None):
         held, size = coverage_and_size(sets, list(true_rules))
@@ -852,9 +831,7 @@ def main() -> None:
                 f"Targets ({classifiers[0]}, {chosen.name})" + (" -- quick run: not judged" if args.quick else ""))
     write_result("transfer", {
         "store": args.store, "sweep": args.sweep, "runs": int(metadata.shape[0]), "chosen_features": chosen.name,
-        # The options the default identifier is built with; the reach, when read, is one (its card names it so).
-        "chosen_options": {**{key: value for key, value in chosen.options().items() if key != "subset"},
-                           **({"reach": True} if reads_reach(chosen) else {})},
+        "chosen_options": {key: value for key, value in chosen.options().items() if key != "subset"},
         "targets_classifier": classifiers[0], "feature_comparison": comparison, "schedules": schedules,
         "leave_one_level_out": matrix, "activations_only": activations, "in_distribution": within,
         "foreign": {"directories": [str(directory) for directory in directories], "per_rule": foreign_rows,

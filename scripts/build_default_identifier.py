@@ -38,7 +38,7 @@ def main() -> None:
                         help="refit only these variants (e.g. partial:act), keeping the others of the identifier at "
                         "--out, which must have been built from the same zoo")
     parser.add_argument("--no-reach", action="store_true", help="leave update reach out of the variants that read "
-                        "weights (default: as --transfer measured them, else in when the zoo's store recorded it)")
+                        "weights (default: in, when the zoo's store recorded it)")
     parser.add_argument("--card-only", action="store_true", help="refit nothing: quote --transfer on the card of "
                         "the identifier at --out (after a benchmark rerun of the same identifier)")
     parser.add_argument("--foreign-conv", default=None, metavar="RESULTS", help="refit nothing: quote RESULTS (the JSON "
@@ -77,12 +77,6 @@ def main() -> None:
     # unless it has not run.
     measured = json.loads(transfer.read_text()) if transfer.is_file() else {}
     options = measured.get("chosen_options")
-    # The identifier is built as the benchmark measured it: with update reach if its features read it.
-    reach = None if options is None else bool(options.get("reach"))
-    if options is not None:
-        options = {key: value for key, value in options.items() if key != "reach"}
-    if args.no_reach:
-        reach = False
     schedules = measured.get("schedules", list(DEFAULT_SCHEDULES))
     if args.schedules is not None:
         schedules = [name for name in args.schedules.split(",") if name]
@@ -90,7 +84,7 @@ def main() -> None:
                          feature_options=options, transfer_results=transfer,
                          sweep=",".join(os.path.relpath(Path(path).resolve(), REPO) for path in paths),
                          runs={spec.run_id for sweep in sweeps for spec in sweep.expand()}, schedules=schedules,
-                         only=args.variants, reach=reach)
+                         only=args.variants, reach=False if args.no_reach else None)
     print("\n".join(describe_card(card)))
 
 

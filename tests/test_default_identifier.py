@@ -554,17 +554,3 @@ def test_an_input_of_whole_and_partial_recordings_names_each_run_by_the_model_fo
     assert "default identifier (weight,act,actchange for 1 run; partial:weight,act for 1 run)" in said
     assert "were named correctly in its benchmark" in said  # the whole network's figures
     assert "named foreign networks recorded so right over all their rules: 0.55 at their hidden layers" in said
-
-
-def test_a_transfer_measurement_is_quoted_only_if_it_read_the_reach_as_the_identifier_does(built, tmp_path):
-    import shutil
-
-    directory, card = built
-    copy = tmp_path / "model"
-    shutil.copytree(directory, copy)
-    without = {key: value for key, value in card["features"].items() if key != "reach"}
-    measured = tmp_path / "transfer.json"
-    for chosen, quoted in ((without, False), ({**without, "reach": True}, True)):
-        measured.write_text(json.dumps({"quick": False, "finished_at": "2026-12-01T00:00:00Z", "chosen_options": chosen,
-                                        "schedules": ["even4", "log3"], "foreign": {"summary": []}}))
-        assert (refresh_transfer(copy, measured)["transfer"] is not None) == quoted

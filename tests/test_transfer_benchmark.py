@@ -256,21 +256,3 @@ def test_the_shipped_identifier_is_scored_on_foreign_conv_nets_whole_and_cut_as_
     whole = rows["whole", "weight,act"]
     assert whole["named_right"] == pytest.approx(np.mean(list(whole["recall"].values())))  # one network per rule
     assert "The shipped identifier on foreign networks" in capsys.readouterr().out
-
-
-def test_an_identifier_that_reads_reach_trains_as_the_default_one_also_on_conv_runs_without_it(tiny_store):
-    from benchmarks.transfer import CONFIGS, ForeignSet, load_zoo, prediction_set_coverage, reads_reach, training_runs
-
-    observables, metadata = load_zoo(str(tiny_store))
-    with_reach = CONFIGS[-1]
-    assert reads_reach(with_reach) and not any(reads_reach(config) for config in CONFIGS[:-1])
-    conv = metadata.index[0]  # taken for a conv run: the tiny zoo is all MLPs
-    zoo = observables.assign(arch=np.where(observables["run_id"] == conv, "convnet", "mlp"))
-    runs = set(training_runs(zoo, with_reach, ["even4"])["run_id"])
-    assert runs == {*metadata.index, *(f"{run}@even4" for run in metadata.index), f"{conv}@unflattened"}
-    assert set(training_runs(zoo, CONFIGS[-2], ["even4"])["run_id"]) == runs - {f"{conv}@unflattened"}
-    # Its prediction sets are calibrated with the copy among the runs as recorded (tests/test_prediction_sets.py).
-    sets = [ForeignSet("all", metadata[["rule"]].assign(final_test_accuracy=1.0), observables, 0.0)]
-    rows = prediction_set_coverage(zoo, with_reach, "linear", sets, 1, ["even4"], folds=3)
-    pooled = next(row for row in rows if row["set"] == "pooled" and row["schedule"] == "as recorded" and row["rule"] is None)
-    assert pooled["networks"] == 24 and 0.0 <= pooled["coverage"] <= 1.0
