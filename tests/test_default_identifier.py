@@ -102,11 +102,7 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert list(card["variants"]) == list(VARIANTS + PARTIAL_VARIANTS)
     for name, variant in card["variants"].items():
         sidecar = json.loads((directory / f"{variant['model']}.json").read_text())
-        # The tiny store recorded update reach: every whole-network variant that reads weights reads it too.
-        reads_reach = name in VARIANTS and "weight" in name
-        assert sidecar["feature_options"]["subset"] == variant["observables"] == name.removeprefix("partial:") + (
-            ",reach" if reads_reach else "")
-        assert any(feature.startswith("reach@") for feature in sidecar["feature_names"]) == reads_reach
+        assert sidecar["feature_options"]["subset"] == name.removeprefix("partial:")
         assert 0.0 <= sidecar["prediction_sets"]["threshold"] <= 1.0 and sidecar["prediction_sets"]["coverage"] == 0.9
         assert sidecar["prediction_sets"]["points"] == 6
         # Each variant's sets, calibrated on the tiny zoo's runs by fits in folds without them ...
@@ -141,8 +137,6 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert "adam, fa, ia, sgdm" in text and "foreign sgdm/adam/fa/ia >= 0.95: 0.500" in text
     assert ("partial: for recordings of some of a network's layers, trained on every run also seen at its hidden layers "
             "(no readout) and at one hidden layer alone") in text
-    assert card["features"]["reach"] is True
-    assert "update reach (README, 'Update reach'): read by weight,act,actchange, weight,act, weight;" in text
     # the sets' sizes in the zoo: as recorded, at fewer points, and for the partial variants at some layers
     assert re.search(r"partial:act \d\.\d \(\d\.\d at 3, \d\.\d at 4 points; \d\.\d hidden, \d\.\d single layers\)", text)
     assert re.search(r"; act \d\.\d \(\d\.\d at 3, \d\.\d at 4 points\);", text)
@@ -263,14 +257,6 @@ def test_only_the_named_variants_are_refitted_and_the_rest_kept(built, tiny_stor
     assert (copy / "partial-act.json").read_text() == (directory / "partial-act.json").read_text()
     with pytest.raises(LridError, match="unknown variant 'partial:weight'; variants are weight,act,actchange"):
         train_default(str(tiny_store), copy, sweep="tiny.yaml", only=["partial:weight"])
-    # The variants kept were built with the reach: a refit of some cannot leave it out.
-    with pytest.raises(LridError, match="was built with update reach; refit every variant to change that"):
-        train_default(str(tiny_store), copy, sweep="tiny.yaml", only=["partial:act"], reach=False)
-
-
-def test_an_identifier_with_update_reach_needs_a_zoo_that_recorded_it(tmp_path):
-    with pytest.raises(LridError, match="recorded no update reach; regenerate its runs with this lrid"):
-        train_default(str(REPO / "data" / "sample_store"), tmp_path, sweep="sample.yaml", reach=True)
 
 
 def test_default_identifier_names_the_rules_of_a_directory_of_recordings(built, recordings):

@@ -129,13 +129,6 @@ def test_cross_fitted_calibration_groups_re_recorded_copies_with_their_run():
     # Named without their copies, runs are named at chance (the nearest neighbour's rule, probability 0 or 1),
     # so a 90 % set must keep every rule; had a copy leaked into a fit, every run would be named with 1.
     assert grouped.threshold == 0.0
-    # Copies that keep every checkpoint (conv runs without the reach under their readouts) calibrate the
-    # threshold with the runs as recorded, and none by points; folds still keep them with their runs.
-    as_recorded = cross_fitted_calibration(
-        features, list("xyz"), ["even4", "log6"], lambda: KNeighborsClassifier(1), 0.9, points=21, as_recorded=["log6"]
-    )
-    assert as_recorded.runs == 120 and [(entry.points, entry.runs) for entry in as_recorded.by_points] == [(4, 60)]
-    assert as_recorded.threshold == 0.0
 
 
 def test_classify_calibrates_on_each_test_runs_layers_then_splits():

@@ -200,18 +200,3 @@ def test_an_exported_conv_run_says_its_maps_are_channels_last_and_reads_back_its
     # The layer under the readout, at both points after the first: the readout reads it over its 4 positions.
     # (The first conv layer, read through 9 taps of 32 channels, is read too evenly to tell.)
     assert np.isfinite(read).sum() == 2
-
-
-def test_conv_runs_are_copied_without_the_reach_under_their_readout_and_mlps_are_not():
-    from lrid.identify.unflattened import unflattened_copies
-
-    nan = np.nan
-    mlp = _reach_table([0, 1, 2], [[nan, 1, 1], [nan, 2, 2], [nan] * 3], run_id="mlp").assign(arch="mlp")
-    conv = _reach_table([0, 1, 2], [[nan, 3, 3], [nan, 4, 4], [nan, 5, 5], [nan] * 3], run_id="conv").assign(arch="convnet")
-    copies = unflattened_copies(pd.concat([mlp, conv], ignore_index=True))
-    assert set(copies["run_id"]) == {"conv@unflattened"}
-    by_layer = copies.groupby("layer_index")["reach"].apply(list)
-    assert by_layer[0][1:] == [3, 3] and by_layer[1][1:] == [4, 4] and np.isnan(by_layer[2]).all()
-    # Read as the default identifier reads it: the copy has no top reach, and the lower layers' as before.
-    features = build_features(copies, subset="reach", unit="run")
-    assert np.isnan(features.X[0, :4]).all() and np.allclose(features.X[0, 4:], 3.5)

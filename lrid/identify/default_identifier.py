@@ -43,7 +43,6 @@ from lrid.identify.schedules import (
     recorded_points,
     training_label,
 )
-from lrid.identify.unflattened import UNFLATTENED, unflattened_copies
 from lrid.observables import OBSERVABLES
 
 DEFAULT_DIRECTORY = Path(__file__).resolve().parent / "default_model"
@@ -173,7 +172,6 @@ def train_default(
     coverage: float = DEFAULT_COVERAGE,
     calibration_folds: int = CALIBRATION_FOLDS,
     only: Collection[str] | None = None,
-    reach: bool | None = None,
 ) -> dict:
     """Fit every variant on the store's complete runs, save them under ``directory``, write and return the card.
 
@@ -188,12 +186,6 @@ def train_default(
 
     ``only`` refits just those variants and keeps every other one, model and card entry, from the identifier
     already in ``directory``, which must have been built from the same runs.
-
-    ``reach`` (default: when the store's runs recorded it) adds update reach (:mod:`lrid.observables.update_reach`)
-    to every whole-network variant that reads weights, the one measure computed from them that no statistic of
-    one layer gives. Those variants also train on every conv run once more without the reach under its
-    readout (:mod:`lrid.identify.unflattened`), as a recording that does not say how it flattened its maps gives
-    it, calibrated with the runs as recorded.
 
     Each variant's prediction sets are calibrated at ``coverage`` on the zoo's runs as recorded and, one
     threshold per number of checkpoints, on their copies at ``schedules``, each named by a model fitted in
@@ -222,64 +214,38 @@ def train_default(
     variants, calibrations = {}, {}
     if only is not None:
         previous = read_card(directory)
-        # The variants kept were built with or without the reach: the refitted ones follow them.
-        built_with_reach = bool((previous.get("features") or {}).get("reach"))
-        if reach is not None and reach != built_with_reach:
-            raise LridError(
-                f"the identifier in {directory} was built {'with' if built_with_reach else 'without'} update reach; "
-                "refit every variant to change that"
-            )
-        reach = built_with_reach
         variants = {name: entry for name, entry in previous["variants"].items() if name not in only}
         calibrations = {
             name: entry for name, entry in previous["prediction_sets"]["in_zoo"].items() if name in variants
         }
     directory.mkdir(parents=True, exist_ok=True)
     points = recorded_points(observables)
-    if reach is None:
-        reach = bool(observables["reach"].notna().any())
-    elif reach and observables["reach"].isna().all():
-        raise LridError(f"{store} recorded no update reach; regenerate its runs with this lrid, or build without it")
     building = [variant for variant in VARIANTS + PARTIAL_VARIANTS if only is None or variant in only]
-
-    def reads_reach(variant: str) -> bool:
-        return bool(reach) and variant in VARIANTS and "weight" in measures_of(variant).split(",")
-
-    # The runs with their copies: at the checkpoint schedules, for the partial variants at some layers too,
-    # and for the variants that read the reach, the conv runs without it under their readouts.
+    # The runs with their copies: at the checkpoint schedules, and for the partial variants at some layers too.
     trained_on = {
-        (seen_partially, with_reach): pd.concat(
-            [
-                with_copies(observables, schedules, PARTIAL_LAYERS if seen_partially else ()),
-                *([unflattened_copies(observables)] if with_reach else []),
-            ],
-            ignore_index=True,
-        )
-        for seen_partially, with_reach in {(variant in PARTIAL_VARIANTS, reads_reach(variant)) for variant in building}
+        seen_partially: with_copies(observables, schedules, PARTIAL_LAYERS if seen_partially else ())
+        for seen_partially in {variant in PARTIAL_VARIANTS for variant in building}
     }
     points_of = {copy: n for table in trained_on.values() for copy, n in points_per_run(table).items()}
     for variant in building:
-        seen_partially, with_reach = variant in PARTIAL_VARIANTS, reads_reach(variant)
+        seen_partially = variant in PARTIAL_VARIANTS
         partial_layers = PARTIAL_LAYERS if seen_partially else ()
-        subset = measures_of(variant) + (",reach" if with_reach else "")
-        features = build_features(trained_on[seen_partially, with_reach], subset=subset, **options)
+        features = build_features(trained_on[seen_partially], subset=measures_of(variant), **options)
         classes = sorted(set(features.y))
         labels = np.array([classes.index(rule) for rule in features.y])
         fresh_model = functools.partial(
             make_classifier, classifier, 1, 0, n_points=features.n_points, n_static=features.n_static
         )
-        unflattened = [UNFLATTENED] if with_reach else []
         calibration = cross_fitted_calibration(
             features,
             classes,
-            [*schedules, *partial_layers, *unflattened],
+            [*schedules, *partial_layers],
             fresh_model,
             coverage,
             calibration_folds,
             round(points),
             points_of,
             layers=partial_layers,
-            as_recorded=unflattened,
         )
         calibrations[variant] = {
             "held": calibration.held,
@@ -289,31 +255,24 @@ def train_default(
         }
         model = fresh_model().fit(features.X, labels)
         save_model(model, directory, _model_name(variant), classes, features, partial_layers, calibration)
-        variants[variant] = {
-            "model": _model_name(variant),
-            "n_features": int(features.X.shape[1]),
-            "observables": subset,
-        }
+        variants[variant] = {"model": _model_name(variant), "n_features": int(features.X.shape[1])}
         if partial_layers:
             variants[variant]["partial_layers"] = list(partial_layers)
     order = VARIANTS + PARTIAL_VARIANTS
     variants = dict(sorted(variants.items(), key=lambda item: order.index(item[0])))
     calibrations = dict(sorted(calibrations.items(), key=lambda item: order.index(item[0])))
     metadata = run_metadata(manifests)
-    # The reach is among the features the card names, so that a transfer benchmark of features without it is
-    # not quoted for this identifier (and one of features with it, for an identifier without).
-    card_features = {**options, "reach": True} if reach else options
     card = {
         "name": "lrid default identifier",
         "lrid_version": lrid.__version__,
         "created": time.strftime("%Y-%m-%d", time.gmtime()),
         "classifier": classifier,
-        "features": card_features,
+        "features": options,
         "rules": sorted(metadata["rule"].unique().tolist()),
         "variants": variants,
         "training": {**_training_summary(metadata, sweep), "points": points, "schedules": list(schedules)},
         "prediction_sets": {"coverage": coverage, "calibration_folds": calibration_folds, "in_zoo": calibrations},
-        "transfer": _transfer_summary(transfer_results, classifier, card_features, list(schedules)),
+        "transfer": _transfer_summary(transfer_results, classifier, options, list(schedules)),
     }
     (directory / "card.json").write_text(json.dumps(card, indent=2))
     return card
@@ -671,18 +630,6 @@ def describe_card(card: dict) -> list[str]:
                 "one layer and one for several, calibrated on those copies"
             ]
             if (partial_layers := _partial_layers(card))
-            else []
-        ),
-        *(
-            [
-                "  update reach (README, 'Update reach'): read by "
-                + ", ".join(
-                    name for name, entry in card.get("variants", {}).items() if "reach" in entry.get("observables", "")
-                )
-                + "; they also trained on every conv run without the reach under its readout, as a recording that does "
-                "not say how it flattened its maps gives it"
-            ]
-            if (card.get("features") or {}).get("reach")
             else []
         ),
         f"trained on {training.get('runs')} runs of {training.get('sweep')}: "

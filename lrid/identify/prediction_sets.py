@@ -239,7 +239,6 @@ def cross_fitted_calibration(
     points: int | None = None,
     points_of: Mapping[str, int] | None = None,
     layers: Sequence[str] = (),
-    as_recorded: Sequence[str] = (),
 ) -> SetCalibration:
     """The :class:`SetCalibration` at ``coverage`` of an identifier trained as ``make_estimator`` on ``features``
     (:class:`lrid.identify.features.FeatureSet` of runs, recorded at ``points`` checkpoints, and their copies
@@ -249,11 +248,9 @@ def cross_fitted_calibration(
 
     ``layers``, copy names among ``schedules`` that are choices of partial layers
     (:mod:`lrid.identify.partial_layers`), calibrate one threshold each (``by_layers``), for networks recorded
-    at some of their layers. ``as_recorded``, copy names among ``schedules`` whose copies keep every checkpoint
-    and layer (:mod:`lrid.identify.unflattened`), calibrate the threshold with the runs as recorded."""
+    at some of their layers."""
     labels = np.array([list(classes).index(rule) for rule in features.y])
     origins, copies = copy_origins(features.groups, schedules)
-    copies[np.isin(copies, list(as_recorded))] = AS_RECORDED
     everything = np.ones(len(labels), dtype=bool)
     held_out = cross_fitted_probabilities(
         features.X, labels, origins, everything, make_estimator, folds, named_by=features.groups
