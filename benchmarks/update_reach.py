@@ -16,7 +16,8 @@ run to name the foreign networks of ``--foreign`` (one classifier seed per ``--s
 rule. A foreign conv net whose readout reads its last map over several positions has no top reach unless
 the map is read channels-last (its recording does not say so); one arm does so (the foreign nets flatten
 channels-last), one trains on each zoo conv net also without its top reach, so that a missing one is a
-value it has seen, and one names such a network with the identifier trained without the reach.
+value it has seen, one names such a network with the identifier trained without the reach, and one reads
+the reach of networks without conv layers only (in training and naming).
 
     python benchmarks/update_reach.py --store ZOO/store --foreign DIR1,DIR2 [--recorded] [--per-rule 70] [--cache DIR]
 
@@ -82,6 +83,9 @@ class Arm:
     # Name a network whose top reach is missing with the identifier trained without the reach (two models, as
     # the default identifier has one per set of measures a recording carries): no model meets a missing value.
     fall_back: bool = False
+    # Conv nets without any reach, in training (the zoo's conv runs, in and out of its splits) and when named
+    # (the foreign conv sets): one identifier, which reads the reach of networks without conv layers only.
+    dense_only: bool = False
 
 
 ARMS = (
@@ -90,6 +94,7 @@ ARMS = (
     Arm("lrid features + reach, maps channels-last", reach=True, channels_last=True),
     Arm("lrid features + reach, conv runs also without top reach", reach=True, blank_conv_copies=True),
     Arm("lrid features + reach, lrid features where the top reach is missing", reach=True, fall_back=True),
+    Arm("lrid features + reach of networks without conv layers", reach=True, dense_only=True),
 )
 
 
@@ -218,11 +223,12 @@ def compare(train, train_reach: np.ndarray, conv_runs: np.ndarray, foreign: dict
     classes = sorted(set(train.y))
     labels = np.array([classes.index(rule) for rule in train.y])
     rows = []
-    trained: dict[tuple[bool, bool], tuple[list[float], dict]] = {}
+    trained: dict[tuple[bool, bool, bool], tuple[list[float], dict]] = {}
     for arm in ARMS:
-        X = _design(train.X, train_reach, arm.reach)
+        X = _design(train.X, np.where(conv_runs[:, None], np.nan, train_reach) if arm.dense_only else train_reach,
+                    arm.reach)
         # Arms that differ only in how they read foreign maps share their classifiers.
-        key = (arm.reach, arm.blank_conv_copies)
+        key = (arm.reach, arm.blank_conv_copies, arm.dense_only)
         if key not in trained:
             splitter = StratifiedShuffleSplit(splits, test_size=0.25, random_state=0)
             zoo_scores = []
@@ -240,12 +246,15 @@ def compare(train, train_reach: np.ndarray, conv_runs: np.ndarray, foreign: dict
         for seed in seeds:
             for name, (features, reach, truth) in foreign.items():
                 foreign_reach = reach[arm.channels_last].to_numpy()
+                if arm.dense_only and "conv" in name:
+                    foreign_reach = np.full_like(foreign_reach, np.nan)
                 probabilities = pd.DataFrame(
                     models[seed].predict_proba(_design(features.X, foreign_reach, arm.reach)), columns=classes
                 )
                 missing = np.isnan(foreign_reach[:, :QUARTERS]).all(axis=1)
                 if arm.fall_back and missing.any():
-                    probabilities.loc[missing, :] = trained[(False, False)][1][seed].predict_proba(features.X[missing])
+                    without = trained[(False, False, False)][1][seed]
+                    probabilities.loc[missing, :] = without.predict_proba(features.X[missing])
                 named = probabilities.groupby(features.groups).mean().idxmax(axis=1)
                 true_rules = truth.loc[named.index, "rule"]
                 row.setdefault(name, []).append(float(np.mean(named == true_rules)))

@@ -240,7 +240,7 @@ def test_the_benchmark_compares_the_identifier_with_and_without_reach_on_zoo_and
     np.testing.assert_allclose(recorded.loc[run_ids].to_numpy(), again.to_numpy(), rtol=1e-3, atol=1e-4)
     update_reach.main([*arguments, "--recorded"])
     from_store = json.loads((tmp_path / "results" / "update_reach_quick.json").read_text())
-    assert from_store["recorded"] is True and [row["zoo_runs"] for row in from_store["rows"]] == [20] * 5
+    assert from_store["recorded"] is True and [row["zoo_runs"] for row in from_store["rows"]] == [20] * len(update_reach.ARMS)
     _, metadata = update_reach.load_zoo(str(tiny_store), sweep=str(tiny_sweep_file))
     assert len(update_reach.sample_runs(metadata, 0)) == 24  # --per-rule 0: every learned run
 
