@@ -2,7 +2,7 @@
 
     python scripts/build_default_identifier.py --store OUT/zoo/store [--sweep A.yaml,B.yaml] [--generate]
         [--transfer benchmarks/results/transfer.json] [--classifier xgb] [--schedules even11,even6,...]
-        [--variants partial:weight,act partial:act]
+        [--variants partial:weight,act partial:act] [--reach]
 
 The identifier is trained on the store's runs of --sweep (the zoo; default pipelines/zoo.yaml and zoo_activations.yaml), which
 --generate generates into the store first (resumable). The model card records the transfer benchmark's
@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=None, metavar="VARIANT",
                         help="refit only these variants (e.g. partial:act), keeping the others of the identifier at "
                         "--out, which must have been built from the same zoo")
+    parser.add_argument("--reach", action="store_true", help="also fit the variants with update reach, for runs with a "
+                        "reach under their readouts (the zoo must have recorded it; the transfer benchmark does not "
+                        "measure them yet)")
     parser.add_argument("--card-only", action="store_true", help="refit nothing: quote --transfer on the card of "
                         "the identifier at --out (after a benchmark rerun of the same identifier)")
     parser.add_argument("--foreign-conv", default=None, metavar="RESULTS", help="refit nothing: quote RESULTS (the JSON "
@@ -82,7 +85,7 @@ def main() -> None:
                          feature_options=options, transfer_results=transfer,
                          sweep=",".join(os.path.relpath(Path(path).resolve(), REPO) for path in paths),
                          runs={spec.run_id for sweep in sweeps for spec in sweep.expand()}, schedules=schedules,
-                         only=args.variants)
+                         only=args.variants, reach=args.reach)
     print("\n".join(describe_card(card)))
 
 

@@ -24,6 +24,8 @@ from lrid.identify.default_identifier import (
     reliability_note,
     train_default,
     variant_for,
+    REACH_VARIANTS,
+    top_reach_present,
 )
 from lrid.identify.inference import read_input
 from lrid.generate.export import export_recording
@@ -80,7 +82,7 @@ def built(tiny_store, tmp_path_factory):
                                     "targets": [{"target": "foreign sgdm/adam/fa/ia >= 0.95", "measured": 0.5}],
                                     "foreign": foreign, "in_distribution": within}))
     card = train_default(str(tiny_store), directory / "model", transfer_results=transfer, sweep="tiny.yaml",
-                         schedules=["even4", "log3"], calibration_folds=3)
+                         schedules=["even4", "log3"], calibration_folds=3, reach=True)
     return directory / "model", card
 
 
@@ -99,7 +101,11 @@ def recordings(tiny_store, tmp_path_factory):
 
 def test_build_writes_every_variant_and_a_card(built, tiny_store):
     directory, card = built
-    assert list(card["variants"]) == list(VARIANTS + PARTIAL_VARIANTS)
+    # Built with update reach, which the tiny store recorded: each whole variant that reads weights has a second
+    # model with it.
+    assert list(card["variants"]) == list(VARIANTS + PARTIAL_VARIANTS + REACH_VARIANTS)
+    assert list(REACH_VARIANTS) == ["weight,act,actchange,reach", "weight,act,reach", "weight,reach"]
+    assert card["features"]["reach"] is True
     for name, variant in card["variants"].items():
         sidecar = json.loads((directory / f"{variant['model']}.json").read_text())
         assert sidecar["feature_options"]["subset"] == name.removeprefix("partial:")
@@ -137,6 +143,7 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert "adam, fa, ia, sgdm" in text and "foreign sgdm/adam/fa/ia >= 0.95: 0.500" in text
     assert ("partial: for recordings of some of a network's layers, trained on every run also seen at its hidden layers "
             "(no readout) and at one hidden layer alone") in text
+    assert "weight,act,actchange,reach, weight,act,reach, weight,reach: the same with update reach" in text
     # the sets' sizes in the zoo: as recorded, at fewer points, and for the partial variants at some layers
     assert re.search(r"partial:act \d\.\d \(\d\.\d at 3, \d\.\d at 4 points; \d\.\d hidden, \d\.\d single layers\)", text)
     assert re.search(r"; act \d\.\d \(\d\.\d at 3, \d\.\d at 4 points\);", text)
@@ -265,7 +272,7 @@ def test_default_identifier_names_the_rules_of_a_directory_of_recordings(built, 
     observables = read_input(folder)
     assert set(observables["run_id"]) == set(truth)
     predictions, variant = identify_default(observables, directory)
-    assert variant == "weight,act,actchange"
+    assert variant == "weight,act,actchange,reach"  # MLPs: a reach under the readout
     assert len(predictions) == 2 and set(predictions["predicted"]) <= {"adam", "fa", "ia", "sgdm"}
     # Each run's prediction set: its answer first, then every rule at or above the variant's threshold.
     model = read_card(directory)["variants"][variant]["model"]
@@ -285,7 +292,7 @@ def test_identify_without_a_model_from_the_command_line(built, recordings, tmp_p
     result = subprocess.run([sys.executable, "-m", "lrid.cli", "identify", str(folder), "--output", str(output)],
                             capture_output=True, text=True, env=environment, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "default identifier (weight,act,actchange)" in result.stdout
+    assert "default identifier (weight,act,actchange,reach)" in result.stdout
     assert "benchmark" in result.stdout and "named at least as confidently, the share named right" in result.stdout
     assert any(cell in result.stdout for cell in ("0.70 of 10", "0.80 of 6", "1.00 of 3"))
     assert sorted(output.read_text().splitlines()[1:]) and len(output.read_text().splitlines()) == 3
@@ -526,7 +533,7 @@ def test_an_input_of_whole_and_partial_recordings_names_each_run_by_the_model_fo
     arrays = {kind: {layer: adam.arrays[kind][layer] for layer in adam.layers[:2]} for kind in ("weight", "act")}
     write_recording(Recording("lab", adam.steps, adam.layers[:2], arrays, None, [0, 1], 3), mixed / "lab.npz")
     named, variant = identify_default(read_input(mixed), directory)
-    assert variant == "weight,act,actchange for 1 run; partial:weight,act for 1 run"
+    assert variant == "weight,act,actchange,reach for 1 run; partial:weight,act for 1 run"
     by_run = named.set_index("run_id")
     assert by_run.loc["lab", "variant"] == "partial:weight,act"
     # Each run is named as it would be alone: the whole network by the whole-network model.
@@ -537,6 +544,33 @@ def test_an_input_of_whole_and_partial_recordings_names_each_run_by_the_model_fo
         assert by_run.loc[run].drop("variant").equals(alone.set_index("run_id").loc[run].drop("variant"))
     monkeypatch.setenv(DIRECTORY_VARIABLE, str(directory))
     said = " ".join(CliRunner().invoke(app, ["identify", str(mixed)]).output.split())
-    assert "default identifier (weight,act,actchange for 1 run; partial:weight,act for 1 run)" in said
+    assert "default identifier (weight,act,actchange,reach for 1 run; partial:weight,act for 1 run)" in said
     assert "were named correctly in its benchmark" in said  # the whole network's figures
     assert "named foreign networks recorded so right over all their rules: 0.55 at their hidden layers" in said
+
+
+def test_a_run_without_a_reach_under_its_readout_is_named_by_the_variant_without_it(built, recordings):
+    directory, _ = built
+    folder, truth = recordings
+    observables = read_input(folder)
+    sgdm = next(run for run, rule in truth.items() if rule == "sgdm")
+    # As a conv net whose readout reads several positions, in a recording that does not say its flatten order.
+    under_readout = observables["layer_index"] == observables["layer_index"].max() - 1
+    blanked = observables.copy()
+    blanked.loc[under_readout & (blanked["run_id"] == sgdm), "reach"] = np.nan
+    assert top_reach_present(blanked).to_dict() == {run: run != sgdm for run in truth}
+    named, variant = identify_default(blanked, directory)
+    assert variant == "weight,act,actchange,reach for 1 run; weight,act,actchange for 1 run"
+    assert named.set_index("run_id").loc[sgdm, "variant"] == "weight,act,actchange"
+    # The run is named as the variant without the reach names it alone.
+    alone, alone_variant = identify_default(blanked[blanked["run_id"] == sgdm], directory)
+    assert alone_variant == "weight,act,actchange"
+    assert named.set_index("run_id").loc[sgdm].drop("variant").equals(alone.set_index("run_id").loc[sgdm].drop("variant"))
+
+
+def test_an_identifier_with_update_reach_needs_a_zoo_that_recorded_it_and_one_without_fits_none(tiny_store, tmp_path):
+    with pytest.raises(LridError, match="recorded no update reach; regenerate its runs with this lrid"):
+        train_default(str(REPO / "data" / "sample_store"), tmp_path / "old", sweep="sample.yaml", reach=True)
+    plain = train_default(str(tiny_store), tmp_path / "plain", sweep="tiny.yaml", schedules=[], calibration_folds=2,
+                          only=None)
+    assert list(plain["variants"]) == list(VARIANTS + PARTIAL_VARIANTS) and "reach" not in plain["features"]

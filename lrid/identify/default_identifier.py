@@ -66,6 +66,12 @@ PARTIAL = "partial"
 # How the transfer benchmark's ``by_layers`` names the identifiers trained as the partial variants are.
 PARTIALLY_TRAINED = "+ " + ",".join(PARTIAL_LAYERS)
 PARTIAL_VARIANTS = tuple(f"{PARTIAL}:{measures}" for measures in ("weight,act", "act"))
+# With a zoo that recorded update reach (lrid.observables.update_reach), each whole variant that reads weights
+# has a second model that reads the reach too. A run whose layer under the readout has a reach is named by it,
+# any other by the variant without: the reach of a conv readout over several positions, or one whose flatten
+# order a recording does not say, is unlike any the zoo's conv nets (one position) showed, and no model is
+# shown a value it never met (benchmarks/update_reach.py, README "Update reach").
+REACH_VARIANTS = tuple(f"{variant},reach" for variant in VARIANTS if "weight" in variant.split(","))
 
 
 def measures_of(variant: str) -> str:
@@ -100,6 +106,17 @@ def variant_for(observables: pd.DataFrame, available: Collection[str] = VARIANTS
         f"the input carries {','.join(sorted(carried)) or 'no measure'} for every run; the default identifier needs "
         "weight or act arrays (record weight/<layer> or act/<layer>)"
     )
+
+
+def top_reach_present(observables: pd.DataFrame) -> pd.Series:
+    """Whether each run (by run id) has an update reach at the layer under its readout, which the reach
+    variants (:data:`REACH_VARIANTS`) need."""
+    if "reach" not in observables:
+        return pd.Series(False, index=pd.Index(observables["run_id"].unique()))
+    under_readout = observables.groupby("run_id")["layer_index"].transform("max") - 1
+    rows = observables[observables["layer_index"] == under_readout]
+    present = rows["reach"].notna().groupby(rows["run_id"]).any()
+    return present.reindex(observables["run_id"].unique(), fill_value=False)
 
 
 def _model_name(variant: str) -> str:
@@ -152,11 +169,17 @@ def identify_default(
     named, used = [], {}
     for part in parts:
         variant = variant_for(part, available)
-        named.append(identify(model_path(variant, directory), part, candidates=candidates).assign(variant=variant))
-        used[variant] = part["run_id"].nunique()
+        by_variant = {variant: part}
+        if f"{variant},reach" in available:
+            reached = part["run_id"].map(top_reach_present(part))
+            by_variant = {f"{variant},reach": part[reached], variant: part[~reached]}
+        for name, runs in by_variant.items():
+            if len(runs):
+                named.append(identify(model_path(name, directory), runs, candidates=candidates).assign(variant=name))
+                used[name] = runs["run_id"].nunique()
     predictions = pd.concat(named, ignore_index=True).sort_values("run_id", ignore_index=True)
     described = "; ".join(f"{name} for {n} run{'s' if n > 1 else ''}" for name, n in used.items())
-    return predictions, variant if len(used) == 1 else described
+    return predictions, next(iter(used)) if len(used) == 1 else described
 
 
 def train_default(
@@ -172,6 +195,7 @@ def train_default(
     coverage: float = DEFAULT_COVERAGE,
     calibration_folds: int = CALIBRATION_FOLDS,
     only: Collection[str] | None = None,
+    reach: bool = False,
 ) -> dict:
     """Fit every variant on the store's complete runs, save them under ``directory``, write and return the card.
 
@@ -186,6 +210,10 @@ def train_default(
 
     ``only`` refits just those variants and keeps every other one, model and card entry, from the identifier
     already in ``directory``, which must have been built from the same runs.
+
+    ``reach`` also fits :data:`REACH_VARIANTS`, which :func:`identify_default` uses for the runs that have an
+    update reach under their readouts; the store's runs must have recorded it. The transfer benchmark does not
+    measure them yet, so the card then quotes none of its figures.
 
     Each variant's prediction sets are calibrated at ``coverage`` on the zoo's runs as recorded and, one
     threshold per number of checkpoints, on their copies at ``schedules``, each named by a model fitted in
@@ -208,9 +236,12 @@ def train_default(
         manifests = [m for m in manifests if m["run_id"] in kept]
     if observables.empty:
         raise LridError(f"{store} holds no complete runs of {sweep}; generate it first (make default-identifier does)")
-    unknown = sorted(set(only or ()) - set(VARIANTS + PARTIAL_VARIANTS))
+    if reach and observables["reach"].isna().all():
+        raise LridError(f"{store} recorded no update reach; regenerate its runs with this lrid, or build without it")
+    every_variant = VARIANTS + PARTIAL_VARIANTS + (REACH_VARIANTS if reach else ())
+    unknown = sorted(set(only or ()) - set(every_variant))
     if unknown:
-        raise LridError(f"unknown variant {unknown[0]!r}; variants are {', '.join(VARIANTS + PARTIAL_VARIANTS)}")
+        raise LridError(f"unknown variant {unknown[0]!r}; variants are {', '.join(every_variant)}")
     variants, calibrations = {}, {}
     if only is not None:
         previous = read_card(directory)
@@ -220,7 +251,7 @@ def train_default(
         }
     directory.mkdir(parents=True, exist_ok=True)
     points = recorded_points(observables)
-    building = [variant for variant in VARIANTS + PARTIAL_VARIANTS if only is None or variant in only]
+    building = [variant for variant in every_variant if only is None or variant in only]
     # The runs with their copies: at the checkpoint schedules, and for the partial variants at some layers too.
     trained_on = {
         seen_partially: with_copies(observables, schedules, PARTIAL_LAYERS if seen_partially else ())
@@ -258,21 +289,24 @@ def train_default(
         variants[variant] = {"model": _model_name(variant), "n_features": int(features.X.shape[1])}
         if partial_layers:
             variants[variant]["partial_layers"] = list(partial_layers)
-    order = VARIANTS + PARTIAL_VARIANTS
+    order = VARIANTS + PARTIAL_VARIANTS + REACH_VARIANTS
     variants = dict(sorted(variants.items(), key=lambda item: order.index(item[0])))
     calibrations = dict(sorted(calibrations.items(), key=lambda item: order.index(item[0])))
     metadata = run_metadata(manifests)
+    # The reach is among the features the card names, so that a transfer benchmark of features without it is
+    # not quoted for an identifier that names some runs with it.
+    card_features = {**options, "reach": True} if any(name in REACH_VARIANTS for name in variants) else options
     card = {
         "name": "lrid default identifier",
         "lrid_version": lrid.__version__,
         "created": time.strftime("%Y-%m-%d", time.gmtime()),
         "classifier": classifier,
-        "features": options,
+        "features": card_features,
         "rules": sorted(metadata["rule"].unique().tolist()),
         "variants": variants,
         "training": {**_training_summary(metadata, sweep), "points": points, "schedules": list(schedules)},
         "prediction_sets": {"coverage": coverage, "calibration_folds": calibration_folds, "in_zoo": calibrations},
-        "transfer": _transfer_summary(transfer_results, classifier, options, list(schedules)),
+        "transfer": _transfer_summary(transfer_results, classifier, card_features, list(schedules)),
     }
     (directory / "card.json").write_text(json.dumps(card, indent=2))
     return card
@@ -630,6 +664,15 @@ def describe_card(card: dict) -> list[str]:
                 "one layer and one for several, calibrated on those copies"
             ]
             if (partial_layers := _partial_layers(card))
+            else []
+        ),
+        *(
+            [
+                f"  {', '.join(reach_variants)}: the same with update reach (README, 'Update reach'), for the runs "
+                "with a reach under their readouts (MLPs; conv nets whose readout reads one position, or says how it "
+                "flattened its map)"
+            ]
+            if (reach_variants := [name for name in card.get("variants", {}) if name in REACH_VARIANTS])
             else []
         ),
         f"trained on {training.get('runs')} runs of {training.get('sweep')}: "
