@@ -159,36 +159,41 @@ def zoo_reach(store_location: str, run_ids: list[str], cache: Path, workers: int
     return pd.DataFrame.from_dict(rows, orient="index", columns=REACH_FEATURES)
 
 
-def recorded_reach(observables: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
-    """The runs' reach as the store recorded it (a zoo generated since lrid records it), as :data:`REACH_FEATURES`."""
+def _summarised(observables: pd.DataFrame) -> pd.DataFrame:
+    """Each run's reach column as lrid's features summarise it (:data:`REACH_FEATURES`), by run id."""
     from lrid.identify.features import build_features
 
+    features = build_features(observables, subset="reach", unit="run", time="fraction")
+    return pd.DataFrame(features.X, index=features.groups, columns=REACH_FEATURES)
+
+
+def recorded_reach(observables: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
+    """The runs' reach as the store recorded it (a zoo generated since lrid records it), as :data:`REACH_FEATURES`."""
     kept = observables[observables["run_id"].isin(run_ids)]
     if kept["reach"].isna().all():
         raise SystemExit("update_reach: the store's runs recorded no update reach; regenerate the zoo with this lrid, "
                          "or leave out --recorded to re-train the runs")
-    features = build_features(kept, subset="reach", unit="run", time="fraction")
-    return pd.DataFrame(features.X, index=features.groups, columns=REACH_FEATURES)
+    return _summarised(kept)
 
 
 def foreign_set(directory: Path):
-    """A foreign set's features (:data:`CONFIG`), its reach features in the same row order (as
-    :data:`ARMS` reads them), and its labels."""
+    """A foreign set's features (:data:`CONFIG`), its reach features in the same row order as its recordings
+    give them and read channels-last (as :data:`ARMS` reads them), and its labels."""
     from lrid.identify.features import build_features
-    from lrid.identify.recording import load_recordings, recording_observables
+    from lrid.identify.recording import load_recordings, recording_observables, recording_reach
 
     labels = learned_networks(pd.read_csv(directory / "labels.csv").set_index("run"), directory.name)
-    observables, reach = [], {False: {}, True: {}}
+    as_given, channels_last = [], []
     for run in labels.index:
         (recording,) = load_recordings(directory / f"{run}.npz")
-        observables.append(recording_observables(recording))
-        kernels = [recording.arrays["weight"][layer] for layer in recording.layers]
-        for channels_last in reach:
-            flatten = "channels_last" if channels_last else None
-            reach[channels_last][recording.run] = reach_features(kernels, flatten, recording.steps)
-    features = build_features(pd.concat(observables, ignore_index=True), **CONFIG.options())
-    frames = {channels_last: pd.DataFrame.from_dict(rows, orient="index", columns=REACH_FEATURES).loc[features.groups]
-              for channels_last, rows in reach.items()}
+        observed = recording_observables(recording)  # its reach as lrid reads the recording (no flatten order)
+        recording.flatten = "channels_last"  # how benchmarks/foreign flattens its maps
+        as_given.append(observed)
+        channels_last.append(observed.assign(reach=recording_reach(recording).ravel()))
+    observables = pd.concat(as_given, ignore_index=True)
+    features = build_features(observables, **CONFIG.options())
+    frames = {False: _summarised(observables).loc[features.groups],
+              True: _summarised(pd.concat(channels_last, ignore_index=True)).loc[features.groups]}
     return features, frames, labels
 
 

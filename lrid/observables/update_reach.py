@@ -161,12 +161,13 @@ def update_reach(kernels: Sequence[np.ndarray], flatten: str | None = None) -> n
     steps = {len(k) for k in kernels}
     if len(steps) != 1 or steps.pop() < 2:
         raise LridError("update reach needs every kernel at the same two or more checkpoints")
-    reach = np.full((len(kernels) - 1, len(kernels[0]) - 1), np.nan)
-    for layer, (kernel, above) in enumerate(zip(kernels[:-1], kernels[1:])):
-        updates = np.diff(np.asarray(kernel, _working_dtype(kernel)), axis=0)
-        for step, update in enumerate(updates):
-            reach[layer, step] = layer_reach(update, above[step], flatten)
-    return reach
+    for kernel, above in zip(kernels[:-1], kernels[1:]):
+        read_gram(np.asarray(above[0]), np.shape(kernel)[-1], flatten)  # a one-line error unless they chain
+    intervals = [
+        checkpoint_reach([k[step] for k in kernels], [k[step + 1] for k in kernels], flatten=flatten)[:-1]
+        for step in range(len(kernels[0]) - 1)
+    ]
+    return np.stack(intervals, axis=1)
 
 
 class ReachRecorder:
