@@ -89,7 +89,7 @@ def print_table(rows: list[dict], columns: list[str], title: str) -> None:
             return NOT_JUDGED if column == "met" else "–"
         return f"{value:.3g}" if isinstance(value, float) else str(value)
 
-    widths = {c: max(len(c), *(len(cell(r, c)) for r in rows)) for c in columns}
+    widths = {c: max([len(c), *(len(cell(r, c)) for r in rows)]) for c in columns}  # rows may be none
     print(f"\n{title}")
     print("  ".join(c.rjust(widths[c]) for c in columns))
     for row in rows:

@@ -28,6 +28,12 @@ makes it), one table each:
    denser early), named by the all-rule identifier trained on the zoo as recorded and by the one trained
    on ``--schedules`` too; some of the schedules are ones it never trained on.
 
+With ``--reach`` the chosen features are measured as the default identifier built with ``--reach`` names
+runs: a run with an update reach under its readout by an identifier that also reads the reach, any other
+(a foreign conv net whose recording does not say how its readout flattened) by one without. Every zoo run
+has the reach, so the held-out levels and the in-distribution splits measure the first; foreign networks
+are named by whichever fits each, and their prediction sets use that identifier's calibration.
+
 Runs that collapsed (trained to the end without learning) are left out, as ``lrid classify`` does.
 Every number is a held-out accuracy; nothing is tuned on the held-out levels or the foreign networks.
 
@@ -41,7 +47,7 @@ import functools
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +67,9 @@ ZOO_SWEEPS = ",".join(str(REPO / "pipelines" / name) for name in ("zoo.yaml", "z
 BACKPROP_RULES = ("sgd", "sgdm", "adam")
 
 
+REACH_FALL_BACK = ", reach fall-back"
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """One way of turning trajectories into features (the keyword arguments of ``build_features``)."""
@@ -71,12 +80,29 @@ class FeatureConfig:
     baseline: str
     subset: str
     depth_contrasts: bool = False
+    # Named as the default identifier built with --reach names: a run with an update reach under its readout by
+    # a second identifier that also reads the reach (features subset + ",reach"), any other by this one.
+    reach: bool = False
 
     def options(self) -> dict:
         """Keyword arguments for :func:`lrid.identify.features.build_features` (``depth_contrasts`` only when on,
         as the features' own options record it, so that results and identifiers from before it still match)."""
         options = {"unit": self.unit, "time": self.time, "baseline": self.baseline, "subset": self.subset}
         return {**options, "depth_contrasts": True} if self.depth_contrasts else options
+
+    def with_reach(self) -> FeatureConfig:
+        """This configuration named with the fall-back to the reach (:attr:`reach`)."""
+        return replace(self, name=self.name + REACH_FALL_BACK, reach=True)
+
+    def reach_features(self) -> FeatureConfig:
+        """The features of the identifier that names runs with a reach under their readouts."""
+        return replace(self, name=self.name.removesuffix(REACH_FALL_BACK) + " + reach", subset=f"{self.subset},reach",
+                       reach=False)
+
+    def zoo_features(self) -> FeatureConfig:
+        """The features the zoo's own runs are named by: every run lrid trains records a reach under its readout,
+        so with :attr:`reach` the second identifier's."""
+        return self.reach_features() if self.reach else self
 
 
 CONFIGS = [
@@ -317,20 +343,63 @@ def read_foreign(directory: Path) -> ForeignSet:
     return ForeignSet(directory.name, labels, recordings, read_seconds)
 
 
-def _fit_all(observables, config: FeatureConfig, classifier: str, n_jobs: int, schedules=()):
+@dataclass
+class Identifier:
+    """Models trained on a whole zoo, named as the default identifier names with them: ``models["plain"]``
+    (a classifier and its classes) names every run or, with the reach (:attr:`FeatureConfig.reach`),
+    only the runs without a reach under their readout, which ``models["reach"]`` names."""
+
+    config: FeatureConfig
+    models: dict[str, tuple]
+
+    def parts(self, recordings: pd.DataFrame) -> pd.Series:
+        """Which model names each run (indexed by run id): ``reach`` or ``plain``."""
+        from lrid.identify.default_identifier import top_reach_present
+
+        present = top_reach_present(recordings) if "reach" in self.models else pd.Series(False, index=recordings["run_id"].unique())
+        return present.map({True: "reach", False: "plain"})
+
+    def features_of(self, part: str) -> FeatureConfig:
+        """The features ``part``'s model reads."""
+        return self.config.reach_features() if part == "reach" else replace(self.config, reach=False)
+
+    def probabilities(self, recordings: pd.DataFrame, features=None) -> pd.DataFrame:
+        """Each run's probability per rule, indexed by run id. ``features``, a config -> features function for
+        these recordings (:meth:`ForeignSet.features`), saves building them."""
+        from lrid.identify.features import build_features
+
+        parts = self.parts(recordings)
+        named = []
+        for part, runs in parts.groupby(parts).groups.items():
+            config = self.features_of(part)
+            if features is not None:
+                test = features(config)
+            else:
+                test = build_features(recordings[recordings["run_id"].isin(runs)], **config.options())
+            named.append(_run_probabilities(self.models[part], test, runs))
+        return pd.concat(named).loc[parts.index]
+
+
+def _fit_all(observables, config: FeatureConfig, classifier: str, n_jobs: int, schedules=()) -> Identifier:
     """An identifier trained on all of ``observables`` and on their runs re-recorded at each checkpoint
-    schedule of ``schedules`` (as the default identifier is), and its classes."""
+    schedule of ``schedules`` (as the default identifier is)."""
     from lrid.identify.features import build_features
     from lrid.identify.schedules import rerecorded
 
-    train = build_features(rerecorded(observables, schedules), **config.options())
-    classes = sorted(set(train.y))
-    return _fit(classifier, train, np.ones(len(train.y), bool), classes, n_jobs), classes
+    copies = rerecorded(observables, schedules)
+    models = {}
+    for part in ("plain", "reach") if config.reach else ("plain",):
+        train = build_features(copies, **(config.reach_features() if part == "reach" else config).options())
+        classes = sorted(set(train.y))
+        models[part] = _fit(classifier, train, np.ones(len(train.y), bool), classes, n_jobs), classes
+    return Identifier(config, models)
 
 
-def _run_probabilities(fitted, test) -> pd.DataFrame:
+def _run_probabilities(fitted, test, runs=None) -> pd.DataFrame:
+    """One model's probabilities per rule for each run of ``test`` (only ``runs``, if given), its samples' mean."""
     model, classes = fitted
-    return pd.DataFrame(model.predict_proba(test.X), columns=classes).groupby(test.groups).mean()
+    kept = np.ones(len(test.groups), bool) if runs is None else np.isin(test.groups, np.asarray(runs))
+    return pd.DataFrame(model.predict_proba(test.X[kept]), columns=classes).groupby(test.groups[kept]).mean()
 
 
 def _among_paper_rules(every_rule: pd.DataFrame) -> pd.DataFrame:
@@ -358,8 +427,8 @@ def foreign_predictions(observables, config: FeatureConfig, classifier: str, for
     paper = _fit_all(_restrict(observables, PAPER_RULES), config, classifier, n_jobs, schedules)
     named = {}
     for foreign_set in foreign_sets:
-        test = foreign_set.features(config)
-        every_rule, paper_rules = _run_probabilities(everything, test), _run_probabilities(paper, test)
+        every_rule = everything.probabilities(foreign_set.recordings, foreign_set.features)
+        paper_rules = paper.probabilities(foreign_set.recordings, foreign_set.features)
         among = _among_paper_rules(every_rule)
         named[foreign_set.name] = pd.DataFrame({"all": every_rule.idxmax(axis=1),
                                                 "paper candidates": among.idxmax(axis=1),
@@ -408,8 +477,8 @@ def prediction_set_coverage(observables, config: FeatureConfig, classifier: str,
     many rules they held, over every rule and among the paper's four (``naming``; ``--rules``, renormalised, the
     same threshold). Rows: each set and the sets pooled, as recorded; pooled, per true rule (``rule``); and
     pooled, re-recorded at each of :data:`TEST_SCHEDULES` (``schedule``). Each network's threshold is the
-    one for its number of checkpoints (:func:`lrid.identify.prediction_sets.thresholds_for`); ``threshold`` is
-    their mean. ``everything`` as :func:`foreign_predictions`."""
+    one of the model that names it for its number of checkpoints
+    (:func:`lrid.identify.prediction_sets.thresholds_for`); ``threshold`` is their mean. ``everything`` as :func:`foreign_predictions`."""
     from lrid.identify.classifiers import make_classifier
     from lrid.identify.features import build_features
     from lrid.identify.prediction_sets import (
@@ -421,14 +490,18 @@ def prediction_set_coverage(observables, config: FeatureConfig, classifier: str,
     from lrid.identify.schedules import AS_RECORDED, at_schedule, points_per_run, recorded_points, rerecorded
 
     copies = rerecorded(observables, schedules)
-    train = build_features(copies, **config.options())
-    classes = sorted(set(train.y))
     if everything is None:
         everything = _fit_all(observables, config, classifier, n_jobs, schedules)
-    make_model = functools.partial(make_classifier, classifier, n_jobs, 0, n_points=train.n_points, n_static=train.n_static)
-    calibration = cross_fitted_calibration(train, classes, schedules, make_model, coverage, folds,
-                                           round(recorded_points(observables)),
-                                           points_per_run(copies).to_dict())
+    # Each model's sets are calibrated on the zoo's runs as that model reads them, as the default identifier's
+    # variants are, and a network gets the threshold of the model that names it.
+    calibrations = {}
+    for part, (_, classes) in everything.models.items():
+        train = build_features(copies, **everything.features_of(part).options())
+        make_model = functools.partial(make_classifier, classifier, n_jobs, 0, n_points=train.n_points,
+                                       n_static=train.n_static)
+        calibrations[part] = cross_fitted_calibration(train, classes, schedules, make_model, coverage, folds,
+                                                      round(recorded_points(observables)),
+                                                      points_per_run(copies).to_dict())
 
     def row(set_name, naming, sets, true_rules, thresholds, schedule=AS_RECORDED, rule=None):
         held, size = coverage_and_size(sets, list(true_rules))
@@ -440,13 +513,19 @@ def prediction_set_coverage(observables, config: FeatureConfig, classifier: str,
     for schedule in (AS_RECORDED, *TEST_SCHEDULES):
         pooled = {"all": ([], [], []), "paper candidates": ([], [], [])}
         for foreign_set in foreign_sets:
-            recordings = foreign_set.recordings if schedule == AS_RECORDED else at_schedule(foreign_set.recordings, schedule)
-            test = foreign_set.features(config) if schedule == AS_RECORDED else build_features(recordings, **config.options())
-            every_rule = _run_probabilities(everything, test)
+            if schedule == AS_RECORDED:
+                recordings, features = foreign_set.recordings, foreign_set.features
+            else:
+                recordings, features = at_schedule(foreign_set.recordings, schedule), None
+            every_rule = everything.probabilities(recordings, features)
             truth = foreign_set.labels.loc[every_rule.index, "rule"]
-            # Each network's threshold by the checkpoints it was recorded at, as lrid identify chooses it.
+            # Each network's threshold by its model and the checkpoints it was recorded at, as lrid identify
+            # chooses it.
             points = points_per_run(recordings).reindex(every_rule.index)
-            thresholds = pd.Series(thresholds_for(calibration, points.to_numpy()), index=every_rule.index)
+            parts = everything.parts(recordings).reindex(every_rule.index)
+            thresholds = pd.Series(np.nan, index=every_rule.index)
+            for part, calibration in calibrations.items():
+                thresholds[parts == part] = thresholds_for(calibration, points[parts == part].to_numpy())
             paper = truth.isin(PAPER_RULES)
             among = _among_paper_rules(every_rule[paper])
             for naming, probabilities, true_rules in (("all", every_rule, truth), ("paper candidates", among, truth[paper])):
@@ -529,7 +608,6 @@ def by_schedule(observables, config: FeatureConfig, classifier: str, foreign_set
     :data:`TEST_SCHEDULES`, trained on the zoo as recorded and also on ``schedules``: accuracy over every
     rule and among the paper's four (``--rules``), meaned over the sets (each set's beside it). ``trained``,
     the identifier trained on ``schedules`` (:func:`_fit_all`) if the caller has it already, is not refitted."""
-    from lrid.identify.features import build_features
     from lrid.identify.schedules import AS_RECORDED, at_schedule, recorded_points, training_label
 
     if trained is None:
@@ -541,12 +619,12 @@ def by_schedule(observables, config: FeatureConfig, classifier: str, foreign_set
     for schedule in (AS_RECORDED, *TEST_SCHEDULES):
         recordings = {foreign_set.name: foreign_set.recordings if schedule == AS_RECORDED
                       else at_schedule(foreign_set.recordings, schedule) for foreign_set in foreign_sets}
-        tests = {name: build_features(frame, **config.options()) for name, frame in recordings.items()}
         points = recorded_points(pd.concat(recordings.values()))
-        for trained_on, fitted in identifiers.items():
+        for trained_on, identifier in identifiers.items():
             right, right_among_paper = {}, {}
             for foreign_set in foreign_sets:
-                every_rule = _run_probabilities(fitted, tests[foreign_set.name])
+                every_rule = identifier.probabilities(recordings[foreign_set.name],
+                                                      foreign_set.features if schedule == AS_RECORDED else None)
                 truth = foreign_set.labels.loc[every_rule.index, "rule"]
                 paper = truth.isin(PAPER_RULES)
                 right[foreign_set.name] = float((every_rule.idxmax(axis=1) == truth).mean())
@@ -688,6 +766,9 @@ def main() -> None:
                         "fraction, to compare zoo designs at equal size")
     parser.add_argument("--schedules", default=",".join(DEFAULT_SCHEDULES), help="checkpoint schedules every zoo run is "
                         "also trained on (lrid.identify.schedules; default: the default identifier's; '' for none)")
+    parser.add_argument("--reach", action="store_true", help="name runs as the default identifier built with --reach "
+                        "does: a run with an update reach under its readout by a second identifier that also reads it "
+                        "(the store must have recorded it; the zoo's own runs all have it)")
     parser.add_argument("--quick", action="store_true", help="smoke run: three factors, one classifier, two configurations, "
                         "no zoo draws; meets no target")
     args = parser.parse_args()
@@ -725,13 +806,18 @@ def main() -> None:
         chosen = max(configs, key=lambda config: means[config.name])
     else:
         chosen = CONFIGS[int(args.features)]
+    if args.reach:
+        if observables["reach"].isna().all():
+            raise SystemExit(f"transfer: {args.store} recorded no update reach; regenerate its runs with this lrid, "
+                             "or measure without --reach")
+        chosen = chosen.with_reach()
     print(f"features measured in full: {chosen.name}")
 
     from lrid.identify.features import build_features
 
     matrix = []
     for rule_set, rules in rule_sets.items():
-        features = build_features(_restrict(observables, rules), **chosen.options())
+        features = build_features(_restrict(observables, rules), **chosen.zoo_features().options())
         for classifier in classifiers:
             for factor in factors:
                 matrix += [{"rules": rule_set, **row} for row in leave_one_level_out(features, metadata, factor, classifier, args.jobs)]
@@ -747,7 +833,7 @@ def main() -> None:
         activations += leave_one_level_out(features, metadata, factor, classifiers[0], args.jobs)
     print_table(activations, ["factor", "level", "classifier", "n_test_runs", "run_accuracy"],
                 f"Activations only, paper's 4 rules ({act_config.name})")
-    within = [in_distribution(observables, chosen, classifier, 10, args.jobs, rules, rule_set)
+    within = [in_distribution(observables, chosen.zoo_features(), classifier, 10, args.jobs, rules, rule_set)
               for rule_set, rules in rule_sets.items() for classifier in classifiers]
     print_table(within, ["rules", "classifier", "features", "splits", "mean", "sem"], "In distribution (10 balanced splits)")
     print_table([{"rules": row["rules"], "classifier": row["classifier"], "rule": rule, "recall": recall,
@@ -815,8 +901,10 @@ def main() -> None:
     paper_levels = [row["run_accuracy"] for row in matrix if row["rules"] == "paper 4" and row["classifier"] == classifiers[0]]
     over_sets = f", mean of {len(foreign_sets)} sets" if len(foreign_sets) > 1 else ""
     targets = [
-        {"target": "every held-out level, paper's 4 rules, per run >= 0.95", "measured": min(paper_levels), "goal": 0.95},
-        {"target": "activations only, held-out levels >= 0.85", "measured": min(r["run_accuracy"] for r in activations), "goal": 0.85},
+        {"target": "every held-out level, paper's 4 rules, per run >= 0.95", "measured": min(paper_levels, default=None),
+         "goal": 0.95},
+        {"target": "activations only, held-out levels >= 0.85", "measured": min((r["run_accuracy"] for r in activations), default=None),
+         "goal": 0.85},
         {"target": "all rules in distribution >= 0.90",
          "measured": next(row["mean"] for row in within if row["rules"] == "all"), "goal": 0.90},
         {"target": f"foreign sgdm/adam/fa/ia >= 0.95 (paper's-4 identifier){over_sets}",
@@ -826,12 +914,16 @@ def main() -> None:
         {"target": f"foreign, all its rules >= 0.85{over_sets}", "measured": foreign_mean["accuracy_all"], "goal": 0.85},
     ]
     for target in targets:
-        target["met"] = None if args.quick else bool(target["measured"] is not None and target["measured"] >= target["goal"])
+        # A store without the factors' levels (or a quick run) measures no target: not judged, rather than missed.
+        unmeasured = args.quick or target["measured"] is None
+        target["met"] = None if unmeasured else bool(target["measured"] >= target["goal"])
     print_table(targets, ["target", "measured", "goal", "met"],
                 f"Targets ({classifiers[0]}, {chosen.name})" + (" -- quick run: not judged" if args.quick else ""))
     write_result("transfer", {
         "store": args.store, "sweep": args.sweep, "runs": int(metadata.shape[0]), "chosen_features": chosen.name,
-        "chosen_options": {key: value for key, value in chosen.options().items() if key != "subset"},
+        # As the default identifier's card names its features, so that the card quotes only this design.
+        "chosen_options": {**{key: value for key, value in chosen.options().items() if key != "subset"},
+                           **({"reach": True} if chosen.reach else {})},
         "targets_classifier": classifiers[0], "feature_comparison": comparison, "schedules": schedules,
         "leave_one_level_out": matrix, "activations_only": activations, "in_distribution": within,
         "foreign": {"directories": [str(directory) for directory in directories], "per_rule": foreign_rows,

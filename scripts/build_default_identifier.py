@@ -38,8 +38,8 @@ def main() -> None:
                         help="refit only these variants (e.g. partial:act), keeping the others of the identifier at "
                         "--out, which must have been built from the same zoo")
     parser.add_argument("--reach", action="store_true", help="also fit the variants with update reach, for runs with a "
-                        "reach under their readouts (the zoo must have recorded it; the transfer benchmark does not "
-                        "measure them yet)")
+                        "reach under their readouts (the zoo must have recorded it; on by itself when --transfer "
+                        "measured them: benchmarks/transfer.py --reach)")
     parser.add_argument("--card-only", action="store_true", help="refit nothing: quote --transfer on the card of "
                         "the identifier at --out (after a benchmark rerun of the same identifier)")
     parser.add_argument("--foreign-conv", default=None, metavar="RESULTS", help="refit nothing: quote RESULTS (the JSON "
@@ -78,6 +78,8 @@ def main() -> None:
     # unless it has not run.
     measured = json.loads(transfer.read_text()) if transfer.is_file() else {}
     options = measured.get("chosen_options")
+    # A benchmark run with --reach measured the identifier with the reach variants: build that one.
+    reach = args.reach or bool(options and options.pop("reach", False))
     schedules = measured.get("schedules", list(DEFAULT_SCHEDULES))
     if args.schedules is not None:
         schedules = [name for name in args.schedules.split(",") if name]
@@ -85,7 +87,7 @@ def main() -> None:
                          feature_options=options, transfer_results=transfer,
                          sweep=",".join(os.path.relpath(Path(path).resolve(), REPO) for path in paths),
                          runs={spec.run_id for sweep in sweeps for spec in sweep.expand()}, schedules=schedules,
-                         only=args.variants, reach=args.reach)
+                         only=args.variants, reach=reach)
     print("\n".join(describe_card(card)))
 
 

@@ -574,3 +574,33 @@ def test_an_identifier_with_update_reach_needs_a_zoo_that_recorded_it_and_one_wi
     plain = train_default(str(tiny_store), tmp_path / "plain", sweep="tiny.yaml", schedules=[], calibration_folds=2,
                           only=None)
     assert list(plain["variants"]) == list(VARIANTS + PARTIAL_VARIANTS) and "reach" not in plain["features"]
+
+
+def test_the_build_script_fits_the_reach_variants_when_the_transfer_benchmark_measured_them(
+    built, tiny_store, tiny_sweep_file, tmp_path
+):
+    """make default-identifier builds what benchmarks/transfer.py measured: its --reach run's features carry
+    ``reach``, and the build then fits the reach variants (here one, refitted) and quotes the benchmark."""
+    import shutil
+
+    directory, card = built
+    copy = tmp_path / "model"
+    shutil.copytree(directory, copy)
+    measured = tmp_path / "transfer.json"
+    measured.write_text(json.dumps({"quick": False, "finished_at": "2026-12-02T00:00:00Z", "schedules": ["even4", "log3"],
+                                    "chosen_options": {**card["features"]}, "targets": [], "foreign": {"summary": []}}))
+    command = [sys.executable, "scripts/build_default_identifier.py", "--store", str(tiny_store), "--sweep",
+               str(tiny_sweep_file), "--classifier", "linear", "--out", str(copy), "--transfer", str(measured),
+               "--variants", "weight,reach"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    rebuilt = read_card(copy)
+    assert list(rebuilt["variants"]) == list(card["variants"])
+    assert rebuilt["features"] == card["features"] and rebuilt["features"]["reach"] is True
+    assert rebuilt["transfer"]["finished_at"] == "2026-12-02T00:00:00Z"
+    # A benchmark without the reach measured the identifier without those variants: none to refit.
+    measured.write_text(json.dumps({"quick": False, "schedules": ["even4", "log3"], "targets": [], "foreign": {},
+                                    "chosen_options": {key: value for key, value in card["features"].items()
+                                                       if key != "reach"}}))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode != 0 and "unknown variant 'weight,reach'" in result.stderr

@@ -256,3 +256,44 @@ def test_the_shipped_identifier_is_scored_on_foreign_conv_nets_whole_and_cut_as_
     whole = rows["whole", "weight,act"]
     assert whole["named_right"] == pytest.approx(np.mean(list(whole["recall"].values())))  # one network per rule
     assert "The shipped identifier on foreign networks" in capsys.readouterr().out
+
+
+def test_with_the_reach_a_network_is_named_by_the_model_its_recording_can_feed(tiny_store):
+    """As the default identifier built with --reach: networks with an update reach under their readout are
+    named by the model that reads it, the others (a conv readout over several positions, say) by the one
+    without; each model's prediction sets get their own calibration."""
+    from lrid.identify.features import build_features
+
+    from benchmarks.transfer import CONFIGS, ForeignSet, _fit_all, _run_probabilities, foreign, load_zoo, prediction_set_coverage
+
+    observables, metadata = load_zoo(str(tiny_store))
+    assert observables.groupby("run_id")["reach"].count().gt(0).all()  # lrid records it for every run
+    config = CONFIGS[3].with_reach()
+    first, second = metadata.index[::2], metadata.index[1::2]
+    without_reach = observables[observables["run_id"].isin(second)].assign(reach=np.nan)
+    sets = [ForeignSet("reached", metadata.loc[first, ["rule"]].assign(final_test_accuracy=1.0),
+                       observables[observables["run_id"].isin(first)], 0.0),
+            ForeignSet("unreached", metadata.loc[second, ["rule"]].assign(final_test_accuracy=1.0), without_reach, 0.0)]
+    identifier = _fit_all(observables, config, "linear", 1)
+    assert set(identifier.models) == {"plain", "reach"}
+    assert set(identifier.parts(sets[0].recordings)) == {"reach"} and set(identifier.parts(without_reach)) == {"plain"}
+    mixed = pd.concat([sets[0].recordings, without_reach])
+    named = identifier.probabilities(mixed)
+    assert sorted(named.index) == sorted(metadata.index)
+    # Each network's probabilities are those of the model that names it, from the features that model reads.
+    by_reach = _run_probabilities(identifier.models["reach"], build_features(sets[0].recordings, **config.reach_features().options()))
+    plain = _run_probabilities(identifier.models["plain"], build_features(without_reach, **CONFIGS[3].options()))
+    assert np.allclose(named.loc[by_reach.index], by_reach) and np.allclose(named.loc[plain.index], plain)
+    # ... the cached features of a whole set give the same.
+    assert np.allclose(identifier.probabilities(sets[0].recordings, sets[0].features), by_reach)
+    assert not np.allclose(_run_probabilities(identifier.models["plain"], build_features(sets[0].recordings,
+                                                                                          **CONFIGS[3].options())), by_reach)
+    summaries = foreign(observables, config, "linear", sets, 1, everything=identifier)[1]
+    assert [summary["networks"] for summary in summaries] == [12, 12]
+    rows = prediction_set_coverage(observables, config, "linear", sets, 1, [], everything=identifier, folds=3)
+    as_recorded = {row["set"]: row for row in rows if row["schedule"] == "as recorded" and row["rule"] is None
+                   and row["naming"] == "all"}
+    assert as_recorded["reached"]["networks"] == as_recorded["unreached"]["networks"] == 12
+    # Every network has 6 points: one calibration would give both sets the same threshold.
+    assert as_recorded["reached"]["threshold"] != as_recorded["unreached"]["threshold"]
+    assert 0.0 <= as_recorded["pooled"]["coverage"] <= 1.0

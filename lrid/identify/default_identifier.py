@@ -212,8 +212,8 @@ def train_default(
     already in ``directory``, which must have been built from the same runs.
 
     ``reach`` also fits :data:`REACH_VARIANTS`, which :func:`identify_default` uses for the runs that have an
-    update reach under their readouts; the store's runs must have recorded it. The transfer benchmark does not
-    measure them yet, so the card then quotes none of its figures.
+    update reach under their readouts; the store's runs must have recorded it. The card then quotes only a
+    transfer benchmark that named runs so (``benchmarks/transfer.py --reach``).
 
     Each variant's prediction sets are calibrated at ``coverage`` on the zoo's runs as recorded and, one
     threshold per number of checkpoints, on their copies at ``schedules``, each named by a model fitted in
