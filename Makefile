@@ -43,9 +43,10 @@ sample-store: install
 	rm -rf data/sample_store
 	$(BIN)/lrid generate pipelines/sample.yaml --store data/sample_store
 
-# lrid's default identifier (lrid/identify/default_model/): generates the zoo into $(ZOO) (resumable; about
-# two hours on 2 cores), measures transfer on it, and fits the identifier with its model card. Zoo draws hold 969
-# runs, two thirds of zoo.yaml's learned runs, so zoo designs compare at one size.
+# lrid's default identifier (lrid/identify/default_model/): generates the zoo into $(ZOO) (resumable; hours on
+# 2 cores, README says what each step took), measures transfer on it, and fits the identifier with its model card
+# (with the update-reach variants, since the benchmark measures them: --reach). Zoo draws hold 969 runs, two
+# thirds of zoo.yaml's learned runs, so zoo designs compare at one size.
 ZOO ?= $(OUT)/zoo/store
 ZOO_SWEEPS = pipelines/zoo.yaml,pipelines/zoo_activations.yaml
 default-identifier: install
