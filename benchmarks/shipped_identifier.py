@@ -35,6 +35,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks.harness import load_average, print_table, write_result  # noqa: E402
 from benchmarks.transfer import learned_networks  # noqa: E402
+from lrid.observables.update_reach import FLATTEN_ORDERS  # noqa: E402
 
 RULES = "sgdm,adam,fa,ia,ss,np,np_wn"
 WHOLE_MEASURES = ("weight,act,actchange", "weight,act", "act")
@@ -49,9 +50,12 @@ def cuts(layers: list[str]) -> dict[str, list[int]]:
     return chosen
 
 
-def cut_observables(directories: list[Path]) -> tuple[dict[tuple[str, str], pd.DataFrame], pd.Series, Counter]:
+def cut_observables(directories: list[Path], flatten: str | None = None
+                    ) -> tuple[dict[tuple[str, str], pd.DataFrame], pd.Series, Counter]:
     """Every learned network's observables per (cut, measures), each network's true rule, and how many networks
-    are of each architecture a recording shows (``conv`` or ``dense``)."""
+    are of each architecture a recording shows (``conv`` or ``dense``). ``flatten``: the order every recording
+    is read as saying its readout flattened a conv map in (``benchmarks/foreign`` flattens channels-last but
+    does not say so), so that such a readout has an update reach."""
     from lrid.identify.recording import Recording, load_recordings, recording_arch, recording_observables
 
     frames: dict[tuple[str, str], list[pd.DataFrame]] = {}
@@ -61,6 +65,7 @@ def cut_observables(directories: list[Path]) -> tuple[dict[tuple[str, str], pd.D
         labels = learned_networks(pd.read_csv(directory / "labels.csv").set_index("run"), directory.name)
         for run, rule in labels["rule"].items():
             (recording,) = load_recordings(directory / f"{run}.npz")
+            recording.flatten = flatten if flatten is not None else recording.flatten
             truth[recording.run] = rule
             architectures[recording_arch(recording)] += 1
             for cut, kept in cuts(list(recording.layers)).items():
@@ -69,7 +74,8 @@ def cut_observables(directories: list[Path]) -> tuple[dict[tuple[str, str], pd.D
                 for measures in WHOLE_MEASURES if cut == "whole" else PARTIAL_MEASURES:
                     arrays = {kind: {layer: recording.arrays[kind][layer] for layer in names} for kind in measures.split(",")}
                     part = Recording(recording.run, recording.steps, names, arrays, recording.epochs,
-                                     kept if placed else None, len(recording.layers) if placed else None)
+                                     kept if placed else None, len(recording.layers) if placed else None,
+                                     recording.flatten)
                     frames.setdefault((cut, measures), []).append(recording_observables(part))
     return {key: pd.concat(parts, ignore_index=True) for key, parts in frames.items()}, pd.Series(truth), architectures
 
@@ -109,6 +115,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--networks", type=int, default=112)
     parser.add_argument("--arch", default="mlp", choices=("mlp", "conv"), help="the generated sets' architecture")
+    parser.add_argument("--flatten", choices=FLATTEN_ORDERS, default=None, help="read every recording as saying its "
+                        "conv maps were flattened in this order, as a lab that knows its framework would record "
+                        "(benchmarks/foreign flattens channels_last; default: as the recordings say, here unsaid)")
     args = parser.parse_args(argv)
     load_before = load_average()
     started = time.perf_counter()
@@ -127,7 +136,7 @@ def main(argv=None) -> None:
     if missing:
         raise SystemExit(f"shipped_identifier: no labels.csv in {', '.join(missing)}; write the sets with "
                          "`python -m benchmarks.foreign.generate`")
-    observables, truth, architectures = cut_observables(directories)
+    observables, truth, architectures = cut_observables(directories, args.flatten)
     rows = [{"cut": cut, "measures": measures, **score(frame, truth)} for (cut, measures), frame in observables.items()]
     print_table(rows, ["cut", "measures", "variant", "networks", "named_right", "paper_among_four", "sets_held",
                        "mean_set_size"], "The shipped identifier on foreign networks (prediction sets at 90 %)")
@@ -138,6 +147,7 @@ def main(argv=None) -> None:
     seconds = round(time.perf_counter() - started, 1)
     path = write_result("shipped_identifier", {"sets": [str(directory) for directory in directories],
                                                "networks": int(len(truth)), "architectures": dict(architectures),
+                                               "flatten": args.flatten,
                                                "seconds": seconds, "rows": rows},
                         load_before)
     print(f"shipped_identifier: {len(truth)} networks in {seconds} s; results in {path}")

@@ -99,6 +99,12 @@ class FeatureConfig:
         return replace(self, name=self.name.removesuffix(REACH_FALL_BACK) + " + reach", subset=f"{self.subset},reach",
                        reach=False)
 
+    def model_features(self) -> dict[str, FeatureConfig]:
+        """The features of each model that names runs: ``plain``, and with :attr:`reach` also ``reach``."""
+        if not self.reach:
+            return {"plain": self}
+        return {"plain": replace(self, reach=False), "reach": self.reach_features()}
+
     def zoo_features(self) -> FeatureConfig:
         """The features the zoo's own runs are named by: every run lrid trains records a reach under its readout,
         so with :attr:`reach` the second identifier's."""
@@ -359,10 +365,6 @@ class Identifier:
         present = top_reach_present(recordings) if "reach" in self.models else pd.Series(False, index=recordings["run_id"].unique())
         return present.map({True: "reach", False: "plain"})
 
-    def features_of(self, part: str) -> FeatureConfig:
-        """The features ``part``'s model reads."""
-        return self.config.reach_features() if part == "reach" else replace(self.config, reach=False)
-
     def probabilities(self, recordings: pd.DataFrame, features=None) -> pd.DataFrame:
         """Each run's probability per rule, indexed by run id. ``features``, a config -> features function for
         these recordings (:meth:`ForeignSet.features`), saves building them."""
@@ -371,7 +373,7 @@ class Identifier:
         parts = self.parts(recordings)
         named = []
         for part, runs in parts.groupby(parts).groups.items():
-            config = self.features_of(part)
+            config = self.config.model_features()[part]
             if features is not None:
                 test = features(config)
             else:
@@ -388,8 +390,8 @@ def _fit_all(observables, config: FeatureConfig, classifier: str, n_jobs: int, s
 
     copies = rerecorded(observables, schedules)
     models = {}
-    for part in ("plain", "reach") if config.reach else ("plain",):
-        train = build_features(copies, **(config.reach_features() if part == "reach" else config).options())
+    for part, features in config.model_features().items():
+        train = build_features(copies, **features.options())
         classes = sorted(set(train.y))
         models[part] = _fit(classifier, train, np.ones(len(train.y), bool), classes, n_jobs), classes
     return Identifier(config, models)
@@ -496,7 +498,7 @@ def prediction_set_coverage(observables, config: FeatureConfig, classifier: str,
     # variants are, and a network gets the threshold of the model that names it.
     calibrations = {}
     for part, (_, classes) in everything.models.items():
-        train = build_features(copies, **everything.features_of(part).options())
+        train = build_features(copies, **config.model_features()[part].options())
         make_model = functools.partial(make_classifier, classifier, n_jobs, 0, n_points=train.n_points,
                                        n_static=train.n_static)
         calibrations[part] = cross_fitted_calibration(train, classes, schedules, make_model, coverage, folds,

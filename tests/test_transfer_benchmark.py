@@ -243,9 +243,15 @@ def test_the_shipped_identifier_is_scored_on_foreign_conv_nets_whole_and_cut_as_
     shipped_identifier.main(["--foreign", str(tmp_path / "conv")])
     result = json.loads((tmp_path / "results/shipped_identifier.json").read_text())
     rows = {(row["cut"], row["measures"]): row for row in result["rows"]}
-    # Each cut meets the model lrid identify would pick for it: whole networks the whole-network models,
-    # layers placed in their networks the partial ones.
-    assert rows["whole", "weight,act,actchange"]["variant"] == "weight,act,actchange"
+    # Each cut meets the model lrid identify would pick for it: whole networks the whole-network models (with
+    # the update reach where the readout reads one position of an 8x8 digit strided down to 1x1, since the
+    # recordings do not say how they flattened), layers placed in their networks the partial ones.
+    strides = pd.read_csv(tmp_path / "conv" / "labels.csv")["strides"]
+    one_position = int(sum(np.prod([int(s) for s in str(value).split("-")]) >= 8 for value in strides))
+    named_by = {"weight,act,actchange,reach": one_position, "weight,act,actchange": 2 - one_position}
+    expected = [f"{variant} for {n} run{'s' if n > 1 else ''}" for variant, n in named_by.items() if n]
+    assert rows["whole", "weight,act,actchange"]["variant"] == (
+        "; ".join(expected) if len(expected) > 1 else next(v for v, n in named_by.items() if n))
     assert rows["whole", "act"]["variant"] == "act"
     assert rows["hidden", "weight,act"]["variant"] == "partial:weight,act"
     assert rows["hidden 1 alone", "act"]["variant"] == "partial:act"
@@ -256,6 +262,14 @@ def test_the_shipped_identifier_is_scored_on_foreign_conv_nets_whole_and_cut_as_
     whole = rows["whole", "weight,act"]
     assert whole["named_right"] == pytest.approx(np.mean(list(whole["recall"].values())))  # one network per rule
     assert "The shipped identifier on foreign networks" in capsys.readouterr().out
+    # Read as saying they flattened their maps channels-last (as benchmarks/foreign does), every readout has a
+    # reach, and every network is named with it.
+    shipped_identifier.main(["--foreign", str(tmp_path / "conv"), "--flatten", "channels_last"])
+    result = json.loads((tmp_path / "results/shipped_identifier.json").read_text())
+    rows = {(row["cut"], row["measures"]): row for row in result["rows"]}
+    assert result["flatten"] == "channels_last"
+    assert rows["whole", "weight,act,actchange"]["variant"] == "weight,act,actchange,reach"
+    assert rows["hidden", "weight,act"]["variant"] == "partial:weight,act"
 
 
 def test_with_the_reach_a_network_is_named_by_the_model_its_recording_can_feed(tiny_store):
