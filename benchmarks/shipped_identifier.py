@@ -65,7 +65,8 @@ def cut_observables(directories: list[Path], flatten: str | None = None
         labels = learned_networks(pd.read_csv(directory / "labels.csv").set_index("run"), directory.name)
         for run, rule in labels["rule"].items():
             (recording,) = load_recordings(directory / f"{run}.npz")
-            recording.flatten = flatten if flatten is not None else recording.flatten
+            if flatten is not None:
+                recording.flatten = flatten
             truth[recording.run] = rule
             architectures[recording_arch(recording)] += 1
             for cut, kept in cuts(list(recording.layers)).items():
