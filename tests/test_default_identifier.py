@@ -477,6 +477,8 @@ def test_foreign_conv_figures_are_quoted_on_the_card_and_told_to_a_recording_wit
              "paper_among_four": 0.7, "sets_held": 0.85, "mean_set_size": 2.2}
             for variant, named in (("weight,act,actchange", 0.64), ("weight,act", 0.65), ("act", 0.55))]
     rows.append({**rows[0], "cut": "hidden", "variant": "partial:weight,act"})  # cuts are not quoted
+    # Conv nets named partly by a variant's reach twin are quoted by the measures they carry.
+    rows[0]["variant"] = "weight,act,actchange,reach for 53 runs; weight,act,actchange for 147 runs"
     results = tmp_path / "shipped_identifier.json"
     results.write_text(json.dumps({"sets": ["a", "b"], "architectures": {"dense": 200}, "rows": rows}))
     with pytest.raises(LridError, match="measurement on conv nets alone"):  # MLPs' figures are the card's own
@@ -495,6 +497,7 @@ def test_foreign_conv_figures_are_quoted_on_the_card_and_told_to_a_recording_wit
     note = conv_note("weight,act", quoted, 3)
     assert "this input has 3 networks with conv layers" in note and "named 0.65 correctly (0.70 among sgdm" in note
     assert "held the true rule for 0.85 of them" in note
+    assert "named 0.64 correctly" in conv_note("weight,act,actchange,reach", quoted, 1)
     assert conv_note("weight,act", quoted, 0) is None and conv_note("partial:act", quoted, 3) is None
     assert conv_note("weight,act", card, 3) is None  # a card without the measurement says nothing
 

@@ -71,7 +71,8 @@ PARTIAL_VARIANTS = tuple(f"{PARTIAL}:{measures}" for measures in ("weight,act", 
 # any other by the variant without: the reach of a conv readout over several positions, or one whose flatten
 # order a recording does not say, is unlike any the zoo's conv nets (one position) showed, and no model is
 # shown a value it never met (benchmarks/update_reach.py, README "Update reach").
-REACH_VARIANTS = tuple(f"{variant},reach" for variant in VARIANTS if "weight" in variant.split(","))
+REACH_SUFFIX = ",reach"
+REACH_VARIANTS = tuple(variant + REACH_SUFFIX for variant in VARIANTS if "weight" in variant.split(","))
 
 
 def measures_of(variant: str) -> str:
@@ -170,9 +171,9 @@ def identify_default(
     for part in parts:
         variant = variant_for(part, available)
         by_variant = {variant: part}
-        if f"{variant},reach" in available:
+        if variant + REACH_SUFFIX in available:
             reached = part["run_id"].map(top_reach_present(part))
-            by_variant = {f"{variant},reach": part[reached], variant: part[~reached]}
+            by_variant = {variant + REACH_SUFFIX: part[reached], variant: part[~reached]}
         for name, runs in by_variant.items():
             if len(runs):
                 named.append(identify(model_path(name, directory), runs, candidates=candidates).assign(variant=name))
@@ -352,7 +353,11 @@ def quote_foreign_conv(directory: Path, results_path: Path) -> dict:
     card["foreign_conv"] = {
         "sets": len(results.get("sets", [])),
         "finished_at": results.get("finished_at"),
-        "by_variant": {row["variant"]: {name: row[name] for name in _CONV_MEASURES} for row in whole},
+        # By the measures a recording carries: the conv nets of one measurement may be named by a variant and
+        # by its reach twin (the row's variant then says how many each), and lrid identify quotes them for either.
+        "by_variant": {
+            row.get("measures", row["variant"]): {name: row[name] for name in _CONV_MEASURES} for row in whole
+        },
     }
     (directory / "card.json").write_text(json.dumps(card, indent=2))
     return card
@@ -362,7 +367,7 @@ def conv_note(variant: str, card: dict, conv_runs: int) -> str | None:
     """One line for an input of which ``conv_runs`` networks have conv layers: what ``variant`` did on foreign
     conv nets (the card's other figures come from MLPs), where the card quotes it."""
     conv = card.get("foreign_conv") or {}
-    measured = (conv.get("by_variant") or {}).get(variant)
+    measured = (conv.get("by_variant") or {}).get(variant.removesuffix(REACH_SUFFIX))
     if not conv_runs or measured is None:
         return None
     among = measured.get("paper_among_four")
