@@ -38,8 +38,11 @@ def run_cases(workload, rule: str):
     def run(points):
         def case():
             result = train_run(workload.run_spec(rule, points=points))
-            if result.manifest["status"] != "complete":
-                raise RuntimeError(f"benchmark run did not complete: {result.manifest.get('error')}")
+            # A run that trained to the end without learning (collapsed: the KNet on random CIFAR-shaped data)
+            # costs what a learning one does, which is all this measures.
+            if result.manifest["status"] not in ("complete", "collapsed"):
+                raise RuntimeError(f"benchmark run did not complete: {result.manifest['status']}, "
+                                   f"{result.manifest.get('error')}")
         return case
 
     return {"run, 21 points": run(21), "run, 2 points": run(2)}
