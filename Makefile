@@ -53,7 +53,7 @@ default-identifier: install
 	$(BIN)/lrid generate pipelines/zoo.yaml --store $(ZOO)
 	$(BIN)/lrid generate pipelines/zoo_activations.yaml --store $(ZOO)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python benchmarks/transfer.py --store $(ZOO) --sweep $(ZOO_SWEEPS) --classifiers xgb --configs 8 --reach \
-		--zoo-draws 5 --zoo-draw-runs 969
+		--zoo-draws 5 --zoo-draw-runs 969 --fit-seeds 1,2,3
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/build_default_identifier.py --store $(ZOO) --sweep $(ZOO_SWEEPS) --classifier xgb
 
 clean:

@@ -190,17 +190,20 @@ def load_zoo(location: str, sweep: str | None = None):
         manifests = [m for m in manifests if m["run_id"] in runs]
         observables = observables[observables["run_id"].isin(runs)]
         print(f"zoo: {len(manifests)} complete runs of the {len(runs)} that {sweep} expands to")
+    if not manifests:
+        raise LridError(f"{location} holds no complete runs{' of ' + sweep if sweep else ''}; generate the zoo into it "
+                        "first (--generate, or make default-identifier)")
     metadata = run_metadata(manifests).set_index("run_id")
     for factor, level_of in FACTORS.items():
         metadata[f"factor.{factor}"] = level_of(metadata)
     return observables, metadata
 
 
-def _fit(name: str, features, train: np.ndarray, classes: list[str], n_jobs: int):
+def _fit(name: str, features, train: np.ndarray, classes: list[str], n_jobs: int, seed: int = 0):
     from lrid.identify.classifiers import make_classifier
 
     labels = np.array([classes.index(rule) for rule in features.y[train]])
-    model = make_classifier(name, n_jobs, 0, n_points=features.n_points, n_static=features.n_static)
+    model = make_classifier(name, n_jobs, seed, n_points=features.n_points, n_static=features.n_static)
     return model.fit(features.X[train], labels)
 
 
@@ -382,9 +385,10 @@ class Identifier:
         return pd.concat(named).loc[parts.index]
 
 
-def _fit_all(observables, config: FeatureConfig, classifier: str, n_jobs: int, schedules=()) -> Identifier:
+def _fit_all(observables, config: FeatureConfig, classifier: str, n_jobs: int, schedules=(), seed: int = 0
+             ) -> Identifier:
     """An identifier trained on all of ``observables`` and on their runs re-recorded at each checkpoint
-    schedule of ``schedules`` (as the default identifier is)."""
+    schedule of ``schedules`` (as the default identifier is), the classifier seeded with ``seed``."""
     from lrid.identify.features import build_features
     from lrid.identify.schedules import rerecorded
 
@@ -393,7 +397,7 @@ def _fit_all(observables, config: FeatureConfig, classifier: str, n_jobs: int, s
     for part, features in config.model_features().items():
         train = build_features(copies, **features.options())
         classes = sorted(set(train.y))
-        models[part] = _fit(classifier, train, np.ones(len(train.y), bool), classes, n_jobs), classes
+        models[part] = _fit(classifier, train, np.ones(len(train.y), bool), classes, n_jobs, seed), classes
     return Identifier(config, models)
 
 
@@ -412,7 +416,7 @@ def _among_paper_rules(every_rule: pd.DataFrame) -> pd.DataFrame:
 
 
 def foreign_predictions(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet],
-                        n_jobs: int, schedules=(), everything=None) -> dict[str, pd.DataFrame]:
+                        n_jobs: int, schedules=(), everything=None, seed: int = 0) -> dict[str, pd.DataFrame]:
     """For each foreign set, its networks' rules as named three ways, one column each, indexed by network:
 
     * ``all``: the identifier trained on every rule of the zoo (what ``lrid identify`` answers);
@@ -421,12 +425,13 @@ def foreign_predictions(observables, config: FeatureConfig, classifier: str, for
     * ``paper identifier``: an identifier trained on the paper's four rules only, the setting of the
       held-out levels' "paper 4" rows.
 
-    Each identifier is fitted once (on ``schedules`` too, as :func:`_fit_all`) and names every set;
-    ``everything``, the all-rule identifier's :func:`_fit_all` if the caller has it already, is not refitted.
+    Each identifier is fitted once (on ``schedules`` too, as :func:`_fit_all`, with the classifier's ``seed``)
+    and names every set; ``everything``, the all-rule identifier's :func:`_fit_all` if the caller has it
+    already, is not refitted.
     """
     if everything is None:
-        everything = _fit_all(observables, config, classifier, n_jobs, schedules)
-    paper = _fit_all(_restrict(observables, PAPER_RULES), config, classifier, n_jobs, schedules)
+        everything = _fit_all(observables, config, classifier, n_jobs, schedules, seed)
+    paper = _fit_all(_restrict(observables, PAPER_RULES), config, classifier, n_jobs, schedules, seed)
     named = {}
     for foreign_set in foreign_sets:
         every_rule = everything.probabilities(foreign_set.recordings, foreign_set.features)
@@ -723,23 +728,42 @@ def zoo_draws(observables, metadata: pd.DataFrame, config: FeatureConfig, classi
         print(f"zoo draw {draw + 1} of {draws} ({len(kept)} runs): foreign accuracy "
               + ", ".join(f"{row['set']} {row['accuracy_all']:.3f}" for row in per_set), flush=True)
 
-    def spread(rows: list[dict]) -> dict:
-        summary = {}
-        for measure in FOREIGN_MEASURES:
-            values = [row[measure] for row in rows if row[measure] is not None]
-            if values:
-                summary[measure] = {"mean": float(np.mean(values)),
-                                    "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
-                                    "min": float(np.min(values)), "max": float(np.max(values))}
-        return summary
-
     # A draw's score is its mean over the sets, so the spread is the draws' and not the sets' differences.
     draw_means = [{"draw": draw, **mean_over_sets([row for row in results if row["draw"] == draw])} for draw in range(draws)]
     return {"classifier": classifier, "draws": draws, "fraction": fraction, "runs": results[0]["runs"] if results else 0,
             "sets": [foreign_set.name for foreign_set in foreign_sets], "results": results,
-            "spread": spread(draw_means),
-            "spread_by_set": {foreign_set.name: spread([row for row in results if row["set"] == foreign_set.name])
+            "spread": _spread(draw_means),
+            "spread_by_set": {foreign_set.name: _spread([row for row in results if row["set"] == foreign_set.name])
                               for foreign_set in foreign_sets}}
+
+
+def _spread(rows: list[dict]) -> dict:
+    """Each foreign measure's mean, s.d., min and max over ``rows``."""
+    summary = {}
+    for measure in FOREIGN_MEASURES:
+        values = [row[measure] for row in rows if row[measure] is not None]
+        if values:
+            summary[measure] = {"mean": float(np.mean(values)),
+                                "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                                "min": float(np.min(values)), "max": float(np.max(values))}
+    return summary
+
+
+def fit_seeds(observables, config: FeatureConfig, classifier: str, foreign_sets: list[ForeignSet], seeds: list[int],
+              n_jobs: int, schedules=()) -> dict:
+    """Foreign accuracy of the whole-zoo identifiers fitted with each classifier seed of ``seeds``, as the foreign
+    table's are with seed 0: how much of one fit's score is that fit's luck. Each seed's score is its mean over
+    the sets; ``spread`` is over the seeds."""
+    results = []
+    for seed in seeds:
+        named = foreign_predictions(observables, config, classifier, foreign_sets, n_jobs, schedules, seed=seed)
+        results += [{"seed": seed, "set": foreign_set.name, **foreign_accuracies(named[foreign_set.name], foreign_set.labels)}
+                    for foreign_set in foreign_sets]
+        print(f"fit seed {seed}: foreign accuracy " + ", ".join(f"{row['set']} {row['accuracy_all']:.3f}"
+                                                                for row in results if row["seed"] == seed), flush=True)
+    seed_means = [{"seed": seed, **mean_over_sets([row for row in results if row["seed"] == seed])} for seed in seeds]
+    return {"classifier": classifier, "seeds": list(seeds), "results": results, "seed_means": seed_means,
+            "spread": _spread(seed_means)}
 
 
 def main() -> None:
@@ -768,6 +792,9 @@ def main() -> None:
                         "fraction, to compare zoo designs at equal size")
     parser.add_argument("--schedules", default=",".join(DEFAULT_SCHEDULES), help="checkpoint schedules every zoo run is "
                         "also trained on (lrid.identify.schedules; default: the default identifier's; '' for none)")
+    parser.add_argument("--fit-seeds", default="", help="classifier seeds (comma-separated) whose whole-zoo identifiers "
+                        "also name the foreign sets, for the spread of one fit's foreign accuracy (seed 0 is the foreign "
+                        "table's; default: none)")
     parser.add_argument("--reach", action="store_true", help="name runs as the default identifier built with --reach "
                         "does: a run with an update reach under its readout by a second identifier that also reads it "
                         "(the store must have recorded it; the zoo's own runs all have it)")
@@ -789,7 +816,10 @@ def main() -> None:
 
         for path in (args.sweep or ZOO_SWEEPS).split(","):
             generate(load_sweep(path), args.store, executor=make_executor("process"))
-    observables, metadata = load_zoo(args.store, sweep=args.sweep)
+    try:
+        observables, metadata = load_zoo(args.store, sweep=args.sweep)
+    except LridError as error:
+        raise SystemExit(f"transfer: {error}") from None
     classifiers = args.classifiers.split(",")[:1] if args.quick else args.classifiers.split(",")
     factors = ["width", "activation", "batch_size"] if args.quick else list(FACTORS)
     configs = [CONFIGS[int(i)] for i in args.configs.split(",")] if args.configs else CONFIGS
@@ -900,6 +930,15 @@ def main() -> None:
                     f"Foreign accuracy over {args.zoo_draws} zoo draws of {draws['runs']} runs ({classifiers[0]}, "
                     f"each draw's mean over {len(foreign_sets)} foreign set(s))")
 
+    seeded = None
+    if args.fit_seeds and not args.quick:
+        seeded = fit_seeds(observables, chosen, classifiers[0], foreign_sets, [int(seed) for seed in args.fit_seeds.split(",")],
+                           args.jobs, schedules)
+        print_table([{"measure": measure, **values} for measure, values in seeded["spread"].items()],
+                    ["measure", "mean", "sd", "min", "max"],
+                    f"Foreign accuracy over classifier seeds {args.fit_seeds} ({classifiers[0]}, whole zoo, each seed's mean "
+                    f"over {len(foreign_sets)} foreign set(s))")
+
     paper_levels = [row["run_accuracy"] for row in matrix if row["rules"] == "paper 4" and row["classifier"] == classifiers[0]]
     over_sets = f", mean of {len(foreign_sets)} sets" if len(foreign_sets) > 1 else ""
     targets = [
@@ -931,7 +970,7 @@ def main() -> None:
         "foreign": {"directories": [str(directory) for directory in directories], "per_rule": foreign_rows,
                     "summary": foreign_summary, "mean_over_sets": foreign_mean, "confidence": confidence, "by_schedule": schedule_rows,
                     "by_layers": layer_rows, "prediction_sets": set_rows,
-                    "zoo_draws": draws}, "targets": targets,
+                    "zoo_draws": draws, "fit_seeds": seeded}, "targets": targets,
     }, load_before, quick=args.quick)
 
 

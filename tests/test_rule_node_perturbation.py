@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from lrid.config import ModelSpec, RunSpec
-from lrid.models import build_model, build_network
+from lrid.models import build_network
 from lrid.models.base import MeasuredModel
 from lrid.models.layers import FeedbackConv2D, FeedbackDense, scheme_std
 from lrid.models.mlp import MLP

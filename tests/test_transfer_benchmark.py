@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.transfer import FACTORS
+from lrid.errors import LridError
 
 
 def _metadata() -> pd.DataFrame:
@@ -311,3 +312,31 @@ def test_with_the_reach_a_network_is_named_by_the_model_its_recording_can_feed(t
     # Every network has 6 points: one calibration would give both sets the same threshold.
     assert as_recorded["reached"]["threshold"] != as_recorded["unreached"]["threshold"]
     assert 0.0 <= as_recorded["pooled"]["coverage"] <= 1.0
+
+
+def test_foreign_accuracy_is_also_measured_over_classifier_seeds(tiny_store):
+    """One fit's foreign score carries that fit's luck: identifiers fitted with other seeds name the same sets,
+    seed 0 exactly as the foreign table does, and the spread is over the seeds' means."""
+    from benchmarks.transfer import CONFIGS, ForeignSet, fit_seeds, foreign, load_zoo
+
+    observables, metadata = load_zoo(str(tiny_store))
+    sets = [ForeignSet(name, metadata.loc[runs, ["rule"]].assign(final_test_accuracy=1.0),
+                       observables[observables["run_id"].isin(runs)], 0.0)
+            for name, runs in (("first", metadata.index[::2]), ("second", metadata.index[1::2]))]
+    seeded = fit_seeds(observables, CONFIGS[3], "rf", sets, [0, 1, 2], 1)
+    assert [(row["seed"], row["set"]) for row in seeded["results"]] == [
+        (seed, name) for seed in (0, 1, 2) for name in ("first", "second")]
+    summaries = foreign(observables, CONFIGS[3], "rf", sets, 1)[1]
+    assert [row["accuracy_all"] for row in seeded["results"][:2]] == [row["accuracy_all"] for row in summaries]
+    means = [row["accuracy_all"] for row in seeded["seed_means"]]
+    assert means == [np.mean([row["accuracy_all"] for row in seeded["results"] if row["seed"] == seed]) for seed in (0, 1, 2)]
+    spread = seeded["spread"]["accuracy_all"]
+    assert spread["mean"] == pytest.approx(np.mean(means)) and spread["sd"] == pytest.approx(np.std(means, ddof=1))
+    assert spread["min"] == min(means) and spread["max"] == max(means)
+
+
+def test_a_store_without_runs_is_refused_in_one_line(tmp_path):
+    from benchmarks.transfer import load_zoo
+
+    with pytest.raises(LridError, match="holds no complete runs; generate the zoo into it first"):
+        load_zoo(str(tmp_path / "empty"))
