@@ -76,7 +76,9 @@ def built(tiny_store, tmp_path_factory):
                      ("linear", "act", "single:0", "+ hidden,single", 0.35))]
     foreign = {"confidence": bands, "summary": [{"classifier": "linear", "networks": 10, "accuracy_all": 0.7, "accuracy_paper_rules": 0.5,
                             "accuracy_paper_candidates": 0.75}], "zoo_draws": draws, "by_schedule": by_schedule,
-               "prediction_sets": sets, "by_layers": at_layers}
+               "prediction_sets": sets, "by_layers": at_layers,
+               "fit_seeds": {"classifier": "linear", "seeds": [1, 2],
+                             "spread": {"accuracy_all": {"mean": 0.68, "sd": 0.02, "min": 0.66, "max": 0.7}}}}
     transfer.write_text(json.dumps({"quick": False, "finished_at": "2026-11-26T00:00:00Z", "chosen_features": "x",
                                     "schedules": ["even4", "log3"],
                                     "targets": [{"target": "foreign sgdm/adam/fa/ia >= 0.95", "measured": 0.5}],
@@ -162,6 +164,8 @@ def test_build_writes_every_variant_and_a_card(built, tiny_store):
     assert card["training"]["schedules"] == ["even4", "log3"] and "re-recorded at the checkpoint schedules even4, log3" in text
     assert "re-recorded at fewer checkpoints, named right over all rules: even4 0.65; log4 0.70; even3 0.60" in text
     assert "3 random zoos of 0.67 of its runs" in text and "all rules 0.55-0.65" in text and "fa,ia 0.60-0.80" in text
+    # The same zoo fitted with other classifier seeds: the spread one fit's score sits in.
+    assert "fitted with classifier seeds 1, 2 instead of this build's, foreign accuracy ranged: all rules 0.66-0.70" in text
     assert "0.70 of foreign networks" in reliability_note(card)
     assert "among sgdm, adam, fa and ia, 0.75 of foreign" in reliability_note(card, ["ia", "sgdm", "fa", "adam"])
     assert "0.70 of foreign networks" in reliability_note(card, ["sgdm", "adam"])  # not measured: the overall figure

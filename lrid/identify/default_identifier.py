@@ -445,6 +445,7 @@ def _transfer_summary(path: Path | None, classifier: str, options: dict, schedul
     # The targets are judged with one classifier: quote them only if it is this identifier's.
     targets = result.get("targets") if result.get("targets_classifier") in (None, classifier) else None
     draws = foreign.get("zoo_draws") or {}
+    seeded = foreign.get("fit_seeds") or {}
     return {
         "benchmark": "benchmarks/transfer.py",
         "finished_at": result.get("finished_at"),
@@ -467,6 +468,10 @@ def _transfer_summary(path: Path | None, classifier: str, options: dict, schedul
         ],
         "zoo_draws": {key: draws[key] for key in ("draws", "fraction", "runs", "spread") if key in draws}
         if draws.get("classifier") == classifier
+        else None,
+        # The same zoo's identifiers fitted with other classifier seeds: how much of the foreign score is this fit's.
+        "fit_seeds": {key: seeded[key] for key in ("seeds", "spread") if key in seeded}
+        if seeded.get("classifier") == classifier
         else None,
     }
 
@@ -798,6 +803,17 @@ def describe_card(card: dict) -> list[str]:
                 + "; ".join(
                     f"{_DRAW_MEASURES[name]} {value['min']:.2f}-{value['max']:.2f}"
                     for name, value in draws["spread"].items()
+                    if name in _DRAW_MEASURES
+                )
+            )
+        seeded = transfer.get("fit_seeds")
+        if seeded:
+            lines.append(
+                f"  fitted with classifier seeds {', '.join(map(str, seeded['seeds']))} instead of this build's, foreign "
+                f"accuracy{' (mean over the sets)' if len(transfer.get('foreign') or []) > 1 else ''} ranged: "
+                + "; ".join(
+                    f"{_DRAW_MEASURES[name]} {value['min']:.2f}-{value['max']:.2f}"
+                    for name, value in seeded["spread"].items()
                     if name in _DRAW_MEASURES
                 )
             )
