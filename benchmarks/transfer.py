@@ -368,12 +368,13 @@ class Identifier:
         present = top_reach_present(recordings) if "reach" in self.models else pd.Series(False, index=recordings["run_id"].unique())
         return present.map({True: "reach", False: "plain"})
 
-    def probabilities(self, recordings: pd.DataFrame, features=None) -> pd.DataFrame:
+    def probabilities(self, recordings: pd.DataFrame, features=None, parts: pd.Series | None = None) -> pd.DataFrame:
         """Each run's probability per rule, indexed by run id. ``features``, a config -> features function for
-        these recordings (:meth:`ForeignSet.features`), saves building them."""
+        these recordings (:meth:`ForeignSet.features`), saves building them; ``parts``, :meth:`parts` if the
+        caller has it already."""
         from lrid.identify.features import build_features
 
-        parts = self.parts(recordings)
+        parts = self.parts(recordings) if parts is None else parts
         named = []
         for part, runs in parts.groupby(parts).groups.items():
             config = self.config.model_features()[part]
@@ -524,12 +525,13 @@ def prediction_set_coverage(observables, config: FeatureConfig, classifier: str,
                 recordings, features = foreign_set.recordings, foreign_set.features
             else:
                 recordings, features = at_schedule(foreign_set.recordings, schedule), None
-            every_rule = everything.probabilities(recordings, features)
+            named_by = everything.parts(recordings)
+            every_rule = everything.probabilities(recordings, features, named_by)
             truth = foreign_set.labels.loc[every_rule.index, "rule"]
             # Each network's threshold by its model and the checkpoints it was recorded at, as lrid identify
             # chooses it.
             points = points_per_run(recordings).reindex(every_rule.index)
-            parts = everything.parts(recordings).reindex(every_rule.index)
+            parts = named_by.reindex(every_rule.index)
             thresholds = pd.Series(np.nan, index=every_rule.index)
             for part, calibration in calibrations.items():
                 thresholds[parts == part] = thresholds_for(calibration, points[parts == part].to_numpy())

@@ -53,6 +53,18 @@ def check_flatten(flatten: str | None) -> None:
         raise LridError(f"unknown flatten order {flatten!r}; choose {' or '.join(FLATTEN_ORDERS)}, or leave it unsaid")
 
 
+def _check_reads(shape: tuple[int, ...], units: int) -> bool:
+    """Whether a kernel of ``shape`` is a conv kernel reading a layer of ``units`` outputs (False: a dense one);
+    a one-line error if it cannot read them."""
+    conv, dense = len(shape) == 4 and shape[2] == units, len(shape) == 2
+    if not (conv or (dense and shape[0] % units == 0)):
+        raise LridError(
+            f"a kernel of shape {tuple(shape)} cannot read a layer of {units} output units; give the kernels "
+            "in depth order, dense as [inputs, outputs] and conv as [height, width, inputs, outputs]"
+        )
+    return conv
+
+
 def read_gram(kernel_above: np.ndarray, units: int, flatten: str | None = None) -> np.ndarray | None:
     """The [units, units] Gram of what ``kernel_above`` reads from a layer of ``units`` outputs, or None.
 
@@ -62,12 +74,7 @@ def read_gram(kernel_above: np.ndarray, units: int, flatten: str | None = None) 
     order ``flatten`` names (:data:`FLATTEN_ORDERS`), and gives None when it names none (see the module notes).
     """
     check_flatten(flatten)
-    conv, dense = kernel_above.ndim == 4 and kernel_above.shape[2] == units, kernel_above.ndim == 2
-    if not (conv or (dense and kernel_above.shape[0] % units == 0)):
-        raise LridError(
-            f"a kernel of shape {kernel_above.shape} cannot read a layer of {units} output units; give the kernels "
-            "in depth order, dense as [inputs, outputs] and conv as [height, width, inputs, outputs]"
-        )
+    conv = _check_reads(kernel_above.shape, units)
     outputs = kernel_above.shape[-1]
     if conv or kernel_above.shape[0] == units or flatten == "channels_last":
         # Taps of a conv kernel, positions of a map flattened channel fastest, or a dense kernel's one block.
@@ -161,8 +168,9 @@ def update_reach(kernels: Sequence[np.ndarray], flatten: str | None = None) -> n
     steps = {len(k) for k in kernels}
     if len(steps) != 1 or steps.pop() < 2:
         raise LridError("update reach needs every kernel at the same two or more checkpoints")
+    check_flatten(flatten)
     for kernel, above in zip(kernels[:-1], kernels[1:]):
-        read_gram(np.asarray(above[0]), np.shape(kernel)[-1], flatten)  # a one-line error unless they chain
+        _check_reads(np.shape(above)[1:], np.shape(kernel)[-1])  # a one-line error unless they chain
     intervals = [
         checkpoint_reach([k[step] for k in kernels], [k[step + 1] for k in kernels], flatten=flatten)[:-1]
         for step in range(len(kernels[0]) - 1)
